@@ -1,0 +1,506 @@
+package schema
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/invopop/jsonschema"
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the whole changecast configuration file. Load reads it; the zero
+// values of optional fields are replaced by the defaults documented on each
+// field (ApplyDefaults), and Validate reports every problem with the path of
+// the field that holds it.
+type Config struct {
+	Source   Source    `yaml:"source" json:"source" jsonschema:"required" jsonschema_description:"Where changes come from: exactly one of postgres or cosmos."`
+	Lease    Lease     `yaml:"lease,omitempty" json:"lease,omitempty" jsonschema_description:"Where stream positions (checkpoints) and ownership are kept."`
+	Mappings []Mapping `yaml:"mappings" json:"mappings" jsonschema:"required,minItems=1" jsonschema_description:"Which collections go to which hub, group or user."`
+	Publish  Publish   `yaml:"publish,omitempty" json:"publish,omitempty" jsonschema_description:"Where batches of changes are sent."`
+	Hub      Hub       `yaml:"hub,omitempty" json:"hub,omitempty" jsonschema_description:"The built-in SignalR-compatible hub (publish.target: hub)."`
+	Server   Server    `yaml:"server,omitempty" json:"server,omitempty" jsonschema_description:"The operations endpoint: /healthz, /readyz, /metrics."`
+}
+
+// Source names the change feed. Exactly one of its members is set.
+type Source struct {
+	Postgres *PostgresSource `yaml:"postgres,omitempty" json:"postgres,omitempty"`
+	Cosmos   *CosmosSource   `yaml:"cosmos,omitempty" json:"cosmos,omitempty"`
+}
+
+// PostgresSource reads a PostgreSQL database through logical replication
+// (pgoutput) from a permanent slot.
+type PostgresSource struct {
+	URL         string   `yaml:"url" json:"url" jsonschema:"required" jsonschema_description:"libpq URL or key=value string of the database to read."`
+	Slot        string   `yaml:"slot,omitempty" json:"slot,omitempty" jsonschema_description:"Replication slot name; created (permanent, pgoutput) when missing. Default changecast."`
+	Publication string   `yaml:"publication,omitempty" json:"publication,omitempty" jsonschema_description:"Publication name; created for tables when missing. Default changecast."`
+	Tables      []string `yaml:"tables" json:"tables" jsonschema:"required,minItems=1" jsonschema_description:"Schema-qualified tables to stream, e.g. public.orders."`
+	// Heartbeat is how often a non-transactional logical message is
+	// written so a quiet publication still gets an LSN to confirm.
+	Heartbeat Duration `yaml:"heartbeat,omitempty" json:"heartbeat,omitempty" jsonschema_description:"Interval of heartbeat messages that keep the slot advancing while the published tables are quiet. Default 10s; 0 keeps the default, negative disables."`
+	// StatusInterval is how often a standby status update is sent; it must
+	// be well inside the server's wal_sender_timeout (60 s by default).
+	StatusInterval Duration `yaml:"statusInterval,omitempty" json:"statusInterval,omitempty" jsonschema_description:"Interval of standby status updates (flush LSN). Default 5s."`
+}
+
+// CosmosSource reads an Azure Cosmos DB container's change feed.
+type CosmosSource struct {
+	Endpoint     string   `yaml:"endpoint" json:"endpoint" jsonschema:"required"`
+	Key          string   `yaml:"key,omitempty" json:"key,omitempty" jsonschema_description:"Account key; leave empty with credential: azure."`
+	Credential   string   `yaml:"credential,omitempty" json:"credential,omitempty" jsonschema:"enum=,enum=key,enum=azure" jsonschema_description:"key (default when key is set) or azure (DefaultAzureCredential)."`
+	Database     string   `yaml:"database" json:"database" jsonschema:"required"`
+	Container    string   `yaml:"container" json:"container" jsonschema:"required"`
+	StartFrom    string   `yaml:"startFrom,omitempty" json:"startFrom,omitempty" jsonschema_description:"beginning, now (default) or an RFC 3339 time; used only when no lease exists yet."`
+	PollInterval Duration `yaml:"pollInterval,omitempty" json:"pollInterval,omitempty" jsonschema_description:"Sleep after an empty read. Default 1s."`
+	MaxItems     int      `yaml:"maxItems,omitempty" json:"maxItems,omitempty" jsonschema_description:"Page size of change feed reads. Default 100."`
+	DeleteField  string   `yaml:"deleteField,omitempty" json:"deleteField,omitempty" jsonschema_description:"JSON Pointer of a soft-delete flag; a document where it is true becomes op delete. Example /_deleted."`
+}
+
+// Lease says where checkpoints and ownership live.
+type Lease struct {
+	Store     string       `yaml:"store,omitempty" json:"store,omitempty" jsonschema:"enum=memory,enum=postgres,enum=cosmos" jsonschema_description:"memory (default, one node), postgres or cosmos."`
+	Processor string       `yaml:"processor,omitempty" json:"processor,omitempty" jsonschema_description:"Lease prefix: one processor name is one consumer group. Default changecast."`
+	Cosmos    *CosmosLease `yaml:"cosmos,omitempty" json:"cosmos,omitempty"`
+	Postgres  *PgLease     `yaml:"postgres,omitempty" json:"postgres,omitempty"`
+}
+
+// CosmosLease is a lease container in Cosmos DB, partitioned on /id.
+type CosmosLease struct {
+	Database        string `yaml:"database" json:"database"`
+	Container       string `yaml:"container" json:"container"`
+	CreateIfMissing bool   `yaml:"createIfMissing,omitempty" json:"createIfMissing,omitempty"`
+}
+
+// PgLease is a lease table in PostgreSQL.
+type PgLease struct {
+	URL   string `yaml:"url,omitempty" json:"url,omitempty" jsonschema_description:"Database holding the lease table; default the postgres source's url."`
+	Table string `yaml:"table,omitempty" json:"table,omitempty" jsonschema_description:"Default changecast_leases."`
+}
+
+// Mapping routes one collection (a table, or a Cosmos container) to a hub,
+// optionally to a group or a user derived from the document.
+type Mapping struct {
+	Collection string   `yaml:"collection" json:"collection" jsonschema:"required" jsonschema_description:"Table (schema.table) or Cosmos container name."`
+	Hub        string   `yaml:"hub" json:"hub" jsonschema:"required"`
+	Group      string   `yaml:"group,omitempty" json:"group,omitempty" jsonschema_description:"Group name template; {/json/pointer} is replaced by that document field."`
+	User       string   `yaml:"user,omitempty" json:"user,omitempty" jsonschema_description:"User id template, like group."`
+	Target     string   `yaml:"target,omitempty" json:"target,omitempty" jsonschema_description:"SignalR method the client handles. Default changes."`
+	Key        []string `yaml:"key,omitempty" json:"key,omitempty" jsonschema_description:"JSON Pointers of the document id; default the table's primary key (Cosmos: /id)."`
+	Include    []string `yaml:"include,omitempty" json:"include,omitempty" jsonschema_description:"Only these JSON Pointers are sent."`
+	Exclude    []string `yaml:"exclude,omitempty" json:"exclude,omitempty" jsonschema_description:"These JSON Pointers are never sent."`
+}
+
+// Publish is where batches go and how they are cut.
+type Publish struct {
+	Target      string  `yaml:"target,omitempty" json:"target,omitempty" jsonschema:"enum=stdout,enum=hub,enum=signalr" jsonschema_description:"stdout (default), hub (built-in) or signalr (Azure SignalR Service)."`
+	Batch       Batch   `yaml:"batch,omitempty" json:"batch,omitempty"`
+	Parallelism int     `yaml:"parallelism,omitempty" json:"parallelism,omitempty" jsonschema_description:"Batches in flight at once across targets (one per target). Default 8."`
+	SignalR     SignalR `yaml:"signalr,omitempty" json:"signalr,omitempty"`
+	// MaxPending bounds the changes read but not yet published; reading
+	// pauses above it so memory stays bounded when the target is down.
+	MaxPending int `yaml:"maxPending,omitempty" json:"maxPending,omitempty" jsonschema_description:"Changes read but not yet published before reading pauses. Default 20000."`
+	// ShadowSize bounds the cache of last-published documents that patches
+	// are computed against.
+	ShadowSize int `yaml:"shadowSize,omitempty" json:"shadowSize,omitempty" jsonschema_description:"Documents kept to diff against. Default 100000."`
+}
+
+// Batch bounds one batch per (hub, group or user) window.
+type Batch struct {
+	MaxChanges int      `yaml:"maxChanges,omitempty" json:"maxChanges,omitempty" jsonschema_description:"Default 500."`
+	MaxBytes   int      `yaml:"maxBytes,omitempty" json:"maxBytes,omitempty" jsonschema_description:"Default 524288; at most 1000000 (Azure SignalR's REST limit is 1 MB)."`
+	MaxDelay   Duration `yaml:"maxDelay,omitempty" json:"maxDelay,omitempty" jsonschema_description:"Default 10ms."`
+}
+
+// SignalR is the Azure SignalR Service target.
+type SignalR struct {
+	ConnectionString string `yaml:"connectionString,omitempty" json:"connectionString,omitempty" jsonschema_description:"Endpoint=...;AccessKey=...;Version=1.0; or AuthType=azure."`
+}
+
+// Server is the operations endpoint.
+type Server struct {
+	Listen     string `yaml:"listen,omitempty" json:"listen,omitempty" jsonschema_description:"Address of /healthz, /readyz and /metrics; empty disables it. Default empty."`
+	AdminToken string `yaml:"adminToken,omitempty" json:"adminToken,omitempty" jsonschema_description:"Bearer token of the admin API; empty disables it."`
+}
+
+// Duration is a time.Duration written as a Go duration string ("10ms").
+type Duration time.Duration
+
+// D returns the value as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("%q is not a duration (write e.g. 10ms, 5s, 1m)", n.Value)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// JSONSchema describes Duration in the generated schema.
+func (Duration) JSONSchema() *jsonschema.Schema {
+	return &jsonschema.Schema{Type: "string", Pattern: `^-?([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`, Description: "Go duration, e.g. 10ms, 5s, 1m."}
+}
+
+// Defaults (documented on the fields above).
+const (
+	DefaultSlot           = "changecast"
+	DefaultPublication    = "changecast"
+	DefaultHeartbeat      = 10 * time.Second
+	DefaultStatusInterval = 5 * time.Second
+	DefaultTarget         = "changes"
+	DefaultMaxChanges     = 500
+	DefaultMaxBytes       = 512 * 1024
+	DefaultMaxDelay       = 10 * time.Millisecond
+	DefaultParallelism    = 8
+	DefaultMaxPending     = 20000
+	DefaultShadowSize     = 100000
+	DefaultProcessor      = "changecast"
+	DefaultLeaseTable     = "changecast_leases"
+	DefaultPollInterval   = time.Second
+	DefaultMaxItems       = 100
+	// MaxBatchBytes is Azure SignalR's REST body limit, kept for every target
+	// so a config that works on the built-in hub also works on Azure.
+	MaxBatchBytes = 1_000_000
+)
+
+// ApplyDefaults fills the optional fields left empty.
+func (c *Config) ApplyDefaults() {
+	if p := c.Source.Postgres; p != nil {
+		setStr(&p.Slot, DefaultSlot)
+		setStr(&p.Publication, DefaultPublication)
+		setDur(&p.Heartbeat, DefaultHeartbeat)
+		setDur(&p.StatusInterval, DefaultStatusInterval)
+	}
+	if cs := c.Source.Cosmos; cs != nil {
+		setStr(&cs.StartFrom, "now")
+		setDur(&cs.PollInterval, DefaultPollInterval)
+		if cs.MaxItems == 0 {
+			cs.MaxItems = DefaultMaxItems
+		}
+		if cs.Credential == "" {
+			cs.Credential = "key"
+		}
+	}
+	setStr(&c.Lease.Store, "memory")
+	setStr(&c.Lease.Processor, DefaultProcessor)
+	if c.Lease.Postgres != nil {
+		setStr(&c.Lease.Postgres.Table, DefaultLeaseTable)
+		if c.Lease.Postgres.URL == "" && c.Source.Postgres != nil {
+			c.Lease.Postgres.URL = c.Source.Postgres.URL
+		}
+	}
+	for i := range c.Mappings {
+		setStr(&c.Mappings[i].Target, DefaultTarget)
+	}
+	setStr(&c.Publish.Target, "stdout")
+	b := &c.Publish.Batch
+	if b.MaxChanges == 0 {
+		b.MaxChanges = DefaultMaxChanges
+	}
+	if b.MaxBytes == 0 {
+		b.MaxBytes = DefaultMaxBytes
+	}
+	setDur(&b.MaxDelay, DefaultMaxDelay)
+	if c.Publish.Parallelism == 0 {
+		c.Publish.Parallelism = DefaultParallelism
+	}
+	if c.Publish.MaxPending == 0 {
+		c.Publish.MaxPending = DefaultMaxPending
+	}
+	if c.Publish.ShadowSize == 0 {
+		c.Publish.ShadowSize = DefaultShadowSize
+	}
+	c.Hub.applyDefaults()
+}
+
+func setStr(s *string, def string) {
+	if *s == "" {
+		*s = def
+	}
+}
+
+func setDur(d *Duration, def time.Duration) {
+	if *d == 0 {
+		*d = Duration(def)
+	}
+}
+
+// FieldError is one problem with one field of the file.
+type FieldError struct {
+	Path string // e.g. mappings[1].group
+	Msg  string
+}
+
+func (e *FieldError) Error() string { return e.Path + ": " + e.Msg }
+
+type problems []error
+
+func (p *problems) add(path, format string, args ...any) {
+	*p = append(*p, &FieldError{Path: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+var identRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_$]*$`)
+
+// Validate reports every problem, each naming its field. Call ApplyDefaults
+// first.
+func (c *Config) Validate() error {
+	var p problems
+	switch {
+	case c.Source.Postgres == nil && c.Source.Cosmos == nil:
+		p.add("source", "set one of postgres or cosmos")
+	case c.Source.Postgres != nil && c.Source.Cosmos != nil:
+		p.add("source", "set only one of postgres or cosmos")
+	}
+	if pg := c.Source.Postgres; pg != nil {
+		if pg.URL == "" {
+			p.add("source.postgres.url", "is required")
+		}
+		if !identRe.MatchString(pg.Slot) {
+			p.add("source.postgres.slot", "%q is not a valid slot name (letters, digits, underscores)", pg.Slot)
+		}
+		if pg.Publication == "" {
+			p.add("source.postgres.publication", "is required")
+		}
+		if len(pg.Tables) == 0 {
+			p.add("source.postgres.tables", "list at least one table")
+		}
+		for i, t := range pg.Tables {
+			if _, _, ok := SplitTable(t); !ok {
+				p.add(fmt.Sprintf("source.postgres.tables[%d]", i), "%q is not schema.table", t)
+			}
+		}
+		if pg.StatusInterval.D() <= 0 || pg.StatusInterval.D() > 30*time.Second {
+			p.add("source.postgres.statusInterval", "must be between 0 and 30s (wal_sender_timeout is 60s by default)")
+		}
+	}
+	if cs := c.Source.Cosmos; cs != nil {
+		if cs.Endpoint == "" {
+			p.add("source.cosmos.endpoint", "is required")
+		}
+		if cs.Database == "" {
+			p.add("source.cosmos.database", "is required")
+		}
+		if cs.Container == "" {
+			p.add("source.cosmos.container", "is required")
+		}
+		switch cs.Credential {
+		case "key":
+			if cs.Key == "" {
+				p.add("source.cosmos.key", "is required unless credential: azure")
+			}
+		case "azure":
+		default:
+			p.add("source.cosmos.credential", "%q is not key or azure", cs.Credential)
+		}
+		if cs.StartFrom != "beginning" && cs.StartFrom != "now" {
+			if _, err := time.Parse(time.RFC3339, cs.StartFrom); err != nil {
+				p.add("source.cosmos.startFrom", "%q is not beginning, now or an RFC 3339 time", cs.StartFrom)
+			}
+		}
+		if cs.MaxItems < 1 {
+			p.add("source.cosmos.maxItems", "must be at least 1")
+		}
+		if cs.DeleteField != "" {
+			if _, err := ParsePointer(cs.DeleteField); err != nil {
+				p.add("source.cosmos.deleteField", "%v", err)
+			}
+		}
+	}
+	switch c.Lease.Store {
+	case "memory":
+	case "postgres":
+		if c.Lease.Postgres == nil || c.Lease.Postgres.URL == "" {
+			p.add("lease.postgres.url", "is required with store: postgres (or use a postgres source)")
+		}
+	case "cosmos":
+		if c.Lease.Cosmos == nil || c.Lease.Cosmos.Database == "" || c.Lease.Cosmos.Container == "" {
+			p.add("lease.cosmos", "database and container are required with store: cosmos")
+		}
+	default:
+		p.add("lease.store", "%q is not memory, postgres or cosmos", c.Lease.Store)
+	}
+	if len(c.Mappings) == 0 {
+		p.add("mappings", "list at least one mapping")
+	}
+	for i, m := range c.Mappings {
+		m.validate(fmt.Sprintf("mappings[%d]", i), &p)
+	}
+	switch c.Publish.Target {
+	case "stdout", "hub":
+	case "signalr":
+		if c.Publish.SignalR.ConnectionString == "" {
+			p.add("publish.signalr.connectionString", "is required with target: signalr")
+		}
+	default:
+		p.add("publish.target", "%q is not stdout, hub or signalr", c.Publish.Target)
+	}
+	b := c.Publish.Batch
+	if b.MaxChanges < 1 {
+		p.add("publish.batch.maxChanges", "must be at least 1")
+	}
+	if b.MaxBytes < 1024 || b.MaxBytes > MaxBatchBytes {
+		p.add("publish.batch.maxBytes", "must be between 1024 and %d", MaxBatchBytes)
+	}
+	if b.MaxDelay.D() < 0 {
+		p.add("publish.batch.maxDelay", "must not be negative")
+	}
+	if c.Publish.Parallelism < 1 {
+		p.add("publish.parallelism", "must be at least 1")
+	}
+	if c.Publish.MaxPending < 1 {
+		p.add("publish.maxPending", "must be at least 1")
+	}
+	if c.Publish.ShadowSize < 0 {
+		p.add("publish.shadowSize", "must not be negative")
+	}
+	if c.Publish.Target == "hub" {
+		c.Hub.validate("hub", &p)
+	}
+	return errors.Join(p...)
+}
+
+var hubNameRe = regexp.MustCompile("^[A-Za-z][A-Za-z0-9_`,.\\[\\]]{0,127}$")
+
+func (m Mapping) validate(path string, p *problems) {
+	if m.Collection == "" {
+		p.add(path+".collection", "is required")
+	}
+	if !hubNameRe.MatchString(m.Hub) {
+		p.add(path+".hub", "%q is not a valid hub name (a letter, then letters, digits, _`,.[])", m.Hub)
+	}
+	if m.Group != "" && m.User != "" {
+		p.add(path, "set group or user, not both")
+	}
+	if m.Group != "" {
+		if _, err := ParseTemplate(m.Group); err != nil {
+			p.add(path+".group", "%v", err)
+		}
+	}
+	if m.User != "" {
+		if _, err := ParseTemplate(m.User); err != nil {
+			p.add(path+".user", "%v", err)
+		}
+	}
+	for j, k := range m.Key {
+		if _, err := ParsePointer(k); err != nil {
+			p.add(fmt.Sprintf("%s.key[%d]", path, j), "%v", err)
+		}
+	}
+	if len(m.Include) > 0 && len(m.Exclude) > 0 {
+		p.add(path, "set include or exclude, not both")
+	}
+	for j, k := range m.Include {
+		if _, err := ParsePointer(k); err != nil {
+			p.add(fmt.Sprintf("%s.include[%d]", path, j), "%v", err)
+		}
+	}
+	for j, k := range m.Exclude {
+		if _, err := ParsePointer(k); err != nil {
+			p.add(fmt.Sprintf("%s.exclude[%d]", path, j), "%v", err)
+		}
+	}
+}
+
+// SplitTable splits "schema.table"; quoting is not supported.
+func SplitTable(t string) (schemaName, table string, ok bool) {
+	s, n, found := strings.Cut(t, ".")
+	if !found || s == "" || n == "" || strings.Contains(n, ".") {
+		return "", "", false
+	}
+	return s, n, true
+}
+
+// LoadError is a file that could not be read or parsed.
+type LoadError struct{ Err error }
+
+func (e *LoadError) Error() string { return e.Err.Error() }
+func (e *LoadError) Unwrap() error { return e.Err }
+
+// Load reads, interpolates, defaults and validates a config file. Errors are
+// *LoadError (unreadable or not YAML) or a join of *FieldError.
+func Load(path string) (*Config, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &LoadError{err}
+	}
+	return Parse(raw, os.LookupEnv)
+}
+
+// Parse is Load on bytes, with env standing in for the environment.
+func Parse(raw []byte, env func(string) (string, bool)) (*Config, error) {
+	var root yaml.Node
+	if err := yaml.Unmarshal(raw, &root); err != nil {
+		return nil, &LoadError{fmt.Errorf("not valid YAML: %w", err)}
+	}
+	if err := interpolate(&root, env); err != nil {
+		return nil, err
+	}
+	var c Config
+	if len(root.Content) > 0 {
+		// Re-encode the interpolated tree so the decoder can refuse unknown
+		// keys (a misspelt key silently ignored is a common outage).
+		b, err := yaml.Marshal(&root)
+		if err != nil {
+			return nil, &LoadError{err}
+		}
+		dec := yaml.NewDecoder(strings.NewReader(string(b)))
+		dec.KnownFields(true)
+		if err := dec.Decode(&c); err != nil {
+			return nil, &LoadError{fmt.Errorf("config: %w", err)}
+		}
+	}
+	c.ApplyDefaults()
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+var scalarRe = regexp.MustCompile(`^(-?[0-9]+(\.[0-9]+)?|true|false)$`)
+
+var envRe = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}`)
+
+// interpolate replaces ${VAR} and ${VAR:-default} in every scalar value. It
+// works on values, not on the raw text, so a value holding YAML syntax
+// cannot change the document's structure.
+func interpolate(n *yaml.Node, env func(string) (string, bool)) error {
+	var walk func(n *yaml.Node)
+	walk = func(n *yaml.Node) {
+		if n.Kind == yaml.ScalarNode && strings.Contains(n.Value, "${") {
+			n.Value = envRe.ReplaceAllStringFunc(n.Value, func(m string) string {
+				g := envRe.FindStringSubmatch(m)
+				if v, ok := env(g[1]); ok && v != "" {
+					return v
+				}
+				if g[2] != "" {
+					return g[3]
+				}
+				// An unset variable becomes empty; Validate then names the
+				// field if the value was required.
+				return ""
+			})
+			if scalarRe.MatchString(n.Value) && n.Style == 0 {
+				// A plain ${N} that became a number or bool stays one,
+				// so maxChanges: ${N} decodes into an int.
+				n.Tag = ""
+			} else {
+				n.Tag = "!!str"
+				n.Style = yaml.DoubleQuotedStyle
+			}
+		}
+		for _, c := range n.Content {
+			walk(c)
+		}
+	}
+	walk(n)
+	return nil
+}
