@@ -488,10 +488,10 @@ func interpolate(n *yaml.Node, env func(string) (string, bool)) error {
 				// field if the value was required.
 				return ""
 			})
-			if scalarRe.MatchString(n.Value) && n.Style == 0 {
+			if scalarRe.MatchString(n.Value) {
 				// A plain ${N} that became a number or bool stays one,
 				// so maxChanges: ${N} decodes into an int.
-				n.Tag = ""
+				n.Tag, n.Style = "", 0
 			} else {
 				n.Tag = "!!str"
 				n.Style = yaml.DoubleQuotedStyle
