@@ -24,6 +24,9 @@ type Change struct {
 	Collection string // "schema.table" or the Cosmos container
 	ID         string // document id: one key value as text, or a JSON array text for composite keys
 	Op         Op
+	// PrevID is set on an update that changed the document's key: to
+	// clients the document PrevID is gone and ID is new.
+	PrevID string
 	// Before is the previous version when the source has it (Postgres
 	// REPLICA IDENTITY FULL); under DEFAULT it may hold only the key
 	// columns, and then BeforePartial is true.

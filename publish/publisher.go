@@ -65,8 +65,8 @@ type retryableError struct {
 	after time.Duration
 }
 
-func (e *retryableError) Error() string              { return e.err.Error() }
-func (e *retryableError) Unwrap() error              { return e.err }
+func (e *retryableError) Error() string             { return e.err.Error() }
+func (e *retryableError) Unwrap() error             { return e.err }
 func (e *retryableError) RetryAfter() time.Duration { return e.after }
 
 // Retryable marks err as worth retrying, after at least `after` (0: the

@@ -1,0 +1,292 @@
+package postgres
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5/pgtype"
+)
+
+// Value decoding: pgoutput sends every value in its text form (we do not ask
+// for binary). These pure functions turn that text into JSON-ready Go values
+// without losing information.
+
+// decodeValue converts one column's text value of type oid to a JSON value:
+// int64, json.Number, string, bool, nil, or decoded JSON (map/slice) for
+// json/jsonb. known is false for types it does not know; their text form is
+// returned.
+func decodeValue(tm *pgtype.Map, oid uint32, text []byte) (v any, known bool, err error) {
+	s := string(text)
+	switch oid {
+	case pgtype.Int2OID, pgtype.Int4OID, pgtype.Int8OID, pgtype.OIDOID, pgtype.XIDOID, pgtype.CIDOID:
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			u, uerr := strconv.ParseUint(s, 10, 64)
+			if uerr != nil {
+				return nil, true, fmt.Errorf("integer %q: %w", s, err)
+			}
+			return json.Number(strconv.FormatUint(u, 10)), true, nil
+		}
+		return n, true, nil
+	case pgtype.Float4OID, pgtype.Float8OID:
+		f, err := strconv.ParseFloat(s, 64)
+		if err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
+			// NaN and ±Infinity have no JSON number; keep PostgreSQL's text.
+			return s, true, nil
+		}
+		return json.Number(s), true, nil
+	case pgtype.NumericOID:
+		return numeric(s), true, nil
+	case pgtype.BoolOID:
+		switch s {
+		case "t":
+			return true, true, nil
+		case "f":
+			return false, true, nil
+		}
+		return nil, true, fmt.Errorf("bool %q", s)
+	case pgtype.TextOID, pgtype.VarcharOID, pgtype.BPCharOID, pgtype.NameOID, pgtype.QCharOID, pgtype.UUIDOID,
+		pgtype.DateOID, pgtype.TimeOID, pgtype.TimetzOID, pgtype.IntervalOID, pgtype.InetOID, pgtype.CIDROID,
+		pgtype.MacaddrOID, pgtype.XMLOID, pgtype.BitOID, pgtype.VarbitOID, pgtype.TSVectorOID, pgtype.JSONPathOID,
+		pgtype.Int4rangeOID, pgtype.Int8rangeOID, pgtype.NumrangeOID, pgtype.DaterangeOID, pgtype.TsrangeOID, pgtype.TstzrangeOID,
+		pgtype.PointOID, pgtype.LineOID, pgtype.LsegOID, pgtype.BoxOID, pgtype.PathOID, pgtype.PolygonOID, pgtype.CircleOID, 790 /* money */ :
+		// Text is these types' natural JSON form.
+		return s, true, nil
+	case pgtype.JSONOID, pgtype.JSONBOID:
+		var x any
+		d := json.NewDecoder(bytes.NewReader(text))
+		d.UseNumber()
+		if err := d.Decode(&x); err != nil {
+			return nil, true, fmt.Errorf("json: %w", err)
+		}
+		return x, true, nil
+	case pgtype.TimestamptzOID:
+		return timestamp(s, true)
+	case pgtype.TimestampOID:
+		return timestamp(s, false)
+	case pgtype.ByteaOID:
+		b, err := byteaText(s)
+		if err != nil {
+			return nil, true, err
+		}
+		return base64.StdEncoding.EncodeToString(b), true, nil
+	}
+	if t, ok := tm.TypeForOID(oid); ok {
+		if ac, ok := t.Codec.(*pgtype.ArrayCodec); ok {
+			return decodeArray(tm, oid, ac, text)
+		}
+	}
+	return s, false, nil
+}
+
+// numeric keeps a numeric as a JSON number when a float64 reader (every
+// JavaScript client) gets exactly the same value, and as a string otherwise.
+func numeric(s string) any {
+	if s == "NaN" || s == "Infinity" || s == "-Infinity" {
+		return s
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		return s
+	}
+	if canonicalDecimal(strconv.FormatFloat(f, 'f', -1, 64)) == canonicalDecimal(s) {
+		return json.Number(s)
+	}
+	return s
+}
+
+// canonicalDecimal strips insignificant zeros: "1.500" → "1.5", "-0.0" → "0".
+func canonicalDecimal(s string) string {
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	if i := strings.IndexByte(s, '.'); i >= 0 {
+		s = strings.TrimRight(s, "0")
+		s = strings.TrimSuffix(s, ".")
+	}
+	s = strings.TrimLeft(s, "0")
+	if s == "" || s[0] == '.' {
+		s = "0" + s
+	}
+	if neg && s != "0" {
+		s = "-" + s
+	}
+	return s
+}
+
+var tsLayouts = []string{
+	"2006-01-02 15:04:05.999999999Z07:00:00",
+	"2006-01-02 15:04:05.999999999Z07:00",
+	"2006-01-02 15:04:05.999999999Z07",
+}
+
+// timestamp renders a timestamp in RFC 3339: with tz, in UTC ("…Z"); without
+// tz, the same form without an offset (PostgreSQL does not know the zone).
+// ±infinity and BC dates keep PostgreSQL's text.
+func timestamp(s string, tz bool) (any, bool, error) {
+	if s == "infinity" || s == "-infinity" || strings.HasSuffix(s, " BC") {
+		return s, true, nil
+	}
+	if !tz {
+		t, err := time.Parse("2006-01-02 15:04:05.999999999", s)
+		if err != nil {
+			return nil, true, fmt.Errorf("timestamp %q: %w", s, err)
+		}
+		return t.Format("2006-01-02T15:04:05.999999999"), true, nil
+	}
+	for _, l := range tsLayouts {
+		if t, err := time.Parse(l, s); err == nil {
+			return t.UTC().Format(time.RFC3339Nano), true, nil
+		}
+	}
+	return nil, true, fmt.Errorf("timestamptz %q is not in ISO DateStyle", s)
+}
+
+// byteaText decodes bytea's text output: hex ("\x0a0b") or, with
+// bytea_output=escape, octal escapes.
+func byteaText(s string) ([]byte, error) {
+	if strings.HasPrefix(s, `\x`) {
+		return hex.DecodeString(s[2:])
+	}
+	var out []byte
+	for i := 0; i < len(s); i++ {
+		if s[i] != '\\' {
+			out = append(out, s[i])
+			continue
+		}
+		if i+1 < len(s) && s[i+1] == '\\' {
+			out = append(out, '\\')
+			i++
+			continue
+		}
+		if i+4 > len(s) {
+			return nil, fmt.Errorf("bytea escape at %d", i)
+		}
+		n, err := strconv.ParseUint(s[i+1:i+4], 8, 8)
+		if err != nil {
+			return nil, fmt.Errorf("bytea escape %q", s[i:i+4])
+		}
+		out = append(out, byte(n))
+		i += 3
+	}
+	return out, nil
+}
+
+// decodeArray parses an array's text form with pgx's array codec, then
+// converts each element with decodeValue so elements follow the same rules
+// as columns.
+func decodeArray(tm *pgtype.Map, oid uint32, ac *pgtype.ArrayCodec, text []byte) (any, bool, error) {
+	// Scan the elements as text, then convert each with the element's type.
+	var arr pgtype.FlatArray[pgtype.Text]
+	if err := tm.Scan(oid, pgtype.TextFormatCode, text, &arr); err != nil {
+		return nil, true, fmt.Errorf("array: %w", err)
+	}
+	elemOID := ac.ElementType.OID
+	out := make([]any, len(arr))
+	for i, e := range arr {
+		if !e.Valid {
+			continue
+		}
+		v, _, err := decodeValue(tm, elemOID, []byte(e.String))
+		if err != nil {
+			return nil, true, err
+		}
+		out[i] = v
+	}
+	return out, true, nil
+}
+
+// relation is the cached shape of one table, from a Relation message.
+type relation struct {
+	msg        *pglogrepl.RelationMessage
+	collection string // schema.table
+	key        []int  // column indexes of the document key
+	identFull  bool   // REPLICA IDENTITY FULL
+}
+
+// rowResult is a decoded tuple.
+type rowResult struct {
+	doc       map[string]any
+	unchanged []string // 'u' columns
+	err       error    // first column that could not be decoded
+}
+
+// decodeTuple turns a tuple into a document. onlyKey keeps only the key
+// columns (a 'K' old tuple, whose other slots are not NULL but absent).
+// unknown is called once per column of an unknown type.
+func decodeTuple(tm *pgtype.Map, rel *relation, tup *pglogrepl.TupleData, onlyKey bool, unknown func(col string, oid uint32)) rowResult {
+	r := rowResult{doc: make(map[string]any, len(tup.Columns))}
+	if tup == nil {
+		return r
+	}
+	for i, c := range tup.Columns {
+		if i >= len(rel.msg.Columns) {
+			break
+		}
+		col := rel.msg.Columns[i]
+		if onlyKey && col.Flags&1 == 0 {
+			continue
+		}
+		switch c.DataType {
+		case pglogrepl.TupleDataTypeNull:
+			r.doc[col.Name] = nil
+		case pglogrepl.TupleDataTypeToast:
+			r.unchanged = append(r.unchanged, col.Name)
+		case pglogrepl.TupleDataTypeText:
+			v, known, err := decodeValue(tm, col.DataType, c.Data)
+			if err != nil {
+				if r.err == nil {
+					r.err = fmt.Errorf("column %s: %w", col.Name, err)
+				}
+				continue
+			}
+			if !known && unknown != nil {
+				unknown(col.Name, col.DataType)
+			}
+			r.doc[col.Name] = v
+		case pglogrepl.TupleDataTypeBinary:
+			if r.err == nil {
+				r.err = fmt.Errorf("column %s: binary tuple data not requested", col.Name)
+			}
+		}
+	}
+	return r
+}
+
+// docID renders the document id from the key columns of doc: one column's
+// text, or a JSON array for a composite key. ok is false when a key column
+// is missing or null.
+func docID(rel *relation, doc map[string]any) (string, bool) {
+	if len(rel.key) == 0 {
+		return "", false
+	}
+	vals := make([]any, len(rel.key))
+	for i, k := range rel.key {
+		v, ok := doc[rel.msg.Columns[k].Name]
+		if !ok || v == nil {
+			return "", false
+		}
+		vals[i] = v
+	}
+	if len(vals) == 1 {
+		switch x := vals[0].(type) {
+		case string:
+			return x, true
+		case int64:
+			return strconv.FormatInt(x, 10), true
+		case json.Number:
+			return x.String(), true
+		case bool:
+			return strconv.FormatBool(x), true
+		}
+	}
+	b, err := json.Marshal(vals)
+	return string(b), err == nil
+}

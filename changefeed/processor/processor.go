@@ -1,0 +1,420 @@
+package processor
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	"github.com/changecast/changecast/changefeed"
+	"github.com/changecast/changecast/publish"
+	"github.com/changecast/changecast/schema"
+)
+
+// Config tunes a Processor. Zero values take the documented defaults.
+type Config struct {
+	// Source labels envelopes, e.g. "postgres:app/changecast".
+	Source string
+	Batch  publish.BatchLimits
+	// Parallelism bounds batches in flight across targets (one per target,
+	// so each target keeps its order). Default 8.
+	Parallelism int
+	// MaxPending bounds events read but not yet checkpointed; reading pauses
+	// above it. Default 20000.
+	MaxPending int
+	// DrainTimeout is how long a soft stop waits for in-flight batches
+	// before it abandons them (unacknowledged, so they are read again on
+	// restart). Default 30 s.
+	DrainTimeout time.Duration
+	// MaxBackoff caps the wait between publish retries. Default 5 s.
+	MaxBackoff time.Duration
+	Logger     *slog.Logger
+	Metrics    *Metrics // nil: none
+}
+
+func (c *Config) defaults() {
+	if c.Parallelism <= 0 {
+		c.Parallelism = schema.DefaultParallelism
+	}
+	if c.MaxPending <= 0 {
+		c.MaxPending = schema.DefaultMaxPending
+	}
+	if c.DrainTimeout <= 0 {
+		c.DrainTimeout = 30 * time.Second
+	}
+	if c.MaxBackoff <= 0 {
+		c.MaxBackoff = 5 * time.Second
+	}
+	if c.Batch.MaxChanges <= 0 {
+		c.Batch.MaxChanges = schema.DefaultMaxChanges
+	}
+	if c.Batch.MaxBytes <= 0 {
+		c.Batch.MaxBytes = schema.DefaultMaxBytes
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Processor runs one source through the mapper, the batcher and the
+// publisher, and checkpoints the source as batches are accepted.
+type Processor struct {
+	cfg Config
+	src changefeed.Source
+	m   *publish.Mapper
+	pub publish.Publisher
+}
+
+// New returns a processor; Run starts it.
+func New(cfg Config, src changefeed.Source, m *publish.Mapper, pub publish.Publisher) *Processor {
+	cfg.defaults()
+	return &Processor{cfg: cfg, src: src, m: m, pub: pub}
+}
+
+type result struct {
+	target    publish.Target
+	items     []publish.Pending
+	delivered bool
+}
+
+// loop is the state of one Run; only the Run goroutine touches it.
+type loop struct {
+	*Processor
+	tracker  changefeed.Tracker
+	batcher  *publish.Batcher
+	refs     map[uint64]int
+	queued   map[publish.Target][][]publish.Pending // sealed batches waiting for their target
+	qorder   []publish.Target
+	inflight map[publish.Target]bool
+	nflight  int
+	done     chan result
+	pubCtx   context.Context
+	ctx      context.Context
+	outs     []publish.Output
+	lastStat publish.MapperStats
+}
+
+// Run processes until ctx ends (soft stop: stop reading, publish what was
+// read, checkpoint, return nil) or the source fails (the same drain, then
+// the source's error).
+func (p *Processor) Run(ctx context.Context) error {
+	l := &loop{
+		Processor: p,
+		batcher:   publish.NewBatcher(p.cfg.Batch),
+		refs:      map[uint64]int{},
+		queued:    map[publish.Target][][]publish.Pending{},
+		inflight:  map[publish.Target]bool{},
+		done:      make(chan result, p.cfg.Parallelism),
+	}
+	// Publishing outlives the soft stop so in-flight batches can finish;
+	// hardStop cancels it.
+	pubCtx, hardStop := context.WithCancel(context.WithoutCancel(ctx))
+	defer hardStop()
+	l.pubCtx = pubCtx
+	l.ctx = ctx
+
+	srcCtx, stopSrc := context.WithCancel(ctx)
+	defer stopSrc()
+	events := make(chan changefeed.Event, 256)
+	srcDone := make(chan error, 1)
+	go func() { srcDone <- p.src.Run(srcCtx, events) }()
+
+	var (
+		srcErr     error
+		reading    = true
+		stopping   bool
+		drainTimer <-chan time.Time
+		timer      = time.NewTimer(time.Hour)
+	)
+	defer timer.Stop()
+	stop := func() {
+		if !stopping {
+			stopping = true
+			stopSrc()
+			drainTimer = time.After(p.cfg.DrainTimeout)
+		}
+	}
+	for {
+		var in <-chan changefeed.Event
+		if reading && l.tracker.Pending() < p.cfg.MaxPending {
+			in = events
+		}
+		if dl, ok := l.batcher.NextDeadline(); ok && !stopping {
+			timer.Reset(time.Until(dl))
+		} else {
+			timer.Reset(time.Hour)
+		}
+		select {
+		case ev := <-in:
+			l.handle(ev)
+		case r := <-l.done:
+			l.complete(ctx, r)
+		case <-timer.C:
+		case err := <-srcDone:
+			reading = false
+			srcDone = nil
+			// Events the source sent before it returned are still processed.
+			for more := true; more; {
+				select {
+				case ev := <-events:
+					l.handle(ev)
+				default:
+					more = false
+				}
+			}
+			if err != nil && ctx.Err() == nil {
+				srcErr = err
+				p.cfg.Logger.Error("source failed; draining and stopping", "err", err)
+			}
+			stop()
+		case <-ctx.Done():
+			stop()
+		case <-drainTimer:
+			p.cfg.Logger.Warn("drain timed out; abandoning in-flight batches (they will be read again)", "inflight", l.nflight, "waiting", l.batcher.Len())
+			hardStop()
+			drainTimer = nil
+		}
+		l.seal(time.Now(), stopping)
+		l.pump()
+		if stopping && srcDone == nil && l.nflight == 0 && (l.batcher.Len() == 0 && len(l.qorder) == 0 || pubCtx.Err() != nil) {
+			break
+		}
+	}
+	// The final checkpoint uses a fresh context: the caller's is cancelled
+	// by now, and the position must still be saved.
+	if wm := l.tracker.Watermark(); wm != "" {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		if err := p.src.Checkpoint(cctx, wm); err != nil {
+			p.cfg.Logger.Error("final checkpoint failed", "position", wm, "err", err)
+		}
+		cancel()
+	}
+	return srcErr
+}
+
+func (l *loop) handle(ev changefeed.Event) {
+	ticket := l.tracker.Add(ev.Position)
+	if ev.Change == nil {
+		l.tracker.Ack(ticket)
+		return
+	}
+	if mt := l.cfg.Metrics; mt != nil {
+		mt.read.Inc()
+	}
+	l.outs = l.m.Map(ev.Change, l.outs[:0])
+	l.syncStats()
+	if len(l.outs) == 0 {
+		l.tracker.Ack(ticket)
+		return
+	}
+	l.refs[ticket] = len(l.outs)
+	if ev.Change.Op == changefeed.Truncate {
+		// A truncate goes to the whole hub while earlier changes may sit in
+		// group windows: publish everything before it, then it alone, so no
+		// client sees an older row after the truncate.
+		l.barrier()
+		defer l.barrier()
+	}
+	now := time.Now()
+	for _, o := range l.outs {
+		p := publish.Pending{Out: o, Ticket: ticket}
+		if l.batcher.WouldOverflow(p) {
+			l.enqueue(o.Target)
+		}
+		if l.batcher.Add(p, now) {
+			l.enqueue(o.Target)
+		}
+	}
+}
+
+// barrier publishes everything read so far and waits for it.
+func (l *loop) barrier() {
+	l.seal(time.Now(), true)
+	for {
+		l.pump()
+		if l.nflight == 0 && len(l.qorder) == 0 || l.pubCtx.Err() != nil && l.nflight == 0 {
+			return
+		}
+		l.complete(l.ctx, <-l.done)
+	}
+}
+
+func (l *loop) syncStats() {
+	mt := l.cfg.Metrics
+	if mt == nil {
+		return
+	}
+	s := l.m.Stats
+	mt.refetch.Add(float64(s.Refetch - l.lastStat.Refetch))
+	mt.unroutable.Add(float64(s.Unroutable - l.lastStat.Unroutable))
+	mt.replays.Add(float64(s.Replays - l.lastStat.Replays))
+	l.lastStat = s
+}
+
+// enqueue seals t's window into its queue of batches.
+func (l *loop) enqueue(t publish.Target) {
+	items := l.batcher.Take(t)
+	if len(items) == 0 {
+		return
+	}
+	if len(l.queued[t]) == 0 {
+		l.qorder = append(l.qorder, t)
+	}
+	l.queued[t] = append(l.queued[t], items)
+}
+
+// seal queues every window that is due.
+func (l *loop) seal(now time.Time, flush bool) {
+	for _, t := range l.batcher.Ready(now, flush) {
+		l.enqueue(t)
+	}
+}
+
+// pump starts queued batches, at most one per target and Parallelism in
+// all, oldest target first.
+func (l *loop) pump() {
+	for i := 0; i < len(l.qorder) && l.nflight < l.cfg.Parallelism; {
+		t := l.qorder[i]
+		if l.inflight[t] {
+			i++
+			continue
+		}
+		items := l.queued[t][0]
+		l.queued[t] = l.queued[t][1:]
+		if len(l.queued[t]) == 0 {
+			delete(l.queued, t)
+			l.qorder = append(l.qorder[:i], l.qorder[i+1:]...)
+		} else {
+			i++
+		}
+		l.inflight[t] = true
+		l.nflight++
+		go func() { l.done <- l.deliver(t, items) }()
+	}
+}
+
+func (l *loop) complete(ctx context.Context, r result) {
+	delete(l.inflight, r.target)
+	l.nflight--
+	if !r.delivered {
+		return
+	}
+	if mt := l.cfg.Metrics; mt != nil {
+		mt.published.Add(float64(len(r.items)))
+	}
+	for _, it := range r.items {
+		if n := l.refs[it.Ticket] - 1; n > 0 {
+			l.refs[it.Ticket] = n
+		} else {
+			delete(l.refs, it.Ticket)
+			l.tracker.Ack(it.Ticket)
+		}
+	}
+	if wm, moved := l.tracker.Advance(); moved {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		if err := l.src.Checkpoint(cctx, wm); err != nil {
+			l.cfg.Logger.Warn("checkpoint failed; will retry with the next one", "position", wm, "err", err)
+		}
+		cancel()
+	}
+	if mt := l.cfg.Metrics; mt != nil {
+		mt.pending.Set(float64(l.tracker.Pending()))
+	}
+}
+
+// deliver publishes one batch for t, in its own goroutine. It retries what
+// is retryable, splits what is too large, and turns what is refused for
+// good into refetch markers, so one poison change never stalls the stream.
+func (l *loop) deliver(t publish.Target, items []publish.Pending) result {
+	ok := l.publishSplit(t, items)
+	return result{target: t, items: items, delivered: ok}
+}
+
+func (l *loop) publishSplit(t publish.Target, items []publish.Pending) bool {
+	err := l.publishRetry(publish.BuildBatch(l.cfg.Source, t, items))
+	switch {
+	case err == nil:
+		return true
+	case l.pubCtx.Err() != nil:
+		return false
+	case publish.IsTooLarge(err) && len(items) > 1:
+		half := len(items) / 2
+		return l.publishSplit(t, items[:half]) && l.publishSplit(t, items[half:])
+	}
+	reason := "publish_failed"
+	if publish.IsTooLarge(err) {
+		reason = "too_large"
+	}
+	l.cfg.Logger.Error("target refused a batch; sending refetch markers instead", "target", t.String(), "changes", len(items), "err", err)
+	markers := make([]publish.Pending, len(items))
+	for i, it := range items {
+		c := it.Out.Change
+		c = schema.Change{Op: schema.OpRefetch, Collection: c.Collection, ID: c.ID, V: c.V, TS: c.TS, Reason: reason}
+		if it.Out.Change.Op == schema.OpTruncate || it.Out.Change.Op == schema.OpDelete {
+			c = it.Out.Change // carry no data: nothing to shrink
+		}
+		markers[i] = publish.Pending{Out: publish.Output{Target: t, Change: c, Raw: mustJSON(c)}, Ticket: it.Ticket}
+	}
+	if mt := l.cfg.Metrics; mt != nil {
+		mt.refetch.Add(float64(len(items)))
+	}
+	if err := l.publishRetry(publish.BuildBatch(l.cfg.Source, t, markers)); err != nil {
+		if l.pubCtx.Err() != nil {
+			return false
+		}
+		// Nothing smaller can be sent; the loss is logged and counted, and
+		// the stream goes on.
+		l.cfg.Logger.Error("target refused refetch markers; changes dropped", "target", t.String(), "changes", len(items), "err", err)
+		if mt := l.cfg.Metrics; mt != nil {
+			mt.dropped.Add(float64(len(items)))
+		}
+	}
+	return true
+}
+
+func (l *loop) publishRetry(b *publish.Batch) error {
+	backoff := 50 * time.Millisecond
+	for attempt := 0; ; attempt++ {
+		start := time.Now()
+		err := l.pub.Publish(l.pubCtx, b)
+		if mt := l.cfg.Metrics; mt != nil {
+			mt.latency.Observe(time.Since(start).Seconds())
+			if err == nil {
+				mt.batches.Inc()
+			}
+		}
+		if err == nil {
+			return nil
+		}
+		if l.pubCtx.Err() != nil {
+			return l.pubCtx.Err()
+		}
+		after, retry := publish.RetryAfter(err)
+		if !retry {
+			return err
+		}
+		wait := max(after, backoff/2+rand.N(backoff/2+1))
+		if attempt == 0 || attempt%20 == 0 {
+			l.cfg.Logger.Warn("publish failed; retrying", "target", b.Target.String(), "attempt", attempt+1, "wait", wait, "err", err)
+		}
+		if mt := l.cfg.Metrics; mt != nil {
+			mt.retries.Inc()
+		}
+		select {
+		case <-time.After(wait):
+		case <-l.pubCtx.Done():
+			return l.pubCtx.Err()
+		}
+		backoff = min(backoff*2, l.cfg.MaxBackoff)
+	}
+}
+
+func mustJSON(c schema.Change) []byte {
+	b, err := json.Marshal(c)
+	if err != nil {
+		// A marker holds only strings and raw JSON that was valid before.
+		panic(err)
+	}
+	return b
+}

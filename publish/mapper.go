@@ -1,0 +1,313 @@
+package publish
+
+import (
+	"bytes"
+	"encoding/json"
+	"log/slog"
+	"time"
+
+	"github.com/wI2L/jsondiff"
+
+	"github.com/changecast/changecast/changefeed"
+	"github.com/changecast/changecast/schema"
+)
+
+// Output is one wire change for one target, already encoded.
+type Output struct {
+	Target Target
+	Change schema.Change
+	Raw    []byte // Change as compact JSON
+}
+
+// MapperStats counts what the mapper decided, for metrics.
+type MapperStats struct {
+	Refetch    int64 // refetch markers emitted
+	Unroutable int64 // changes whose group or user could not be rendered
+	Replays    int64 // changes dropped because a newer version was already sent
+	Unchanged  int64 // updates that changed nothing a client sees
+}
+
+// MapperOptions tunes a Mapper.
+type MapperOptions struct {
+	// ShadowSize bounds the documents kept to diff against.
+	ShadowSize int
+	// MaxChangeBytes is the largest encoded change sent as data; a larger one
+	// becomes a refetch marker (reason too_large).
+	MaxChangeBytes int
+	Logger         *slog.Logger
+}
+
+// Mapper turns source changes into wire changes: it routes each change
+// through the mappings of its collection, projects the document, and diffs
+// it against the last version sent (the shadow). It is the pure core of the
+// pipeline: no I/O, and used from one goroutine.
+type Mapper struct {
+	rules  map[string][]*rule
+	shadow *shadow
+	max    int
+	log    *slog.Logger
+	Stats  MapperStats
+}
+
+// NewMapper compiles mappings.
+func NewMapper(mappings []schema.Mapping, o MapperOptions) (*Mapper, error) {
+	m := &Mapper{rules: map[string][]*rule{}, shadow: newShadow(o.ShadowSize), max: o.MaxChangeBytes, log: o.Logger}
+	if m.log == nil {
+		m.log = slog.Default()
+	}
+	if m.max <= 0 {
+		m.max = schema.MaxBatchBytes - 1024
+	}
+	for i, mp := range mappings {
+		if mp.Target == "" {
+			mp.Target = schema.DefaultTarget
+		}
+		r, err := compileRule(i, mp)
+		if err != nil {
+			return nil, err
+		}
+		m.rules[mp.Collection] = append(m.rules[mp.Collection], r)
+	}
+	return m, nil
+}
+
+// Collections lists the collections that have at least one mapping.
+func (m *Mapper) Collections() []string {
+	out := make([]string, 0, len(m.rules))
+	for c := range m.rules {
+		out = append(out, c)
+	}
+	return out
+}
+
+// Map appends the wire changes ch turns into to out and returns it. A change
+// of a collection with no mapping yields nothing.
+func (m *Mapper) Map(ch *changefeed.Change, out []Output) []Output {
+	for _, r := range m.rules[ch.Collection] {
+		out = m.mapRule(r, ch, out)
+	}
+	return out
+}
+
+func (m *Mapper) mapRule(r *rule, ch *changefeed.Change, out []Output) []Output {
+	base := schema.Change{Collection: r.m.Collection, V: ch.Version}
+	if !ch.CommitTime.IsZero() {
+		base.TS = ch.CommitTime.UTC().Format(time.RFC3339Nano)
+	}
+	if ch.Op == changefeed.Truncate {
+		m.shadow.dropRule(r.idx)
+		c := base
+		c.Op = schema.OpTruncate
+		// A truncate has no document to route by, so it goes to the whole
+		// hub; it carries no data, only the collection name.
+		return m.emit(out, Target{Hub: r.m.Hub, Method: r.m.Target}, c)
+	}
+
+	doc := ch.After
+	if ch.Op == changefeed.Delete {
+		doc = ch.Before
+	}
+	id, err := r.id(doc, ch.ID)
+	if err != nil {
+		id = ch.ID
+	}
+	base.ID = id
+	key := shadowKey{rule: r.idx, id: id}
+	prev, hasPrev := m.shadow.get(key)
+	if hasPrev && ch.Version != "" && schema.CompareVersions(ch.Version, prev.v) <= 0 {
+		// A replay after a reconnect or restart: this version or a newer one
+		// was already sent.
+		m.Stats.Replays++
+		return out
+	}
+
+	if ch.Op == changefeed.Delete {
+		t, ok := m.oldTarget(r, ch, prev, hasPrev)
+		m.shadow.del(key)
+		if !ok {
+			return out
+		}
+		c := base
+		c.Op = schema.OpDelete
+		return m.emit(out, t, c)
+	}
+
+	// fill is the previous version the unchanged columns come from: the
+	// document itself, or, when its key changed, the document it was.
+	fill, hasFill := prev, hasPrev
+	if ch.PrevID != "" {
+		oldID, err := r.id(ch.Before, ch.PrevID)
+		if err != nil {
+			oldID = ch.PrevID
+		}
+		if oldID != id {
+			oldKey := shadowKey{rule: r.idx, id: oldID}
+			old, hasOld := m.shadow.get(oldKey)
+			m.shadow.del(oldKey)
+			if t, ok := m.oldTarget(r, ch, old, hasOld); ok {
+				c := base
+				c.Op, c.ID = schema.OpDelete, oldID
+				out = m.emit(out, t, c)
+			}
+			if !hasPrev {
+				fill, hasFill = old, hasOld
+			}
+		}
+	}
+
+	if ch.Err != nil || ch.After == nil {
+		return m.refetch(out, r, ch, key, prev, hasPrev, base, "unencodable")
+	}
+
+	after := ch.After
+	if len(ch.Unchanged) > 0 {
+		// Unchanged (TOASTed) columns equal the previous version's; fill them
+		// from the shadow, or ask the client to refetch. Never a placeholder.
+		if !hasFill {
+			return m.refetch(out, r, ch, key, prev, hasPrev, base, "unchanged_toast")
+		}
+		var pd map[string]any
+		if err := unmarshalNumber(fill.doc, &pd); err != nil {
+			return m.refetch(out, r, ch, key, prev, hasPrev, base, "unchanged_toast")
+		}
+		filled := make(map[string]any, len(after)+len(ch.Unchanged))
+		for k, v := range after {
+			filled[k] = v
+		}
+		for _, col := range ch.Unchanged {
+			v, ok := pd[col]
+			if !ok && !r.excluded(col) {
+				return m.refetch(out, r, ch, key, prev, hasPrev, base, "unchanged_toast")
+			}
+			filled[col] = v
+		}
+		after = filled
+	}
+
+	t, err := r.target(after)
+	if err != nil {
+		m.unroutable(r, ch, err)
+		return out
+	}
+	docBytes, err := json.Marshal(r.project(after))
+	if err != nil {
+		return m.refetch(out, r, ch, key, prev, hasPrev, base, "unencodable")
+	}
+	if hasPrev && prev.target != t {
+		// The routing field changed: the old audience loses the document,
+		// the new one gets all of it.
+		c := base
+		c.Op = schema.OpDelete
+		out = m.emit(out, prev.target, c)
+		hasPrev = false
+	}
+	c := base
+	if hasPrev {
+		patch, err := jsondiff.CompareJSON(prev.doc, docBytes, jsondiff.UnmarshalFunc(unmarshalNumber))
+		if err == nil && len(patch) == 0 {
+			m.Stats.Unchanged++
+			return out
+		}
+		if err == nil {
+			pb, err := json.Marshal(patch)
+			if err == nil && len(pb) < len(docBytes) {
+				c.Op, c.PV, c.Patch = schema.OpPatch, prev.v, pb
+			}
+		}
+	}
+	if c.Op == "" {
+		c.Op, c.Doc = schema.OpUpsert, docBytes
+	}
+	m.shadow.put(key, shadowEntry{doc: docBytes, v: ch.Version, target: t})
+	return m.emit(out, t, c, key)
+}
+
+func (r *rule) excluded(col string) bool {
+	for _, p := range r.exclude {
+		if len(p) == 1 && p[0] == col {
+			return true
+		}
+	}
+	if len(r.include) == 0 {
+		return false
+	}
+	for _, p := range r.include {
+		if len(p) > 0 && p[0] == col {
+			return false
+		}
+	}
+	return true
+}
+
+// oldTarget is where a deleted document was visible: the shadow knows for
+// sure; otherwise the before-image, if it holds the routing fields.
+func (m *Mapper) oldTarget(r *rule, ch *changefeed.Change, prev shadowEntry, hasPrev bool) (Target, bool) {
+	if hasPrev {
+		return prev.target, true
+	}
+	t, err := r.target(ch.Before)
+	if err != nil {
+		m.unroutable(r, ch, err)
+		return Target{}, false
+	}
+	return t, true
+}
+
+func (m *Mapper) refetch(out []Output, r *rule, ch *changefeed.Change, key shadowKey, prev shadowEntry, hasPrev bool, base schema.Change, reason string) []Output {
+	var t Target
+	var err error
+	switch {
+	case ch.After != nil:
+		t, err = r.target(ch.After)
+		if err != nil && hasPrev {
+			t, err = prev.target, nil
+		}
+	case hasPrev:
+		t = prev.target
+	default:
+		t, err = r.target(nil)
+	}
+	m.shadow.del(key)
+	if err != nil {
+		m.unroutable(r, ch, err)
+		return out
+	}
+	m.log.Warn("sending refetch marker", "collection", ch.Collection, "id", base.ID, "version", ch.Version, "reason", reason, "err", ch.Err)
+	c := base
+	c.Op, c.Reason = schema.OpRefetch, reason
+	m.Stats.Refetch++
+	return m.emit(out, t, c)
+}
+
+func (m *Mapper) unroutable(r *rule, ch *changefeed.Change, err error) {
+	m.Stats.Unroutable++
+	m.log.Error("change cannot be routed; it is not sent", "collection", ch.Collection, "id", ch.ID, "version", ch.Version,
+		"hub", r.m.Hub, "err", err,
+		"hint", "the group/user template needs fields the change does not carry (for deletes: REPLICA IDENTITY FULL)")
+}
+
+// emit encodes c for t. A change over the size limit becomes a refetch
+// marker, and its shadow entry (key) is dropped since the client never got it.
+func (m *Mapper) emit(out []Output, t Target, c schema.Change, key ...shadowKey) []Output {
+	raw, err := json.Marshal(c)
+	if err == nil && len(raw) > m.max {
+		m.log.Warn("change too large to send as data; sending refetch marker", "collection", c.Collection, "id", c.ID, "bytes", len(raw))
+		m.Stats.Refetch++
+		c = schema.Change{Op: schema.OpRefetch, Collection: c.Collection, ID: c.ID, V: c.V, TS: c.TS, Reason: "too_large"}
+		for _, k := range key {
+			m.shadow.del(k)
+		}
+		raw, err = json.Marshal(c)
+	}
+	if err != nil {
+		// schema.Change holds only strings and valid raw JSON.
+		panic(err)
+	}
+	return append(out, Output{Target: t, Change: c, Raw: raw})
+}
+
+func unmarshalNumber(b []byte, v any) error {
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.UseNumber()
+	return d.Decode(v)
+}

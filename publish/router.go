@@ -1,0 +1,153 @@
+package publish
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/changecast/changecast/schema"
+)
+
+// rule is one compiled mapping.
+type rule struct {
+	idx     int
+	m       schema.Mapping
+	group   *schema.Template
+	user    *schema.Template
+	key     []schema.Pointer
+	include []schema.Pointer
+	exclude []schema.Pointer
+}
+
+func compileRule(idx int, m schema.Mapping) (*rule, error) {
+	r := &rule{idx: idx, m: m}
+	var err error
+	if m.Group != "" {
+		if r.group, err = schema.ParseTemplate(m.Group); err != nil {
+			return nil, fmt.Errorf("mappings[%d].group: %w", idx, err)
+		}
+	}
+	if m.User != "" {
+		if r.user, err = schema.ParseTemplate(m.User); err != nil {
+			return nil, fmt.Errorf("mappings[%d].user: %w", idx, err)
+		}
+	}
+	parse := func(field string, in []string) ([]schema.Pointer, error) {
+		out := make([]schema.Pointer, 0, len(in))
+		for j, s := range in {
+			p, err := schema.ParsePointer(s)
+			if err != nil {
+				return nil, fmt.Errorf("mappings[%d].%s[%d]: %w", idx, field, j, err)
+			}
+			out = append(out, p)
+		}
+		return out, nil
+	}
+	if r.key, err = parse("key", m.Key); err != nil {
+		return nil, err
+	}
+	if r.include, err = parse("include", m.Include); err != nil {
+		return nil, err
+	}
+	if r.exclude, err = parse("exclude", m.Exclude); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// routed reports whether the target depends on the document.
+func (r *rule) routed() bool { return r.group != nil || r.user != nil }
+
+// target renders where doc goes under this rule.
+func (r *rule) target(doc map[string]any) (Target, error) {
+	t := Target{Hub: r.m.Hub, Method: r.m.Target}
+	var err error
+	switch {
+	case r.group != nil:
+		t.Group, err = r.group.Render(doc)
+	case r.user != nil:
+		t.User, err = r.user.Render(doc)
+	}
+	return t, err
+}
+
+// id is the document id under this rule: the mapping's key pointers, or the
+// source's id when the mapping names none.
+func (r *rule) id(doc map[string]any, fallback string) (string, error) {
+	if len(r.key) == 0 || doc == nil {
+		return fallback, nil
+	}
+	return KeyID(doc, r.key)
+}
+
+// KeyID renders a document id from key fields: one field's scalar text, or a
+// JSON array of the values for a composite key.
+func KeyID(doc map[string]any, key []schema.Pointer) (string, error) {
+	vals := make([]any, len(key))
+	for i, p := range key {
+		v, ok := p.Get(doc)
+		if !ok || v == nil {
+			return "", fmt.Errorf("key field %s is missing", p)
+		}
+		vals[i] = v
+	}
+	if len(vals) == 1 {
+		if s, ok := schema.ScalarString(vals[0]); ok {
+			return s, nil
+		}
+	}
+	b, err := json.Marshal(vals)
+	return string(b), err
+}
+
+// project applies include/exclude. It never modifies doc: it copies only
+// the maps along the paths it changes.
+func (r *rule) project(doc map[string]any) map[string]any {
+	if len(r.include) > 0 {
+		out := map[string]any{}
+		for _, p := range r.include {
+			if v, ok := p.Get(doc); ok {
+				setPath(out, p, v)
+			}
+		}
+		return out
+	}
+	for _, p := range r.exclude {
+		doc = withoutPath(doc, p)
+	}
+	return doc
+}
+
+func setPath(dst map[string]any, p schema.Pointer, v any) {
+	cur := dst
+	for _, t := range p[:len(p)-1] {
+		next, ok := cur[t].(map[string]any)
+		if !ok {
+			next = map[string]any{}
+			cur[t] = next
+		}
+		cur = next
+	}
+	cur[p[len(p)-1]] = v
+}
+
+func withoutPath(doc map[string]any, p schema.Pointer) map[string]any {
+	if len(p) == 0 {
+		return doc
+	}
+	v, ok := doc[p[0]]
+	if !ok {
+		return doc
+	}
+	out := make(map[string]any, len(doc))
+	for k, x := range doc {
+		out[k] = x
+	}
+	if len(p) == 1 {
+		delete(out, p[0])
+		return out
+	}
+	if sub, ok := v.(map[string]any); ok {
+		out[p[0]] = withoutPath(sub, p[1:])
+	}
+	return out
+}
