@@ -1,0 +1,597 @@
+package cosmostest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/data/azcosmos"
+)
+
+// These tests drive the fake with the real azcosmos v1.5.0 SDK. Each test
+// starts its own server: azcosmos caches routing state per endpoint, so a
+// fresh port keeps tests independent.
+
+func newSDK(t *testing.T, opts ...Option) (*Server, *azcosmos.Client) {
+	t.Helper()
+	srv := New(opts...)
+	client, err := srv.NewClient()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		client.Close()
+		srv.Close()
+	})
+	return srv, client
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func statusOf(err error) int {
+	var re *azcore.ResponseError
+	if errors.As(err, &re) {
+		return re.StatusCode
+	}
+	return 0
+}
+
+// container creates db/coll through the SDK with partition key /pk.
+func mkContainer(t *testing.T, client *azcosmos.Client, db, coll string, throughput int32) *azcosmos.ContainerClient {
+	t.Helper()
+	ctx := ctxT(t)
+	if _, err := client.CreateDatabase(ctx, azcosmos.DatabaseProperties{ID: db}, nil); err != nil && statusOf(err) != http.StatusConflict {
+		t.Fatal(err)
+	}
+	d, _ := client.NewDatabase(db)
+	var opts *azcosmos.CreateContainerOptions
+	if throughput > 0 {
+		tp := azcosmos.NewManualThroughputProperties(throughput)
+		opts = &azcosmos.CreateContainerOptions{ThroughputProperties: &tp}
+	}
+	if _, err := d.CreateContainer(ctx, azcosmos.ContainerProperties{ID: coll,
+		PartitionKeyDefinition: azcosmos.PartitionKeyDefinition{Paths: []string{"/pk"}}}, opts); err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.NewContainer(db, coll)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+type item struct {
+	ID    string `json:"id"`
+	PK    string `json:"pk"`
+	V     int    `json:"v"`
+	LSN   int64  `json:"_lsn,omitempty"`
+	ETag  string `json:"_etag,omitempty"`
+	Owner string `json:"owner,omitempty"`
+}
+
+func put(t *testing.T, c *azcosmos.ContainerClient, it item) azcore.ETag {
+	t.Helper()
+	b, _ := json.Marshal(it)
+	resp, err := c.UpsertItem(context.Background(), azcosmos.NewPartitionKeyString(it.PK), b, nil)
+	if err != nil {
+		t.Fatalf("upsert %s: %v", it.ID, err)
+	}
+	return resp.ETag
+}
+
+var everything = azcosmos.FeedRange{MinInclusive: "", MaxExclusive: "FF"}
+
+// drain reads the change feed from opts until a call returns 304 and
+// returns the items and the last composite token.
+func drain(t *testing.T, c *azcosmos.ContainerClient, opts azcosmos.ChangeFeedOptions) ([]item, string) {
+	t.Helper()
+	var out []item
+	for i := 0; i < 200; i++ {
+		resp, err := c.ReadChangeFeed(ctxT(t), &opts)
+		if err != nil {
+			t.Fatalf("ReadChangeFeed: %v", err)
+		}
+		if resp.ContinuationToken == "" {
+			t.Fatal("no continuation token")
+		}
+		tok := resp.ContinuationToken
+		opts = azcosmos.ChangeFeedOptions{Continuation: &tok, MaxItemCount: opts.MaxItemCount}
+		if resp.RawResponse.StatusCode == http.StatusNotModified {
+			return out, tok
+		}
+		for _, raw := range resp.Items {
+			var it item
+			if err := json.Unmarshal(raw, &it); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, it)
+		}
+	}
+	t.Fatal("change feed did not reach 304")
+	return nil, ""
+}
+
+func ids(items []item) []string {
+	var out []string
+	for _, it := range items {
+		out = append(out, it.ID)
+	}
+	return out
+}
+
+func tokenEntries(t *testing.T, tok string) []map[string]any {
+	t.Helper()
+	var ct struct {
+		ResourceID   string           `json:"resourceId"`
+		Continuation []map[string]any `json:"continuation"`
+	}
+	if err := json.Unmarshal([]byte(tok), &ct); err != nil {
+		t.Fatalf("token %q: %v", tok, err)
+	}
+	return ct.Continuation
+}
+
+func TestItemCRUDWithETagConditions(t *testing.T) {
+	_, client := newSDK(t)
+	c := mkContainer(t, client, "app", "leases", 0)
+	ctx := ctxT(t)
+	pk := azcosmos.NewPartitionKeyString("p1")
+
+	created, err := c.CreateItem(ctx, pk, []byte(`{"id":"l1","pk":"p1","owner":"a"}`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if created.ETag == "" || len(created.Value) != 0 {
+		t.Fatalf("create with Prefer: return=minimal: etag %q, body %q", created.ETag, created.Value)
+	}
+	if _, err := c.CreateItem(ctx, pk, []byte(`{"id":"l1","pk":"p1"}`), nil); statusOf(err) != http.StatusConflict {
+		t.Fatalf("duplicate create: want 409, got %v", err)
+	}
+
+	read, err := c.ReadItem(ctx, pk, "l1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got map[string]any
+	_ = json.Unmarshal(read.Value, &got)
+	for _, k := range []string{"_rid", "_self", "_etag", "_attachments", "_ts"} {
+		if _, ok := got[k]; !ok {
+			t.Errorf("read item lacks %s: %s", k, read.Value)
+		}
+	}
+	if _, ok := got["_lsn"]; ok {
+		t.Error("point reads must not carry _lsn")
+	}
+	if got["_etag"] != string(created.ETag) || read.ETag != created.ETag {
+		t.Errorf("etag mismatch: body %v header %q created %q", got["_etag"], read.ETag, created.ETag)
+	}
+	if !strings.HasPrefix(string(read.Value), `{"id":"l1","pk":"p1","owner":"a","_rid"`) {
+		t.Errorf("user property order not kept: %s", read.Value)
+	}
+
+	stale := azcore.ETag(`"stale"`)
+	_, err = c.ReplaceItem(ctx, pk, "l1", []byte(`{"id":"l1","pk":"p1","owner":"b"}`), &azcosmos.ItemOptions{IfMatchEtag: &stale})
+	if statusOf(err) != http.StatusPreconditionFailed {
+		t.Fatalf("stale replace: want 412, got %v", err)
+	}
+	etag := created.ETag
+	replaced, err := c.ReplaceItem(ctx, pk, "l1", read.Value, &azcosmos.ItemOptions{IfMatchEtag: &etag, EnableContentResponseOnWrite: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if replaced.ETag == created.ETag || !strings.Contains(string(replaced.Value), `"_etag":`+fmt.Sprintf("%q", string(replaced.ETag))) {
+		t.Errorf("replace must return a new etag and (with content response) the body: %q %s", replaced.ETag, replaced.Value)
+	}
+	// The old etag is now stale for the losing writer.
+	if _, err := c.ReplaceItem(ctx, pk, "l1", read.Value, &azcosmos.ItemOptions{IfMatchEtag: &etag}); statusOf(err) != http.StatusPreconditionFailed {
+		t.Fatalf("second replace with the old etag: want 412, got %v", err)
+	}
+
+	if _, err := c.ReplaceItem(ctx, pk, "nope", []byte(`{"id":"nope","pk":"p1"}`), nil); statusOf(err) != http.StatusNotFound {
+		t.Fatalf("replace missing: want 404, got %v", err)
+	}
+	if _, err := c.CreateItem(ctx, pk, []byte(`{"id":"x","pk":"other"}`), nil); statusOf(err) != http.StatusBadRequest {
+		t.Fatalf("partition key mismatch: want 400, got %v", err)
+	}
+	if _, err := c.UpsertItem(ctx, pk, []byte(`{"id":"l2","pk":"p1"}`), nil); err != nil {
+		t.Fatal(err)
+	}
+
+	patch := azcosmos.PatchOperations{}
+	patch.AppendSet("/owner", "c")
+	patch.AppendIncrement("/n", 2)
+	if _, err := c.PatchItem(ctx, pk, "l1", patch, nil); err != nil {
+		t.Fatal(err)
+	}
+	read, _ = c.ReadItem(ctx, pk, "l1", nil)
+	_ = json.Unmarshal(read.Value, &got)
+	if got["owner"] != "c" || got["n"] != 2.0 {
+		t.Errorf("patch not applied: %s", read.Value)
+	}
+
+	if _, err := c.DeleteItem(ctx, pk, "l1", &azcosmos.ItemOptions{IfMatchEtag: &stale}); statusOf(err) != http.StatusPreconditionFailed {
+		t.Fatalf("stale delete: want 412, got %v", err)
+	}
+	cur := read.ETag
+	if _, err := c.DeleteItem(ctx, pk, "l1", &azcosmos.ItemOptions{IfMatchEtag: &cur}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.ReadItem(ctx, pk, "l1", nil); statusOf(err) != http.StatusNotFound {
+		t.Fatalf("read after delete: want 404, got %v", err)
+	}
+}
+
+func TestQueriesForALeaseStore(t *testing.T) {
+	srv, client := newSDK(t, WithPartitions(3))
+	c := mkContainer(t, client, "app", "leases", 0)
+	for i := 0; i < 7; i++ {
+		prefix := "proc.."
+		if i >= 5 {
+			prefix = "other.."
+		}
+		put(t, c, item{ID: fmt.Sprintf("%s%d", prefix, i), PK: fmt.Sprintf("p%d", i), V: i, Owner: []string{"a", "b"}[i%2]})
+	}
+	query := func(q string, pk azcosmos.PartitionKey, opts *azcosmos.QueryOptions) []item {
+		t.Helper()
+		var out []item
+		pager := c.NewQueryItemsPager(q, pk, opts)
+		for pager.More() {
+			page, err := pager.NextPage(ctxT(t))
+			if err != nil {
+				t.Fatalf("%s: %v", q, err)
+			}
+			for _, raw := range page.Items {
+				var it item
+				_ = json.Unmarshal(raw, &it)
+				out = append(out, it)
+			}
+		}
+		return out
+	}
+	got := query("SELECT * FROM c WHERE STARTSWITH(c.id, @prefix)", azcosmos.NewPartitionKey(),
+		&azcosmos.QueryOptions{QueryParameters: []azcosmos.QueryParameter{{Name: "@prefix", Value: "proc.."}}})
+	if len(got) != 5 {
+		t.Fatalf("STARTSWITH: got %v", ids(got))
+	}
+	srv.ResetCounts()
+	got = query("SELECT * FROM c", azcosmos.NewPartitionKey(), &azcosmos.QueryOptions{PageSizeHint: 2})
+	if len(got) != 7 || srv.Count(KindQuery) != 4 {
+		t.Fatalf("paged SELECT *: %d items in %d pages", len(got), srv.Count(KindQuery))
+	}
+	if h := srv.Requests(KindQuery)[0].Header; h.Get("x-ms-documentdb-query") != "True" || h.Get("Content-Type") != "application/query+json" {
+		t.Errorf("unexpected query headers: %v", h)
+	}
+	got = query("SELECT * FROM c WHERE c.owner = 'a' ORDER BY c.v DESC", azcosmos.NewPartitionKey(), nil)
+	if !slices.Equal(ids(got), []string{"other..6", "proc..4", "proc..2", "proc..0"}) {
+		t.Fatalf("filter + order: %v", ids(got))
+	}
+	got = query("SELECT * FROM c", azcosmos.NewPartitionKeyString("p3"), nil)
+	if len(got) != 1 || got[0].ID != "proc..3" {
+		t.Fatalf("single-partition query: %v", ids(got))
+	}
+	pager := c.NewQueryItemsPager("SELECT VALUE COUNT(1) FROM c WHERE c.v >= 2", azcosmos.NewPartitionKey(), nil)
+	page, err := pager.NextPage(ctxT(t))
+	if err != nil || len(page.Items) != 1 || string(page.Items[0]) != "5" {
+		t.Fatalf("COUNT: %v %q", err, page.Items)
+	}
+	_, err = c.NewQueryItemsPager("SELEKT nope", azcosmos.NewPartitionKey(), nil).NextPage(ctxT(t))
+	if statusOf(err) != http.StatusBadRequest {
+		t.Fatalf("bad query: want 400, got %v", err)
+	}
+}
+
+// The fake places documents with the service's real V2 hash, so the
+// SDK's client-side EPK routing (ReadManyItems) finds every document.
+func TestReadManyUsesTheSameHashAsTheSDK(t *testing.T) {
+	_, client := newSDK(t, WithPartitions(4))
+	c := mkContainer(t, client, "app", "orders", 0)
+	var want []azcosmos.ItemIdentity
+	for i := 0; i < 20; i++ {
+		it := item{ID: fmt.Sprintf("o%d", i), PK: fmt.Sprintf("customer-%d", i)}
+		put(t, c, it)
+		want = append(want, azcosmos.ItemIdentity{ID: it.ID, PartitionKey: azcosmos.NewPartitionKeyString(it.PK)})
+	}
+	resp, err := c.ReadManyItems(ctxT(t), want, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Items) != 20 {
+		t.Fatalf("ReadManyItems found %d of 20", len(resp.Items))
+	}
+}
+
+func TestChangeFeedFromBeginningWithCompositeTokens(t *testing.T) {
+	srv, client := newSDK(t, WithPartitions(4))
+	c := mkContainer(t, client, "app", "orders", 0)
+	ctx := ctxT(t)
+
+	frs, err := c.ReadFeedRanges(ctx, nil)
+	if err != nil || len(frs) != 4 || frs[0].MinInclusive != "" || frs[3].MaxExclusive != "FF" {
+		t.Fatalf("ReadFeedRanges: %v %v", frs, err)
+	}
+	for i := 0; i < 30; i++ {
+		put(t, c, item{ID: fmt.Sprintf("o%02d", i), PK: fmt.Sprintf("k%d", i)})
+	}
+	got, tok := drain(t, c, azcosmos.ChangeFeedOptions{FeedRange: &everything, MaxItemCount: 4})
+	if len(got) != 30 {
+		t.Fatalf("from beginning: %d items", len(got))
+	}
+	if n := len(tokenEntries(t, tok)); n != 4 {
+		t.Fatalf("token should hold one entry per range, has %d: %s", n, tok)
+	}
+	for _, it := range got {
+		if it.LSN <= 0 {
+			t.Fatalf("%s has no _lsn", it.ID)
+		}
+	}
+
+	// Nothing new: 304, and the token still works.
+	resp, err := c.ReadChangeFeed(ctx, &azcosmos.ChangeFeedOptions{Continuation: &tok})
+	if err != nil || resp.RawResponse.StatusCode != http.StatusNotModified || resp.Count != 0 {
+		t.Fatalf("no changes: want 304, got %v %v", resp.RawResponse, err)
+	}
+	for _, r := range srv.Requests(KindChangeFeed) {
+		if r.Header.Get("A-IM") != "Incremental Feed" || r.Header.Get("x-ms-documentdb-partitionkeyrangeid") == "" {
+			t.Fatalf("change-feed request headers: %v", r.Header)
+		}
+	}
+
+	put(t, c, item{ID: "late", PK: "k-late"})
+	got, _ = drain(t, c, azcosmos.ChangeFeedOptions{Continuation: &tok})
+	if !slices.Equal(ids(got), []string{"late"}) {
+		t.Fatalf("resume: %v", ids(got))
+	}
+}
+
+func TestChangeFeedLatestVersionSemantics(t *testing.T) {
+	srv, client := newSDK(t)
+	c := mkContainer(t, client, "app", "orders", 0)
+	for _, id := range []string{"a", "b", "c"} {
+		put(t, c, item{ID: id, PK: "p"})
+	}
+	first, tok := drain(t, c, azcosmos.ChangeFeedOptions{FeedRange: &everything})
+	if !slices.Equal(ids(first), []string{"a", "b", "c"}) {
+		t.Fatalf("initial: %v", ids(first))
+	}
+	put(t, c, item{ID: "a", PK: "p", V: 2})
+	if _, err := c.DeleteItem(ctxT(t), azcosmos.NewPartitionKeyString("p"), "b", nil); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := drain(t, c, azcosmos.ChangeFeedOptions{Continuation: &tok})
+	if !slices.Equal(ids(got), []string{"a"}) || got[0].V != 2 || got[0].LSN <= first[2].LSN {
+		t.Fatalf("update must move a to the tail with a new _lsn; deletes are not shown: %+v", got)
+	}
+	// From the beginning, each document appears once, at its latest position.
+	all, _ := drain(t, c, azcosmos.ChangeFeedOptions{FeedRange: &everything})
+	if !slices.Equal(ids(all), []string{"c", "a"}) {
+		t.Fatalf("latest version from beginning: %v", ids(all))
+	}
+	// The session token carries the range's LSN (the estimator's input).
+	resp, _ := c.ReadChangeFeed(ctxT(t), &azcosmos.ChangeFeedOptions{FeedRange: &everything, MaxItemCount: 1})
+	if st := resp.RawResponse.Header.Get("x-ms-session-token"); st != "0:-1#5" {
+		t.Errorf("session token %q, want 0:-1#5 (5 writes)", st)
+	}
+	_ = srv
+}
+
+func TestChangeFeedStartNowAndStartTime(t *testing.T) {
+	_, client := newSDK(t)
+	c := mkContainer(t, client, "app", "orders", 0)
+	put(t, c, item{ID: "old", PK: "p"})
+
+	// "Now": a crafted composite token with "*" for the range.
+	props, err := c.Read(ctxT(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := fmt.Sprintf(`{"version":1,"resourceId":%q,"continuation":[{"minInclusive":"","maxExclusive":"FF","continuationToken":"*"}]}`,
+		props.ContainerProperties.ResourceID)
+	resp, err := c.ReadChangeFeed(ctxT(t), &azcosmos.ChangeFeedOptions{Continuation: &now})
+	if err != nil || resp.RawResponse.StatusCode != http.StatusNotModified {
+		t.Fatalf("start now: want 304, got %v", err)
+	}
+	tok := resp.ContinuationToken
+	if e := tokenEntries(t, tok); e[0]["continuationToken"] != `"1"` {
+		t.Fatalf("* must become the current LSN: %s", tok)
+	}
+	put(t, c, item{ID: "new", PK: "p"})
+	got, _ := drain(t, c, azcosmos.ChangeFeedOptions{Continuation: &tok})
+	if !slices.Equal(ids(got), []string{"new"}) {
+		t.Fatalf("after now: %v", ids(got))
+	}
+
+	// Point in time: azcosmos sends If-Modified-Since with whole seconds.
+	time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(time.Second + 50*time.Millisecond)))
+	start := time.Now()
+	put(t, c, item{ID: "after", PK: "p"})
+	got, _ = drain(t, c, azcosmos.ChangeFeedOptions{FeedRange: &everything, StartFrom: &start})
+	if !slices.Equal(ids(got), []string{"after"}) {
+		t.Fatalf("start from time: %v", ids(got))
+	}
+}
+
+func TestSplitAnswers410AndChildrenContinueFromParentToken(t *testing.T) {
+	srv, client := newSDK(t)
+	c := mkContainer(t, client, "app", "orders", 0)
+	for i := 0; i < 10; i++ {
+		put(t, c, item{ID: fmt.Sprintf("before%d", i), PK: fmt.Sprintf("k%d", i)})
+	}
+	got, tok := drain(t, c, azcosmos.ChangeFeedOptions{FeedRange: &everything})
+	if len(got) != 10 {
+		t.Fatalf("before split: %d", len(got))
+	}
+	children, err := srv.Split("app", "orders", "0")
+	if err != nil || !slices.Equal(children, []string{"1", "2"}) {
+		t.Fatalf("split: %v %v", children, err)
+	}
+	var want []string
+	for i := 0; i < 10; i++ {
+		id := fmt.Sprintf("after%d", i)
+		put(t, c, item{ID: id, PK: fmt.Sprintf("k%d", i)})
+		want = append(want, id)
+	}
+	srv.ResetCounts()
+	got, tok2 := drain(t, c, azcosmos.ChangeFeedOptions{Continuation: &tok})
+	gotIDs := ids(got)
+	slices.Sort(gotIDs)
+	if !slices.Equal(gotIDs, want) {
+		t.Fatalf("after split from the parent's token: got %v want %v", gotIDs, want)
+	}
+	var gone int
+	for _, r := range srv.Requests(KindChangeFeed) {
+		if r.Status == http.StatusGone {
+			gone++
+			if r.SubStatus != 1002 || r.Header.Get("x-ms-documentdb-partitionkeyrangeid") != "0" {
+				t.Errorf("410 for %v substatus %d", r.Header.Get("x-ms-documentdb-partitionkeyrangeid"), r.SubStatus)
+			}
+		}
+	}
+	if gone != 1 || srv.Count(KindPKRanges) < 2 {
+		t.Fatalf("want one 410 and a pkranges refresh, got %d 410s, %d pkranges reads", gone, srv.Count(KindPKRanges))
+	}
+	entries := tokenEntries(t, tok2)
+	if len(entries) != 2 {
+		t.Fatalf("token after split should hold both children: %s", tok2)
+	}
+	frs, _ := c.ReadFeedRanges(ctxT(t), nil)
+	if len(frs) != 2 {
+		t.Fatalf("feed ranges after split: %v", frs)
+	}
+	// And the pkranges feed lists the children with their parent.
+	ranges, _ := srv.PartitionKeyRanges("app", "orders")
+	for _, r := range ranges {
+		if !slices.Equal(r.Parents, []string{"0"}) {
+			t.Fatalf("child %s parents %v", r.ID, r.Parents)
+		}
+	}
+}
+
+func TestMergeDeliversDuplicatesNotLoss(t *testing.T) {
+	srv, client := newSDK(t, WithPartitions(2))
+	c := mkContainer(t, client, "app", "orders", 0)
+	for i := 0; i < 6; i++ {
+		put(t, c, item{ID: fmt.Sprintf("d%d", i), PK: fmt.Sprintf("k%d", i)})
+	}
+	_, tok := drain(t, c, azcosmos.ChangeFeedOptions{FeedRange: &everything})
+	if _, err := srv.Merge("app", "orders", "0", "1"); err != nil {
+		t.Fatal(err)
+	}
+	put(t, c, item{ID: "new", PK: "k-new"})
+	got, _ := drain(t, c, azcosmos.ChangeFeedOptions{Continuation: &tok})
+	if !slices.Contains(ids(got), "new") {
+		t.Fatalf("merge lost a change: %v", ids(got))
+	}
+}
+
+func TestThrottlingIsRetriedBySDK(t *testing.T) {
+	srv, client := newSDK(t)
+	c := mkContainer(t, client, "app", "orders", 0)
+	put(t, c, item{ID: "a", PK: "p"})
+	_, _ = c.ReadFeedRanges(ctxT(t), nil) // warm the caches
+	srv.ResetCounts()
+	srv.FailNext(2, http.StatusTooManyRequests, KindChangeFeed)
+	resp, err := c.ReadChangeFeed(ctxT(t), &azcosmos.ChangeFeedOptions{FeedRange: &everything})
+	if err != nil || resp.Count != 1 {
+		t.Fatalf("429s should be retried: %v", err)
+	}
+	reqs := srv.Requests(KindChangeFeed)
+	if len(reqs) != 3 || reqs[0].Status != 429 || reqs[1].Status != 429 || reqs[2].Status != 200 {
+		t.Fatalf("want 429,429,200; got %+v", reqs)
+	}
+
+	// More 429s than azcore's 3 retries surface as an error.
+	srv.FailNext(4, http.StatusTooManyRequests, KindRead)
+	if _, err := c.ReadItem(ctxT(t), azcosmos.NewPartitionKeyString("p"), "a", nil); statusOf(err) != http.StatusTooManyRequests {
+		t.Fatalf("want 429 after retries, got %v", err)
+	}
+	// azcosmos treats 503 as a regional failure: without a preferred
+	// region to fail over to it surfaces at once, even with a retry hint.
+	srv.ResetCounts()
+	srv.Inject(Fault{Status: http.StatusServiceUnavailable, RetryAfter: 10 * time.Millisecond, Kinds: []Kind{KindRead}})
+	if _, err := c.ReadItem(ctxT(t), azcosmos.NewPartitionKeyString("p"), "a", nil); statusOf(err) != http.StatusServiceUnavailable || srv.Count(KindRead) != 1 {
+		t.Fatalf("503 without preferred regions: want one 503, got %v after %d reads", err, srv.Count(KindRead))
+	}
+	// Naming the fake's region as preferred lets the SDK retry a read.
+	cred, _ := azcosmos.NewKeyCredential(srv.Key())
+	regional, _ := azcosmos.NewClientWithKey(srv.URL(), cred, &azcosmos.ClientOptions{PreferredRegions: []string{"Local"}})
+	defer regional.Close()
+	rc, _ := regional.NewContainer("app", "orders")
+	srv.ResetCounts()
+	srv.Inject(Fault{Status: http.StatusServiceUnavailable, Kinds: []Kind{KindRead}})
+	if _, err := rc.ReadItem(ctxT(t), azcosmos.NewPartitionKeyString("p"), "a", nil); err != nil || srv.Count(KindRead) != 2 {
+		t.Fatalf("503 with a preferred region should be retried once: %v after %d reads", err, srv.Count(KindRead))
+	}
+}
+
+func TestWrongKeyIsRejected(t *testing.T) {
+	srv, _ := newSDK(t)
+	cred, _ := azcosmos.NewKeyCredential("d3Jvbmcta2V5LXdyb25nLWtleS13cm9uZy1rZXk=")
+	bad, err := azcosmos.NewClientWithKey(srv.URL(), cred, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bad.Close()
+	_, err = bad.CreateDatabase(ctxT(t), azcosmos.DatabaseProperties{ID: "x"}, nil)
+	if statusOf(err) != http.StatusUnauthorized {
+		t.Fatalf("want 401, got %v", err)
+	}
+	if srv.Count(KindDatabase) != 0 && srv.Requests(KindAccount)[0].Status != http.StatusUnauthorized {
+		t.Fatal("the account read should have been refused")
+	}
+}
+
+func TestConnectionStringAndAutoCreate(t *testing.T) {
+	srv := New(WithPartitions(2))
+	defer srv.Close()
+	client, err := azcosmos.NewClientFromConnectionString(srv.ConnectionString(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	c, _ := client.NewContainer("auto", "things")
+	// The container does not exist yet; the first use creates it with the
+	// default partition key path /id and two ranges.
+	if _, err := c.UpsertItem(ctxT(t), azcosmos.NewPartitionKeyString("x"), []byte(`{"id":"x"}`), nil); err != nil {
+		t.Fatal(err)
+	}
+	frs, err := c.ReadFeedRanges(ctxT(t), nil)
+	if err != nil || len(frs) != 2 {
+		t.Fatalf("auto-created ranges: %v %v", frs, err)
+	}
+	// Writes made directly on the server show up in the feed.
+	if _, err := srv.Upsert("auto", "things", map[string]any{"id": "y", "n": 1}); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := drain(t, c, azcosmos.ChangeFeedOptions{FeedRange: &everything})
+	if len(got) != 2 {
+		t.Fatalf("feed: %v", ids(got))
+	}
+}
+
+func TestTLS(t *testing.T) {
+	srv := New(WithTLS())
+	defer srv.Close()
+	client, err := srv.NewClient()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	c, _ := client.NewContainer("db", "c")
+	if _, err := c.UpsertItem(ctxT(t), azcosmos.NewPartitionKeyString("x"), []byte(`{"id":"x"}`), nil); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(srv.URL(), "https://") {
+		t.Fatal(srv.URL())
+	}
+}

@@ -1,0 +1,383 @@
+package postgres_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"go.uber.org/goleak"
+
+	"github.com/changecast/changecast/changefeed/postgres"
+	"github.com/changecast/changecast/changefeed/processor"
+	"github.com/changecast/changecast/internal/replica"
+	"github.com/changecast/changecast/publish"
+	"github.com/changecast/changecast/schema"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// clusterURL is the test cluster (wal_level=logical) that make test starts.
+func clusterURL(t testing.TB) string {
+	u := os.Getenv("CHANGECAST_PG_URL")
+	if u == "" {
+		t.Fatal(`CHANGECAST_PG_URL is not set: run the tests with make test, or eval "$(scripts/pg.sh start)" first`)
+	}
+	return u
+}
+
+func repoRoot(t testing.TB) string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..")
+}
+
+// newDatabase creates a fresh database on the cluster at base and returns
+// its URL; the database and its slots are dropped when the test ends.
+func newDatabase(t testing.TB, base string) string {
+	t.Helper()
+	ctx := context.Background()
+	name := fmt.Sprintf("t_%s_%d", strings.ToLower(strings.NewReplacer("/", "_", "-", "_").Replace(t.Name())), time.Now().UnixNano()%1e6)
+	if len(name) > 60 {
+		name = name[len(name)-60:]
+	}
+	admin, err := pgx.Connect(ctx, base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		admin, err := pgx.Connect(ctx, base)
+		if err != nil {
+			return
+		}
+		defer admin.Close(ctx)
+		for i := 0; i < 50; i++ {
+			_, err = admin.Exec(ctx, "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = $1", name)
+			if err == nil {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		admin.Exec(ctx, "DROP DATABASE "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
+	})
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Path = "/" + name
+	return u.String()
+}
+
+func exec1(t testing.TB, db *pgx.Conn, sql string, args ...any) {
+	t.Helper()
+	if _, err := db.Exec(context.Background(), sql, args...); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+}
+
+// capture is a publisher that keeps every batch and applies it to a
+// replica, as a client would.
+type capture struct {
+	mu      sync.Mutex
+	batches []schema.Envelope
+	rep     *replica.Replica
+	fail    func(b *publish.Batch) error // optional fault injection
+}
+
+func newCapture() *capture { return &capture{rep: replica.New()} }
+
+func (c *capture) Publish(ctx context.Context, b *publish.Batch) error {
+	if c.fail != nil {
+		if err := c.fail(b); err != nil {
+			return err
+		}
+	}
+	// Decode the payload, not b.Envelope: the payload is what clients get.
+	var env schema.Envelope
+	if err := json.Unmarshal(b.Payload, &env); err != nil {
+		return publish.Permanent(err)
+	}
+	if err := c.rep.Apply(&env); err != nil {
+		panic(err)
+	}
+	c.mu.Lock()
+	c.batches = append(c.batches, env)
+	c.mu.Unlock()
+	return nil
+}
+
+func (c *capture) changes() []schema.Change {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []schema.Change
+	for _, b := range c.batches {
+		out = append(out, b.Changes...)
+	}
+	return out
+}
+
+func (c *capture) envelopes() []schema.Envelope {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]schema.Envelope(nil), c.batches...)
+}
+
+// pipeline runs a source and processor in-process.
+type pipeline struct {
+	src  *postgres.Source
+	cap  *capture
+	stop func()
+	done chan error
+}
+
+type pipeOpts struct {
+	tables    []string
+	mappings  []schema.Mapping
+	slot      string
+	heartbeat time.Duration
+	batch     publish.BatchLimits
+	cap       *capture
+}
+
+func startPipeline(t testing.TB, dbURL string, o pipeOpts) *pipeline {
+	t.Helper()
+	if o.slot == "" {
+		o.slot = "changecast"
+	}
+	if o.cap == nil {
+		o.cap = newCapture()
+	}
+	if o.batch.MaxChanges == 0 {
+		o.batch = publish.BatchLimits{MaxChanges: 100, MaxBytes: 512 << 10, MaxDelay: 5 * time.Millisecond}
+	}
+	for i := range o.mappings {
+		if o.mappings[i].Target == "" {
+			o.mappings[i].Target = "changes"
+		}
+	}
+	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	pcfg := &schema.PostgresSource{URL: dbURL, Slot: o.slot, Publication: "changecast", Tables: o.tables}
+	cfg, err := postgres.ConfigFrom(pcfg, o.mappings)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Heartbeat = o.heartbeat
+	if cfg.Heartbeat == 0 {
+		cfg.Heartbeat = -1
+	}
+	cfg.StatusInterval = 500 * time.Millisecond
+	cfg.Logger = log
+	src := postgres.New(cfg)
+	m, err := publish.NewMapper(o.mappings, publish.MapperOptions{ShadowSize: 1 << 20, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	proc := processor.New(processor.Config{Source: "test", Batch: o.batch, Parallelism: 4, Logger: log}, src, m, o.cap)
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &pipeline{src: src, cap: o.cap, stop: cancel, done: make(chan error, 1)}
+	go func() { p.done <- proc.Run(ctx) }()
+	t.Cleanup(func() { p.close(t) })
+	deadline := time.Now().Add(20 * time.Second)
+	for !src.Ready() {
+		select {
+		case err := <-p.done:
+			p.done <- err
+			t.Fatalf("pipeline stopped before streaming: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("source not ready after 20s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return p
+}
+
+func (p *pipeline) close(t testing.TB) {
+	if p.stop == nil {
+		return
+	}
+	p.stop()
+	p.stop = nil
+	select {
+	case err := <-p.done:
+		if err != nil {
+			t.Errorf("pipeline: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Error("pipeline did not stop within 30s")
+	}
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(b []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(b), "\n"))
+	return len(b), nil
+}
+
+// waitFor polls cond until it holds or the timeout passes.
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// normJSON decodes JSON with numbers as exact rationals, so 12.50 and 12.5
+// compare equal but 0.1 and 0.10000000000000001 do not.
+func normJSON(t testing.TB, b []byte) any {
+	t.Helper()
+	d := json.NewDecoder(strings.NewReader(string(b)))
+	d.UseNumber()
+	var v any
+	if err := d.Decode(&v); err != nil {
+		t.Fatalf("bad JSON %s: %v", b, err)
+	}
+	return normNumbers(v)
+}
+
+func normNumbers(v any) any {
+	switch x := v.(type) {
+	case json.Number:
+		r, ok := new(big.Rat).SetString(x.String())
+		if !ok {
+			return x.String()
+		}
+		return r.RatString()
+	case map[string]any:
+		for k, e := range x {
+			x[k] = normNumbers(e)
+		}
+	case []any:
+		for i, e := range x {
+			x[i] = normNumbers(e)
+		}
+	}
+	return v
+}
+
+// dbDocs reads every row of table as to_jsonb, keyed by "collection/id".
+func dbDocs(t testing.TB, db *pgx.Conn, table, idCol string) map[string][]byte {
+	t.Helper()
+	rows, err := db.Query(context.Background(), fmt.Sprintf("SELECT %s::text, to_jsonb(x)::text FROM %s x", idCol, table))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string][]byte{}
+	for rows.Next() {
+		var id, doc string
+		if err := rows.Scan(&id, &doc); err != nil {
+			t.Fatal(err)
+		}
+		out[table+"/"+id] = []byte(doc)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// diffReplica compares the replica with the database: every row present
+// once, in the audience its routing field names, with equal content; no
+// extra documents. Dirty ids (refetched by a client) are taken from the
+// database, as a client would. It returns a description of the first
+// differences, or "".
+func diffReplica(t testing.TB, rep *replica.Replica, want map[string][]byte, audience func(doc map[string]any) string, collections ...string) string {
+	t.Helper()
+	got, dirty := rep.Snapshot()
+	var problems []string
+	for k, w := range want {
+		wd := normJSON(t, w)
+		ds := got[k]
+		if dirty[k] {
+			continue
+		}
+		if len(ds) != 1 {
+			var auds []string
+			for _, d := range ds {
+				auds = append(auds, d.Audience)
+			}
+			problems = append(problems, fmt.Sprintf("%s: in %d audiences %v, want 1", k, len(ds), auds))
+			continue
+		}
+		if a := audience(wd.(map[string]any)); ds[0].Audience != a {
+			problems = append(problems, fmt.Sprintf("%s: in %s, want %s", k, ds[0].Audience, a))
+		}
+		if gd := normJSON(t, ds[0].Doc); !reflect.DeepEqual(gd, wd) {
+			problems = append(problems, fmt.Sprintf("%s v%s:\n  got  %s\n  want %s", k, ds[0].V, trunc(ds[0].Doc), trunc(w)))
+		}
+	}
+	for k, ds := range got {
+		if _, ok := want[k]; ok {
+			continue
+		}
+		for _, c := range collections {
+			if strings.HasPrefix(k, c+"/") {
+				problems = append(problems, fmt.Sprintf("%s: replica has it (in %s), database does not", k, ds[0].Audience))
+			}
+		}
+	}
+	sort.Strings(problems)
+	if len(problems) > 5 {
+		problems = append(problems[:5], fmt.Sprintf("... and %d more", len(problems)-5))
+	}
+	return strings.Join(problems, "\n")
+}
+
+func trunc(b []byte) string {
+	if len(b) > 300 {
+		return string(b[:300]) + fmt.Sprintf("...(%d bytes)", len(b))
+	}
+	return string(b)
+}
+
+// buildBinary builds the changecast command once per test binary.
+var buildOnce struct {
+	sync.Once
+	path string
+	err  error
+}
+
+func changecastBinary(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "changecast-bin")
+		if err != nil {
+			buildOnce.err = err
+			return
+		}
+		buildOnce.path = filepath.Join(dir, "changecast")
+		cmd := exec.Command("go", "build", "-o", buildOnce.path, "./cmd/changecast")
+		cmd.Dir = repoRoot(t)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildOnce.err = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildOnce.err != nil {
+		t.Fatal(buildOnce.err)
+	}
+	return buildOnce.path
+}

@@ -1,0 +1,225 @@
+package postgres_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/changecast/changecast/changefeed"
+	"github.com/changecast/changecast/changefeed/postgres"
+	"github.com/changecast/changecast/schema"
+)
+
+// TestEnvelopes checks the wire changes of insert, update, delete and
+// truncate, and how each column type is encoded.
+func TestEnvelopes(t *testing.T) {
+	dbURL := newDatabase(t, clusterURL(t))
+	ctx := context.Background()
+	db, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close(ctx)
+	exec1(t, db, `CREATE TYPE mood AS ENUM ('sad', 'happy')`)
+	exec1(t, db, `CREATE TABLE public.items (
+		id int8 PRIMARY KEY, tenant text NOT NULL, i2 int2, i4 int4, small numeric, huge numeric, f8 float8, fnan float8,
+		b bool, t text, j json, jb jsonb, ts timestamptz, tsn timestamp, d date, u uuid, ia int4[], ta text[], by bytea,
+		nul text, m mood, secret text)`)
+
+	p := startPipeline(t, dbURL, pipeOpts{
+		tables: []string{"public.items"},
+		mappings: []schema.Mapping{{Collection: "public.items", Hub: "items", Group: "tenant-{/tenant}",
+			Exclude: []string{"/secret"}}},
+	})
+	exec1(t, db, `INSERT INTO items VALUES (1, 'acme', 2, 4, 12.50, 123456789012345678901234.5678, 1.5, 'NaN',
+		true, 'hé "q"', '{"a": [1, 2]}', '{"b": {"c": null}}', '2026-11-26 17:00:00.123456+01', '2026-11-26 17:00:00',
+		'2026-11-26', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '{1,NULL,3}', '{"x y",z}', '\xdeadbeef', NULL, 'happy', 'pw')`)
+	exec1(t, db, `UPDATE items SET t = 'changed', i4 = 5 WHERE id = 1`)
+	exec1(t, db, `UPDATE items SET secret = 'other' WHERE id = 1`) // invisible: excluded column only
+	exec1(t, db, `DELETE FROM items WHERE id = 1`)
+	exec1(t, db, `INSERT INTO items (id, tenant) VALUES (2, 'acme')`)
+	exec1(t, db, `TRUNCATE items`)
+
+	waitFor(t, 10*time.Second, "5 changes", func() bool { return len(p.cap.changes()) >= 5 })
+	p.close(t)
+	ch := p.cap.changes()
+	if len(ch) != 5 {
+		t.Fatalf("got %d changes, want 5: %+v", len(ch), ch)
+	}
+	ins, upd, del, ins2, tr := ch[0], ch[1], ch[2], ch[3], ch[4]
+
+	if ins.Op != schema.OpUpsert || ins.ID != "1" || ins.Collection != "public.items" {
+		t.Fatalf("insert: %+v", ins)
+	}
+	var doc map[string]any
+	d := json.NewDecoder(strings.NewReader(string(ins.Doc)))
+	d.UseNumber()
+	if err := d.Decode(&doc); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"id": `1`, "i2": `2`, "i4": `4`, "small": `12.50`, "huge": `"123456789012345678901234.5678"`, "f8": `1.5`,
+		"fnan": `"NaN"`, "b": `true`, "t": `"hé \"q\""`, "j": `{"a":[1,2]}`, "jb": `{"b":{"c":null}}`,
+		"ts": `"2026-11-26T16:00:00.123456Z"`, "tsn": `"2026-11-26T17:00:00"`, "d": `"2026-11-26"`,
+		"u": `"a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"`, "ia": `[1,null,3]`, "ta": `["x y","z"]`, "by": `"3q2+7w=="`,
+		"nul": `null`, "m": `"happy"`, "tenant": `"acme"`,
+	}
+	for k, w := range want {
+		got, err := json.Marshal(doc[k])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != w {
+			t.Errorf("column %s = %s, want %s", k, got, w)
+		}
+	}
+	if _, ok := doc["secret"]; ok {
+		t.Error("excluded column secret was sent")
+	}
+	if len(doc) != len(want) {
+		t.Errorf("doc has %d fields, want %d: %s", len(doc), len(want), ins.Doc)
+	}
+	if ins.TS == "" || !strings.HasSuffix(ins.TS, "Z") {
+		t.Errorf("insert ts = %q", ins.TS)
+	}
+
+	if upd.Op != schema.OpPatch || upd.PV != ins.V || schema.CompareVersions(upd.V, ins.V) <= 0 {
+		t.Fatalf("update: %+v (insert v %s)", upd, ins.V)
+	}
+	var patch []map[string]any
+	if err := json.Unmarshal(upd.Patch, &patch); err != nil {
+		t.Fatal(err)
+	}
+	paths := map[string]any{}
+	for _, op := range patch {
+		if op["op"] != "replace" {
+			t.Errorf("patch op %v", op)
+		}
+		paths[op["path"].(string)] = op["value"]
+	}
+	if len(paths) != 2 || paths["/t"] != "changed" || paths["/i4"] != float64(5) {
+		t.Errorf("patch = %s", upd.Patch)
+	}
+	if del.Op != schema.OpDelete || del.ID != "1" || schema.CompareVersions(del.V, upd.V) <= 0 {
+		t.Errorf("delete: %+v", del)
+	}
+	if ins2.Op != schema.OpUpsert || ins2.ID != "2" {
+		t.Errorf("second insert: %+v", ins2)
+	}
+	if tr.Op != schema.OpTruncate || tr.Collection != "public.items" || tr.ID != "" {
+		t.Errorf("truncate: %+v", tr)
+	}
+	envs := p.cap.envelopes()
+	for _, e := range envs {
+		if e.Hub != "items" {
+			t.Errorf("envelope hub %q", e.Hub)
+		}
+		for _, c := range e.Changes {
+			if c.Op == schema.OpTruncate && e.Group != "" {
+				t.Errorf("truncate sent to group %q, want the whole hub", e.Group)
+			}
+			if c.Op != schema.OpTruncate && e.Group != "tenant-acme" {
+				t.Errorf("%s sent to group %q, want tenant-acme", c.Op, e.Group)
+			}
+		}
+	}
+}
+
+// TestRoutingChange: when the routing field changes, the old group gets a
+// delete and the new group the whole document.
+func TestRoutingChange(t *testing.T) {
+	dbURL := newDatabase(t, clusterURL(t))
+	ctx := context.Background()
+	db, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close(ctx)
+	exec1(t, db, `CREATE TABLE orders (id int PRIMARY KEY, tenant text, status text)`)
+	p := startPipeline(t, dbURL, pipeOpts{tables: []string{"public.orders"},
+		mappings: []schema.Mapping{{Collection: "public.orders", Hub: "orders", Group: "t-{/tenant}"}}})
+	exec1(t, db, `INSERT INTO orders VALUES (1, 'a', 'new')`)
+	exec1(t, db, `UPDATE orders SET tenant = 'b' WHERE id = 1`)
+	waitFor(t, 10*time.Second, "3 changes", func() bool { return len(p.cap.changes()) >= 3 })
+	p.close(t)
+	var seen []string
+	for _, e := range p.cap.envelopes() {
+		for _, c := range e.Changes {
+			seen = append(seen, e.Group+":"+c.Op)
+		}
+	}
+	want := map[string]bool{"t-a:upsert": true, "t-a:delete": true, "t-b:upsert": true}
+	if len(seen) != 3 {
+		t.Fatalf("got %v", seen)
+	}
+	for _, s := range seen {
+		if !want[s] {
+			t.Fatalf("got %v, want %v", seen, want)
+		}
+	}
+}
+
+// TestStartupErrors: problems the user must fix stop the source with one
+// error that names them.
+func TestStartupErrors(t *testing.T) {
+	dbURL := newDatabase(t, clusterURL(t))
+	ctx := context.Background()
+	db, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close(ctx)
+	exec1(t, db, `CREATE TABLE nokey (a int)`)
+	exec1(t, db, `CREATE TABLE good (id int PRIMARY KEY)`)
+	cases := []struct {
+		name   string
+		tables []string
+		keys   map[string][]string
+		want   string
+	}{
+		{"missing table", []string{"public.nope"}, nil, "table public.nope does not exist"},
+		{"no replica identity", []string{"public.nokey"}, nil, "public.nokey has no primary key and REPLICA IDENTITY DEFAULT"},
+		{"missing key column", []string{"public.good"}, map[string][]string{"public.good": {"uid"}}, "key column uid does not exist in table public.good"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			src := postgres.New(postgres.Config{URL: dbURL, Slot: "s", Publication: "p", Tables: c.tables, Keys: c.keys, Heartbeat: -1})
+			ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+			defer cancel()
+			err := src.Run(ctx, make(chan changefeed.Event))
+			var fe *postgres.FatalError
+			if !errors.As(err, &fe) || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("err = %v, want a FatalError containing %q", err, c.want)
+			}
+		})
+	}
+}
+
+// TestWalLevel: a server without wal_level=logical gets one error that says
+// how to fix it. The machine's main PostgreSQL (wal_level=replica) serves
+// when it is there.
+func TestWalLevel(t *testing.T) {
+	const url = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable&connect_timeout=3"
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	db, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Skipf("no PostgreSQL with wal_level=replica on :5432 to test against: %v", err)
+	}
+	var lvl string
+	db.QueryRow(ctx, "SHOW wal_level").Scan(&lvl)
+	db.Close(ctx)
+	if lvl == "logical" {
+		t.Skip("the server on :5432 already has wal_level=logical")
+	}
+	src := postgres.New(postgres.Config{URL: url, Slot: "s", Publication: "p", Tables: []string{"public.x"}, Heartbeat: -1})
+	err = src.Run(ctx, make(chan changefeed.Event))
+	if err == nil || !strings.Contains(err.Error(), "wal_level=logical") || !strings.Contains(err.Error(), "ALTER SYSTEM SET wal_level = logical") {
+		t.Fatalf("err = %v", err)
+	}
+}

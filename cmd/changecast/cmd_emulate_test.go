@@ -1,0 +1,133 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/data/azcosmos"
+)
+
+// syncBuffer lets the test read what the command prints while it runs.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestEmulateCosmosServesTheSDK runs `changecast emulate cosmos` in-process
+// on a real listener and drives it with azcosmos through the connection
+// string it prints: writes, change feed, an admin-route split, and a clean
+// exit on cancellation.
+func TestEmulateCosmosServesTheSDK(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var stdout, stderr syncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- cmdEmulate(ctx, []string{"cosmos", "--listen", "127.0.0.1:0", "--partitions", "2", "--partition-key", "/pk"}, &stdout, &stderr)
+	}()
+
+	connRE := regexp.MustCompile(`COSMOS_CONNECTION_STRING=(AccountEndpoint=(\S+?);AccountKey=\S+;)`)
+	var m []string
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if m = connRE.FindStringSubmatch(stdout.String()); m != nil {
+			break
+		}
+	}
+	if m == nil {
+		t.Fatalf("no connection string printed; stdout %q stderr %q", stdout.String(), stderr.String())
+	}
+	endpoint := m[2]
+	client, err := azcosmos.NewClientFromConnectionString(m[1], nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+
+	rctx, rcancel := context.WithTimeout(ctx, 20*time.Second)
+	defer rcancel()
+	c, _ := client.NewContainer("app", "orders") // created on first use
+	for _, id := range []string{"a", "b", "c", "d"} {
+		body, _ := json.Marshal(map[string]string{"id": id, "pk": "k-" + id})
+		if _, err := c.UpsertItem(rctx, azcosmos.NewPartitionKeyString("k-"+id), body, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	frs, err := c.ReadFeedRanges(rctx, nil)
+	if err != nil || len(frs) != 2 {
+		t.Fatalf("feed ranges: %v %v", frs, err)
+	}
+	all := azcosmos.FeedRange{MinInclusive: "", MaxExclusive: "FF"}
+	read := func(opts azcosmos.ChangeFeedOptions) (n int, tok string) {
+		for i := 0; i < 20; i++ {
+			resp, err := c.ReadChangeFeed(rctx, &opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tok = resp.ContinuationToken
+			opts = azcosmos.ChangeFeedOptions{Continuation: &tok}
+			if resp.RawResponse.StatusCode == http.StatusNotModified {
+				return n, tok
+			}
+			n += len(resp.Items)
+		}
+		t.Fatal("no 304")
+		return
+	}
+	n, tok := read(azcosmos.ChangeFeedOptions{FeedRange: &all})
+	if n != 4 {
+		t.Fatalf("change feed from beginning: %d items", n)
+	}
+
+	resp, err := http.Post(endpoint+"_admin/split?db=app&coll=orders&range=0", "", nil)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("admin split: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	body, _ := json.Marshal(map[string]string{"id": "e", "pk": "k-e"})
+	if _, err := c.UpsertItem(rctx, azcosmos.NewPartitionKeyString("k-e"), body, nil); err != nil {
+		t.Fatal(err)
+	}
+	n, tok = read(azcosmos.ChangeFeedOptions{Continuation: &tok})
+	if n != 1 || strings.Count(tok, "minInclusive") != 3 {
+		t.Fatalf("after split: %d items, token %s", n, tok)
+	}
+
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("exit code %d, stderr %q", code, stderr.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("emulator did not stop on cancel")
+	}
+}
+
+func TestEmulateRejectsBadUsage(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := cmdEmulate(context.Background(), nil, &out, &errb); code != 2 {
+		t.Fatalf("no target: exit %d", code)
+	}
+	if code := cmdEmulate(context.Background(), []string{"cosmos", "--key", "not base64!"}, &out, &errb); code != 2 {
+		t.Fatalf("bad key: exit %d", code)
+	}
+}

@@ -1,0 +1,183 @@
+// Package replica is a client-side replica of what changecast publishes: it
+// applies envelopes the way a careful client does (patch only onto the
+// version it names, skip what is older, refetch on a gap). Tests use it to
+// check that the stream reproduces the source exactly.
+package replica
+
+import (
+	"encoding/json"
+	"fmt"
+	"sync"
+
+	jsonpatch "github.com/evanphx/json-patch/v5"
+
+	"github.com/changecast/changecast/schema"
+)
+
+type entry struct {
+	doc json.RawMessage
+	v   string
+}
+
+// Replica holds, per audience (group, user or the whole hub), the documents
+// it received. It is safe for concurrent use.
+type Replica struct {
+	mu        sync.Mutex
+	docs      map[string]map[string]*entry // audience → collection/id → doc
+	tombs     map[string]string            // audience|collection/id → version of its last delete there
+	truncated map[string]string            // collection → version of its last truncate
+	dirty     map[string]bool              // collection/id the client would have to refetch
+	Stats     Stats
+}
+
+// Stats counts what happened while applying.
+type Stats struct {
+	Changes, Upserts, Patches, Deletes, Refetches, Truncates, Duplicates, Gaps int
+}
+
+// New returns an empty replica.
+func New() *Replica {
+	return &Replica{docs: map[string]map[string]*entry{}, tombs: map[string]string{}, truncated: map[string]string{}, dirty: map[string]bool{}}
+}
+
+// Audience names where an envelope was sent.
+func Audience(env *schema.Envelope) string {
+	switch {
+	case env.Group != "":
+		return "group:" + env.Group
+	case env.User != "":
+		return "user:" + env.User
+	}
+	return "hub"
+}
+
+// ApplyJSON applies one encoded envelope.
+func (r *Replica) ApplyJSON(b []byte) error {
+	var env schema.Envelope
+	if err := json.Unmarshal(b, &env); err != nil {
+		return fmt.Errorf("envelope: %w", err)
+	}
+	return r.Apply(&env)
+}
+
+// Apply applies one envelope's changes in order.
+func (r *Replica) Apply(env *schema.Envelope) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	aud := Audience(env)
+	docs := r.docs[aud]
+	if docs == nil {
+		docs = map[string]*entry{}
+		r.docs[aud] = docs
+	}
+	for _, c := range env.Changes {
+		r.Stats.Changes++
+		k := c.Collection + "/" + c.ID
+		tk := aud + "|" + k // a move between groups deletes and inserts with one version
+		cur := docs[k]
+		older := func() bool {
+			if cur != nil && schema.CompareVersions(c.V, cur.v) <= 0 {
+				return true
+			}
+			if t, ok := r.tombs[tk]; ok && schema.CompareVersions(c.V, t) <= 0 {
+				return true
+			}
+			if t, ok := r.truncated[c.Collection]; ok && schema.CompareVersions(c.V, t) <= 0 {
+				return true
+			}
+			return false
+		}
+		switch c.Op {
+		case schema.OpUpsert:
+			if older() {
+				r.Stats.Duplicates++
+				continue
+			}
+			r.Stats.Upserts++
+			docs[k] = &entry{doc: c.Doc, v: c.V}
+			delete(r.dirty, k)
+		case schema.OpPatch:
+			if cur != nil && cur.v == c.PV {
+				nd, err := jsonpatch.DecodePatch(c.Patch)
+				if err != nil {
+					return fmt.Errorf("%s v%s: bad patch: %w", k, c.V, err)
+				}
+				doc, err := nd.Apply(cur.doc)
+				if err != nil {
+					return fmt.Errorf("%s v%s: patch does not apply to v%s: %w", k, c.V, c.PV, err)
+				}
+				r.Stats.Patches++
+				docs[k] = &entry{doc: doc, v: c.V}
+				continue
+			}
+			if older() {
+				r.Stats.Duplicates++
+				continue
+			}
+			// A gap: the client does not hold pv; it would refetch.
+			r.Stats.Gaps++
+			r.dirty[k] = true
+		case schema.OpDelete:
+			if cur != nil && schema.CompareVersions(c.V, cur.v) < 0 {
+				r.Stats.Duplicates++
+				continue
+			}
+			r.Stats.Deletes++
+			delete(docs, k)
+			if t, ok := r.tombs[tk]; !ok || schema.CompareVersions(c.V, t) > 0 {
+				r.tombs[tk] = c.V
+			}
+		case schema.OpRefetch:
+			r.Stats.Refetches++
+			r.dirty[k] = true
+		case schema.OpTruncate:
+			r.Stats.Truncates++
+			if t, ok := r.truncated[c.Collection]; ok && schema.CompareVersions(c.V, t) <= 0 {
+				continue
+			}
+			r.truncated[c.Collection] = c.V
+			for _, ds := range r.docs {
+				for dk, e := range ds {
+					if len(dk) > len(c.Collection) && dk[:len(c.Collection)+1] == c.Collection+"/" && schema.CompareVersions(e.v, c.V) < 0 {
+						delete(ds, dk)
+					}
+				}
+			}
+		default:
+			return fmt.Errorf("%s: unknown op %q", k, c.Op)
+		}
+	}
+	return nil
+}
+
+// Doc is one replicated document.
+type Doc struct {
+	Audience string
+	Doc      json.RawMessage
+	V        string
+}
+
+// Snapshot returns every document by collection/id, with the audiences
+// that hold it, and the ids the client would have to refetch.
+func (r *Replica) Snapshot() (docs map[string][]Doc, dirty map[string]bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	docs = map[string][]Doc{}
+	for aud, ds := range r.docs {
+		for k, e := range ds {
+			docs[k] = append(docs[k], Doc{Audience: aud, Doc: e.doc, V: e.v})
+		}
+	}
+	dirty = map[string]bool{}
+	for k := range r.dirty {
+		dirty[k] = true
+	}
+	return docs, dirty
+}
+
+// Counts returns a copy of the stats.
+func (r *Replica) Counts() Stats {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.Stats
+}
