@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/changecast/changecast/internal/replica"
 	"github.com/changecast/changecast/schema"
 )
 
@@ -84,11 +85,11 @@ func (w *workload) pick(tb string) (int, int, bool) {
 
 // step runs n random statements in one transaction (committed unless
 // rollback).
-func (w *workload) step(t testing.TB, db *pgx.Conn, n int, rollback bool) {
+func (w *workload) step(db *pgx.Conn, n int, rollback bool) error {
 	ctx := context.Background()
 	tx, err := db.Begin(ctx)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	// Work on a copy of the id lists so a rollback forgets its changes.
 	ids := map[string][]int{}
@@ -131,19 +132,20 @@ func (w *workload) step(t testing.TB, db *pgx.Conn, n int, rollback bool) {
 			}
 		}
 		if err != nil {
-			t.Fatal(err)
+			tx.Rollback(ctx)
+			w.ids = saved
+			return err
 		}
 	}
 	if rollback {
-		if err := tx.Rollback(ctx); err != nil {
-			t.Fatal(err)
-		}
 		w.ids, w.nextID = saved, max(next, w.nextID) // ids used in a rolled back tx are not reused
-		return
+		return tx.Rollback(ctx)
 	}
 	if err := tx.Commit(ctx); err != nil {
-		t.Fatal(err)
+		w.ids = saved
+		return err
 	}
+	return nil
 }
 
 func nullable(w *workload, s string) any {
@@ -155,18 +157,21 @@ func nullable(w *workload, s string) any {
 
 // run executes about ops statements: mostly single-statement transactions,
 // some multi-statement ones, a few rolled back.
-func (w *workload) run(t testing.TB, db *pgx.Conn, ops int) {
+func (w *workload) run(db *pgx.Conn, ops int) error {
 	for done := 0; done < ops; {
 		n := 1
 		if w.rng.IntN(10) == 0 {
 			n = 2 + w.rng.IntN(8)
 		}
 		rollback := w.rng.IntN(25) == 0
-		w.step(t, db, n, rollback)
+		if err := w.step(db, n, rollback); err != nil {
+			return err
+		}
 		if !rollback {
 			done += n
 		}
 	}
+	return nil
 }
 
 func tenantAudience(doc map[string]any) string { return "group:g-" + doc["tenant"].(string) }
@@ -205,22 +210,11 @@ func TestDifferential(t *testing.T) {
 			}
 			p := startPipeline(t, dbURL, pipeOpts{tables: tables, mappings: maps})
 			w := newWorkload(seed(t), tables...)
-			w.run(t, db, 2600) // two identity modes: > 5,000 operations in all
-
-			var diff string
-			deadline := time.Now().Add(90 * time.Second)
-			for {
-				want := map[string][]byte{}
-				for _, tb := range tables {
-					for k, v := range dbDocs(t, db, tb, "id") {
-						want[k] = v
-					}
-				}
-				if diff = diffReplica(t, p.cap.rep, want, tenantAudience, tables...); diff == "" || time.Now().After(deadline) {
-					break
-				}
-				time.Sleep(200 * time.Millisecond)
+			if err := w.run(db, 2600); err != nil { // two identity modes: > 5,000 operations in all
+				t.Fatal(err)
 			}
+
+			diff := converge(t, db, p.cap.rep, 90*time.Second, tables...)
 			st := p.cap.rep.Counts()
 			t.Logf("replica: %+v", st)
 			if diff != "" {
@@ -233,5 +227,24 @@ func TestDifferential(t *testing.T) {
 				t.Errorf("workload did not exercise patches, deletes and upserts: %+v", st)
 			}
 		})
+	}
+}
+
+// converge waits until the replica matches the tables, and returns the
+// remaining difference ("" when it does).
+func converge(t testing.TB, db *pgx.Conn, rep *replica.Replica, timeout time.Duration, tables ...string) string {
+	deadline := time.Now().Add(timeout)
+	for {
+		want := map[string][]byte{}
+		for _, tb := range tables {
+			for k, v := range dbDocs(t, db, tb, "id") {
+				want[k] = v
+			}
+		}
+		diff := diffReplica(t, rep, want, tenantAudience, tables...)
+		if diff == "" || time.Now().After(deadline) {
+			return diff
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }

@@ -149,7 +149,7 @@ func (p *Processor) Run(ctx context.Context) error {
 		case ev := <-in:
 			l.handle(ev)
 		case r := <-l.done:
-			l.complete(ctx, r)
+			l.complete(r)
 		case <-timer.C:
 		case err := <-srcDone:
 			reading = false
@@ -197,6 +197,7 @@ func (l *loop) handle(ev changefeed.Event) {
 	ticket := l.tracker.Add(ev.Position)
 	if ev.Change == nil {
 		l.tracker.Ack(ticket)
+		l.advance()
 		return
 	}
 	if mt := l.cfg.Metrics; mt != nil {
@@ -206,6 +207,7 @@ func (l *loop) handle(ev changefeed.Event) {
 	l.syncStats()
 	if len(l.outs) == 0 {
 		l.tracker.Ack(ticket)
+		l.advance()
 		return
 	}
 	l.refs[ticket] = len(l.outs)
@@ -236,7 +238,7 @@ func (l *loop) barrier() {
 		if l.nflight == 0 && len(l.qorder) == 0 || l.pubCtx.Err() != nil && l.nflight == 0 {
 			return
 		}
-		l.complete(l.ctx, <-l.done)
+		l.complete(<-l.done)
 	}
 }
 
@@ -294,7 +296,7 @@ func (l *loop) pump() {
 	}
 }
 
-func (l *loop) complete(ctx context.Context, r result) {
+func (l *loop) complete(r result) {
 	delete(l.inflight, r.target)
 	l.nflight--
 	if !r.delivered {
@@ -311,8 +313,14 @@ func (l *loop) complete(ctx context.Context, r result) {
 			l.tracker.Ack(it.Ticket)
 		}
 	}
+	l.advance()
+}
+
+// advance moves the watermark over the acknowledged prefix and hands a new
+// one to the source.
+func (l *loop) advance() {
 	if wm, moved := l.tracker.Advance(); moved {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(l.ctx), 10*time.Second)
 		if err := l.src.Checkpoint(cctx, wm); err != nil {
 			l.cfg.Logger.Warn("checkpoint failed; will retry with the next one", "position", wm, "err", err)
 		}

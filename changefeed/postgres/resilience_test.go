@@ -1,0 +1,319 @@
+package postgres_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/changecast/changecast/internal/replica"
+	"github.com/changecast/changecast/publish"
+	"github.com/changecast/changecast/schema"
+)
+
+// worker is a `changecast run` subprocess whose stdout envelopes feed a
+// replica.
+type worker struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+func startWorker(t *testing.T, cfgPath string, rep *replica.Replica) *worker {
+	t.Helper()
+	cmd := exec.Command(changecastBinary(t), "run", "-c", cfgPath)
+	cmd.Env = append(os.Environ(), "CHANGECAST_LOG=text", "CHANGECAST_LOG_LEVEL=warn")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = testWriter{t}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	w := &worker{cmd: cmd, done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		r := bufio.NewReaderSize(stdout, 1<<20)
+		for {
+			line, err := r.ReadBytes('\n')
+			if err != nil {
+				// A line cut by SIGKILL has no newline: it was never
+				// acknowledged, so it is read again after the restart.
+				return
+			}
+			if err := rep.ApplyJSON(line); err != nil {
+				t.Errorf("apply: %v", err)
+			}
+		}
+	}()
+	return w
+}
+
+func (w *worker) kill(t *testing.T) {
+	w.cmd.Process.Signal(syscall.SIGKILL)
+	<-w.done
+	w.cmd.Wait()
+}
+
+func (w *worker) terminate(t *testing.T) {
+	w.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-w.done:
+	case <-time.After(30 * time.Second):
+		t.Error("worker did not stop within 30s of SIGTERM")
+		w.cmd.Process.Kill()
+		<-w.done
+	}
+	if err := w.cmd.Wait(); err != nil {
+		t.Errorf("worker exit: %v (want 0 after SIGTERM)", err)
+	}
+}
+
+// TestKillAndRestart kills the worker process mid-stream with SIGKILL and
+// starts it again: the replica ends complete (duplicates allowed, nothing
+// missing), because only published changes were acknowledged.
+func TestKillAndRestart(t *testing.T) {
+	dbURL := newDatabase(t, clusterURL(t))
+	ctx := context.Background()
+	db, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close(ctx)
+	tables := []string{"public.a"}
+	createWorkloadTables(t, db, false, tables...)
+	cfg := filepath.Join(t.TempDir(), "changecast.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`
+source:
+  postgres: {url: %q, slot: crash, publication: crash, tables: [public.a], statusInterval: 200ms, heartbeat: 300ms}
+mappings:
+  - {collection: public.a, hub: h, group: "g-{/tenant}"}
+publish:
+  target: stdout
+  batch: {maxChanges: 50, maxDelay: 5ms}
+`, dbURL)), 0o644)
+
+	rep := replica.New()
+	w1 := startWorker(t, cfg, rep)
+	waitFor(t, 20*time.Second, "slot created", func() bool {
+		var n int
+		db.QueryRow(ctx, "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'crash' AND active").Scan(&n)
+		return n == 1
+	})
+	wl := newWorkload(seed(t), tables...)
+	writeErr := make(chan error, 1)
+	var writer sync.WaitGroup
+	writer.Add(1)
+	go func() {
+		defer writer.Done()
+		wdb, err := pgx.Connect(ctx, dbURL)
+		if err != nil {
+			writeErr <- err
+			return
+		}
+		defer wdb.Close(ctx)
+		writeErr <- wl.run(wdb, 1500)
+	}()
+	// Kill once the worker has published part of the stream.
+	waitFor(t, 20*time.Second, "first changes", func() bool { return rep.Counts().Changes > 100 })
+	w1.kill(t)
+	before := rep.Counts().Changes
+	time.Sleep(300 * time.Millisecond) // writes go on while nothing reads
+	w2 := startWorker(t, cfg, rep)
+	writer.Wait()
+	if err := <-writeErr; err != nil {
+		t.Fatal(err)
+	}
+	diff := converge(t, db, rep, 60*time.Second, tables...)
+	w2.terminate(t)
+	st := rep.Counts()
+	t.Logf("changes before kill: %d; replica: %+v", before, st)
+	if diff != "" {
+		t.Fatalf("replica differs from the database after a SIGKILL and restart:\n%s", diff)
+	}
+}
+
+// startPrivateCluster starts a cluster of its own for a test that restarts
+// the server (so other tests are not disturbed).
+func startPrivateCluster(t *testing.T) (url, dir string) {
+	t.Helper()
+	out, err := exec.Command(filepath.Join(repoRoot(t), "scripts", "pg.sh"), "start").Output()
+	if err != nil {
+		t.Fatalf("pg.sh start: %v", err)
+	}
+	for _, f := range strings.Fields(strings.TrimPrefix(strings.TrimSpace(string(out)), "export ")) {
+		k, v, _ := strings.Cut(f, "=")
+		v = strings.Trim(v, "'")
+		switch k {
+		case "CHANGECAST_PG_URL":
+			url = v
+		case "CHANGECAST_PG_DIR":
+			dir = v
+		}
+	}
+	if url == "" || dir == "" {
+		t.Fatalf("pg.sh start printed %q", out)
+	}
+	t.Cleanup(func() { exec.Command(filepath.Join(repoRoot(t), "scripts", "pg.sh"), "stop", dir).Run() })
+	return url, dir
+}
+
+// TestServerRestart restarts PostgreSQL mid-stream: the source reconnects,
+// resumes from confirmed_flush_lsn, and nothing is missing.
+func TestServerRestart(t *testing.T) {
+	base, dir := startPrivateCluster(t)
+	dbURL := newDatabase(t, base)
+	ctx := context.Background()
+	db, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exec1(t, db, fmt.Sprintf(workloadDDL, "public.a"))
+	db.Close(ctx)
+	p := startPipeline(t, dbURL, pipeOpts{tables: []string{"public.a"},
+		mappings: []schema.Mapping{{Collection: "public.a", Hub: "h", Group: "g-{/tenant}"}}})
+
+	// An idempotent writer that retries through the restart.
+	const n = 600
+	var writer sync.WaitGroup
+	writer.Add(1)
+	go func() {
+		defer writer.Done()
+		var wdb *pgx.Conn
+		for i := 1; i <= n; {
+			if wdb == nil {
+				c, err := pgx.Connect(ctx, dbURL)
+				if err != nil {
+					time.Sleep(100 * time.Millisecond)
+					continue
+				}
+				wdb = c
+			}
+			_, err := wdb.Exec(ctx, `INSERT INTO a (id, tenant, n) VALUES ($1, $2, 0)
+				ON CONFLICT (id) DO UPDATE SET n = a.n + 1`, i%400+1, fmt.Sprintf("t%d", i%3))
+			if err != nil {
+				wdb.Close(ctx)
+				wdb = nil
+				time.Sleep(100 * time.Millisecond)
+				continue
+			}
+			i++
+			time.Sleep(2 * time.Millisecond)
+		}
+		if wdb != nil {
+			wdb.Close(ctx)
+		}
+	}()
+	waitFor(t, 20*time.Second, "first changes", func() bool { return p.cap.rep.Counts().Changes > 50 })
+	if out, err := exec.Command(filepath.Join(repoRoot(t), "scripts", "pg.sh"), "restart", dir).CombinedOutput(); err != nil {
+		t.Fatalf("restart: %v\n%s", err, out)
+	}
+	waitFor(t, 30*time.Second, "the source to reconnect", p.src.Ready)
+	writer.Wait()
+	db, err = pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close(ctx)
+	if diff := converge(t, db, p.cap.rep, 60*time.Second, "public.a"); diff != "" {
+		t.Fatalf("replica differs after a server restart:\n%s", diff)
+	}
+	t.Logf("replica: %+v", p.cap.rep.Counts())
+}
+
+func slotLSN(t *testing.T, db *pgx.Conn, slot string) pglogrepl.LSN {
+	t.Helper()
+	var s string
+	if err := db.QueryRow(context.Background(), "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1", slot).Scan(&s); err != nil {
+		t.Fatal(err)
+	}
+	lsn, err := pglogrepl.ParseLSN(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return lsn
+}
+
+func currentLSN(t *testing.T, db *pgx.Conn) pglogrepl.LSN {
+	t.Helper()
+	var s string
+	if err := db.QueryRow(context.Background(), "SELECT pg_current_wal_lsn()::text").Scan(&s); err != nil {
+		t.Fatal(err)
+	}
+	lsn, _ := pglogrepl.ParseLSN(s)
+	return lsn
+}
+
+// TestQuietPublication: while the published table is quiet and another
+// table writes WAL, confirmed_flush_lsn still advances (heartbeats), so the
+// slot does not hold WAL back.
+func TestQuietPublication(t *testing.T) {
+	dbURL := newDatabase(t, clusterURL(t))
+	ctx := context.Background()
+	db, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close(ctx)
+	exec1(t, db, `CREATE TABLE watched (id int PRIMARY KEY)`)
+	exec1(t, db, `CREATE TABLE busy (id int, pad text)`)
+	startPipeline(t, dbURL, pipeOpts{tables: []string{"public.watched"}, heartbeat: 200 * time.Millisecond,
+		mappings: []schema.Mapping{{Collection: "public.watched", Hub: "h"}}})
+	for i := 0; i < 20; i++ {
+		exec1(t, db, `INSERT INTO busy SELECT g, repeat('x', 200) FROM generate_series(1, 500) g`)
+	}
+	target := currentLSN(t, db)
+	waitFor(t, 20*time.Second, fmt.Sprintf("confirmed_flush_lsn to pass %s", target), func() bool { return slotLSN(t, db, "changecast") >= target })
+}
+
+// TestFlushOnlyPublished: while the target refuses batches the slot's
+// confirmed_flush_lsn does not pass the unpublished change; once the target
+// accepts, it does.
+func TestFlushOnlyPublished(t *testing.T) {
+	dbURL := newDatabase(t, clusterURL(t))
+	ctx := context.Background()
+	db, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close(ctx)
+	exec1(t, db, `CREATE TABLE watched (id int PRIMARY KEY)`)
+	var mu sync.Mutex
+	down := true
+	c := newCapture()
+	c.fail = func(b *publish.Batch) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if down {
+			return publish.Retryable(errors.New("target down"), 0)
+		}
+		return nil
+	}
+	p := startPipeline(t, dbURL, pipeOpts{tables: []string{"public.watched"}, cap: c,
+		mappings: []schema.Mapping{{Collection: "public.watched", Hub: "h"}}})
+	before := currentLSN(t, db)
+	exec1(t, db, `INSERT INTO watched VALUES (1)`)
+	after := currentLSN(t, db)
+	time.Sleep(1500 * time.Millisecond) // three status intervals
+	if got := slotLSN(t, db, "changecast"); got > before {
+		t.Fatalf("confirmed_flush_lsn %s passed %s while the change was unpublished", got, before)
+	}
+	mu.Lock()
+	down = false
+	mu.Unlock()
+	waitFor(t, 20*time.Second, "the change to be published", func() bool { return len(p.cap.changes()) == 1 })
+	waitFor(t, 10*time.Second, "confirmed_flush_lsn to pass the change", func() bool { return slotLSN(t, db, "changecast") >= after })
+}
+
+
