@@ -315,5 +315,3 @@ func TestFlushOnlyPublished(t *testing.T) {
 	waitFor(t, 20*time.Second, "the change to be published", func() bool { return len(p.cap.changes()) == 1 })
 	waitFor(t, 10*time.Second, "confirmed_flush_lsn to pass the change", func() bool { return slotLSN(t, db, "changecast") >= after })
 }
-
-
