@@ -1,0 +1,19 @@
+# changecast — the two set-up commands are `make demo` and `make test`.
+GO ?= go
+
+.PHONY: test demo build bench fuzz clean
+
+# Runs every test (installs what is missing, starts a private PostgreSQL).
+test:
+	scripts/test.sh
+
+# Runs the main job on the embedded default: a throwaway PostgreSQL, a demo
+# table with a writer, and changecast streaming it.
+demo:
+	scripts/demo.sh
+
+build:
+	$(GO) build -o bin/changecast ./cmd/changecast
+
+clean:
+	rm -rf bin

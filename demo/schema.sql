@@ -1,0 +1,12 @@
+CREATE TABLE IF NOT EXISTS public.orders (
+  id serial PRIMARY KEY,
+  tenant text NOT NULL,
+  item text NOT NULL,
+  qty int NOT NULL,
+  status text NOT NULL DEFAULT 'new',
+  total numeric(10,2),
+  internal_note text,
+  updated_at timestamptz NOT NULL DEFAULT now()
+);
+INSERT INTO public.orders (tenant, item, qty, total, internal_note)
+SELECT 'acme', 'widget ' || g, g, g * 9.99, 'not for clients' FROM generate_series(1, 5) g;

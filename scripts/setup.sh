@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs what the tests and the demo need, when it is missing: PostgreSQL
+# binaries (for the private cluster), Chromium (browser tests), and the npm
+# packages of the Node tests. Idempotent; safe to run on every `make test`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+have_pg=0
+for d in /usr/lib/postgresql/*/bin; do [ -x "$d/initdb" ] && have_pg=1; done
+command -v initdb >/dev/null 2>&1 && have_pg=1
+[ "$have_pg" = 1 ] || need_apt+=(postgresql)
+if [ "${CHANGECAST_NO_BROWSER:-}" = "" ] && ! [ -x /usr/bin/chromium ]; then
+  need_apt+=(chromium)
+fi
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "setup: installing ${need_apt[*]} with apt-get" >&2
+  apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >&2
+fi
+
+for dir in test/node web; do
+  if [ -f "$dir/package.json" ]; then
+    if [ ! -d "$dir/node_modules" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules" ]; then
+      echo "setup: npm ci in $dir" >&2
+      (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >&2)
+      touch "$dir/node_modules"
+    fi
+  fi
+done
