@@ -1,0 +1,150 @@
+package schema
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+)
+
+const goodConfig = `
+source:
+  postgres: {url: "${PG_URL}", tables: [public.orders]}
+mappings:
+  - collection: public.orders
+    hub: orders
+    group: "tenant-{/tenant}"
+    exclude: [/password_hash]
+publish:
+  batch: {maxChanges: "${N:-7}", maxDelay: 20ms}
+`
+
+func env(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+func TestParseDefaultsAndInterpolation(t *testing.T) {
+	c, err := Parse([]byte(goodConfig), env(map[string]string{"PG_URL": "postgres://x/db"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Source.Postgres.URL != "postgres://x/db" {
+		t.Errorf("url = %q", c.Source.Postgres.URL)
+	}
+	if c.Publish.Batch.MaxChanges != 7 || c.Publish.Batch.MaxDelay.D().Milliseconds() != 20 {
+		t.Errorf("batch = %+v", c.Publish.Batch)
+	}
+	if c.Source.Postgres.Slot != DefaultSlot || c.Publish.Target != "stdout" || c.Mappings[0].Target != DefaultTarget ||
+		c.Publish.Batch.MaxBytes != DefaultMaxBytes || c.Lease.Store != "memory" {
+		t.Errorf("defaults not applied: %+v", c)
+	}
+	// A value that looks like YAML stays a string: interpolation works on
+	// values, not text.
+	c, err = Parse([]byte(goodConfig), env(map[string]string{"PG_URL": "a: [b", "N": "9"}))
+	if err != nil || c.Source.Postgres.URL != "a: [b" || c.Publish.Batch.MaxChanges != 9 {
+		t.Fatalf("c=%+v err=%v", c, err)
+	}
+}
+
+func TestValidateNamesTheField(t *testing.T) {
+	cases := []struct{ name, yaml, want string }{
+		{"unclosed brace", `
+source: {postgres: {url: u, tables: [public.t]}}
+mappings:
+  - {collection: public.t, hub: h}
+  - {collection: public.t, hub: h, group: "{/tenant"}`, `mappings[1].group: "{/tenant" has no closing brace`},
+		{"no source", `mappings: [{collection: c, hub: h}]`, "source: set one of postgres or cosmos"},
+		{"bad table", `
+source: {postgres: {url: u, tables: [orders]}}
+mappings: [{collection: c, hub: h}]`, `source.postgres.tables[0]: "orders" is not schema.table`},
+		{"bad pointer", `
+source: {postgres: {url: u, tables: [public.t]}}
+mappings: [{collection: c, hub: h, exclude: [secret]}]`, `mappings[0].exclude[0]: "secret" is not a JSON Pointer`},
+		{"bad target", `
+source: {postgres: {url: u, tables: [public.t]}}
+mappings: [{collection: c, hub: h}]
+publish: {target: kafka}`, `publish.target: "kafka" is not stdout, hub or signalr`},
+		{"batch too big", `
+source: {postgres: {url: u, tables: [public.t]}}
+mappings: [{collection: c, hub: h}]
+publish: {batch: {maxBytes: 2000000}}`, "publish.batch.maxBytes: must be between 1024 and 1000000"},
+		{"bad hub", `
+source: {postgres: {url: u, tables: [public.t]}}
+mappings: [{collection: c, hub: "1x"}]`, `mappings[0].hub: "1x" is not a valid hub name`},
+		{"missing url", `
+source: {postgres: {url: "${NOPE}", tables: [public.t]}}
+mappings: [{collection: c, hub: h}]`, "source.postgres.url: is required"},
+		{"bad duration", `
+source: {postgres: {url: u, tables: [public.t]}}
+mappings: [{collection: c, hub: h}]
+publish: {batch: {maxDelay: soon}}`, `"soon" is not a duration`},
+		{"unknown key", `
+source: {postgres: {url: u, tables: [public.t], slots: x}}
+mappings: [{collection: c, hub: h}]`, "field slots not found"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Parse([]byte(c.yaml), env(nil))
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("err = %v, want it to contain %q", err, c.want)
+			}
+			var fe *FieldError
+			var le *LoadError
+			if !errors.As(err, &fe) && !errors.As(err, &le) {
+				t.Fatalf("err %T is neither FieldError nor LoadError", err)
+			}
+		})
+	}
+}
+
+func TestTemplate(t *testing.T) {
+	tp, err := ParseTemplate("tenant-{/tenant}-{/a~1b}{{x}}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := map[string]any{"tenant": "acme", "a/b": json.Number("7")}
+	if got, err := tp.Render(doc); err != nil || got != "tenant-acme-7{x}" {
+		t.Fatalf("got %q, %v", got, err)
+	}
+	if _, err := tp.Render(map[string]any{"tenant": map[string]any{}}); err == nil {
+		t.Fatal("an object field must not render")
+	}
+	for _, bad := range []string{"{/x", "x}", "{tenant}", "{}", "  "} {
+		if _, err := ParseTemplate(bad); err == nil {
+			t.Errorf("%q parsed", bad)
+		}
+	}
+}
+
+func TestCompareVersions(t *testing.T) {
+	cases := []struct {
+		a, b string
+		want int
+	}{
+		{"9", "10", -1}, {"10", "9", 1}, {"18446744073709551615.2", "18446744073709551615.10", -1},
+		{"5.1", "5.1", 0}, {"5", "5.1", -1}, {"007", "7", 0}, {"100.1", "99.9", 1},
+	}
+	for _, c := range cases {
+		if got := CompareVersions(c.a, c.b); got != c.want {
+			t.Errorf("CompareVersions(%q, %q) = %d, want %d", c.a, c.b, got, c.want)
+		}
+	}
+}
+
+func TestJSONSchemas(t *testing.T) {
+	for name, f := range map[string]func() ([]byte, error){"config": ConfigJSONSchema, "envelope": EnvelopeJSONSchema} {
+		b, err := f()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var s map[string]any
+		if err := json.Unmarshal(b, &s); err != nil {
+			t.Fatalf("%s schema is not JSON: %v", name, err)
+		}
+		props, _ := s["properties"].(map[string]any)
+		key := map[string]string{"config": "mappings", "envelope": "changes"}[name]
+		if _, ok := props[key]; !ok {
+			t.Errorf("%s schema lacks property %s: %s", name, key, b[:200])
+		}
+	}
+}
