@@ -3,6 +3,7 @@ package processor
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"math/rand/v2"
 	"time"
@@ -170,6 +171,13 @@ func (p *Processor) Run(ctx context.Context) error {
 			stop()
 		case <-ctx.Done():
 			stop()
+			if leaseLost(ctx) {
+				// Someone else owns the stream now: drop in-flight work
+				// without publishing or checkpointing it; the new owner
+				// reads it again from the last checkpoint.
+				p.cfg.Logger.Warn("lease lost; dropping in-flight work", "inflight", l.nflight, "waiting", l.batcher.Len())
+				hardStop()
+			}
 		case <-drainTimer:
 			p.cfg.Logger.Warn("drain timed out; abandoning in-flight batches (they will be read again)", "inflight", l.nflight, "waiting", l.batcher.Len())
 			hardStop()
@@ -183,7 +191,7 @@ func (p *Processor) Run(ctx context.Context) error {
 	}
 	// The final checkpoint uses a fresh context: the caller's is cancelled
 	// by now, and the position must still be saved.
-	if wm := l.tracker.Watermark(); wm != "" {
+	if wm := l.tracker.Watermark(); wm != "" && !leaseLost(ctx) {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		if err := p.src.Checkpoint(cctx, wm); err != nil {
 			p.cfg.Logger.Error("final checkpoint failed", "position", wm, "err", err)
@@ -425,4 +433,11 @@ func mustJSON(c schema.Change) []byte {
 		panic(err)
 	}
 	return b
+}
+
+// leaseLost reports whether ctx ended because the stream's lease was lost
+// (a cause with a LeaseLost() bool method, as lease.LostError has).
+func leaseLost(ctx context.Context) bool {
+	var lost interface{ LeaseLost() bool }
+	return errors.As(context.Cause(ctx), &lost) && lost.LeaseLost()
 }

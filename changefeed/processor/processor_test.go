@@ -264,3 +264,49 @@ func TestBackpressure(t *testing.T) {
 	}
 	checkOrdered(t, rec.changes(), 1000)
 }
+
+type lostErr struct{}
+
+func (lostErr) Error() string   { return "lease lost" }
+func (lostErr) LeaseLost() bool { return true }
+
+// TestLeaseLostDropsInFlight: when the lease is lost the processor stops at
+// once, without publishing the rest or checkpointing.
+func TestLeaseLostDropsInFlight(t *testing.T) {
+	src := &fakeSource{events: inserts(100, 1)}
+	entered := make(chan struct{}, 100)
+	never := make(chan struct{})
+	rec := &recorder{fn: func(call int, b *publish.Batch) error {
+		entered <- struct{}{}
+		<-never // never completes on its own
+		return nil
+	}}
+	pub := publish.PublisherFunc(func(ctx context.Context, b *publish.Batch) error {
+		done := make(chan error, 1)
+		go func() { done <- rec.Publish(ctx, b) }()
+		select {
+		case err := <-done:
+			return err
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	})
+	m, _ := publish.NewMapper([]schema.Mapping{{Collection: "c", Hub: "h", Target: "t"}}, publish.MapperOptions{})
+	p := New(Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Batch: publish.BatchLimits{MaxChanges: 10, MaxBytes: 1 << 16, MaxDelay: time.Millisecond}}, src, m, pub)
+	ctx, cancel := context.WithCancelCause(context.Background())
+	done := make(chan error)
+	go func() { done <- p.Run(ctx) }()
+	<-entered
+	cancel(lostErr{})
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return promptly after the lease was lost")
+	}
+	if cp := src.last(); cp != "" {
+		t.Fatalf("checkpointed %q after losing the lease", cp)
+	}
+	// Let the blocked test publisher goroutines finish before goleak looks.
+	close(never)
+	time.Sleep(10 * time.Millisecond)
+}
