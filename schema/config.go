@@ -66,6 +66,13 @@ type Lease struct {
 	Processor string       `yaml:"processor,omitempty" json:"processor,omitempty" jsonschema_description:"Lease prefix: one processor name is one consumer group. Default changecast."`
 	Cosmos    *CosmosLease `yaml:"cosmos,omitempty" json:"cosmos,omitempty"`
 	Postgres  *PgLease     `yaml:"postgres,omitempty" json:"postgres,omitempty"`
+	// Owner must be unique among the instances sharing a lease store; a
+	// stable one (a pod name) lets a restarted instance take its leases back
+	// at once instead of after the expiry.
+	Owner           string   `yaml:"owner,omitempty" json:"owner,omitempty" jsonschema_description:"This instance's name in the leases. Default: host name plus a random suffix."`
+	AcquireInterval Duration `yaml:"acquireInterval,omitempty" json:"acquireInterval,omitempty" jsonschema_description:"Balancing period. Default 13s."`
+	RenewInterval   Duration `yaml:"renewInterval,omitempty" json:"renewInterval,omitempty" jsonschema_description:"Lease renewal period. Default 17s."`
+	Expiry          Duration `yaml:"expiry,omitempty" json:"expiry,omitempty" jsonschema_description:"A lease not renewed for this long is taken by another instance. Default 60s."`
 }
 
 // CosmosLease is a lease container in Cosmos DB, partitioned on /id.
@@ -192,6 +199,9 @@ func (c *Config) ApplyDefaults() {
 	}
 	setStr(&c.Lease.Store, "memory")
 	setStr(&c.Lease.Processor, DefaultProcessor)
+	if c.Lease.Store == "postgres" && c.Lease.Postgres == nil {
+		c.Lease.Postgres = &PgLease{}
+	}
 	if c.Lease.Postgres != nil {
 		setStr(&c.Lease.Postgres.Table, DefaultLeaseTable)
 		if c.Lease.Postgres.URL == "" && c.Source.Postgres != nil {
@@ -327,6 +337,12 @@ func (c *Config) Validate() error {
 		}
 	default:
 		p.add("lease.store", "%q is not memory, postgres or cosmos", c.Lease.Store)
+	}
+	if c.Lease.RenewInterval.D() < 0 || c.Lease.AcquireInterval.D() < 0 || c.Lease.Expiry.D() < 0 {
+		p.add("lease", "intervals must not be negative")
+	}
+	if r, e := c.Lease.RenewInterval.D(), c.Lease.Expiry.D(); r > 0 && e > 0 && r >= e {
+		p.add("lease.renewInterval", "%v must be shorter than lease.expiry %v", r, e)
 	}
 	if len(c.Mappings) == 0 {
 		p.add("mappings", "list at least one mapping")

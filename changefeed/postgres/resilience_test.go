@@ -315,3 +315,60 @@ func TestFlushOnlyPublished(t *testing.T) {
 	waitFor(t, 20*time.Second, "the change to be published", func() bool { return len(p.cap.changes()) == 1 })
 	waitFor(t, 10*time.Second, "confirmed_flush_lsn to pass the change", func() bool { return slotLSN(t, db, "changecast") >= after })
 }
+
+// TestStandbyTakeover runs two workers sharing a PostgreSQL lease table:
+// one streams, the other waits; when the streaming one is killed, the
+// standby takes the slot over within the lease expiry and nothing is lost.
+func TestStandbyTakeover(t *testing.T) {
+	dbURL := newDatabase(t, clusterURL(t))
+	ctx := context.Background()
+	db, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close(ctx)
+	exec1(t, db, fmt.Sprintf(workloadDDL, "public.a"))
+	cfgFor := func(owner string) string {
+		p := filepath.Join(t.TempDir(), owner+".yaml")
+		os.WriteFile(p, []byte(fmt.Sprintf(`
+source:
+  postgres: {url: %q, slot: ha, publication: ha, tables: [public.a], statusInterval: 200ms, heartbeat: 300ms}
+lease: {store: postgres, owner: %s, acquireInterval: 200ms, renewInterval: 300ms, expiry: 1500ms}
+mappings:
+  - {collection: public.a, hub: h, group: "g-{/tenant}"}
+publish:
+  target: stdout
+  batch: {maxChanges: 50, maxDelay: 5ms}
+`, dbURL, owner)), 0o644)
+		return p
+	}
+	rep := replica.New()
+	w1 := startWorker(t, cfgFor("one"), rep)
+	waitFor(t, 20*time.Second, "worker one to hold the slot", func() bool {
+		var n int
+		db.QueryRow(ctx, "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'ha' AND active").Scan(&n)
+		return n == 1
+	})
+	w2 := startWorker(t, cfgFor("two"), rep)
+	var owner string
+	waitFor(t, 10*time.Second, "the lease to name worker one", func() bool {
+		db.QueryRow(ctx, `SELECT coalesce(owner, '') FROM changecast_leases WHERE id LIKE 'changecast..%'`).Scan(&owner)
+		return owner == "one"
+	})
+	exec1(t, db, `INSERT INTO a (id, tenant, n) SELECT g, 't' || (g % 3), 0 FROM generate_series(1, 200) g`)
+	waitFor(t, 20*time.Second, "the first rows", func() bool { return rep.Counts().Changes >= 200 })
+	w1.kill(t)
+	killed := time.Now()
+	exec1(t, db, `UPDATE a SET n = n + 1, tenant = 't' || (id % 4) WHERE id % 2 = 0`)
+	exec1(t, db, `INSERT INTO a (id, tenant, n) SELECT g, 't' || (g % 3), 0 FROM generate_series(201, 300) g`)
+	if diff := converge(t, db, rep, 30*time.Second, "public.a"); diff != "" {
+		t.Fatalf("replica differs after the standby took over:\n%s", diff)
+	}
+	took := time.Since(killed)
+	db.QueryRow(ctx, `SELECT coalesce(owner, '') FROM changecast_leases WHERE id LIKE 'changecast..%'`).Scan(&owner)
+	if owner != "two" {
+		t.Errorf("lease owner %q, want two", owner)
+	}
+	t.Logf("standby caught up %v after the kill; replica %+v", took.Round(time.Millisecond), rep.Counts())
+	w2.terminate(t)
+}

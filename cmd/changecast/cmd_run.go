@@ -18,7 +18,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/changecast/changecast/changefeed"
 	"github.com/changecast/changecast/changefeed/postgres"
 	"github.com/changecast/changecast/changefeed/processor"
 	"github.com/changecast/changecast/publish"
@@ -78,31 +77,17 @@ func runWorker(ctx context.Context, cfg *schema.Config, stdout io.Writer, log *s
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	mapper, err := publish.NewMapper(cfg.Mappings, publish.MapperOptions{
-		ShadowSize: cfg.Publish.ShadowSize, MaxChangeBytes: cfg.Publish.Batch.MaxBytes - 4096, Logger: log})
-	if err != nil {
+	// Mappings compile once here so a bad one fails before any connection.
+	if _, err := publish.NewMapper(cfg.Mappings, publish.MapperOptions{}); err != nil {
 		return err
 	}
-
 	var (
-		src   changefeed.Source
 		ready readiness
 		label string
 		parts []func(context.Context) error // other long-lived parts (hub, ops server)
 		pub   publish.Publisher
+		main  func(context.Context) error // the source side; its end ends the process
 	)
-	switch {
-	case cfg.Source.Postgres != nil:
-		pc, err := postgres.ConfigFrom(cfg.Source.Postgres, cfg.Mappings)
-		if err != nil {
-			return err
-		}
-		pc.Logger = log.With("source", "postgres")
-		ps := postgres.New(pc)
-		src, ready, label = ps, ps, "postgres:"+pgDatabase(cfg.Source.Postgres.URL)+"/"+cfg.Source.Postgres.Slot
-	default:
-		return fmt.Errorf("source: only postgres is supported by this build")
-	}
 
 	switch cfg.Publish.Target {
 	case "stdout":
@@ -118,15 +103,20 @@ func runWorker(ctx context.Context, cfg *schema.Config, stdout io.Writer, log *s
 		}
 	}
 
-	proc := processor.New(processor.Config{
-		Source: label,
-		Batch: publish.BatchLimits{MaxChanges: cfg.Publish.Batch.MaxChanges, MaxBytes: cfg.Publish.Batch.MaxBytes,
-			MaxDelay: cfg.Publish.Batch.MaxDelay.D()},
-		Parallelism: cfg.Publish.Parallelism,
-		MaxPending:  cfg.Publish.MaxPending,
-		Logger:      log,
-		Metrics:     processor.NewMetrics(reg),
-	}, src, mapper, pub)
+	metrics := processor.NewMetrics(reg)
+	switch {
+	case cfg.Source.Postgres != nil:
+		pc, err := postgres.ConfigFrom(cfg.Source.Postgres, cfg.Mappings)
+		if err != nil {
+			return err
+		}
+		pc.Logger = log.With("source", "postgres")
+		label = "postgres:" + pgDatabase(cfg.Source.Postgres.URL) + "/" + cfg.Source.Postgres.Slot
+		r := &pgRunner{cfg: cfg, pc: pc, pub: pub, log: log, metrics: metrics, label: label}
+		ready, main = r, r.Run
+	default:
+		return fmt.Errorf("source: only postgres is supported by this build")
+	}
 
 	if cfg.Server.Listen != "" {
 		ln, err := net.Listen("tcp", cfg.Server.Listen)
@@ -137,7 +127,7 @@ func runWorker(ctx context.Context, cfg *schema.Config, stdout io.Writer, log *s
 		parts = append(parts, func(ctx context.Context) error { return serveOps(ctx, ln, reg, ready) })
 	}
 
-	// The processor decides when the process ends; the other parts run
+	// The source side decides when the process ends; the other parts run
 	// until it has drained and checkpointed.
 	partsCtx, stopParts := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
@@ -152,7 +142,7 @@ func runWorker(ctx context.Context, cfg *schema.Config, stdout io.Writer, log *s
 		}()
 	}
 	log.Info("changecast running", "source", label, "publish", cfg.Publish.Target)
-	perr := proc.Run(ctx)
+	perr := main(ctx)
 	stopParts()
 	wg.Wait()
 	close(errs)
