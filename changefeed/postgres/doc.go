@@ -1,0 +1,17 @@
+// Package postgres is the PostgreSQL change source: logical replication
+// from a permanent slot with the pgoutput plugin (protocol 1), through pgx
+// and pglogrepl.
+//
+// Use New(ConfigFrom(section, mappings)) and hand the Source to a
+// processor. On every (re)connect it checks wal_level, the tables, their
+// replica identity and key columns (problems come back as *FatalError),
+// creates the publication before the slot when missing, and resumes at the
+// slot's confirmed_flush_lsn.
+//
+// Decoding is pure (decode.go): pgoutput text values become JSON values
+// without loss, TOAST-unchanged columns are filled from the old tuple under
+// REPLICA IDENTITY FULL and otherwise reported in Change.Unchanged (never a
+// placeholder). The flush LSN sent to the server is only what Checkpoint was
+// given, i.e. what was published; heartbeat messages give quiet
+// publications an LSN to confirm.
+package postgres

@@ -1,0 +1,19 @@
+// Package publish turns source changes into what clients receive and sends
+// it.
+//
+// # Which type to use
+//
+//   - Mapper: routes a changefeed.Change through the mappings of its
+//     collection (hub, group or user templates, include/exclude
+//     projection) and diffs it against the last version sent (RFC 6902 via
+//     wI2L/jsondiff, a bounded shadow cache), producing Outputs: patch,
+//     upsert, delete, refetch or truncate wire changes. Pure and
+//     single-goroutine.
+//   - Batcher: a passive policy that groups Outputs per Target by count,
+//     bytes and delay; BuildBatch encodes a batch's envelope once.
+//   - Publisher: the contract every target implements. Errors say how to
+//     react: Retryable (with a wait), TooLarge (split), Permanent.
+//   - Writer: the stdout publisher (one envelope per line). The built-in
+//     hub (publish/hub) and Azure SignalR (publish/signalr) implement the
+//     same contract.
+package publish
