@@ -1,0 +1,54 @@
+package hub
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/changecast/changecast/schema"
+)
+
+// TestNodeClient runs test/node with the official @microsoft/signalr client
+// against this hub: app negotiate with a JWT, tenant isolation, automatic
+// reconnect after a Close with allowReconnect, and 40 s of idle kept alive
+// by pings. It takes about 45 s, in parallel with the other tests.
+func TestNodeClient(t *testing.T) {
+	t.Parallel()
+	dir, err := filepath.Abs(filepath.Join("..", "..", "test", "node"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "node_modules", "@microsoft", "signalr", "package.json")); err != nil {
+		t.Fatalf("test/node/node_modules is missing: run `npm ci --prefix test/node` first (%v)", err)
+	}
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Fatalf("node is not installed: %v", err)
+	}
+	const issuer, aud = "changecast-test", "changecast-app"
+	h := startHub(t, schema.Hub{Negotiate: schema.HubNegotiate{
+		Auth:   schema.NegotiateAuth{JWT: &schema.JWTAuth{HS256Secret: testSecret, Issuer: issuer, Audience: aud}},
+		Groups: []string{"tenant-{claims.tid}"},
+	}})
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, "--test", "--test-reporter=spec", "hub.test.mjs")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(),
+		"CHANGECAST_HUB_URL="+h.Endpoint(),
+		"CHANGECAST_HUB_KEY="+h.AccessKey(),
+		"CHANGECAST_NEGOTIATE_URL="+strings.TrimSuffix(h.NegotiateURL(), "/negotiate"),
+		"CHANGECAST_APP_SECRET="+testSecret,
+		"CHANGECAST_APP_ISSUER="+issuer,
+		"CHANGECAST_APP_AUDIENCE="+aud,
+	)
+	out, err := cmd.CombinedOutput()
+	t.Logf("node --test:\n%s", out)
+	if err != nil {
+		t.Fatalf("node tests failed: %v", err)
+	}
+}

@@ -1,0 +1,166 @@
+package hub
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+// The JSON hub protocol (dotnet/aspnetcore src/SignalR/docs/specs/HubProtocol.md):
+// records are JSON objects each ended by 0x1E; the first record a client
+// sends is the handshake request.
+
+const recordSeparator = 0x1e
+
+// Message types of the hub protocol.
+const (
+	typeInvocation       = 1
+	typeStreamItem       = 2
+	typeCompletion       = 3
+	typeStreamInvocation = 4
+	typeCancelInvocation = 5
+	typePing             = 6
+	typeClose            = 7
+	typeAck              = 8
+	typeSequence         = 9
+)
+
+var (
+	handshakeOK = []byte("{}\x1e")
+	pingFrame   = []byte("{\"type\":6}\x1e")
+)
+
+// handshake is a client's handshake request.
+type handshake struct {
+	Protocol string
+	Version  int
+}
+
+// errIncomplete means no whole record has arrived yet.
+var errIncomplete = errors.New("incomplete record")
+
+// parseHandshake reads the handshake request at the start of buf and returns
+// what follows it (records sent in the same frame). It returns errIncomplete
+// while buf holds no separator yet. Any other error is for the client: send
+// it back with handshakeError. Only JSON version 1 is accepted: version 2
+// means stateful reconnect, which this hub never offers in negotiate.
+func parseHandshake(buf []byte) (handshake, []byte, error) {
+	i := bytes.IndexByte(buf, recordSeparator)
+	if i < 0 {
+		return handshake{}, buf, errIncomplete
+	}
+	var raw struct {
+		Protocol *string `json:"protocol"`
+		Version  *int    `json:"version"`
+	}
+	if err := json.Unmarshal(buf[:i], &raw); err != nil {
+		return handshake{}, nil, errors.New("Handshake request is not a JSON object.")
+	}
+	if raw.Protocol == nil {
+		return handshake{}, nil, errors.New("Handshake request is missing the protocol.")
+	}
+	if raw.Version == nil {
+		return handshake{}, nil, errors.New("Handshake request is missing the version.")
+	}
+	h := handshake{Protocol: *raw.Protocol, Version: *raw.Version}
+	if h.Protocol != "json" {
+		return h, nil, fmt.Errorf("Requested protocol '%s' is not available.", truncate(h.Protocol, 64))
+	}
+	if h.Version != 1 {
+		return h, nil, fmt.Errorf("The server does not support version %d of the 'json' protocol.", h.Version)
+	}
+	return h, buf[i+1:], nil
+}
+
+// handshakeError is the handshake response that rejects a client.
+func handshakeError(msg string) []byte {
+	b, _ := json.Marshal(struct {
+		Error string `json:"error"`
+	}{msg})
+	return append(b, recordSeparator)
+}
+
+// splitRecords returns the whole records in buf (without separators) and
+// the incomplete tail. The records alias buf.
+func splitRecords(buf []byte) (records [][]byte, rest []byte) {
+	for {
+		i := bytes.IndexByte(buf, recordSeparator)
+		if i < 0 {
+			return records, buf
+		}
+		records = append(records, buf[:i])
+		buf = buf[i+1:]
+	}
+}
+
+// message is what the hub needs of a client message; arguments, results and
+// stream items are not kept since a serverless hub does not run methods.
+type message struct {
+	Type         int
+	InvocationID string
+}
+
+// parseMessage decodes one record. Unknown types are valid (the protocol
+// says to ignore them); a record that is not an object with a numeric type
+// is a protocol error.
+func parseMessage(rec []byte) (message, error) {
+	var raw struct {
+		Type         *int   `json:"type"`
+		InvocationID string `json:"invocationId"`
+	}
+	if err := json.Unmarshal(rec, &raw); err != nil {
+		return message{}, fmt.Errorf("message is not a JSON object: %w", err)
+	}
+	if raw.Type == nil {
+		return message{}, errors.New("message has no type")
+	}
+	return message{Type: *raw.Type, InvocationID: raw.InvocationID}, nil
+}
+
+// appendInvocation appends a non-blocking Invocation record of target with
+// args (valid JSON each, never re-encoded).
+func appendInvocation(dst []byte, target string, args []json.RawMessage) []byte {
+	t, _ := json.Marshal(target)
+	dst = append(dst, `{"type":1,"target":`...)
+	dst = append(dst, t...)
+	dst = append(dst, `,"arguments":[`...)
+	for i, a := range args {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		if len(a) == 0 {
+			a = json.RawMessage("null")
+		}
+		dst = append(dst, a...)
+	}
+	return append(dst, "]}\x1e"...)
+}
+
+// closeFrame is a Close record. allowReconnect makes a client with
+// withAutomaticReconnect reconnect; without it the client stops for good.
+func closeFrame(errMsg string, allowReconnect bool) []byte {
+	b, _ := json.Marshal(struct {
+		Type           int    `json:"type"`
+		Error          string `json:"error,omitempty"`
+		AllowReconnect bool   `json:"allowReconnect,omitempty"`
+	}{typeClose, errMsg, allowReconnect})
+	return append(b, recordSeparator)
+}
+
+// completionError answers a client invocation that expects a result.
+func completionError(invocationID, msg string) []byte {
+	b, _ := json.Marshal(struct {
+		Type         int    `json:"type"`
+		InvocationID string `json:"invocationId"`
+		Error        string `json:"error"`
+	}{typeCompletion, invocationID, msg})
+	return append(b, recordSeparator)
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
+}

@@ -1,0 +1,299 @@
+package hub
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/changecast/changecast/publish/signalr"
+	"github.com/changecast/changecast/schema"
+)
+
+// Option configures a Server or a Negotiator.
+type Option func(*options)
+
+type options struct {
+	log              *slog.Logger
+	keepAlive        time.Duration
+	clientTimeout    time.Duration
+	handshakeTimeout time.Duration
+	connectTokenTTL  time.Duration
+	sendQueueBytes   int
+	maxBodyBytes     int
+	shutdownGrace    time.Duration
+	jwksClient       *http.Client
+	now              func() time.Time
+}
+
+func defaultOptions() options {
+	return options{
+		log:              slog.Default(),
+		keepAlive:        defaultKeepAlive,
+		clientTimeout:    defaultClientTimeout,
+		handshakeTimeout: defaultHandshakeTimeout,
+		connectTokenTTL:  15 * time.Second,
+		sendQueueBytes:   8 << 20,
+		maxBodyBytes:     signalr.MaxBodyBytes,
+		shutdownGrace:    5 * time.Second,
+		jwksClient:       &http.Client{Timeout: 10 * time.Second},
+		now:              time.Now,
+	}
+}
+
+// WithLogger sets the logger (default slog.Default()). Tokens and keys are
+// never logged.
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
+
+// WithKeepAlive sets how often an idle connection gets a ping (default 15 s;
+// clients drop a server silent for 30 s).
+func WithKeepAlive(d time.Duration) Option { return func(o *options) { o.keepAlive = d } }
+
+// WithClientTimeout sets how long a silent client is kept (default 30 s;
+// clients ping every 15 s).
+func WithClientTimeout(d time.Duration) Option { return func(o *options) { o.clientTimeout = d } }
+
+// WithConnectTokenTTL sets how long a negotiated connection token waits for
+// its WebSocket (default 15 s); later it is unknown (404).
+func WithConnectTokenTTL(d time.Duration) Option { return func(o *options) { o.connectTokenTTL = d } }
+
+// WithSendQueueBytes bounds the bytes queued for one client (default 8 MB);
+// a client whose queue overflows is disconnected.
+func WithSendQueueBytes(n int) Option { return func(o *options) { o.sendQueueBytes = n } }
+
+// WithMaxBodyBytes sets the REST body limit (default 1 MB, as Azure); larger
+// bodies get 413, and the in-process publisher refuses larger batches.
+func WithMaxBodyBytes(n int) Option { return func(o *options) { o.maxBodyBytes = n } }
+
+// WithShutdownGrace sets how long Run waits for clients to take their Close
+// message before cutting them (default 5 s).
+func WithShutdownGrace(d time.Duration) Option { return func(o *options) { o.shutdownGrace = d } }
+
+// WithJWKSClient sets the HTTP client that fetches negotiate.auth.jwt.jwksURL.
+func WithJWKSClient(c *http.Client) Option { return func(o *options) { o.jwksClient = c } }
+
+// Server is the built-in hub: client endpoints, the REST API, app negotiate
+// and optional static files, on one listener.
+type Server struct {
+	cfg     schema.Hub
+	key     string
+	o       options
+	reg     *registry
+	handler http.Handler
+	rest    *signalr.Client // the REST API of this hub, called in process
+
+	ready     chan struct{}
+	readyOnce sync.Once
+	addrMu    sync.Mutex
+	addr      net.Addr
+
+	// Connections are owned by Serve: baseCtx ends them, and wg waits for
+	// their handlers (hijacked, so http.Server.Shutdown does not).
+	baseCtx    context.Context
+	cancelBase context.CancelFunc
+	mu         sync.Mutex
+	closing    bool
+	wg         sync.WaitGroup
+}
+
+// New builds a hub from cfg (defaults applied, see schema.Hub). An empty
+// AccessKey is replaced by a random one (see ConnectionString).
+func New(cfg schema.Hub, opts ...Option) (*Server, error) {
+	cfg.ApplyDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	o := defaultOptions()
+	for _, f := range opts {
+		f(&o)
+	}
+	if cfg.Static != "" {
+		if st, err := os.Stat(cfg.Static); err != nil || !st.IsDir() {
+			return nil, fmt.Errorf("hub: static %q is not a folder", cfg.Static)
+		}
+	}
+	key := cfg.AccessKey
+	if key == "" {
+		key = NewAccessKey()
+	}
+	if strings.ContainsAny(key, "; \t\r\n") {
+		return nil, errors.New("hub: accessKey must not contain ';' or spaces (it goes into a connection string)")
+	}
+	s := &Server{cfg: cfg, key: key, o: o, reg: newRegistry(), ready: make(chan struct{})}
+	s.baseCtx, s.cancelBase = context.WithCancel(context.Background())
+	// The hub's own negotiate joins users to groups through its REST API,
+	// the code path that Azure SignalR gets, without a network hop.
+	rest, err := signalr.NewClient("Endpoint=http://hub.invalid;AccessKey="+key+";Version=1.0;",
+		signalr.WithHTTPClient(&http.Client{Transport: handlerTransport{s}}), signalr.WithLogger(o.log))
+	if err != nil {
+		return nil, err
+	}
+	s.rest = rest
+	neg, err := newNegotiator(cfg, selfService{s}, o)
+	if err != nil {
+		return nil, err
+	}
+	s.handler = s.routes(neg)
+	return s, nil
+}
+
+// NewAccessKey returns a random access key shaped like Azure's (44 base64
+// characters).
+func NewAccessKey() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	return base64.StdEncoding.EncodeToString(b)
+}
+
+func newID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// AccessKey is the key REST callers sign tokens with.
+func (s *Server) AccessKey() string { return s.key }
+
+// Handler serves every endpoint of the hub, for mounting in another server.
+// Connections it accepts are still owned by Serve or Run, which closes them
+// when its ctx ends (pass a nil listener to Serve to own them only).
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Ready is closed once Run or Serve is listening (or has failed to).
+func (s *Server) Ready() <-chan struct{} { return s.ready }
+
+// Addr is the bound address once Ready is closed; nil before, or when
+// serving nothing.
+func (s *Server) Addr() net.Addr {
+	s.addrMu.Lock()
+	defer s.addrMu.Unlock()
+	return s.addr
+}
+
+// Endpoint is the hub's base URL for local callers: the bound address, with
+// a wildcard host replaced by 127.0.0.1 (cfg.Listen before Ready).
+func (s *Server) Endpoint() string {
+	hostport := s.cfg.Listen
+	if a := s.Addr(); a != nil {
+		hostport = a.String()
+	}
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return "http://" + hostport
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, port)
+}
+
+// ConnectionString is an Azure-style connection string for the hub, which
+// signalr.New and Azure SignalR SDKs accept. It holds the key: do not log it.
+func (s *Server) ConnectionString() string {
+	return "Endpoint=" + s.Endpoint() + ";AccessKey=" + s.key + ";Version=1.0;"
+}
+
+// NegotiateURL is the app negotiate URL clients start from (withUrl takes
+// it without the trailing /negotiate).
+func (s *Server) NegotiateURL() string {
+	return s.Endpoint() + strings.TrimRight(s.cfg.Negotiate.Path, "/") + "/negotiate"
+}
+
+// Run listens on cfg.Listen and serves until ctx ends; see Serve.
+func (s *Server) Run(ctx context.Context) error {
+	ln, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		s.readyOnce.Do(func() { close(s.ready) })
+		return fmt.Errorf("hub: listen: %w", err)
+	}
+	return s.Serve(ctx, ln)
+}
+
+// Serve serves on ln until ctx ends, then tells every client to reconnect
+// (Close with allowReconnect), waits up to the shutdown grace for them to
+// go, cuts the rest and returns. With a nil ln it serves nothing itself and
+// only owns the connections accepted through Handler. Serve runs once.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	var srv *http.Server
+	errc := make(chan error, 1)
+	if ln != nil {
+		s.addrMu.Lock()
+		s.addr = ln.Addr()
+		s.addrMu.Unlock()
+		srv = &http.Server{
+			Handler:           s.handler,
+			ReadHeaderTimeout: 10 * time.Second,
+			BaseContext:       func(net.Listener) context.Context { return s.baseCtx },
+			ErrorLog:          slog.NewLogLogger(s.o.log.Handler(), slog.LevelDebug),
+		}
+		go func() { errc <- srv.Serve(ln) }()
+		s.o.log.Info("hub listening", "endpoint", s.Endpoint())
+	}
+	s.readyOnce.Do(func() { close(s.ready) })
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+		err = fmt.Errorf("hub: serve: %w", err)
+	}
+
+	s.mu.Lock()
+	s.closing = true
+	s.mu.Unlock()
+	s.reg.closeAll("Server is shutting down.", true)
+	if srv != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), s.o.shutdownGrace)
+		_ = srv.Shutdown(sctx)
+		cancel()
+	}
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(s.o.shutdownGrace):
+		s.o.log.Warn("hub: clients did not close in time; cutting them")
+		s.cancelBase()
+		<-done
+	}
+	s.cancelBase()
+	if srv != nil && err == nil {
+		if e := <-errc; !errors.Is(e, http.ErrServerClosed) {
+			err = e
+		}
+	}
+	return err
+}
+
+// track registers a connection handler with Serve; false once shutting down.
+func (s *Server) track() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return false
+	}
+	s.wg.Add(1)
+	return true
+}
+
+func (s *Server) routes(neg *Negotiator) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /client/negotiate", s.clientNegotiate)
+	mux.HandleFunc("GET /client/{$}", s.clientConnect)
+	mux.HandleFunc("GET /client", s.clientConnect)
+	s.restRoutes(mux)
+	np := strings.TrimRight(s.cfg.Negotiate.Path, "/") + "/negotiate"
+	mux.Handle("POST "+np, neg)
+	if s.cfg.Static != "" {
+		mux.Handle("GET /", http.FileServer(http.Dir(s.cfg.Static)))
+	}
+	return withCORS(s.cfg.CORS.Origins, mux)
+}
