@@ -36,7 +36,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	log := newLogger(stderr)
-	if err := runWorker(ctx, cfg, stdout, log); err != nil {
+	if err := runWorker(ctx, cfg, stdout, stderr, log); err != nil {
 		log.Error("changecast stopped", "err", err)
 		var fe *postgres.FatalError
 		if errors.As(err, &fe) {
@@ -73,7 +73,7 @@ type readiness interface{ Ready() bool }
 
 // runWorker owns every long-lived part of `changecast run` and waits for
 // all of them before it returns.
-func runWorker(ctx context.Context, cfg *schema.Config, stdout io.Writer, log *slog.Logger) error {
+func runWorker(ctx context.Context, cfg *schema.Config, stdout, stderr io.Writer, log *slog.Logger) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
@@ -93,7 +93,7 @@ func runWorker(ctx context.Context, cfg *schema.Config, stdout io.Writer, log *s
 	case "stdout":
 		pub = publish.NewWriter(stdout)
 	default:
-		p, run, err := newPublisher(ctx, cfg, log)
+		p, run, err := newPublisher(ctx, cfg, log, stderr)
 		if err != nil {
 			return err
 		}
