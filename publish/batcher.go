@@ -76,12 +76,18 @@ func (b *Batcher) WouldOverflow(p Pending) bool {
 // Ready lists the targets whose windows are full or older than MaxDelay at
 // now (all of them when flush is true), oldest first.
 func (b *Batcher) Ready(now time.Time, flush bool) []Target {
+	if flush {
+		return append([]Target(nil), b.order...)
+	}
+	// Windows are in the order they opened, and full ones are taken as they
+	// fill (Add reports them), so the due ones are a prefix: stop at the
+	// first that is not due instead of scanning every window per event.
 	var out []Target
 	for _, t := range b.order {
-		w := b.windows[t]
-		if flush || b.full(w) || now.Sub(w.opened) >= b.lim.MaxDelay {
-			out = append(out, t)
+		if now.Sub(b.windows[t].opened) < b.lim.MaxDelay {
+			break
 		}
+		out = append(out, t)
 	}
 	return out
 }

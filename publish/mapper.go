@@ -189,7 +189,8 @@ func (m *Mapper) mapRule(r *rule, ch *changefeed.Change, out []Output) []Output 
 		m.unroutable(r, ch, err)
 		return out
 	}
-	docBytes, err := json.Marshal(r.project(after))
+	projected := r.project(after)
+	docBytes, err := schema.AppendValue(nil, projected)
 	if err != nil {
 		return m.refetch(out, r, ch, key, prev, hasPrev, base, "unencodable")
 	}
@@ -203,7 +204,7 @@ func (m *Mapper) mapRule(r *rule, ch *changefeed.Change, out []Output) []Output 
 	}
 	c := base
 	if hasPrev {
-		patch, err := jsondiff.CompareJSON(prev.doc, docBytes, jsondiff.UnmarshalFunc(unmarshalNumber))
+		patch, err := diff(prev.doc, projected, docBytes)
 		if err == nil && len(patch) == 0 {
 			m.Stats.Unchanged++
 			return out
@@ -289,19 +290,15 @@ func (m *Mapper) unroutable(r *rule, ch *changefeed.Change, err error) {
 // emit encodes c for t. A change over the size limit becomes a refetch
 // marker, and its shadow entry (key) is dropped since the client never got it.
 func (m *Mapper) emit(out []Output, t Target, c schema.Change, key ...shadowKey) []Output {
-	raw, err := json.Marshal(c)
-	if err == nil && len(raw) > m.max {
+	raw := c.AppendJSON(nil)
+	if len(raw) > m.max {
 		m.log.Warn("change too large to send as data; sending refetch marker", "collection", c.Collection, "id", c.ID, "bytes", len(raw))
 		m.Stats.Refetch++
 		c = schema.Change{Op: schema.OpRefetch, Collection: c.Collection, ID: c.ID, V: c.V, TS: c.TS, Reason: "too_large"}
 		for _, k := range key {
 			m.shadow.del(k)
 		}
-		raw, err = json.Marshal(c)
-	}
-	if err != nil {
-		// schema.Change holds only strings and valid raw JSON.
-		panic(err)
+		raw = c.AppendJSON(nil)
 	}
 	return append(out, Output{Target: t, Change: c, Raw: raw})
 }
@@ -310,4 +307,20 @@ func unmarshalNumber(b []byte, v any) error {
 	d := json.NewDecoder(bytes.NewReader(b))
 	d.UseNumber()
 	return d.Decode(v)
+}
+
+// diff computes the RFC 6902 patch from the previous version (encoded) to
+// the new one, given both as a decoded value and encoded. Decoding only the
+// previous version is the cheap path; a value of a type jsondiff does not
+// know (anything json.Unmarshal would not produce) falls back to comparing
+// the encodings.
+func diff(prev []byte, cur any, curBytes []byte) (jsondiff.Patch, error) {
+	var pv any
+	if err := unmarshalNumber(prev, &pv); err != nil {
+		return nil, err
+	}
+	if p, err := jsondiff.CompareWithoutMarshal(pv, cur); err == nil {
+		return p, nil
+	}
+	return jsondiff.CompareJSON(prev, curBytes, jsondiff.UnmarshalFunc(unmarshalNumber))
 }

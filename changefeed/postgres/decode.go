@@ -27,15 +27,14 @@ func decodeValue(tm *pgtype.Map, oid uint32, text []byte) (v any, known bool, er
 	s := string(text)
 	switch oid {
 	case pgtype.Int2OID, pgtype.Int4OID, pgtype.Int8OID, pgtype.OIDOID, pgtype.XIDOID, pgtype.CIDOID:
-		n, err := strconv.ParseInt(s, 10, 64)
-		if err != nil {
-			u, uerr := strconv.ParseUint(s, 10, 64)
-			if uerr != nil {
+		// Kept as json.Number (checked, not converted): the JSON text is
+		// PostgreSQL's own, and the pipeline's diff works on json.Number.
+		if _, err := strconv.ParseInt(s, 10, 64); err != nil {
+			if _, uerr := strconv.ParseUint(s, 10, 64); uerr != nil {
 				return nil, true, fmt.Errorf("integer %q: %w", s, err)
 			}
-			return json.Number(strconv.FormatUint(u, 10)), true, nil
 		}
-		return n, true, nil
+		return json.Number(s), true, nil
 	case pgtype.Float4OID, pgtype.Float8OID:
 		f, err := strconv.ParseFloat(s, 64)
 		if err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
@@ -279,8 +278,6 @@ func docID(rel *relation, doc map[string]any) (string, bool) {
 		switch x := vals[0].(type) {
 		case string:
 			return x, true
-		case int64:
-			return strconv.FormatInt(x, 10), true
 		case json.Number:
 			return x.String(), true
 		case bool:

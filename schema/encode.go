@@ -1,0 +1,199 @@
+package schema
+
+import (
+	"encoding/json"
+	"math"
+	"slices"
+	"strconv"
+	"unicode/utf8"
+)
+
+// The hot path encodes every change and every document once. These
+// encoders write the same JSON as encoding/json for the values a change
+// feed produces (maps with string keys in sorted order, slices, strings,
+// json.Number, int64, float64, bool, nil, json.RawMessage) without its
+// reflection and without re-compacting raw values, which is most of its
+// cost here. Anything else falls back to encoding/json.
+
+// AppendJSON appends c as JSON; the output equals json.Marshal(c) except
+// that raw fields (Patch, Doc) are copied as they are, not compacted (they
+// come from this package's encoders or jsondiff, already compact).
+func (c *Change) AppendJSON(b []byte) []byte {
+	b = append(b, `{"op":`...)
+	b = AppendString(b, c.Op)
+	b = append(b, `,"collection":`...)
+	b = AppendString(b, c.Collection)
+	if c.ID != "" {
+		b = append(b, `,"id":`...)
+		b = AppendString(b, c.ID)
+	}
+	b = append(b, `,"v":`...)
+	b = AppendString(b, c.V)
+	if c.PV != "" {
+		b = append(b, `,"pv":`...)
+		b = AppendString(b, c.PV)
+	}
+	if len(c.Patch) > 0 {
+		b = append(b, `,"patch":`...)
+		b = append(b, c.Patch...)
+	}
+	if len(c.Doc) > 0 {
+		b = append(b, `,"doc":`...)
+		b = append(b, c.Doc...)
+	}
+	if c.TS != "" {
+		b = append(b, `,"ts":`...)
+		b = AppendString(b, c.TS)
+	}
+	if c.Reason != "" {
+		b = append(b, `,"reason":`...)
+		b = AppendString(b, c.Reason)
+	}
+	return append(b, '}')
+}
+
+// AppendValue appends v as JSON. Map keys are sorted, as encoding/json
+// sorts them.
+func AppendValue(b []byte, v any) ([]byte, error) {
+	switch x := v.(type) {
+	case nil:
+		return append(b, "null"...), nil
+	case string:
+		return AppendString(b, x), nil
+	case bool:
+		return strconv.AppendBool(b, x), nil
+	case json.Number:
+		if x == "" {
+			return append(b, '0'), nil
+		}
+		return append(b, x...), nil
+	case int64:
+		return strconv.AppendInt(b, x, 10), nil
+	case int:
+		return strconv.AppendInt(b, int64(x), 10), nil
+	case float64:
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			break
+		}
+		return appendFloat(b, x), nil
+	case json.RawMessage:
+		if len(x) == 0 {
+			return append(b, "null"...), nil
+		}
+		return append(b, x...), nil
+	case map[string]any:
+		if len(x) == 0 {
+			return append(b, "{}"...), nil
+		}
+		keys := make([]string, 0, len(x))
+		for k := range x {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		b = append(b, '{')
+		for i, k := range keys {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = AppendString(b, k)
+			b = append(b, ':')
+			var err error
+			if b, err = AppendValue(b, x[k]); err != nil {
+				return b, err
+			}
+		}
+		return append(b, '}'), nil
+	case []any:
+		if x == nil {
+			return append(b, "null"...), nil
+		}
+		b = append(b, '[')
+		for i, e := range x {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			var err error
+			if b, err = AppendValue(b, e); err != nil {
+				return b, err
+			}
+		}
+		return append(b, ']'), nil
+	}
+	j, err := json.Marshal(v)
+	if err != nil {
+		return b, err
+	}
+	return append(b, j...), nil
+}
+
+// appendFloat formats like encoding/json.
+func appendFloat(b []byte, f float64) []byte {
+	abs := math.Abs(f)
+	format := byte('f')
+	if abs != 0 && (abs < 1e-6 || abs >= 1e21) {
+		format = 'e'
+	}
+	b = strconv.AppendFloat(b, f, format, -1, 64)
+	if format == 'e' {
+		// clean up e-09 to e-9
+		n := len(b)
+		if n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
+			b[n-2] = b[n-1]
+			b = b[:n-1]
+		}
+	}
+	return b
+}
+
+const hex = "0123456789abcdef"
+
+// AppendString appends s as a JSON string, escaping like encoding/json
+// (including <, > and & as \u003c etc., and U+2028/2029); invalid UTF-8
+// becomes U+FFFD.
+func AppendString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xF])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xF])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}

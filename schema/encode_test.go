@@ -1,0 +1,64 @@
+package schema
+
+import (
+	"encoding/json"
+	"math/rand/v2"
+	"testing"
+)
+
+func TestAppendValueMatchesEncodingJSON(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	strs := []string{"", "plain", "quote\"back\\slash", "<tag>&amp;", "\x00\x1f\n\r\t", "é ü 日本", "\u2028\u2029", "bad\xffutf8", "\xed\xa0\x80"}
+	var gen func(depth int) any
+	gen = func(depth int) any {
+		switch k := rng.IntN(9); {
+		case k == 0:
+			return nil
+		case k == 1:
+			return rng.IntN(2) == 0
+		case k == 2:
+			return strs[rng.IntN(len(strs))]
+		case k == 3:
+			return json.Number("12345678901234567890.5")
+		case k == 4:
+			return int64(rng.Uint64())
+		case k == 5:
+			return []float64{0, 1.5, -2e-7, 1e21, 123456789, 0.1}[rng.IntN(6)]
+		case k == 6 && depth < 4:
+			m := map[string]any{}
+			for i := 0; i < rng.IntN(5); i++ {
+				m[strs[rng.IntN(len(strs))]+string(rune('a'+i))] = gen(depth + 1)
+			}
+			return m
+		case k == 7 && depth < 4:
+			var s []any
+			for i := 0; i < rng.IntN(4); i++ {
+				s = append(s, gen(depth+1))
+			}
+			return s
+		}
+		return "leaf"
+	}
+	for i := 0; i < 2000; i++ {
+		v := gen(0)
+		want, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := AppendValue(nil, v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != string(want) {
+			t.Fatalf("value %#v\n got  %s\n want %s", v, got, want)
+		}
+	}
+	for _, s := range strs {
+		c := Change{Op: "patch", Collection: s, ID: s, V: "1.2", PV: "1.1", Patch: json.RawMessage(`[{"op":"add","path":"/a","value":1}]`),
+			Doc: json.RawMessage(`{"a":1}`), TS: "2026-11-26T00:00:00Z", Reason: s}
+		want, _ := json.Marshal(c)
+		if got := c.AppendJSON(nil); string(got) != string(want) {
+			t.Fatalf("change\n got  %s\n want %s", got, want)
+		}
+	}
+}
