@@ -92,8 +92,6 @@ type loop struct {
 	done     chan result
 	pubCtx   context.Context
 	ctx      context.Context
-	outs     []publish.Output
-	lastStat publish.MapperStats
 }
 
 // Run processes until ctx ends (soft stop: stop reading, publish what was
@@ -117,13 +115,28 @@ func (p *Processor) Run(ctx context.Context) error {
 
 	srcCtx, stopSrc := context.WithCancel(ctx)
 	defer stopSrc()
-	events := make(chan changefeed.Event, 256)
+	// Three stages on their own goroutines, so decoding, mapping (routing
+	// and diffing, the heaviest step) and batching use separate cores:
+	// source → events → mapStage → mapped → this loop.
+	events := make(chan changefeed.Event, eventBuffer)
 	srcDone := make(chan error, 1)
-	go func() { srcDone <- p.src.Run(srcCtx, events) }()
+	go func() {
+		err := p.src.Run(srcCtx, events)
+		close(events) // Run has returned: nothing sends on events any more
+		srcDone <- err
+	}()
+	mappedCh := make(chan mapped, mappedBuffer)
+	quit := make(chan struct{})
+	stageDone := make(chan struct{})
+	go p.mapStage(events, mappedCh, quit, stageDone)
+	defer func() {
+		close(quit)
+		<-stageDone
+	}()
 
 	var (
 		srcErr     error
-		reading    = true
+		mappedDone bool
 		stopping   bool
 		drainTimer <-chan time.Time
 		timer      = time.NewTimer(time.Hour)
@@ -137,9 +150,11 @@ func (p *Processor) Run(ctx context.Context) error {
 		}
 	}
 	for {
-		var in <-chan changefeed.Event
-		if reading && l.tracker.Pending() < p.cfg.MaxPending {
-			in = events
+		var in <-chan mapped
+		// Read while under MaxPending (backpressure); once publishing is
+		// abandoned, read only to discard, so the stages can finish.
+		if !mappedDone && (l.tracker.Pending() < p.cfg.MaxPending || pubCtx.Err() != nil) {
+			in = mappedCh
 		}
 		if dl, ok := l.batcher.NextDeadline(); ok && !stopping {
 			timer.Reset(time.Until(dl))
@@ -147,28 +162,22 @@ func (p *Processor) Run(ctx context.Context) error {
 			timer.Reset(time.Hour)
 		}
 		select {
-		case ev := <-in:
-			l.handle(ev)
+		case m, ok := <-in:
+			switch {
+			case !ok:
+				// The source returned and every event it sent was mapped.
+				mappedDone = true
+				if err := <-srcDone; err != nil && ctx.Err() == nil {
+					srcErr = err
+					p.cfg.Logger.Error("source failed; draining and stopping", "err", err)
+				}
+				stop()
+			case pubCtx.Err() == nil:
+				l.handle(m)
+			}
 		case r := <-l.done:
 			l.complete(r)
 		case <-timer.C:
-		case err := <-srcDone:
-			reading = false
-			srcDone = nil
-			// Events the source sent before it returned are still processed.
-			for more := true; more; {
-				select {
-				case ev := <-events:
-					l.handle(ev)
-				default:
-					more = false
-				}
-			}
-			if err != nil && ctx.Err() == nil {
-				srcErr = err
-				p.cfg.Logger.Error("source failed; draining and stopping", "err", err)
-			}
-			stop()
 		case <-ctx.Done():
 			stop()
 			if leaseLost(ctx) {
@@ -185,7 +194,7 @@ func (p *Processor) Run(ctx context.Context) error {
 		}
 		l.seal(time.Now(), stopping)
 		l.pump()
-		if stopping && srcDone == nil && l.nflight == 0 && (l.batcher.Len() == 0 && len(l.qorder) == 0 || pubCtx.Err() != nil) {
+		if stopping && mappedDone && l.nflight == 0 && (l.batcher.Len() == 0 && len(l.qorder) == 0 || pubCtx.Err() != nil) {
 			break
 		}
 	}
@@ -201,24 +210,57 @@ func (p *Processor) Run(ctx context.Context) error {
 	return srcErr
 }
 
-func (l *loop) handle(ev changefeed.Event) {
+// Channel buffers between the stages: slack on top of MaxPending.
+const (
+	eventBuffer  = 256
+	mappedBuffer = 128
+)
+
+// mapped is an event with the wire changes it maps to.
+type mapped struct {
+	ev   changefeed.Event
+	outs []publish.Output
+}
+
+// mapStage maps events in source order on its own goroutine. The mapper
+// is used only here.
+func (p *Processor) mapStage(events <-chan changefeed.Event, out chan<- mapped, quit <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	defer close(out)
+	var last publish.MapperStats
+	for ev := range events {
+		var outs []publish.Output
+		if ev.Change != nil {
+			outs = p.m.Map(ev.Change, nil)
+			if mt := p.cfg.Metrics; mt != nil {
+				mt.read.Inc()
+				s := p.m.Stats
+				mt.refetch.Add(float64(s.Refetch - last.Refetch))
+				mt.unroutable.Add(float64(s.Unroutable - last.Unroutable))
+				mt.replays.Add(float64(s.Replays - last.Replays))
+				last = s
+			}
+		}
+		select {
+		case out <- mapped{ev: ev, outs: outs}:
+		case <-quit:
+			for range events {
+				// The source is stopping; let it finish.
+			}
+			return
+		}
+	}
+}
+
+func (l *loop) handle(m mapped) {
+	ev := m.ev
 	ticket := l.tracker.Add(ev.Position)
-	if ev.Change == nil {
+	if len(m.outs) == 0 {
 		l.tracker.Ack(ticket)
 		l.advance()
 		return
 	}
-	if mt := l.cfg.Metrics; mt != nil {
-		mt.read.Inc()
-	}
-	l.outs = l.m.Map(ev.Change, l.outs[:0])
-	l.syncStats()
-	if len(l.outs) == 0 {
-		l.tracker.Ack(ticket)
-		l.advance()
-		return
-	}
-	l.refs[ticket] = len(l.outs)
+	l.refs[ticket] = len(m.outs)
 	if ev.Change.Op == changefeed.Truncate {
 		// A truncate goes to the whole hub while earlier changes may sit in
 		// group windows: publish everything before it, then it alone, so no
@@ -227,7 +269,7 @@ func (l *loop) handle(ev changefeed.Event) {
 		defer l.barrier()
 	}
 	now := time.Now()
-	for _, o := range l.outs {
+	for _, o := range m.outs {
 		p := publish.Pending{Out: o, Ticket: ticket}
 		if l.batcher.WouldOverflow(p) {
 			l.enqueue(o.Target)
@@ -248,18 +290,6 @@ func (l *loop) barrier() {
 		}
 		l.complete(<-l.done)
 	}
-}
-
-func (l *loop) syncStats() {
-	mt := l.cfg.Metrics
-	if mt == nil {
-		return
-	}
-	s := l.m.Stats
-	mt.refetch.Add(float64(s.Refetch - l.lastStat.Refetch))
-	mt.unroutable.Add(float64(s.Unroutable - l.lastStat.Unroutable))
-	mt.replays.Add(float64(s.Replays - l.lastStat.Replays))
-	l.lastStat = s
 }
 
 // enqueue seals t's window into its queue of batches.

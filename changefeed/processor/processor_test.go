@@ -257,9 +257,9 @@ func TestBackpressure(t *testing.T) {
 		close(block)
 	}()
 	run(t, src, rec, func() bool { return src.last() == "p001000" }, Config{MaxPending: 50})
-	// Reading pauses at MaxPending events; the source's channel buffer
-	// (256) is the only other slack.
-	if sentWhileBlocked == 0 || sentWhileBlocked > 50+256+2 {
+	// Reading pauses at MaxPending events; the buffers between the stages
+	// are the only other slack.
+	if sentWhileBlocked == 0 || sentWhileBlocked > 50+eventBuffer+mappedBuffer+3 {
 		t.Fatalf("source sent %d events while the target was blocked (MaxPending 50)", sentWhileBlocked)
 	}
 	checkOrdered(t, rec.changes(), 1000)

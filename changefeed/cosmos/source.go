@@ -1,0 +1,219 @@
+package cosmos
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"math/rand/v2"
+	"sync/atomic"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/data/azcosmos"
+
+	"github.com/changecast/changecast/changefeed"
+	"github.com/changecast/changecast/lease"
+)
+
+// Source reads the feed range of one lease. It implements
+// changefeed.Source; Checkpoint goes through the lease's Checkpointer, so a
+// position is stored in the lease document only after the pipeline has
+// published everything up to it.
+type Source struct {
+	f   *Feed
+	l   *lease.Lease
+	cp  lease.Checkpointer
+	log *slog.Logger
+
+	session    atomic.Int64 // last x-ms-session-token LSN; -1 unknown
+	checkpoint atomic.Int64 // LSN of the last stored position; -1 unknown
+}
+
+// Source returns the source of lease l, checkpointing through cp.
+func (f *Feed) Source(l *lease.Lease, cp lease.Checkpointer) *Source {
+	s := &Source{f: f, l: l.Clone(), cp: cp, log: f.cfg.Logger.With("lease", l.Token)}
+	s.session.Store(-1)
+	s.checkpoint.Store(-1)
+	if n, ok := tokenLSN(l.Continuation); ok && l.Continuation != "" {
+		s.checkpoint.Store(n)
+	}
+	return s
+}
+
+// Lag is the number of LSNs between the last stored position and the last
+// LSN the service reported for the range (x-ms-session-token), the .NET
+// estimator's measure: about the number of changes not yet delivered. ok is
+// false until both are known.
+func (s *Source) Lag() (lag int64, ok bool) {
+	sess, cp := s.session.Load(), s.checkpoint.Load()
+	if sess < 0 || cp < 0 {
+		return 0, false
+	}
+	return max(0, sess-cp), true
+}
+
+// Checkpoint stores pos in the lease. An error for which lease.IsLost is
+// true means the lease is gone to another instance.
+func (s *Source) Checkpoint(ctx context.Context, pos changefeed.Position) error {
+	if err := s.cp.Checkpoint(ctx, string(pos)); err != nil {
+		return err
+	}
+	if n, ok := tokenLSN(string(pos)); ok {
+		s.checkpoint.Store(n)
+		s.f.metrics.setLag(s)
+	}
+	return nil
+}
+
+// Run reads the lease's range until ctx ends (it returns nil) or the range
+// splits (it returns a *lease.SplitError naming the children, which inherit
+// the lease's last checkpoint). Failed reads are retried with backoff; only
+// a range that no longer maps to the container ends Run with an error.
+//
+// Pages are read back to back while they hold changes; after an empty read
+// (304) Run sleeps the poll interval. Every change carries no position
+// except the last of its page, which carries the token after the page, so a
+// checkpoint never passes a change that was not published. After an empty
+// read that moved the token (a "now" resolved to an LSN, deletes that
+// advanced it) Run emits a position alone, so the lease records it.
+func (s *Source) Run(ctx context.Context, out chan<- changefeed.Event) error {
+	rs, err := resumeFor(s.l.Continuation, s.l.Range, s.f.rid, s.f.cfg.Start)
+	if err != nil {
+		return err
+	}
+	opts := rs.options(s.f.rid, s.l.Range, s.f.cfg.MaxItems)
+	emitted := s.l.Continuation
+	backoff := s.f.cfg.MinBackoff
+	failures := 0
+	for {
+		if ctx.Err() != nil {
+			return nil
+		}
+		resp, err := s.f.c.ReadChangeFeed(ctx, &opts)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if resp.RawResponse != nil {
+			s.observe(resp)
+		}
+		// A read that failed part way may still carry a token showing a
+		// split (410 retries exhausted after expanding the range).
+		if t, terr := parseToken(resp.ContinuationToken); terr == nil && len(t.Continuation) > 1 {
+			return s.split(t)
+		}
+		if err != nil {
+			if isPermanent(err) {
+				return err
+			}
+			s.f.metrics.read("error")
+			failures++
+			if failures == 1 || failures%20 == 0 {
+				s.log.Warn("cosmos: change feed read failed; retrying", "attempt", failures, "wait", backoff, "status", statusOf(err), "err", err)
+			}
+			if !sleep(ctx, backoff/2+rand.N(backoff/2+1)) {
+				return nil
+			}
+			backoff = min(backoff*2, s.f.cfg.MaxBackoff)
+			continue
+		}
+		if failures > 0 {
+			s.log.Info("cosmos: change feed reads recovered", "failed", failures)
+		}
+		failures, backoff = 0, s.f.cfg.MinBackoff
+		tok := resp.ContinuationToken
+		// From here on the token drives every read; StartFrom and the
+		// crafted first token are never sent again.
+		opts = azcosmos.ChangeFeedOptions{MaxItemCount: int32(s.f.cfg.MaxItems), Continuation: &tok}
+
+		if len(resp.Items) == 0 {
+			s.f.metrics.read("empty")
+			if tok != emitted && resolved(tok) {
+				if !send(ctx, out, changefeed.Event{Position: changefeed.Position(tok)}) {
+					return nil
+				}
+				emitted = tok
+			}
+			if !sleep(ctx, s.f.cfg.PollInterval) {
+				return nil
+			}
+			continue
+		}
+		s.f.metrics.read("page")
+		for i, item := range resp.Items {
+			ev := changefeed.Event{Change: s.f.dec.decode(item)}
+			if i == len(resp.Items)-1 {
+				ev.Position = changefeed.Position(tok)
+			}
+			if !send(ctx, out, ev) {
+				return nil
+			}
+		}
+		emitted = tok
+	}
+}
+
+// split ends the lease: the page that revealed the split is dropped, and
+// each child starts from the lease's last checkpoint (the Manager copies it),
+// so nothing read past it is lost.
+func (s *Source) split(t token) error {
+	s.f.metrics.split()
+	children := make([]*lease.Lease, 0, len(t.Continuation))
+	for _, e := range t.Continuation {
+		c := lease.ForRange(s.l.Prefix(), e.Min, normMax(e.Max))
+		c.Mode = lease.ModeIncremental
+		children = append(children, c)
+	}
+	s.log.Info("cosmos: feed range split", "children", len(children))
+	return &lease.SplitError{Children: children}
+}
+
+func (s *Source) observe(resp azcosmos.ChangeFeedResponse) {
+	s.f.metrics.charge(resp.RequestCharge)
+	if n, ok := sessionLSN(resp.RawResponse.Header.Get("x-ms-session-token")); ok {
+		s.session.Store(n)
+		s.f.metrics.setLag(s)
+	}
+}
+
+// resolved reports whether a token names concrete positions only (no "*"
+// left), so storing it cannot skip anything on a restart.
+func resolved(tok string) bool {
+	t, err := parseToken(tok)
+	if err != nil {
+		return false
+	}
+	for _, e := range t.Continuation {
+		if e.ETag != nil && *e.ETag == etagNow {
+			return false
+		}
+	}
+	return true
+}
+
+func send(ctx context.Context, out chan<- changefeed.Event, ev changefeed.Event) bool {
+	select {
+	case out <- ev:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func statusOf(err error) int {
+	var re *azcore.ResponseError
+	if errors.As(err, &re) {
+		return re.StatusCode
+	}
+	return 0
+}
