@@ -190,7 +190,7 @@ func (m *Mapper) mapRule(r *rule, ch *changefeed.Change, out []Output) []Output 
 		return out
 	}
 	projected := r.project(after)
-	docBytes, err := schema.AppendValue(nil, projected)
+	docBytes, err := schema.AppendValue(make([]byte, 0, max(len(prev.doc)+64, 256)), projected)
 	if err != nil {
 		return m.refetch(out, r, ch, key, prev, hasPrev, base, "unencodable")
 	}
@@ -210,7 +210,7 @@ func (m *Mapper) mapRule(r *rule, ch *changefeed.Change, out []Output) []Output 
 			return out
 		}
 		if err == nil {
-			pb, err := json.Marshal(patch)
+			pb, err := appendPatch(make([]byte, 0, 128), patch)
 			if err == nil && len(pb) < len(docBytes) {
 				c.Op, c.PV, c.Patch = schema.OpPatch, prev.v, pb
 			}
@@ -290,7 +290,7 @@ func (m *Mapper) unroutable(r *rule, ch *changefeed.Change, err error) {
 // emit encodes c for t. A change over the size limit becomes a refetch
 // marker, and its shadow entry (key) is dropped since the client never got it.
 func (m *Mapper) emit(out []Output, t Target, c schema.Change, key ...shadowKey) []Output {
-	raw := c.AppendJSON(nil)
+	raw := c.AppendJSON(make([]byte, 0, len(c.Doc)+len(c.Patch)+len(c.Collection)+len(c.ID)+128))
 	if len(raw) > m.max {
 		m.log.Warn("change too large to send as data; sending refetch marker", "collection", c.Collection, "id", c.ID, "bytes", len(raw))
 		m.Stats.Refetch++
@@ -323,4 +323,32 @@ func diff(prev []byte, cur any, curBytes []byte) (jsondiff.Patch, error) {
 		return p, nil
 	}
 	return jsondiff.CompareJSON(prev, curBytes, jsondiff.UnmarshalFunc(unmarshalNumber))
+}
+
+// appendPatch encodes an RFC 6902 patch: op, path, and from or value as
+// each operation needs.
+func appendPatch(b []byte, p jsondiff.Patch) ([]byte, error) {
+	b = append(b, '[')
+	for i, o := range p {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"op":`...)
+		b = schema.AppendString(b, o.Type)
+		b = append(b, `,"path":`...)
+		b = schema.AppendString(b, o.Path)
+		switch o.Type {
+		case jsondiff.OperationCopy, jsondiff.OperationMove:
+			b = append(b, `,"from":`...)
+			b = schema.AppendString(b, o.From)
+		case jsondiff.OperationAdd, jsondiff.OperationReplace, jsondiff.OperationTest:
+			b = append(b, `,"value":`...)
+			var err error
+			if b, err = schema.AppendValue(b, o.Value); err != nil {
+				return nil, err
+			}
+		}
+		b = append(b, '}')
+	}
+	return append(b, ']'), nil
 }

@@ -47,7 +47,7 @@ func TestMapperPatchUpsertAndProjection(t *testing.T) {
 	upd := one(t, m.Map(&changefeed.Change{Collection: "c", ID: "1", Op: changefeed.Update, Version: "11.1",
 		After: doc("id", int64(1), "tenant", "a", "secret", "y", "status", "paid", "nested", doc("hidden", 1, "shown", 2), "text", strings.Repeat("z", 200))}, nil))
 	if upd.Change.Op != schema.OpPatch || upd.Change.PV != "10.1" || upd.Change.V != "11.1" ||
-		string(upd.Change.Patch) != `[{"value":"paid","op":"replace","path":"/status"}]` {
+		string(upd.Change.Patch) != `[{"op":"replace","path":"/status","value":"paid"}]` {
 		t.Fatalf("update: %+v %s", upd.Change, upd.Change.Patch)
 	}
 	// Only an excluded field changed: clients see no change, nothing is sent.
@@ -96,7 +96,7 @@ func TestMapperUnchangedToastAndRefetch(t *testing.T) {
 	}
 	m.Map(&changefeed.Change{Collection: "c", ID: "1", Op: changefeed.Update, Version: "2", After: doc("n", 1, "big", strings.Repeat("b", 100))}, nil)
 	o = one(t, m.Map(&changefeed.Change{Collection: "c", ID: "1", Op: changefeed.Update, Version: "3", After: doc("n", 2), Unchanged: []string{"big"}}, nil))
-	if o.Change.Op != schema.OpPatch || string(o.Change.Patch) != `[{"value":2,"op":"replace","path":"/n"}]` {
+	if o.Change.Op != schema.OpPatch || string(o.Change.Patch) != `[{"op":"replace","path":"/n","value":2}]` {
 		t.Fatalf("filled from shadow: %+v %s", o.Change, o.Change.Patch)
 	}
 	// Too large for one message: refetch marker, and the next change is sent whole.
