@@ -166,8 +166,8 @@ func (m *Mapper) mapRule(r *rule, ch *changefeed.Change, out []Output) []Output 
 		if !hasFill {
 			return m.refetch(out, r, ch, key, prev, hasPrev, base, "unchanged_toast")
 		}
-		var pd map[string]any
-		if err := unmarshalNumber(fill.doc, &pd); err != nil {
+		pd, ok := fill.doc.(map[string]any)
+		if !ok {
 			return m.refetch(out, r, ch, key, prev, hasPrev, base, "unchanged_toast")
 		}
 		filled := make(map[string]any, len(after)+len(ch.Unchanged))
@@ -190,7 +190,7 @@ func (m *Mapper) mapRule(r *rule, ch *changefeed.Change, out []Output) []Output 
 		return out
 	}
 	projected := r.project(after)
-	docBytes, err := schema.AppendValue(make([]byte, 0, max(len(prev.doc)+64, 256)), projected)
+	docBytes, err := schema.AppendValue(make([]byte, 0, max(prev.size+64, 256)), projected)
 	if err != nil {
 		return m.refetch(out, r, ch, key, prev, hasPrev, base, "unencodable")
 	}
@@ -204,7 +204,7 @@ func (m *Mapper) mapRule(r *rule, ch *changefeed.Change, out []Output) []Output 
 	}
 	c := base
 	if hasPrev {
-		patch, err := diff(prev.doc, projected, docBytes)
+		patch, err := diff(prev.doc, projected)
 		if err == nil && len(patch) == 0 {
 			m.Stats.Unchanged++
 			return out
@@ -219,7 +219,7 @@ func (m *Mapper) mapRule(r *rule, ch *changefeed.Change, out []Output) []Output 
 	if c.Op == "" {
 		c.Op, c.Doc = schema.OpUpsert, docBytes
 	}
-	m.shadow.put(key, shadowEntry{doc: docBytes, v: ch.Version, target: t})
+	m.shadow.put(key, shadowEntry{doc: projected, size: len(docBytes), v: ch.Version, target: t})
 	return m.emit(out, t, c, key)
 }
 
@@ -309,20 +309,23 @@ func unmarshalNumber(b []byte, v any) error {
 	return d.Decode(v)
 }
 
-// diff computes the RFC 6902 patch from the previous version (encoded) to
-// the new one, given both as a decoded value and encoded. Decoding only the
-// previous version is the cheap path; a value of a type jsondiff does not
-// know (anything json.Unmarshal would not produce) falls back to comparing
-// the encodings.
-func diff(prev []byte, cur any, curBytes []byte) (jsondiff.Patch, error) {
-	var pv any
-	if err := unmarshalNumber(prev, &pv); err != nil {
-		return nil, err
-	}
-	if p, err := jsondiff.CompareWithoutMarshal(pv, cur); err == nil {
+// diff computes the RFC 6902 patch between two projected documents. They
+// are compared as decoded values, with no encoding round trip; a value of a
+// type jsondiff does not know (anything json.Unmarshal would not produce,
+// e.g. an int from a custom source) falls back to comparing encodings.
+func diff(prev, cur any) (jsondiff.Patch, error) {
+	if p, err := jsondiff.CompareWithoutMarshal(prev, cur); err == nil {
 		return p, nil
 	}
-	return jsondiff.CompareJSON(prev, curBytes, jsondiff.UnmarshalFunc(unmarshalNumber))
+	pb, err := schema.AppendValue(nil, prev)
+	if err != nil {
+		return nil, err
+	}
+	cb, err := schema.AppendValue(nil, cur)
+	if err != nil {
+		return nil, err
+	}
+	return jsondiff.CompareJSON(pb, cb, jsondiff.UnmarshalFunc(unmarshalNumber))
 }
 
 // appendPatch encodes an RFC 6902 patch: op, path, and from or value as

@@ -12,7 +12,11 @@ type shadowKey struct {
 // batcher for one mapping: what the next patch is computed against, where it
 // was sent (to notice routing changes) and its version (to drop replays).
 type shadowEntry struct {
-	doc    []byte // projected document, compact JSON
+	// doc is the projected document as sent, decoded (maps, slices,
+	// json.Number…): diffs and TOAST fills need it decoded, and keeping it
+	// so saves a decode per change. It is never modified after it is stored.
+	doc    any
+	size   int // its encoded length
 	v      string
 	target Target
 }

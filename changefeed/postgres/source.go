@@ -283,19 +283,29 @@ func (s *Source) stream(ctx context.Context, conn *pgconn.PgConn, out chan<- cha
 			}
 		}
 	}
+	// Reads use a deadline on the socket (the next status update) and no
+	// context: a per-message context costs a watcher and a timer, and a busy
+	// stream reads thousands of messages per status period. Cancellation
+	// cuts the socket's deadline short instead.
+	nc := conn.Conn()
+	stopWatch := context.AfterFunc(ctx, func() { nc.SetDeadline(time.Now()) })
+	defer stopWatch()
 	next := time.Now().Add(s.cfg.StatusInterval)
+	nc.SetReadDeadline(next)
 	for {
 		if !time.Now().Before(next) {
 			if err := status(false); err != nil {
 				return err
 			}
 			next = time.Now().Add(s.cfg.StatusInterval)
+			nc.SetReadDeadline(next)
 		}
-		rctx, cancel := context.WithDeadline(ctx, next)
-		msg, err := conn.ReceiveMessage(rctx)
-		cancel()
+		msg, err := conn.ReceiveMessage(context.Background())
 		if err != nil {
-			if pgconn.Timeout(err) && ctx.Err() == nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if pgconn.Timeout(err) {
 				continue
 			}
 			return err
