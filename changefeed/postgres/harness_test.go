@@ -186,7 +186,7 @@ func startPipeline(t testing.TB, dbURL string, o pipeOpts) *pipeline {
 	cfg.StatusInterval = 500 * time.Millisecond
 	cfg.Logger = log
 	src := postgres.New(cfg)
-	m, err := publish.NewMapper(o.mappings, publish.MapperOptions{ShadowSize: 1 << 20, Logger: log})
+	m, err := publish.NewMapper(o.mappings, publish.MapperOptions{ShadowSize: 1 << 20, MaxChangeBytes: o.batch.MaxBytes - 4096, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}

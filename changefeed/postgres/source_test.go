@@ -12,6 +12,7 @@ import (
 
 	"github.com/changecast/changecast/changefeed"
 	"github.com/changecast/changecast/changefeed/postgres"
+	"github.com/changecast/changecast/publish"
 	"github.com/changecast/changecast/schema"
 )
 
@@ -221,5 +222,32 @@ func TestWalLevel(t *testing.T) {
 	err = src.Run(ctx, make(chan changefeed.Event))
 	if err == nil || !strings.Contains(err.Error(), "wal_level=logical") || !strings.Contains(err.Error(), "ALTER SYSTEM SET wal_level = logical") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// TestPoisonRow: a row too large to send becomes a refetch marker for that
+// document, and the stream goes on.
+func TestPoisonRow(t *testing.T) {
+	dbURL := newDatabase(t, clusterURL(t))
+	ctx := context.Background()
+	db, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close(ctx)
+	exec1(t, db, `CREATE TABLE docs (id int PRIMARY KEY, body text)`)
+	p := startPipeline(t, dbURL, pipeOpts{tables: []string{"public.docs"},
+		mappings: []schema.Mapping{{Collection: "public.docs", Hub: "h"}},
+		batch:    publish.BatchLimits{MaxChanges: 10, MaxBytes: 16 << 10, MaxDelay: 5 * time.Millisecond}})
+	exec1(t, db, `INSERT INTO docs VALUES (1, 'small')`)
+	exec1(t, db, `INSERT INTO docs VALUES (2, repeat('x', 40000))`)
+	exec1(t, db, `INSERT INTO docs VALUES (3, 'after')`)
+	waitFor(t, 10*time.Second, "3 changes", func() bool { return len(p.cap.changes()) >= 3 })
+	ch := p.cap.changes()
+	if ch[0].Op != schema.OpUpsert || ch[2].Op != schema.OpUpsert || ch[2].ID != "3" {
+		t.Fatalf("changes around the poison row: %+v", ch)
+	}
+	if ch[1].Op != schema.OpRefetch || ch[1].ID != "2" || ch[1].Reason != "too_large" || ch[1].V == "" {
+		t.Fatalf("poison row: %+v", ch[1])
 	}
 }
