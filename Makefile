@@ -1,7 +1,7 @@
 # changecast — the two set-up commands are `make demo` and `make test`.
 GO ?= go
 
-.PHONY: test demo build bench fuzz clean
+.PHONY: test demo build bench clean
 
 # Runs every test (installs what is missing, starts a private PostgreSQL).
 test:
@@ -17,3 +17,7 @@ build:
 
 clean:
 	rm -rf bin
+
+# Benchmarks: each prints a ratio against a reference measured in the same run.
+bench:
+	scripts/bench.sh

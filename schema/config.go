@@ -112,7 +112,7 @@ type Publish struct {
 	MaxPending int `yaml:"maxPending,omitempty" json:"maxPending,omitempty" jsonschema_description:"Changes read but not yet published before reading pauses. Default 20000."`
 	// ShadowSize bounds the cache of last-published documents that patches
 	// are computed against.
-	ShadowSize int `yaml:"shadowSize,omitempty" json:"shadowSize,omitempty" jsonschema_description:"Documents kept to diff against. Default 100000."`
+	ShadowSize int `yaml:"shadowSize,omitempty" json:"shadowSize,omitempty" jsonschema_description:"Documents kept to diff against (about 1 KB of memory each for small rows). Default 50000."`
 }
 
 // Batch bounds one batch per (hub, group or user) window.
@@ -169,7 +169,7 @@ const (
 	DefaultMaxDelay       = 10 * time.Millisecond
 	DefaultParallelism    = 8
 	DefaultMaxPending     = 20000
-	DefaultShadowSize     = 100000
+	DefaultShadowSize     = 50000
 	DefaultProcessor      = "changecast"
 	DefaultLeaseTable     = "changecast_leases"
 	DefaultPollInterval   = time.Second

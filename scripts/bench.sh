@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Runs the benchmarks against a private PostgreSQL; each prints a ratio
+# against a reference measured in the same run (machines here are shared).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CHANGECAST_NO_BROWSER=1 scripts/setup.sh
+eval "$(scripts/pg.sh start)"
+trap 'scripts/pg.sh stop "$CHANGECAST_PG_DIR"' EXIT
+echo "== PostgreSQL pipeline vs pg_recvlogical"
+go run ./bench/pgthroughput -rows "${BENCH_ROWS:-200000}"
+echo "== memory with the target down and a 1M-change backlog"
+go run ./bench/backlog -rows "${BENCH_BACKLOG:-1000000}"
