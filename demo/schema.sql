@@ -9,4 +9,5 @@ CREATE TABLE IF NOT EXISTS public.orders (
   updated_at timestamptz NOT NULL DEFAULT now()
 );
 INSERT INTO public.orders (tenant, item, qty, total, internal_note)
-SELECT 'acme', 'widget ' || g, g, g * 9.99, 'not for clients' FROM generate_series(1, 5) g;
+SELECT CASE WHEN g % 3 = 0 THEN 'globex' ELSE 'acme' END, 'widget ' || g, g, g * 9.99, 'not for clients'
+  FROM generate_series(1, 6) g;
