@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -249,5 +251,50 @@ func TestPoisonRow(t *testing.T) {
 	}
 	if ch[1].Op != schema.OpRefetch || ch[1].ID != "2" || ch[1].Reason != "too_large" || ch[1].V == "" {
 		t.Fatalf("poison row: %+v", ch[1])
+	}
+}
+
+// lineCounter counts log lines containing a word.
+type lineCounter struct {
+	mu    sync.Mutex
+	word  string
+	lines int
+}
+
+func (c *lineCounter) Write(b []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.lines += strings.Count(string(b), c.word)
+	return len(b), nil
+}
+
+// TestUnreachable: an unreachable server is retried with backoff, logged
+// once per attempt window (not once per attempt), and the source is not
+// ready; a stop still returns promptly.
+func TestUnreachable(t *testing.T) {
+	lc := &lineCounter{word: "retrying with backoff"}
+	src := postgres.New(postgres.Config{URL: "postgres://postgres@127.0.0.1:1/x?connect_timeout=1", Slot: "s", Publication: "p",
+		Tables: []string{"public.t"}, Heartbeat: -1, MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(lc, nil))})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- src.Run(ctx, make(chan changefeed.Event)) }()
+	time.Sleep(1500 * time.Millisecond)
+	if src.Ready() {
+		t.Error("ready while the server is unreachable")
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run returned %v after a stop, want nil", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not stop")
+	}
+	lc.mu.Lock()
+	defer lc.mu.Unlock()
+	if lc.lines != 1 {
+		t.Errorf("%d retry log lines in 1.5 s of fast retries, want 1 per 30 s window", lc.lines)
 	}
 }
