@@ -453,32 +453,42 @@ func Load(path string) (*Config, error) {
 
 // Parse is Load on bytes, with env standing in for the environment.
 func Parse(raw []byte, env func(string) (string, bool)) (*Config, error) {
-	var root yaml.Node
-	if err := yaml.Unmarshal(raw, &root); err != nil {
-		return nil, &LoadError{fmt.Errorf("not valid YAML: %w", err)}
-	}
-	if err := interpolate(&root, env); err != nil {
-		return nil, err
-	}
 	var c Config
-	if len(root.Content) > 0 {
-		// Re-encode the interpolated tree so the decoder can refuse unknown
-		// keys (a misspelt key silently ignored is a common outage).
-		b, err := yaml.Marshal(&root)
-		if err != nil {
-			return nil, &LoadError{err}
-		}
-		dec := yaml.NewDecoder(strings.NewReader(string(b)))
-		dec.KnownFields(true)
-		if err := dec.Decode(&c); err != nil {
-			return nil, &LoadError{fmt.Errorf("config: %w", err)}
-		}
+	if err := decodeStrict(raw, env, &c, "config"); err != nil {
+		return nil, err
 	}
 	c.ApplyDefaults()
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
 	return &c, nil
+}
+
+// decodeStrict parses YAML, interpolates ${VAR} in its values and decodes it
+// into out, refusing unknown keys (a misspelt key silently ignored is a
+// common outage).
+func decodeStrict(raw []byte, env func(string) (string, bool), out any, what string) error {
+	var root yaml.Node
+	if err := yaml.Unmarshal(raw, &root); err != nil {
+		return &LoadError{fmt.Errorf("not valid YAML: %w", err)}
+	}
+	if err := interpolate(&root, env); err != nil {
+		return err
+	}
+	if len(root.Content) == 0 {
+		return nil
+	}
+	// Re-encode the interpolated tree: only a Decoder can refuse unknown keys.
+	b, err := yaml.Marshal(&root)
+	if err != nil {
+		return &LoadError{err}
+	}
+	dec := yaml.NewDecoder(strings.NewReader(string(b)))
+	dec.KnownFields(true)
+	if err := dec.Decode(out); err != nil {
+		return &LoadError{fmt.Errorf("%s: %w", what, err)}
+	}
+	return nil
 }
 
 var scalarRe = regexp.MustCompile(`^(-?[0-9]+(\.[0-9]+)?|true|false)$`)

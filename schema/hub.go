@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
-
-	"go.yaml.in/yaml/v3"
 )
 
 // Hub configures the built-in SignalR-compatible hub.
@@ -143,24 +141,9 @@ func (h *Hub) validate(path string, p *problems) {
 // ParseHub reads a file holding only a hub section (the keys under hub: in
 // the config file), with the same ${ENV} interpolation, defaults and checks.
 func ParseHub(raw []byte, env func(string) (string, bool)) (*Hub, error) {
-	var root yaml.Node
-	if err := yaml.Unmarshal(raw, &root); err != nil {
-		return nil, &LoadError{fmt.Errorf("not valid YAML: %w", err)}
-	}
-	if err := interpolate(&root, env); err != nil {
-		return nil, err
-	}
 	var h Hub
-	if len(root.Content) > 0 {
-		b, err := yaml.Marshal(&root)
-		if err != nil {
-			return nil, &LoadError{err}
-		}
-		dec := yaml.NewDecoder(strings.NewReader(string(b)))
-		dec.KnownFields(true)
-		if err := dec.Decode(&h); err != nil {
-			return nil, &LoadError{fmt.Errorf("hub config: %w", err)}
-		}
+	if err := decodeStrict(raw, env, &h, "hub config"); err != nil {
+		return nil, err
 	}
 	h.applyDefaults()
 	if err := h.Validate(); err != nil {
