@@ -77,9 +77,9 @@ type Lease struct {
 
 // CosmosLease is a lease container in Cosmos DB, partitioned on /id.
 type CosmosLease struct {
-	Database        string `yaml:"database" json:"database"`
-	Container       string `yaml:"container" json:"container"`
-	CreateIfMissing bool   `yaml:"createIfMissing,omitempty" json:"createIfMissing,omitempty"`
+	Database        string `yaml:"database" json:"database" jsonschema_description:"Database of the lease container, in the source's account."`
+	Container       string `yaml:"container" json:"container" jsonschema_description:"Lease container, partitioned on /id (the .NET/Java change feed processor's lease schema)."`
+	CreateIfMissing bool   `yaml:"createIfMissing,omitempty" json:"createIfMissing,omitempty" jsonschema_description:"Create the database and the lease container when missing. Default false."`
 }
 
 // PgLease is a lease table in PostgreSQL.
@@ -334,6 +334,9 @@ func (c *Config) Validate() error {
 	case "cosmos":
 		if c.Lease.Cosmos == nil || c.Lease.Cosmos.Database == "" || c.Lease.Cosmos.Container == "" {
 			p.add("lease.cosmos", "database and container are required with store: cosmos")
+		}
+		if c.Source.Cosmos == nil {
+			p.add("lease.store", "cosmos keeps leases in the source's Cosmos DB account; it needs a cosmos source")
 		}
 	default:
 		p.add("lease.store", "%q is not memory, postgres or cosmos", c.Lease.Store)

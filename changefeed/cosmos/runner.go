@@ -112,11 +112,13 @@ func (r *Runner) Run(ctx context.Context) error {
 	r.prefix = prefix
 	r.mu.Unlock()
 	m, err := lease.NewManager(lease.Config{
-		Store:           r.cfg.Store,
-		Prefix:          prefix,
-		Owner:           r.cfg.Owner,
-		Bootstrap:       func(ctx context.Context) ([]*lease.Lease, error) { return feed.Leases(ctx, prefix) },
-		Worker:          lease.WorkerFunc(func(ctx context.Context, l *lease.Lease, cp lease.Checkpointer) error { return r.work(ctx, feed, l, cp) }),
+		Store:     r.cfg.Store,
+		Prefix:    prefix,
+		Owner:     r.cfg.Owner,
+		Bootstrap: func(ctx context.Context) ([]*lease.Lease, error) { return feed.Leases(ctx, prefix) },
+		Worker: lease.WorkerFunc(func(ctx context.Context, l *lease.Lease, cp lease.Checkpointer) error {
+			return r.work(ctx, feed, l, cp)
+		}),
 		AcquireInterval: r.cfg.AcquireInterval,
 		RenewInterval:   r.cfg.RenewInterval,
 		Expiry:          r.cfg.Expiry,

@@ -1,0 +1,79 @@
+// Package cosmos reads an Azure Cosmos DB container's change feed with the
+// azcosmos v1.5.0 SDK (ReadFeedRanges, ReadChangeFeed, composite
+// continuation tokens) and runs it under leases: the change feed processor
+// the Go SDK does not have.
+//
+// # Which type to use
+//
+//   - Runner is the processor: NewRunner(Config{Client, Database,
+//     Container, Store, Publisher, NewMapper, …}) and Run(ctx). It runs a
+//     lease.Manager over the container's feed ranges (the first instance
+//     creates one lease per range) and, for every lease this instance
+//     holds, a processor.Processor whose Source checkpoints into the lease.
+//     Instances sharing a lease store (lease/cosmosstore, lease/pgstore)
+//     share the ranges: leases are balanced, taken over after an instance
+//     stops renewing, and split with the partitions.
+//   - Feed reads one container for tools: Ranges, Leases (the
+//     bootstrapper), ContinuationAt, Estimate (lag), Source (one lease).
+//     ResetCheckpoints and Describe serve `changecast checkpoint reset` and
+//     `changecast leases list`.
+//
+// # Positions
+//
+// A lease's continuation (and a changefeed.Position) is always an azcosmos
+// composite continuation token, never a bare ETag: the SDK silently ignores
+// a bare ETag and reads from the beginning. Each read rebuilds a
+// single-range token for the lease's own range from the stored one, so a
+// split child can start from its parent's token. The start option
+// (beginning, now, a time) is written into each lease when it is created,
+// "now" resolved at once to each range's current LSN; once leases exist
+// the start option is ignored, and only a checkpoint reset changes where
+// they resume. A time start is sent as StartFrom on the range's first read
+// only (cosmos.md §1.3: azcosmos formats it with "UTC", which the service
+// has not been verified to accept).
+//
+// # Reading
+//
+// Pages are read back to back while they hold changes; the poll interval is
+// slept only after an empty read (HTTP 304). Changes carry their page's
+// token on the last change of the page, so a checkpoint never passes an
+// unpublished change; an empty read that moves the token (a "now" resolved,
+// deletes) is recorded as a position alone. Failed reads (429 storms after
+// the SDK's own retries, 503, timeouts) are retried with backoff without
+// giving up the lease.
+//
+// A change's Version is the document's _lsn, its ID the id property (a
+// mapping's key pointers override it), its CommitTime _ts. The
+// change-feed-only and addressing properties _lsn, _rid, _self and
+// _attachments are removed from the document; _etag and _ts stay.
+//
+// # Deletes
+//
+// The latest-version change feed has no deletes: a deleted document, or one
+// removed by its TTL, simply stops appearing, and clients are not told. Use
+// a soft delete: set FeedConfig.DeleteField (e.g. /_deleted) and write the
+// flag before deleting (or let a TTL remove the flagged document later); a
+// document whose flag is true becomes op delete.
+//
+// # Splits and merges
+//
+// A read whose returned token holds more than one range means the lease's
+// range split. The page is dropped and the source returns a
+// *lease.SplitError naming the child ranges; the Manager creates the child
+// leases, which inherit the parent's last checkpoint, then deletes the
+// parent. Merges keep both leases; azcosmos sends no EPK filter headers, so
+// each reads the whole merged partition: duplicates, never loss.
+//
+// # Lag
+//
+// Source.Lag (and the changecast_cosmos_lease_lag metric) is the session
+// token's LSN minus the checkpoint's LSN, the .NET estimator's measure of
+// changes not yet delivered; Feed.Estimate computes it for a lease from
+// outside with one read of one item.
+//
+// # Concurrency
+//
+// Runner, Feed and Metrics are safe for concurrent use. Each lease gets its
+// own Source, mapper and processor; the Publisher is shared and must be
+// safe for concurrent use.
+package cosmos

@@ -1,0 +1,302 @@
+package cosmos_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/data/azcosmos"
+	"go.uber.org/goleak"
+
+	"github.com/changecast/changecast/changefeed/cosmos"
+	"github.com/changecast/changecast/changefeed/cosmos/cosmostest"
+	"github.com/changecast/changecast/changefeed/processor"
+	"github.com/changecast/changecast/internal/replica"
+	"github.com/changecast/changecast/lease"
+	"github.com/changecast/changecast/publish"
+	"github.com/changecast/changecast/schema"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// Short lease intervals so that takeovers happen in about a second. Expiry
+// is several renewals, as with the defaults, so a slow call on a busy
+// machine does not lose a lease.
+const (
+	acquireEvery = 50 * time.Millisecond
+	renewEvery   = 100 * time.Millisecond
+	expiry       = time.Second
+	patience     = 30 * time.Second
+)
+
+const (
+	dbName   = "app"
+	collName = "orders"
+)
+
+func logger() *slog.Logger {
+	if os.Getenv("CHANGECAST_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// world is one fake Cosmos account with the monitored container, the
+// documents written to it, and what the workers published, applied to a
+// client replica.
+type world struct {
+	t   *testing.T
+	srv *cosmostest.Server
+
+	mu        sync.Mutex
+	want      map[string]int      // id → last v written
+	versions  map[string][]string // id → versions published as data, in publish order
+	rep       *replica.Replica
+	published atomic.Int64
+	block     atomic.Bool // publishing fails (retryable) while set
+}
+
+func newWorld(t *testing.T, partitions int, opts ...cosmostest.Option) *world {
+	t.Helper()
+	srv := cosmostest.New(append([]cosmostest.Option{cosmostest.WithPartitions(partitions)}, opts...)...)
+	t.Cleanup(srv.Close)
+	if err := srv.CreateContainer(dbName, collName, cosmostest.ContainerSpec{PartitionKeyPaths: []string{"/pk"}, Partitions: partitions}); err != nil {
+		t.Fatal(err)
+	}
+	return &world{t: t, srv: srv, want: map[string]int{}, versions: map[string][]string{}, rep: replica.New()}
+}
+
+func (w *world) client() *azcosmos.Client {
+	w.t.Helper()
+	c, err := w.srv.NewClient()
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	w.t.Cleanup(c.Close)
+	return c
+}
+
+// write bumps document id to its next version.
+func (w *world) write(id string, extra ...map[string]any) {
+	w.t.Helper()
+	w.mu.Lock()
+	w.want[id]++
+	v := w.want[id]
+	w.mu.Unlock()
+	doc := map[string]any{"id": id, "pk": "p-" + id, "v": v, "note": fmt.Sprintf("version %d of %s", v, id),
+		"address": map[string]any{"street": "1 Long Street Name", "city": "Somewhere", "zip": "12345", "country": "Nowhere"}}
+	for _, e := range extra {
+		for k, x := range e {
+			doc[k] = x
+		}
+	}
+	if _, err := w.srv.Upsert(dbName, collName, doc); err != nil {
+		w.t.Fatal(err)
+	}
+}
+
+func (w *world) writeMany(prefix string, n int) {
+	for i := range n {
+		w.write(fmt.Sprintf("%s%03d", prefix, i))
+	}
+}
+
+// Publish applies a batch to the replica and records versions.
+func (w *world) Publish(ctx context.Context, b *publish.Batch) error {
+	if w.block.Load() {
+		return publish.Retryable(fmt.Errorf("test: target down"), 5*time.Millisecond)
+	}
+	if err := w.rep.ApplyJSON(b.Payload); err != nil {
+		w.t.Errorf("replica: %v", err)
+	}
+	w.mu.Lock()
+	for _, c := range b.Envelope.Changes {
+		if c.Op == schema.OpUpsert || c.Op == schema.OpPatch {
+			w.versions[c.ID] = append(w.versions[c.ID], c.V)
+		}
+	}
+	w.mu.Unlock()
+	w.published.Add(int64(len(b.Envelope.Changes)))
+	return nil
+}
+
+// missing lists documents whose last written version the replica lacks.
+func (w *world) missing() []string {
+	docs, _ := w.rep.Snapshot()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []string
+	for id, v := range w.want {
+		got := -1
+		for _, d := range docs[collName+"/"+id] {
+			var x struct{ V int }
+			if json.Unmarshal(d.Doc, &x) == nil {
+				got = max(got, x.V)
+			}
+		}
+		if got != v {
+			out = append(out, fmt.Sprintf("%s (have v%d, want v%d)", id, got, v))
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func (w *world) waitDelivered() {
+	w.t.Helper()
+	eventually(w.t, "every document delivered at its last version", func() string {
+		if m := w.missing(); len(m) > 0 {
+			return fmt.Sprintf("%d missing, e.g. %v", len(m), m[:min(len(m), 5)])
+		}
+		return ""
+	})
+}
+
+func eventually(t *testing.T, what string, cond func() string) {
+	t.Helper()
+	deadline := time.Now().Add(patience)
+	for {
+		msg := cond()
+		if msg == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %s", what, msg)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+var mappings = []schema.Mapping{{Collection: collName, Hub: "orders", Target: "changes"}}
+
+func newMapper(maxChangeBytes int) func() (*publish.Mapper, error) {
+	return func() (*publish.Mapper, error) {
+		return publish.NewMapper(mappings, publish.MapperOptions{ShadowSize: 10000, MaxChangeBytes: maxChangeBytes, Logger: logger()})
+	}
+}
+
+// worker is one running Runner.
+type worker struct {
+	r    *cosmos.Runner
+	stop func() error
+}
+
+func (w *world) config(owner string, store lease.Store) cosmos.Config {
+	return cosmos.Config{
+		Client: w.client(), Database: dbName, Container: collName,
+		Feed:  cosmos.FeedConfig{Start: cosmos.Start{Kind: cosmos.StartBeginning}, PollInterval: 20 * time.Millisecond, MaxItems: 25},
+		Store: store, Processor: "test", Owner: owner,
+		AcquireInterval: acquireEvery, RenewInterval: renewEvery, Expiry: expiry,
+		Publisher: w, NewMapper: newMapper(0),
+		Pipeline: processor.Config{Batch: publish.BatchLimits{MaxChanges: 100, MaxBytes: 256 << 10, MaxDelay: 5 * time.Millisecond},
+			DrainTimeout: 5 * time.Second},
+		Logger: logger().With("owner", owner),
+	}
+}
+
+func (w *world) start(cfg cosmos.Config) *worker {
+	w.t.Helper()
+	r, err := cosmos.NewRunner(cfg)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	var once sync.Once
+	var runErr error
+	stop := func() error {
+		once.Do(func() {
+			cancel()
+			select {
+			case runErr = <-done:
+			case <-time.After(patience):
+				runErr = fmt.Errorf("Run did not return after cancel")
+			}
+		})
+		return runErr
+	}
+	w.t.Cleanup(func() {
+		if err := stop(); err != nil {
+			w.t.Errorf("Run: %v", err)
+		}
+	})
+	eventually(w.t, "runner ready", func() string {
+		if !r.Ready() {
+			return "not ready"
+		}
+		return ""
+	})
+	return &worker{r: r, stop: stop}
+}
+
+func listLeases(t *testing.T, s lease.Store, prefix string) []*lease.Lease {
+	t.Helper()
+	ls, err := s.List(context.Background(), prefix+lease.Separator)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ls
+}
+
+// faulty is a lease store that can be cut off, which is how a test crashes
+// an instance without it releasing its leases.
+type faulty struct {
+	lease.Store
+	down atomic.Bool
+}
+
+var errDown = fmt.Errorf("test: lease store unreachable")
+
+func (f *faulty) List(ctx context.Context, p string) ([]*lease.Lease, error) {
+	if f.down.Load() {
+		return nil, errDown
+	}
+	return f.Store.List(ctx, p)
+}
+func (f *faulty) Create(ctx context.Context, l *lease.Lease) (*lease.Lease, error) {
+	if f.down.Load() {
+		return nil, errDown
+	}
+	return f.Store.Create(ctx, l)
+}
+func (f *faulty) Acquire(ctx context.Context, l *lease.Lease, o string, opts lease.AcquireOptions) (*lease.Lease, error) {
+	if f.down.Load() {
+		return nil, errDown
+	}
+	return f.Store.Acquire(ctx, l, o, opts)
+}
+func (f *faulty) Renew(ctx context.Context, l *lease.Lease) (*lease.Lease, error) {
+	if f.down.Load() {
+		return nil, errDown
+	}
+	return f.Store.Renew(ctx, l)
+}
+func (f *faulty) Checkpoint(ctx context.Context, l *lease.Lease, c string) (*lease.Lease, error) {
+	if f.down.Load() {
+		return nil, errDown
+	}
+	return f.Store.Checkpoint(ctx, l, c)
+}
+func (f *faulty) Release(ctx context.Context, l *lease.Lease) error {
+	if f.down.Load() {
+		return errDown
+	}
+	return f.Store.Release(ctx, l)
+}
+func (f *faulty) Delete(ctx context.Context, l *lease.Lease) error {
+	if f.down.Load() {
+		return errDown
+	}
+	return f.Store.Delete(ctx, l)
+}
+
+var _ io.Writer = io.Discard

@@ -1,0 +1,169 @@
+package cosmosstore_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/data/azcosmos"
+	"go.uber.org/goleak"
+
+	"github.com/changecast/changecast/changefeed/cosmos/cosmostest"
+	"github.com/changecast/changecast/lease"
+	"github.com/changecast/changecast/lease/cosmosstore"
+	"github.com/changecast/changecast/lease/leasetest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// One gateway for the package: azcosmos keeps routing caches per endpoint,
+// so each store gets a container of its own instead.
+var (
+	srv    *cosmostest.Server
+	client *azcosmos.Client
+	seq    atomic.Int64
+)
+
+func gateway(t *testing.T) (*cosmostest.Server, *azcosmos.Client) {
+	t.Helper()
+	if srv == nil {
+		t.Fatal("no gateway")
+	}
+	return srv, client
+}
+
+func newStore(t *testing.T) lease.Store {
+	t.Helper()
+	_, c := gateway(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := cosmosstore.New(ctx, c, "leasedb", fmt.Sprintf("leases%d", seq.Add(1)), cosmosstore.Options{CreateIfMissing: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestCosmosStore(t *testing.T) {
+	// A lease container with several physical partitions: listing is a
+	// cross-partition query.
+	srv = cosmostest.New(cosmostest.WithPartitions(3))
+	defer srv.Close()
+	var err error
+	if client, err = srv.NewClient(); err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+
+	t.Run("Contract", func(t *testing.T) { leasetest.TestStore(t, newStore) })
+	t.Run("Manager", func(t *testing.T) { leasetest.TestManager(t, newStore) })
+	t.Run("DocumentSchema", testDocumentSchema)
+	t.Run("MissingContainer", testMissingContainer)
+	t.Run("WrongPartitionKey", testWrongPartitionKey)
+	t.Run("InjectedPreconditionFailed", testInjected412)
+}
+
+// The stored document is the .NET/Java lease document.
+func testDocumentSchema(t *testing.T) {
+	_, c := gateway(t)
+	ctx := context.Background()
+	s, err := cosmosstore.New(ctx, c, "leasedb", "schema", cosmosstore.Options{CreateIfMissing: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := lease.ForRange("proc", "", "7F")
+	l.Mode = lease.ModeIncremental
+	l.Continuation = `{"version":1}`
+	n, err := s.Create(ctx, l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Acquire(ctx, n, "pod-1", lease.AcquireOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	cc, _ := c.NewContainer("leasedb", "schema")
+	resp, err := cc.ReadItem(ctx, azcosmos.NewPartitionKeyString(l.ID), l.ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := jsonUnmarshal(resp.Value, &doc); err != nil {
+		t.Fatal(err)
+	}
+	fr, _ := doc["FeedRange"].(map[string]any)
+	rg, _ := fr["Range"].(map[string]any)
+	if doc["id"] != "proc..-7F" || doc["LeaseToken"] != "-7F" || doc["Owner"] != "pod-1" || doc["version"] != float64(1) ||
+		doc["Mode"] != "Incremental Feed" || doc["ContinuationToken"] != `{"version":1}` || doc["timestamp"] == nil ||
+		rg["min"] != "" || rg["max"] != "7F" {
+		t.Fatalf("lease document = %v", doc)
+	}
+}
+
+func testMissingContainer(t *testing.T) {
+	s := cosmostest.New(cosmostest.WithAutoCreate(false))
+	defer s.Close()
+	c, err := s.NewClient()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	if _, err := cosmosstore.New(ctx, c, "db", "leases", cosmosstore.Options{}); err == nil {
+		t.Fatal("New on a missing container succeeded")
+	}
+	if _, err := cosmosstore.New(ctx, c, "db", "leases", cosmosstore.Options{CreateIfMissing: true}); err != nil {
+		t.Fatalf("CreateIfMissing: %v", err)
+	}
+	if _, err := cosmosstore.New(ctx, c, "db", "leases", cosmosstore.Options{CreateIfMissing: true}); err != nil {
+		t.Fatalf("CreateIfMissing on an existing container: %v", err)
+	}
+}
+
+func testWrongPartitionKey(t *testing.T) {
+	sv, c := gateway(t)
+	if err := sv.CreateContainer("leasedb", "bypk", cosmostest.ContainerSpec{PartitionKeyPaths: []string{"/partitionKey"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cosmosstore.New(context.Background(), c, "leasedb", "bypk", cosmosstore.Options{}); err == nil {
+		t.Fatal("a container partitioned on /partitionKey was accepted")
+	}
+}
+
+// A 412 the store did not cause (another writer's replace racing ours) is a
+// conflict, so the Manager re-lists instead of trusting its copy.
+func testInjected412(t *testing.T) {
+	sv, c := gateway(t)
+	ctx := context.Background()
+	s, err := cosmosstore.New(ctx, c, "leasedb", "inject", cosmosstore.Options{CreateIfMissing: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := s.Create(ctx, lease.ForPartition("p", "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := s.Acquire(ctx, l, "a", lease.AcquireOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sv.Inject(cosmostest.Fault{Status: http.StatusPreconditionFailed, Kinds: []cosmostest.Kind{cosmostest.KindReplace}, Database: "leasedb", Container: "inject"})
+	_, err = s.Renew(ctx, a)
+	if !lease.IsConflict(err) || lease.IsLost(err) {
+		t.Fatalf("renew after an injected 412: %v, want a conflict that is not a loss", err)
+	}
+	var re *azcore.ResponseError
+	if errors.As(err, &re) {
+		t.Fatalf("a raw SDK error leaked: %v", err)
+	}
+	if _, err := s.Renew(ctx, a); err != nil {
+		t.Fatalf("renew after the fault: %v", err)
+	}
+}
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
