@@ -1,7 +1,7 @@
 # changecast — the two set-up commands are `make demo` and `make test`.
 GO ?= go
 
-.PHONY: test demo build bench clean
+.PHONY: test demo demo-cosmos build bench clean
 
 # Runs every test (installs what is missing, starts a private PostgreSQL).
 test:
@@ -21,3 +21,8 @@ clean:
 # Benchmarks: each prints a ratio against a reference measured in the same run.
 bench:
 	scripts/bench.sh
+
+# The Cosmos DB variant of the demo: `changecast emulate cosmos`, a writer,
+# and changecast streaming the container.
+demo-cosmos:
+	scripts/demo-cosmos.sh

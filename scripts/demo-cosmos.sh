@@ -14,8 +14,12 @@ go build -o bin/cosmoswriter ./demo/cosmoswriter
 
 pids=()
 cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+  # Stop in reverse order: changecast first, so it can checkpoint and
+  # release its leases while the emulator still runs.
+  for ((i=${#pids[@]}-1; i>=0; i--)); do
+    kill "${pids[$i]}" 2>/dev/null || true
+    wait "${pids[$i]}" 2>/dev/null || true
+  done
 }
 trap cleanup EXIT
 trap 'exit 0' INT TERM

@@ -12,12 +12,14 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/changecast/changecast/changefeed/cosmos"
 	"github.com/changecast/changecast/changefeed/postgres"
 	"github.com/changecast/changecast/changefeed/processor"
 	"github.com/changecast/changecast/publish"
@@ -103,9 +105,9 @@ func runWorker(ctx context.Context, cfg *schema.Config, stdout, stderr io.Writer
 		}
 	}
 
-	metrics := processor.NewMetrics(reg)
 	switch {
 	case cfg.Source.Postgres != nil:
+		metrics := processor.NewMetrics(reg)
 		pc, err := postgres.ConfigFrom(cfg.Source.Postgres, cfg.Mappings)
 		if err != nil {
 			return err
@@ -114,8 +116,13 @@ func runWorker(ctx context.Context, cfg *schema.Config, stdout, stderr io.Writer
 		label = "postgres:" + pgDatabase(cfg.Source.Postgres.URL) + "/" + cfg.Source.Postgres.Slot
 		r := &pgRunner{cfg: cfg, pc: pc, pub: pub, log: log, metrics: metrics, label: label}
 		ready, main = r, r.Run
-	default:
-		return fmt.Errorf("source: only postgres is supported by this build")
+	case cfg.Source.Cosmos != nil:
+		label = "cosmos:" + cfg.Source.Cosmos.Database + "/" + cfg.Source.Cosmos.Container
+		cr := &cosmosReady{}
+		ready = cr
+		main = func(ctx context.Context) error {
+			return runCosmos(ctx, cfg, pub, log, reg, func(r *cosmos.Runner) { cr.r.Store(r) })
+		}
 	}
 
 	if cfg.Server.Listen != "" {
@@ -191,4 +198,12 @@ func pgDatabase(url string) string {
 		}
 	}
 	return "postgres"
+}
+
+// cosmosReady answers /readyz once the Cosmos runner holds a streaming lease.
+type cosmosReady struct{ r atomic.Pointer[cosmos.Runner] }
+
+func (c *cosmosReady) Ready() bool {
+	r := c.r.Load()
+	return r != nil && r.Ready()
 }

@@ -27,6 +27,12 @@ import (
 // metrics with reg (nil: none), so the caller must not register the
 // pipeline metrics itself.
 func runCosmosWorker(ctx context.Context, cfg *schema.Config, pub publish.Publisher, log *slog.Logger, reg prometheus.Registerer) error {
+	return runCosmos(ctx, cfg, pub, log, reg, nil)
+}
+
+// runCosmos is runCosmosWorker that also hands the Runner to started (for
+// /readyz) once it exists.
+func runCosmos(ctx context.Context, cfg *schema.Config, pub publish.Publisher, log *slog.Logger, reg prometheus.Registerer, started func(*cosmos.Runner)) error {
 	cs := cfg.Source.Cosmos
 	if cs == nil {
 		return errors.New("source.cosmos is not set")
@@ -81,6 +87,9 @@ func runCosmosWorker(ctx context.Context, cfg *schema.Config, pub publish.Publis
 	})
 	if err != nil {
 		return err
+	}
+	if started != nil {
+		started(r)
 	}
 	return r.Run(ctx)
 }

@@ -16,6 +16,8 @@ Usage:
   changecast run -c config.yaml            run the worker
   changecast hub [flags]                   run the built-in hub alone (a local Azure SignalR emulator)
   changecast emulate cosmos [flags]        run a local Cosmos DB gateway emulator
+  changecast leases list -c FILE [--no-lag]  list leases: owner, range, position, lag
+  changecast checkpoint reset -c FILE --to beginning|now|<RFC3339>   move every lease's checkpoint
   changecast config validate -c FILE       check a config file (exit 2 when invalid)
   changecast config schema                 print the config file's JSON Schema
   changecast envelope schema               print the JSON Schema of the batch envelope clients receive
@@ -43,6 +45,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return cmdHub(ctx, args[1:], stdout, stderr)
 	case "emulate":
 		return cmdEmulate(ctx, args[1:], stdout, stderr)
+	case "leases":
+		return cmdLeases(ctx, args[1:], stdout, stderr)
+	case "checkpoint":
+		return cmdCheckpoint(ctx, args[1:], stdout, stderr)
 	case "config":
 		return cmdConfig(args[1:], stdout, stderr)
 	case "envelope":
