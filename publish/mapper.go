@@ -194,12 +194,20 @@ func (m *Mapper) mapRule(r *rule, ch *changefeed.Change, out []Output) []Output 
 	if err != nil {
 		return m.refetch(out, r, ch, key, prev, hasPrev, base, "unencodable")
 	}
-	if hasPrev && prev.target != t {
-		// The routing field changed: the old audience loses the document,
-		// the new one gets all of it.
+	// Where the previous version went: the shadow knows; without it, a full
+	// before-image (REPLICA IDENTITY FULL) tells. When the routing field
+	// changed, the old audience loses the document and the new one gets all
+	// of it.
+	oldT, hasOld := prev.target, hasPrev
+	if !hasPrev && ch.Op == changefeed.Update && ch.PrevID == "" && ch.Before != nil && !ch.BeforePartial && r.routed() {
+		if bt, err := r.target(ch.Before); err == nil {
+			oldT, hasOld = bt, true
+		}
+	}
+	if hasOld && oldT != t {
 		c := base
 		c.Op = schema.OpDelete
-		out = m.emit(out, prev.target, c)
+		out = m.emit(out, oldT, c)
 		hasPrev = false
 	}
 	c := base

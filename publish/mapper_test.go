@@ -172,3 +172,21 @@ func TestBatcherPolicy(t *testing.T) {
 		t.Fatal("a second 1.5 KB change must not fit a 4 KB batch with envelope room")
 	}
 }
+
+// A routing change of a document the mapper has not seen (no shadow entry)
+// is still a move when the change carries the full before-image.
+func TestMapperMoveFromBeforeImage(t *testing.T) {
+	m := newTestMapper(t, schema.Mapping{Collection: "c", Hub: "h", Group: "g-{/tenant}", Target: "t"})
+	outs := m.Map(&changefeed.Change{Collection: "c", ID: "4", Op: changefeed.Update, Version: "9",
+		Before: doc("id", 4, "tenant", "acme"), After: doc("id", 4, "tenant", "globex")}, nil)
+	if len(outs) != 2 || outs[0].Target.Group != "g-acme" || outs[0].Change.Op != schema.OpDelete ||
+		outs[1].Target.Group != "g-globex" || outs[1].Change.Op != schema.OpUpsert {
+		t.Fatalf("move without a shadow entry: %+v", outs)
+	}
+	// With only the key in the before-image nothing can be known: one upsert.
+	outs = m.Map(&changefeed.Change{Collection: "c", ID: "5", Op: changefeed.Update, Version: "10",
+		Before: doc("id", 5), BeforePartial: true, After: doc("id", 5, "tenant", "globex")}, nil)
+	if len(outs) != 1 || outs[0].Change.Op != schema.OpUpsert {
+		t.Fatalf("%+v", outs)
+	}
+}
