@@ -1,0 +1,105 @@
+// Drives the demo page in headless Chromium for TestLivePage
+// (browser_test.go): node page.mjs URL
+//
+// It opens URL, waits until the page is connected and loaded, prints
+// {"ready":true,...} on stdout, then answers one JSON command per stdin
+// line with one JSON line on stdout:
+//   {"cmd":"rows"}                                  → {"ok":true,"rows":{id:{col:text}}}
+//   {"cmd":"wait","id":"7","cells":{"status":"x"}}  → waits until row 7 shows those cells
+//   {"cmd":"gone","id":"7"}                         → waits until row 7 is no longer shown
+//   {"cmd":"doc","id":"7"}                          → {"ok":true,"doc":...}: the replica's document
+//   {"cmd":"stats"}                                 → the replica's counters and the connection state
+//   {"cmd":"screenshot","path":"/tmp/x.png"}
+//   {"cmd":"quit"}
+// Page console messages and errors go to stderr.
+import { createRequire } from 'node:module';
+import readline from 'node:readline';
+
+const require = createRequire(new URL('../../web/package.json', import.meta.url));
+const { chromium } = require('playwright-core');
+
+const url = process.argv[2];
+const timeout = Number(process.env.PAGE_TIMEOUT_MS || 15000);
+const out = (o) => process.stdout.write(JSON.stringify(o) + '\n');
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
+    '--disable-sync', '--no-first-run', '--disable-quic'],
+});
+let code = 0;
+try {
+  const page = await browser.newPage({ viewport: { width: 1200, height: 720 } });
+  page.on('console', (m) => process.stderr.write(`page console.${m.type()}: ${m.text()}\n`));
+  page.on('pageerror', (e) => process.stderr.write(`page error: ${e.message}\n`));
+  page.on('requestfailed', (r) => process.stderr.write(`page request failed: ${r.url()} ${r.failure()?.errorText}\n`));
+
+  // rows reads the table as shown: rows being removed (class deleted) are gone.
+  const rows = () => page.evaluate(() => {
+    const o = {};
+    for (const tr of document.querySelectorAll('#orders tbody tr:not(.deleted)')) {
+      const cells = {};
+      for (const td of tr.querySelectorAll('td[data-col]')) cells[td.dataset.col] = td.textContent;
+      o[tr.dataset.id] = cells;
+    }
+    return o;
+  });
+  const stats = () => page.evaluate(() => ({
+    state: document.querySelector('#state').dataset.state,
+    stats: window.changecastDemo?.replica.stats,
+  }));
+
+  await page.goto(url);
+  await page.waitForFunction(() => document.querySelector('#state')?.dataset.state === 'connected', null, { timeout });
+  out({ ready: true, ...(await stats()), rows: await rows() });
+
+  const rl = readline.createInterface({ input: process.stdin });
+  for await (const line of rl) {
+    if (!line.trim()) continue;
+    const c = JSON.parse(line);
+    try {
+      switch (c.cmd) {
+        case 'rows':
+          out({ ok: true, rows: await rows() });
+          break;
+        case 'wait':
+          await page.waitForFunction(({ id, cells }) => {
+            const tr = document.querySelector(`#orders tbody tr[data-id="${CSS.escape(id)}"]:not(.deleted)`);
+            if (!tr) return false;
+            return Object.entries(cells).every(([col, text]) => tr.querySelector(`td[data-col="${col}"]`)?.textContent === text);
+          }, { id: c.id, cells: c.cells || {} }, { timeout });
+          out({ ok: true, rows: await rows() });
+          break;
+        case 'gone':
+          await page.waitForFunction((id) => !document.querySelector(`#orders tbody tr[data-id="${CSS.escape(id)}"]:not(.deleted)`), c.id, { timeout });
+          out({ ok: true, rows: await rows() });
+          break;
+        case 'doc':
+          out({ ok: true, doc: await page.evaluate((id) => window.changecastDemo.replica.get('public.orders', id) ?? null, c.id) });
+          break;
+        case 'stats':
+          out({ ok: true, ...(await stats()) });
+          break;
+        case 'screenshot':
+          await page.screenshot({ path: c.path, fullPage: true });
+          out({ ok: true });
+          break;
+        case 'quit':
+          out({ ok: true });
+          rl.close();
+          break;
+        default:
+          out({ ok: false, error: `unknown command ${c.cmd}` });
+      }
+    } catch (err) {
+      out({ ok: false, error: String(err?.message ?? err), rows: await rows().catch(() => null), ...(await stats().catch(() => ({}))) });
+    }
+  }
+} catch (err) {
+  process.stderr.write(`page.mjs: ${err?.stack ?? err}\n`);
+  out({ ready: false, error: String(err?.message ?? err) });
+  code = 1;
+} finally {
+  await browser.close();
+}
+process.exit(code);
