@@ -95,6 +95,11 @@ func cmdLeases(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
 	}
+	if cfg, err := loadConfig(*path, stderr); err != nil {
+		return 2
+	} else if cfg.Source.Postgres != nil {
+		return pgLeasesList(ctx, cfg, stdout, stderr)
+	}
 	a, code := openCosmosAdmin(ctx, "leases list", *path, stderr)
 	if a == nil {
 		return code
@@ -147,6 +152,11 @@ func cmdCheckpoint(ctx context.Context, args []string, stdout, stderr io.Writer)
 	to := fs.String("to", "", "beginning, now, or an RFC 3339 time")
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
+	}
+	if cfg, err := loadConfig(*path, stderr); err != nil {
+		return 2
+	} else if cfg.Source.Postgres != nil {
+		return pgCheckpointReset(ctx, cfg, *to, stdout, stderr)
 	}
 	start, err := cosmos.ParseStart(*to)
 	if err != nil || *to == "" {
