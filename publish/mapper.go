@@ -2,6 +2,7 @@ package publish
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"log/slog"
 	"time"
@@ -17,6 +18,9 @@ type Output struct {
 	Target Target
 	Change schema.Change
 	Raw    []byte // Change as compact JSON
+	// Save, with a ShadowStore, is what to store once this output is
+	// published.
+	Save *ShadowRecord
 }
 
 // MapperStats counts what the mapper decided, for metrics.
@@ -35,6 +39,9 @@ type MapperOptions struct {
 	// becomes a refetch marker (reason too_large).
 	MaxChangeBytes int
 	Logger         *slog.Logger
+	// Store, when set, is consulted on a shadow miss (after a restart or a
+	// lease takeover); the processor saves to it after publishing.
+	Store ShadowStore
 }
 
 // Mapper turns source changes into wire changes: it routes each change
@@ -44,6 +51,7 @@ type MapperOptions struct {
 type Mapper struct {
 	rules  map[string][]*rule
 	shadow *shadow
+	store  ShadowStore
 	max    int
 	log    *slog.Logger
 	Stats  MapperStats
@@ -51,7 +59,7 @@ type Mapper struct {
 
 // NewMapper compiles mappings.
 func NewMapper(mappings []schema.Mapping, o MapperOptions) (*Mapper, error) {
-	m := &Mapper{rules: map[string][]*rule{}, shadow: newShadow(o.ShadowSize), max: o.MaxChangeBytes, log: o.Logger}
+	m := &Mapper{rules: map[string][]*rule{}, shadow: newShadow(o.ShadowSize), store: o.Store, max: o.MaxChangeBytes, log: o.Logger}
 	if m.log == nil {
 		m.log = slog.Default()
 	}
@@ -100,7 +108,12 @@ func (m *Mapper) mapRule(r *rule, ch *changefeed.Change, out []Output) []Output 
 		c.Op = schema.OpTruncate
 		// A truncate has no document to route by, so it goes to the whole
 		// hub; it carries no data, only the collection name.
-		return m.emit(out, Target{Hub: r.m.Hub, Method: r.m.Target}, c)
+		n := len(out)
+		out = m.emit(out, Target{Hub: r.m.Hub, Method: r.m.Target}, c)
+		if m.store != nil {
+			out[n].Save = &ShadowRecord{Key: r.fp + "/", V: ch.Version, Prefix: true}
+		}
+		return out
 	}
 
 	doc := ch.After
@@ -113,8 +126,9 @@ func (m *Mapper) mapRule(r *rule, ch *changefeed.Change, out []Output) []Output 
 	}
 	base.ID = id
 	key := shadowKey{rule: r.idx, id: id}
-	prev, hasPrev := m.shadow.get(key)
-	if hasPrev && ch.Version != "" && schema.CompareVersions(ch.Version, prev.v) <= 0 {
+	prev, hasPrev, deletedAt := m.lookup(r, key)
+	if ch.Version != "" && (hasPrev && schema.CompareVersions(ch.Version, prev.v) <= 0 ||
+		deletedAt != "" && schema.CompareVersions(ch.Version, deletedAt) <= 0) {
 		// A replay after a reconnect or restart: this version or a newer one
 		// was already sent.
 		m.Stats.Replays++
@@ -129,7 +143,7 @@ func (m *Mapper) mapRule(r *rule, ch *changefeed.Change, out []Output) []Output 
 		}
 		c := base
 		c.Op = schema.OpDelete
-		return m.emit(out, t, c)
+		return m.attach(m.emit(out, t, c), len(out), r, id, nil)
 	}
 
 	// fill is the previous version the unchanged columns come from: the
@@ -142,12 +156,12 @@ func (m *Mapper) mapRule(r *rule, ch *changefeed.Change, out []Output) []Output 
 		}
 		if oldID != id {
 			oldKey := shadowKey{rule: r.idx, id: oldID}
-			old, hasOld := m.shadow.get(oldKey)
+			old, hasOld, _ := m.lookup(r, oldKey)
 			m.shadow.del(oldKey)
 			if t, ok := m.oldTarget(r, ch, old, hasOld); ok {
 				c := base
 				c.Op, c.ID = schema.OpDelete, oldID
-				out = m.emit(out, t, c)
+				out = m.attach(m.emit(out, t, c), len(out), r, oldID, nil)
 			}
 			if !hasPrev {
 				fill, hasFill = old, hasOld
@@ -228,7 +242,54 @@ func (m *Mapper) mapRule(r *rule, ch *changefeed.Change, out []Output) []Output 
 		c.Op, c.Doc = schema.OpUpsert, docBytes
 	}
 	m.shadow.put(key, shadowEntry{doc: projected, size: len(docBytes), v: ch.Version, target: t})
-	return m.emit(out, t, c, key)
+	return m.attach(m.emit(out, t, c, key), len(out), r, id, docBytes)
+}
+
+// attach, with a ShadowStore, marks the output emitted after index n with
+// the record to save once it is published: the document when it went out as
+// data, a deletion otherwise (a delete, or a refetch marker the client must
+// resolve itself).
+func (m *Mapper) attach(out []Output, n int, r *rule, id string, doc []byte) []Output {
+	if m.store == nil || len(out) <= n {
+		return out
+	}
+	o := &out[len(out)-1]
+	rec := ShadowRecord{Key: r.fp + "/" + id, V: o.Change.V, Target: o.Target}
+	if o.Change.Op == schema.OpUpsert || o.Change.Op == schema.OpPatch {
+		rec.Doc = doc
+	}
+	o.Save = &rec
+	return out
+}
+
+// lookup finds the last version sent of a document: in memory, or else in
+// the ShadowStore (after a restart or a takeover), which also knows the
+// version a document was deleted at.
+func (m *Mapper) lookup(r *rule, key shadowKey) (e shadowEntry, ok bool, deletedAt string) {
+	if e, ok := m.shadow.get(key); ok || m.store == nil {
+		return e, ok, ""
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	rec, found, err := m.store.Load(ctx, r.fp+"/"+key.id)
+	if err != nil {
+		// Without it the change goes out whole: more bytes, nothing wrong.
+		m.log.Warn("shadow store lookup failed; sending the whole document", "id", key.id, "err", err)
+		return shadowEntry{}, false, ""
+	}
+	if !found {
+		return shadowEntry{}, false, ""
+	}
+	if rec.Doc == nil {
+		return shadowEntry{}, false, rec.V
+	}
+	var doc any
+	if err := unmarshalNumber(rec.Doc, &doc); err != nil {
+		return shadowEntry{}, false, ""
+	}
+	e = shadowEntry{doc: doc, size: len(rec.Doc), v: rec.V, target: rec.Target}
+	m.shadow.put(key, e)
+	return e, true, ""
 }
 
 func (r *rule) excluded(col string) bool {
@@ -285,7 +346,7 @@ func (m *Mapper) refetch(out []Output, r *rule, ch *changefeed.Change, key shado
 	c := base
 	c.Op, c.Reason = schema.OpRefetch, reason
 	m.Stats.Refetch++
-	return m.emit(out, t, c)
+	return m.attach(m.emit(out, t, c), len(out), r, base.ID, nil)
 }
 
 func (m *Mapper) unroutable(r *rule, ch *changefeed.Change, err error) {

@@ -10,6 +10,7 @@ import (
 // rule is one compiled mapping.
 type rule struct {
 	idx     int
+	fp      string // fingerprint, for ShadowStore keys
 	m       schema.Mapping
 	group   *schema.Template
 	user    *schema.Template
@@ -19,7 +20,7 @@ type rule struct {
 }
 
 func compileRule(idx int, m schema.Mapping) (*rule, error) {
-	r := &rule{idx: idx, m: m}
+	r := &rule{idx: idx, m: m, fp: fingerprint(m)}
 	var err error
 	if m.Group != "" {
 		if r.group, err = schema.ParseTemplate(m.Group); err != nil {

@@ -113,6 +113,11 @@ type Publish struct {
 	// ShadowSize bounds the cache of last-published documents that patches
 	// are computed against.
 	ShadowSize int `yaml:"shadowSize,omitempty" json:"shadowSize,omitempty" jsonschema_description:"Documents kept to diff against (about 1 KB of memory each for small rows). Default 50000."`
+	// ShadowStore keeps the last published version of each document in a
+	// PostgreSQL table, so a restarted worker or a new lease owner keeps
+	// sending patches (cost: one upsert per published change, one read per
+	// document first seen after a start).
+	ShadowStore *ShadowStore `yaml:"shadowStore,omitempty" json:"shadowStore,omitempty" jsonschema_description:"Optional persistent shadow: last published documents in a PostgreSQL table."`
 }
 
 // Batch bounds one batch per (hub, group or user) window.
@@ -120,6 +125,12 @@ type Batch struct {
 	MaxChanges int      `yaml:"maxChanges,omitempty" json:"maxChanges,omitempty" jsonschema_description:"Default 500."`
 	MaxBytes   int      `yaml:"maxBytes,omitempty" json:"maxBytes,omitempty" jsonschema_description:"Default 524288; at most 1000000 (Azure SignalR's REST limit is 1 MB)."`
 	MaxDelay   Duration `yaml:"maxDelay,omitempty" json:"maxDelay,omitempty" jsonschema_description:"Default 10ms."`
+}
+
+// ShadowStore is a PostgreSQL table of last published documents.
+type ShadowStore struct {
+	URL   string `yaml:"url,omitempty" json:"url,omitempty" jsonschema_description:"Database of the table; default the postgres source's url."`
+	Table string `yaml:"table,omitempty" json:"table,omitempty" jsonschema_description:"Default changecast_shadow."`
 }
 
 // SignalR is the Azure SignalR Service target.
@@ -228,6 +239,12 @@ func (c *Config) ApplyDefaults() {
 	}
 	if c.Publish.ShadowSize == 0 {
 		c.Publish.ShadowSize = DefaultShadowSize
+	}
+	if ss := c.Publish.ShadowStore; ss != nil {
+		setStr(&ss.Table, "changecast_shadow")
+		if ss.URL == "" && c.Source.Postgres != nil {
+			ss.URL = c.Source.Postgres.URL
+		}
 	}
 	c.Hub.applyDefaults()
 }
@@ -380,6 +397,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Publish.ShadowSize < 0 {
 		p.add("publish.shadowSize", "must not be negative")
+	}
+	if ss := c.Publish.ShadowStore; ss != nil && ss.URL == "" {
+		p.add("publish.shadowStore.url", "is required (a PostgreSQL database) unless the source is postgres")
 	}
 	if c.Publish.Target == "hub" {
 		c.Hub.validate("hub", &p)

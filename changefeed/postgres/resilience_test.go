@@ -84,6 +84,14 @@ func (w *worker) terminate(t *testing.T) {
 // starts it again: the replica ends complete (duplicates allowed, nothing
 // missing), because only published changes were acknowledged.
 func TestKillAndRestart(t *testing.T) {
+	// With the persistent shadow store the restarted worker also goes on
+	// sending patches, and replays of what was published are skipped.
+	for _, store := range []string{"", "\n  shadowStore: {table: shadow}"} {
+		t.Run(fmt.Sprintf("shadowStore=%v", store != ""), func(t *testing.T) { killAndRestart(t, store) })
+	}
+}
+
+func killAndRestart(t *testing.T, shadowStore string) {
 	dbURL := newDatabase(t, clusterURL(t))
 	ctx := context.Background()
 	db, err := pgx.Connect(ctx, dbURL)
@@ -101,8 +109,8 @@ mappings:
   - {collection: public.a, hub: h, group: "g-{/tenant}"}
 publish:
   target: stdout
-  batch: {maxChanges: 50, maxDelay: 5ms}
-`, dbURL)), 0o644)
+  batch: {maxChanges: 50, maxDelay: 5ms}%s
+`, dbURL, shadowStore)), 0o644)
 
 	rep := replica.New()
 	w1 := startWorker(t, cfg, rep)
@@ -141,6 +149,9 @@ publish:
 	t.Logf("changes before kill: %d; replica: %+v", before, st)
 	if diff != "" {
 		t.Fatalf("replica differs from the database after a SIGKILL and restart:\n%s", diff)
+	}
+	if shadowStore != "" && st.Gaps != 0 {
+		t.Errorf("with the shadow store no patch should miss its base: %+v", st)
 	}
 }
 

@@ -32,6 +32,10 @@ type Config struct {
 	MaxBackoff time.Duration
 	Logger     *slog.Logger
 	Metrics    *Metrics // nil: none
+	// ShadowStore, when set, receives the shadow records of published
+	// outputs before their changes are acknowledged (see
+	// publish.ShadowStore). Give the same store to the mapper.
+	ShadowStore publish.ShadowStore
 }
 
 func (c *Config) defaults() {
@@ -381,6 +385,7 @@ func (l *loop) publishSplit(t publish.Target, items []publish.Pending) bool {
 	err := l.publishRetry(publish.BuildBatch(l.cfg.Source, t, items))
 	switch {
 	case err == nil:
+		l.saveShadow(items)
 		return true
 	case l.pubCtx.Err() != nil:
 		return false
@@ -400,11 +405,17 @@ func (l *loop) publishSplit(t publish.Target, items []publish.Pending) bool {
 		if it.Out.Change.Op == schema.OpTruncate || it.Out.Change.Op == schema.OpDelete {
 			c = it.Out.Change // carry no data: nothing to shrink
 		}
-		markers[i] = publish.Pending{Out: publish.Output{Target: t, Change: c, Raw: mustJSON(c)}, Ticket: it.Ticket}
+		var save *publish.ShadowRecord
+		if it.Out.Save != nil {
+			// The client never got this version: the store forgets it.
+			save = &publish.ShadowRecord{Key: it.Out.Save.Key, V: it.Out.Save.V, Target: t, Prefix: it.Out.Save.Prefix}
+		}
+		markers[i] = publish.Pending{Out: publish.Output{Target: t, Change: c, Raw: mustJSON(c), Save: save}, Ticket: it.Ticket}
 	}
 	if mt := l.cfg.Metrics; mt != nil {
 		mt.refetch.Add(float64(len(items)))
 	}
+	defer l.saveShadow(markers)
 	if err := l.publishRetry(publish.BuildBatch(l.cfg.Source, t, markers)); err != nil {
 		if l.pubCtx.Err() != nil {
 			return false
@@ -417,6 +428,30 @@ func (l *loop) publishSplit(t publish.Target, items []publish.Pending) bool {
 		}
 	}
 	return true
+}
+
+// saveShadow stores the shadow records of published items before they are
+// acknowledged. A failure is logged and costs only efficiency: a later
+// change is then diffed against an older stored version, which clients
+// detect by its pv and refetch.
+func (l *loop) saveShadow(items []publish.Pending) {
+	if l.cfg.ShadowStore == nil {
+		return
+	}
+	var recs []publish.ShadowRecord
+	for _, it := range items {
+		if it.Out.Save != nil {
+			recs = append(recs, *it.Out.Save)
+		}
+	}
+	if len(recs) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(l.pubCtx, 30*time.Second)
+	defer cancel()
+	if err := l.cfg.ShadowStore.Save(ctx, recs); err != nil && l.pubCtx.Err() == nil {
+		l.cfg.Logger.Warn("shadow store save failed", "records", len(recs), "err", err)
+	}
 }
 
 func (l *loop) publishRetry(b *publish.Batch) error {

@@ -52,6 +52,11 @@ func runCosmos(ctx context.Context, cfg *schema.Config, pub publish.Publisher, l
 	}
 	defer closeStore()
 
+	shadow, closeShadow, err := openShadowStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer closeShadow()
 	var pm *processor.Metrics
 	if reg != nil {
 		pm = processor.NewMetrics(reg)
@@ -73,7 +78,7 @@ func runCosmos(ctx context.Context, cfg *schema.Config, pub publish.Publisher, l
 			// One per lease: mappers are single-goroutine, and each keeps
 			// its own shadow (publish.shadowSize documents per lease).
 			return publish.NewMapper(cfg.Mappings, publish.MapperOptions{ShadowSize: cfg.Publish.ShadowSize,
-				MaxChangeBytes: cfg.Publish.Batch.MaxBytes - 4096, Logger: log})
+				MaxChangeBytes: cfg.Publish.Batch.MaxBytes - 4096, Logger: log, Store: shadow})
 		},
 		Pipeline: processor.Config{
 			Batch: publish.BatchLimits{MaxChanges: cfg.Publish.Batch.MaxChanges, MaxBytes: cfg.Publish.Batch.MaxBytes,
@@ -81,6 +86,7 @@ func runCosmos(ctx context.Context, cfg *schema.Config, pub publish.Publisher, l
 			Parallelism: cfg.Publish.Parallelism,
 			MaxPending:  cfg.Publish.MaxPending,
 			Metrics:     pm,
+			ShadowStore: shadow,
 		},
 		Metrics: cosmos.NewMetrics(reg),
 		Logger:  log.With("source", "cosmos"),

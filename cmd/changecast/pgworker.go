@@ -28,6 +28,7 @@ type pgRunner struct {
 	log     *slog.Logger
 	metrics *processor.Metrics
 	label   string
+	shadow  publish.ShadowStore // optional
 	current atomic.Pointer[postgres.Source] // the streaming source, for /readyz
 }
 
@@ -38,7 +39,7 @@ func (r *pgRunner) Ready() bool {
 
 func (r *pgRunner) newProcessor(src changefeed.Source) (*processor.Processor, error) {
 	mapper, err := publish.NewMapper(r.cfg.Mappings, publish.MapperOptions{
-		ShadowSize: r.cfg.Publish.ShadowSize, MaxChangeBytes: r.cfg.Publish.Batch.MaxBytes - 4096, Logger: r.log})
+		ShadowSize: r.cfg.Publish.ShadowSize, MaxChangeBytes: r.cfg.Publish.Batch.MaxBytes - 4096, Logger: r.log, Store: r.shadow})
 	if err != nil {
 		return nil, err
 	}
@@ -50,11 +51,18 @@ func (r *pgRunner) newProcessor(src changefeed.Source) (*processor.Processor, er
 		MaxPending:  r.cfg.Publish.MaxPending,
 		Logger:      r.log,
 		Metrics:     r.metrics,
+		ShadowStore: r.shadow,
 	}, src, mapper, r.pub), nil
 }
 
 // Run blocks until ctx ends or the source fails for good.
 func (r *pgRunner) Run(ctx context.Context) error {
+	shadow, closeShadow, err := openShadowStore(ctx, r.cfg)
+	if err != nil {
+		return err
+	}
+	defer closeShadow()
+	r.shadow = shadow
 	if r.cfg.Lease.Store != "postgres" {
 		src := postgres.New(r.pc)
 		r.current.Store(src)
