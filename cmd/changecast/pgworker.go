@@ -28,7 +28,7 @@ type pgRunner struct {
 	log     *slog.Logger
 	metrics *processor.Metrics
 	label   string
-	shadow  publish.ShadowStore // optional
+	shadow  publish.ShadowStore             // optional
 	current atomic.Pointer[postgres.Source] // the streaming source, for /readyz
 }
 
