@@ -124,7 +124,7 @@ type Publish struct {
 type Batch struct {
 	MaxChanges int      `yaml:"maxChanges,omitempty" json:"maxChanges,omitempty" jsonschema_description:"Default 500."`
 	MaxBytes   int      `yaml:"maxBytes,omitempty" json:"maxBytes,omitempty" jsonschema_description:"Default 524288; at most 1000000 (Azure SignalR's REST limit is 1 MB)."`
-	MaxDelay   Duration `yaml:"maxDelay,omitempty" json:"maxDelay,omitempty" jsonschema_description:"Default 10ms."`
+	MaxDelay   Duration `yaml:"maxDelay,omitempty" json:"maxDelay,omitempty" jsonschema_description:"Default 10ms; 100ms with target signalr."`
 }
 
 // ShadowStore is a PostgreSQL table of last published documents.
@@ -178,13 +178,17 @@ const (
 	DefaultMaxChanges     = 500
 	DefaultMaxBytes       = 512 * 1024
 	DefaultMaxDelay       = 10 * time.Millisecond
-	DefaultParallelism    = 8
-	DefaultMaxPending     = 20000
-	DefaultShadowSize     = 50000
-	DefaultProcessor      = "changecast"
-	DefaultLeaseTable     = "changecast_leases"
-	DefaultPollInterval   = time.Second
-	DefaultMaxItems       = 100
+	// DefaultSignalRMaxDelay is the batch window for Azure SignalR: REST
+	// calls cost far more than frames on the built-in hub, and a unit
+	// handles only a few hundred REST sends per second.
+	DefaultSignalRMaxDelay = 100 * time.Millisecond
+	DefaultParallelism     = 8
+	DefaultMaxPending      = 20000
+	DefaultShadowSize      = 50000
+	DefaultProcessor       = "changecast"
+	DefaultLeaseTable      = "changecast_leases"
+	DefaultPollInterval    = time.Second
+	DefaultMaxItems        = 100
 	// MaxBatchBytes is Azure SignalR's REST body limit, kept for every target
 	// so a config that works on the built-in hub also works on Azure.
 	MaxBatchBytes = 1_000_000
@@ -229,6 +233,9 @@ func (c *Config) ApplyDefaults() {
 	}
 	if b.MaxBytes == 0 {
 		b.MaxBytes = DefaultMaxBytes
+	}
+	if c.Publish.Target == "signalr" {
+		setDur(&b.MaxDelay, DefaultSignalRMaxDelay)
 	}
 	setDur(&b.MaxDelay, DefaultMaxDelay)
 	if c.Publish.Parallelism == 0 {

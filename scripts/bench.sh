@@ -10,3 +10,5 @@ echo "== PostgreSQL pipeline vs pg_recvlogical"
 go run ./bench/pgthroughput -rows "${BENCH_ROWS:-200000}"
 echo "== memory with the target down and a 1M-change backlog"
 go run ./bench/backlog -rows "${BENCH_BACKLOG:-1000000}"
+echo "== Azure SignalR REST calls per change (REST publisher against the built-in hub)"
+go run ./bench/restcalls

@@ -1,0 +1,132 @@
+// Command restcalls measures how many Azure SignalR REST calls the pipeline
+// makes: PostgreSQL changes at a steady rate across many groups, published
+// by the REST publisher (the code that targets Azure) to the built-in hub,
+// counted at the HTTP transport. The reference, measured in the same run, is
+// one call per change (what a Functions output binding does).
+//
+//	eval "$(scripts/pg.sh start)"; go run ./bench/restcalls
+//
+// The target (ARCHITECTURE.md §9): ≥ 50× fewer calls than one per change.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/changecast/changecast/changefeed/postgres"
+	"github.com/changecast/changecast/changefeed/processor"
+	"github.com/changecast/changecast/publish"
+	"github.com/changecast/changecast/publish/hub"
+	"github.com/changecast/changecast/publish/signalr"
+	"github.com/changecast/changecast/schema"
+)
+
+type counting struct {
+	calls atomic.Int64
+	next  http.RoundTripper
+}
+
+func (c *counting) RoundTrip(r *http.Request) (*http.Response, error) {
+	c.calls.Add(1)
+	return c.next.RoundTrip(r)
+}
+
+func main() {
+	rate := flag.Int("rate", 5000, "changes per second written")
+	seconds := flag.Int("seconds", 4, "how long to write")
+	groups := flag.Int("groups", 10, "tenants (groups)")
+	delay := flag.Duration("maxDelay", schema.DefaultSignalRMaxDelay, "batch window (publish.batch.maxDelay; the signalr target's default)")
+	flag.Parse()
+	url := os.Getenv("CHANGECAST_PG_URL")
+	if url == "" {
+		log.Fatal(`CHANGECAST_PG_URL is not set: eval "$(scripts/pg.sh start)" first`)
+	}
+	ctx := context.Background()
+	db, err := pgx.Connect(ctx, url)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer db.Close(ctx)
+	for _, q := range []string{`DROP TABLE IF EXISTS rest_orders`, `CREATE TABLE rest_orders (id int PRIMARY KEY, tenant text, n int)`,
+		`DROP PUBLICATION IF EXISTS rest`, `CREATE PUBLICATION rest FOR TABLE rest_orders`} {
+		if _, err := db.Exec(ctx, q); err != nil {
+			log.Fatal(err)
+		}
+	}
+	db.Exec(ctx, `SELECT pg_drop_replication_slot('rest')`)
+	defer db.Exec(context.Background(), `SELECT pg_drop_replication_slot('rest')`)
+
+	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	h, err := hub.New(schema.Hub{Negotiate: schema.HubNegotiate{Auth: schema.NegotiateAuth{Anonymous: true}}}, hub.WithLogger(quiet))
+	if err != nil {
+		log.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		log.Fatal(err)
+	}
+	hctx, stopHub := context.WithCancel(ctx)
+	hubDone := make(chan error, 1)
+	go func() { hubDone <- h.Serve(hctx, ln) }()
+	<-h.Ready()
+	tr := &counting{next: http.DefaultTransport}
+	pub, err := signalr.New(h.ConnectionString(), signalr.WithHTTPClient(&http.Client{Transport: tr}))
+	if err != nil {
+		log.Fatal(err)
+	}
+	var published atomic.Int64
+	counted := publish.PublisherFunc(func(ctx context.Context, b *publish.Batch) error {
+		err := pub.Publish(ctx, b)
+		if err == nil {
+			published.Add(int64(len(b.Envelope.Changes)))
+		}
+		return err
+	})
+	src := postgres.New(postgres.Config{URL: url, Slot: "rest", Publication: "rest", Tables: []string{"public.rest_orders"}, Heartbeat: -1, Logger: quiet})
+	m, _ := publish.NewMapper([]schema.Mapping{{Collection: "public.rest_orders", Hub: "orders", Group: "tenant-{/tenant}", Target: "changes"}},
+		publish.MapperOptions{ShadowSize: schema.DefaultShadowSize, Logger: quiet})
+	proc := processor.New(processor.Config{Source: "bench", Logger: quiet,
+		Batch: publish.BatchLimits{MaxChanges: schema.DefaultMaxChanges, MaxBytes: schema.DefaultMaxBytes, MaxDelay: *delay}}, src, m, counted)
+	pctx, stop := context.WithCancel(ctx)
+	perr := make(chan error, 1)
+	go func() { perr <- proc.Run(pctx) }()
+	for !src.Ready() {
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	// Write at a steady rate: one single-row transaction per change, as an
+	// application would.
+	total := *rate * *seconds
+	start := time.Now()
+	for i := 0; i < total; i++ {
+		if d := time.Until(start.Add(time.Duration(i) * time.Second / time.Duration(*rate))); d > 0 {
+			time.Sleep(d)
+		}
+		if _, err := db.Exec(ctx, `INSERT INTO rest_orders VALUES ($1, $2, 0) ON CONFLICT (id) DO UPDATE SET n = rest_orders.n + 1`,
+			i%5000, fmt.Sprintf("t%d", i%*groups)); err != nil {
+			log.Fatal(err)
+		}
+	}
+	wrote := time.Since(start)
+	for deadline := time.Now().Add(time.Minute); published.Load() < int64(total) && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	stop()
+	<-perr
+	stopHub()
+	<-hubDone
+	calls := tr.calls.Load()
+	fmt.Printf("%d changes written in %v (%.0f/s) across %d groups, batch window %v; %d published\n", total, wrote.Round(time.Millisecond), float64(total)/wrote.Seconds(), *groups, *delay, published.Load())
+	fmt.Printf("REST calls: %d (reference, one per change: %d)\n", calls, total)
+	fmt.Printf("ratio reference/changecast calls: %.1f (target ≥ 50)\n", float64(total)/float64(max(calls, 1)))
+}
