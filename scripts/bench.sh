@@ -12,3 +12,5 @@ echo "== memory with the target down and a 1M-change backlog"
 go run ./bench/backlog -rows "${BENCH_BACKLOG:-1000000}"
 echo "== Azure SignalR REST calls per change (REST publisher against the built-in hub)"
 go run ./bench/restcalls
+echo "== end-to-end latency, commit to WebSocket clients of the built-in hub"
+go run ./bench/latency -clients "${BENCH_CLIENTS:-1000}" -rate 1000
