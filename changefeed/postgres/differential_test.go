@@ -195,13 +195,7 @@ func TestDifferential(t *testing.T) {
 			name = "full"
 		}
 		t.Run(name, func(t *testing.T) {
-			dbURL := newDatabase(t, clusterURL(t))
-			ctx := context.Background()
-			db, err := pgx.Connect(ctx, dbURL)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer db.Close(ctx)
+			dbURL, db := openDatabase(t)
 			tables := []string{"public.a", "public.b"}
 			createWorkloadTables(t, db, full, tables...)
 			var maps []schema.Mapping

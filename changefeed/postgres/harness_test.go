@@ -86,6 +86,19 @@ func newDatabase(t testing.TB, base string) string {
 	return u.String()
 }
 
+// openDatabase creates a fresh database on the test cluster and connects
+// to it; both go away when the test ends.
+func openDatabase(t testing.TB) (string, *pgx.Conn) {
+	t.Helper()
+	dbURL := newDatabase(t, clusterURL(t))
+	db, err := pgx.Connect(context.Background(), dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close(context.Background()) })
+	return dbURL, db
+}
+
 func exec1(t testing.TB, db *pgx.Conn, sql string, args ...any) {
 	t.Helper()
 	if _, err := db.Exec(context.Background(), sql, args...); err != nil {

@@ -92,13 +92,8 @@ func TestKillAndRestart(t *testing.T) {
 }
 
 func killAndRestart(t *testing.T, shadowStore string) {
-	dbURL := newDatabase(t, clusterURL(t))
+	dbURL, db := openDatabase(t)
 	ctx := context.Background()
-	db, err := pgx.Connect(ctx, dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close(ctx)
 	tables := []string{"public.a"}
 	createWorkloadTables(t, db, false, tables...)
 	cfg := filepath.Join(t.TempDir(), "changecast.yaml")
@@ -270,13 +265,7 @@ func currentLSN(t *testing.T, db *pgx.Conn) pglogrepl.LSN {
 // table writes WAL, confirmed_flush_lsn still advances (heartbeats), so the
 // slot does not hold WAL back.
 func TestQuietPublication(t *testing.T) {
-	dbURL := newDatabase(t, clusterURL(t))
-	ctx := context.Background()
-	db, err := pgx.Connect(ctx, dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close(ctx)
+	dbURL, db := openDatabase(t)
 	exec1(t, db, `CREATE TABLE watched (id int PRIMARY KEY)`)
 	exec1(t, db, `CREATE TABLE busy (id int, pad text)`)
 	startPipeline(t, dbURL, pipeOpts{tables: []string{"public.watched"}, heartbeat: 200 * time.Millisecond,
@@ -292,13 +281,7 @@ func TestQuietPublication(t *testing.T) {
 // confirmed_flush_lsn does not pass the unpublished change; once the target
 // accepts, it does.
 func TestFlushOnlyPublished(t *testing.T) {
-	dbURL := newDatabase(t, clusterURL(t))
-	ctx := context.Background()
-	db, err := pgx.Connect(ctx, dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close(ctx)
+	dbURL, db := openDatabase(t)
 	exec1(t, db, `CREATE TABLE watched (id int PRIMARY KEY)`)
 	var mu sync.Mutex
 	down := true
@@ -331,13 +314,8 @@ func TestFlushOnlyPublished(t *testing.T) {
 // one streams, the other waits; when the streaming one is killed, the
 // standby takes the slot over within the lease expiry and nothing is lost.
 func TestStandbyTakeover(t *testing.T) {
-	dbURL := newDatabase(t, clusterURL(t))
+	dbURL, db := openDatabase(t)
 	ctx := context.Background()
-	db, err := pgx.Connect(ctx, dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close(ctx)
 	exec1(t, db, fmt.Sprintf(workloadDDL, "public.a"))
 	cfgFor := func(owner string) string {
 		p := filepath.Join(t.TempDir(), owner+".yaml")

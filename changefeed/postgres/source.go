@@ -292,6 +292,7 @@ func (s *Source) stream(ctx context.Context, conn *pgconn.PgConn, out chan<- cha
 	defer stopWatch()
 	next := time.Now().Add(s.cfg.StatusInterval)
 	nc.SetReadDeadline(next)
+	var lastPos uint64 // the last position emitted in this session
 	for {
 		if !time.Now().Before(next) {
 			if err := status(false); err != nil {
@@ -321,6 +322,15 @@ func (s *Source) stream(ctx context.Context, conn *pgconn.PgConn, out chan<- cha
 				if err != nil {
 					return fmt.Errorf("parse keepalive: %w", err)
 				}
+				// Nothing in flight (not inside a transaction, and every
+				// position emitted is checkpointed): everything the server
+				// sent before this keepalive is published, so its WAL end
+				// can be confirmed. Quiet publications advance this way, and
+				// a server shutting down, which waits until the client has
+				// confirmed all it sent, is not held up.
+				if !d.inTx && s.flushed.Load() >= lastPos {
+					_ = s.Checkpoint(ctx, changefeed.Position(ka.ServerWALEnd.String()))
+				}
 				if ka.ReplyRequested {
 					next = time.Time{}
 				}
@@ -334,6 +344,11 @@ func (s *Source) stream(ctx context.Context, conn *pgconn.PgConn, out chan<- cha
 					return err
 				}
 				for _, ev := range evs {
+					if ev.Position != "" {
+						if lsn, err := pglogrepl.ParseLSN(string(ev.Position)); err == nil {
+							lastPos = uint64(lsn)
+						}
+					}
 					if err := emit(ev); err != nil {
 						return err
 					}

@@ -21,13 +21,7 @@ import (
 // TestEnvelopes checks the wire changes of insert, update, delete and
 // truncate, and how each column type is encoded.
 func TestEnvelopes(t *testing.T) {
-	dbURL := newDatabase(t, clusterURL(t))
-	ctx := context.Background()
-	db, err := pgx.Connect(ctx, dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close(ctx)
+	dbURL, db := openDatabase(t)
 	exec1(t, db, `CREATE TYPE mood AS ENUM ('sad', 'happy')`)
 	exec1(t, db, `CREATE TABLE public.items (
 		id int8 PRIMARY KEY, tenant text NOT NULL, i2 int2, i4 int4, small numeric, huge numeric, f8 float8, fnan float8,
@@ -136,13 +130,7 @@ func TestEnvelopes(t *testing.T) {
 // TestRoutingChange: when the routing field changes, the old group gets a
 // delete and the new group the whole document.
 func TestRoutingChange(t *testing.T) {
-	dbURL := newDatabase(t, clusterURL(t))
-	ctx := context.Background()
-	db, err := pgx.Connect(ctx, dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close(ctx)
+	dbURL, db := openDatabase(t)
 	exec1(t, db, `CREATE TABLE orders (id int PRIMARY KEY, tenant text, status text)`)
 	p := startPipeline(t, dbURL, pipeOpts{tables: []string{"public.orders"},
 		mappings: []schema.Mapping{{Collection: "public.orders", Hub: "orders", Group: "t-{/tenant}"}}})
@@ -170,13 +158,8 @@ func TestRoutingChange(t *testing.T) {
 // TestStartupErrors: problems the user must fix stop the source with one
 // error that names them.
 func TestStartupErrors(t *testing.T) {
-	dbURL := newDatabase(t, clusterURL(t))
+	dbURL, db := openDatabase(t)
 	ctx := context.Background()
-	db, err := pgx.Connect(ctx, dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close(ctx)
 	exec1(t, db, `CREATE TABLE nokey (a int)`)
 	exec1(t, db, `CREATE TABLE good (id int PRIMARY KEY)`)
 	cases := []struct {
@@ -230,13 +213,7 @@ func TestWalLevel(t *testing.T) {
 // TestPoisonRow: a row too large to send becomes a refetch marker for that
 // document, and the stream goes on.
 func TestPoisonRow(t *testing.T) {
-	dbURL := newDatabase(t, clusterURL(t))
-	ctx := context.Background()
-	db, err := pgx.Connect(ctx, dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close(ctx)
+	dbURL, db := openDatabase(t)
 	exec1(t, db, `CREATE TABLE docs (id int PRIMARY KEY, body text)`)
 	p := startPipeline(t, dbURL, pipeOpts{tables: []string{"public.docs"},
 		mappings: []schema.Mapping{{Collection: "public.docs", Hub: "h"}},

@@ -89,6 +89,8 @@ type loop struct {
 	tracker  changefeed.Tracker
 	batcher  *publish.Batcher
 	refs     map[uint64]int
+	saves    map[uint64][]publish.ShadowRecord // published outputs' records, by change, until all are published
+	ready    []publish.ShadowRecord            // records of fully published changes, saved before the next checkpoint
 	queued   map[publish.Target][][]publish.Pending // sealed batches waiting for their target
 	qorder   []publish.Target
 	inflight map[publish.Target]bool
@@ -106,6 +108,7 @@ func (p *Processor) Run(ctx context.Context) error {
 		Processor: p,
 		batcher:   publish.NewBatcher(p.cfg.Batch),
 		refs:      map[uint64]int{},
+		saves:     map[uint64][]publish.ShadowRecord{},
 		queued:    map[publish.Target][][]publish.Pending{},
 		inflight:  map[publish.Target]bool{},
 		done:      make(chan result, p.cfg.Parallelism),
@@ -204,6 +207,9 @@ func (p *Processor) Run(ctx context.Context) error {
 	}
 	// The final checkpoint uses a fresh context: the caller's is cancelled
 	// by now, and the position must still be saved.
+	if !leaseLost(ctx) {
+		l.saveShadow()
+	}
 	if wm := l.tracker.Watermark(); wm != "" && !leaseLost(ctx) {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		if err := p.src.Checkpoint(cctx, wm); err != nil {
@@ -348,10 +354,18 @@ func (l *loop) complete(r result) {
 		mt.published.Add(float64(len(r.items)))
 	}
 	for _, it := range r.items {
+		if it.Out.Save != nil {
+			l.saves[it.Ticket] = append(l.saves[it.Ticket], *it.Out.Save)
+		}
 		if n := l.refs[it.Ticket] - 1; n > 0 {
 			l.refs[it.Ticket] = n
 		} else {
+			// Every output of the change is published (a move sends a delete
+			// and an upsert to two targets): only now may the shadow store
+			// record it.
 			delete(l.refs, it.Ticket)
+			l.ready = append(l.ready, l.saves[it.Ticket]...)
+			delete(l.saves, it.Ticket)
 			l.tracker.Ack(it.Ticket)
 		}
 	}
@@ -362,6 +376,7 @@ func (l *loop) complete(r result) {
 // one to the source.
 func (l *loop) advance() {
 	if wm, moved := l.tracker.Advance(); moved {
+		l.saveShadow()
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(l.ctx), 10*time.Second)
 		if err := l.src.Checkpoint(cctx, wm); err != nil {
 			l.cfg.Logger.Warn("checkpoint failed; will retry with the next one", "position", wm, "err", err)
@@ -385,7 +400,6 @@ func (l *loop) publishSplit(t publish.Target, items []publish.Pending) bool {
 	err := l.publishRetry(publish.BuildBatch(l.cfg.Source, t, items))
 	switch {
 	case err == nil:
-		l.saveShadow(items)
 		return true
 	case l.pubCtx.Err() != nil:
 		return false
@@ -405,17 +419,16 @@ func (l *loop) publishSplit(t publish.Target, items []publish.Pending) bool {
 		if it.Out.Change.Op == schema.OpTruncate || it.Out.Change.Op == schema.OpDelete {
 			c = it.Out.Change // carry no data: nothing to shrink
 		}
-		var save *publish.ShadowRecord
-		if it.Out.Save != nil {
-			// The client never got this version: the store forgets it.
-			save = &publish.ShadowRecord{Key: it.Out.Save.Key, V: it.Out.Save.V, Target: t, Prefix: it.Out.Save.Prefix}
+		if it.Out.Save != nil && it.Out.Save.Doc != nil {
+			// The client never got this version as data: the store must
+			// not offer it as a base for patches.
+			items[i].Out.Save = &publish.ShadowRecord{Key: it.Out.Save.Key, V: it.Out.Save.V, Target: t}
 		}
-		markers[i] = publish.Pending{Out: publish.Output{Target: t, Change: c, Raw: mustJSON(c), Save: save}, Ticket: it.Ticket}
+		markers[i] = publish.Pending{Out: publish.Output{Target: t, Change: c, Raw: mustJSON(c)}, Ticket: it.Ticket}
 	}
 	if mt := l.cfg.Metrics; mt != nil {
 		mt.refetch.Add(float64(len(items)))
 	}
-	defer l.saveShadow(markers)
 	if err := l.publishRetry(publish.BuildBatch(l.cfg.Source, t, markers)); err != nil {
 		if l.pubCtx.Err() != nil {
 			return false
@@ -430,21 +443,14 @@ func (l *loop) publishSplit(t publish.Target, items []publish.Pending) bool {
 	return true
 }
 
-// saveShadow stores the shadow records of published items before they are
-// acknowledged. A failure is logged and costs only efficiency: a later
-// change is then diffed against an older stored version, which clients
-// detect by its pv and refetch.
-func (l *loop) saveShadow(items []publish.Pending) {
-	if l.cfg.ShadowStore == nil {
-		return
-	}
-	var recs []publish.ShadowRecord
-	for _, it := range items {
-		if it.Out.Save != nil {
-			recs = append(recs, *it.Out.Save)
-		}
-	}
-	if len(recs) == 0 {
+// saveShadow stores the shadow records of fully published changes, before
+// the checkpoint moves past them. A failure is logged and costs only
+// efficiency: a later change is then diffed against an older stored
+// version, which clients detect by its pv and refetch.
+func (l *loop) saveShadow() {
+	recs := l.ready
+	l.ready = nil
+	if l.cfg.ShadowStore == nil || len(recs) == 0 {
 		return
 	}
 	ctx, cancel := context.WithTimeout(l.pubCtx, 30*time.Second)

@@ -12,11 +12,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/changecast/changecast/publish"
+	"github.com/changecast/changecast/schema"
 )
 
 // DefaultTable is the table used when none is named.
@@ -71,10 +73,32 @@ func (s *Store) Load(ctx context.Context, key string) (publish.ShadowRecord, boo
 	return r, true, nil
 }
 
-// Save implements publish.ShadowStore: one round trip per call.
+// Save implements publish.ShadowStore: one round trip per call. Records are
+// written in key order, one per key (the newest), so concurrent saves lock
+// rows in the same order and never deadlock.
 func (s *Store) Save(ctx context.Context, recs []publish.ShadowRecord) error {
-	b := &pgx.Batch{}
+	newest := map[string]publish.ShadowRecord{}
+	var prefixes []publish.ShadowRecord
 	for _, r := range recs {
+		if r.Prefix {
+			prefixes = append(prefixes, r)
+			continue
+		}
+		if o, ok := newest[r.Key]; !ok || schema.CompareVersions(r.V, o.V) > 0 {
+			newest[r.Key] = r
+		}
+	}
+	keys := make([]string, 0, len(newest))
+	for k := range newest {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	ordered := prefixes
+	for _, k := range keys {
+		ordered = append(ordered, newest[k])
+	}
+	b := &pgx.Batch{}
+	for _, r := range ordered {
 		if r.Prefix {
 			b.Queue(fmt.Sprintf(`DELETE FROM %s WHERE starts_with(key, $1) AND vnum < string_to_array($2, '.')::numeric[]`, s.table), r.Key, r.V)
 			continue
