@@ -89,8 +89,8 @@ type loop struct {
 	tracker  changefeed.Tracker
 	batcher  *publish.Batcher
 	refs     map[uint64]int
-	saves    map[uint64][]publish.ShadowRecord // published outputs' records, by change, until all are published
-	ready    []publish.ShadowRecord            // records of fully published changes, saved before the next checkpoint
+	saves    map[uint64][]publish.ShadowRecord      // published outputs' records, by change, until all are published
+	ready    []publish.ShadowRecord                 // records of fully published changes, saved before the next checkpoint
 	queued   map[publish.Target][][]publish.Pending // sealed batches waiting for their target
 	qorder   []publish.Target
 	inflight map[publish.Target]bool
