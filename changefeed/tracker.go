@@ -61,6 +61,10 @@ func (t *Tracker) Advance() (Position, bool) {
 	return t.mark, moved
 }
 
+// Next is the ticket of the first event not yet popped: every ticket below
+// it was acknowledged and is covered by the watermark.
+func (t *Tracker) Next() uint64 { return t.base }
+
 // Pending is the number of events not yet popped.
 func (t *Tracker) Pending() int { return len(t.entries) - t.head }
 

@@ -95,7 +95,12 @@ func killAndRestart(t *testing.T, shadowStore string) {
 	dbURL, db := openDatabase(t)
 	ctx := context.Background()
 	tables := []string{"public.a"}
-	createWorkloadTables(t, db, false, tables...)
+	// Without a shadow store the restarted worker knows nothing of the rows
+	// it did not see again: under REPLICA IDENTITY DEFAULT it could not tell
+	// that an update moved such a row to another group (the old group would
+	// keep a stale copy; see the README). FULL carries the old row; the
+	// store remembers where each row went.
+	createWorkloadTables(t, db, shadowStore == "", tables...)
 	cfg := filepath.Join(t.TempDir(), "changecast.yaml")
 	os.WriteFile(cfg, []byte(fmt.Sprintf(`
 source:
@@ -317,6 +322,10 @@ func TestStandbyTakeover(t *testing.T) {
 	dbURL, db := openDatabase(t)
 	ctx := context.Background()
 	exec1(t, db, fmt.Sprintf(workloadDDL, "public.a"))
+	// The standby starts with an empty shadow: under REPLICA IDENTITY FULL a
+	// routing change of a row it has not seen is still a move (the old row
+	// names the old group); under DEFAULT only publish.shadowStore knows.
+	exec1(t, db, `ALTER TABLE a REPLICA IDENTITY FULL`)
 	cfgFor := func(owner string) string {
 		p := filepath.Join(t.TempDir(), owner+".yaml")
 		os.WriteFile(p, []byte(fmt.Sprintf(`

@@ -89,8 +89,7 @@ type loop struct {
 	tracker  changefeed.Tracker
 	batcher  *publish.Batcher
 	refs     map[uint64]int
-	saves    map[uint64][]publish.ShadowRecord      // published outputs' records, by change, until all are published
-	ready    []publish.ShadowRecord                 // records of fully published changes, saved before the next checkpoint
+	saves    map[uint64][]publish.ShadowRecord      // records of published outputs, by change (ticket)
 	queued   map[publish.Target][][]publish.Pending // sealed batches waiting for their target
 	qorder   []publish.Target
 	inflight map[publish.Target]bool
@@ -354,18 +353,13 @@ func (l *loop) complete(r result) {
 		mt.published.Add(float64(len(r.items)))
 	}
 	for _, it := range r.items {
-		if it.Out.Save != nil {
+		if it.Out.Save != nil && l.cfg.ShadowStore != nil {
 			l.saves[it.Ticket] = append(l.saves[it.Ticket], *it.Out.Save)
 		}
 		if n := l.refs[it.Ticket] - 1; n > 0 {
 			l.refs[it.Ticket] = n
 		} else {
-			// Every output of the change is published (a move sends a delete
-			// and an upsert to two targets): only now may the shadow store
-			// record it.
 			delete(l.refs, it.Ticket)
-			l.ready = append(l.ready, l.saves[it.Ticket]...)
-			delete(l.saves, it.Ticket)
 			l.tracker.Ack(it.Ticket)
 		}
 	}
@@ -443,14 +437,27 @@ func (l *loop) publishSplit(t publish.Target, items []publish.Pending) bool {
 	return true
 }
 
-// saveShadow stores the shadow records of fully published changes, before
-// the checkpoint moves past them. A failure is logged and costs only
-// efficiency: a later change is then diffed against an older stored
-// version, which clients detect by its pv and refetch.
+// saveShadow stores the shadow records of the changes the watermark now
+// covers, before the checkpoint moves past them. Only those: a stored
+// version makes a restarted worker skip replays at or below it, so every
+// output of that change and of every change before it must be published —
+// a move sends a delete and an upsert to two targets, and a later version
+// of the same document can finish first on a third. A failure is logged
+// and costs only efficiency: a later change is then diffed against an
+// older stored version, which clients detect by its pv and refetch.
 func (l *loop) saveShadow() {
-	recs := l.ready
-	l.ready = nil
-	if l.cfg.ShadowStore == nil || len(recs) == 0 {
+	if l.cfg.ShadowStore == nil || len(l.saves) == 0 {
+		return
+	}
+	next := l.tracker.Next()
+	var recs []publish.ShadowRecord
+	for tk, rs := range l.saves {
+		if tk < next {
+			recs = append(recs, rs...)
+			delete(l.saves, tk)
+		}
+	}
+	if len(recs) == 0 {
 		return
 	}
 	ctx, cancel := context.WithTimeout(l.pubCtx, 30*time.Second)
