@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/url"
 	"slices"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/data/azcosmos"
 
 	"github.com/changecast/changecast/changefeed/processor"
@@ -94,17 +96,41 @@ func (r *Runner) Ready() bool { return r.ready.Load() }
 
 // Run blocks until ctx ends, then stops every lease's processor (each
 // drains, checkpoints and releases its lease) and returns nil. It returns
-// an error if the container cannot be read at start.
+// an error if the container cannot be read at start (one that does not
+// exist yet is waited for).
 func (r *Runner) Run(ctx context.Context) error {
 	c, err := r.cfg.Client.NewContainer(r.cfg.Database, r.cfg.Container)
 	if err != nil {
 		return err
 	}
-	feed, err := NewFeed(ctx, c, r.cfg.Feed, r.cfg.Metrics)
-	if err != nil {
-		return err
+	// A container that does not exist yet is waited for (changecast may be
+	// deployed before the application creates it); other errors stop.
+	var (
+		feed    *Feed
+		prefix  string
+		backoff = time.Second
+		logged  time.Time
+	)
+	for {
+		feed, err = NewFeed(ctx, c, r.cfg.Feed, r.cfg.Metrics)
+		if err == nil {
+			prefix, err = LeasePrefix(ctx, r.cfg.Client, r.cfg.Database, feed, r.cfg.Processor)
+		}
+		var re *azcore.ResponseError
+		if err == nil || !errors.As(err, &re) || re.StatusCode != http.StatusNotFound {
+			break
+		}
+		if time.Since(logged) > 30*time.Second {
+			r.log.Warn("cosmos: waiting for the container to exist", "container", r.cfg.Database+"/"+r.cfg.Container, "err", err)
+			logged = time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 30*time.Second)
 	}
-	prefix, err := LeasePrefix(ctx, r.cfg.Client, r.cfg.Database, feed, r.cfg.Processor)
 	if err != nil {
 		return err
 	}

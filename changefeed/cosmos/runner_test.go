@@ -359,3 +359,35 @@ func TestCheckpointResetReplays(t *testing.T) {
 	w.writeMany("q", 20)
 	w.waitDelivered()
 }
+
+// TestWaitsForContainer: a worker started before its container exists
+// waits for it, then delivers.
+func TestWaitsForContainer(t *testing.T) {
+	w := newWorld(t, 1)
+	cfg := w.config("a", lease.NewMemoryStore())
+	cfg.Container = "later"
+	r, err := cosmos.NewRunner(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	time.Sleep(300 * time.Millisecond)
+	if r.Ready() {
+		t.Fatal("ready without a container")
+	}
+	if err := w.srv.CreateContainer(dbName, "later", cosmostest.ContainerSpec{PartitionKeyPaths: []string{"/pk"}}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "runner ready once the container exists", func() string {
+		if !r.Ready() {
+			return "not ready"
+		}
+		return ""
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

@@ -21,8 +21,8 @@ const emulateUsage = `Usage:
 
 Serves an in-memory Azure Cosmos DB gateway (REST API, master-key auth,
 change feed, partition key ranges, splits) for local development with the
-official Cosmos DB SDKs. Databases and containers are created on first use
-or by the SDKs' create calls. Control routes (no auth, keep it on loopback):
+official Cosmos DB SDKs. Databases and containers are created by the SDKs'
+create calls, or on first data use (items, queries, change feed). Control routes (no auth, keep it on loopback):
   POST /_admin/split?db=DB&coll=COLL&range=ID        split a partition key range
   POST /_admin/merge?db=DB&coll=COLL&left=A&right=B  merge two adjacent ranges
   POST /_admin/fail?status=429&count=N[&kind=changefeed,read]  inject failures

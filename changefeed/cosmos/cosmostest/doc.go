@@ -24,9 +24,12 @@
 //   - Account read (GET /) advertising the scheme and host:port the client
 //     used, because the SDKs send every later request there.
 //   - Databases and containers: create (409 on duplicates), read, list,
-//     query, replace, delete. Missing ones are created on first use unless
-//     WithAutoCreate(false). A container gets WithPartitions ranges, or one
-//     per 10,000 RU/s of x-ms-offer-throughput.
+//     query, replace, delete. Missing ones are created on first data use
+//     (items, queries, the change feed) unless WithAutoCreate(false); a read
+//     of a missing database or container answers 404, as the service does,
+//     so SDKs' createIfNotExists creates it with the caller's settings. A
+//     container gets WithPartitions ranges, or one per 10,000 RU/s of
+//     x-ms-offer-throughput.
 //   - Partition key ranges as a change feed: 200 with an etag, then 304 for
 //     the same etag; splits and merges list new ranges with "parents".
 //   - Documents: create/upsert/replace/read/patch/delete with If-Match (412),

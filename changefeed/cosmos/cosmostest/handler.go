@@ -270,9 +270,9 @@ func (s *Server) databaseLocked(r *http.Request, rt route, body []byte) *reply {
 	d := s.dbs[rt.db]
 	switch r.Method {
 	case http.MethodGet:
-		if d == nil && s.cfg.autoCreate {
-			d = s.createDatabaseLocked(rt.db)
-		}
+		// No auto-create on a read of the database itself: SDKs'
+		// createIfNotExists reads first and creates, with the caller's
+		// settings, only on a 404.
 		if d == nil {
 			return errReply(http.StatusNotFound, 0, "Resource Not Found. Database %s does not exist", rt.db)
 		}
@@ -314,7 +314,7 @@ func (s *Server) collJSON(c *container) []byte {
 
 func (s *Server) containerLocked(r *http.Request, rt route, body []byte) *reply {
 	d := s.dbs[rt.db]
-	if d == nil && s.cfg.autoCreate && r.Method != http.MethodDelete {
+	if d == nil && s.cfg.autoCreate && r.Method == http.MethodPost {
 		d = s.createDatabaseLocked(rt.db)
 	}
 	if d == nil {
@@ -367,9 +367,9 @@ func (s *Server) containerLocked(r *http.Request, rt route, body []byte) *reply 
 	c := d.colls[rt.coll]
 	switch r.Method {
 	case http.MethodGet:
-		if c == nil && s.cfg.autoCreate {
-			c = s.ensureContainerLocked(rt.db, rt.coll, true)
-		}
+		// As for databases: a read answers 404 so that createIfNotExists
+		// creates the container with the caller's partition key; data
+		// operations (items, queries, the change feed) create it on first use.
 		if c == nil {
 			return errReply(http.StatusNotFound, 0, "Resource Not Found. Container dbs/%s/colls/%s does not exist", rt.db, rt.coll)
 		}

@@ -1,0 +1,55 @@
+// The official Azure Cosmos DB JavaScript SDK against changecast's Cosmos DB
+// emulator (changefeed/cosmos/cosmostest), driven by
+// test/sdk/cosmos_sdk_test.go with COSMOS_ENDPOINT and COSMOS_KEY set.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { CosmosClient, ChangeFeedStartFrom } from '@azure/cosmos';
+
+const endpoint = process.env.COSMOS_ENDPOINT;
+const key = process.env.COSMOS_KEY;
+
+test('the JavaScript SDK creates, writes, reads, queries and follows the change feed', async () => {
+  assert.ok(endpoint && key, 'COSMOS_ENDPOINT and COSMOS_KEY must be set');
+  const client = new CosmosClient({ endpoint, key, connectionPolicy: { enableEndpointDiscovery: false } });
+  const { database } = await client.databases.createIfNotExists({ id: 'jsdb' });
+  const { container } = await database.containers.createIfNotExists({ id: 'items', partitionKey: { paths: ['/pk'] } });
+  const { resource: props } = await container.read();
+  assert.deepEqual(props.partitionKey.paths, ['/pk'], 'createIfNotExists keeps the requested partition key');
+
+  for (let i = 0; i < 5; i++) await container.items.upsert({ id: 'd' + i, pk: 'p' + (i % 2), n: i });
+  const { resource: d1, etag } = await container.item('d1', 'p1').read();
+  assert.equal(d1.n, 1);
+
+  // Optimistic concurrency: a stale etag is refused with 412.
+  await container.item('d1', 'p1').replace({ ...d1, n: 10 }, { accessCondition: { type: 'IfMatch', condition: etag } });
+  await assert.rejects(
+    container.item('d1', 'p1').replace({ ...d1, n: 11 }, { accessCondition: { type: 'IfMatch', condition: etag } }),
+    (err) => err.code === 412);
+
+  const { resources } = await container.items
+    .query({ query: 'SELECT * FROM c WHERE c.n >= @n', parameters: [{ name: '@n', value: 2 }] }).fetchAll();
+  assert.equal(resources.length, 4);
+
+  // Latest-version change feed from the beginning: every document once, at
+  // its last version, then 304 (no new changes).
+  const it = container.items.getChangeFeedIterator({ changeFeedStartFrom: ChangeFeedStartFrom.Beginning() });
+  const seen = new Map();
+  for (let i = 0; i < 20 && it.hasMoreResults; i++) {
+    const page = await it.readNext();
+    if (page.statusCode === 304) break;
+    for (const doc of page.result) seen.set(doc.id, doc.n);
+  }
+  assert.equal(seen.size, 5);
+  assert.equal(seen.get('d1'), 10);
+
+  // A write after the feed was drained shows up on the next read.
+  await container.items.upsert({ id: 'd9', pk: 'p1', n: 9 });
+  let next = await it.readNext();
+  if (next.statusCode === 304) next = await it.readNext();
+  assert.deepEqual(next.result.map((d) => d.id), ['d9']);
+
+  await container.item('d0', 'p0').delete();
+  await assert.rejects(container.item('d0', 'p0').read().then((r) => {
+    if (r.statusCode === 404) throw Object.assign(new Error('gone'), { code: 404 });
+  }), (err) => err.code === 404);
+});

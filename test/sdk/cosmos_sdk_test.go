@@ -1,0 +1,31 @@
+package sdk_test
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"testing"
+
+	"github.com/changecast/changecast/changefeed/cosmos/cosmostest"
+)
+
+// TestCosmosJavaScriptSDK: the official @azure/cosmos client works against
+// the Cosmos DB emulator for the calls it supports, not only azcosmos.
+func TestCosmosJavaScriptSDK(t *testing.T) {
+	_, file, _, _ := runtime.Caller(0)
+	dir := filepath.Join(filepath.Dir(file), "..", "node")
+	if _, err := os.Stat(filepath.Join(dir, "node_modules", "@azure", "cosmos")); err != nil {
+		t.Fatalf("test/node/node_modules lacks @azure/cosmos: run scripts/setup.sh (or npm ci --prefix test/node): %v", err)
+	}
+	srv := cosmostest.New(cosmostest.WithPartitions(2))
+	defer srv.Close()
+	cmd := exec.Command("node", "--test", "cosmos.test.mjs")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "COSMOS_ENDPOINT="+srv.URL(), "COSMOS_KEY="+srv.Key())
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("node --test cosmos.test.mjs: %v\n%s", err, out)
+	}
+	t.Logf("%s", out)
+}
