@@ -38,7 +38,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	log := newLogger(stderr)
-	if err := runWorker(ctx, cfg, stdout, stderr, log); err != nil {
+	if err := runWorker(ctx, cfg, *path, stdout, stderr, log); err != nil {
 		log.Error("changecast stopped", "err", err)
 		var fe *postgres.FatalError
 		if errors.As(err, &fe) {
@@ -75,7 +75,9 @@ type readiness interface{ Ready() bool }
 
 // runWorker owns every long-lived part of `changecast run` and waits for
 // all of them before it returns.
-func runWorker(ctx context.Context, cfg *schema.Config, stdout, stderr io.Writer, log *slog.Logger) error {
+// cfgPath is the file cfg came from (the admin API runs the admin commands
+// on it).
+func runWorker(ctx context.Context, cfg *schema.Config, cfgPath string, stdout, stderr io.Writer, log *slog.Logger) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
@@ -130,8 +132,12 @@ func runWorker(ctx context.Context, cfg *schema.Config, stdout, stderr io.Writer
 		if err != nil {
 			return fmt.Errorf("server.listen: %w", err)
 		}
-		log.Info("operations endpoint", "url", "http://"+ln.Addr().String(), "paths", "/healthz /readyz /metrics")
-		parts = append(parts, func(ctx context.Context) error { return serveOps(ctx, ln, reg, ready) })
+		var admin http.Handler
+		if cfg.Server.AdminToken != "" {
+			admin = adminHandler(cfg.Server.AdminToken, cfgPath)
+		}
+		log.Info("operations endpoint", "url", "http://"+ln.Addr().String(), "paths", "/healthz /readyz /metrics", "admin", admin != nil)
+		parts = append(parts, func(ctx context.Context) error { return serveOps(ctx, ln, reg, ready, admin) })
 	}
 
 	// The source side decides when the process ends; the other parts run
@@ -162,8 +168,11 @@ func runWorker(ctx context.Context, cfg *schema.Config, stdout, stderr io.Writer
 	return perr
 }
 
-func serveOps(ctx context.Context, ln net.Listener, reg *prometheus.Registry, ready readiness) error {
+func serveOps(ctx context.Context, ln net.Listener, reg *prometheus.Registry, ready readiness, admin http.Handler) error {
 	mux := http.NewServeMux()
+	if admin != nil {
+		mux.Handle("/admin/", admin)
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		if ready != nil && !ready.Ready() {

@@ -3,7 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -48,6 +51,12 @@ func TestPostgresLeasesAndReset(t *testing.T) {
 	if _, err := db.Exec(ctx, "CREATE TABLE t (id int PRIMARY KEY, v text)"); err != nil {
 		t.Fatal(err)
 	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	opsAddr := ln.Addr().String()
+	ln.Close()
 	cfgPath := filepath.Join(t.TempDir(), "c.yaml")
 	os.WriteFile(cfgPath, []byte(fmt.Sprintf(`
 source:
@@ -55,7 +64,8 @@ source:
 lease: {store: postgres, owner: admin-test, acquireInterval: 100ms, renewInterval: 200ms, expiry: 2s}
 mappings: [{collection: public.t, hub: h}]
 publish: {target: stdout, batch: {maxDelay: 1ms}}
-`, dbURL)), 0o644)
+server: {listen: %q, adminToken: s3cret}
+`, dbURL, opsAddr)), 0o644)
 	cfg, err := loadConfig(cfgPath, os.Stderr)
 	if err != nil {
 		t.Fatal(err)
@@ -64,7 +74,7 @@ publish: {target: stdout, batch: {maxDelay: 1ms}}
 	wctx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() {
-		done <- runWorker(wctx, cfg, out, os.Stderr, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+		done <- runWorker(wctx, cfg, cfgPath, out, os.Stderr, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	}()
 	defer func() {
 		stop()
@@ -119,4 +129,34 @@ publish: {target: stdout, batch: {maxDelay: 1ms}}
 	if code, _, errs := runCLI(t, "checkpoint", "reset", "-c", cfgPath, "--to", "beginning"); code != 2 || !strings.Contains(errs, "moves only forward") {
 		t.Fatalf("reset to beginning: code %d: %s", code, errs)
 	}
+
+	// The same through the admin API, behind its bearer token.
+	call := func(method, path, token string) (int, string) {
+		req, _ := http.NewRequest(method, "http://"+opsAddr+path, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, _ := call("GET", "/admin/leases", "wrong"); code != http.StatusUnauthorized {
+		t.Errorf("wrong token: %d, want 401", code)
+	}
+	if code, body := call("GET", "/admin/leases", "s3cret"); code != 200 || !strings.Contains(body, "adm") || !strings.Contains(body, "admin-test") {
+		t.Errorf("GET /admin/leases: %d %s", code, body)
+	}
+	if code, body := call("POST", "/admin/checkpoint/reset?to=beginning", "s3cret"); code != http.StatusBadRequest || !strings.Contains(body, "moves only forward") {
+		t.Errorf("reset to beginning over HTTP: %d %s", code, body)
+	}
+	if code, body := call("POST", "/admin/checkpoint/reset?to=now", "s3cret"); code != 200 || !strings.Contains(body, "slot adm now at") {
+		t.Errorf("reset to now over HTTP: %d %s", code, body)
+	}
+	// The reset ended the replication connection; the worker is ready again
+	// once it has reconnected.
+	waitUntil("/readyz after the reset", func() bool { code, _ := call("GET", "/readyz", ""); return code == 200 })
 }
