@@ -21,6 +21,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -42,6 +43,7 @@ func main() {
 	sampled := flag.Int("sampled", 25, "clients that time every change")
 	rate := flag.Int("rate", 1000, "changes per second")
 	seconds := flag.Int("seconds", 5, "how long to write")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the measured run here")
 	flag.Parse()
 	url := os.Getenv("CHANGECAST_PG_URL")
 	if url == "" {
@@ -168,6 +170,14 @@ func main() {
 		time.Sleep(10 * time.Millisecond)
 	}
 
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			log.Fatal(err)
+		}
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
 	total := *rate * *seconds
 	start := time.Now()
 	for i := 0; i < total; i++ {
