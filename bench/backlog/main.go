@@ -16,15 +16,13 @@ import (
 	"flag"
 	"fmt"
 	"log"
-	"log/slog"
 	"os"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
+	"github.com/changecast/changecast/bench/internal/benchenv"
 	"github.com/changecast/changecast/changefeed/postgres"
 	"github.com/changecast/changecast/changefeed/processor"
 	"github.com/changecast/changecast/publish"
@@ -51,28 +49,12 @@ func main() {
 	down := flag.Duration("down", 10*time.Second, "how long the target refuses batches")
 	limit := flag.Float64("limit", 256, "peak RSS limit in MB")
 	flag.Parse()
-	url := os.Getenv("CHANGECAST_PG_URL")
-	if url == "" {
-		log.Fatal(`CHANGECAST_PG_URL is not set: eval "$(scripts/pg.sh start)" first`)
-	}
 	ctx := context.Background()
-	db, err := pgx.Connect(ctx, url)
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer db.Close(ctx)
-	must := func(sql string, args ...any) {
-		if _, err := db.Exec(ctx, sql, args...); err != nil {
-			log.Fatalf("%s: %v", sql, err)
-		}
-	}
-	must(`DROP TABLE IF EXISTS backlog`)
-	must(`CREATE TABLE backlog (id int PRIMARY KEY, tenant text, payload text)`)
-	must(`DROP PUBLICATION IF EXISTS backlog`)
-	must(`CREATE PUBLICATION backlog FOR TABLE backlog`)
-	db.Exec(ctx, `SELECT pg_drop_replication_slot('backlog')`)
-	must(`SELECT pg_create_logical_replication_slot('backlog', 'pgoutput')`)
-	defer db.Exec(ctx, `SELECT pg_drop_replication_slot('backlog')`)
+	db := benchenv.Open()
+	defer db.Close()
+	url, must := db.URL, db.Must
+	db.Table("backlog", `id int PRIMARY KEY, tenant text, payload text`, "backlog")
+	db.Slot("backlog", true)
 	fmt.Printf("writing a backlog of %d rows...\n", *rows)
 	for i := 0; i < *rows; i += 50000 {
 		must(`INSERT INTO backlog SELECT g, 'tenant-' || (g % 100), repeat(md5(g::text), 4) FROM generate_series($1::int, $2::int) g`, i+1, min(i+50000, *rows))
@@ -95,7 +77,7 @@ func main() {
 		}
 		return nil
 	})
-	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	quiet := benchenv.Quiet
 	src := postgres.New(postgres.Config{URL: url, Slot: "backlog", Publication: "backlog", Tables: []string{"public.backlog"}, Heartbeat: -1, Logger: quiet})
 	m, _ := publish.NewMapper([]schema.Mapping{{Collection: "public.backlog", Hub: "h", Group: "{/tenant}", Target: "changes"}},
 		publish.MapperOptions{ShadowSize: schema.DefaultShadowSize, Logger: quiet})

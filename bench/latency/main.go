@@ -18,8 +18,6 @@ import (
 	"flag"
 	"fmt"
 	"log"
-	"log/slog"
-	"net"
 	"os"
 	"runtime/pprof"
 	"slices"
@@ -28,12 +26,11 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-	"github.com/jackc/pgx/v5"
 
+	"github.com/changecast/changecast/bench/internal/benchenv"
 	"github.com/changecast/changecast/changefeed/postgres"
 	"github.com/changecast/changecast/changefeed/processor"
 	"github.com/changecast/changecast/publish"
-	"github.com/changecast/changecast/publish/hub"
 	"github.com/changecast/changecast/publish/signalr"
 	"github.com/changecast/changecast/schema"
 )
@@ -45,45 +42,22 @@ func main() {
 	seconds := flag.Int("seconds", 5, "how long to write")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the measured run here")
 	flag.Parse()
-	url := os.Getenv("CHANGECAST_PG_URL")
-	if url == "" {
-		log.Fatal(`CHANGECAST_PG_URL is not set: eval "$(scripts/pg.sh start)" first`)
-	}
 	ctx := context.Background()
-	db, err := pgx.Connect(ctx, url)
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer db.Close(ctx)
+	db := benchenv.Open()
+	defer db.Close()
+	url := db.URL
 	// The walsender sends only flushed WAL: commit synchronously (the test
 	// cluster defaults to synchronous_commit=off, which would add up to
 	// wal_writer_delay to every change).
-	for _, q := range []string{`SET synchronous_commit = on`, `DROP TABLE IF EXISTS lat_orders`, `CREATE TABLE lat_orders (id int PRIMARY KEY, status text, n int)`,
-		`DROP PUBLICATION IF EXISTS lat`, `CREATE PUBLICATION lat FOR TABLE lat_orders`} {
-		if _, err := db.Exec(ctx, q); err != nil {
-			log.Fatal(err)
-		}
-	}
-	db.Exec(ctx, `SELECT pg_drop_replication_slot('lat')`)
-	defer db.Exec(context.Background(), `SELECT pg_drop_replication_slot('lat')`)
-
-	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-	h, err := hub.New(schema.Hub{Negotiate: schema.HubNegotiate{Auth: schema.NegotiateAuth{Anonymous: true}}}, hub.WithLogger(quiet))
-	if err != nil {
-		log.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		log.Fatal(err)
-	}
-	hctx, stopHub := context.WithCancel(ctx)
-	hubDone := make(chan error, 1)
-	go func() { hubDone <- h.Serve(hctx, ln) }()
-	<-h.Ready()
+	db.Must(`SET synchronous_commit = on`)
+	db.Table("lat_orders", `id int PRIMARY KEY, status text, n int`, "lat")
+	db.Slot("lat", false) // the source creates it
+	quiet := benchenv.Quiet
+	h, addr, stopHub := benchenv.Hub()
 
 	// Clients connect straight to the WebSocket with a client token
 	// (skipNegotiation), do the JSON handshake and read until closed.
-	endpoint := "http://" + ln.Addr().String()
+	endpoint := "http://" + addr
 	aud := endpoint + "/client/?hub=orders"
 	var (
 		mu        sync.Mutex
@@ -102,7 +76,7 @@ func main() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c, _, err := websocket.Dial(cctx, "ws://"+ln.Addr().String()+"/client/?hub=orders&access_token="+tok, nil)
+			c, _, err := websocket.Dial(cctx, "ws://"+addr+"/client/?hub=orders&access_token="+tok, nil)
 			if err != nil {
 				log.Printf("dial: %v", err)
 				ready <- struct{}{}
@@ -198,7 +172,6 @@ func main() {
 	stopClients()
 	wg.Wait()
 	stopHub()
-	<-hubDone
 
 	mu.Lock()
 	slices.Sort(latencies)

@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"io"
 	"log"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,8 +20,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
+	"github.com/changecast/changecast/bench/internal/benchenv"
 	"github.com/changecast/changecast/changefeed"
 	"github.com/changecast/changecast/changefeed/postgres"
 	"github.com/changecast/changecast/changefeed/processor"
@@ -34,34 +32,13 @@ func main() {
 	rows := flag.Int("rows", 200000, "rows to insert, then update (2 changes per row)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the changecast run here")
 	flag.Parse()
-	url := os.Getenv("CHANGECAST_PG_URL")
-	if url == "" {
-		log.Fatal(`CHANGECAST_PG_URL is not set: eval "$(scripts/pg.sh start)" first (make bench does)`)
-	}
 	ctx := context.Background()
-	db, err := pgx.Connect(ctx, url)
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer db.Close(ctx)
-	must := func(sql string, args ...any) {
-		if _, err := db.Exec(ctx, sql, args...); err != nil {
-			log.Fatalf("%s: %v", sql, err)
-		}
-	}
-	must(`DROP TABLE IF EXISTS bench_orders`)
-	must(`CREATE TABLE bench_orders (id int PRIMARY KEY, tenant text, status text, qty int, total numeric(10,2), note text)`)
-	must(`DROP PUBLICATION IF EXISTS bench`)
-	must(`CREATE PUBLICATION bench FOR TABLE bench_orders`)
-	for _, s := range []string{"bench_recv", "bench_cc"} {
-		db.Exec(ctx, `SELECT pg_drop_replication_slot($1)`, s)
-		must(`SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, s)
-	}
-	defer func() {
-		for _, s := range []string{"bench_recv", "bench_cc"} {
-			db.Exec(ctx, `SELECT pg_drop_replication_slot($1)`, s)
-		}
-	}()
+	db := benchenv.Open()
+	defer db.Close()
+	url, must := db.URL, db.Must
+	db.Table("bench_orders", `id int PRIMARY KEY, tenant text, status text, qty int, total numeric(10,2), note text`, "bench")
+	db.Slot("bench_recv", true)
+	db.Slot("bench_cc", true)
 
 	fmt.Printf("writing %d inserts and %d updates...\n", *rows, *rows)
 	for i := 0; i < *rows; i += 10000 {
@@ -115,7 +92,7 @@ func main() {
 		}
 		return nil
 	})
-	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	quiet := benchenv.Quiet
 	maps := []schema.Mapping{{Collection: "public.bench_orders", Hub: "orders", Group: "{/tenant}", Target: "changes"}}
 	src := postgres.New(postgres.Config{URL: url, Slot: "bench_cc", Publication: "bench", Tables: []string{"public.bench_orders"}, Heartbeat: -1, Logger: quiet})
 	m, err := publish.NewMapper(maps, publish.MapperOptions{ShadowSize: schema.DefaultShadowSize, Logger: quiet})

@@ -14,19 +14,14 @@ import (
 	"flag"
 	"fmt"
 	"log"
-	"log/slog"
-	"net"
 	"net/http"
-	"os"
 	"sync/atomic"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
+	"github.com/changecast/changecast/bench/internal/benchenv"
 	"github.com/changecast/changecast/changefeed/postgres"
 	"github.com/changecast/changecast/changefeed/processor"
 	"github.com/changecast/changecast/publish"
-	"github.com/changecast/changecast/publish/hub"
 	"github.com/changecast/changecast/publish/signalr"
 	"github.com/changecast/changecast/schema"
 )
@@ -47,38 +42,14 @@ func main() {
 	groups := flag.Int("groups", 10, "tenants (groups)")
 	delay := flag.Duration("maxDelay", schema.DefaultSignalRMaxDelay, "batch window (publish.batch.maxDelay; the signalr target's default)")
 	flag.Parse()
-	url := os.Getenv("CHANGECAST_PG_URL")
-	if url == "" {
-		log.Fatal(`CHANGECAST_PG_URL is not set: eval "$(scripts/pg.sh start)" first`)
-	}
 	ctx := context.Background()
-	db, err := pgx.Connect(ctx, url)
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer db.Close(ctx)
-	for _, q := range []string{`DROP TABLE IF EXISTS rest_orders`, `CREATE TABLE rest_orders (id int PRIMARY KEY, tenant text, n int)`,
-		`DROP PUBLICATION IF EXISTS rest`, `CREATE PUBLICATION rest FOR TABLE rest_orders`} {
-		if _, err := db.Exec(ctx, q); err != nil {
-			log.Fatal(err)
-		}
-	}
-	db.Exec(ctx, `SELECT pg_drop_replication_slot('rest')`)
-	defer db.Exec(context.Background(), `SELECT pg_drop_replication_slot('rest')`)
-
-	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-	h, err := hub.New(schema.Hub{Negotiate: schema.HubNegotiate{Auth: schema.NegotiateAuth{Anonymous: true}}}, hub.WithLogger(quiet))
-	if err != nil {
-		log.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		log.Fatal(err)
-	}
-	hctx, stopHub := context.WithCancel(ctx)
-	hubDone := make(chan error, 1)
-	go func() { hubDone <- h.Serve(hctx, ln) }()
-	<-h.Ready()
+	db := benchenv.Open()
+	defer db.Close()
+	url := db.URL
+	db.Table("rest_orders", `id int PRIMARY KEY, tenant text, n int`, "rest")
+	db.Slot("rest", false) // the source creates it
+	quiet := benchenv.Quiet
+	h, _, stopHub := benchenv.Hub()
 	tr := &counting{next: http.DefaultTransport}
 	pub, err := signalr.New(h.ConnectionString(), signalr.WithHTTPClient(&http.Client{Transport: tr}))
 	if err != nil {
@@ -124,7 +95,6 @@ func main() {
 	stop()
 	<-perr
 	stopHub()
-	<-hubDone
 	calls := tr.calls.Load()
 	fmt.Printf("%d changes written in %v (%.0f/s) across %d groups, batch window %v; %d published\n", total, wrote.Round(time.Millisecond), float64(total)/wrote.Seconds(), *groups, *delay, published.Load())
 	fmt.Printf("REST calls: %d (reference, one per change: %d)\n", calls, total)
