@@ -247,56 +247,5 @@ func listLeases(t *testing.T, s lease.Store, prefix string) []*lease.Lease {
 	return ls
 }
 
-// faulty is a lease store that can be cut off, which is how a test crashes
-// an instance without it releasing its leases.
-type faulty struct {
-	lease.Store
-	down atomic.Bool
-}
-
-var errDown = fmt.Errorf("test: lease store unreachable")
-
-func (f *faulty) List(ctx context.Context, p string) ([]*lease.Lease, error) {
-	if f.down.Load() {
-		return nil, errDown
-	}
-	return f.Store.List(ctx, p)
-}
-func (f *faulty) Create(ctx context.Context, l *lease.Lease) (*lease.Lease, error) {
-	if f.down.Load() {
-		return nil, errDown
-	}
-	return f.Store.Create(ctx, l)
-}
-func (f *faulty) Acquire(ctx context.Context, l *lease.Lease, o string, opts lease.AcquireOptions) (*lease.Lease, error) {
-	if f.down.Load() {
-		return nil, errDown
-	}
-	return f.Store.Acquire(ctx, l, o, opts)
-}
-func (f *faulty) Renew(ctx context.Context, l *lease.Lease) (*lease.Lease, error) {
-	if f.down.Load() {
-		return nil, errDown
-	}
-	return f.Store.Renew(ctx, l)
-}
-func (f *faulty) Checkpoint(ctx context.Context, l *lease.Lease, c string) (*lease.Lease, error) {
-	if f.down.Load() {
-		return nil, errDown
-	}
-	return f.Store.Checkpoint(ctx, l, c)
-}
-func (f *faulty) Release(ctx context.Context, l *lease.Lease) error {
-	if f.down.Load() {
-		return errDown
-	}
-	return f.Store.Release(ctx, l)
-}
-func (f *faulty) Delete(ctx context.Context, l *lease.Lease) error {
-	if f.down.Load() {
-		return errDown
-	}
-	return f.Store.Delete(ctx, l)
-}
 
 var _ io.Writer = io.Discard

@@ -13,6 +13,7 @@ import (
 	"github.com/changecast/changecast/changefeed/cosmos/cosmostest"
 	"github.com/changecast/changecast/lease"
 	"github.com/changecast/changecast/lease/cosmosstore"
+	"github.com/changecast/changecast/lease/leasetest"
 	"github.com/changecast/changecast/schema"
 )
 
@@ -111,7 +112,7 @@ func TestThreeWorkersBalance(t *testing.T) {
 func TestStoppedWorkerLeasesTakenOver(t *testing.T) {
 	w := newWorld(t, 4)
 	store := lease.NewMemoryStore()
-	fa := &faulty{Store: store}
+	fa := &leasetest.Faulty{Store: store}
 	a := w.start(w.config("a", fa))
 	w.writeMany("c", 20)
 	eventually(t, "a holds all leases", func() string {
@@ -123,7 +124,7 @@ func TestStoppedWorkerLeasesTakenOver(t *testing.T) {
 	w.waitDelivered()
 	prefix := a.r.Prefix()
 
-	fa.down.Store(true) // a can no longer reach the lease store
+	fa.Down.Store(true) // a can no longer reach the lease store
 	w.block.Store(true) // and whatever it reads is not published
 	b := w.start(w.config("b", store))
 	w.writeMany("c", 20)

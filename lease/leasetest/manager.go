@@ -53,63 +53,64 @@ func TestManager(t *testing.T, newStore NewStore) {
 	}
 }
 
-// faulty wraps a store; while down every call fails as if the network were
-// cut, which is how a test crashes an instance without releasing.
-type faulty struct {
+// Faulty wraps a store; while Down every call fails as if the network were
+// cut, which is how a test crashes an instance without releasing. Sources'
+// tests use it too.
+type Faulty struct {
 	lease.Store
-	down        atomic.Bool
-	failDeletes atomic.Int32 // fail this many Delete calls
+	Down        atomic.Bool
+	FailDeletes atomic.Int32 // fail this many Delete calls
 }
 
 var errDown = errors.New("leasetest: store unreachable")
 
-func (f *faulty) List(ctx context.Context, p string) ([]*lease.Lease, error) {
-	if f.down.Load() {
+func (f *Faulty) List(ctx context.Context, p string) ([]*lease.Lease, error) {
+	if f.Down.Load() {
 		return nil, errDown
 	}
 	return f.Store.List(ctx, p)
 }
 
-func (f *faulty) Create(ctx context.Context, l *lease.Lease) (*lease.Lease, error) {
-	if f.down.Load() {
+func (f *Faulty) Create(ctx context.Context, l *lease.Lease) (*lease.Lease, error) {
+	if f.Down.Load() {
 		return nil, errDown
 	}
 	return f.Store.Create(ctx, l)
 }
 
-func (f *faulty) Acquire(ctx context.Context, l *lease.Lease, o string, opts lease.AcquireOptions) (*lease.Lease, error) {
-	if f.down.Load() {
+func (f *Faulty) Acquire(ctx context.Context, l *lease.Lease, o string, opts lease.AcquireOptions) (*lease.Lease, error) {
+	if f.Down.Load() {
 		return nil, errDown
 	}
 	return f.Store.Acquire(ctx, l, o, opts)
 }
 
-func (f *faulty) Renew(ctx context.Context, l *lease.Lease) (*lease.Lease, error) {
-	if f.down.Load() {
+func (f *Faulty) Renew(ctx context.Context, l *lease.Lease) (*lease.Lease, error) {
+	if f.Down.Load() {
 		return nil, errDown
 	}
 	return f.Store.Renew(ctx, l)
 }
 
-func (f *faulty) Checkpoint(ctx context.Context, l *lease.Lease, c string) (*lease.Lease, error) {
-	if f.down.Load() {
+func (f *Faulty) Checkpoint(ctx context.Context, l *lease.Lease, c string) (*lease.Lease, error) {
+	if f.Down.Load() {
 		return nil, errDown
 	}
 	return f.Store.Checkpoint(ctx, l, c)
 }
 
-func (f *faulty) Release(ctx context.Context, l *lease.Lease) error {
-	if f.down.Load() {
+func (f *Faulty) Release(ctx context.Context, l *lease.Lease) error {
+	if f.Down.Load() {
 		return errDown
 	}
 	return f.Store.Release(ctx, l)
 }
 
-func (f *faulty) Delete(ctx context.Context, l *lease.Lease) error {
-	if f.down.Load() {
+func (f *Faulty) Delete(ctx context.Context, l *lease.Lease) error {
+	if f.Down.Load() {
 		return errDown
 	}
-	if f.failDeletes.Add(-1) >= 0 {
+	if f.FailDeletes.Add(-1) >= 0 {
 		return errDown
 	}
 	return f.Store.Delete(ctx, l)
@@ -180,13 +181,13 @@ func (tr *tracker) history(id string) []run {
 type instance struct {
 	m    *lease.Manager
 	tr   *tracker
-	s    *faulty
+	s    *Faulty
 	stop func() error // cancels Run and waits for it
 }
 
-func start(t *testing.T, s lease.Store, cfg lease.Config, tr *tracker, setup ...func(*faulty)) *instance {
+func start(t *testing.T, s lease.Store, cfg lease.Config, tr *tracker, setup ...func(*Faulty)) *instance {
 	t.Helper()
-	f := &faulty{Store: s}
+	f := &Faulty{Store: s}
 	for _, fn := range setup {
 		fn(f)
 	}
@@ -408,7 +409,7 @@ func testStoppedWithoutRelease(t *testing.T, s lease.Store) {
 	// Crash a: the store is unreachable for it, so it neither renews nor
 	// releases.
 	crashed := time.Now()
-	a.s.down.Store(true)
+	a.s.Down.Store(true)
 	if err := a.stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -461,7 +462,7 @@ func testUnreachableStore(t *testing.T, s lease.Store) {
 	// Cut a off: nobody else may have taken the lease, but after the
 	// expiry a cannot know, so it must stop its worker.
 	cut := time.Now()
-	a.s.down.Store(true)
+	a.s.Down.Store(true)
 	eventually(t, "a's worker is cancelled as lost", func() string {
 		h := a.tr.history(id)
 		if r := h[len(h)-1]; !r.done || !lease.IsLost(r.cause) {
@@ -476,7 +477,7 @@ func testUnreachableStore(t *testing.T, s lease.Store) {
 		t.Fatalf("checkpoint after the loss: %v, want a lost error", v)
 	}
 	// Back online: a takes the (now expired) lease again.
-	a.s.down.Store(false)
+	a.s.Down.Store(false)
 	eventually(t, "a runs the lease again", func() string {
 		if h := a.tr.history(id); len(h) < 2 || h[len(h)-1].done {
 			return fmt.Sprintf("%d runs", len(h))
@@ -499,7 +500,7 @@ func testRestartSameOwner(t *testing.T, s lease.Store) {
 		}
 		return ""
 	})
-	a.s.down.Store(true)
+	a.s.Down.Store(true)
 	if err := a.stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -751,7 +752,7 @@ func testSplitInterrupted(t *testing.T, s lease.Store) {
 	})
 	// The first delete of the parent fails, as if the process had died
 	// between creating the children and deleting the parent.
-	a := start(t, s, lease.Config{Prefix: prefix, Owner: "a"}, tr, func(f *faulty) { f.failDeletes.Store(1) })
+	a := start(t, s, lease.Config{Prefix: prefix, Owner: "a"}, tr, func(f *Faulty) { f.FailDeletes.Store(1) })
 	wantSplit(t, s, a, prefix)
 	if n := splits.Load(); n < 2 {
 		t.Errorf("the parent was split %d times, want a retry after the failed delete", n)
