@@ -1,0 +1,176 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/changecast/changecast/publish/hub"
+	"github.com/changecast/changecast/schema"
+)
+
+// TestSignalRTarget runs `changecast run` with publish.target: signalr
+// against a stand-alone hub playing Azure SignalR Service (the code that
+// `changecast hub` runs): a client negotiates at changecast's app negotiate,
+// is sent to the service, connects there, and receives a row inserted in
+// PostgreSQL.
+func TestSignalRTarget(t *testing.T) {
+	base := os.Getenv("CHANGECAST_PG_URL")
+	if base == "" {
+		t.Fatal(`CHANGECAST_PG_URL is not set: run the tests with make test, or eval "$(scripts/pg.sh start)" first`)
+	}
+	ctx := context.Background()
+	admin, err := pgx.Connect(ctx, base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := fmt.Sprintf("t_signalr_%d", time.Now().UnixNano()%1e6)
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		admin.Exec(ctx, "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = $1 AND NOT active", name)
+		admin.Exec(ctx, "DROP DATABASE "+name+" WITH (FORCE)")
+		admin.Close(ctx)
+	})
+	u, _ := url.Parse(base)
+	u.Path = "/" + name
+	db, err := pgx.Connect(ctx, u.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close(ctx)
+	if _, err := db.Exec(ctx, "CREATE TABLE orders (id int PRIMARY KEY, status text)"); err != nil {
+		t.Fatal(err)
+	}
+
+	// The "Azure SignalR Service": the built-in hub on its own.
+	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	svc, err := hub.New(schema.Hub{Negotiate: schema.HubNegotiate{Auth: schema.NegotiateAuth{Anonymous: true}}}, hub.WithLogger(quiet))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sctx, stopSvc := context.WithCancel(ctx)
+	svcDone := make(chan error, 1)
+	go func() { svcDone <- svc.Serve(sctx, sln) }()
+	defer func() { stopSvc(); <-svcDone }()
+	<-svc.Ready()
+
+	nln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	negotiateAddr := nln.Addr().String()
+	nln.Close()
+	cfgPath := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(cfgPath, []byte(fmt.Sprintf(`
+source:
+  postgres: {url: %q, slot: sr, publication: sr, tables: [public.orders], heartbeat: -1s}
+mappings: [{collection: public.orders, hub: orders}]
+publish:
+  target: signalr
+  signalr: {connectionString: %q}
+  batch: {maxDelay: 5ms}
+hub:
+  listen: %q
+  negotiate: {auth: {anonymous: true}}
+`, u.String(), svc.ConnectionString(), negotiateAddr)), 0o644)
+	cfg, err := loadConfig(cfgPath, os.Stderr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- runWorker(wctx, cfg, cfgPath, &syncBuffer{}, os.Stderr, quiet) }()
+	defer func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("worker: %v", err)
+		}
+	}()
+
+	// App negotiate at changecast, as the official client does first.
+	var info struct{ URL, AccessToken string }
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		resp, err := http.Post("http://"+negotiateAddr+"/api/negotiate?hub=orders", "application/json", nil)
+		if err == nil {
+			err = json.NewDecoder(resp.Body).Decode(&info)
+			resp.Body.Close()
+			if err == nil && info.URL != "" {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("app negotiate: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !strings.HasPrefix(info.URL, svc.Endpoint()+"/client/?hub=orders") {
+		t.Fatalf("negotiate sent the client to %q, want the service %s", info.URL, svc.Endpoint())
+	}
+	wsURL := "ws" + strings.TrimPrefix(info.URL, "http") + "&access_token=" + url.QueryEscape(info.AccessToken)
+	c, _, err := websocket.Dial(ctx, wsURL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	c.Write(ctx, websocket.MessageText, []byte("{\"protocol\":\"json\",\"version\":1}\x1e"))
+
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		var active bool
+		db.QueryRow(ctx, "SELECT coalesce(bool_or(active), false) FROM pg_replication_slots WHERE slot_name = 'sr'").Scan(&active)
+		if active {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("changecast did not start streaming")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if _, err := db.Exec(ctx, "INSERT INTO orders VALUES (7, 'new')"); err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	for {
+		_, data, err := c.Read(rctx)
+		if err != nil {
+			t.Fatalf("no change arrived: %v", err)
+		}
+		for _, rec := range bytes.Split(data, []byte{0x1e}) {
+			var inv struct {
+				Type      int               `json:"type"`
+				Target    string            `json:"target"`
+				Arguments []schema.Envelope `json:"arguments"`
+			}
+			if json.Unmarshal(rec, &inv) != nil || inv.Type != 1 {
+				continue
+			}
+			if inv.Target != "changes" || len(inv.Arguments) != 1 || len(inv.Arguments[0].Changes) != 1 {
+				t.Fatalf("invocation %s", rec)
+			}
+			ch := inv.Arguments[0].Changes[0]
+			if ch.Op != schema.OpUpsert || ch.ID != "7" || !strings.Contains(string(ch.Doc), `"status":"new"`) {
+				t.Fatalf("change %+v", ch)
+			}
+			return
+		}
+	}
+}
