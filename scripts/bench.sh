@@ -14,3 +14,5 @@ echo "== Azure SignalR REST calls per change (REST publisher against the built-i
 go run ./bench/restcalls
 echo "== end-to-end latency, commit to WebSocket clients of the built-in hub"
 go run ./bench/latency -clients "${BENCH_CLIENTS:-1000}" -rate 1000
+echo "== built-in hub fan-out vs Centrifugo's engine (centrifuge), 5k WebSocket clients"
+(cd bench/fanout && go run . -clients "${BENCH_FANOUT_CLIENTS:-5000}" -messages 100)
