@@ -247,5 +247,4 @@ func listLeases(t *testing.T, s lease.Store, prefix string) []*lease.Lease {
 	return ls
 }
 
-
 var _ io.Writer = io.Discard
