@@ -428,14 +428,20 @@ func (s *Source) setup(ctx context.Context, db *pgx.Conn) (slotExists bool, err 
 	if err := s.ensurePublication(ctx, db); err != nil {
 		return false, err
 	}
-	var plugin string
+	var plugin, slotDB, thisDB string
 	var confirmed *string
-	err = db.QueryRow(ctx, `SELECT plugin, confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1`, s.cfg.Slot).Scan(&plugin, &confirmed)
+	err = db.QueryRow(ctx, `SELECT plugin, coalesce(database, ''), current_database(), confirmed_flush_lsn::text
+		FROM pg_replication_slots WHERE slot_name = $1`, s.cfg.Slot).Scan(&plugin, &slotDB, &thisDB, &confirmed)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return false, nil
 	}
 	if err != nil {
 		return false, err
+	}
+	if slotDB != thisDB {
+		// Slot names are global to the server; a logical slot belongs to one
+		// database.
+		return false, fatalf("replication slot %s belongs to database %q, not %q; choose another source.postgres.slot", s.cfg.Slot, slotDB, thisDB)
 	}
 	if plugin != "pgoutput" {
 		return false, fatalf("replication slot %s uses plugin %s, not pgoutput; drop it or choose another source.postgres.slot", s.cfg.Slot, plugin)

@@ -275,3 +275,21 @@ func TestUnreachable(t *testing.T) {
 		t.Errorf("%d retry log lines in 1.5 s of fast retries, want 1 per 30 s window", lc.lines)
 	}
 }
+
+// TestSlotOfAnotherDatabase: slot names are global to a server; a slot of
+// another database is a configuration error that names the database.
+func TestSlotOfAnotherDatabase(t *testing.T) {
+	_, db1 := openDatabase(t)
+	url2, db2 := openDatabase(t)
+	exec1(t, db1, `CREATE TABLE t (id int PRIMARY KEY)`)
+	exec1(t, db1, `SELECT pg_create_logical_replication_slot('shared_name', 'pgoutput')`)
+	exec1(t, db2, `CREATE TABLE t (id int PRIMARY KEY)`)
+	src := postgres.New(postgres.Config{URL: url2, Slot: "shared_name", Publication: "p", Tables: []string{"public.t"}, Heartbeat: -1})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	err := src.Run(ctx, make(chan changefeed.Event))
+	var fe *postgres.FatalError
+	if !errors.As(err, &fe) || !strings.Contains(err.Error(), "belongs to database") {
+		t.Fatalf("err = %v", err)
+	}
+}
