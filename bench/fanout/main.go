@@ -18,7 +18,6 @@ import (
 	"flag"
 	"fmt"
 	"log"
-	"log/slog"
 	"net"
 	"net/http"
 	"strings"
@@ -30,8 +29,8 @@ import (
 	centrifugego "github.com/centrifugal/centrifuge-go"
 	"github.com/coder/websocket"
 
+	"github.com/changecast/changecast/bench/internal/benchenv"
 	"github.com/changecast/changecast/publish"
-	"github.com/changecast/changecast/publish/hub"
 	"github.com/changecast/changecast/publish/signalr"
 	"github.com/changecast/changecast/schema"
 )
@@ -49,9 +48,8 @@ func payload(i int) schema.Change {
 
 func main() {
 	flag.Parse()
-	quiet := slog.New(slog.DiscardHandler)
 	cent := runCentrifuge()
-	own := runHub(quiet)
+	own := runHub()
 	fmt.Printf("%d clients × %d messages\n", *clients, *messages)
 	fmt.Printf("centrifuge v0.40.1 (Centrifugo v6's engine): %9.0f deliveries/s\n", cent)
 	fmt.Printf("changecast built-in hub:                    %9.0f deliveries/s\n", own)
@@ -145,21 +143,9 @@ func runCentrifuge() float64 {
 	return wait(&got, int64(*clients)*int64(*messages), start)
 }
 
-func runHub(logger *slog.Logger) float64 {
-	h, err := hub.New(schema.Hub{Negotiate: schema.HubNegotiate{Auth: schema.NegotiateAuth{Anonymous: true}}}, hub.WithLogger(logger))
-	if err != nil {
-		log.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		log.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- h.Serve(ctx, ln) }()
-	defer func() { cancel(); <-done }()
-	<-h.Ready()
-	addr := ln.Addr().String()
+func runHub() float64 {
+	h, addr, stop := benchenv.Hub()
+	defer stop()
 	aud := "http://" + addr + "/client/?hub=orders"
 
 	var got atomic.Int64

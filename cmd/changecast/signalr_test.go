@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-	"github.com/jackc/pgx/v5"
 
 	"github.com/changecast/changecast/publish/hub"
 	"github.com/changecast/changecast/schema"
@@ -28,31 +27,8 @@ import (
 // is sent to the service, connects there, and receives a row inserted in
 // PostgreSQL.
 func TestSignalRTarget(t *testing.T) {
-	base := os.Getenv("CHANGECAST_PG_URL")
-	if base == "" {
-		t.Fatal(`CHANGECAST_PG_URL is not set: run the tests with make test, or eval "$(scripts/pg.sh start)" first`)
-	}
+	dbURL, db := testDatabase(t, "signalr")
 	ctx := context.Background()
-	admin, err := pgx.Connect(ctx, base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	name := fmt.Sprintf("t_signalr_%d", time.Now().UnixNano()%1e6)
-	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		admin.Exec(ctx, "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = $1 AND NOT active", name)
-		admin.Exec(ctx, "DROP DATABASE "+name+" WITH (FORCE)")
-		admin.Close(ctx)
-	})
-	u, _ := url.Parse(base)
-	u.Path = "/" + name
-	db, err := pgx.Connect(ctx, u.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close(ctx)
 	if _, err := db.Exec(ctx, "CREATE TABLE orders (id int PRIMARY KEY, status text)"); err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +67,7 @@ publish:
 hub:
   listen: %q
   negotiate: {auth: {anonymous: true}}
-`, u.String(), svc.ConnectionString(), negotiateAddr)), 0o644)
+`, dbURL, svc.ConnectionString(), negotiateAddr)), 0o644)
 	cfg, err := loadConfig(cfgPath, os.Stderr)
 	if err != nil {
 		t.Fatal(err)
