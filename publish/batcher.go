@@ -5,7 +5,7 @@ import (
 	"encoding/json"
 	"time"
 
-	"github.com/changecast/changecast/schema"
+	"github.com/changecast/changecast/schema/wire"
 )
 
 // BatchLimits bound one batch window.
@@ -38,19 +38,19 @@ type window struct {
 // no clock of its own.
 type Batcher struct {
 	lim     BatchLimits
-	windows map[Target]*window
-	order   []Target // targets in the order their windows opened
+	windows map[Audience]*window
+	order   []Audience // targets in the order their windows opened
 }
 
 // NewBatcher returns an empty batcher.
 func NewBatcher(lim BatchLimits) *Batcher {
-	return &Batcher{lim: lim, windows: map[Target]*window{}}
+	return &Batcher{lim: lim, windows: map[Audience]*window{}}
 }
 
 // Add puts p in its target's window and reports whether that window is now
 // full (count or bytes) and should be taken.
 func (b *Batcher) Add(p Pending, now time.Time) (full bool) {
-	t := p.Out.Target
+	t := p.Out.Audience
 	w := b.windows[t]
 	if w == nil {
 		w = &window{opened: now}
@@ -69,20 +69,20 @@ func (b *Batcher) full(w *window) bool {
 // WouldOverflow reports whether adding p would take its window over the byte
 // limit; the owner then takes the window first.
 func (b *Batcher) WouldOverflow(p Pending) bool {
-	w := b.windows[p.Out.Target]
+	w := b.windows[p.Out.Audience]
 	return w != nil && len(w.items) > 0 && w.bytes+len(p.Out.Raw)+1+envelopeOverhead > b.lim.MaxBytes
 }
 
 // Ready lists the targets whose windows are full or older than MaxDelay at
 // now (all of them when flush is true), oldest first.
-func (b *Batcher) Ready(now time.Time, flush bool) []Target {
+func (b *Batcher) Ready(now time.Time, flush bool) []Audience {
 	if flush {
-		return append([]Target(nil), b.order...)
+		return append([]Audience(nil), b.order...)
 	}
 	// Windows are in the order they opened, and full ones are taken as they
 	// fill (Add reports them), so the due ones are a prefix: stop at the
 	// first that is not due instead of scanning every window per event.
-	var out []Target
+	var out []Audience
 	for _, t := range b.order {
 		if now.Sub(b.windows[t].opened) < b.lim.MaxDelay {
 			break
@@ -102,7 +102,7 @@ func (b *Batcher) NextDeadline() (time.Time, bool) {
 }
 
 // Take removes and returns t's window.
-func (b *Batcher) Take(t Target) []Pending {
+func (b *Batcher) Take(t Audience) []Pending {
 	w := b.windows[t]
 	if w == nil {
 		return nil
@@ -127,12 +127,12 @@ func (b *Batcher) Len() int {
 }
 
 // Has reports whether t has a window open.
-func (b *Batcher) Has(t Target) bool { return b.windows[t] != nil }
+func (b *Batcher) Has(t Audience) bool { return b.windows[t] != nil }
 
 // BuildBatch encodes the envelope of items (all for t) from their already
 // encoded changes, without encoding any change again.
-func BuildBatch(source string, t Target, items []Pending) *Batch {
-	env := schema.Envelope{Source: source, Hub: t.Hub, Group: t.Group, User: t.User, Changes: make([]schema.Change, len(items))}
+func BuildBatch(source string, t Audience, items []Pending) *Batch {
+	env := wire.Envelope{Source: source, Hub: t.Hub, Group: t.Group, User: t.User, Changes: make([]wire.Entry, len(items))}
 	size := envelopeOverhead
 	for i, p := range items {
 		env.Changes[i] = p.Out.Change
@@ -140,7 +140,7 @@ func BuildBatch(source string, t Target, items []Pending) *Batch {
 	}
 	var buf bytes.Buffer
 	buf.Grow(size)
-	head, _ := json.Marshal(schema.Envelope{Source: source, Hub: t.Hub, Group: t.Group, User: t.User})
+	head, _ := json.Marshal(wire.Envelope{Source: source, Hub: t.Hub, Group: t.Group, User: t.User})
 	// head ends with `"changes":null}`; replace the null with the array.
 	buf.Write(head[:len(head)-len(`null}`)])
 	buf.WriteByte('[')
@@ -151,5 +151,5 @@ func BuildBatch(source string, t Target, items []Pending) *Batch {
 		buf.Write(p.Out.Raw)
 	}
 	buf.WriteString("]}")
-	return &Batch{Target: t, Envelope: env, Payload: buf.Bytes()}
+	return &Batch{Audience: t, Envelope: env, Payload: buf.Bytes()}
 }

@@ -10,13 +10,14 @@ import (
 	"github.com/wI2L/jsondiff"
 
 	"github.com/changecast/changecast/changefeed"
-	"github.com/changecast/changecast/schema"
+	"github.com/changecast/changecast/schema/config"
+	"github.com/changecast/changecast/schema/wire"
 )
 
 // Output is one wire change for one target, already encoded.
 type Output struct {
-	Target Target
-	Change schema.Change
+	Audience Audience
+	Change wire.Entry
 	Raw    []byte // Change as compact JSON
 	// Save, with a ShadowStore, is what to store once this output is
 	// published.
@@ -58,17 +59,17 @@ type Mapper struct {
 }
 
 // NewMapper compiles mappings.
-func NewMapper(mappings []schema.Mapping, o MapperOptions) (*Mapper, error) {
+func NewMapper(mappings []config.Mapping, o MapperOptions) (*Mapper, error) {
 	m := &Mapper{rules: map[string][]*rule{}, shadow: newShadow(o.ShadowSize), store: o.Store, max: o.MaxChangeBytes, log: o.Logger}
 	if m.log == nil {
 		m.log = slog.Default()
 	}
 	if m.max <= 0 {
-		m.max = schema.MaxBatchBytes - 1024
+		m.max = config.MaxBatchBytes - 1024
 	}
 	for i, mp := range mappings {
-		if mp.Target == "" {
-			mp.Target = schema.DefaultTarget
+		if mp.Method == "" {
+			mp.Method = config.DefaultMethod
 		}
 		r, err := compileRule(i, mp)
 		if err != nil {
@@ -97,20 +98,20 @@ func (m *Mapper) Map(ch *changefeed.Change, out []Output) []Output {
 	return out
 }
 
-func (m *Mapper) mapRule(r *rule, ch *changefeed.Change, out []Output) []Output {
-	base := schema.Change{Collection: r.m.Collection, V: ch.Version}
+func (oldAudience *Mapper) mapRule(r *rule, ch *changefeed.Change, out []Output) []Output {
+	base := wire.Entry{Collection: r.m.Collection, V: ch.Version}
 	if !ch.CommitTime.IsZero() {
 		base.TS = ch.CommitTime.UTC().Format(time.RFC3339Nano)
 	}
 	if ch.Op == changefeed.Truncate {
-		m.shadow.dropRule(r.idx)
+		oldAudience.shadow.dropRule(r.idx)
 		c := base
-		c.Op = schema.OpTruncate
+		c.Op = wire.OpTruncate
 		// A truncate has no document to route by, so it goes to the whole
 		// hub; it carries no data, only the collection name.
 		n := len(out)
-		out = m.emit(out, Target{Hub: r.m.Hub, Method: r.m.Target}, c)
-		if m.store != nil {
+		out = oldAudience.emit(out, Audience{Hub: r.m.Hub, Method: r.m.Method}, c)
+		if oldAudience.store != nil {
 			out[n].Save = &ShadowRecord{Key: r.fp + "/", V: ch.Version, Prefix: true}
 		}
 		return out
@@ -126,24 +127,24 @@ func (m *Mapper) mapRule(r *rule, ch *changefeed.Change, out []Output) []Output 
 	}
 	base.ID = id
 	key := shadowKey{rule: r.idx, id: id}
-	prev, hasPrev, deletedAt := m.lookup(r, key)
-	if ch.Version != "" && (hasPrev && schema.CompareVersions(ch.Version, prev.v) <= 0 ||
-		deletedAt != "" && schema.CompareVersions(ch.Version, deletedAt) <= 0) {
+	prev, hasPrev, deletedAt := oldAudience.lookup(r, key)
+	if ch.Version != "" && (hasPrev && wire.CompareVersions(ch.Version, prev.v) <= 0 ||
+		deletedAt != "" && wire.CompareVersions(ch.Version, deletedAt) <= 0) {
 		// A replay after a reconnect or restart: this version or a newer one
 		// was already sent.
-		m.Stats.Replays++
+		oldAudience.Stats.Replays++
 		return out
 	}
 
 	if ch.Op == changefeed.Delete {
-		t, ok := m.oldTarget(r, ch, prev, hasPrev)
-		m.shadow.del(key)
+		t, ok := oldAudience.oldTarget(r, ch, prev, hasPrev)
+		oldAudience.shadow.del(key)
 		if !ok {
 			return out
 		}
 		c := base
-		c.Op = schema.OpDelete
-		return m.attach(m.emit(out, t, c), len(out), r, id, nil)
+		c.Op = wire.OpDelete
+		return oldAudience.attach(oldAudience.emit(out, t, c), len(out), r, id, nil)
 	}
 
 	// fill is the previous version the unchanged columns come from: the
@@ -156,12 +157,12 @@ func (m *Mapper) mapRule(r *rule, ch *changefeed.Change, out []Output) []Output 
 		}
 		if oldID != id {
 			oldKey := shadowKey{rule: r.idx, id: oldID}
-			old, hasOld, _ := m.lookup(r, oldKey)
-			m.shadow.del(oldKey)
-			if t, ok := m.oldTarget(r, ch, old, hasOld); ok {
+			old, hasOld, _ := oldAudience.lookup(r, oldKey)
+			oldAudience.shadow.del(oldKey)
+			if t, ok := oldAudience.oldTarget(r, ch, old, hasOld); ok {
 				c := base
-				c.Op, c.ID = schema.OpDelete, oldID
-				out = m.attach(m.emit(out, t, c), len(out), r, oldID, nil)
+				c.Op, c.ID = wire.OpDelete, oldID
+				out = oldAudience.attach(oldAudience.emit(out, t, c), len(out), r, oldID, nil)
 			}
 			if !hasPrev {
 				fill, hasFill = old, hasOld
@@ -170,7 +171,7 @@ func (m *Mapper) mapRule(r *rule, ch *changefeed.Change, out []Output) []Output 
 	}
 
 	if ch.Err != nil || ch.After == nil {
-		return m.refetch(out, r, ch, key, prev, hasPrev, base, "unencodable")
+		return oldAudience.refetch(out, r, ch, key, prev, hasPrev, base, "unencodable")
 	}
 
 	after := ch.After
@@ -178,11 +179,11 @@ func (m *Mapper) mapRule(r *rule, ch *changefeed.Change, out []Output) []Output 
 		// Unchanged (TOASTed) columns equal the previous version's; fill them
 		// from the shadow, or ask the client to refetch. Never a placeholder.
 		if !hasFill {
-			return m.refetch(out, r, ch, key, prev, hasPrev, base, "unchanged_toast")
+			return oldAudience.refetch(out, r, ch, key, prev, hasPrev, base, "unchanged_toast")
 		}
 		pd, ok := fill.doc.(map[string]any)
 		if !ok {
-			return m.refetch(out, r, ch, key, prev, hasPrev, base, "unchanged_toast")
+			return oldAudience.refetch(out, r, ch, key, prev, hasPrev, base, "unchanged_toast")
 		}
 		filled := make(map[string]any, len(after)+len(ch.Unchanged))
 		for k, v := range after {
@@ -191,58 +192,58 @@ func (m *Mapper) mapRule(r *rule, ch *changefeed.Change, out []Output) []Output 
 		for _, col := range ch.Unchanged {
 			v, ok := pd[col]
 			if !ok && !r.excluded(col) {
-				return m.refetch(out, r, ch, key, prev, hasPrev, base, "unchanged_toast")
+				return oldAudience.refetch(out, r, ch, key, prev, hasPrev, base, "unchanged_toast")
 			}
 			filled[col] = v
 		}
 		after = filled
 	}
 
-	t, err := r.target(after)
+	t, err := r.audience(after)
 	if err != nil {
-		m.unroutable(r, ch, err)
+		oldAudience.unroutable(r, ch, err)
 		return out
 	}
 	projected := r.project(after)
-	docBytes, err := schema.AppendValue(make([]byte, 0, max(prev.size+64, 256)), projected)
+	docBytes, err := wire.AppendValue(make([]byte, 0, max(prev.size+64, 256)), projected)
 	if err != nil {
-		return m.refetch(out, r, ch, key, prev, hasPrev, base, "unencodable")
+		return oldAudience.refetch(out, r, ch, key, prev, hasPrev, base, "unencodable")
 	}
 	// Where the previous version went: the shadow knows; without it, a full
 	// before-image (REPLICA IDENTITY FULL) tells. When the routing field
 	// changed, the old audience loses the document and the new one gets all
 	// of it.
-	oldT, hasOld := prev.target, hasPrev
+	oldT, hasOld := prev.audience, hasPrev
 	if !hasPrev && ch.Op == changefeed.Update && ch.PrevID == "" && ch.Before != nil && !ch.BeforePartial && r.routed() {
-		if bt, err := r.target(ch.Before); err == nil {
+		if bt, err := r.audience(ch.Before); err == nil {
 			oldT, hasOld = bt, true
 		}
 	}
 	if hasOld && oldT != t {
 		c := base
-		c.Op = schema.OpDelete
-		out = m.emit(out, oldT, c)
+		c.Op = wire.OpDelete
+		out = oldAudience.emit(out, oldT, c)
 		hasPrev = false
 	}
 	c := base
 	if hasPrev {
 		patch, err := diff(prev.doc, projected)
 		if err == nil && len(patch) == 0 {
-			m.Stats.Unchanged++
+			oldAudience.Stats.Unchanged++
 			return out
 		}
 		if err == nil {
 			pb, err := appendPatch(make([]byte, 0, 128), patch)
 			if err == nil && len(pb) < len(docBytes) {
-				c.Op, c.PV, c.Patch = schema.OpPatch, prev.v, pb
+				c.Op, c.PV, c.Patch = wire.OpPatch, prev.v, pb
 			}
 		}
 	}
 	if c.Op == "" {
-		c.Op, c.Doc = schema.OpUpsert, docBytes
+		c.Op, c.Doc = wire.OpUpsert, docBytes
 	}
-	m.shadow.put(key, shadowEntry{doc: projected, size: len(docBytes), v: ch.Version, target: t})
-	return m.attach(m.emit(out, t, c, key), len(out), r, id, docBytes)
+	oldAudience.shadow.put(key, shadowEntry{doc: projected, size: len(docBytes), v: ch.Version, audience: t})
+	return oldAudience.attach(oldAudience.emit(out, t, c, key), len(out), r, id, docBytes)
 }
 
 // attach, with a ShadowStore, marks the output emitted after index n with
@@ -254,8 +255,8 @@ func (m *Mapper) attach(out []Output, n int, r *rule, id string, doc []byte) []O
 		return out
 	}
 	o := &out[len(out)-1]
-	rec := ShadowRecord{Key: r.fp + "/" + id, V: o.Change.V, Target: o.Target}
-	if o.Change.Op == schema.OpUpsert || o.Change.Op == schema.OpPatch {
+	rec := ShadowRecord{Key: r.fp + "/" + id, V: o.Change.V, Audience: o.Audience}
+	if o.Change.Op == wire.OpUpsert || o.Change.Op == wire.OpPatch {
 		rec.Doc = doc
 	}
 	o.Save = &rec
@@ -287,7 +288,7 @@ func (m *Mapper) lookup(r *rule, key shadowKey) (e shadowEntry, ok bool, deleted
 	if err := unmarshalNumber(rec.Doc, &doc); err != nil {
 		return shadowEntry{}, false, ""
 	}
-	e = shadowEntry{doc: doc, size: len(rec.Doc), v: rec.V, target: rec.Target}
+	e = shadowEntry{doc: doc, size: len(rec.Doc), v: rec.V, audience: rec.Audience}
 	m.shadow.put(key, e)
 	return e, true, ""
 }
@@ -311,31 +312,31 @@ func (r *rule) excluded(col string) bool {
 
 // oldTarget is where a deleted document was visible: the shadow knows for
 // sure; otherwise the before-image, if it holds the routing fields.
-func (m *Mapper) oldTarget(r *rule, ch *changefeed.Change, prev shadowEntry, hasPrev bool) (Target, bool) {
+func (m *Mapper) oldTarget(r *rule, ch *changefeed.Change, prev shadowEntry, hasPrev bool) (Audience, bool) {
 	if hasPrev {
-		return prev.target, true
+		return prev.audience, true
 	}
-	t, err := r.target(ch.Before)
+	t, err := r.audience(ch.Before)
 	if err != nil {
 		m.unroutable(r, ch, err)
-		return Target{}, false
+		return Audience{}, false
 	}
 	return t, true
 }
 
-func (m *Mapper) refetch(out []Output, r *rule, ch *changefeed.Change, key shadowKey, prev shadowEntry, hasPrev bool, base schema.Change, reason string) []Output {
-	var t Target
+func (m *Mapper) refetch(out []Output, r *rule, ch *changefeed.Change, key shadowKey, prev shadowEntry, hasPrev bool, base wire.Entry, reason string) []Output {
+	var t Audience
 	var err error
 	switch {
 	case ch.After != nil:
-		t, err = r.target(ch.After)
+		t, err = r.audience(ch.After)
 		if err != nil && hasPrev {
-			t, err = prev.target, nil
+			t, err = prev.audience, nil
 		}
 	case hasPrev:
-		t = prev.target
+		t = prev.audience
 	default:
-		t, err = r.target(nil)
+		t, err = r.audience(nil)
 	}
 	m.shadow.del(key)
 	if err != nil {
@@ -344,7 +345,7 @@ func (m *Mapper) refetch(out []Output, r *rule, ch *changefeed.Change, key shado
 	}
 	m.log.Warn("sending refetch marker", "collection", ch.Collection, "id", base.ID, "version", ch.Version, "reason", reason, "err", ch.Err)
 	c := base
-	c.Op, c.Reason = schema.OpRefetch, reason
+	c.Op, c.Reason = wire.OpRefetch, reason
 	m.Stats.Refetch++
 	return m.attach(m.emit(out, t, c), len(out), r, base.ID, nil)
 }
@@ -358,18 +359,18 @@ func (m *Mapper) unroutable(r *rule, ch *changefeed.Change, err error) {
 
 // emit encodes c for t. A change over the size limit becomes a refetch
 // marker, and its shadow entry (key) is dropped since the client never got it.
-func (m *Mapper) emit(out []Output, t Target, c schema.Change, key ...shadowKey) []Output {
+func (m *Mapper) emit(out []Output, t Audience, c wire.Entry, key ...shadowKey) []Output {
 	raw := c.AppendJSON(make([]byte, 0, len(c.Doc)+len(c.Patch)+len(c.Collection)+len(c.ID)+128))
 	if len(raw) > m.max {
 		m.log.Warn("change too large to send as data; sending refetch marker", "collection", c.Collection, "id", c.ID, "bytes", len(raw))
 		m.Stats.Refetch++
-		c = schema.Change{Op: schema.OpRefetch, Collection: c.Collection, ID: c.ID, V: c.V, TS: c.TS, Reason: "too_large"}
+		c = wire.Entry{Op: wire.OpRefetch, Collection: c.Collection, ID: c.ID, V: c.V, TS: c.TS, Reason: "too_large"}
 		for _, k := range key {
 			m.shadow.del(k)
 		}
 		raw = c.AppendJSON(nil)
 	}
-	return append(out, Output{Target: t, Change: c, Raw: raw})
+	return append(out, Output{Audience: t, Change: c, Raw: raw})
 }
 
 func unmarshalNumber(b []byte, v any) error {
@@ -386,11 +387,11 @@ func diff(prev, cur any) (jsondiff.Patch, error) {
 	if p, err := jsondiff.CompareWithoutMarshal(prev, cur); err == nil {
 		return p, nil
 	}
-	pb, err := schema.AppendValue(nil, prev)
+	pb, err := wire.AppendValue(nil, prev)
 	if err != nil {
 		return nil, err
 	}
-	cb, err := schema.AppendValue(nil, cur)
+	cb, err := wire.AppendValue(nil, cur)
 	if err != nil {
 		return nil, err
 	}
@@ -406,17 +407,17 @@ func appendPatch(b []byte, p jsondiff.Patch) ([]byte, error) {
 			b = append(b, ',')
 		}
 		b = append(b, `{"op":`...)
-		b = schema.AppendString(b, o.Type)
+		b = wire.AppendString(b, o.Type)
 		b = append(b, `,"path":`...)
-		b = schema.AppendString(b, o.Path)
+		b = wire.AppendString(b, o.Path)
 		switch o.Type {
 		case jsondiff.OperationCopy, jsondiff.OperationMove:
 			b = append(b, `,"from":`...)
-			b = schema.AppendString(b, o.From)
+			b = wire.AppendString(b, o.From)
 		case jsondiff.OperationAdd, jsondiff.OperationReplace, jsondiff.OperationTest:
 			b = append(b, `,"value":`...)
 			var err error
-			if b, err = schema.AppendValue(b, o.Value); err != nil {
+			if b, err = wire.AppendValue(b, o.Value); err != nil {
 				return nil, err
 			}
 		}

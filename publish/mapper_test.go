@@ -6,10 +6,11 @@ import (
 	"testing"
 
 	"github.com/changecast/changecast/changefeed"
-	"github.com/changecast/changecast/schema"
+	"github.com/changecast/changecast/schema/config"
+	"github.com/changecast/changecast/schema/wire"
 )
 
-func newTestMapper(t *testing.T, ms ...schema.Mapping) *Mapper {
+func newTestMapper(t *testing.T, ms ...config.Mapping) *Mapper {
 	t.Helper()
 	m, err := NewMapper(ms, MapperOptions{ShadowSize: 100, MaxChangeBytes: 2000})
 	if err != nil {
@@ -35,10 +36,10 @@ func one(t *testing.T, outs []Output) Output {
 }
 
 func TestMapperPatchUpsertAndProjection(t *testing.T) {
-	m := newTestMapper(t, schema.Mapping{Collection: "c", Hub: "h", Group: "g-{/tenant}", Target: "changes", Exclude: []string{"/secret", "/nested/hidden"}})
+	m := newTestMapper(t, config.Mapping{Collection: "c", Hub: "h", Group: "g-{/tenant}", Method: "changes", Exclude: []string{"/secret", "/nested/hidden"}})
 	ins := one(t, m.Map(&changefeed.Change{Collection: "c", ID: "1", Op: changefeed.Insert, Version: "10.1",
 		After: doc("id", int64(1), "tenant", "a", "secret", "x", "status", "new", "nested", doc("hidden", 1, "shown", 2), "text", strings.Repeat("z", 200))}, nil))
-	if ins.Target != (Target{Hub: "h", Group: "g-a", Method: "changes"}) || ins.Change.Op != schema.OpUpsert {
+	if ins.Audience != (Audience{Hub: "h", Group: "g-a", Method: "changes"}) || ins.Change.Op != wire.OpUpsert {
 		t.Fatalf("insert: %+v", ins)
 	}
 	if s := string(ins.Change.Doc); strings.Contains(s, "secret") || strings.Contains(s, "hidden") || !strings.Contains(s, `"shown":2`) {
@@ -46,7 +47,7 @@ func TestMapperPatchUpsertAndProjection(t *testing.T) {
 	}
 	upd := one(t, m.Map(&changefeed.Change{Collection: "c", ID: "1", Op: changefeed.Update, Version: "11.1",
 		After: doc("id", int64(1), "tenant", "a", "secret", "y", "status", "paid", "nested", doc("hidden", 1, "shown", 2), "text", strings.Repeat("z", 200))}, nil))
-	if upd.Change.Op != schema.OpPatch || upd.Change.PV != "10.1" || upd.Change.V != "11.1" ||
+	if upd.Change.Op != wire.OpPatch || upd.Change.PV != "10.1" || upd.Change.V != "11.1" ||
 		string(upd.Change.Patch) != `[{"op":"replace","path":"/status","value":"paid"}]` {
 		t.Fatalf("update: %+v %s", upd.Change, upd.Change.Patch)
 	}
@@ -60,25 +61,25 @@ func TestMapperPatchUpsertAndProjection(t *testing.T) {
 		t.Fatalf("replay sent: %+v", outs)
 	}
 	// A small document whose patch would be larger is sent whole.
-	m2 := newTestMapper(t, schema.Mapping{Collection: "c", Hub: "h", Target: "changes"})
+	m2 := newTestMapper(t, config.Mapping{Collection: "c", Hub: "h", Method: "changes"})
 	m2.Map(&changefeed.Change{Collection: "c", ID: "1", Op: changefeed.Insert, Version: "1", After: doc("a", 1, "b", 2)}, nil)
 	o := one(t, m2.Map(&changefeed.Change{Collection: "c", ID: "1", Op: changefeed.Update, Version: "2", After: doc("a", 3, "b", 4)}, nil))
-	if o.Change.Op != schema.OpUpsert {
+	if o.Change.Op != wire.OpUpsert {
 		t.Fatalf("want upsert when the patch is larger: %+v", o.Change)
 	}
 }
 
 func TestMapperRoutingMovesAndDeletes(t *testing.T) {
-	m := newTestMapper(t, schema.Mapping{Collection: "c", Hub: "h", User: "{/owner}", Target: "t"})
+	m := newTestMapper(t, config.Mapping{Collection: "c", Hub: "h", User: "{/owner}", Method: "t"})
 	m.Map(&changefeed.Change{Collection: "c", ID: "1", Op: changefeed.Insert, Version: "1", After: doc("owner", "ann")}, nil)
 	outs := m.Map(&changefeed.Change{Collection: "c", ID: "1", Op: changefeed.Update, Version: "2", After: doc("owner", "bob")}, nil)
-	if len(outs) != 2 || outs[0].Target.User != "ann" || outs[0].Change.Op != schema.OpDelete ||
-		outs[1].Target.User != "bob" || outs[1].Change.Op != schema.OpUpsert {
+	if len(outs) != 2 || outs[0].Audience.User != "ann" || outs[0].Change.Op != wire.OpDelete ||
+		outs[1].Audience.User != "bob" || outs[1].Change.Op != wire.OpUpsert {
 		t.Fatalf("move: %+v", outs)
 	}
 	// Delete with only the key in the before-image: the shadow knows the user.
 	d := one(t, m.Map(&changefeed.Change{Collection: "c", ID: "1", Op: changefeed.Delete, Version: "3", Before: doc("id", 1), BeforePartial: true}, nil))
-	if d.Target.User != "bob" || d.Change.Op != schema.OpDelete {
+	if d.Audience.User != "bob" || d.Change.Op != wire.OpDelete {
 		t.Fatalf("delete: %+v", d)
 	}
 	// Unknown document, no routing field: counted, not sent.
@@ -88,29 +89,29 @@ func TestMapperRoutingMovesAndDeletes(t *testing.T) {
 }
 
 func TestMapperUnchangedToastAndRefetch(t *testing.T) {
-	m := newTestMapper(t, schema.Mapping{Collection: "c", Hub: "h", Target: "t"})
+	m := newTestMapper(t, config.Mapping{Collection: "c", Hub: "h", Method: "t"})
 	// No previous version: the client must refetch, never get a placeholder.
 	o := one(t, m.Map(&changefeed.Change{Collection: "c", ID: "1", Op: changefeed.Update, Version: "1", After: doc("n", 1), Unchanged: []string{"big"}}, nil))
-	if o.Change.Op != schema.OpRefetch || o.Change.Reason != "unchanged_toast" {
+	if o.Change.Op != wire.OpRefetch || o.Change.Reason != "unchanged_toast" {
 		t.Fatalf("%+v", o.Change)
 	}
 	m.Map(&changefeed.Change{Collection: "c", ID: "1", Op: changefeed.Update, Version: "2", After: doc("n", 1, "big", strings.Repeat("b", 100))}, nil)
 	o = one(t, m.Map(&changefeed.Change{Collection: "c", ID: "1", Op: changefeed.Update, Version: "3", After: doc("n", 2), Unchanged: []string{"big"}}, nil))
-	if o.Change.Op != schema.OpPatch || string(o.Change.Patch) != `[{"op":"replace","path":"/n","value":2}]` {
+	if o.Change.Op != wire.OpPatch || string(o.Change.Patch) != `[{"op":"replace","path":"/n","value":2}]` {
 		t.Fatalf("filled from shadow: %+v %s", o.Change, o.Change.Patch)
 	}
 	// Too large for one message: refetch marker, and the next change is sent whole.
 	o = one(t, m.Map(&changefeed.Change{Collection: "c", ID: "1", Op: changefeed.Update, Version: "4", After: doc("n", 3, "big", strings.Repeat("x", 5000))}, nil))
-	if o.Change.Op != schema.OpRefetch || o.Change.Reason != "too_large" {
+	if o.Change.Op != wire.OpRefetch || o.Change.Reason != "too_large" {
 		t.Fatalf("%+v", o.Change)
 	}
 	o = one(t, m.Map(&changefeed.Change{Collection: "c", ID: "1", Op: changefeed.Update, Version: "5", After: doc("n", 4)}, nil))
-	if o.Change.Op != schema.OpUpsert {
+	if o.Change.Op != wire.OpUpsert {
 		t.Fatalf("after a refetch the next change must be whole: %+v", o.Change)
 	}
 	// A change the source could not decode.
 	o = one(t, m.Map(&changefeed.Change{Collection: "c", ID: "2", Op: changefeed.Insert, Version: "6", After: doc("n", 1), Err: errTest}, nil))
-	if o.Change.Op != schema.OpRefetch || o.Change.Reason != "unencodable" {
+	if o.Change.Op != wire.OpRefetch || o.Change.Reason != "unencodable" {
 		t.Fatalf("%+v", o.Change)
 	}
 }
@@ -122,24 +123,24 @@ type jsonErr string
 func (e jsonErr) Error() string { return string(e) }
 
 func TestMapperKeyChange(t *testing.T) {
-	m := newTestMapper(t, schema.Mapping{Collection: "c", Hub: "h", Group: "{/g}", Target: "t"})
+	m := newTestMapper(t, config.Mapping{Collection: "c", Hub: "h", Group: "{/g}", Method: "t"})
 	m.Map(&changefeed.Change{Collection: "c", ID: "1", Op: changefeed.Insert, Version: "1", After: doc("id", 1, "g", "x", "big", "B")}, nil)
 	outs := m.Map(&changefeed.Change{Collection: "c", ID: "2", PrevID: "1", Op: changefeed.Update, Version: "2",
 		Before: doc("id", 1), BeforePartial: true, After: doc("id", 2, "g", "x"), Unchanged: []string{"big"}}, nil)
-	if len(outs) != 2 || outs[0].Change.Op != schema.OpDelete || outs[0].Change.ID != "1" ||
-		outs[1].Change.Op != schema.OpUpsert || outs[1].Change.ID != "2" || !strings.Contains(string(outs[1].Change.Doc), `"big":"B"`) {
+	if len(outs) != 2 || outs[0].Change.Op != wire.OpDelete || outs[0].Change.ID != "1" ||
+		outs[1].Change.Op != wire.OpUpsert || outs[1].Change.ID != "2" || !strings.Contains(string(outs[1].Change.Doc), `"big":"B"`) {
 		t.Fatalf("key change: %+v", outs)
 	}
 }
 
 func TestBuildBatchPayload(t *testing.T) {
-	m := newTestMapper(t, schema.Mapping{Collection: "c", Hub: "h", Group: "g", Target: "t"})
+	m := newTestMapper(t, config.Mapping{Collection: "c", Hub: "h", Group: "g", Method: "t"})
 	var items []Pending
 	for i, id := range []string{"a", "b"} {
 		o := one(t, m.Map(&changefeed.Change{Collection: "c", ID: id, Op: changefeed.Insert, Version: "1", After: doc("x", i)}, nil))
 		items = append(items, Pending{Out: o, Ticket: uint64(i)})
 	}
-	b := BuildBatch("src", items[0].Out.Target, items)
+	b := BuildBatch("src", items[0].Out.Audience, items)
 	want, _ := json.Marshal(b.Envelope)
 	if string(b.Payload) != string(want) {
 		t.Fatalf("payload\n%s\nwant\n%s", b.Payload, want)
@@ -149,8 +150,8 @@ func TestBuildBatchPayload(t *testing.T) {
 func TestBatcherPolicy(t *testing.T) {
 	now := nowForTest()
 	b := NewBatcher(BatchLimits{MaxChanges: 3, MaxBytes: 4096, MaxDelay: 10 * ms})
-	tg := Target{Hub: "h", Group: "g"}
-	p := Pending{Out: Output{Target: tg, Raw: []byte(`{"op":"upsert"}`)}}
+	tg := Audience{Hub: "h", Group: "g"}
+	p := Pending{Out: Output{Audience: tg, Raw: []byte(`{"op":"upsert"}`)}}
 	if b.Add(p, now) || b.Add(p, now) {
 		t.Fatal("full too early")
 	}
@@ -166,7 +167,7 @@ func TestBatcherPolicy(t *testing.T) {
 	if items := b.Take(tg); len(items) != 3 || b.Len() != 0 {
 		t.Fatalf("take: %d", len(items))
 	}
-	big := Pending{Out: Output{Target: tg, Raw: make([]byte, 1500)}}
+	big := Pending{Out: Output{Audience: tg, Raw: make([]byte, 1500)}}
 	b.Add(big, now)
 	if !b.WouldOverflow(big) {
 		t.Fatal("a second 1.5 KB change must not fit a 4 KB batch with envelope room")
@@ -176,17 +177,17 @@ func TestBatcherPolicy(t *testing.T) {
 // A routing change of a document the mapper has not seen (no shadow entry)
 // is still a move when the change carries the full before-image.
 func TestMapperMoveFromBeforeImage(t *testing.T) {
-	m := newTestMapper(t, schema.Mapping{Collection: "c", Hub: "h", Group: "g-{/tenant}", Target: "t"})
+	m := newTestMapper(t, config.Mapping{Collection: "c", Hub: "h", Group: "g-{/tenant}", Method: "t"})
 	outs := m.Map(&changefeed.Change{Collection: "c", ID: "4", Op: changefeed.Update, Version: "9",
 		Before: doc("id", 4, "tenant", "acme"), After: doc("id", 4, "tenant", "globex")}, nil)
-	if len(outs) != 2 || outs[0].Target.Group != "g-acme" || outs[0].Change.Op != schema.OpDelete ||
-		outs[1].Target.Group != "g-globex" || outs[1].Change.Op != schema.OpUpsert {
+	if len(outs) != 2 || outs[0].Audience.Group != "g-acme" || outs[0].Change.Op != wire.OpDelete ||
+		outs[1].Audience.Group != "g-globex" || outs[1].Change.Op != wire.OpUpsert {
 		t.Fatalf("move without a shadow entry: %+v", outs)
 	}
 	// With only the key in the before-image nothing can be known: one upsert.
 	outs = m.Map(&changefeed.Change{Collection: "c", ID: "5", Op: changefeed.Update, Version: "10",
 		Before: doc("id", 5), BeforePartial: true, After: doc("id", 5, "tenant", "globex")}, nil)
-	if len(outs) != 1 || outs[0].Change.Op != schema.OpUpsert {
+	if len(outs) != 1 || outs[0].Change.Op != wire.OpUpsert {
 		t.Fatalf("%+v", outs)
 	}
 }

@@ -7,19 +7,19 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/changecast/changecast/schema"
+	"github.com/changecast/changecast/schema/wire"
 )
 
-// Target is where one batch goes: a whole hub, one group of it, or one
+// Audience is where one batch goes: a whole hub, one group of it, or one
 // user of it, invoking Method on the clients.
-type Target struct {
+type Audience struct {
 	Hub    string
 	Group  string // non-empty: send to this group
 	User   string // non-empty: send to this user (never with Group)
 	Method string // SignalR method the clients handle, e.g. "changes"
 }
 
-func (t Target) String() string {
+func (t Audience) String() string {
 	switch {
 	case t.Group != "":
 		return fmt.Sprintf("%s/groups/%s:%s", t.Hub, t.Group, t.Method)
@@ -33,18 +33,18 @@ func (t Target) String() string {
 // the envelope. Payload is the envelope already encoded as JSON, so a
 // publisher never re-encodes it.
 type Batch struct {
-	Target   Target
-	Envelope schema.Envelope
+	Audience   Audience
+	Envelope wire.Envelope
 	Payload  json.RawMessage
 }
 
 // NewBatch encodes env into a Batch for t.
-func NewBatch(t Target, env schema.Envelope) (*Batch, error) {
+func NewBatch(t Audience, env wire.Envelope) (*Batch, error) {
 	p, err := json.Marshal(env)
 	if err != nil {
 		return nil, err
 	}
-	return &Batch{Target: t, Envelope: env, Payload: p}, nil
+	return &Batch{Audience: t, Envelope: env, Payload: p}, nil
 }
 
 // Publisher delivers batches. Publish returns nil only once the target has

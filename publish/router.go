@@ -4,38 +4,40 @@ import (
 	"encoding/json"
 	"fmt"
 
-	"github.com/changecast/changecast/schema"
+	"github.com/changecast/changecast/schema/config"
+	"github.com/changecast/changecast/schema/template"
+	"github.com/changecast/changecast/schema/wire"
 )
 
 // rule is one compiled mapping.
 type rule struct {
 	idx     int
 	fp      string // fingerprint, for ShadowStore keys
-	m       schema.Mapping
-	group   *schema.Template
-	user    *schema.Template
-	key     []schema.Pointer
-	include []schema.Pointer
-	exclude []schema.Pointer
+	m       config.Mapping
+	group   *template.Template
+	user    *template.Template
+	key     []template.Pointer
+	include []template.Pointer
+	exclude []template.Pointer
 }
 
-func compileRule(idx int, m schema.Mapping) (*rule, error) {
+func compileRule(idx int, m config.Mapping) (*rule, error) {
 	r := &rule{idx: idx, m: m, fp: fingerprint(m)}
 	var err error
 	if m.Group != "" {
-		if r.group, err = schema.ParseTemplate(m.Group); err != nil {
+		if r.group, err = template.Parse(m.Group); err != nil {
 			return nil, fmt.Errorf("mappings[%d].group: %w", idx, err)
 		}
 	}
 	if m.User != "" {
-		if r.user, err = schema.ParseTemplate(m.User); err != nil {
+		if r.user, err = template.Parse(m.User); err != nil {
 			return nil, fmt.Errorf("mappings[%d].user: %w", idx, err)
 		}
 	}
-	parse := func(field string, in []string) ([]schema.Pointer, error) {
-		out := make([]schema.Pointer, 0, len(in))
+	parse := func(field string, in []string) ([]template.Pointer, error) {
+		out := make([]template.Pointer, 0, len(in))
 		for j, s := range in {
-			p, err := schema.ParsePointer(s)
+			p, err := template.ParsePointer(s)
 			if err != nil {
 				return nil, fmt.Errorf("mappings[%d].%s[%d]: %w", idx, field, j, err)
 			}
@@ -58,9 +60,9 @@ func compileRule(idx int, m schema.Mapping) (*rule, error) {
 // routed reports whether the target depends on the document.
 func (r *rule) routed() bool { return r.group != nil || r.user != nil }
 
-// target renders where doc goes under this rule.
-func (r *rule) target(doc map[string]any) (Target, error) {
-	t := Target{Hub: r.m.Hub, Method: r.m.Target}
+// audience renders where doc goes under this rule.
+func (r *rule) audience(doc map[string]any) (Audience, error) {
+	t := Audience{Hub: r.m.Hub, Method: r.m.Method}
 	var err error
 	switch {
 	case r.group != nil:
@@ -82,7 +84,7 @@ func (r *rule) id(doc map[string]any, fallback string) (string, error) {
 
 // KeyID renders a document id from key fields: one field's scalar text, or a
 // JSON array of the values for a composite key.
-func KeyID(doc map[string]any, key []schema.Pointer) (string, error) {
+func KeyID(doc map[string]any, key []template.Pointer) (string, error) {
 	vals := make([]any, len(key))
 	for i, p := range key {
 		v, ok := p.Get(doc)
@@ -92,7 +94,7 @@ func KeyID(doc map[string]any, key []schema.Pointer) (string, error) {
 		vals[i] = v
 	}
 	if len(vals) == 1 {
-		if s, ok := schema.ScalarString(vals[0]); ok {
+		if s, ok := wire.ScalarString(vals[0]); ok {
 			return s, nil
 		}
 	}
@@ -118,7 +120,7 @@ func (r *rule) project(doc map[string]any) map[string]any {
 	return doc
 }
 
-func setPath(dst map[string]any, p schema.Pointer, v any) {
+func setPath(dst map[string]any, p template.Pointer, v any) {
 	cur := dst
 	for _, t := range p[:len(p)-1] {
 		next, ok := cur[t].(map[string]any)
@@ -131,7 +133,7 @@ func setPath(dst map[string]any, p schema.Pointer, v any) {
 	cur[p[len(p)-1]] = v
 }
 
-func withoutPath(doc map[string]any, p schema.Pointer) map[string]any {
+func withoutPath(doc map[string]any, p template.Pointer) map[string]any {
 	if len(p) == 0 {
 		return doc
 	}

@@ -18,7 +18,7 @@ type shadowEntry struct {
 	doc    any
 	size   int // its encoded length
 	v      string
-	target Target
+	audience Audience
 }
 
 // shadow is a bounded LRU of last-published documents. It is used only from

@@ -1,9 +1,12 @@
-// Package schema is changecast's public surface in data: the config file
-// (Config, with Load, ApplyDefaults, Validate and a JSON Schema) and the wire
-// envelope clients receive (Envelope, Change, CompareVersions).
+// Package schema is changecast's public surface in data, one package per
+// job; this package itself holds only this guide.
 //
-// Load a file with Load(path): it interpolates ${VAR} and ${VAR:-default}
-// in values, refuses unknown keys, applies the documented defaults and
-// returns every problem as a *FieldError naming the field, e.g.
-// `mappings[1].group: "{/tenant" has no closing brace`.
+//   - schema/config: the config file (Config, Load, ApplyDefaults, Validate,
+//     the JSON Schema behind `changecast config schema`). Only the worker
+//     assembly reads it; library packages take their own option structs.
+//   - schema/wire: what clients receive (Envelope, Entry, the op names,
+//     CompareVersions) and the JSON encoders the hot path uses to write it.
+//   - schema/template: JSON Pointers and the name templates of mappings
+//     ("tenant-{/tenant}") and negotiate rules ("tenant-{claims.tid}"),
+//     which share one lexer.
 package schema

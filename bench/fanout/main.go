@@ -32,7 +32,7 @@ import (
 	"github.com/changecast/changecast/bench/internal/benchenv"
 	"github.com/changecast/changecast/publish"
 	"github.com/changecast/changecast/publish/signalr"
-	"github.com/changecast/changecast/schema"
+	"github.com/changecast/changecast/schema/wire"
 )
 
 var (
@@ -41,8 +41,8 @@ var (
 )
 
 // payload is one change of about 400 bytes, the same for both systems.
-func payload(i int) schema.Change {
-	return schema.Change{Op: schema.OpUpsert, Collection: "public.orders", ID: fmt.Sprint(i), V: fmt.Sprintf("%d.1", 1000+i),
+func payload(i int) wire.Entry {
+	return wire.Entry{Op: wire.OpUpsert, Collection: "public.orders", ID: fmt.Sprint(i), V: fmt.Sprintf("%d.1", 1000+i),
 		Doc: json.RawMessage(fmt.Sprintf(`{"id":%d,"status":"shipped","customer":"Grace Hopper","items":[{"sku":"A-1","qty":2},{"sku":"B-7","qty":1}],"note":"%s"}`, i, strings.Repeat("x", 200)))}
 }
 
@@ -114,7 +114,7 @@ func runCentrifuge() float64 {
 		var once sync.Once
 		sub.OnSubscribed(func(centrifugego.SubscribedEvent) { once.Do(subscribed.Done) })
 		sub.OnPublication(func(e centrifugego.PublicationEvent) {
-			var ch schema.Change
+			var ch wire.Entry
 			if json.Unmarshal(e.Data, &ch) == nil {
 				got.Add(1)
 			}
@@ -185,8 +185,8 @@ func runHub() float64 {
 				}
 				for _, rec := range bytes.Split(data, []byte{0x1e}) {
 					var inv struct {
-						Type      int               `json:"type"`
-						Arguments []schema.Envelope `json:"arguments"`
+						Type      int             `json:"type"`
+						Arguments []wire.Envelope `json:"arguments"`
 					}
 					if len(rec) > 0 && json.Unmarshal(rec, &inv) == nil && inv.Type == 1 && len(inv.Arguments) == 1 {
 						got.Add(int64(len(inv.Arguments[0].Changes)))
@@ -199,7 +199,7 @@ func runHub() float64 {
 	pub := h.Publisher()
 	start := time.Now()
 	for i := 0; i < *messages; i++ {
-		b, err := publish.NewBatch(publish.Target{Hub: "orders", Method: "changes"}, schema.Envelope{Source: "bench", Hub: "orders", Changes: []schema.Change{payload(i)}})
+		b, err := publish.NewBatch(publish.Audience{Hub: "orders", Method: "changes"}, wire.Envelope{Source: "bench", Hub: "orders", Changes: []wire.Entry{payload(i)}})
 		if err != nil {
 			log.Fatal(err)
 		}

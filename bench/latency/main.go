@@ -32,7 +32,8 @@ import (
 	"github.com/changecast/changecast/changefeed/processor"
 	"github.com/changecast/changecast/publish"
 	"github.com/changecast/changecast/publish/signalr"
-	"github.com/changecast/changecast/schema"
+	"github.com/changecast/changecast/schema/config"
+	"github.com/changecast/changecast/schema/wire"
 )
 
 func main() {
@@ -104,7 +105,7 @@ func main() {
 						continue
 					}
 					var inv struct {
-						Arguments []schema.Envelope `json:"arguments"`
+						Arguments []wire.Envelope `json:"arguments"`
 					}
 					if !sample {
 						received.Add(int64(bytes.Count(rec, []byte(`"op":`))))
@@ -132,10 +133,10 @@ func main() {
 	}
 
 	src := postgres.New(postgres.Config{URL: url, Slot: "lat", Publication: "lat", Tables: []string{"public.lat_orders"}, Heartbeat: -1, Logger: quiet})
-	m, _ := publish.NewMapper([]schema.Mapping{{Collection: "public.lat_orders", Hub: "orders", Target: "changes"}},
-		publish.MapperOptions{ShadowSize: schema.DefaultShadowSize, Logger: quiet})
+	m, _ := publish.NewMapper([]config.Mapping{{Collection: "public.lat_orders", Hub: "orders", Method: "changes"}},
+		publish.MapperOptions{ShadowSize: config.DefaultShadowSize, Logger: quiet})
 	proc := processor.New(processor.Config{Source: "bench", Logger: quiet,
-		Batch: publish.BatchLimits{MaxChanges: schema.DefaultMaxChanges, MaxBytes: schema.DefaultMaxBytes, MaxDelay: schema.DefaultMaxDelay}},
+		Batch: publish.BatchLimits{MaxChanges: config.DefaultMaxChanges, MaxBytes: config.DefaultMaxBytes, MaxDelay: config.DefaultMaxDelay}},
 		src, m, h.Publisher())
 	pctx, stop := context.WithCancel(ctx)
 	perr := make(chan error, 1)

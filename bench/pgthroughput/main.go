@@ -25,7 +25,7 @@ import (
 	"github.com/changecast/changecast/changefeed/postgres"
 	"github.com/changecast/changecast/changefeed/processor"
 	"github.com/changecast/changecast/publish"
-	"github.com/changecast/changecast/schema"
+	"github.com/changecast/changecast/schema/config"
 )
 
 func main() {
@@ -93,9 +93,9 @@ func main() {
 		return nil
 	})
 	quiet := benchenv.Quiet
-	maps := []schema.Mapping{{Collection: "public.bench_orders", Hub: "orders", Group: "{/tenant}", Target: "changes"}}
+	maps := []config.Mapping{{Collection: "public.bench_orders", Hub: "orders", Group: "{/tenant}", Method: "changes"}}
 	src := postgres.New(postgres.Config{URL: url, Slot: "bench_cc", Publication: "bench", Tables: []string{"public.bench_orders"}, Heartbeat: -1, Logger: quiet})
-	m, err := publish.NewMapper(maps, publish.MapperOptions{ShadowSize: schema.DefaultShadowSize, Logger: quiet})
+	m, err := publish.NewMapper(maps, publish.MapperOptions{ShadowSize: config.DefaultShadowSize, Logger: quiet})
 	if err != nil {
 		log.Fatal(err)
 	}

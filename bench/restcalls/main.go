@@ -23,7 +23,7 @@ import (
 	"github.com/changecast/changecast/changefeed/processor"
 	"github.com/changecast/changecast/publish"
 	"github.com/changecast/changecast/publish/signalr"
-	"github.com/changecast/changecast/schema"
+	"github.com/changecast/changecast/schema/config"
 )
 
 type counting struct {
@@ -40,7 +40,7 @@ func main() {
 	rate := flag.Int("rate", 5000, "changes per second written")
 	seconds := flag.Int("seconds", 4, "how long to write")
 	groups := flag.Int("groups", 10, "tenants (groups)")
-	delay := flag.Duration("maxDelay", schema.DefaultSignalRMaxDelay, "batch window (publish.batch.maxDelay; the signalr target's default)")
+	delay := flag.Duration("maxDelay", config.DefaultSignalRMaxDelay, "batch window (publish.batch.maxDelay; the signalr target's default)")
 	flag.Parse()
 	ctx := context.Background()
 	db := benchenv.Open()
@@ -64,10 +64,10 @@ func main() {
 		return err
 	})
 	src := postgres.New(postgres.Config{URL: url, Slot: "rest", Publication: "rest", Tables: []string{"public.rest_orders"}, Heartbeat: -1, Logger: quiet})
-	m, _ := publish.NewMapper([]schema.Mapping{{Collection: "public.rest_orders", Hub: "orders", Group: "tenant-{/tenant}", Target: "changes"}},
-		publish.MapperOptions{ShadowSize: schema.DefaultShadowSize, Logger: quiet})
+	m, _ := publish.NewMapper([]config.Mapping{{Collection: "public.rest_orders", Hub: "orders", Group: "tenant-{/tenant}", Method: "changes"}},
+		publish.MapperOptions{ShadowSize: config.DefaultShadowSize, Logger: quiet})
 	proc := processor.New(processor.Config{Source: "bench", Logger: quiet,
-		Batch: publish.BatchLimits{MaxChanges: schema.DefaultMaxChanges, MaxBytes: schema.DefaultMaxBytes, MaxDelay: *delay}}, src, m, counted)
+		Batch: publish.BatchLimits{MaxChanges: config.DefaultMaxChanges, MaxBytes: config.DefaultMaxBytes, MaxDelay: *delay}}, src, m, counted)
 	pctx, stop := context.WithCancel(ctx)
 	perr := make(chan error, 1)
 	go func() { perr <- proc.Run(pctx) }()

@@ -8,7 +8,8 @@ import (
 	"time"
 
 	"github.com/changecast/changecast/changefeed"
-	"github.com/changecast/changecast/schema"
+	"github.com/changecast/changecast/schema/template"
+	"github.com/changecast/changecast/schema/wire"
 )
 
 // systemFields are the Cosmos properties a change carries that are not part
@@ -20,7 +21,7 @@ var systemFields = []string{"_lsn", "_rid", "_self", "_attachments"}
 // decoder turns change feed items into changes.
 type decoder struct {
 	collection string
-	deleteAt   schema.Pointer // nil: no soft deletes
+	deleteAt   template.Pointer // nil: no soft deletes
 }
 
 // decode turns one change feed item into a change. Latest-version mode
@@ -45,7 +46,7 @@ func (d *decoder) decode(raw []byte) *changefeed.Change {
 			LSN json.Number `json:"_lsn"`
 		}
 		_ = json.Unmarshal(raw, &head)
-		ch.ID, _ = schema.ScalarString(head.ID)
+		ch.ID, _ = wire.ScalarString(head.ID)
 		ch.Version = head.LSN.String()
 		ch.Err = fmt.Errorf("cosmos: change feed item: %w", err)
 		return ch
@@ -58,7 +59,7 @@ func (d *decoder) decode(raw []byte) *changefeed.Change {
 			ch.CommitTime = time.Unix(s, 0).UTC()
 		}
 	}
-	ch.ID, _ = schema.ScalarString(doc["id"])
+	ch.ID, _ = wire.ScalarString(doc["id"])
 	if ch.ID == "" {
 		ch.Err = errors.New("cosmos: change feed item has no id")
 	}

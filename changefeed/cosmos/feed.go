@@ -12,7 +12,8 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/data/azcosmos"
 
 	"github.com/changecast/changecast/lease"
-	"github.com/changecast/changecast/schema"
+	"github.com/changecast/changecast/schema/config"
+	"github.com/changecast/changecast/schema/template"
 )
 
 // FeedConfig configures how a container's change feed is read. Zero values
@@ -37,10 +38,10 @@ type FeedConfig struct {
 
 func (c *FeedConfig) defaults() {
 	if c.PollInterval <= 0 {
-		c.PollInterval = schema.DefaultPollInterval
+		c.PollInterval = config.DefaultPollInterval
 	}
 	if c.MaxItems <= 0 {
-		c.MaxItems = schema.DefaultMaxItems
+		c.MaxItems = config.DefaultMaxItems
 	}
 	if c.MinBackoff <= 0 {
 		c.MinBackoff = 100 * time.Millisecond
@@ -69,7 +70,7 @@ func NewFeed(ctx context.Context, c *azcosmos.ContainerClient, cfg FeedConfig, m
 	cfg.defaults()
 	f := &Feed{c: c, cfg: cfg, metrics: metrics, dec: decoder{collection: c.ID()}}
 	if cfg.DeleteField != "" {
-		p, err := schema.ParsePointer(cfg.DeleteField)
+		p, err := template.ParsePointer(cfg.DeleteField)
 		if err != nil {
 			return nil, fmt.Errorf("cosmos: delete field: %w", err)
 		}

@@ -22,7 +22,8 @@ import (
 	"github.com/changecast/changecast/internal/replica"
 	"github.com/changecast/changecast/lease"
 	"github.com/changecast/changecast/publish"
-	"github.com/changecast/changecast/schema"
+	"github.com/changecast/changecast/schema/config"
+	"github.com/changecast/changecast/schema/wire"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -119,7 +120,7 @@ func (w *world) Publish(ctx context.Context, b *publish.Batch) error {
 	}
 	w.mu.Lock()
 	for _, c := range b.Envelope.Changes {
-		if c.Op == schema.OpUpsert || c.Op == schema.OpPatch {
+		if c.Op == wire.OpUpsert || c.Op == wire.OpPatch {
 			w.versions[c.ID] = append(w.versions[c.ID], c.V)
 		}
 	}
@@ -175,7 +176,7 @@ func eventually(t *testing.T, what string, cond func() string) {
 	}
 }
 
-var mappings = []schema.Mapping{{Collection: collName, Hub: "orders", Target: "changes"}}
+var mappings = []config.Mapping{{Collection: collName, Hub: "orders", Method: "changes"}}
 
 func newMapper(maxChangeBytes int) func() (*publish.Mapper, error) {
 	return func() (*publish.Mapper, error) {

@@ -14,7 +14,7 @@ import (
 	"github.com/changecast/changecast/lease"
 	"github.com/changecast/changecast/lease/cosmosstore"
 	"github.com/changecast/changecast/lease/leasetest"
-	"github.com/changecast/changecast/schema"
+	"github.com/changecast/changecast/schema/wire"
 )
 
 // One worker delivers every insert and update, and each document's
@@ -37,7 +37,7 @@ func TestOneWorkerDeliversInOrder(t *testing.T) {
 	defer w.mu.Unlock()
 	for id, vs := range w.versions {
 		for i := 1; i < len(vs); i++ {
-			if schema.CompareVersions(vs[i-1], vs[i]) >= 0 {
+			if wire.CompareVersions(vs[i-1], vs[i]) >= 0 {
 				t.Fatalf("%s: versions out of order: %v", id, vs)
 			}
 		}

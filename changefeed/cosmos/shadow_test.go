@@ -14,7 +14,7 @@ import (
 	"github.com/changecast/changecast/lease"
 	"github.com/changecast/changecast/publish"
 	"github.com/changecast/changecast/publish/pgshadow"
-	"github.com/changecast/changecast/schema"
+	"github.com/changecast/changecast/schema/wire"
 )
 
 // opsRecorder remembers the wire changes of one document, in order.
@@ -22,7 +22,7 @@ type opsRecorder struct {
 	next publish.Publisher
 	id   string
 	mu   sync.Mutex
-	ops  []schema.Change
+	ops  []wire.Entry
 }
 
 func (r *opsRecorder) Publish(ctx context.Context, b *publish.Batch) error {
@@ -39,11 +39,11 @@ func (r *opsRecorder) Publish(ctx context.Context, b *publish.Batch) error {
 	return nil
 }
 
-func (r *opsRecorder) last() (schema.Change, int) {
+func (r *opsRecorder) last() (wire.Entry, int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if len(r.ops) == 0 {
-		return schema.Change{}, 0
+		return wire.Entry{}, 0
 	}
 	return r.ops[len(r.ops)-1], len(r.ops)
 }
@@ -96,10 +96,10 @@ func TestPersistentShadowAcrossOwners(t *testing.T) {
 			w.waitDelivered()
 			got, n := rec.last()
 			if persistent {
-				if got.Op != schema.OpPatch || got.PV != first.V {
+				if got.Op != wire.OpPatch || got.PV != first.V {
 					t.Fatalf("after the takeover: %+v (after %d changes), want a patch from v%s", got, n, first.V)
 				}
-			} else if got.Op != schema.OpUpsert {
+			} else if got.Op != wire.OpUpsert {
 				t.Fatalf("without a store the new owner has no previous version: %+v", got)
 			}
 		})

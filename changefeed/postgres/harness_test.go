@@ -25,7 +25,8 @@ import (
 	"github.com/changecast/changecast/changefeed/processor"
 	"github.com/changecast/changecast/internal/replica"
 	"github.com/changecast/changecast/publish"
-	"github.com/changecast/changecast/schema"
+	"github.com/changecast/changecast/schema/config"
+	"github.com/changecast/changecast/schema/wire"
 )
 
 func TestMain(m *testing.M) {
@@ -120,7 +121,7 @@ func exec1(t testing.TB, db *pgx.Conn, sql string, args ...any) {
 // replica, as a client would.
 type capture struct {
 	mu      sync.Mutex
-	batches []schema.Envelope
+	batches []wire.Envelope
 	rep     *replica.Replica
 	fail    func(b *publish.Batch) error // optional fault injection
 }
@@ -134,7 +135,7 @@ func (c *capture) Publish(ctx context.Context, b *publish.Batch) error {
 		}
 	}
 	// Decode the payload, not b.Envelope: the payload is what clients get.
-	var env schema.Envelope
+	var env wire.Envelope
 	if err := json.Unmarshal(b.Payload, &env); err != nil {
 		return publish.Permanent(err)
 	}
@@ -147,20 +148,20 @@ func (c *capture) Publish(ctx context.Context, b *publish.Batch) error {
 	return nil
 }
 
-func (c *capture) changes() []schema.Change {
+func (c *capture) changes() []wire.Entry {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	var out []schema.Change
+	var out []wire.Entry
 	for _, b := range c.batches {
 		out = append(out, b.Changes...)
 	}
 	return out
 }
 
-func (c *capture) envelopes() []schema.Envelope {
+func (c *capture) envelopes() []wire.Envelope {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return append([]schema.Envelope(nil), c.batches...)
+	return append([]wire.Envelope(nil), c.batches...)
 }
 
 // pipeline runs a source and processor in-process.
@@ -173,7 +174,7 @@ type pipeline struct {
 
 type pipeOpts struct {
 	tables    []string
-	mappings  []schema.Mapping
+	mappings  []config.Mapping
 	slot      string
 	heartbeat time.Duration
 	batch     publish.BatchLimits
@@ -192,12 +193,12 @@ func startPipeline(t testing.TB, dbURL string, o pipeOpts) *pipeline {
 		o.batch = publish.BatchLimits{MaxChanges: 100, MaxBytes: 512 << 10, MaxDelay: 5 * time.Millisecond}
 	}
 	for i := range o.mappings {
-		if o.mappings[i].Target == "" {
-			o.mappings[i].Target = "changes"
+		if o.mappings[i].Method == "" {
+			o.mappings[i].Method = "changes"
 		}
 	}
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	pcfg := &schema.PostgresSource{URL: dbURL, Slot: o.slot, Publication: "changecast", Tables: o.tables}
+	pcfg := &config.PostgresSource{URL: dbURL, Slot: o.slot, Publication: "changecast", Tables: o.tables}
 	cfg, err := postgres.ConfigFrom(pcfg, o.mappings)
 	if err != nil {
 		t.Fatal(err)

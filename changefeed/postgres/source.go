@@ -18,10 +18,11 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/changecast/changecast/changefeed"
-	"github.com/changecast/changecast/schema"
+	"github.com/changecast/changecast/schema/config"
+	"github.com/changecast/changecast/schema/template"
 )
 
-// Config configures a Source. Build it from schema.PostgresSource with
+// Config configures a Source. Build it from config.PostgresSource with
 // ConfigFrom; zero durations take the defaults of schema.
 type Config struct {
 	URL         string
@@ -42,7 +43,7 @@ type Config struct {
 
 // ConfigFrom builds a Config from the file's source section and its
 // mappings (for key overrides).
-func ConfigFrom(pg *schema.PostgresSource, mappings []schema.Mapping) (Config, error) {
+func ConfigFrom(pg *config.PostgresSource, mappings []config.Mapping) (Config, error) {
 	c := Config{URL: pg.URL, Slot: pg.Slot, Publication: pg.Publication, Tables: pg.Tables,
 		StatusInterval: pg.StatusInterval.D(), Heartbeat: pg.Heartbeat.D(), Keys: map[string][]string{}}
 	for i, m := range mappings {
@@ -51,7 +52,7 @@ func ConfigFrom(pg *schema.PostgresSource, mappings []schema.Mapping) (Config, e
 		}
 		var cols []string
 		for j, k := range m.Key {
-			p, err := schema.ParsePointer(k)
+			p, err := template.ParsePointer(k)
 			if err != nil || len(p) != 1 {
 				return c, fmt.Errorf("mappings[%d].key[%d]: %q must name a column, e.g. /id", i, j, k)
 			}
@@ -64,10 +65,10 @@ func ConfigFrom(pg *schema.PostgresSource, mappings []schema.Mapping) (Config, e
 
 func (c *Config) defaults() {
 	if c.StatusInterval <= 0 {
-		c.StatusInterval = schema.DefaultStatusInterval
+		c.StatusInterval = config.DefaultStatusInterval
 	}
 	if c.Heartbeat == 0 {
-		c.Heartbeat = schema.DefaultHeartbeat
+		c.Heartbeat = config.DefaultHeartbeat
 	}
 	if c.MinBackoff <= 0 {
 		c.MinBackoff = 200 * time.Millisecond
@@ -376,7 +377,7 @@ func (s *Source) setup(ctx context.Context, db *pgx.Conn) (slotExists bool, err 
 	keys := map[string][]string{}
 	var problems []string
 	for _, t := range s.cfg.Tables {
-		sch, name, _ := schema.SplitTable(t)
+		sch, name, _ := config.SplitTable(t)
 		var oid uint32
 		var ident, kind string
 		err := db.QueryRow(ctx, `SELECT c.oid, c.relreplident::text, c.relkind::text FROM pg_class c
@@ -478,7 +479,7 @@ func (s *Source) ensurePublication(ctx context.Context, db *pgx.Conn) error {
 	}
 	idents := make([]string, len(missing))
 	for i, t := range missing {
-		sch, name, _ := schema.SplitTable(t)
+		sch, name, _ := config.SplitTable(t)
 		idents[i] = pgx.Identifier{sch, name}.Sanitize()
 	}
 	q := fmt.Sprintf("CREATE PUBLICATION %s FOR TABLE %s", quoteIdent(s.cfg.Publication), strings.Join(idents, ", "))

@@ -15,7 +15,8 @@ import (
 	"github.com/changecast/changecast/changefeed"
 	"github.com/changecast/changecast/changefeed/postgres"
 	"github.com/changecast/changecast/publish"
-	"github.com/changecast/changecast/schema"
+	"github.com/changecast/changecast/schema/config"
+	"github.com/changecast/changecast/schema/wire"
 )
 
 // TestEnvelopes checks the wire changes of insert, update, delete and
@@ -30,7 +31,7 @@ func TestEnvelopes(t *testing.T) {
 
 	p := startPipeline(t, dbURL, pipeOpts{
 		tables: []string{"public.items"},
-		mappings: []schema.Mapping{{Collection: "public.items", Hub: "items", Group: "tenant-{/tenant}",
+		mappings: []config.Mapping{{Collection: "public.items", Hub: "items", Group: "tenant-{/tenant}",
 			Exclude: []string{"/secret"}}},
 	})
 	exec1(t, db, `INSERT INTO items VALUES (1, 'acme', 2, 4, 12.50, 123456789012345678901234.5678, 1.5, 'NaN',
@@ -50,7 +51,7 @@ func TestEnvelopes(t *testing.T) {
 	}
 	ins, upd, del, ins2, tr := ch[0], ch[1], ch[2], ch[3], ch[4]
 
-	if ins.Op != schema.OpUpsert || ins.ID != "1" || ins.Collection != "public.items" {
+	if ins.Op != wire.OpUpsert || ins.ID != "1" || ins.Collection != "public.items" {
 		t.Fatalf("insert: %+v", ins)
 	}
 	var doc map[string]any
@@ -85,7 +86,7 @@ func TestEnvelopes(t *testing.T) {
 		t.Errorf("insert ts = %q", ins.TS)
 	}
 
-	if upd.Op != schema.OpPatch || upd.PV != ins.V || schema.CompareVersions(upd.V, ins.V) <= 0 {
+	if upd.Op != wire.OpPatch || upd.PV != ins.V || wire.CompareVersions(upd.V, ins.V) <= 0 {
 		t.Fatalf("update: %+v (insert v %s)", upd, ins.V)
 	}
 	var patch []map[string]any
@@ -102,13 +103,13 @@ func TestEnvelopes(t *testing.T) {
 	if len(paths) != 2 || paths["/t"] != "changed" || paths["/i4"] != float64(5) {
 		t.Errorf("patch = %s", upd.Patch)
 	}
-	if del.Op != schema.OpDelete || del.ID != "1" || schema.CompareVersions(del.V, upd.V) <= 0 {
+	if del.Op != wire.OpDelete || del.ID != "1" || wire.CompareVersions(del.V, upd.V) <= 0 {
 		t.Errorf("delete: %+v", del)
 	}
-	if ins2.Op != schema.OpUpsert || ins2.ID != "2" {
+	if ins2.Op != wire.OpUpsert || ins2.ID != "2" {
 		t.Errorf("second insert: %+v", ins2)
 	}
-	if tr.Op != schema.OpTruncate || tr.Collection != "public.items" || tr.ID != "" {
+	if tr.Op != wire.OpTruncate || tr.Collection != "public.items" || tr.ID != "" {
 		t.Errorf("truncate: %+v", tr)
 	}
 	envs := p.cap.envelopes()
@@ -117,10 +118,10 @@ func TestEnvelopes(t *testing.T) {
 			t.Errorf("envelope hub %q", e.Hub)
 		}
 		for _, c := range e.Changes {
-			if c.Op == schema.OpTruncate && e.Group != "" {
+			if c.Op == wire.OpTruncate && e.Group != "" {
 				t.Errorf("truncate sent to group %q, want the whole hub", e.Group)
 			}
-			if c.Op != schema.OpTruncate && e.Group != "tenant-acme" {
+			if c.Op != wire.OpTruncate && e.Group != "tenant-acme" {
 				t.Errorf("%s sent to group %q, want tenant-acme", c.Op, e.Group)
 			}
 		}
@@ -133,7 +134,7 @@ func TestRoutingChange(t *testing.T) {
 	dbURL, db := openDatabase(t)
 	exec1(t, db, `CREATE TABLE orders (id int PRIMARY KEY, tenant text, status text)`)
 	p := startPipeline(t, dbURL, pipeOpts{tables: []string{"public.orders"},
-		mappings: []schema.Mapping{{Collection: "public.orders", Hub: "orders", Group: "t-{/tenant}"}}})
+		mappings: []config.Mapping{{Collection: "public.orders", Hub: "orders", Group: "t-{/tenant}"}}})
 	exec1(t, db, `INSERT INTO orders VALUES (1, 'a', 'new')`)
 	exec1(t, db, `UPDATE orders SET tenant = 'b' WHERE id = 1`)
 	waitFor(t, 10*time.Second, "3 changes", func() bool { return len(p.cap.changes()) >= 3 })
@@ -216,17 +217,17 @@ func TestPoisonRow(t *testing.T) {
 	dbURL, db := openDatabase(t)
 	exec1(t, db, `CREATE TABLE docs (id int PRIMARY KEY, body text)`)
 	p := startPipeline(t, dbURL, pipeOpts{tables: []string{"public.docs"},
-		mappings: []schema.Mapping{{Collection: "public.docs", Hub: "h"}},
+		mappings: []config.Mapping{{Collection: "public.docs", Hub: "h"}},
 		batch:    publish.BatchLimits{MaxChanges: 10, MaxBytes: 16 << 10, MaxDelay: 5 * time.Millisecond}})
 	exec1(t, db, `INSERT INTO docs VALUES (1, 'small')`)
 	exec1(t, db, `INSERT INTO docs VALUES (2, repeat('x', 40000))`)
 	exec1(t, db, `INSERT INTO docs VALUES (3, 'after')`)
 	waitFor(t, 10*time.Second, "3 changes", func() bool { return len(p.cap.changes()) >= 3 })
 	ch := p.cap.changes()
-	if ch[0].Op != schema.OpUpsert || ch[2].Op != schema.OpUpsert || ch[2].ID != "3" {
+	if ch[0].Op != wire.OpUpsert || ch[2].Op != wire.OpUpsert || ch[2].ID != "3" {
 		t.Fatalf("changes around the poison row: %+v", ch)
 	}
-	if ch[1].Op != schema.OpRefetch || ch[1].ID != "2" || ch[1].Reason != "too_large" || ch[1].V == "" {
+	if ch[1].Op != wire.OpRefetch || ch[1].ID != "2" || ch[1].Reason != "too_large" || ch[1].V == "" {
 		t.Fatalf("poison row: %+v", ch[1])
 	}
 }

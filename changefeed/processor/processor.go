@@ -10,7 +10,8 @@ import (
 
 	"github.com/changecast/changecast/changefeed"
 	"github.com/changecast/changecast/publish"
-	"github.com/changecast/changecast/schema"
+	"github.com/changecast/changecast/schema/config"
+	"github.com/changecast/changecast/schema/wire"
 )
 
 // Config tunes a Processor. Zero values take the documented defaults.
@@ -40,10 +41,10 @@ type Config struct {
 
 func (c *Config) defaults() {
 	if c.Parallelism <= 0 {
-		c.Parallelism = schema.DefaultParallelism
+		c.Parallelism = config.DefaultParallelism
 	}
 	if c.MaxPending <= 0 {
-		c.MaxPending = schema.DefaultMaxPending
+		c.MaxPending = config.DefaultMaxPending
 	}
 	if c.DrainTimeout <= 0 {
 		c.DrainTimeout = 30 * time.Second
@@ -52,10 +53,10 @@ func (c *Config) defaults() {
 		c.MaxBackoff = 5 * time.Second
 	}
 	if c.Batch.MaxChanges <= 0 {
-		c.Batch.MaxChanges = schema.DefaultMaxChanges
+		c.Batch.MaxChanges = config.DefaultMaxChanges
 	}
 	if c.Batch.MaxBytes <= 0 {
-		c.Batch.MaxBytes = schema.DefaultMaxBytes
+		c.Batch.MaxBytes = config.DefaultMaxBytes
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -78,7 +79,7 @@ func New(cfg Config, src changefeed.Source, m *publish.Mapper, pub publish.Publi
 }
 
 type result struct {
-	target    publish.Target
+	target    publish.Audience
 	items     []publish.Pending
 	delivered bool
 }
@@ -90,9 +91,9 @@ type loop struct {
 	batcher  *publish.Batcher
 	refs     map[uint64]int
 	saves    map[uint64][]publish.ShadowRecord      // records of published outputs, by change (ticket)
-	queued   map[publish.Target][][]publish.Pending // sealed batches waiting for their target
-	qorder   []publish.Target
-	inflight map[publish.Target]bool
+	queued   map[publish.Audience][][]publish.Pending // sealed batches waiting for their target
+	qorder   []publish.Audience
+	inflight map[publish.Audience]bool
 	nflight  int
 	done     chan result
 	pubCtx   context.Context
@@ -108,8 +109,8 @@ func (p *Processor) Run(ctx context.Context) error {
 		batcher:   publish.NewBatcher(p.cfg.Batch),
 		refs:      map[uint64]int{},
 		saves:     map[uint64][]publish.ShadowRecord{},
-		queued:    map[publish.Target][][]publish.Pending{},
-		inflight:  map[publish.Target]bool{},
+		queued:    map[publish.Audience][][]publish.Pending{},
+		inflight:  map[publish.Audience]bool{},
 		done:      make(chan result, p.cfg.Parallelism),
 	}
 	// Publishing outlives the soft stop so in-flight batches can finish;
@@ -281,10 +282,10 @@ func (l *loop) handle(m mapped) {
 	for _, o := range m.outs {
 		p := publish.Pending{Out: o, Ticket: ticket}
 		if l.batcher.WouldOverflow(p) {
-			l.enqueue(o.Target)
+			l.enqueue(o.Audience)
 		}
 		if l.batcher.Add(p, now) {
-			l.enqueue(o.Target)
+			l.enqueue(o.Audience)
 		}
 	}
 }
@@ -302,7 +303,7 @@ func (l *loop) barrier() {
 }
 
 // enqueue seals t's window into its queue of batches.
-func (l *loop) enqueue(t publish.Target) {
+func (l *loop) enqueue(t publish.Audience) {
 	items := l.batcher.Take(t)
 	if len(items) == 0 {
 		return
@@ -385,12 +386,12 @@ func (l *loop) advance() {
 // deliver publishes one batch for t, in its own goroutine. It retries what
 // is retryable, splits what is too large, and turns what is refused for
 // good into refetch markers, so one poison change never stalls the stream.
-func (l *loop) deliver(t publish.Target, items []publish.Pending) result {
+func (l *loop) deliver(t publish.Audience, items []publish.Pending) result {
 	ok := l.publishSplit(t, items)
 	return result{target: t, items: items, delivered: ok}
 }
 
-func (l *loop) publishSplit(t publish.Target, items []publish.Pending) bool {
+func (l *loop) publishSplit(t publish.Audience, items []publish.Pending) bool {
 	err := l.publishRetry(publish.BuildBatch(l.cfg.Source, t, items))
 	switch {
 	case err == nil:
@@ -409,16 +410,16 @@ func (l *loop) publishSplit(t publish.Target, items []publish.Pending) bool {
 	markers := make([]publish.Pending, len(items))
 	for i, it := range items {
 		c := it.Out.Change
-		c = schema.Change{Op: schema.OpRefetch, Collection: c.Collection, ID: c.ID, V: c.V, TS: c.TS, Reason: reason}
-		if it.Out.Change.Op == schema.OpTruncate || it.Out.Change.Op == schema.OpDelete {
+		c = wire.Entry{Op: wire.OpRefetch, Collection: c.Collection, ID: c.ID, V: c.V, TS: c.TS, Reason: reason}
+		if it.Out.Change.Op == wire.OpTruncate || it.Out.Change.Op == wire.OpDelete {
 			c = it.Out.Change // carry no data: nothing to shrink
 		}
 		if it.Out.Save != nil && it.Out.Save.Doc != nil {
 			// The client never got this version as data: the store must
 			// not offer it as a base for patches.
-			items[i].Out.Save = &publish.ShadowRecord{Key: it.Out.Save.Key, V: it.Out.Save.V, Target: t}
+			items[i].Out.Save = &publish.ShadowRecord{Key: it.Out.Save.Key, V: it.Out.Save.V, Audience: t}
 		}
-		markers[i] = publish.Pending{Out: publish.Output{Target: t, Change: c, Raw: mustJSON(c)}, Ticket: it.Ticket}
+		markers[i] = publish.Pending{Out: publish.Output{Audience: t, Change: c, Raw: mustJSON(c)}, Ticket: it.Ticket}
 	}
 	if mt := l.cfg.Metrics; mt != nil {
 		mt.refetch.Add(float64(len(items)))
@@ -490,7 +491,7 @@ func (l *loop) publishRetry(b *publish.Batch) error {
 		}
 		wait := max(after, backoff/2+rand.N(backoff/2+1))
 		if attempt == 0 || attempt%20 == 0 {
-			l.cfg.Logger.Warn("publish failed; retrying", "target", b.Target.String(), "attempt", attempt+1, "wait", wait, "err", err)
+			l.cfg.Logger.Warn("publish failed; retrying", "target", b.Audience.String(), "attempt", attempt+1, "wait", wait, "err", err)
 		}
 		if mt := l.cfg.Metrics; mt != nil {
 			mt.retries.Inc()
@@ -504,7 +505,7 @@ func (l *loop) publishRetry(b *publish.Batch) error {
 	}
 }
 
-func mustJSON(c schema.Change) []byte {
+func mustJSON(c wire.Entry) []byte {
 	b, err := json.Marshal(c)
 	if err != nil {
 		// A marker holds only strings and raw JSON that was valid before.

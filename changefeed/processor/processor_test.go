@@ -17,7 +17,8 @@ import (
 
 	"github.com/changecast/changecast/changefeed"
 	"github.com/changecast/changecast/publish"
-	"github.com/changecast/changecast/schema"
+	"github.com/changecast/changecast/schema/config"
+	"github.com/changecast/changecast/schema/wire"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -102,12 +103,12 @@ func (r *recorder) Publish(ctx context.Context, b *publish.Batch) error {
 	return nil
 }
 
-func (r *recorder) changes() map[string][]schema.Change {
+func (r *recorder) changes() map[string][]wire.Entry {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	out := map[string][]schema.Change{}
+	out := map[string][]wire.Entry{}
 	for _, b := range r.batches {
-		var env schema.Envelope
+		var env wire.Envelope
 		if err := json.Unmarshal(b.Payload, &env); err != nil {
 			panic(err)
 		}
@@ -118,7 +119,7 @@ func (r *recorder) changes() map[string][]schema.Change {
 
 func run(t *testing.T, src *fakeSource, pub publish.Publisher, until func() bool, cfg Config) {
 	t.Helper()
-	m, err := publish.NewMapper([]schema.Mapping{{Collection: "c", Hub: "h", Group: "{/g}", Target: "t"}}, publish.MapperOptions{ShadowSize: 1000})
+	m, err := publish.NewMapper([]config.Mapping{{Collection: "c", Hub: "h", Group: "{/g}", Method: "t"}}, publish.MapperOptions{ShadowSize: 1000})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,12 +143,12 @@ func run(t *testing.T, src *fakeSource, pub publish.Publisher, until func() bool
 }
 
 // checkOrdered: every change delivered once per group, in version order.
-func checkOrdered(t *testing.T, got map[string][]schema.Change, n int) {
+func checkOrdered(t *testing.T, got map[string][]wire.Entry, n int) {
 	t.Helper()
 	total := 0
 	for g, cs := range got {
 		for i := 1; i < len(cs); i++ {
-			if schema.CompareVersions(cs[i-1].V, cs[i].V) >= 0 {
+			if wire.CompareVersions(cs[i-1].V, cs[i].V) >= 0 {
 				t.Fatalf("group %s out of order: %s then %s", g, cs[i-1].V, cs[i].V)
 			}
 		}
@@ -191,7 +192,7 @@ func TestRetriesAndSplitsAndRefetches(t *testing.T) {
 			return publish.Retryable(errors.New("503"), time.Millisecond)
 		case len(b.Envelope.Changes) > 2:
 			return publish.TooLarge(errors.New("413"))
-		case b.Envelope.Changes[0].ID == "7" && b.Envelope.Changes[0].Op != schema.OpRefetch:
+		case b.Envelope.Changes[0].ID == "7" && b.Envelope.Changes[0].Op != wire.OpRefetch:
 			return publish.Permanent(errors.New("400 poison"))
 		}
 		return nil
@@ -202,7 +203,7 @@ func TestRetriesAndSplitsAndRefetches(t *testing.T) {
 	found := false
 	for _, c := range got["1"] {
 		if c.ID == "7" {
-			found = c.Op == schema.OpRefetch && c.Reason == "publish_failed"
+			found = c.Op == wire.OpRefetch && c.Reason == "publish_failed"
 		}
 	}
 	if !found {
@@ -292,7 +293,7 @@ func TestLeaseLostDropsInFlight(t *testing.T) {
 			return ctx.Err()
 		}
 	})
-	m, _ := publish.NewMapper([]schema.Mapping{{Collection: "c", Hub: "h", Target: "t"}}, publish.MapperOptions{})
+	m, _ := publish.NewMapper([]config.Mapping{{Collection: "c", Hub: "h", Method: "t"}}, publish.MapperOptions{})
 	p := New(Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Batch: publish.BatchLimits{MaxChanges: 10, MaxBytes: 1 << 16, MaxDelay: time.Millisecond}}, src, m, pub)
 	ctx, cancel := context.WithCancelCause(context.Background())
 	done := make(chan error)
@@ -351,7 +352,7 @@ func TestShadowSavedOnlyUnderWatermark(t *testing.T) {
 	var groupB sync.WaitGroup
 	groupB.Add(2)
 	rec := &recorder{fn: func(call int, b *publish.Batch) error {
-		switch b.Target.Group {
+		switch b.Audience.Group {
 		case "a":
 			<-releaseA
 		case "c":
@@ -362,7 +363,7 @@ func TestShadowSavedOnlyUnderWatermark(t *testing.T) {
 		return nil
 	}}
 	store := &memShadow{}
-	m, _ := publish.NewMapper([]schema.Mapping{{Collection: "c", Hub: "h", Group: "{/g}", Target: "t"}},
+	m, _ := publish.NewMapper([]config.Mapping{{Collection: "c", Hub: "h", Group: "{/g}", Method: "t"}},
 		publish.MapperOptions{ShadowSize: 10, Store: store})
 	p := New(Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), ShadowStore: store,
 		Batch: publish.BatchLimits{MaxChanges: 1, MaxBytes: 1 << 16, MaxDelay: time.Millisecond}}, src, m, rec)
@@ -396,11 +397,11 @@ func TestShadowSavedOnlyUnderWatermark(t *testing.T) {
 	defer store.mu.Unlock()
 	var newest publish.ShadowRecord
 	for _, r := range store.saved {
-		if strings.HasSuffix(r.Key, "/x") && schema.CompareVersions(r.V, newest.V) > 0 {
+		if strings.HasSuffix(r.Key, "/x") && wire.CompareVersions(r.V, newest.V) > 0 {
 			newest = r
 		}
 	}
-	if newest.V != "3" || newest.Doc == nil || newest.Target.Group != "b" {
+	if newest.V != "3" || newest.Doc == nil || newest.Audience.Group != "b" {
 		t.Fatalf("newest saved record of x %+v, want v3 in group b", newest)
 	}
 }

@@ -6,7 +6,8 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/changecast/changecast/schema"
+	"github.com/changecast/changecast/schema/config"
+	"github.com/changecast/changecast/schema/wire"
 )
 
 func cmdConfig(args []string, stdout, stderr io.Writer) int {
@@ -16,7 +17,7 @@ func cmdConfig(args []string, stdout, stderr io.Writer) int {
 	}
 	switch args[0] {
 	case "schema":
-		b, err := schema.ConfigJSONSchema()
+		b, err := config.JSONSchema()
 		if err != nil {
 			fmt.Fprintln(stderr, err)
 			return 1
@@ -42,8 +43,8 @@ func cmdConfig(args []string, stdout, stderr io.Writer) int {
 }
 
 // loadConfig loads a config file and prints each problem on its own line.
-func loadConfig(path string, stderr io.Writer) (*schema.Config, error) {
-	cfg, err := schema.Load(path)
+func loadConfig(path string, stderr io.Writer) (*config.Config, error) {
+	cfg, err := config.Load(path)
 	if err != nil {
 		var joined interface{ Unwrap() []error }
 		if errors.As(err, &joined) {
@@ -63,7 +64,7 @@ func cmdEnvelope(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "usage: changecast envelope schema")
 		return 2
 	}
-	b, err := schema.EnvelopeJSONSchema()
+	b, err := wire.EnvelopeJSONSchema()
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1

@@ -10,7 +10,7 @@ import (
 	"os"
 
 	"github.com/changecast/changecast/publish/hub"
-	"github.com/changecast/changecast/schema"
+	"github.com/changecast/changecast/schema/config"
 )
 
 // cmdHub runs the built-in hub alone: a local Azure SignalR Service
@@ -26,10 +26,10 @@ func cmdHub(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	cfg := schema.Hub{
-		Negotiate: schema.HubNegotiate{Auth: schema.NegotiateAuth{Anonymous: true}},
+	cfg := config.Hub{
+		Negotiate: config.HubNegotiate{Auth: config.NegotiateAuth{Anonymous: true}},
 		// An emulator is called from dev servers on other ports.
-		CORS: schema.HubCORS{Origins: []string{"*"}},
+		CORS: config.HubCORS{Origins: []string{"*"}},
 	}
 	if *cfgPath != "" {
 		raw, err := os.ReadFile(*cfgPath)
@@ -37,7 +37,7 @@ func cmdHub(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stderr, "changecast hub:", err)
 			return 2
 		}
-		h, err := schema.ParseHub(raw, os.LookupEnv)
+		h, err := config.ParseHub(raw, os.LookupEnv)
 		if err != nil {
 			var joined interface{ Unwrap() []error }
 			if errors.As(err, &joined) {

@@ -12,7 +12,7 @@ import (
 
 	"github.com/changecast/changecast/changefeed/cosmos"
 	"github.com/changecast/changecast/lease"
-	"github.com/changecast/changecast/schema"
+	"github.com/changecast/changecast/schema/config"
 )
 
 const leasesUsage = `Usage:
@@ -27,7 +27,7 @@ store lives inside the running worker.
 
 // cosmosAdmin is what the lease commands work on.
 type cosmosAdmin struct {
-	cfg    *schema.Config
+	cfg    *config.Config
 	client *azcosmos.Client
 	feed   *cosmos.Feed
 	store  lease.Store

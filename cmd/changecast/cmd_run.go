@@ -23,7 +23,7 @@ import (
 	"github.com/changecast/changecast/changefeed/postgres"
 	"github.com/changecast/changecast/changefeed/processor"
 	"github.com/changecast/changecast/publish"
-	"github.com/changecast/changecast/schema"
+	"github.com/changecast/changecast/schema/config"
 )
 
 func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -77,7 +77,7 @@ type readiness interface{ Ready() bool }
 // all of them before it returns.
 // cfgPath is the file cfg came from (the admin API runs the admin commands
 // on it).
-func runWorker(ctx context.Context, cfg *schema.Config, cfgPath string, stdout, stderr io.Writer, log *slog.Logger) error {
+func runWorker(ctx context.Context, cfg *config.Config, cfgPath string, stdout, stderr io.Writer, log *slog.Logger) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 

@@ -17,7 +17,7 @@ import (
 	"github.com/changecast/changecast/lease/cosmosstore"
 	"github.com/changecast/changecast/lease/pgstore"
 	"github.com/changecast/changecast/publish"
-	"github.com/changecast/changecast/schema"
+	"github.com/changecast/changecast/schema/config"
 )
 
 // runCosmosWorker runs the Cosmos DB change feed processor of cfg
@@ -26,13 +26,13 @@ import (
 // It registers the pipeline metrics (processor.NewMetrics) and the Cosmos
 // metrics with reg (nil: none), so the caller must not register the
 // pipeline metrics itself.
-func runCosmosWorker(ctx context.Context, cfg *schema.Config, pub publish.Publisher, log *slog.Logger, reg prometheus.Registerer) error {
+func runCosmosWorker(ctx context.Context, cfg *config.Config, pub publish.Publisher, log *slog.Logger, reg prometheus.Registerer) error {
 	return runCosmos(ctx, cfg, pub, log, reg, nil)
 }
 
 // runCosmos is runCosmosWorker that also hands the Runner to started (for
 // /readyz) once it exists.
-func runCosmos(ctx context.Context, cfg *schema.Config, pub publish.Publisher, log *slog.Logger, reg prometheus.Registerer, started func(*cosmos.Runner)) error {
+func runCosmos(ctx context.Context, cfg *config.Config, pub publish.Publisher, log *slog.Logger, reg prometheus.Registerer, started func(*cosmos.Runner)) error {
 	cs := cfg.Source.Cosmos
 	if cs == nil {
 		return errors.New("source.cosmos is not set")
@@ -103,7 +103,7 @@ func runCosmos(ctx context.Context, cfg *schema.Config, pub publish.Publisher, l
 // newCosmosClient connects with the account key, or with Microsoft Entra ID
 // through DefaultAzureCredential (environment, workload identity, managed
 // identity, Azure CLI…) when credential: azure.
-func newCosmosClient(cs *schema.CosmosSource) (*azcosmos.Client, error) {
+func newCosmosClient(cs *config.CosmosSource) (*azcosmos.Client, error) {
 	if cs.Credential == "azure" {
 		cred, err := azidentity.NewDefaultAzureCredential(nil)
 		if err != nil {
@@ -119,7 +119,7 @@ func newCosmosClient(cs *schema.CosmosSource) (*azcosmos.Client, error) {
 }
 
 // newLeaseStore opens lease.store; close releases what it holds.
-func newLeaseStore(ctx context.Context, cfg *schema.Config, client *azcosmos.Client) (lease.Store, func(), error) {
+func newLeaseStore(ctx context.Context, cfg *config.Config, client *azcosmos.Client) (lease.Store, func(), error) {
 	switch cfg.Lease.Store {
 	case "cosmos":
 		lc := cfg.Lease.Cosmos

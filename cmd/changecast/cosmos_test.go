@@ -19,7 +19,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/data/azcosmos"
 
 	"github.com/changecast/changecast/publish"
-	"github.com/changecast/changecast/schema"
+	"github.com/changecast/changecast/schema/config"
 )
 
 // TestCosmosWorkerAgainstEmulatorProcess builds changecast, starts
@@ -123,7 +123,7 @@ publish:
 		t.Fatal(err)
 	}
 	t.Setenv("TEST_COSMOS_KEY", key)
-	cfg, err := schema.Load(cfgPath)
+	cfg, err := config.Load(cfgPath)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,14 +15,14 @@ import (
 
 	"github.com/changecast/changecast/lease"
 	"github.com/changecast/changecast/lease/pgstore"
-	"github.com/changecast/changecast/schema"
+	"github.com/changecast/changecast/schema/config"
 )
 
 // For a PostgreSQL source the stream position is the slot itself
 // (confirmed_flush_lsn); the lease, with lease.store postgres, only says
 // which instance streams.
 
-func pgLeasesList(ctx context.Context, cfg *schema.Config, stdout, stderr io.Writer) int {
+func pgLeasesList(ctx context.Context, cfg *config.Config, stdout, stderr io.Writer) int {
 	pg := cfg.Source.Postgres
 	db, err := pgx.Connect(ctx, pg.URL)
 	if err != nil {
@@ -68,7 +68,7 @@ func pgLeasesList(ctx context.Context, cfg *schema.Config, stdout, stderr io.Wri
 	return 0
 }
 
-func pgSlotLease(ctx context.Context, cfg *schema.Config) (*lease.Lease, error) {
+func pgSlotLease(ctx context.Context, cfg *config.Config) (*lease.Lease, error) {
 	pool, err := pgxpool.New(ctx, cfg.Lease.Postgres.URL)
 	if err != nil {
 		return nil, err
@@ -94,7 +94,7 @@ func pgSlotLease(ctx context.Context, cfg *schema.Config) (*lease.Lease, error) 
 // pgCheckpointReset moves the slot forward to now or to an LSN. A slot
 // cannot move backwards: what it has confirmed, PostgreSQL may have
 // recycled.
-func pgCheckpointReset(ctx context.Context, cfg *schema.Config, to string, stdout, stderr io.Writer) int {
+func pgCheckpointReset(ctx context.Context, cfg *config.Config, to string, stdout, stderr io.Writer) int {
 	pg := cfg.Source.Postgres
 	var target string
 	switch {

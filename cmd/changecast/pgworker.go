@@ -15,14 +15,14 @@ import (
 	"github.com/changecast/changecast/lease"
 	"github.com/changecast/changecast/lease/pgstore"
 	"github.com/changecast/changecast/publish"
-	"github.com/changecast/changecast/schema"
+	"github.com/changecast/changecast/schema/config"
 )
 
 // pgRunner runs the PostgreSQL source: directly with the single-node
 // memory store, or, with lease.store postgres, as the holder of the slot's
 // one lease, so that a standby instance takes over within the expiry.
 type pgRunner struct {
-	cfg     *schema.Config
+	cfg     *config.Config
 	pc      postgres.Config
 	pub     publish.Publisher
 	log     *slog.Logger

@@ -12,13 +12,13 @@ import (
 	"github.com/changecast/changecast/publish"
 	"github.com/changecast/changecast/publish/hub"
 	"github.com/changecast/changecast/publish/signalr"
-	"github.com/changecast/changecast/schema"
+	"github.com/changecast/changecast/schema/config"
 )
 
 // newPublisher builds the hub or signalr publisher; run, when not nil, is a
 // long-lived part the worker must run: the built-in hub's server, or, for
 // Azure SignalR, the app negotiate endpoint on hub.listen.
-func newPublisher(ctx context.Context, cfg *schema.Config, log *slog.Logger, stderr io.Writer) (publish.Publisher, func(context.Context) error, error) {
+func newPublisher(ctx context.Context, cfg *config.Config, log *slog.Logger, stderr io.Writer) (publish.Publisher, func(context.Context) error, error) {
 	switch cfg.Publish.Target {
 	case "hub":
 		h, err := hub.New(cfg.Hub, hub.WithLogger(log.With("part", "hub")))

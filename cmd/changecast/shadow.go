@@ -8,12 +8,12 @@ import (
 
 	"github.com/changecast/changecast/publish"
 	"github.com/changecast/changecast/publish/pgshadow"
-	"github.com/changecast/changecast/schema"
+	"github.com/changecast/changecast/schema/config"
 )
 
 // openShadowStore opens publish.shadowStore when it is configured; close
 // releases it. Without it, both are nil-safe no-ops.
-func openShadowStore(ctx context.Context, cfg *schema.Config) (store publish.ShadowStore, close func(), err error) {
+func openShadowStore(ctx context.Context, cfg *config.Config) (store publish.ShadowStore, close func(), err error) {
 	ss := cfg.Publish.ShadowStore
 	if ss == nil {
 		return nil, func() {}, nil

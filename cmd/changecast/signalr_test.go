@@ -18,7 +18,8 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/changecast/changecast/publish/hub"
-	"github.com/changecast/changecast/schema"
+	"github.com/changecast/changecast/schema/config"
+	"github.com/changecast/changecast/schema/wire"
 )
 
 // TestSignalRTarget runs `changecast run` with publish.target: signalr
@@ -35,7 +36,7 @@ func TestSignalRTarget(t *testing.T) {
 
 	// The "Azure SignalR Service": the built-in hub on its own.
 	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	svc, err := hub.New(schema.Hub{Negotiate: schema.HubNegotiate{Auth: schema.NegotiateAuth{Anonymous: true}}}, hub.WithLogger(quiet))
+	svc, err := hub.New(config.Hub{Negotiate: config.HubNegotiate{Auth: config.NegotiateAuth{Anonymous: true}}}, hub.WithLogger(quiet))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,9 +133,9 @@ hub:
 		}
 		for _, rec := range bytes.Split(data, []byte{0x1e}) {
 			var inv struct {
-				Type      int               `json:"type"`
-				Target    string            `json:"target"`
-				Arguments []schema.Envelope `json:"arguments"`
+				Type      int             `json:"type"`
+				Target    string          `json:"target"`
+				Arguments []wire.Envelope `json:"arguments"`
 			}
 			if json.Unmarshal(rec, &inv) != nil || inv.Type != 1 {
 				continue
@@ -143,7 +144,7 @@ hub:
 				t.Fatalf("invocation %s", rec)
 			}
 			ch := inv.Arguments[0].Changes[0]
-			if ch.Op != schema.OpUpsert || ch.ID != "7" || !strings.Contains(string(ch.Doc), `"status":"new"`) {
+			if ch.Op != wire.OpUpsert || ch.ID != "7" || !strings.Contains(string(ch.Doc), `"status":"new"`) {
 				t.Fatalf("change %+v", ch)
 			}
 			return

@@ -11,7 +11,7 @@ import (
 
 	jsonpatch "github.com/evanphx/json-patch/v5"
 
-	"github.com/changecast/changecast/schema"
+	"github.com/changecast/changecast/schema/wire"
 )
 
 type entry struct {
@@ -41,7 +41,7 @@ func New() *Replica {
 }
 
 // Audience names where an envelope was sent.
-func Audience(env *schema.Envelope) string {
+func Audience(env *wire.Envelope) string {
 	switch {
 	case env.Group != "":
 		return "group:" + env.Group
@@ -53,7 +53,7 @@ func Audience(env *schema.Envelope) string {
 
 // ApplyJSON applies one encoded envelope.
 func (r *Replica) ApplyJSON(b []byte) error {
-	var env schema.Envelope
+	var env wire.Envelope
 	if err := json.Unmarshal(b, &env); err != nil {
 		return fmt.Errorf("envelope: %w", err)
 	}
@@ -61,7 +61,7 @@ func (r *Replica) ApplyJSON(b []byte) error {
 }
 
 // Apply applies one envelope's changes in order.
-func (r *Replica) Apply(env *schema.Envelope) error {
+func (r *Replica) Apply(env *wire.Envelope) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	aud := Audience(env)
@@ -76,19 +76,19 @@ func (r *Replica) Apply(env *schema.Envelope) error {
 		tk := aud + "|" + k // a move between groups deletes and inserts with one version
 		cur := docs[k]
 		older := func() bool {
-			if cur != nil && schema.CompareVersions(c.V, cur.v) <= 0 {
+			if cur != nil && wire.CompareVersions(c.V, cur.v) <= 0 {
 				return true
 			}
-			if t, ok := r.tombs[tk]; ok && schema.CompareVersions(c.V, t) <= 0 {
+			if t, ok := r.tombs[tk]; ok && wire.CompareVersions(c.V, t) <= 0 {
 				return true
 			}
-			if t, ok := r.truncated[c.Collection]; ok && schema.CompareVersions(c.V, t) <= 0 {
+			if t, ok := r.truncated[c.Collection]; ok && wire.CompareVersions(c.V, t) <= 0 {
 				return true
 			}
 			return false
 		}
 		switch c.Op {
-		case schema.OpUpsert:
+		case wire.OpUpsert:
 			if older() {
 				r.Stats.Duplicates++
 				continue
@@ -96,7 +96,7 @@ func (r *Replica) Apply(env *schema.Envelope) error {
 			r.Stats.Upserts++
 			docs[k] = &entry{doc: c.Doc, v: c.V}
 			delete(r.dirty, k)
-		case schema.OpPatch:
+		case wire.OpPatch:
 			if cur != nil && cur.v == c.PV {
 				nd, err := jsonpatch.DecodePatch(c.Patch)
 				if err != nil {
@@ -117,28 +117,28 @@ func (r *Replica) Apply(env *schema.Envelope) error {
 			// A gap: the client does not hold pv; it would refetch.
 			r.Stats.Gaps++
 			r.dirty[k] = true
-		case schema.OpDelete:
-			if cur != nil && schema.CompareVersions(c.V, cur.v) < 0 {
+		case wire.OpDelete:
+			if cur != nil && wire.CompareVersions(c.V, cur.v) < 0 {
 				r.Stats.Duplicates++
 				continue
 			}
 			r.Stats.Deletes++
 			delete(docs, k)
-			if t, ok := r.tombs[tk]; !ok || schema.CompareVersions(c.V, t) > 0 {
+			if t, ok := r.tombs[tk]; !ok || wire.CompareVersions(c.V, t) > 0 {
 				r.tombs[tk] = c.V
 			}
-		case schema.OpRefetch:
+		case wire.OpRefetch:
 			r.Stats.Refetches++
 			r.dirty[k] = true
-		case schema.OpTruncate:
+		case wire.OpTruncate:
 			r.Stats.Truncates++
-			if t, ok := r.truncated[c.Collection]; ok && schema.CompareVersions(c.V, t) <= 0 {
+			if t, ok := r.truncated[c.Collection]; ok && wire.CompareVersions(c.V, t) <= 0 {
 				continue
 			}
 			r.truncated[c.Collection] = c.V
 			for _, ds := range r.docs {
 				for dk, e := range ds {
-					if len(dk) > len(c.Collection) && dk[:len(c.Collection)+1] == c.Collection+"/" && schema.CompareVersions(e.v, c.V) < 0 {
+					if len(dk) > len(c.Collection) && dk[:len(c.Collection)+1] == c.Collection+"/" && wire.CompareVersions(e.v, c.V) < 0 {
 						delete(ds, dk)
 					}
 				}

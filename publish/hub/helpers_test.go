@@ -18,7 +18,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/changecast/changecast/publish/signalr"
-	"github.com/changecast/changecast/schema"
+	"github.com/changecast/changecast/schema/config"
 )
 
 const testSecret = "app-secret-for-tests-0123456789"
@@ -29,20 +29,20 @@ type testHub struct {
 	rest *signalr.Client
 }
 
-func anonCfg() schema.Hub {
-	return schema.Hub{Negotiate: schema.HubNegotiate{Auth: schema.NegotiateAuth{Anonymous: true}}}
+func anonCfg() config.Hub {
+	return config.Hub{Negotiate: config.HubNegotiate{Auth: config.NegotiateAuth{Anonymous: true}}}
 }
 
-func jwtCfg() schema.Hub {
-	return schema.Hub{Negotiate: schema.HubNegotiate{
-		Auth:   schema.NegotiateAuth{JWT: &schema.JWTAuth{HS256Secret: testSecret, Issuer: "test-issuer", Audience: "test-app"}},
+func jwtCfg() config.Hub {
+	return config.Hub{Negotiate: config.HubNegotiate{
+		Auth:   config.NegotiateAuth{JWT: &config.JWTAuth{HS256Secret: testSecret, Issuer: "test-issuer", Audience: "test-app"}},
 		Groups: []string{"tenant-{claims.tid}", "everyone"},
 	}}
 }
 
 // startHub runs a hub on a free port until the test ends, and checks that
 // Run returns cleanly then.
-func startHub(t *testing.T, cfg schema.Hub, opts ...Option) *testHub {
+func startHub(t *testing.T, cfg config.Hub, opts ...Option) *testHub {
 	t.Helper()
 	cfg.Listen = "127.0.0.1:0"
 	opts = append([]Option{WithLogger(testLogger(t)), WithShutdownGrace(2 * time.Second)}, opts...)

@@ -14,7 +14,7 @@ import (
 
 	"github.com/changecast/changecast/publish"
 	"github.com/changecast/changecast/publish/signalr"
-	"github.com/changecast/changecast/schema"
+	"github.com/changecast/changecast/schema/config"
 )
 
 func invocation(t *testing.T, rec []byte) (target string, args []json.RawMessage) {
@@ -41,17 +41,17 @@ func TestNegotiateConnectAndReceive(t *testing.T) {
 	// publisher both reach the right clients; payloads arrive byte for byte.
 	pub := signalr.NewPublisher(h.rest)
 	payloadB := json.RawMessage(`{"source":"t","hub":"orders","group":"tenant-b","changes":[{"op":"delete","collection":"c","id":"1","v":"1"}]}`)
-	if err := pub.Publish(ctx, &publish.Batch{Target: publish.Target{Hub: "orders", Group: "tenant-b", Method: "changes"}, Payload: payloadB}); err != nil {
+	if err := pub.Publish(ctx, &publish.Batch{Audience: publish.Audience{Hub: "orders", Group: "tenant-b", Method: "changes"}, Payload: payloadB}); err != nil {
 		t.Fatal(err)
 	}
 	payloadA := json.RawMessage(`{"x":"for a"}`)
-	if err := h.Publisher().Publish(ctx, &publish.Batch{Target: publish.Target{Hub: "ORDERS", Group: "tenant-a", Method: "changes"}, Payload: payloadA}); err != nil {
+	if err := h.Publisher().Publish(ctx, &publish.Batch{Audience: publish.Audience{Hub: "ORDERS", Group: "tenant-a", Method: "changes"}, Payload: payloadA}); err != nil {
 		t.Fatal(err)
 	}
-	if err := pub.Publish(ctx, &publish.Batch{Target: publish.Target{Hub: "orders", Group: "everyone", Method: "all"}, Payload: json.RawMessage(`1`)}); err != nil {
+	if err := pub.Publish(ctx, &publish.Batch{Audience: publish.Audience{Hub: "orders", Group: "everyone", Method: "all"}, Payload: json.RawMessage(`1`)}); err != nil {
 		t.Fatal(err)
 	}
-	if err := h.Publisher().Publish(ctx, &publish.Batch{Target: publish.Target{Hub: "orders", User: "bob", Method: "mine"}, Payload: json.RawMessage(`2`)}); err != nil {
+	if err := h.Publisher().Publish(ctx, &publish.Batch{Audience: publish.Audience{Hub: "orders", User: "bob", Method: "mine"}, Payload: json.RawMessage(`2`)}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -295,7 +295,7 @@ func TestSlowClientIsDisconnected(t *testing.T) {
 		got <- nil
 	}()
 	for range n {
-		if err := h.Publisher().Publish(context.Background(), &publish.Batch{Target: publish.Target{Hub: "chat", Method: "m"}, Payload: payload}); err != nil {
+		if err := h.Publisher().Publish(context.Background(), &publish.Batch{Audience: publish.Audience{Hub: "chat", Method: "m"}, Payload: payload}); err != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(2 * time.Millisecond)
@@ -372,12 +372,12 @@ func TestStaticAndCORS(t *testing.T) {
 
 func TestNewRejectsBadConfig(t *testing.T) {
 	t.Parallel()
-	for name, cfg := range map[string]schema.Hub{
+	for name, cfg := range map[string]config.Hub{
 		"no auth":        {},
-		"two jwt keys":   {Negotiate: schema.HubNegotiate{Auth: schema.NegotiateAuth{JWT: &schema.JWTAuth{HS256Secret: testSecret, JWKSURL: "https://x"}}}},
-		"bad template":   {Negotiate: schema.HubNegotiate{Auth: schema.NegotiateAuth{Anonymous: true}, Groups: []string{"t-{tid}"}}},
-		"missing static": {Negotiate: schema.HubNegotiate{Auth: schema.NegotiateAuth{Anonymous: true}}, Static: "/does/not/exist"},
-		"key with ;":     {Negotiate: schema.HubNegotiate{Auth: schema.NegotiateAuth{Anonymous: true}}, AccessKey: "a;b"},
+		"two jwt keys":   {Negotiate: config.HubNegotiate{Auth: config.NegotiateAuth{JWT: &config.JWTAuth{HS256Secret: testSecret, JWKSURL: "https://x"}}}},
+		"bad template":   {Negotiate: config.HubNegotiate{Auth: config.NegotiateAuth{Anonymous: true}, Groups: []string{"t-{tid}"}}},
+		"missing static": {Negotiate: config.HubNegotiate{Auth: config.NegotiateAuth{Anonymous: true}}, Static: "/does/not/exist"},
+		"key with ;":     {Negotiate: config.HubNegotiate{Auth: config.NegotiateAuth{Anonymous: true}}, AccessKey: "a;b"},
 	} {
 		if _, err := New(cfg); err == nil {
 			t.Errorf("%s: accepted", name)

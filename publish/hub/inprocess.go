@@ -72,7 +72,7 @@ func (p inprocPublisher) Publish(ctx context.Context, b *publish.Batch) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	t := b.Target
+	t := b.Audience
 	switch {
 	case !validHub(t.Hub):
 		return publish.Permanent(fmt.Errorf("hub: publish to %s: invalid hub name", t))

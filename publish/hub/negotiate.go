@@ -18,7 +18,9 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/changecast/changecast/publish/signalr"
-	"github.com/changecast/changecast/schema"
+	"github.com/changecast/changecast/schema/config"
+	"github.com/changecast/changecast/schema/template"
+	"github.com/changecast/changecast/schema/wire"
 )
 
 // service is the SignalR service a negotiate sends clients to: the built-in
@@ -58,10 +60,10 @@ func (rs remoteService) clientAccess(ctx context.Context, _ *http.Request, hub, 
 // from its claims (through the service's REST API), and answers
 // {"url","accessToken"} for the official clients to follow.
 type Negotiator struct {
-	cfg    schema.HubNegotiate
+	cfg    config.HubNegotiate
 	svc    service
 	verify *jwtVerifier // nil: anonymous only
-	groups []*schema.ClaimTemplate
+	groups []*template.Claims
 	cors   []string
 	o      options
 }
@@ -69,7 +71,7 @@ type Negotiator struct {
 // NewNegotiator returns the negotiate endpoint of cfg for the service c
 // talks to, e.g. Azure SignalR (the built-in hub's Server has its own).
 // Mount Handler, or ServeHTTP at Path.
-func NewNegotiator(cfg schema.Hub, c *signalr.Client, opts ...Option) (*Negotiator, error) {
+func NewNegotiator(cfg config.Hub, c *signalr.Client, opts ...Option) (*Negotiator, error) {
 	cfg.ApplyDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -81,10 +83,10 @@ func NewNegotiator(cfg schema.Hub, c *signalr.Client, opts ...Option) (*Negotiat
 	return newNegotiator(cfg, remoteService{c}, o)
 }
 
-func newNegotiator(cfg schema.Hub, svc service, o options) (*Negotiator, error) {
+func newNegotiator(cfg config.Hub, svc service, o options) (*Negotiator, error) {
 	n := &Negotiator{cfg: cfg.Negotiate, svc: svc, cors: cfg.CORS.Origins, o: o}
 	for _, g := range cfg.Negotiate.Groups {
-		t, err := schema.ParseClaimTemplate(g)
+		t, err := template.ParseClaims(g)
 		if err != nil {
 			return nil, err
 		}
@@ -142,7 +144,7 @@ func (n *Negotiator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	user := ""
 	if claims != nil {
-		u, ok := schema.ScalarString(claims[n.cfg.UserClaim])
+		u, ok := wire.ScalarString(claims[n.cfg.UserClaim])
 		if !ok || u == "" {
 			w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
 			writeError(w, http.StatusUnauthorized, "Error.Unauthorized", "token has no "+n.cfg.UserClaim+" claim")
@@ -176,7 +178,7 @@ func (n *Negotiator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // joinGroups renders the group rules for claims (nil: anonymous, only rules
 // without holes), valid names only, each once.
-func joinGroups(rules []*schema.ClaimTemplate, claims map[string]any) []string {
+func joinGroups(rules []*template.Claims, claims map[string]any) []string {
 	var out []string
 	seen := map[string]bool{}
 	for _, t := range rules {

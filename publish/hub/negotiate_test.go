@@ -16,7 +16,8 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
-	"github.com/changecast/changecast/schema"
+	"github.com/changecast/changecast/schema/config"
+	"github.com/changecast/changecast/schema/template"
 )
 
 func jwksJSON(kid string, k *rsa.PublicKey) string {
@@ -52,8 +53,8 @@ func TestNegotiateRS256JWKS(t *testing.T) {
 	}))
 	defer jwksSrv.Close()
 
-	for name, j := range map[string]*schema.JWTAuth{"file": {JWKSFile: file}, "url": {JWKSURL: jwksSrv.URL}} {
-		h := startHub(t, schema.Hub{Negotiate: schema.HubNegotiate{Auth: schema.NegotiateAuth{JWT: j}, Groups: []string{"tenant-{claims.tid}"}}})
+	for name, j := range map[string]*config.JWTAuth{"file": {JWKSFile: file}, "url": {JWKSURL: jwksSrv.URL}} {
+		h := startHub(t, config.Hub{Negotiate: config.HubNegotiate{Auth: config.NegotiateAuth{JWT: j}, Groups: []string{"tenant-{claims.tid}"}}})
 		for _, tc := range []struct {
 			what, token string
 			want        int
@@ -80,9 +81,9 @@ func TestNegotiateRS256JWKS(t *testing.T) {
 }
 
 func TestJoinGroups(t *testing.T) {
-	var rules []*schema.ClaimTemplate
+	var rules []*template.Claims
 	for _, s := range []string{"tenant-{claims.tid}", "role-{claims.roles}", "all", "t-{claims.tid}-{claims.missing}"} {
-		r, err := schema.ParseClaimTemplate(s)
+		r, err := template.ParseClaims(s)
 		if err != nil {
 			t.Fatal(err)
 		}

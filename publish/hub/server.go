@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/changecast/changecast/publish/signalr"
-	"github.com/changecast/changecast/schema"
+	"github.com/changecast/changecast/schema/config"
 )
 
 // Option configures a Server or a Negotiator.
@@ -83,7 +83,7 @@ func WithJWKSClient(c *http.Client) Option { return func(o *options) { o.jwksCli
 // Server is the built-in hub: client endpoints, the REST API, app negotiate
 // and optional static files, on one listener.
 type Server struct {
-	cfg     schema.Hub
+	cfg     config.Hub
 	key     string
 	o       options
 	reg     *registry
@@ -104,9 +104,9 @@ type Server struct {
 	wg         sync.WaitGroup
 }
 
-// New builds a hub from cfg (defaults applied, see schema.Hub). An empty
+// New builds a hub from cfg (defaults applied, see config.Hub). An empty
 // AccessKey is replaced by a random one (see ConnectionString).
-func New(cfg schema.Hub, opts ...Option) (*Server, error) {
+func New(cfg config.Hub, opts ...Option) (*Server, error) {
 	cfg.ApplyDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err

@@ -18,7 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/changecast/changecast/publish"
-	"github.com/changecast/changecast/schema"
+	"github.com/changecast/changecast/schema/wire"
 )
 
 // DefaultTable is the table used when none is named.
@@ -63,7 +63,7 @@ func New(ctx context.Context, pool *pgxpool.Pool, table string) (*Store, error) 
 func (s *Store) Load(ctx context.Context, key string) (publish.ShadowRecord, bool, error) {
 	r := publish.ShadowRecord{Key: key}
 	err := s.pool.QueryRow(ctx, fmt.Sprintf(`SELECT v, doc, hub, grp, usr, method FROM %s WHERE key = $1`, s.table), key).
-		Scan(&r.V, &r.Doc, &r.Target.Hub, &r.Target.Group, &r.Target.User, &r.Target.Method)
+		Scan(&r.V, &r.Doc, &r.Audience.Hub, &r.Audience.Group, &r.Audience.User, &r.Audience.Method)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return r, false, nil
 	}
@@ -84,7 +84,7 @@ func (s *Store) Save(ctx context.Context, recs []publish.ShadowRecord) error {
 			prefixes = append(prefixes, r)
 			continue
 		}
-		if o, ok := newest[r.Key]; !ok || schema.CompareVersions(r.V, o.V) > 0 {
+		if o, ok := newest[r.Key]; !ok || wire.CompareVersions(r.V, o.V) > 0 {
 			newest[r.Key] = r
 		}
 	}
@@ -108,7 +108,7 @@ func (s *Store) Save(ctx context.Context, recs []publish.ShadowRecord) error {
 			ON CONFLICT (key) DO UPDATE SET v = excluded.v, vnum = excluded.vnum, doc = excluded.doc,
 				hub = excluded.hub, grp = excluded.grp, usr = excluded.usr, method = excluded.method, saved_at = now()
 			WHERE t.vnum < excluded.vnum`, s.table),
-			r.Key, r.V, r.Doc, r.Target.Hub, r.Target.Group, r.Target.User, r.Target.Method)
+			r.Key, r.V, r.Doc, r.Audience.Hub, r.Audience.Group, r.Audience.User, r.Audience.Method)
 	}
 	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("pgshadow: save: %w", err)

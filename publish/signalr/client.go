@@ -208,7 +208,7 @@ func (c *Client) exists(ctx context.Context, path string) (bool, error) {
 
 // Send invokes method on the clients of t (the whole hub, a group or a user,
 // as publish.Target says) with args, one REST call.
-func (c *Client) Send(ctx context.Context, t publish.Target, args ...json.RawMessage) error {
+func (c *Client) Send(ctx context.Context, t publish.Audience, args ...json.RawMessage) error {
 	body, err := sendBody(t.Method, args)
 	if err != nil {
 		return publish.Permanent(err)
@@ -246,7 +246,7 @@ func sendBody(method string, args []json.RawMessage) ([]byte, error) {
 	return append(b, "]}"...), nil
 }
 
-func sendPath(t publish.Target) string {
+func sendPath(t publish.Audience) string {
 	switch {
 	case t.Group != "":
 		return hubPath(t.Hub, "groups", t.Group, ":send")

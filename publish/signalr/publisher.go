@@ -38,5 +38,5 @@ func (p *Publisher) Client() *Client { return p.c }
 
 // Publish sends b.Payload as the single argument of b.Target.Method.
 func (p *Publisher) Publish(ctx context.Context, b *publish.Batch) error {
-	return p.c.Send(ctx, b.Target, json.RawMessage(b.Payload))
+	return p.c.Send(ctx, b.Audience, json.RawMessage(b.Payload))
 }

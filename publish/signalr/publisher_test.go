@@ -22,7 +22,7 @@ import (
 	"github.com/changecast/changecast/publish"
 	"github.com/changecast/changecast/publish/hub"
 	"github.com/changecast/changecast/publish/signalr"
-	"github.com/changecast/changecast/schema"
+	"github.com/changecast/changecast/schema/config"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -30,7 +30,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // startHub runs the built-in hub, the stand-in for Azure SignalR.
 func startHub(t *testing.T) *hub.Server {
 	t.Helper()
-	s, err := hub.New(schema.Hub{Listen: "127.0.0.1:0", Negotiate: schema.HubNegotiate{Auth: schema.NegotiateAuth{Anonymous: true}}}, hub.WithLogger(slog.New(slog.DiscardHandler)))
+	s, err := hub.New(config.Hub{Listen: "127.0.0.1:0", Negotiate: config.HubNegotiate{Auth: config.NegotiateAuth{Anonymous: true}}}, hub.WithLogger(slog.New(slog.DiscardHandler)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,15 +126,15 @@ func TestPublisherAgainstBuiltInHub(t *testing.T) {
 	}
 	payload := `{"source":"s","hub":"orders","group":"tenant-1","changes":[{"op":"upsert","collection":"c","id":"a/b","v":"1","doc":{"x":"\u001e"}}]}`
 	for _, tc := range []struct {
-		target publish.Target
+		target publish.Audience
 		want   bool
 	}{
-		{publish.Target{Hub: "orders", Group: "tenant-2", Method: "changes"}, false},
-		{publish.Target{Hub: "orders", Group: "tenant-1", Method: "changes"}, true},
-		{publish.Target{Hub: "orders", User: user, Method: "toUser"}, true},
-		{publish.Target{Hub: "orders", Method: "toAll"}, true},
+		{publish.Audience{Hub: "orders", Group: "tenant-2", Method: "changes"}, false},
+		{publish.Audience{Hub: "orders", Group: "tenant-1", Method: "changes"}, true},
+		{publish.Audience{Hub: "orders", User: user, Method: "toUser"}, true},
+		{publish.Audience{Hub: "orders", Method: "toAll"}, true},
 	} {
-		if err := p.Publish(ctx, &publish.Batch{Target: tc.target, Payload: json.RawMessage(payload)}); err != nil {
+		if err := p.Publish(ctx, &publish.Batch{Audience: tc.target, Payload: json.RawMessage(payload)}); err != nil {
 			t.Fatalf("%s: %v", tc.target, err)
 		}
 		if !tc.want {
@@ -154,17 +154,17 @@ func TestPublisherAgainstBuiltInHub(t *testing.T) {
 	}
 	// Over the 1 MB limit: refused as too large before any call.
 	big := json.RawMessage(`"` + strings.Repeat("x", signalr.MaxBodyBytes) + `"`)
-	if err := p.Publish(ctx, &publish.Batch{Target: publish.Target{Hub: "orders", Method: "m"}, Payload: big}); !publish.IsTooLarge(err) {
+	if err := p.Publish(ctx, &publish.Batch{Audience: publish.Audience{Hub: "orders", Method: "m"}, Payload: big}); !publish.IsTooLarge(err) {
 		t.Fatalf("big batch: %v", err)
 	}
 	// The hub itself answers 413 when the client's limit is higher.
 	p2, _ := signalr.New(h.ConnectionString(), signalr.WithMaxBodyBytes(4<<20))
-	if err := p2.Publish(ctx, &publish.Batch{Target: publish.Target{Hub: "orders", Method: "m"}, Payload: big}); !publish.IsTooLarge(err) {
+	if err := p2.Publish(ctx, &publish.Batch{Audience: publish.Audience{Hub: "orders", Method: "m"}, Payload: big}); !publish.IsTooLarge(err) {
 		t.Fatalf("big batch past the client check: %v", err)
 	}
 	// A bad key is refused, permanently.
 	bad, _ := signalr.New(strings.Replace(h.ConnectionString(), "AccessKey=", "AccessKey=x", 1))
-	if err := bad.Publish(ctx, &publish.Batch{Target: publish.Target{Hub: "orders", Method: "m"}, Payload: json.RawMessage(`1`)}); !publish.IsPermanent(err) {
+	if err := bad.Publish(ctx, &publish.Batch{Audience: publish.Audience{Hub: "orders", Method: "m"}, Payload: json.RawMessage(`1`)}); !publish.IsPermanent(err) {
 		t.Fatalf("bad key: %v", err)
 	}
 	if ok, err := c.ConnectionExists(ctx, "orders", "nope"); ok || err != nil {
@@ -211,7 +211,7 @@ func fakeService(t *testing.T, key string, statuses ...int) (*httptest.Server, *
 
 func TestPublisherClassifiesErrors(t *testing.T) {
 	const key = "fake-key-0123456789"
-	batch := &publish.Batch{Target: publish.Target{Hub: "Chat", Group: "g/1", Method: "m"}, Payload: json.RawMessage(`{"a":1}`)}
+	batch := &publish.Batch{Audience: publish.Audience{Hub: "Chat", Group: "g/1", Method: "m"}, Payload: json.RawMessage(`{"a":1}`)}
 	for _, tc := range []struct {
 		status            int
 		retry, large, per bool
@@ -288,7 +288,7 @@ func TestEntraIDAuth(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := signalr.NewPublisher(c).Publish(context.Background(), &publish.Batch{Target: publish.Target{Hub: "h", Method: "m"}, Payload: json.RawMessage(`1`)}); err != nil {
+	if err := signalr.NewPublisher(c).Publish(context.Background(), &publish.Batch{Audience: publish.Audience{Hub: "h", Method: "m"}, Payload: json.RawMessage(`1`)}); err != nil {
 		t.Fatal(err)
 	}
 	if gotAuth != "Bearer entra-token" || len(cred.scopes) != 1 || cred.scopes[0] != signalr.EntraScope {

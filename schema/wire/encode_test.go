@@ -1,4 +1,4 @@
-package schema
+package wire
 
 import (
 	"encoding/json"
@@ -54,11 +54,26 @@ func TestAppendValueMatchesEncodingJSON(t *testing.T) {
 		}
 	}
 	for _, s := range strs {
-		c := Change{Op: "patch", Collection: s, ID: s, V: "1.2", PV: "1.1", Patch: json.RawMessage(`[{"op":"add","path":"/a","value":1}]`),
+		c := Entry{Op: "patch", Collection: s, ID: s, V: "1.2", PV: "1.1", Patch: json.RawMessage(`[{"op":"add","path":"/a","value":1}]`),
 			Doc: json.RawMessage(`{"a":1}`), TS: "2026-11-26T00:00:00Z", Reason: s}
 		want, _ := json.Marshal(c)
 		if got := c.AppendJSON(nil); string(got) != string(want) {
 			t.Fatalf("change\n got  %s\n want %s", got, want)
+		}
+	}
+}
+
+func TestCompareVersions(t *testing.T) {
+	cases := []struct {
+		a, b string
+		want int
+	}{
+		{"9", "10", -1}, {"10", "9", 1}, {"18446744073709551615.2", "18446744073709551615.10", -1},
+		{"5.1", "5.1", 0}, {"5", "5.1", -1}, {"007", "7", 0}, {"100.1", "99.9", 1},
+	}
+	for _, c := range cases {
+		if got := CompareVersions(c.a, c.b); got != c.want {
+			t.Errorf("CompareVersions(%q, %q) = %d, want %d", c.a, c.b, got, c.want)
 		}
 	}
 }

@@ -1,10 +1,12 @@
-package schema
+package config
 
 import (
 	"errors"
 	"fmt"
 	"net/url"
 	"strings"
+
+	"github.com/changecast/changecast/schema/template"
 )
 
 // Hub configures the built-in SignalR-compatible hub.
@@ -118,7 +120,7 @@ func (h *Hub) validate(path string, p *problems) {
 		p.add(path+".negotiate.userClaim", "is required")
 	}
 	for i, g := range n.Groups {
-		if _, err := ParseClaimTemplate(g); err != nil {
+		if _, err := template.ParseClaims(g); err != nil {
 			p.add(fmt.Sprintf("%s.negotiate.groups[%d]", path, i), "%v", err)
 		}
 	}
@@ -150,93 +152,4 @@ func ParseHub(raw []byte, env func(string) (string, bool)) (*Hub, error) {
 		return nil, err
 	}
 	return &h, nil
-}
-
-// ClaimTemplate is a group name with {claims.NAME} holes, e.g.
-// "tenant-{claims.tid}". "{{" and "}}" stand for literal braces.
-type ClaimTemplate struct {
-	lits   []string // len(lits) == len(claims)+1
-	claims []string
-	src    string
-}
-
-// ParseClaimTemplate parses a negotiate group template.
-func ParseClaimTemplate(s string) (*ClaimTemplate, error) {
-	if strings.TrimSpace(s) == "" {
-		return nil, fmt.Errorf("%q is blank", s)
-	}
-	t := &ClaimTemplate{src: s}
-	var lit strings.Builder
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case (c == '{' || c == '}') && i+1 < len(s) && s[i+1] == c:
-			lit.WriteByte(c)
-			i++
-		case c == '{':
-			end := strings.IndexByte(s[i:], '}')
-			if end < 0 {
-				return nil, fmt.Errorf("%q has no closing brace", s)
-			}
-			name, ok := strings.CutPrefix(s[i+1:i+end], "claims.")
-			if !ok || name == "" {
-				return nil, fmt.Errorf("%q: {%s} is not a claim such as {claims.tid}", s, s[i+1:i+end])
-			}
-			t.lits = append(t.lits, lit.String())
-			t.claims = append(t.claims, name)
-			lit.Reset()
-			i += end
-		case c == '}':
-			return nil, fmt.Errorf("%q has a closing brace with no opening one", s)
-		default:
-			lit.WriteByte(c)
-		}
-	}
-	t.lits = append(t.lits, lit.String())
-	return t, nil
-}
-
-// String is the template's source text.
-func (t *ClaimTemplate) String() string { return t.src }
-
-// Claims lists the claims the template reads.
-func (t *ClaimTemplate) Claims() []string { return t.claims }
-
-// Render returns the groups the template gives for claims. A claim that is
-// a string, number or bool fills its hole once; an array fills it once per
-// scalar element (so roles: [a, b] gives two groups). A missing or empty
-// claim gives no group at all: a made-up name could let a user into a group
-// it is not entitled to.
-func (t *ClaimTemplate) Render(claims map[string]any) []string {
-	out := []string{t.lits[0]}
-	for i, name := range t.claims {
-		vals := claimValues(claims[name])
-		if len(vals) == 0 {
-			return nil
-		}
-		next := make([]string, 0, len(out)*len(vals))
-		for _, prefix := range out {
-			for _, v := range vals {
-				next = append(next, prefix+v+t.lits[i+1])
-			}
-		}
-		out = next
-	}
-	return out
-}
-
-func claimValues(v any) []string {
-	if arr, ok := v.([]any); ok {
-		var out []string
-		for _, e := range arr {
-			if s, ok := ScalarString(e); ok && s != "" {
-				out = append(out, s)
-			}
-		}
-		return out
-	}
-	if s, ok := ScalarString(v); ok && s != "" {
-		return []string{s}
-	}
-	return nil
 }

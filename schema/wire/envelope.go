@@ -1,8 +1,8 @@
-package schema
+package wire
 
 import "encoding/json"
 
-// Ops of a Change in an Envelope.
+// Ops of an Entry in an Envelope.
 const (
 	// OpPatch: a client holding the document at version PV applies Patch
 	// (RFC 6902) and is then at V.
@@ -26,11 +26,12 @@ type Envelope struct {
 	Hub     string   `json:"hub" jsonschema:"required"`
 	Group   string   `json:"group,omitempty" jsonschema_description:"Set when the batch was sent to a group."`
 	User    string   `json:"user,omitempty" jsonschema_description:"Set when the batch was sent to a user."`
-	Changes []Change `json:"changes" jsonschema:"required"`
+	Changes []Entry `json:"changes" jsonschema:"required"`
 }
 
-// Change is one document change inside an Envelope.
-type Change struct {
+// Entry is one document change inside an Envelope (an element of its
+// "changes" array).
+type Entry struct {
 	Op         string          `json:"op" jsonschema:"required,enum=patch,enum=upsert,enum=delete,enum=refetch,enum=truncate"`
 	Collection string          `json:"collection" jsonschema:"required"`
 	ID         string          `json:"id,omitempty" jsonschema_description:"Document id; absent only for truncate. Composite keys are a JSON array text."`

@@ -1,4 +1,4 @@
-package schema
+package wire
 
 import (
 	"encoding/json"
@@ -18,7 +18,7 @@ import (
 // AppendJSON appends c as JSON; the output equals json.Marshal(c) except
 // that raw fields (Patch, Doc) are copied as they are, not compacted (they
 // come from this package's encoders or jsondiff, already compact).
-func (c *Change) AppendJSON(b []byte) []byte {
+func (c *Entry) AppendJSON(b []byte) []byte {
 	b = append(b, `{"op":`...)
 	b = AppendString(b, c.Op)
 	b = append(b, `,"collection":`...)

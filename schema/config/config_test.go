@@ -1,10 +1,12 @@
-package schema
+package config
 
 import (
 	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/changecast/changecast/schema/wire"
 )
 
 const goodConfig = `
@@ -34,7 +36,7 @@ func TestParseDefaultsAndInterpolation(t *testing.T) {
 	if c.Publish.Batch.MaxChanges != 7 || c.Publish.Batch.MaxDelay.D().Milliseconds() != 20 {
 		t.Errorf("batch = %+v", c.Publish.Batch)
 	}
-	if c.Source.Postgres.Slot != DefaultSlot || c.Publish.Target != "stdout" || c.Mappings[0].Target != DefaultTarget ||
+	if c.Source.Postgres.Slot != DefaultSlot || c.Publish.Target != "stdout" || c.Mappings[0].Method != DefaultMethod ||
 		c.Publish.Batch.MaxBytes != DefaultMaxBytes || c.Lease.Store != "memory" {
 		t.Errorf("defaults not applied: %+v", c)
 	}
@@ -97,42 +99,8 @@ mappings: [{collection: c, hub: h}]`, "field slots not found"},
 	}
 }
 
-func TestTemplate(t *testing.T) {
-	tp, err := ParseTemplate("tenant-{/tenant}-{/a~1b}{{x}}")
-	if err != nil {
-		t.Fatal(err)
-	}
-	doc := map[string]any{"tenant": "acme", "a/b": json.Number("7")}
-	if got, err := tp.Render(doc); err != nil || got != "tenant-acme-7{x}" {
-		t.Fatalf("got %q, %v", got, err)
-	}
-	if _, err := tp.Render(map[string]any{"tenant": map[string]any{}}); err == nil {
-		t.Fatal("an object field must not render")
-	}
-	for _, bad := range []string{"{/x", "x}", "{tenant}", "{}", "  "} {
-		if _, err := ParseTemplate(bad); err == nil {
-			t.Errorf("%q parsed", bad)
-		}
-	}
-}
-
-func TestCompareVersions(t *testing.T) {
-	cases := []struct {
-		a, b string
-		want int
-	}{
-		{"9", "10", -1}, {"10", "9", 1}, {"18446744073709551615.2", "18446744073709551615.10", -1},
-		{"5.1", "5.1", 0}, {"5", "5.1", -1}, {"007", "7", 0}, {"100.1", "99.9", 1},
-	}
-	for _, c := range cases {
-		if got := CompareVersions(c.a, c.b); got != c.want {
-			t.Errorf("CompareVersions(%q, %q) = %d, want %d", c.a, c.b, got, c.want)
-		}
-	}
-}
-
 func TestJSONSchemas(t *testing.T) {
-	for name, f := range map[string]func() ([]byte, error){"config": ConfigJSONSchema, "envelope": EnvelopeJSONSchema} {
+	for name, f := range map[string]func() ([]byte, error){"config": JSONSchema, "envelope": wire.EnvelopeJSONSchema} {
 		b, err := f()
 		if err != nil {
 			t.Fatal(err)

@@ -1,4 +1,4 @@
-package schema
+package config
 
 import (
 	"encoding/json"
@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/changecast/changecast/schema/template"
 	"github.com/invopop/jsonschema"
 	"go.yaml.in/yaml/v3"
 )
@@ -95,7 +96,7 @@ type Mapping struct {
 	Hub        string   `yaml:"hub" json:"hub" jsonschema:"required"`
 	Group      string   `yaml:"group,omitempty" json:"group,omitempty" jsonschema_description:"Group name template; {/json/pointer} is replaced by that document field."`
 	User       string   `yaml:"user,omitempty" json:"user,omitempty" jsonschema_description:"User id template, like group."`
-	Target     string   `yaml:"target,omitempty" json:"target,omitempty" jsonschema_description:"SignalR method the client handles. Default changes."`
+	Method     string   `yaml:"target,omitempty" json:"target,omitempty" jsonschema_description:"SignalR method the client handles. Default changes."`
 	Key        []string `yaml:"key,omitempty" json:"key,omitempty" jsonschema_description:"JSON Pointers of the document id; default the table's primary key (Cosmos: /id)."`
 	Include    []string `yaml:"include,omitempty" json:"include,omitempty" jsonschema_description:"Only these JSON Pointers are sent."`
 	Exclude    []string `yaml:"exclude,omitempty" json:"exclude,omitempty" jsonschema_description:"These JSON Pointers are never sent."`
@@ -174,7 +175,7 @@ const (
 	DefaultPublication    = "changecast"
 	DefaultHeartbeat      = 10 * time.Second
 	DefaultStatusInterval = 5 * time.Second
-	DefaultTarget         = "changes"
+	DefaultMethod         = "changes"
 	DefaultMaxChanges     = 500
 	DefaultMaxBytes       = 512 * 1024
 	DefaultMaxDelay       = 10 * time.Millisecond
@@ -224,7 +225,7 @@ func (c *Config) ApplyDefaults() {
 		}
 	}
 	for i := range c.Mappings {
-		setStr(&c.Mappings[i].Target, DefaultTarget)
+		setStr(&c.Mappings[i].Method, DefaultMethod)
 	}
 	setStr(&c.Publish.Target, "stdout")
 	b := &c.Publish.Batch
@@ -344,7 +345,7 @@ func (c *Config) Validate() error {
 			p.add("source.cosmos.maxItems", "must be at least 1")
 		}
 		if cs.DeleteField != "" {
-			if _, err := ParsePointer(cs.DeleteField); err != nil {
+			if _, err := template.ParsePointer(cs.DeleteField); err != nil {
 				p.add("source.cosmos.deleteField", "%v", err)
 			}
 		}
@@ -427,17 +428,17 @@ func (m Mapping) validate(path string, p *problems) {
 		p.add(path, "set group or user, not both")
 	}
 	if m.Group != "" {
-		if _, err := ParseTemplate(m.Group); err != nil {
+		if _, err := template.Parse(m.Group); err != nil {
 			p.add(path+".group", "%v", err)
 		}
 	}
 	if m.User != "" {
-		if _, err := ParseTemplate(m.User); err != nil {
+		if _, err := template.Parse(m.User); err != nil {
 			p.add(path+".user", "%v", err)
 		}
 	}
 	for j, k := range m.Key {
-		if _, err := ParsePointer(k); err != nil {
+		if _, err := template.ParsePointer(k); err != nil {
 			p.add(fmt.Sprintf("%s.key[%d]", path, j), "%v", err)
 		}
 	}
@@ -445,12 +446,12 @@ func (m Mapping) validate(path string, p *problems) {
 		p.add(path, "set include or exclude, not both")
 	}
 	for j, k := range m.Include {
-		if _, err := ParsePointer(k); err != nil {
+		if _, err := template.ParsePointer(k); err != nil {
 			p.add(fmt.Sprintf("%s.include[%d]", path, j), "%v", err)
 		}
 	}
 	for j, k := range m.Exclude {
-		if _, err := ParsePointer(k); err != nil {
+		if _, err := template.ParsePointer(k); err != nil {
 			p.add(fmt.Sprintf("%s.exclude[%d]", path, j), "%v", err)
 		}
 	}
