@@ -126,9 +126,6 @@ func (b *Batcher) Len() int {
 	return n
 }
 
-// Has reports whether t has a window open.
-func (b *Batcher) Has(t Audience) bool { return b.windows[t] != nil }
-
 // BuildBatch encodes the envelope of items (all for t) from their already
 // encoded changes, without encoding any change again.
 func BuildBatch(source string, t Audience, items []Pending) *Batch {

@@ -10,15 +10,14 @@ import (
 	"github.com/wI2L/jsondiff"
 
 	"github.com/changecast/changecast/changefeed"
-	"github.com/changecast/changecast/schema/config"
 	"github.com/changecast/changecast/schema/wire"
 )
 
 // Output is one wire change for one target, already encoded.
 type Output struct {
 	Audience Audience
-	Change wire.Entry
-	Raw    []byte // Change as compact JSON
+	Change   wire.Entry
+	Raw      []byte // Change as compact JSON
 	// Save, with a ShadowStore, is what to store once this output is
 	// published.
 	Save *ShadowRecord
@@ -58,18 +57,34 @@ type Mapper struct {
 	Stats  MapperStats
 }
 
+// Mapping routes one collection (a table, or a Cosmos container) to a hub,
+// and within it to a group or a user rendered from the document.
+type Mapping struct {
+	Collection string
+	Hub        string
+	Group      string   // template over the document, e.g. "tenant-{/tenant}"; empty: the whole hub
+	User       string   // template, like Group (never with it)
+	Method     string   // SignalR method the clients handle; default DefaultMethod
+	Key        []string // JSON Pointers of the document id; default the source's id
+	Include    []string // only these JSON Pointers are sent
+	Exclude    []string // these JSON Pointers are never sent
+}
+
+// DefaultMethod is the SignalR method of a Mapping that names none.
+const DefaultMethod = "changes"
+
 // NewMapper compiles mappings.
-func NewMapper(mappings []config.Mapping, o MapperOptions) (*Mapper, error) {
+func NewMapper(mappings []Mapping, o MapperOptions) (*Mapper, error) {
 	m := &Mapper{rules: map[string][]*rule{}, shadow: newShadow(o.ShadowSize), store: o.Store, max: o.MaxChangeBytes, log: o.Logger}
 	if m.log == nil {
 		m.log = slog.Default()
 	}
 	if m.max <= 0 {
-		m.max = config.MaxBatchBytes - 1024
+		m.max = MaxBatchBytes - 1024
 	}
 	for i, mp := range mappings {
 		if mp.Method == "" {
-			mp.Method = config.DefaultMethod
+			mp.Method = DefaultMethod
 		}
 		r, err := compileRule(i, mp)
 		if err != nil {

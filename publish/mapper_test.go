@@ -6,11 +6,10 @@ import (
 	"testing"
 
 	"github.com/changecast/changecast/changefeed"
-	"github.com/changecast/changecast/schema/config"
 	"github.com/changecast/changecast/schema/wire"
 )
 
-func newTestMapper(t *testing.T, ms ...config.Mapping) *Mapper {
+func newTestMapper(t *testing.T, ms ...Mapping) *Mapper {
 	t.Helper()
 	m, err := NewMapper(ms, MapperOptions{ShadowSize: 100, MaxChangeBytes: 2000})
 	if err != nil {
@@ -36,7 +35,7 @@ func one(t *testing.T, outs []Output) Output {
 }
 
 func TestMapperPatchUpsertAndProjection(t *testing.T) {
-	m := newTestMapper(t, config.Mapping{Collection: "c", Hub: "h", Group: "g-{/tenant}", Method: "changes", Exclude: []string{"/secret", "/nested/hidden"}})
+	m := newTestMapper(t, Mapping{Collection: "c", Hub: "h", Group: "g-{/tenant}", Method: "changes", Exclude: []string{"/secret", "/nested/hidden"}})
 	ins := one(t, m.Map(&changefeed.Change{Collection: "c", ID: "1", Op: changefeed.Insert, Version: "10.1",
 		After: doc("id", int64(1), "tenant", "a", "secret", "x", "status", "new", "nested", doc("hidden", 1, "shown", 2), "text", strings.Repeat("z", 200))}, nil))
 	if ins.Audience != (Audience{Hub: "h", Group: "g-a", Method: "changes"}) || ins.Change.Op != wire.OpUpsert {
@@ -61,7 +60,7 @@ func TestMapperPatchUpsertAndProjection(t *testing.T) {
 		t.Fatalf("replay sent: %+v", outs)
 	}
 	// A small document whose patch would be larger is sent whole.
-	m2 := newTestMapper(t, config.Mapping{Collection: "c", Hub: "h", Method: "changes"})
+	m2 := newTestMapper(t, Mapping{Collection: "c", Hub: "h", Method: "changes"})
 	m2.Map(&changefeed.Change{Collection: "c", ID: "1", Op: changefeed.Insert, Version: "1", After: doc("a", 1, "b", 2)}, nil)
 	o := one(t, m2.Map(&changefeed.Change{Collection: "c", ID: "1", Op: changefeed.Update, Version: "2", After: doc("a", 3, "b", 4)}, nil))
 	if o.Change.Op != wire.OpUpsert {
@@ -70,7 +69,7 @@ func TestMapperPatchUpsertAndProjection(t *testing.T) {
 }
 
 func TestMapperRoutingMovesAndDeletes(t *testing.T) {
-	m := newTestMapper(t, config.Mapping{Collection: "c", Hub: "h", User: "{/owner}", Method: "t"})
+	m := newTestMapper(t, Mapping{Collection: "c", Hub: "h", User: "{/owner}", Method: "t"})
 	m.Map(&changefeed.Change{Collection: "c", ID: "1", Op: changefeed.Insert, Version: "1", After: doc("owner", "ann")}, nil)
 	outs := m.Map(&changefeed.Change{Collection: "c", ID: "1", Op: changefeed.Update, Version: "2", After: doc("owner", "bob")}, nil)
 	if len(outs) != 2 || outs[0].Audience.User != "ann" || outs[0].Change.Op != wire.OpDelete ||
@@ -89,7 +88,7 @@ func TestMapperRoutingMovesAndDeletes(t *testing.T) {
 }
 
 func TestMapperUnchangedToastAndRefetch(t *testing.T) {
-	m := newTestMapper(t, config.Mapping{Collection: "c", Hub: "h", Method: "t"})
+	m := newTestMapper(t, Mapping{Collection: "c", Hub: "h", Method: "t"})
 	// No previous version: the client must refetch, never get a placeholder.
 	o := one(t, m.Map(&changefeed.Change{Collection: "c", ID: "1", Op: changefeed.Update, Version: "1", After: doc("n", 1), Unchanged: []string{"big"}}, nil))
 	if o.Change.Op != wire.OpRefetch || o.Change.Reason != "unchanged_toast" {
@@ -123,7 +122,7 @@ type jsonErr string
 func (e jsonErr) Error() string { return string(e) }
 
 func TestMapperKeyChange(t *testing.T) {
-	m := newTestMapper(t, config.Mapping{Collection: "c", Hub: "h", Group: "{/g}", Method: "t"})
+	m := newTestMapper(t, Mapping{Collection: "c", Hub: "h", Group: "{/g}", Method: "t"})
 	m.Map(&changefeed.Change{Collection: "c", ID: "1", Op: changefeed.Insert, Version: "1", After: doc("id", 1, "g", "x", "big", "B")}, nil)
 	outs := m.Map(&changefeed.Change{Collection: "c", ID: "2", PrevID: "1", Op: changefeed.Update, Version: "2",
 		Before: doc("id", 1), BeforePartial: true, After: doc("id", 2, "g", "x"), Unchanged: []string{"big"}}, nil)
@@ -134,7 +133,7 @@ func TestMapperKeyChange(t *testing.T) {
 }
 
 func TestBuildBatchPayload(t *testing.T) {
-	m := newTestMapper(t, config.Mapping{Collection: "c", Hub: "h", Group: "g", Method: "t"})
+	m := newTestMapper(t, Mapping{Collection: "c", Hub: "h", Group: "g", Method: "t"})
 	var items []Pending
 	for i, id := range []string{"a", "b"} {
 		o := one(t, m.Map(&changefeed.Change{Collection: "c", ID: id, Op: changefeed.Insert, Version: "1", After: doc("x", i)}, nil))
@@ -177,7 +176,7 @@ func TestBatcherPolicy(t *testing.T) {
 // A routing change of a document the mapper has not seen (no shadow entry)
 // is still a move when the change carries the full before-image.
 func TestMapperMoveFromBeforeImage(t *testing.T) {
-	m := newTestMapper(t, config.Mapping{Collection: "c", Hub: "h", Group: "g-{/tenant}", Method: "t"})
+	m := newTestMapper(t, Mapping{Collection: "c", Hub: "h", Group: "g-{/tenant}", Method: "t"})
 	outs := m.Map(&changefeed.Change{Collection: "c", ID: "4", Op: changefeed.Update, Version: "9",
 		Before: doc("id", 4, "tenant", "acme"), After: doc("id", 4, "tenant", "globex")}, nil)
 	if len(outs) != 2 || outs[0].Audience.Group != "g-acme" || outs[0].Change.Op != wire.OpDelete ||

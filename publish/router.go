@@ -1,10 +1,8 @@
 package publish
 
 import (
-	"encoding/json"
 	"fmt"
 
-	"github.com/changecast/changecast/schema/config"
 	"github.com/changecast/changecast/schema/template"
 	"github.com/changecast/changecast/schema/wire"
 )
@@ -13,7 +11,7 @@ import (
 type rule struct {
 	idx     int
 	fp      string // fingerprint, for ShadowStore keys
-	m       config.Mapping
+	m       Mapping
 	group   *template.Template
 	user    *template.Template
 	key     []template.Pointer
@@ -21,7 +19,7 @@ type rule struct {
 	exclude []template.Pointer
 }
 
-func compileRule(idx int, m config.Mapping) (*rule, error) {
+func compileRule(idx int, m Mapping) (*rule, error) {
 	r := &rule{idx: idx, m: m, fp: fingerprint(m)}
 	var err error
 	if m.Group != "" {
@@ -93,13 +91,7 @@ func KeyID(doc map[string]any, key []template.Pointer) (string, error) {
 		}
 		vals[i] = v
 	}
-	if len(vals) == 1 {
-		if s, ok := wire.ScalarString(vals[0]); ok {
-			return s, nil
-		}
-	}
-	b, err := json.Marshal(vals)
-	return string(b), err
+	return wire.FormatID(vals...)
 }
 
 // project applies include/exclude. It never modifies doc: it copies only

@@ -5,8 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-
-	"github.com/changecast/changecast/schema/config"
 )
 
 // ShadowStore keeps the last published version of each document outside the
@@ -30,17 +28,17 @@ type ShadowStore interface {
 
 // ShadowRecord is one document's last published version under one mapping.
 type ShadowRecord struct {
-	Key    string // mapping fingerprint + "/" + document id
-	V      string
-	Doc    []byte // the projected document as sent; nil: deleted at V
+	Key      string // mapping fingerprint + "/" + document id
+	V        string
+	Doc      []byte // the projected document as sent; nil: deleted at V
 	Audience Audience
-	Prefix bool // a truncate: forget every key starting with Key
+	Prefix   bool // a truncate: forget every key starting with Key
 }
 
 // fingerprint names a mapping in stored keys. It changes when the mapping
 // changes (its projection, routing…), so a changed mapping starts from whole
 // documents instead of diffing against documents shaped by the old one.
-func fingerprint(m config.Mapping) string {
+func fingerprint(m Mapping) string {
 	h := sha256.Sum256([]byte(fmt.Sprintf("%q|%q|%q|%q|%q|%q|%q|%q", m.Collection, m.Hub, m.Group, m.User, m.Method, m.Key, m.Include, m.Exclude)))
 	return hex.EncodeToString(h[:8])
 }

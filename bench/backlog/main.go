@@ -24,9 +24,7 @@ import (
 
 	"github.com/changecast/changecast/bench/internal/benchenv"
 	"github.com/changecast/changecast/changefeed/postgres"
-	"github.com/changecast/changecast/changefeed/processor"
 	"github.com/changecast/changecast/publish"
-	"github.com/changecast/changecast/schema/config"
 )
 
 func rssMB() float64 {
@@ -79,10 +77,8 @@ func main() {
 	})
 	quiet := benchenv.Quiet
 	src := postgres.New(postgres.Config{URL: url, Slot: "backlog", Publication: "backlog", Tables: []string{"public.backlog"}, Heartbeat: -1, Logger: quiet})
-	m, _ := publish.NewMapper([]config.Mapping{{Collection: "public.backlog", Hub: "h", Group: "{/tenant}", Method: "changes"}},
-		publish.MapperOptions{ShadowSize: config.DefaultShadowSize, Logger: quiet})
-	proc := processor.New(processor.Config{Source: "bench", Logger: quiet, MaxBackoff: 200 * time.Millisecond,
-		Batch: publish.BatchLimits{MaxChanges: 500, MaxBytes: 512 << 10, MaxDelay: 10 * time.Millisecond}}, src, m, target)
+	proc := benchenv.Pipeline(src, []publish.Mapping{{Collection: "public.backlog", Hub: "h", Group: "{/tenant}", Method: "changes"}}, publish.PipelineConfig{MaxBackoff: 200 * time.Millisecond,
+		Batch: publish.BatchLimits{MaxChanges: 500, MaxBytes: 512 << 10, MaxDelay: 10 * time.Millisecond}}, target)
 	pctx, stop := context.WithCancel(ctx)
 	perr := make(chan error, 1)
 	go func() { perr <- proc.Run(pctx) }()

@@ -29,7 +29,6 @@ import (
 
 	"github.com/changecast/changecast/bench/internal/benchenv"
 	"github.com/changecast/changecast/changefeed/postgres"
-	"github.com/changecast/changecast/changefeed/processor"
 	"github.com/changecast/changecast/publish"
 	"github.com/changecast/changecast/publish/signalr"
 	"github.com/changecast/changecast/schema/config"
@@ -133,11 +132,7 @@ func main() {
 	}
 
 	src := postgres.New(postgres.Config{URL: url, Slot: "lat", Publication: "lat", Tables: []string{"public.lat_orders"}, Heartbeat: -1, Logger: quiet})
-	m, _ := publish.NewMapper([]config.Mapping{{Collection: "public.lat_orders", Hub: "orders", Method: "changes"}},
-		publish.MapperOptions{ShadowSize: config.DefaultShadowSize, Logger: quiet})
-	proc := processor.New(processor.Config{Source: "bench", Logger: quiet,
-		Batch: publish.BatchLimits{MaxChanges: config.DefaultMaxChanges, MaxBytes: config.DefaultMaxBytes, MaxDelay: config.DefaultMaxDelay}},
-		src, m, h.Publisher())
+	proc := benchenv.Pipeline(src, []publish.Mapping{{Collection: "public.lat_orders", Hub: "orders", Method: "changes"}}, publish.PipelineConfig{Batch: publish.BatchLimits{MaxChanges: config.DefaultMaxChanges, MaxBytes: config.DefaultMaxBytes, MaxDelay: config.DefaultMaxDelay}}, h.Publisher())
 	pctx, stop := context.WithCancel(ctx)
 	perr := make(chan error, 1)
 	go func() { perr <- proc.Run(pctx) }()

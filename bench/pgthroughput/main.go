@@ -23,9 +23,7 @@ import (
 	"github.com/changecast/changecast/bench/internal/benchenv"
 	"github.com/changecast/changecast/changefeed"
 	"github.com/changecast/changecast/changefeed/postgres"
-	"github.com/changecast/changecast/changefeed/processor"
 	"github.com/changecast/changecast/publish"
-	"github.com/changecast/changecast/schema/config"
 )
 
 func main() {
@@ -93,14 +91,9 @@ func main() {
 		return nil
 	})
 	quiet := benchenv.Quiet
-	maps := []config.Mapping{{Collection: "public.bench_orders", Hub: "orders", Group: "{/tenant}", Method: "changes"}}
+	maps := []publish.Mapping{{Collection: "public.bench_orders", Hub: "orders", Group: "{/tenant}", Method: "changes"}}
 	src := postgres.New(postgres.Config{URL: url, Slot: "bench_cc", Publication: "bench", Tables: []string{"public.bench_orders"}, Heartbeat: -1, Logger: quiet})
-	m, err := publish.NewMapper(maps, publish.MapperOptions{ShadowSize: config.DefaultShadowSize, Logger: quiet})
-	if err != nil {
-		log.Fatal(err)
-	}
-	proc := processor.New(processor.Config{Source: "bench", Logger: quiet,
-		Batch: publish.BatchLimits{MaxChanges: 500, MaxBytes: 512 << 10, MaxDelay: 10 * time.Millisecond}}, src, m, sink)
+	proc := benchenv.Pipeline(src, maps, publish.PipelineConfig{Batch: publish.BatchLimits{MaxChanges: 500, MaxBytes: 512 << 10, MaxDelay: 10 * time.Millisecond}}, sink)
 	pctx, stop := context.WithCancel(ctx)
 	perr := make(chan error, 1)
 	if *cpuprofile != "" {

@@ -20,7 +20,6 @@ import (
 
 	"github.com/changecast/changecast/bench/internal/benchenv"
 	"github.com/changecast/changecast/changefeed/postgres"
-	"github.com/changecast/changecast/changefeed/processor"
 	"github.com/changecast/changecast/publish"
 	"github.com/changecast/changecast/publish/signalr"
 	"github.com/changecast/changecast/schema/config"
@@ -64,10 +63,7 @@ func main() {
 		return err
 	})
 	src := postgres.New(postgres.Config{URL: url, Slot: "rest", Publication: "rest", Tables: []string{"public.rest_orders"}, Heartbeat: -1, Logger: quiet})
-	m, _ := publish.NewMapper([]config.Mapping{{Collection: "public.rest_orders", Hub: "orders", Group: "tenant-{/tenant}", Method: "changes"}},
-		publish.MapperOptions{ShadowSize: config.DefaultShadowSize, Logger: quiet})
-	proc := processor.New(processor.Config{Source: "bench", Logger: quiet,
-		Batch: publish.BatchLimits{MaxChanges: config.DefaultMaxChanges, MaxBytes: config.DefaultMaxBytes, MaxDelay: *delay}}, src, m, counted)
+	proc := benchenv.Pipeline(src, []publish.Mapping{{Collection: "public.rest_orders", Hub: "orders", Group: "tenant-{/tenant}", Method: "changes"}}, publish.PipelineConfig{Batch: publish.BatchLimits{MaxChanges: config.DefaultMaxChanges, MaxBytes: config.DefaultMaxBytes, MaxDelay: *delay}}, counted)
 	pctx, stop := context.WithCancel(ctx)
 	perr := make(chan error, 1)
 	go func() { perr <- proc.Run(pctx) }()

@@ -12,7 +12,6 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/data/azcosmos"
 
 	"github.com/changecast/changecast/lease"
-	"github.com/changecast/changecast/schema/config"
 	"github.com/changecast/changecast/schema/template"
 )
 
@@ -36,12 +35,18 @@ type FeedConfig struct {
 	Logger                 *slog.Logger
 }
 
+// Defaults of FeedConfig.
+const (
+	DefaultPollInterval = time.Second
+	DefaultMaxItems     = 100
+)
+
 func (c *FeedConfig) defaults() {
 	if c.PollInterval <= 0 {
-		c.PollInterval = config.DefaultPollInterval
+		c.PollInterval = DefaultPollInterval
 	}
 	if c.MaxItems <= 0 {
-		c.MaxItems = config.DefaultMaxItems
+		c.MaxItems = DefaultMaxItems
 	}
 	if c.MinBackoff <= 0 {
 		c.MinBackoff = 100 * time.Millisecond

@@ -16,13 +16,12 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/data/azcosmos"
 	"go.uber.org/goleak"
 
+	"github.com/changecast/changecast/changefeed"
 	"github.com/changecast/changecast/changefeed/cosmos"
 	"github.com/changecast/changecast/changefeed/cosmos/cosmostest"
-	"github.com/changecast/changecast/changefeed/processor"
 	"github.com/changecast/changecast/internal/replica"
 	"github.com/changecast/changecast/lease"
 	"github.com/changecast/changecast/publish"
-	"github.com/changecast/changecast/schema/config"
 	"github.com/changecast/changecast/schema/wire"
 )
 
@@ -176,7 +175,7 @@ func eventually(t *testing.T, what string, cond func() string) {
 	}
 }
 
-var mappings = []config.Mapping{{Collection: collName, Hub: "orders", Method: "changes"}}
+var mappings = []publish.Mapping{{Collection: collName, Hub: "orders", Method: "changes"}}
 
 func newMapper(maxChangeBytes int) func() (*publish.Mapper, error) {
 	return func() (*publish.Mapper, error) {
@@ -186,29 +185,60 @@ func newMapper(maxChangeBytes int) func() (*publish.Mapper, error) {
 
 // worker is one running Runner.
 type worker struct {
-	r    *cosmos.Runner
+	r    *changefeed.Runner
 	stop func() error
 }
 
-func (w *world) config(owner string, store lease.Store) cosmos.Config {
-	return cosmos.Config{
-		Client: w.client(), Database: dbName, Container: collName,
-		Feed:  cosmos.FeedConfig{Start: cosmos.Start{Kind: cosmos.StartBeginning}, PollInterval: 20 * time.Millisecond, MaxItems: 25},
-		Store: store, Processor: "test", Owner: owner,
-		AcquireInterval: acquireEvery, RenewInterval: renewEvery, Expiry: expiry,
-		Publisher: w, NewMapper: newMapper(0),
-		Pipeline: processor.Config{Batch: publish.BatchLimits{MaxChanges: 100, MaxBytes: 256 << 10, MaxDelay: 5 * time.Millisecond},
-			DrainTimeout: 5 * time.Second},
-		Logger: logger().With("owner", owner),
+// workerConfig is what a test varies of a worker: the container side and
+// the publishing side of the runner.
+type workerConfig struct {
+	Client      *azcosmos.Client
+	Container   string
+	Feed        cosmos.FeedConfig
+	Store       lease.Store
+	Owner       string
+	Publisher   publish.Publisher
+	NewMapper   func() (*publish.Mapper, error)
+	ShadowStore publish.ShadowStore
+}
+
+func (w *world) config(owner string, store lease.Store) workerConfig {
+	return workerConfig{
+		Client: w.client(), Container: collName,
+		Feed:  cosmos.FeedConfig{Start: cosmos.Start{Kind: cosmos.StartBeginning}, PollInterval: 20 * time.Millisecond, MaxItems: 25, Logger: logger()},
+		Store: store, Owner: owner, Publisher: w, NewMapper: newMapper(0),
 	}
 }
 
-func (w *world) start(cfg cosmos.Config) *worker {
-	w.t.Helper()
-	r, err := cosmos.NewRunner(cfg)
+// runner builds the changefeed.Runner of c, as the worker assembles it.
+func (c workerConfig) runner(t *testing.T) *changefeed.Runner {
+	t.Helper()
+	r, err := changefeed.NewRunner(changefeed.RunnerConfig{
+		Partitions: &cosmos.Container{Client: c.Client, Database: dbName, Container: c.Container, Feed: c.Feed, Processor: "test"},
+		Store:      c.Store,
+		NewConsumer: func(*lease.Lease) (changefeed.Consumer, error) {
+			m, err := c.NewMapper()
+			if err != nil {
+				return nil, err
+			}
+			return publish.NewPipeline(publish.PipelineConfig{Source: "cosmos:" + dbName + "/" + c.Container,
+				Batch:       publish.BatchLimits{MaxChanges: 100, MaxBytes: 256 << 10, MaxDelay: 5 * time.Millisecond},
+				ShadowStore: c.ShadowStore, Logger: logger()}, m, c.Publisher), nil
+		},
+		Processor: changefeed.ProcessorConfig{DrainTimeout: 5 * time.Second},
+		Owner:     c.Owner, AcquireInterval: acquireEvery, RenewInterval: renewEvery, Expiry: expiry,
+		IdleReady: true,
+		Logger:    logger().With("owner", c.Owner),
+	})
 	if err != nil {
-		w.t.Fatal(err)
+		t.Fatal(err)
 	}
+	return r
+}
+
+func (w *world) start(cfg workerConfig) *worker {
+	w.t.Helper()
+	r := cfg.runner(w.t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx) }()

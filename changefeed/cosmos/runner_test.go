@@ -367,10 +367,7 @@ func TestWaitsForContainer(t *testing.T) {
 	w := newWorld(t, 1)
 	cfg := w.config("a", lease.NewMemoryStore())
 	cfg.Container = "later"
-	r, err := cosmos.NewRunner(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := cfg.runner(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx) }()

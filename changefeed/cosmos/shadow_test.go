@@ -10,7 +10,6 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/changecast/changecast/changefeed/cosmos"
 	"github.com/changecast/changecast/lease"
 	"github.com/changecast/changecast/publish"
 	"github.com/changecast/changecast/publish/pgshadow"
@@ -75,13 +74,13 @@ func TestPersistentShadowAcrossOwners(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			config := func(owner string) cosmos.Config {
+			config := func(owner string) workerConfig {
 				c := w.config(owner, store)
 				c.Publisher = rec
 				c.NewMapper = func() (*publish.Mapper, error) {
 					return publish.NewMapper(mappings, publish.MapperOptions{ShadowSize: 100, Logger: logger(), Store: shadow})
 				}
-				c.Pipeline.ShadowStore = shadow
+				c.ShadowStore = shadow
 				return c
 			}
 			a := w.start(config("a"))

@@ -77,6 +77,8 @@ func (s *Source) Checkpoint(ctx context.Context, pos changefeed.Position) error 
 // read that moved the token (a "now" resolved to an LSN, deletes that
 // advanced it) Run emits a position alone, so the lease records it.
 func (s *Source) Run(ctx context.Context, out chan<- changefeed.Event) error {
+	s.f.metrics.hold(s.l.Token)
+	defer s.f.metrics.drop(s.l.Token)
 	rs, err := resumeFor(s.l.Continuation, s.l.Range, s.f.rid, s.f.cfg.Start)
 	if err != nil {
 		return err

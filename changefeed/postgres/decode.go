@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/changecast/changecast/schema/wire"
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5/pgtype"
 )
@@ -274,16 +275,6 @@ func docID(rel *relation, doc map[string]any) (string, bool) {
 		}
 		vals[i] = v
 	}
-	if len(vals) == 1 {
-		switch x := vals[0].(type) {
-		case string:
-			return x, true
-		case json.Number:
-			return x.String(), true
-		case bool:
-			return strconv.FormatBool(x), true
-		}
-	}
-	b, err := json.Marshal(vals)
-	return string(b), err == nil
+	id, err := wire.FormatID(vals...)
+	return id, err == nil
 }

@@ -14,7 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/changecast/changecast/internal/replica"
-	"github.com/changecast/changecast/schema/config"
+	"github.com/changecast/changecast/publish"
 )
 
 // workload drives random inserts, updates (of plain, NULL, large TOASTed,
@@ -198,9 +198,9 @@ func TestDifferential(t *testing.T) {
 			dbURL, db := openDatabase(t)
 			tables := []string{"public.a", "public.b"}
 			createWorkloadTables(t, db, full, tables...)
-			var maps []config.Mapping
+			var maps []publish.Mapping
 			for _, tb := range tables {
-				maps = append(maps, config.Mapping{Collection: tb, Hub: "h", Group: "g-{/tenant}"})
+				maps = append(maps, publish.Mapping{Collection: tb, Hub: "h", Group: "g-{/tenant}"})
 			}
 			p := startPipeline(t, dbURL, pipeOpts{tables: tables, mappings: maps})
 			w := newWorkload(seed(t), tables...)

@@ -2,8 +2,10 @@
 // from a permanent slot with the pgoutput plugin (protocol 1), through pgx
 // and pglogrepl.
 //
-// Use New(ConfigFrom(section, mappings)) and hand the Source to a
-// processor. On every (re)connect it checks wal_level, the tables, their
+// Start from Slot: it is the changefeed.Partitions a changefeed.Runner
+// runs (one lease per slot, so several instances elect one streamer), and
+// it makes a Source per lease holder. New(Config) alone gives the Source,
+// for a changefeed.Processor without leases. On every (re)connect it checks wal_level, the tables, their
 // replica identity and key columns (problems come back as *FatalError),
 // creates the publication before the slot when missing, and resumes at the
 // slot's confirmed_flush_lsn.

@@ -21,11 +21,10 @@ import (
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/goleak"
 
+	"github.com/changecast/changecast/changefeed"
 	"github.com/changecast/changecast/changefeed/postgres"
-	"github.com/changecast/changecast/changefeed/processor"
 	"github.com/changecast/changecast/internal/replica"
 	"github.com/changecast/changecast/publish"
-	"github.com/changecast/changecast/schema/config"
 	"github.com/changecast/changecast/schema/wire"
 )
 
@@ -174,7 +173,7 @@ type pipeline struct {
 
 type pipeOpts struct {
 	tables    []string
-	mappings  []config.Mapping
+	mappings  []publish.Mapping
 	slot      string
 	heartbeat time.Duration
 	batch     publish.BatchLimits
@@ -198,11 +197,7 @@ func startPipeline(t testing.TB, dbURL string, o pipeOpts) *pipeline {
 		}
 	}
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	pcfg := &config.PostgresSource{URL: dbURL, Slot: o.slot, Publication: "changecast", Tables: o.tables}
-	cfg, err := postgres.ConfigFrom(pcfg, o.mappings)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := postgres.Config{URL: dbURL, Slot: o.slot, Publication: "changecast", Tables: o.tables}
 	cfg.Heartbeat = o.heartbeat
 	if cfg.Heartbeat == 0 {
 		cfg.Heartbeat = -1
@@ -214,7 +209,8 @@ func startPipeline(t testing.TB, dbURL string, o pipeOpts) *pipeline {
 	if err != nil {
 		t.Fatal(err)
 	}
-	proc := processor.New(processor.Config{Source: "test", Batch: o.batch, Parallelism: 4, Logger: log}, src, m, o.cap)
+	proc := changefeed.NewProcessor(changefeed.ProcessorConfig{Logger: log}, src,
+		publish.NewPipeline(publish.PipelineConfig{Source: "test", Batch: o.batch, Parallelism: 4, Logger: log}, m, o.cap))
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &pipeline{src: src, cap: o.cap, stop: cancel, done: make(chan error, 1)}
 	go func() { p.done <- proc.Run(ctx) }()

@@ -19,7 +19,6 @@ import (
 
 	"github.com/changecast/changecast/internal/replica"
 	"github.com/changecast/changecast/publish"
-	"github.com/changecast/changecast/schema/config"
 )
 
 // worker is a `changecast run` subprocess whose stdout envelopes feed a
@@ -193,7 +192,7 @@ func TestServerRestart(t *testing.T) {
 	exec1(t, db, fmt.Sprintf(workloadDDL, "public.a"))
 	db.Close(ctx)
 	p := startPipeline(t, dbURL, pipeOpts{tables: []string{"public.a"},
-		mappings: []config.Mapping{{Collection: "public.a", Hub: "h", Group: "g-{/tenant}"}}})
+		mappings: []publish.Mapping{{Collection: "public.a", Hub: "h", Group: "g-{/tenant}"}}})
 
 	// An idempotent writer that retries through the restart.
 	const n = 600
@@ -274,7 +273,7 @@ func TestQuietPublication(t *testing.T) {
 	exec1(t, db, `CREATE TABLE watched (id int PRIMARY KEY)`)
 	exec1(t, db, `CREATE TABLE busy (id int, pad text)`)
 	startPipeline(t, dbURL, pipeOpts{tables: []string{"public.watched"}, heartbeat: 200 * time.Millisecond,
-		mappings: []config.Mapping{{Collection: "public.watched", Hub: "h"}}})
+		mappings: []publish.Mapping{{Collection: "public.watched", Hub: "h"}}})
 	for i := 0; i < 20; i++ {
 		exec1(t, db, `INSERT INTO busy SELECT g, repeat('x', 200) FROM generate_series(1, 500) g`)
 	}
@@ -300,7 +299,7 @@ func TestFlushOnlyPublished(t *testing.T) {
 		return nil
 	}
 	p := startPipeline(t, dbURL, pipeOpts{tables: []string{"public.watched"}, cap: c,
-		mappings: []config.Mapping{{Collection: "public.watched", Hub: "h"}}})
+		mappings: []publish.Mapping{{Collection: "public.watched", Hub: "h"}}})
 	before := currentLSN(t, db)
 	exec1(t, db, `INSERT INTO watched VALUES (1)`)
 	after := currentLSN(t, db)

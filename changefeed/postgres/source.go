@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,12 +19,11 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/changecast/changecast/changefeed"
-	"github.com/changecast/changecast/schema/config"
-	"github.com/changecast/changecast/schema/template"
 )
 
 // Config configures a Source. Build it from config.PostgresSource with
-// ConfigFrom; zero durations take the defaults of schema.
+// the config file in the worker assembly; zero durations take the
+// defaults below.
 type Config struct {
 	URL         string
 	Slot        string
@@ -41,34 +41,18 @@ type Config struct {
 	Logger     *slog.Logger
 }
 
-// ConfigFrom builds a Config from the file's source section and its
-// mappings (for key overrides).
-func ConfigFrom(pg *config.PostgresSource, mappings []config.Mapping) (Config, error) {
-	c := Config{URL: pg.URL, Slot: pg.Slot, Publication: pg.Publication, Tables: pg.Tables,
-		StatusInterval: pg.StatusInterval.D(), Heartbeat: pg.Heartbeat.D(), Keys: map[string][]string{}}
-	for i, m := range mappings {
-		if len(m.Key) == 0 {
-			continue
-		}
-		var cols []string
-		for j, k := range m.Key {
-			p, err := template.ParsePointer(k)
-			if err != nil || len(p) != 1 {
-				return c, fmt.Errorf("mappings[%d].key[%d]: %q must name a column, e.g. /id", i, j, k)
-			}
-			cols = append(cols, p[0])
-		}
-		c.Keys[m.Collection] = cols
-	}
-	return c, nil
-}
+// Defaults of Config.
+const (
+	DefaultStatusInterval = 5 * time.Second
+	DefaultHeartbeat      = 10 * time.Second
+)
 
 func (c *Config) defaults() {
 	if c.StatusInterval <= 0 {
-		c.StatusInterval = config.DefaultStatusInterval
+		c.StatusInterval = DefaultStatusInterval
 	}
 	if c.Heartbeat == 0 {
-		c.Heartbeat = config.DefaultHeartbeat
+		c.Heartbeat = DefaultHeartbeat
 	}
 	if c.MinBackoff <= 0 {
 		c.MinBackoff = 200 * time.Millisecond
@@ -89,10 +73,9 @@ type Source struct {
 	ready   atomic.Bool
 	tm      *pgtype.Map
 
-	mu      sync.Mutex
-	keys    map[string][]string // table → key columns, from setup
-	warned  map[string]bool     // table.column of unknown types already warned about
-	lastErr error
+	mu     sync.Mutex
+	keys   map[string][]string // table → key columns, from setup
+	warned map[string]bool     // table.column of unknown types already warned about
 }
 
 // New returns a source; Run starts it.
@@ -129,6 +112,9 @@ type FatalError struct{ Err error }
 
 func (e *FatalError) Error() string { return e.Err.Error() }
 func (e *FatalError) Unwrap() error { return e.Err }
+
+// Fatal marks the error for changefeed.IsFatal: the Runner stops.
+func (e *FatalError) Fatal() bool { return true }
 
 func fatalf(format string, args ...any) error { return &FatalError{fmt.Errorf(format, args...)} }
 
@@ -377,7 +363,7 @@ func (s *Source) setup(ctx context.Context, db *pgx.Conn) (slotExists bool, err 
 	keys := map[string][]string{}
 	var problems []string
 	for _, t := range s.cfg.Tables {
-		sch, name, _ := config.SplitTable(t)
+		sch, name, _ := splitTable(t)
 		var oid uint32
 		var ident, kind string
 		err := db.QueryRow(ctx, `SELECT c.oid, c.relreplident::text, c.relkind::text FROM pg_class c
@@ -408,7 +394,7 @@ func (s *Source) setup(ctx context.Context, db *pgx.Conn) (slotExists bool, err 
 		key := pk
 		if k, ok := s.cfg.Keys[t]; ok {
 			for _, c := range k {
-				if !contains(cols, c) {
+				if !slices.Contains(cols, c) {
 					problems = append(problems, fmt.Sprintf("key column %s does not exist in table %s", c, t))
 				}
 			}
@@ -467,7 +453,7 @@ func (s *Source) ensurePublication(ctx context.Context, db *pgx.Conn) error {
 			return err
 		}
 		for _, t := range s.cfg.Tables {
-			if !contains(have, t) {
+			if !slices.Contains(have, t) {
 				missing = append(missing, t)
 			}
 		}
@@ -479,7 +465,7 @@ func (s *Source) ensurePublication(ctx context.Context, db *pgx.Conn) error {
 	}
 	idents := make([]string, len(missing))
 	for i, t := range missing {
-		sch, name, _ := config.SplitTable(t)
+		sch, name, _ := splitTable(t)
 		idents[i] = pgx.Identifier{sch, name}.Sanitize()
 	}
 	q := fmt.Sprintf("CREATE PUBLICATION %s FOR TABLE %s", quoteIdent(s.cfg.Publication), strings.Join(idents, ", "))
@@ -519,13 +505,10 @@ func queryStrings(ctx context.Context, db *pgx.Conn, q string, args ...any) ([]s
 	return pgx.CollectRows(rows, pgx.RowTo[string])
 }
 
-func contains(xs []string, x string) bool {
-	for _, y := range xs {
-		if y == x {
-			return true
-		}
-	}
-	return false
+// splitTable splits "schema.table" (the config file checked the form).
+func splitTable(t string) (schemaName, table string, ok bool) {
+	s, n, found := strings.Cut(t, ".")
+	return s, n, found && s != "" && n != ""
 }
 
 func quoteIdent(s string) string { return pgx.Identifier{s}.Sanitize() }

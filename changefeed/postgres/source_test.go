@@ -15,7 +15,6 @@ import (
 	"github.com/changecast/changecast/changefeed"
 	"github.com/changecast/changecast/changefeed/postgres"
 	"github.com/changecast/changecast/publish"
-	"github.com/changecast/changecast/schema/config"
 	"github.com/changecast/changecast/schema/wire"
 )
 
@@ -31,7 +30,7 @@ func TestEnvelopes(t *testing.T) {
 
 	p := startPipeline(t, dbURL, pipeOpts{
 		tables: []string{"public.items"},
-		mappings: []config.Mapping{{Collection: "public.items", Hub: "items", Group: "tenant-{/tenant}",
+		mappings: []publish.Mapping{{Collection: "public.items", Hub: "items", Group: "tenant-{/tenant}",
 			Exclude: []string{"/secret"}}},
 	})
 	exec1(t, db, `INSERT INTO items VALUES (1, 'acme', 2, 4, 12.50, 123456789012345678901234.5678, 1.5, 'NaN',
@@ -134,7 +133,7 @@ func TestRoutingChange(t *testing.T) {
 	dbURL, db := openDatabase(t)
 	exec1(t, db, `CREATE TABLE orders (id int PRIMARY KEY, tenant text, status text)`)
 	p := startPipeline(t, dbURL, pipeOpts{tables: []string{"public.orders"},
-		mappings: []config.Mapping{{Collection: "public.orders", Hub: "orders", Group: "t-{/tenant}"}}})
+		mappings: []publish.Mapping{{Collection: "public.orders", Hub: "orders", Group: "t-{/tenant}"}}})
 	exec1(t, db, `INSERT INTO orders VALUES (1, 'a', 'new')`)
 	exec1(t, db, `UPDATE orders SET tenant = 'b' WHERE id = 1`)
 	waitFor(t, 10*time.Second, "3 changes", func() bool { return len(p.cap.changes()) >= 3 })
@@ -217,7 +216,7 @@ func TestPoisonRow(t *testing.T) {
 	dbURL, db := openDatabase(t)
 	exec1(t, db, `CREATE TABLE docs (id int PRIMARY KEY, body text)`)
 	p := startPipeline(t, dbURL, pipeOpts{tables: []string{"public.docs"},
-		mappings: []config.Mapping{{Collection: "public.docs", Hub: "h"}},
+		mappings: []publish.Mapping{{Collection: "public.docs", Hub: "h"}},
 		batch:    publish.BatchLimits{MaxChanges: 10, MaxBytes: 16 << 10, MaxDelay: 5 * time.Millisecond}})
 	exec1(t, db, `INSERT INTO docs VALUES (1, 'small')`)
 	exec1(t, db, `INSERT INTO docs VALUES (2, repeat('x', 40000))`)

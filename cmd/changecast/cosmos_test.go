@@ -18,8 +18,8 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/data/azcosmos"
 
-	"github.com/changecast/changecast/publish"
 	"github.com/changecast/changecast/schema/config"
+	"github.com/changecast/changecast/worker"
 )
 
 // TestCosmosWorkerAgainstEmulatorProcess builds changecast, starts
@@ -132,17 +132,17 @@ publish:
 	wctx, stopWorker := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- runCosmosWorker(wctx, cfg, publish.NewWriter(&out), slog.New(slog.DiscardHandler), nil)
+		done <- worker.Run(wctx, cfg, worker.Options{Stdout: &out, Logger: slog.New(slog.DiscardHandler)})
 	}()
 	defer func() {
 		stopWorker()
 		select {
 		case err := <-done:
 			if err != nil {
-				t.Errorf("runCosmosWorker: %v", err)
+				t.Errorf("worker: %v", err)
 			}
 		case <-time.After(30 * time.Second):
-			t.Error("runCosmosWorker did not return")
+			t.Error("the worker did not return")
 		}
 	}()
 	waitPublished := func(ids ...string) {

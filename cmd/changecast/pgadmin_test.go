@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/changecast/changecast/worker"
 	"github.com/jackc/pglogrepl"
 )
 
@@ -48,7 +49,7 @@ server: {listen: %q, adminToken: s3cret}
 	wctx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() {
-		done <- runWorker(wctx, cfg, cfgPath, out, os.Stderr, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+		done <- worker.Run(wctx, cfg, worker.Options{Stdout: out, Stderr: os.Stderr, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	}()
 	defer func() {
 		stop()
@@ -121,13 +122,13 @@ server: {listen: %q, adminToken: s3cret}
 	if code, _ := call("GET", "/admin/leases", "wrong"); code != http.StatusUnauthorized {
 		t.Errorf("wrong token: %d, want 401", code)
 	}
-	if code, body := call("GET", "/admin/leases", "s3cret"); code != 200 || !strings.Contains(body, "adm") || !strings.Contains(body, "admin-test") {
+	if code, body := call("GET", "/admin/leases", "s3cret"); code != 200 || !strings.Contains(body, `"slot":"adm"`) || !strings.Contains(body, `"owner":"admin-test"`) {
 		t.Errorf("GET /admin/leases: %d %s", code, body)
 	}
 	if code, body := call("POST", "/admin/checkpoint/reset?to=beginning", "s3cret"); code != http.StatusBadRequest || !strings.Contains(body, "moves only forward") {
 		t.Errorf("reset to beginning over HTTP: %d %s", code, body)
 	}
-	if code, body := call("POST", "/admin/checkpoint/reset?to=now", "s3cret"); code != 200 || !strings.Contains(body, "slot adm now at") {
+	if code, body := call("POST", "/admin/checkpoint/reset?to=now", "s3cret"); code != 200 || !strings.Contains(body, `"slot":"adm"`) || !strings.Contains(body, `"lsn":"`) {
 		t.Errorf("reset to now over HTTP: %d %s", code, body)
 	}
 	// The reset ended the replication connection; the worker is ready again

@@ -20,6 +20,7 @@ import (
 	"github.com/changecast/changecast/publish/hub"
 	"github.com/changecast/changecast/schema/config"
 	"github.com/changecast/changecast/schema/wire"
+	"github.com/changecast/changecast/worker"
 )
 
 // TestSignalRTarget runs `changecast run` with publish.target: signalr
@@ -75,7 +76,9 @@ hub:
 	}
 	wctx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
-	go func() { done <- runWorker(wctx, cfg, cfgPath, &syncBuffer{}, os.Stderr, quiet) }()
+	go func() {
+		done <- worker.Run(wctx, cfg, worker.Options{Stdout: &syncBuffer{}, Stderr: os.Stderr, Logger: quiet})
+	}()
 	defer func() {
 		stop()
 		if err := <-done; err != nil {

@@ -13,6 +13,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/changecast/changecast/changefeed"
+	"github.com/changecast/changecast/publish"
 	"github.com/changecast/changecast/publish/hub"
 	"github.com/changecast/changecast/schema/config"
 )
@@ -91,4 +93,19 @@ func Hub() (h *hub.Server, addr string, stop func()) {
 	go func() { done <- h.Serve(ctx, ln) }()
 	<-h.Ready()
 	return h, ln.Addr().String(), func() { cancel(); <-done }
+}
+
+// Pipeline runs src through a mapper of mappings and a publish pipeline
+// into pub, as the worker assembles one stream (config defaults for the
+// shadow).
+func Pipeline(src changefeed.Source, mappings []publish.Mapping, pc publish.PipelineConfig, pub publish.Publisher) *changefeed.Processor {
+	m, err := publish.NewMapper(mappings, publish.MapperOptions{ShadowSize: config.DefaultShadowSize, Logger: Quiet})
+	if err != nil {
+		log.Fatal(err)
+	}
+	if pc.Source == "" {
+		pc.Source = "bench"
+	}
+	pc.Logger = Quiet
+	return changefeed.NewProcessor(changefeed.ProcessorConfig{Logger: Quiet}, src, publish.NewPipeline(pc, m, pub))
 }

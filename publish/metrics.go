@@ -1,10 +1,10 @@
-package processor
+package publish
 
 import "github.com/prometheus/client_golang/prometheus"
 
-// Metrics are the pipeline's Prometheus metrics.
+// Metrics are the publish pipeline's Prometheus metrics. Every stream of a
+// process shares one.
 type Metrics struct {
-	read       prometheus.Counter
 	published  prometheus.Counter
 	batches    prometheus.Counter
 	retries    prometheus.Counter
@@ -12,7 +12,6 @@ type Metrics struct {
 	unroutable prometheus.Counter
 	replays    prometheus.Counter
 	dropped    prometheus.Counter
-	pending    prometheus.Gauge
 	latency    prometheus.Histogram
 }
 
@@ -24,7 +23,6 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		return x
 	}
 	m := &Metrics{
-		read:       c("changes_read_total", "Changes read from the source."),
 		published:  c("changes_published_total", "Wire changes accepted by the publish target."),
 		batches:    c("batches_published_total", "Batches accepted by the publish target."),
 		retries:    c("publish_retries_total", "Publish attempts that failed and were retried."),
@@ -32,11 +30,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		unroutable: c("unroutable_total", "Changes whose group or user could not be derived (logged, not sent)."),
 		replays:    c("replays_skipped_total", "Replayed changes skipped because a newer version was already sent."),
 		dropped:    c("dropped_total", "Changes the target refused even as refetch markers (logged)."),
-		pending: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "changecast", Name: "pending_events",
-			Help: "Events read but not yet checkpointed."}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "changecast", Name: "publish_seconds",
 			Help: "Time of one publish call.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}),
 	}
-	reg.MustRegister(m.pending, m.latency)
+	reg.MustRegister(m.latency)
 	return m
 }

@@ -1,0 +1,115 @@
+package admin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/changecast/changecast/internal/connect"
+	"github.com/changecast/changecast/lease"
+	"github.com/changecast/changecast/schema/config"
+)
+
+func pgLeases(ctx context.Context, cfg *config.Config) (*LeaseReport, error) {
+	pg := cfg.Source.Postgres
+	db, err := pgx.Connect(ctx, pg.URL)
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close(context.WithoutCancel(ctx))
+	st := &SlotStatus{Slot: pg.Slot}
+	rep := &LeaseReport{Processor: cfg.Lease.Processor, Slot: st}
+	err = db.QueryRow(ctx, `SELECT active, coalesce(confirmed_flush_lsn::text, ''), coalesce(wal_status, ''),
+		pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::int8
+		FROM pg_replication_slots WHERE slot_name = $1`, pg.Slot).Scan(&st.Active, &st.ConfirmedFlushLSN, &st.WALStatus, &st.LagBytes)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return rep, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	st.Exists = true
+	if cfg.Lease.Store == "postgres" {
+		if l, err := pgSlotLease(ctx, cfg); err != nil {
+			st.LeaseError = err.Error()
+		} else if l != nil {
+			st.Owner = l.Owner
+			st.LeaseAge = Duration(l.Age())
+		}
+	}
+	return rep, nil
+}
+
+func pgSlotLease(ctx context.Context, cfg *config.Config) (*lease.Lease, error) {
+	store, closeStore, err := connect.LeaseStore(ctx, cfg, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer closeStore()
+	want := lease.ForPartition(cfg.Lease.Processor, cfg.Source.Postgres.Slot).ID
+	ls, err := store.List(ctx, cfg.Lease.Processor+lease.Separator)
+	if err != nil {
+		return nil, err
+	}
+	for _, l := range ls {
+		if l.ID == want {
+			return l, nil
+		}
+	}
+	return nil, nil
+}
+
+// sqlstateObjectInUse is PostgreSQL's object_in_use: the slot is active.
+const sqlstateObjectInUse = "55006"
+
+func pgReset(ctx context.Context, cfg *config.Config, to string) (*Reset, error) {
+	pg := cfg.Source.Postgres
+	var target string
+	switch {
+	case to == "now":
+		target = "pg_current_wal_lsn()"
+	case strings.Contains(to, "/"):
+		lsn, err := pglogrepl.ParseLSN(to)
+		if err != nil {
+			return nil, argErrorf("--to %q is not an LSN (like 0/16B3748)", to)
+		}
+		target = "'" + lsn.String() + "'::pg_lsn"
+	default:
+		return nil, argErrorf("a PostgreSQL slot moves only forward: --to now or --to <LSN>. "+
+			"To read from an earlier point, recreate the slot (%s) from a backup or snapshot; changes before its creation are not in it", pg.Slot)
+	}
+	db, err := pgx.Connect(ctx, pg.URL)
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close(context.WithoutCancel(ctx))
+	// A slot in use cannot be advanced: end the worker's replication
+	// connection (it reconnects with backoff and resumes from the new
+	// position), then advance before it is back.
+	var moved string
+	for attempt := 0; ; attempt++ {
+		if _, err := db.Exec(ctx, `SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1 AND active`, pg.Slot); err != nil {
+			return nil, fmt.Errorf("end the slot's replication connection: %w", err)
+		}
+		err = db.QueryRow(ctx, `SELECT end_lsn::text FROM pg_replication_slot_advance($1, `+target+`)`, pg.Slot).Scan(&moved)
+		var pe *pgconn.PgError
+		if err == nil || attempt == 20 || !errors.As(err, &pe) || pe.Code != sqlstateObjectInUse {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &Reset{Processor: cfg.Lease.Processor, Slot: pg.Slot, LSN: moved}, nil
+}

@@ -1,0 +1,443 @@
+package publish
+
+import (
+	"context"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/changecast/changecast/changefeed"
+	"github.com/changecast/changecast/schema/wire"
+)
+
+// PipelineConfig tunes a Pipeline. Zero values take the documented
+// defaults.
+type PipelineConfig struct {
+	// Source labels envelopes, e.g. "postgres:app/changecast".
+	Source string
+	Batch  BatchLimits
+	// Parallelism bounds batches in flight across audiences (one per
+	// audience, so each keeps its order). Default 8.
+	Parallelism int
+	// MaxBackoff caps the wait between publish retries. Default 5 s.
+	MaxBackoff time.Duration
+	Logger     *slog.Logger
+	Metrics    *Metrics // nil: none
+	// ShadowStore, when set, receives the shadow records of published
+	// outputs before the source's checkpoint passes their changes (see
+	// ShadowStore). Give the same store to the mapper.
+	ShadowStore ShadowStore
+}
+
+// Defaults of PipelineConfig and BatchLimits.
+const (
+	DefaultParallelism = 8
+	DefaultMaxChanges  = 500
+	DefaultMaxBytes    = 512 * 1024
+	// MaxBatchBytes is Azure SignalR's REST body limit, kept for every
+	// publisher so that what works on the built-in hub works on Azure.
+	MaxBatchBytes = 1_000_000
+)
+
+func (c *PipelineConfig) defaults() {
+	if c.Parallelism <= 0 {
+		c.Parallelism = DefaultParallelism
+	}
+	if c.MaxBackoff <= 0 {
+		c.MaxBackoff = 5 * time.Second
+	}
+	if c.Batch.MaxChanges <= 0 {
+		c.Batch.MaxChanges = DefaultMaxChanges
+	}
+	if c.Batch.MaxBytes <= 0 {
+		c.Batch.MaxBytes = DefaultMaxBytes
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Pipeline is the consumer of one stream (changefeed.Consumer): it maps
+// each change with a Mapper, groups the outputs per audience with a
+// Batcher, publishes batches through a Publisher (one in flight per
+// audience, so each audience keeps its order; several audiences in
+// parallel) and acknowledges a change once every output of it was
+// accepted. Run it with changefeed.NewProcessor(cfg, source, pipeline).
+//
+// Failure rules, so one bad document never stalls a stream: retryable
+// errors are retried with backoff (honouring the target's Retry-After); a
+// batch over the size limit is split; a batch refused for good is sent
+// again as refetch markers.
+type Pipeline struct {
+	cfg PipelineConfig
+	m   *Mapper
+	pub Publisher
+
+	mu    sync.Mutex
+	saves map[uint64][]ShadowRecord // records of published outputs, by change
+}
+
+// NewPipeline returns the pipeline of one stream. The mapper is used by the
+// pipeline alone; the publisher may be shared.
+func NewPipeline(cfg PipelineConfig, m *Mapper, pub Publisher) *Pipeline {
+	cfg.defaults()
+	return &Pipeline{cfg: cfg, m: m, pub: pub, saves: map[uint64][]ShadowRecord{}}
+}
+
+type result struct {
+	audience  Audience
+	items     []Pending
+	delivered bool
+}
+
+// mapped is a change with the outputs it maps to.
+type mapped struct {
+	seq  uint64
+	op   changefeed.Op
+	outs []Output
+}
+
+// loop is the state of one Consume; only its goroutine touches it.
+type loop struct {
+	*Pipeline
+	ack      func(...uint64)
+	batcher  *Batcher
+	refs     map[uint64]int           // outputs not yet published, by change
+	queued   map[Audience][][]Pending // sealed batches waiting for their audience
+	qorder   []Audience
+	inflight map[Audience]bool
+	nflight  int
+	done     chan result
+	ctx      context.Context
+}
+
+const mappedBuffer = 128
+
+// Consume implements changefeed.Consumer.
+func (p *Pipeline) Consume(ctx context.Context, in <-chan changefeed.Delivery, ack func(...uint64)) error {
+	l := &loop{
+		Pipeline: p,
+		ack:      ack,
+		batcher:  NewBatcher(p.cfg.Batch),
+		refs:     map[uint64]int{},
+		queued:   map[Audience][][]Pending{},
+		inflight: map[Audience]bool{},
+		done:     make(chan result, p.cfg.Parallelism),
+		ctx:      ctx,
+	}
+	// Mapping (routing and diffing, the heaviest step) runs on its own
+	// goroutine, so it and batching use separate cores.
+	mappedCh := make(chan mapped, mappedBuffer)
+	quit := make(chan struct{})
+	stageDone := make(chan struct{})
+	go p.mapStage(in, mappedCh, quit, stageDone)
+	defer func() {
+		close(quit)
+		<-stageDone
+	}()
+
+	var (
+		inDone bool
+		timer  = time.NewTimer(time.Hour)
+	)
+	defer timer.Stop()
+	for {
+		var from <-chan mapped
+		if !inDone && ctx.Err() == nil {
+			from = mappedCh
+		}
+		if dl, ok := l.batcher.NextDeadline(); ok && !inDone {
+			timer.Reset(time.Until(dl))
+		} else {
+			timer.Reset(time.Hour)
+		}
+		select {
+		case m, ok := <-from:
+			if !ok {
+				inDone = true
+			} else {
+				l.handle(m)
+			}
+		case r := <-l.done:
+			l.complete(r)
+		case <-timer.C:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			// Hard stop: the publishers see ctx and give up; wait for
+			// them, acknowledge nothing more.
+			for l.nflight > 0 {
+				<-l.done
+				l.nflight--
+			}
+			return nil
+		}
+		l.seal(time.Now(), inDone)
+		l.pump()
+		if inDone && l.nflight == 0 && l.batcher.Len() == 0 && len(l.qorder) == 0 {
+			return nil
+		}
+	}
+}
+
+// mapStage maps changes in source order on its own goroutine. The mapper is
+// used only here.
+func (p *Pipeline) mapStage(in <-chan changefeed.Delivery, out chan<- mapped, quit <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	defer close(out)
+	var last MapperStats
+	for d := range in {
+		outs := p.m.Map(d.Change, nil)
+		if mt := p.cfg.Metrics; mt != nil {
+			s := p.m.Stats
+			mt.refetch.Add(float64(s.Refetch - last.Refetch))
+			mt.unroutable.Add(float64(s.Unroutable - last.Unroutable))
+			mt.replays.Add(float64(s.Replays - last.Replays))
+			last = s
+		}
+		select {
+		case out <- mapped{seq: d.Seq, op: d.Change.Op, outs: outs}:
+		case <-quit:
+			for range in {
+				// The processor is stopping; let it close in.
+			}
+			return
+		}
+	}
+}
+
+func (l *loop) handle(m mapped) {
+	if len(m.outs) == 0 {
+		l.ack(m.seq)
+		return
+	}
+	l.refs[m.seq] = len(m.outs)
+	if m.op == changefeed.Truncate {
+		// A truncate goes to the whole hub while earlier changes may sit in
+		// group windows: publish everything before it, then it alone, so no
+		// client sees an older row after the truncate.
+		l.barrier()
+		defer l.barrier()
+	}
+	now := time.Now()
+	for _, o := range m.outs {
+		p := Pending{Out: o, Ticket: m.seq}
+		if l.batcher.WouldOverflow(p) {
+			l.enqueue(o.Audience)
+		}
+		if l.batcher.Add(p, now) {
+			l.enqueue(o.Audience)
+		}
+	}
+}
+
+// barrier publishes everything mapped so far and waits for it.
+func (l *loop) barrier() {
+	l.seal(time.Now(), true)
+	for {
+		l.pump()
+		if l.nflight == 0 && (len(l.qorder) == 0 || l.ctx.Err() != nil) {
+			return
+		}
+		l.complete(<-l.done)
+	}
+}
+
+// enqueue seals a's window into its queue of batches.
+func (l *loop) enqueue(a Audience) {
+	items := l.batcher.Take(a)
+	if len(items) == 0 {
+		return
+	}
+	if len(l.queued[a]) == 0 {
+		l.qorder = append(l.qorder, a)
+	}
+	l.queued[a] = append(l.queued[a], items)
+}
+
+// seal queues every window that is due.
+func (l *loop) seal(now time.Time, flush bool) {
+	for _, a := range l.batcher.Ready(now, flush) {
+		l.enqueue(a)
+	}
+}
+
+// pump starts queued batches, at most one per audience and Parallelism in
+// all, oldest audience first.
+func (l *loop) pump() {
+	if l.ctx.Err() != nil {
+		return
+	}
+	for i := 0; i < len(l.qorder) && l.nflight < l.cfg.Parallelism; {
+		a := l.qorder[i]
+		if l.inflight[a] {
+			i++
+			continue
+		}
+		items := l.queued[a][0]
+		l.queued[a] = l.queued[a][1:]
+		if len(l.queued[a]) == 0 {
+			delete(l.queued, a)
+			l.qorder = append(l.qorder[:i], l.qorder[i+1:]...)
+		} else {
+			i++
+		}
+		l.inflight[a] = true
+		l.nflight++
+		go func() { l.done <- l.deliver(a, items) }()
+	}
+}
+
+func (l *loop) complete(r result) {
+	delete(l.inflight, r.audience)
+	l.nflight--
+	if !r.delivered {
+		return
+	}
+	if mt := l.cfg.Metrics; mt != nil {
+		mt.published.Add(float64(len(r.items)))
+	}
+	var acks []uint64
+	for _, it := range r.items {
+		if it.Out.Save != nil && l.cfg.ShadowStore != nil {
+			// Recorded before the change is acknowledged, so Commit of a
+			// watermark past it finds it.
+			l.mu.Lock()
+			l.saves[it.Ticket] = append(l.saves[it.Ticket], *it.Out.Save)
+			l.mu.Unlock()
+		}
+		if n := l.refs[it.Ticket] - 1; n > 0 {
+			l.refs[it.Ticket] = n
+		} else {
+			delete(l.refs, it.Ticket)
+			acks = append(acks, it.Ticket)
+		}
+	}
+	if len(acks) > 0 {
+		l.ack(acks...)
+	}
+}
+
+// deliver publishes one batch for a, in its own goroutine.
+func (l *loop) deliver(a Audience, items []Pending) result {
+	return result{audience: a, items: items, delivered: l.publishSplit(a, items)}
+}
+
+// publishSplit retries what is retryable, splits what is too large, and
+// turns what is refused for good into refetch markers, so one poison change
+// never stalls the stream.
+func (l *loop) publishSplit(a Audience, items []Pending) bool {
+	err := l.publishRetry(BuildBatch(l.cfg.Source, a, items))
+	switch {
+	case err == nil:
+		return true
+	case l.ctx.Err() != nil:
+		return false
+	case IsTooLarge(err) && len(items) > 1:
+		half := len(items) / 2
+		return l.publishSplit(a, items[:half]) && l.publishSplit(a, items[half:])
+	}
+	reason := "publish_failed"
+	if IsTooLarge(err) {
+		reason = "too_large"
+	}
+	l.cfg.Logger.Error("target refused a batch; sending refetch markers instead", "audience", a.String(), "changes", len(items), "err", err)
+	markers := make([]Pending, len(items))
+	for i, it := range items {
+		c := it.Out.Change
+		if c.Op != wire.OpTruncate && c.Op != wire.OpDelete { // those carry no data: nothing to shrink
+			c = wire.Entry{Op: wire.OpRefetch, Collection: c.Collection, ID: c.ID, V: c.V, TS: c.TS, Reason: reason}
+		}
+		if it.Out.Save != nil && it.Out.Save.Doc != nil {
+			// The client never got this version as data: the store must
+			// not offer it as a base for patches.
+			items[i].Out.Save = &ShadowRecord{Key: it.Out.Save.Key, V: it.Out.Save.V, Audience: a}
+		}
+		markers[i] = Pending{Out: Output{Audience: a, Change: c, Raw: c.AppendJSON(nil)}, Ticket: it.Ticket}
+	}
+	if mt := l.cfg.Metrics; mt != nil {
+		mt.refetch.Add(float64(len(items)))
+	}
+	if err := l.publishRetry(BuildBatch(l.cfg.Source, a, markers)); err != nil {
+		if l.ctx.Err() != nil {
+			return false
+		}
+		// Nothing smaller can be sent; the loss is logged and counted, and
+		// the stream goes on.
+		l.cfg.Logger.Error("target refused refetch markers; changes dropped", "audience", a.String(), "changes", len(items), "err", err)
+		if mt := l.cfg.Metrics; mt != nil {
+			mt.dropped.Add(float64(len(items)))
+		}
+	}
+	return true
+}
+
+func (l *loop) publishRetry(b *Batch) error {
+	backoff := 50 * time.Millisecond
+	for attempt := 0; ; attempt++ {
+		start := time.Now()
+		err := l.pub.Publish(l.ctx, b)
+		if mt := l.cfg.Metrics; mt != nil {
+			mt.latency.Observe(time.Since(start).Seconds())
+			if err == nil {
+				mt.batches.Inc()
+			}
+		}
+		if err == nil {
+			return nil
+		}
+		if l.ctx.Err() != nil {
+			return l.ctx.Err()
+		}
+		after, retry := RetryAfter(err)
+		if !retry {
+			return err
+		}
+		wait := max(after, backoff/2+rand.N(backoff/2+1))
+		if attempt == 0 || attempt%20 == 0 {
+			l.cfg.Logger.Warn("publish failed; retrying", "audience", b.Audience.String(), "attempt", attempt+1, "wait", wait, "err", err)
+		}
+		if mt := l.cfg.Metrics; mt != nil {
+			mt.retries.Inc()
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-l.ctx.Done():
+			t.Stop()
+			return l.ctx.Err()
+		}
+		backoff = min(backoff*2, l.cfg.MaxBackoff)
+	}
+}
+
+// Commit implements changefeed.Committer: it stores the shadow records of
+// the changes below seq, before the checkpoint moves past them. Only those:
+// a stored version makes a restarted worker skip replays at or below it,
+// so every output of that change and of every change before it must be
+// published — a move sends a delete and an upsert to two audiences, and a
+// later version of the same document can finish first on a third. A
+// failure is logged and costs only efficiency: a later change is then
+// diffed against an older stored version, which clients detect by its pv
+// and refetch.
+func (p *Pipeline) Commit(ctx context.Context, below uint64) {
+	if p.cfg.ShadowStore == nil {
+		return
+	}
+	p.mu.Lock()
+	var recs []ShadowRecord
+	for seq, rs := range p.saves {
+		if seq < below {
+			recs = append(recs, rs...)
+			delete(p.saves, seq)
+		}
+	}
+	p.mu.Unlock()
+	if len(recs) == 0 {
+		return
+	}
+	if err := p.cfg.ShadowStore.Save(ctx, recs); err != nil && ctx.Err() == nil {
+		p.cfg.Logger.Warn("shadow store save failed", "records", len(recs), "err", err)
+	}
+}

@@ -1,0 +1,65 @@
+package worker
+
+import (
+	"fmt"
+
+	"github.com/changecast/changecast/changefeed/postgres"
+	"github.com/changecast/changecast/publish"
+	"github.com/changecast/changecast/schema/config"
+	"github.com/changecast/changecast/schema/template"
+)
+
+// The config file is translated into the option structs of the library
+// packages here, and only here.
+
+// Mappings are the file's mappings as the publish package takes them.
+func Mappings(cfg *config.Config) []publish.Mapping {
+	out := make([]publish.Mapping, len(cfg.Mappings))
+	for i, m := range cfg.Mappings {
+		out[i] = publish.Mapping{Collection: m.Collection, Hub: m.Hub, Group: m.Group, User: m.User, Method: m.Method,
+			Key: m.Key, Include: m.Include, Exclude: m.Exclude}
+	}
+	return out
+}
+
+// changeHeadroom is room for the envelope around the largest single change
+// of a batch.
+const changeHeadroom = 4096
+
+// MapperOptions are the mapper's limits from publish.*.
+func MapperOptions(cfg *config.Config) publish.MapperOptions {
+	return publish.MapperOptions{ShadowSize: cfg.Publish.ShadowSize, MaxChangeBytes: cfg.Publish.Batch.MaxBytes - changeHeadroom}
+}
+
+// PipelineConfig is each stream's pipeline from publish.*; source labels
+// its envelopes.
+func PipelineConfig(cfg *config.Config, source string) publish.PipelineConfig {
+	b := cfg.Publish.Batch
+	return publish.PipelineConfig{
+		Source:      source,
+		Batch:       publish.BatchLimits{MaxChanges: b.MaxChanges, MaxBytes: b.MaxBytes, MaxDelay: b.MaxDelay.D()},
+		Parallelism: cfg.Publish.Parallelism,
+	}
+}
+
+// PostgresConfig builds the source's Config from the file's source section
+// and its mappings (their key pointers override a table's primary key).
+func PostgresConfig(pg *config.PostgresSource, mappings []config.Mapping) (postgres.Config, error) {
+	c := postgres.Config{URL: pg.URL, Slot: pg.Slot, Publication: pg.Publication, Tables: pg.Tables,
+		StatusInterval: pg.StatusInterval.D(), Heartbeat: pg.Heartbeat.D(), Keys: map[string][]string{}}
+	for i, m := range mappings {
+		if len(m.Key) == 0 {
+			continue
+		}
+		var cols []string
+		for j, k := range m.Key {
+			p, err := template.ParsePointer(k)
+			if err != nil || len(p) != 1 {
+				return c, fmt.Errorf("mappings[%d].key[%d]: %q must name a column, e.g. /id", i, j, k)
+			}
+			cols = append(cols, p[0])
+		}
+		c.Keys[m.Collection] = cols
+	}
+	return c, nil
+}

@@ -1,0 +1,170 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/changecast/changecast/admin"
+	"github.com/changecast/changecast/changefeed"
+	"github.com/changecast/changecast/publish"
+	"github.com/changecast/changecast/schema/config"
+)
+
+// Options are what a worker needs beyond its config file.
+type Options struct {
+	// Stdout receives the envelopes of publish.target stdout.
+	Stdout io.Writer
+	// Stderr receives what is printed for a person, not logged: the
+	// generated access key of the built-in hub.
+	Stderr io.Writer
+	Logger *slog.Logger
+	// Registry receives the metrics served at /metrics; nil makes one
+	// with the Go and process collectors.
+	Registry *prometheus.Registry
+}
+
+// Run assembles the worker of cfg (defaults applied and validated, as
+// config.Load returns it) and runs it until ctx ends or its source fails
+// for good: the source under leases, the publish pipeline, the publisher
+// (stdout, the built-in hub, or Azure SignalR with the app negotiate), and
+// the operations endpoint. It owns every part and returns only after all
+// of them stopped. A configuration problem found at start or by the source
+// satisfies changefeed.IsFatal.
+func Run(ctx context.Context, cfg *config.Config, o Options) error {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Stdout == nil {
+		o.Stdout = io.Discard
+	}
+	if o.Stderr == nil {
+		o.Stderr = io.Discard
+	}
+	reg := o.Registry
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	log := o.Logger
+	// Mappings compile once, here, so a bad one fails before any
+	// connection.
+	mappings := Mappings(cfg)
+	if _, err := publish.NewMapper(mappings, publish.MapperOptions{}); err != nil {
+		return fatal(err)
+	}
+
+	var parts []func(context.Context) error // long-lived parts beside the source
+	var pub publish.Publisher
+	if cfg.Publish.Target == "stdout" {
+		pub = publish.NewWriter(o.Stdout)
+	} else {
+		p, run, err := newPublisher(cfg, log, o.Stderr)
+		if err != nil {
+			return err
+		}
+		pub = p
+		if run != nil {
+			parts = append(parts, run)
+		}
+	}
+
+	runner, label, closeSource, err := newRunner(ctx, cfg, mappings, pub, reg, log)
+	if err != nil {
+		return err
+	}
+	defer closeSource()
+
+	if cfg.Server.Listen != "" {
+		ln, err := net.Listen("tcp", cfg.Server.Listen)
+		if err != nil {
+			return fatal(fmt.Errorf("server.listen: %w", err))
+		}
+		var adm http.Handler
+		if cfg.Server.AdminToken != "" {
+			adm = admin.Handler(cfg.Server.AdminToken, cfg)
+		}
+		log.Info("operations endpoint", "url", "http://"+ln.Addr().String(), "paths", "/healthz /readyz /metrics", "admin", adm != nil)
+		parts = append(parts, func(ctx context.Context) error { return serve(ctx, ln, opsHandler(reg, runner, adm)) })
+	}
+
+	// The source side decides when the process ends; the other parts run
+	// until it has drained and checkpointed.
+	partsCtx, stopParts := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	errs := make(chan error, len(parts))
+	for _, run := range parts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := run(partsCtx); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	log.Info("changecast running", "source", label, "publish", cfg.Publish.Target)
+	err = runner.Run(ctx)
+	stopParts()
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		err = errors.Join(err, e)
+	}
+	if err == nil {
+		log.Info("changecast stopped cleanly")
+	}
+	return err
+}
+
+// configError is a problem of the config file found at start: like a
+// source's fatal error, retrying cannot fix it.
+type configError struct{ error }
+
+func (e configError) Unwrap() error { return e.error }
+func (configError) Fatal() bool     { return true }
+
+func fatal(err error) error { return configError{err} }
+
+var _ changefeed.Fatal = configError{}
+
+func opsHandler(reg *prometheus.Registry, ready interface{ Ready() bool }, adm http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	if adm != nil {
+		mux.Handle("/admin/", adm)
+	}
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if !ready.Ready() {
+			http.Error(w, "not ready: source not streaming", http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, "ready\n")
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	return mux
+}
+
+// serve serves h on ln until ctx ends, then shuts down gracefully.
+func serve(ctx context.Context, ln net.Listener, h http.Handler) error {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+	}()
+	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
