@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -83,15 +84,18 @@ func TestPersistentShadowAcrossOwners(t *testing.T) {
 				c.ShadowStore = shadow
 				return c
 			}
+			// Padding keeps a patch (a few fields) well below the whole
+			// document whatever _ts does, so the op says which was sent.
+			padding := map[string]any{"padding": strings.Repeat("x", 1000)}
 			a := w.start(config("a"))
-			w.write("doc")
+			w.write("doc", padding)
 			w.waitDelivered()
 			first, _ := rec.last()
 			if err := a.stop(); err != nil {
 				t.Fatal(err)
 			}
 			w.start(config("b"))
-			w.write("doc")
+			w.write("doc", padding)
 			w.waitDelivered()
 			got, n := rec.last()
 			if persistent {
