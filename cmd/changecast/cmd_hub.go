@@ -62,7 +62,7 @@ func cmdHub(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	srv, err := hub.New(cfg, hub.WithLogger(log))
+	srv, err := hub.New(hubConfig(cfg), hub.WithLogger(log))
 	if err != nil {
 		fmt.Fprintln(stderr, "changecast hub:", err)
 		return 2
@@ -70,7 +70,7 @@ func cmdHub(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Run(ctx) }()
 	select {
-	case <-srv.Ready():
+	case <-srv.Listening():
 		if srv.Addr() != nil {
 			fmt.Fprintf(stdout, "AZURE_SIGNALR_CONNECTION_STRING=%s\n", srv.ConnectionString())
 			fmt.Fprintf(stdout, "negotiate: POST %s?hub=HUB\n", srv.NegotiateURL())

@@ -18,7 +18,6 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/changecast/changecast/publish/hub"
-	"github.com/changecast/changecast/schema/config"
 	"github.com/changecast/changecast/schema/wire"
 	"github.com/changecast/changecast/worker"
 )
@@ -37,7 +36,7 @@ func TestSignalRTarget(t *testing.T) {
 
 	// The "Azure SignalR Service": the built-in hub on its own.
 	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	svc, err := hub.New(config.Hub{Negotiate: config.HubNegotiate{Auth: config.NegotiateAuth{Anonymous: true}}}, hub.WithLogger(quiet))
+	svc, err := hub.New(hub.Config{Negotiate: hub.NegotiateConfig{Auth: hub.NegotiateAuth{Anonymous: true}}}, hub.WithLogger(quiet))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,7 +48,7 @@ func TestSignalRTarget(t *testing.T) {
 	svcDone := make(chan error, 1)
 	go func() { svcDone <- svc.Serve(sctx, sln) }()
 	defer func() { stopSvc(); <-svcDone }()
-	<-svc.Ready()
+	<-svc.Listening()
 
 	nln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

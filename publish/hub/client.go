@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/coder/websocket"
 )
@@ -18,7 +19,7 @@ func (s *Server) clientNegotiate(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	claims, err := verifyAccessToken(bearer(r, true), []byte(s.key), clientAudience(r, hub), s.o.now())
+	claims, err := verifyAccessToken(bearer(r, true), []byte(s.key), clientAudience(r, hub))
 	if err != nil {
 		s.o.log.Debug("hub: client negotiate refused", "hub", hub, "err", err)
 		writeError(w, http.StatusUnauthorized, "Error.Unauthorized", "invalid access token: "+err.Error())
@@ -30,7 +31,8 @@ func (s *Server) clientNegotiate(w http.ResponseWriter, r *http.Request) {
 	if v < 1 {
 		key = id // version 0 clients connect with id=connectionId
 	}
-	s.reg.addPending(key, pendingConn{id: id, hub: hubKey(hub), user: userOf(claims), expires: s.o.now().Add(s.o.connectTokenTTL)}, s.o.now())
+	now := time.Now()
+	s.reg.addPending(key, pendingConn{id: id, hub: hubKey(hub), user: userOf(claims), expires: now.Add(s.o.connectTokenTTL)}, now)
 	type transport struct {
 		Transport       string   `json:"transport"`
 		TransferFormats []string `json:"transferFormats"`
@@ -77,7 +79,7 @@ func (s *Server) clientConnect(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "Error.Transport", "only the WebSockets transport is supported")
 		return
 	}
-	claims, err := verifyAccessToken(bearer(r, true), []byte(s.key), clientAudience(r, hub), s.o.now())
+	claims, err := verifyAccessToken(bearer(r, true), []byte(s.key), clientAudience(r, hub))
 	if err != nil {
 		s.o.log.Debug("hub: client connect refused", "hub", hub, "err", err)
 		writeError(w, http.StatusUnauthorized, "Error.Unauthorized", "invalid access token: "+err.Error())
@@ -86,7 +88,7 @@ func (s *Server) clientConnect(w http.ResponseWriter, r *http.Request) {
 	p := pendingConn{id: newID(), hub: hubKey(hub), user: userOf(claims)}
 	if id := r.URL.Query().Get("id"); id != "" {
 		var found bool
-		p, found = s.reg.takePending(id, s.o.now())
+		p, found = s.reg.takePending(id, time.Now())
 		if !found || p.hub != hubKey(hub) {
 			writeError(w, http.StatusNotFound, "Error.Connection.NotExisted", "no such connection (expired, used, or never negotiated)")
 			return

@@ -2,26 +2,44 @@
 // for Azure SignalR Service (serverless mode) that the official SignalR
 // clients and the Azure REST API callers use unchanged.
 //
-// Which type to use:
+// # Where to start
 //
-//   - Server (New, then Run) is the hub. It serves, on one listener, the
-//     client endpoints (POST /client/negotiate, the WebSocket at /client/,
-//     JSON hub protocol), the data-plane REST API (v1 and 2022-06-01
-//     routes, access-key JWT), the app negotiate endpoint at
-//     {negotiate.path}/negotiate, and optionally a static folder at /.
-//     ConnectionString gives an Azure-style connection string for it, which
-//     publish/signalr and Azure's SDKs accept.
-//   - Server.Publisher is the in-process publish.Publisher: batches go
-//     straight into the clients' queues, no HTTP.
-//   - Negotiator (NewNegotiator) is the app negotiate endpoint on its own,
-//     for apps whose clients connect to Azure SignalR: it joins users to
-//     their claim-derived groups through the service's REST API.
+// Fill a Config (every field but Negotiate.Auth is optional; zero fields
+// mean the Default* constants) and call New: the Server it returns is the
+// hub. Run listens on Config.Listen; Serve takes a listener of yours.
+// Listening is closed once it listens, and then Endpoint, ConnectionString
+// and NegotiateURL tell clients and REST callers where to go. One listener
+// serves:
 //
-// Ownership: Run (or Serve) owns every connection and returns only after
-// all of them are closed; connections accepted through Handler belong to
-// it too. Each connection has one read loop, one write loop and a bounded
-// send queue: a client that cannot keep up is disconnected, and sends never
-// wait for a client. All methods are safe for concurrent use.
+//   - the client endpoints: POST /client/negotiate, the WebSocket at
+//     /client/, JSON hub protocol;
+//   - the data-plane REST API (v1 and 2022-06-01 routes, access-key JWT),
+//     which publish/signalr and Azure's SDKs call with ConnectionString;
+//   - the app negotiate endpoint at {Negotiate.Path}/negotiate, which
+//     authenticates callers, joins users to the groups their claims grant
+//     and sends them to the client endpoints;
+//   - optionally a static folder at / (Config.Static).
+//
+// Server.Publisher is the in-process publish.Publisher: batches go
+// straight into the clients' queues, no HTTP.
+//
+// Negotiator (NewNegotiator) is the app negotiate endpoint on its own, for
+// apps whose clients connect to Azure SignalR instead. It sends clients to
+// a Service, the small interface it declares for what negotiate needs
+// (join a user to a group, a client URL and token); *signalr.Client
+// satisfies it. The Server's own negotiate joins groups in its registry
+// directly.
+//
+// Options (WithLogger, WithKeepAlive …) tune the parts that are not
+// configuration: timeouts, queue and body bounds, the logger.
+//
+// # Ownership
+//
+// Run (or Serve) owns every connection and returns only after all of them
+// are closed; connections accepted through Handler belong to it too. Each
+// connection has one read loop, one write loop and a bounded send queue: a
+// client that cannot keep up is disconnected, and sends never wait for a
+// client. All methods are safe for concurrent use.
 //
 // Not supported (yet): MessagePack, Server-Sent Events and long polling,
 // stateful reconnect, upstream webhooks, and scale-out beyond one node.

@@ -18,7 +18,6 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/changecast/changecast/publish/signalr"
-	"github.com/changecast/changecast/schema/config"
 )
 
 const testSecret = "app-secret-for-tests-0123456789"
@@ -29,20 +28,20 @@ type testHub struct {
 	rest *signalr.Client
 }
 
-func anonCfg() config.Hub {
-	return config.Hub{Negotiate: config.HubNegotiate{Auth: config.NegotiateAuth{Anonymous: true}}}
+func anonCfg() Config {
+	return Config{Negotiate: NegotiateConfig{Auth: NegotiateAuth{Anonymous: true}}}
 }
 
-func jwtCfg() config.Hub {
-	return config.Hub{Negotiate: config.HubNegotiate{
-		Auth:   config.NegotiateAuth{JWT: &config.JWTAuth{HS256Secret: testSecret, Issuer: "test-issuer", Audience: "test-app"}},
+func jwtCfg() Config {
+	return Config{Negotiate: NegotiateConfig{
+		Auth:   NegotiateAuth{JWT: &JWTAuth{HS256Secret: testSecret, Issuer: "test-issuer", Audience: "test-app"}},
 		Groups: []string{"tenant-{claims.tid}", "everyone"},
 	}}
 }
 
 // startHub runs a hub on a free port until the test ends, and checks that
 // Run returns cleanly then.
-func startHub(t *testing.T, cfg config.Hub, opts ...Option) *testHub {
+func startHub(t *testing.T, cfg Config, opts ...Option) *testHub {
 	t.Helper()
 	cfg.Listen = "127.0.0.1:0"
 	opts = append([]Option{WithLogger(testLogger(t)), WithShutdownGrace(2 * time.Second)}, opts...)
@@ -53,7 +52,7 @@ func startHub(t *testing.T, cfg config.Hub, opts ...Option) *testHub {
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() { errc <- s.Run(ctx) }()
-	<-s.Ready()
+	<-s.Listening()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-errc; err != nil {

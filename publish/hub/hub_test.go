@@ -14,7 +14,6 @@ import (
 
 	"github.com/changecast/changecast/publish"
 	"github.com/changecast/changecast/publish/signalr"
-	"github.com/changecast/changecast/schema/config"
 )
 
 func invocation(t *testing.T, rec []byte) (target string, args []json.RawMessage) {
@@ -332,7 +331,7 @@ func TestShutdownClosesWithReconnect(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() { errc <- s.Run(ctx) }()
-	<-s.Ready()
+	<-s.Listening()
 	h := &testHub{Server: s}
 	c := h.connect(t, "chat", "")
 	cancel()
@@ -352,7 +351,7 @@ func TestStaticAndCORS(t *testing.T) {
 	}
 	cfg := anonCfg()
 	cfg.Static = dir
-	cfg.CORS.Origins = []string{"http://app.example:3000"}
+	cfg.CORSOrigins = []string{"http://app.example:3000"}
 	h := startHub(t, cfg)
 	code, _, body := do(t, "GET", h.Endpoint()+"/", "", nil, nil)
 	if code != 200 || string(body) != "<h1>live</h1>" {
@@ -372,12 +371,12 @@ func TestStaticAndCORS(t *testing.T) {
 
 func TestNewRejectsBadConfig(t *testing.T) {
 	t.Parallel()
-	for name, cfg := range map[string]config.Hub{
+	for name, cfg := range map[string]Config{
 		"no auth":        {},
-		"two jwt keys":   {Negotiate: config.HubNegotiate{Auth: config.NegotiateAuth{JWT: &config.JWTAuth{HS256Secret: testSecret, JWKSURL: "https://x"}}}},
-		"bad template":   {Negotiate: config.HubNegotiate{Auth: config.NegotiateAuth{Anonymous: true}, Groups: []string{"t-{tid}"}}},
-		"missing static": {Negotiate: config.HubNegotiate{Auth: config.NegotiateAuth{Anonymous: true}}, Static: "/does/not/exist"},
-		"key with ;":     {Negotiate: config.HubNegotiate{Auth: config.NegotiateAuth{Anonymous: true}}, AccessKey: "a;b"},
+		"two jwt keys":   {Negotiate: NegotiateConfig{Auth: NegotiateAuth{JWT: &JWTAuth{HS256Secret: testSecret, JWKSURL: "https://x"}}}},
+		"bad template":   {Negotiate: NegotiateConfig{Auth: NegotiateAuth{Anonymous: true}, Groups: []string{"t-{tid}"}}},
+		"missing static": {Negotiate: NegotiateConfig{Auth: NegotiateAuth{Anonymous: true}}, Static: "/does/not/exist"},
+		"key with ;":     {Negotiate: NegotiateConfig{Auth: NegotiateAuth{Anonymous: true}}, AccessKey: "a;b"},
 	} {
 		if _, err := New(cfg); err == nil {
 			t.Errorf("%s: accepted", name)

@@ -1,64 +1,13 @@
 package hub
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
-	"strconv"
 
 	"github.com/changecast/changecast/publish"
 )
-
-// handlerTransport is an http.RoundTripper that runs the hub's own handler:
-// the REST client code that targets Azure, without a network hop.
-type handlerTransport struct{ s *Server }
-
-func (t handlerTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if err := req.Context().Err(); err != nil {
-		return nil, err
-	}
-	r := req.Clone(req.Context())
-	r.RequestURI = req.URL.RequestURI()
-	r.RemoteAddr = "in-process:0"
-	if r.Host == "" {
-		r.Host = req.URL.Host
-	}
-	if r.Body == nil {
-		r.Body = http.NoBody
-	}
-	rec := &recorder{header: http.Header{}}
-	t.s.handler.ServeHTTP(rec, r)
-	if rec.status == 0 {
-		rec.status = http.StatusOK
-	}
-	return &http.Response{
-		Status: strconv.Itoa(rec.status) + " " + http.StatusText(rec.status), StatusCode: rec.status,
-		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
-		Header: rec.header, Body: io.NopCloser(&rec.body), ContentLength: int64(rec.body.Len()), Request: req,
-	}, nil
-}
-
-// recorder is the ResponseWriter of an in-process call.
-type recorder struct {
-	header http.Header
-	status int
-	body   bytes.Buffer
-}
-
-func (r *recorder) Header() http.Header { return r.header }
-func (r *recorder) WriteHeader(code int) {
-	if r.status == 0 {
-		r.status = code
-	}
-}
-func (r *recorder) Write(b []byte) (int, error) {
-	r.WriteHeader(http.StatusOK)
-	return r.body.Write(b)
-}
 
 // Publisher returns the in-process publisher of the hub: the contract of
 // publish.Publisher with no HTTP hop. Publish returns once the batch is

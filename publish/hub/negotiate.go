@@ -17,14 +17,27 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
-	"github.com/changecast/changecast/publish/signalr"
-	"github.com/changecast/changecast/schema/config"
 	"github.com/changecast/changecast/schema/template"
 	"github.com/changecast/changecast/schema/wire"
 )
 
-// service is the SignalR service a negotiate sends clients to: the built-in
-// hub (selfService) or Azure SignalR (remoteService).
+// Service is the SignalR service a Negotiator sends clients to: it joins
+// users to groups and hands out client URLs and tokens. *signalr.Client
+// satisfies it, for Azure SignalR Service (or a built-in hub reached over
+// its REST API).
+type Service interface {
+	// AddUserToGroup adds user to group of hub; the membership outlives
+	// the user's connections, for ttl (0: no expiry).
+	AddUserToGroup(ctx context.Context, hub, group, user string, ttl time.Duration) error
+	// ClientURL is the URL clients of hub connect to.
+	ClientURL(hub string) string
+	// ClientToken is an access token for a client of hub carrying user,
+	// valid for ttl.
+	ClientToken(ctx context.Context, hub, user string, ttl time.Duration) (string, error)
+}
+
+// service is what a Negotiator needs: a Service, or this hub, which sends
+// clients to the host they reached negotiate on.
 type service interface {
 	clientAccess(ctx context.Context, r *http.Request, hub, user string, ttl time.Duration) (url, token string, err error)
 	AddUserToGroup(ctx context.Context, hub, group, user string, ttl time.Duration) error
@@ -32,22 +45,23 @@ type service interface {
 
 // selfService sends clients to this hub, at the host they reached negotiate
 // on (so a page loaded from localhost is not sent to 127.0.0.1, a foreign
-// origin). Group joins go through the hub's REST API in process.
+// origin). Group joins go straight into the registry.
 type selfService struct{ s *Server }
 
 func (ss selfService) clientAccess(_ context.Context, r *http.Request, hub, user string, ttl time.Duration) (string, string, error) {
 	a := requestAudience(r, "/client/")
 	u := a.scheme + "://" + a.host + "/client/?hub=" + hubKey(hub)
-	tok, err := signalr.SignAccessToken(ss.s.key, u, user, ttl, ss.s.o.now())
+	tok, err := signAccessToken(ss.s.key, u, user, ttl)
 	return u, tok, err
 }
 
-func (ss selfService) AddUserToGroup(ctx context.Context, hub, group, user string, ttl time.Duration) error {
-	return ss.s.rest.AddUserToGroup(ctx, hub, group, user, ttl)
+func (ss selfService) AddUserToGroup(_ context.Context, hub, group, user string, ttl time.Duration) error {
+	ss.s.reg.addUserToGroup(hubKey(hub), group, user, ttl, time.Now())
+	return nil
 }
 
-// remoteService sends clients to the service behind a signalr.Client.
-type remoteService struct{ *signalr.Client }
+// remoteService sends clients to the service behind a Service.
+type remoteService struct{ Service }
 
 func (rs remoteService) clientAccess(ctx context.Context, _ *http.Request, hub, user string, ttl time.Duration) (string, string, error) {
 	tok, err := rs.ClientToken(ctx, hub, user, ttl)
@@ -57,10 +71,10 @@ func (rs remoteService) clientAccess(ctx context.Context, _ *http.Request, hub, 
 // Negotiator is the app negotiate endpoint, what the Azure Functions
 // SignalRConnectionInfo binding does: it authenticates the caller, takes
 // the user id from a claim, joins the user to the groups the config derives
-// from its claims (through the service's REST API), and answers
-// {"url","accessToken"} for the official clients to follow.
+// from its claims, and answers {"url","accessToken"} for the official
+// clients to follow.
 type Negotiator struct {
-	cfg    config.HubNegotiate
+	cfg    NegotiateConfig // defaults applied
 	svc    service
 	verify *jwtVerifier // nil: anonymous only
 	groups []*template.Claims
@@ -68,23 +82,25 @@ type Negotiator struct {
 	o      options
 }
 
-// NewNegotiator returns the negotiate endpoint of cfg for the service c
-// talks to, e.g. Azure SignalR (the built-in hub's Server has its own).
-// Mount Handler, or ServeHTTP at Path.
-func NewNegotiator(cfg config.Hub, c *signalr.Client, opts ...Option) (*Negotiator, error) {
-	cfg.ApplyDefaults()
-	if err := cfg.Validate(); err != nil {
+// NewNegotiator returns the negotiate endpoint of cfg (its Negotiate and
+// CORSOrigins, defaults applied to zero fields) for the service svc, e.g.
+// a *signalr.Client for Azure SignalR (the built-in hub's Server has its
+// own). Mount Handler, or ServeHTTP at Path.
+func NewNegotiator(cfg Config, svc Service, opts ...Option) (*Negotiator, error) {
+	cfg = cfg.withDefaults()
+	if err := errors.Join(cfg.validateNegotiate()...); err != nil {
 		return nil, err
 	}
 	o := defaultOptions()
 	for _, f := range opts {
 		f(&o)
 	}
-	return newNegotiator(cfg, remoteService{c}, o)
+	return newNegotiator(cfg, remoteService{svc}, o)
 }
 
-func newNegotiator(cfg config.Hub, svc service, o options) (*Negotiator, error) {
-	n := &Negotiator{cfg: cfg.Negotiate, svc: svc, cors: cfg.CORS.Origins, o: o}
+// newNegotiator builds the endpoint from a valid cfg with defaults applied.
+func newNegotiator(cfg Config, svc service, o options) (*Negotiator, error) {
+	n := &Negotiator{cfg: cfg.Negotiate, svc: svc, cors: cfg.CORSOrigins, o: o}
 	for _, g := range cfg.Negotiate.Groups {
 		t, err := template.ParseClaims(g)
 		if err != nil {
@@ -93,7 +109,7 @@ func newNegotiator(cfg config.Hub, svc service, o options) (*Negotiator, error) 
 		n.groups = append(n.groups, t)
 	}
 	if j := cfg.Negotiate.Auth.JWT; j != nil {
-		v := &jwtVerifier{issuer: j.Issuer, audience: j.Audience, now: o.now}
+		v := &jwtVerifier{issuer: j.Issuer, audience: j.Audience}
 		switch {
 		case j.HS256Secret != "":
 			v.hs = []byte(j.HS256Secret)
@@ -106,9 +122,9 @@ func newNegotiator(cfg config.Hub, svc service, o options) (*Negotiator, error) 
 			if err != nil {
 				return nil, fmt.Errorf("hub: negotiate jwksFile %s: %w", j.JWKSFile, err)
 			}
-			v.jwks = &jwks{keys: keys, now: o.now}
+			v.jwks = &jwks{keys: keys}
 		default:
-			v.jwks = &jwks{url: j.JWKSURL, client: o.jwksClient, now: o.now}
+			v.jwks = &jwks{url: j.JWKSURL, client: o.jwksClient}
 		}
 		n.verify = v
 	}
@@ -157,13 +173,13 @@ func (n *Negotiator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		user = "anonymous-" + newID()
 	}
 	for _, g := range joinGroups(n.groups, claims) {
-		if err := n.svc.AddUserToGroup(r.Context(), hub, g, user, n.cfg.GroupTTL.D()); err != nil {
+		if err := n.svc.AddUserToGroup(r.Context(), hub, g, user, n.cfg.GroupTTL); err != nil {
 			n.o.log.Error("hub: negotiate: join group failed", "hub", hub, "group", g, "err", err)
 			writeError(w, http.StatusServiceUnavailable, "Error.Unavailable", "could not join the user's groups; try again")
 			return
 		}
 	}
-	u, tok, err := n.svc.clientAccess(r.Context(), r, hub, user, n.cfg.TokenTTL.D())
+	u, tok, err := n.svc.clientAccess(r.Context(), r, hub, user, n.cfg.TokenTTL)
 	if err != nil {
 		n.o.log.Error("hub: negotiate: client token failed", "hub", hub, "err", err)
 		writeError(w, http.StatusServiceUnavailable, "Error.Unavailable", "could not get a client token; try again")
@@ -222,11 +238,10 @@ type jwtVerifier struct {
 	hs               []byte
 	jwks             *jwks
 	issuer, audience string
-	now              func() time.Time
 }
 
 func (v *jwtVerifier) verify(ctx context.Context, tok string) (jwt.MapClaims, error) {
-	opts := []jwt.ParserOption{jwt.WithExpirationRequired(), jwt.WithLeeway(tokenLeeway), jwt.WithTimeFunc(v.now)}
+	opts := []jwt.ParserOption{jwt.WithExpirationRequired(), jwt.WithLeeway(tokenLeeway)}
 	if v.issuer != "" {
 		opts = append(opts, jwt.WithIssuer(v.issuer))
 	}
@@ -257,7 +272,6 @@ func (v *jwtVerifier) verify(ctx context.Context, tok string) (jwt.MapClaims, er
 type jwks struct {
 	url     string
 	client  *http.Client
-	now     func() time.Time
 	mu      sync.Mutex
 	keys    map[string]*rsa.PublicKey
 	fetched time.Time
@@ -271,8 +285,8 @@ func (k *jwks) key(ctx context.Context, kid string) (*rsa.PublicKey, error) {
 	if key := lookupKey(k.keys, kid); key != nil {
 		return key, nil
 	}
-	if k.url != "" && (k.fetched.IsZero() || k.now().Sub(k.fetched) >= jwksRefetchEvery) {
-		k.fetched = k.now()
+	if k.url != "" && (k.fetched.IsZero() || time.Since(k.fetched) >= jwksRefetchEvery) {
+		k.fetched = time.Now()
 		keys, err := k.fetch(ctx)
 		if err != nil {
 			return nil, err

@@ -16,7 +16,6 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
-	"github.com/changecast/changecast/schema/config"
 	"github.com/changecast/changecast/schema/template"
 )
 
@@ -53,8 +52,8 @@ func TestNegotiateRS256JWKS(t *testing.T) {
 	}))
 	defer jwksSrv.Close()
 
-	for name, j := range map[string]*config.JWTAuth{"file": {JWKSFile: file}, "url": {JWKSURL: jwksSrv.URL}} {
-		h := startHub(t, config.Hub{Negotiate: config.HubNegotiate{Auth: config.NegotiateAuth{JWT: j}, Groups: []string{"tenant-{claims.tid}"}}})
+	for name, j := range map[string]*JWTAuth{"file": {JWKSFile: file}, "url": {JWKSURL: jwksSrv.URL}} {
+		h := startHub(t, Config{Negotiate: NegotiateConfig{Auth: NegotiateAuth{JWT: j}, Groups: []string{"tenant-{claims.tid}"}}})
 		for _, tc := range []struct {
 			what, token string
 			want        int

@@ -8,8 +8,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/changecast/changecast/schema/config"
 )
 
 // TestNodeClient runs test/node with the official @microsoft/signalr client
@@ -30,8 +28,8 @@ func TestNodeClient(t *testing.T) {
 		t.Fatalf("node is not installed: %v", err)
 	}
 	const issuer, aud = "changecast-test", "changecast-app"
-	h := startHub(t, config.Hub{Negotiate: config.HubNegotiate{
-		Auth:   config.NegotiateAuth{JWT: &config.JWTAuth{HS256Secret: testSecret, Issuer: issuer, Audience: aud}},
+	h := startHub(t, Config{Negotiate: NegotiateConfig{
+		Auth:   NegotiateAuth{JWT: &JWTAuth{HS256Secret: testSecret, Issuer: issuer, Audience: aud}},
 		Groups: []string{"tenant-{claims.tid}"},
 	}})
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Second)

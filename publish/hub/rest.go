@@ -10,8 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/changecast/changecast/publish/signalr"
 )
 
 // The data-plane REST API of Azure SignalR Service, v1 and 2022-06-01
@@ -106,7 +104,7 @@ func (s *Server) restAuth(h restHandler) http.Handler {
 			return
 		}
 		path := r.URL.Path
-		if _, err := verifyAccessToken(bearer(r, false), []byte(s.key), requestAudience(r, path), s.o.now()); err != nil {
+		if _, err := verifyAccessToken(bearer(r, false), []byte(s.key), requestAudience(r, path)); err != nil {
 			s.o.log.Debug("hub: REST call refused", "path", path, "err", err)
 			writeError(w, http.StatusUnauthorized, "Error.Unauthorized", "invalid access token: "+err.Error())
 			return
@@ -164,7 +162,7 @@ func (s *Server) send(kind scopeKind) restHandler {
 // deliver queues one record for every connection in sc. It never blocks:
 // a client whose queue is full is dropped instead.
 func (s *Server) deliver(hub string, sc scope, frame []byte) {
-	s.reg.each(hub, sc, s.o.now(), func(c *conn) { c.send(frame) })
+	s.reg.each(hub, sc, time.Now(), func(c *conn) { c.send(frame) })
 }
 
 // readBody reads at most the body limit; a larger body gets 413.
@@ -192,7 +190,7 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool)
 func (s *Server) exists(kind scopeKind) restHandler {
 	codes := map[scopeKind]string{scopeConn: "Warning.Connection.NotExisted", scopeGroup: "Warning.Group.NotExisted", scopeUser: "Warning.User.NotExisted"}
 	return func(w http.ResponseWriter, r *http.Request, hub string) {
-		if s.reg.count(hub, scopeOf(r, kind), s.o.now()) == 0 {
+		if s.reg.count(hub, scopeOf(r, kind), time.Now()) == 0 {
 			writeError(w, http.StatusNotFound, codes[kind], "not found")
 			return
 		}
@@ -201,7 +199,7 @@ func (s *Server) exists(kind scopeKind) restHandler {
 }
 
 func (s *Server) userInGroup(w http.ResponseWriter, r *http.Request, hub string) {
-	if !s.reg.userInGroup(hub, r.PathValue("group"), r.PathValue("user"), s.o.now()) {
+	if !s.reg.userInGroup(hub, r.PathValue("group"), r.PathValue("user"), time.Now()) {
 		writeError(w, http.StatusNotFound, "Info.User.NotInGroup", "the user is not in the group")
 		return
 	}
@@ -216,11 +214,11 @@ func (s *Server) closeConns(kind scopeKind, status int) restHandler {
 		q := r.URL.Query()
 		allow := q.Get("allowReconnect") != "false"
 		sc := scopeOf(r, kind)
-		if kind == scopeConn && s.reg.count(hub, sc, s.o.now()) == 0 {
+		if kind == scopeConn && s.reg.count(hub, sc, time.Now()) == 0 {
 			writeError(w, http.StatusNotFound, "Warning.Connection.NotExisted", "no such connection")
 			return
 		}
-		s.reg.each(hub, sc, s.o.now(), func(c *conn) { c.close(q.Get("reason"), allow) })
+		s.reg.each(hub, sc, time.Now(), func(c *conn) { c.close(q.Get("reason"), allow) })
 		w.WriteHeader(status)
 	}
 }
@@ -252,7 +250,7 @@ func (s *Server) addUserToGroup(status int) restHandler {
 			}
 			ttl = time.Duration(n) * time.Second
 		}
-		s.reg.addUserToGroup(hub, r.PathValue("group"), r.PathValue("user"), ttl, s.o.now())
+		s.reg.addUserToGroup(hub, r.PathValue("group"), r.PathValue("user"), ttl, time.Now())
 		w.WriteHeader(status)
 	}
 }
@@ -279,7 +277,7 @@ func (s *Server) generateToken(w http.ResponseWriter, r *http.Request, hub strin
 		minutes = n
 	}
 	aud := requestAudience(r, "/client")
-	tok, err := signalr.SignAccessToken(s.key, aud.scheme+"://"+aud.host+"/client/?hub="+hub, q.Get("userId"), time.Duration(minutes)*time.Minute, s.o.now())
+	tok, err := signAccessToken(s.key, aud.scheme+"://"+aud.host+"/client/?hub="+hub, q.Get("userId"), time.Duration(minutes)*time.Minute)
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, "Error.Internal", "cannot sign token")
 		return
@@ -293,5 +291,5 @@ func (s *Server) generateToken(w http.ResponseWriter, r *http.Request, hub strin
 func (s *Server) listGroup(w http.ResponseWriter, r *http.Request, hub string) {
 	writeJSON(w, http.StatusOK, struct {
 		Value []connInfo `json:"value"`
-	}{s.reg.list(hub, scopeOf(r, scopeGroup), s.o.now())})
+	}{s.reg.list(hub, scopeOf(r, scopeGroup), time.Now())})
 }

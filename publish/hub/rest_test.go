@@ -1,7 +1,6 @@
 package hub
 
 import (
-	"context"
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -161,9 +160,5 @@ func TestRESTAuth(t *testing.T) {
 		if code != tc.want {
 			t.Errorf("%s: %d %s, want %d", tc.name, code, resp, tc.want)
 		}
-	}
-	// The in-process REST client (negotiate's group joins) is accepted.
-	if err := h.Server.rest.AddUserToGroup(context.Background(), "chat", "g", "u", 0); err != nil {
-		t.Fatal(err)
 	}
 }

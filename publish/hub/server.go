@@ -13,9 +13,16 @@ import (
 	"strings"
 	"sync"
 	"time"
+)
 
-	"github.com/changecast/changecast/publish/signalr"
-	"github.com/changecast/changecast/schema/config"
+// DefaultMaxBodyBytes is the REST body limit, Azure SignalR's (1 MB).
+const DefaultMaxBodyBytes = 1 << 20
+
+// Defaults of the options.
+const (
+	defaultConnectTokenTTL = 15 * time.Second
+	defaultSendQueueBytes  = 8 << 20
+	defaultShutdownGrace   = 5 * time.Second
 )
 
 // Option configures a Server or a Negotiator.
@@ -31,7 +38,6 @@ type options struct {
 	maxBodyBytes     int
 	shutdownGrace    time.Duration
 	jwksClient       *http.Client
-	now              func() time.Time
 }
 
 func defaultOptions() options {
@@ -40,12 +46,11 @@ func defaultOptions() options {
 		keepAlive:        defaultKeepAlive,
 		clientTimeout:    defaultClientTimeout,
 		handshakeTimeout: defaultHandshakeTimeout,
-		connectTokenTTL:  15 * time.Second,
-		sendQueueBytes:   8 << 20,
-		maxBodyBytes:     signalr.MaxBodyBytes,
-		shutdownGrace:    5 * time.Second,
+		connectTokenTTL:  defaultConnectTokenTTL,
+		sendQueueBytes:   defaultSendQueueBytes,
+		maxBodyBytes:     DefaultMaxBodyBytes,
+		shutdownGrace:    defaultShutdownGrace,
 		jwksClient:       &http.Client{Timeout: 10 * time.Second},
-		now:              time.Now,
 	}
 }
 
@@ -69,8 +74,9 @@ func WithConnectTokenTTL(d time.Duration) Option { return func(o *options) { o.c
 // a client whose queue overflows is disconnected.
 func WithSendQueueBytes(n int) Option { return func(o *options) { o.sendQueueBytes = n } }
 
-// WithMaxBodyBytes sets the REST body limit (default 1 MB, as Azure); larger
-// bodies get 413, and the in-process publisher refuses larger batches.
+// WithMaxBodyBytes sets the REST body limit (default DefaultMaxBodyBytes,
+// as Azure); larger bodies get 413, and the in-process publisher refuses
+// larger batches.
 func WithMaxBodyBytes(n int) Option { return func(o *options) { o.maxBodyBytes = n } }
 
 // WithShutdownGrace sets how long Run waits for clients to take their Close
@@ -83,17 +89,16 @@ func WithJWKSClient(c *http.Client) Option { return func(o *options) { o.jwksCli
 // Server is the built-in hub: client endpoints, the REST API, app negotiate
 // and optional static files, on one listener.
 type Server struct {
-	cfg     config.Hub
+	cfg     Config // defaults applied
 	key     string
 	o       options
 	reg     *registry
 	handler http.Handler
-	rest    *signalr.Client // the REST API of this hub, called in process
 
-	ready     chan struct{}
-	readyOnce sync.Once
-	addrMu    sync.Mutex
-	addr      net.Addr
+	listening     chan struct{}
+	listeningOnce sync.Once
+	addrMu        sync.Mutex
+	addr          net.Addr
 
 	// Connections are owned by Serve: baseCtx ends them, and wg waits for
 	// their handlers (hijacked, so http.Server.Shutdown does not).
@@ -104,10 +109,10 @@ type Server struct {
 	wg         sync.WaitGroup
 }
 
-// New builds a hub from cfg (defaults applied, see config.Hub). An empty
-// AccessKey is replaced by a random one (see ConnectionString).
-func New(cfg config.Hub, opts ...Option) (*Server, error) {
-	cfg.ApplyDefaults()
+// New builds a hub from cfg, with the defaults applied to its zero fields
+// (see Config). It does not listen yet: call Run or Serve.
+func New(cfg Config, opts ...Option) (*Server, error) {
+	cfg = cfg.withDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -124,19 +129,8 @@ func New(cfg config.Hub, opts ...Option) (*Server, error) {
 	if key == "" {
 		key = NewAccessKey()
 	}
-	if strings.ContainsAny(key, "; \t\r\n") {
-		return nil, errors.New("hub: accessKey must not contain ';' or spaces (it goes into a connection string)")
-	}
-	s := &Server{cfg: cfg, key: key, o: o, reg: newRegistry(), ready: make(chan struct{})}
+	s := &Server{cfg: cfg, key: key, o: o, reg: newRegistry(), listening: make(chan struct{})}
 	s.baseCtx, s.cancelBase = context.WithCancel(context.Background())
-	// The hub's own negotiate joins users to groups through its REST API,
-	// the code path that Azure SignalR gets, without a network hop.
-	rest, err := signalr.NewClient("Endpoint=http://hub.invalid;AccessKey="+key+";Version=1.0;",
-		signalr.WithHTTPClient(&http.Client{Transport: handlerTransport{s}}), signalr.WithLogger(o.log))
-	if err != nil {
-		return nil, err
-	}
-	s.rest = rest
 	neg, err := newNegotiator(cfg, selfService{s}, o)
 	if err != nil {
 		return nil, err
@@ -167,10 +161,10 @@ func (s *Server) AccessKey() string { return s.key }
 // when its ctx ends (pass a nil listener to Serve to own them only).
 func (s *Server) Handler() http.Handler { return s.handler }
 
-// Ready is closed once Run or Serve is listening (or has failed to).
-func (s *Server) Ready() <-chan struct{} { return s.ready }
+// Listening is closed once Run or Serve is listening (or has failed to).
+func (s *Server) Listening() <-chan struct{} { return s.listening }
 
-// Addr is the bound address once Ready is closed; nil before, or when
+// Addr is the bound address once Listening is closed; nil before, or when
 // serving nothing.
 func (s *Server) Addr() net.Addr {
 	s.addrMu.Lock()
@@ -179,7 +173,7 @@ func (s *Server) Addr() net.Addr {
 }
 
 // Endpoint is the hub's base URL for local callers: the bound address, with
-// a wildcard host replaced by 127.0.0.1 (cfg.Listen before Ready).
+// a wildcard host replaced by 127.0.0.1 (cfg.Listen before Listening).
 func (s *Server) Endpoint() string {
 	hostport := s.cfg.Listen
 	if a := s.Addr(); a != nil {
@@ -211,7 +205,7 @@ func (s *Server) NegotiateURL() string {
 func (s *Server) Run(ctx context.Context) error {
 	ln, err := net.Listen("tcp", s.cfg.Listen)
 	if err != nil {
-		s.readyOnce.Do(func() { close(s.ready) })
+		s.listeningOnce.Do(func() { close(s.listening) })
 		return fmt.Errorf("hub: listen: %w", err)
 	}
 	return s.Serve(ctx, ln)
@@ -237,7 +231,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		go func() { errc <- srv.Serve(ln) }()
 		s.o.log.Info("hub listening", "endpoint", s.Endpoint())
 	}
-	s.readyOnce.Do(func() { close(s.ready) })
+	s.listeningOnce.Do(func() { close(s.listening) })
 
 	var err error
 	select {
@@ -295,5 +289,5 @@ func (s *Server) routes(neg *Negotiator) http.Handler {
 	if s.cfg.Static != "" {
 		mux.Handle("GET /", http.FileServer(http.Dir(s.cfg.Static)))
 	}
-	return withCORS(s.cfg.CORS.Origins, mux)
+	return withCORS(s.cfg.CORSOrigins, mux)
 }

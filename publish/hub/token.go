@@ -35,17 +35,29 @@ func requestAudience(r *http.Request, path string) audience {
 	return audience{scheme: scheme, host: r.Host, path: path}
 }
 
+// signAccessToken signs an access-key JWT (HS256 over the key's UTF-8
+// bytes) for audience aud, carrying user (when not empty) as asrs.s.uid,
+// as Azure SignalR Service and its SDKs do.
+func signAccessToken(key, aud, user string, ttl time.Duration) (string, error) {
+	now := time.Now()
+	claims := jwt.MapClaims{"aud": aud, "iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(ttl).Unix()}
+	if user != "" {
+		claims["asrs.s.uid"] = user
+	}
+	return jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString([]byte(key))
+}
+
 // verifyAccessToken checks an access-key JWT: HS256 signed with the raw
 // AccessKey bytes, not expired, aud matching want leniently. It returns the
 // claims.
-func verifyAccessToken(tok string, key []byte, want audience, now time.Time) (jwt.MapClaims, error) {
+func verifyAccessToken(tok string, key []byte, want audience) (jwt.MapClaims, error) {
 	if tok == "" {
 		return nil, errors.New("no access token")
 	}
 	claims := jwt.MapClaims{}
 	_, err := jwt.ParseWithClaims(tok, claims, func(*jwt.Token) (any, error) { return key, nil },
 		jwt.WithValidMethods([]string{"HS256"}), jwt.WithExpirationRequired(),
-		jwt.WithLeeway(tokenLeeway), jwt.WithTimeFunc(func() time.Time { return now }))
+		jwt.WithLeeway(tokenLeeway))
 	if err != nil {
 		return nil, err
 	}

@@ -45,7 +45,6 @@ type options struct {
 	log     *slog.Logger
 	cred    azcore.TokenCredential
 	maxBody int
-	now     func() time.Time
 }
 
 // WithHTTPClient sets the HTTP client of REST calls (default: one with a 30 s
@@ -85,7 +84,6 @@ func NewClient(connString string, opts ...Option) (*Client, error) {
 		http:    &http.Client{Timeout: 30 * time.Second},
 		log:     slog.Default(),
 		maxBody: MaxBodyBytes,
-		now:     time.Now,
 	}
 	for _, f := range opts {
 		f(&o)
@@ -113,7 +111,7 @@ func (c *Client) ClientURL(hub string) string {
 // with AuthType=azure the service mints it (POST :generateToken).
 func (c *Client) ClientToken(ctx context.Context, hub, user string, ttl time.Duration) (string, error) {
 	if c.cred == nil {
-		return SignAccessToken(c.cs.AccessKey, c.ClientURL(hub), user, ttl, c.o.now())
+		return SignAccessToken(c.cs.AccessKey, c.ClientURL(hub), user, ttl, time.Now())
 	}
 	q := url.Values{"api-version": {tokenAPIVersion}, "minutesToExpire": {strconv.Itoa(max(1, int(ttl/time.Minute)))}}
 	if user != "" {
@@ -336,7 +334,7 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, body
 	if json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&detail) == nil {
 		se.Message = detail.Message
 	}
-	return classify(se, retryAfter(resp.Header.Get("Retry-After"), c.o.now()))
+	return classify(se, retryAfter(resp.Header.Get("Retry-After"), time.Now()))
 }
 
 // classify maps a status to the behaviour publish's callers act on. A 500
@@ -380,7 +378,7 @@ func (c *Client) authorization(ctx context.Context, u string) (string, error) {
 		}
 		return "Bearer " + tok.Token, nil
 	}
-	tok, err := SignAccessToken(c.cs.AccessKey, u, "", restTokenTTL, c.o.now())
+	tok, err := SignAccessToken(c.cs.AccessKey, u, "", restTokenTTL, time.Now())
 	if err != nil {
 		return "", publish.Permanent(fmt.Errorf("signalr: sign token: %w", err))
 	}

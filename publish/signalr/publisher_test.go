@@ -22,7 +22,6 @@ import (
 	"github.com/changecast/changecast/publish"
 	"github.com/changecast/changecast/publish/hub"
 	"github.com/changecast/changecast/publish/signalr"
-	"github.com/changecast/changecast/schema/config"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -30,14 +29,14 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // startHub runs the built-in hub, the stand-in for Azure SignalR.
 func startHub(t *testing.T) *hub.Server {
 	t.Helper()
-	s, err := hub.New(config.Hub{Listen: "127.0.0.1:0", Negotiate: config.HubNegotiate{Auth: config.NegotiateAuth{Anonymous: true}}}, hub.WithLogger(slog.New(slog.DiscardHandler)))
+	s, err := hub.New(hub.Config{Listen: "127.0.0.1:0", Negotiate: hub.NegotiateConfig{Auth: hub.NegotiateAuth{Anonymous: true}}}, hub.WithLogger(slog.New(slog.DiscardHandler)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() { errc <- s.Run(ctx) }()
-	<-s.Ready()
+	<-s.Listening()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-errc; err != nil {

@@ -16,7 +16,6 @@ import (
 	"github.com/changecast/changecast/changefeed"
 	"github.com/changecast/changecast/publish"
 	"github.com/changecast/changecast/publish/hub"
-	"github.com/changecast/changecast/schema/config"
 )
 
 // Quiet logs only errors, to stderr, so benchmark output stays readable.
@@ -80,7 +79,7 @@ func (d *DB) Close() {
 // Hub starts a built-in hub (anonymous negotiate) on a loopback port; stop
 // closes its clients and waits for it.
 func Hub() (h *hub.Server, addr string, stop func()) {
-	h, err := hub.New(config.Hub{Negotiate: config.HubNegotiate{Auth: config.NegotiateAuth{Anonymous: true}}}, hub.WithLogger(Quiet))
+	h, err := hub.New(hub.Config{Negotiate: hub.NegotiateConfig{Auth: hub.NegotiateAuth{Anonymous: true}}}, hub.WithLogger(Quiet))
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -91,7 +90,7 @@ func Hub() (h *hub.Server, addr string, stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- h.Serve(ctx, ln) }()
-	<-h.Ready()
+	<-h.Listening()
 	return h, ln.Addr().String(), func() { cancel(); <-done }
 }
 
