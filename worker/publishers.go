@@ -19,7 +19,7 @@ import (
 func newPublisher(cfg *config.Config, log *slog.Logger, stderr io.Writer) (publish.Publisher, func(context.Context) error, error) {
 	switch cfg.Publish.Target {
 	case "hub":
-		h, err := hub.New(hubConfig(cfg.Hub), hub.WithLogger(log.With("part", "hub")))
+		h, err := hub.New(HubConfig(cfg.Hub), hub.WithLogger(log.With("part", "hub")))
 		if err != nil {
 			return nil, nil, fatal(fmt.Errorf("hub: %w", err))
 		}
@@ -45,7 +45,7 @@ func newPublisher(cfg *config.Config, log *slog.Logger, stderr io.Writer) (publi
 		if !a.Anonymous && a.JWT == nil {
 			return p, nil, nil
 		}
-		neg, err := hub.NewNegotiator(hubConfig(cfg.Hub), p.Client(), hub.WithLogger(log.With("part", "negotiate")))
+		neg, err := hub.NewNegotiator(HubConfig(cfg.Hub), p.Client(), hub.WithLogger(log.With("part", "negotiate")))
 		if err != nil {
 			return nil, nil, fatal(fmt.Errorf("hub.negotiate: %w", err))
 		}

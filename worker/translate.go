@@ -5,6 +5,7 @@ import (
 
 	"github.com/changecast/changecast/changefeed/postgres"
 	"github.com/changecast/changecast/publish"
+	"github.com/changecast/changecast/publish/hub"
 	"github.com/changecast/changecast/schema/config"
 	"github.com/changecast/changecast/schema/template"
 )
@@ -62,4 +63,36 @@ func PostgresConfig(pg *config.PostgresSource, mappings []config.Mapping) (postg
 		c.Keys[m.Collection] = cols
 	}
 	return c, nil
+}
+
+// HubConfig translates the config file's hub section into the options of
+// publish/hub. Defaults and checks are the config's (ApplyDefaults,
+// Validate); a field left empty keeps meaning hub's default.
+func HubConfig(h config.Hub) hub.Config {
+	n := h.Negotiate
+	c := hub.Config{
+		Listen:    h.Listen,
+		AccessKey: h.AccessKey,
+		Negotiate: hub.NegotiateConfig{
+			Path:      n.Path,
+			Hub:       n.Hub,
+			Auth:      hub.NegotiateAuth{Anonymous: n.Auth.Anonymous},
+			UserClaim: n.UserClaim,
+			Groups:    n.Groups,
+			GroupTTL:  n.GroupTTL.D(),
+			TokenTTL:  n.TokenTTL.D(),
+		},
+		CORSOrigins: h.CORS.Origins,
+		Static:      h.Static,
+	}
+	if j := n.Auth.JWT; j != nil {
+		c.Negotiate.Auth.JWT = &hub.JWTAuth{
+			HS256Secret: j.HS256Secret,
+			JWKSFile:    j.JWKSFile,
+			JWKSURL:     j.JWKSURL,
+			Issuer:      j.Issuer,
+			Audience:    j.Audience,
+		}
+	}
+	return c
 }

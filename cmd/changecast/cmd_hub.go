@@ -11,6 +11,7 @@ import (
 
 	"github.com/changecast/changecast/publish/hub"
 	"github.com/changecast/changecast/schema/config"
+	"github.com/changecast/changecast/worker"
 )
 
 // cmdHub runs the built-in hub alone: a local Azure SignalR Service
@@ -62,7 +63,7 @@ func cmdHub(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	srv, err := hub.New(hubConfig(cfg), hub.WithLogger(log))
+	srv, err := hub.New(worker.HubConfig(cfg), hub.WithLogger(log))
 	if err != nil {
 		fmt.Fprintln(stderr, "changecast hub:", err)
 		return 2

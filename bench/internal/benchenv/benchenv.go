@@ -16,6 +16,7 @@ import (
 	"github.com/changecast/changecast/changefeed"
 	"github.com/changecast/changecast/publish"
 	"github.com/changecast/changecast/publish/hub"
+	"github.com/changecast/changecast/schema/config"
 )
 
 // Quiet logs only errors, to stderr, so benchmark output stays readable.

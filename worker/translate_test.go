@@ -1,4 +1,4 @@
-package main
+package worker
 
 import (
 	"reflect"
@@ -34,8 +34,8 @@ func TestHubConfigCopiesEveryField(t *testing.T) {
 		CORSOrigins: []string{"*"},
 		Static:      "web",
 	}
-	if got := hubConfig(in); !reflect.DeepEqual(got, want) {
-		t.Fatalf("hubConfig:\n got %+v\nwant %+v", got, want)
+	if got := HubConfig(in); !reflect.DeepEqual(got, want) {
+		t.Fatalf("HubConfig:\n got %+v\nwant %+v", got, want)
 	}
 }
 
@@ -58,7 +58,7 @@ func TestHubConfigValidatesAlike(t *testing.T) {
 		"good origins":      {Negotiate: config.HubNegotiate{Auth: anon}, CORS: config.HubCORS{Origins: []string{"*", "http://localhost:3000"}}},
 	} {
 		h.ApplyDefaults()
-		cerr, herr := h.Validate(), hubConfig(h).Validate()
+		cerr, herr := h.Validate(), HubConfig(h).Validate()
 		if (cerr == nil) != (herr == nil) {
 			t.Errorf("%s: config says %v, hub says %v", name, cerr, herr)
 		}
