@@ -5,18 +5,17 @@
 //
 // # Which type to use
 //
-//   - Runner is the processor: NewRunner(Config{Client, Database,
-//     Container, Store, Publisher, NewMapper, …}) and Run(ctx). It runs a
-//     lease.Manager over the container's feed ranges (the first instance
-//     creates one lease per range) and, for every lease this instance
-//     holds, a processor.Processor whose Source checkpoints into the lease.
-//     Instances sharing a lease store (lease/cosmosstore, lease/pgstore)
-//     share the ranges: leases are balanced, taken over after an instance
-//     stops renewing, and split with the partitions.
+//   - Container is the feed as a changefeed.Partitions: set Client,
+//     Database, Container, Feed (start, poll interval, page size, soft
+//     delete field) and Processor, and hand it to changefeed.NewRunner with
+//     a lease store (lease/cosmosstore, lease/pgstore, or a memory store
+//     for one instance). The first instance creates one lease per feed
+//     range; instances share the ranges: leases are balanced, taken over
+//     after an instance stops renewing, and split with the partitions.
 //   - Feed reads one container for tools: Ranges, Leases (the
 //     bootstrapper), ContinuationAt, Estimate (lag), Source (one lease).
 //     ResetCheckpoints and Describe serve `changecast checkpoint reset` and
-//     `changecast leases list`.
+//     `changecast leases list` (package admin).
 //
 // # Positions
 //
@@ -73,7 +72,6 @@
 //
 // # Concurrency
 //
-// Runner, Feed and Metrics are safe for concurrent use. Each lease gets its
-// own Source, mapper and processor; the Publisher is shared and must be
-// safe for concurrent use.
+// Container, Feed and Metrics are safe for concurrent use. Each lease gets
+// its own Source (and, in the worker, its own pipeline).
 package cosmos
