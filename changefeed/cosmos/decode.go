@@ -54,6 +54,11 @@ func (d *decoder) decode(raw []byte) *changefeed.Change {
 	if n, ok := doc["_lsn"].(json.Number); ok {
 		ch.Version = n.String()
 	}
+	if ch.Version == "" {
+		// Without its version a change cannot be ordered against the
+		// client's copy: send it as a refetch marker, never as data.
+		ch.Err = errors.New("cosmos: change feed item has no _lsn")
+	}
 	if n, ok := doc["_ts"].(json.Number); ok {
 		if s, err := n.Int64(); err == nil {
 			ch.CommitTime = time.Unix(s, 0).UTC()
@@ -61,7 +66,10 @@ func (d *decoder) decode(raw []byte) *changefeed.Change {
 	}
 	ch.ID, _ = wire.ScalarString(doc["id"])
 	if ch.ID == "" {
-		ch.Err = errors.New("cosmos: change feed item has no id")
+		ch.Err = errors.Join(ch.Err, errors.New("cosmos: change feed item has no id"))
+	}
+	if ch.Err != nil {
+		return ch
 	}
 	for _, f := range systemFields {
 		delete(doc, f)

@@ -110,27 +110,3 @@ func TestEPK(t *testing.T) {
 		t.Fatal("overlaps")
 	}
 }
-
-func TestDecode(t *testing.T) {
-	d := decoder{collection: "orders", deleteAt: []string{"_deleted"}}
-	ch := d.decode([]byte(`{"id":"a","v":1.50,"_lsn":12,"_ts":1700000000,"_rid":"x","_self":"y","_etag":"\"e\"","_attachments":"z"}`))
-	if ch.Err != nil || ch.ID != "a" || ch.Version != "12" || ch.After == nil || ch.CommitTime.Unix() != 1700000000 {
-		t.Fatalf("%+v", ch)
-	}
-	for _, f := range []string{"_lsn", "_rid", "_self", "_attachments"} {
-		if _, ok := ch.After[f]; ok {
-			t.Fatalf("%s kept", f)
-		}
-	}
-	if ch.After["_etag"] == nil || ch.After["v"].(interface{ String() string }).String() != "1.50" {
-		t.Fatalf("after = %v", ch.After)
-	}
-	del := d.decode([]byte(`{"id":"a","_lsn":13,"_deleted":true}`))
-	if del.Op != "delete" || del.Before == nil || del.After != nil {
-		t.Fatalf("soft delete: %+v", del)
-	}
-	bad := d.decode([]byte(`[1,2]`))
-	if bad.Err == nil {
-		t.Fatal("an array decoded")
-	}
-}
