@@ -3,12 +3,15 @@ package cosmos
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net/http"
 	"sync/atomic"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/data/azcosmos"
 
 	"github.com/changecast/changecast/changefeed"
@@ -91,7 +94,8 @@ func (s *Source) Run(ctx context.Context, out chan<- changefeed.Event) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		resp, err := s.f.c.ReadChangeFeed(ctx, &opts)
+		rctx, ropts := readContext(ctx, opts)
+		resp, err := s.f.c.ReadChangeFeed(rctx, &ropts)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -106,6 +110,11 @@ func (s *Source) Run(ctx context.Context, out chan<- changefeed.Event) error {
 		if err != nil {
 			if isPermanent(err) {
 				return err
+			}
+			if statusOf(err) == http.StatusBadRequest {
+				// The service refuses the read itself: the request is
+				// wrong, and sending it again cannot help.
+				return &ConfigError{Field: "source.cosmos.startFrom", Err: fmt.Errorf("the change feed read of lease %s was refused: %w", s.l.Token, err)}
 			}
 			s.f.metrics.read("error")
 			failures++
@@ -153,6 +162,33 @@ func (s *Source) Run(ctx context.Context, out chan<- changefeed.Event) error {
 		emitted = tok
 	}
 }
+
+// readContext moves a time start out of opts into the request's
+// If-Modified-Since header, written as an HTTP date in GMT (RFC 9110): azcosmos
+// v1.5.0 formats StartFrom with time.RFC1123 after UTC(), which writes "UTC"
+// instead of "GMT", a form only lenient parsers accept.
+func readContext(ctx context.Context, opts azcosmos.ChangeFeedOptions) (context.Context, azcosmos.ChangeFeedOptions) {
+	if opts.StartFrom == nil {
+		return ctx, opts
+	}
+	since := opts.StartFrom.UTC().Format(http.TimeFormat)
+	opts.StartFrom = nil
+	return policy.WithHTTPHeader(ctx, http.Header{"If-Modified-Since": {since}}), opts
+}
+
+// ConfigError is a setting the service refuses (a change feed read answered
+// 400): retrying cannot fix it, so it stops the worker (changefeed.IsFatal)
+// and names the field to look at.
+type ConfigError struct {
+	Field string
+	Err   error
+}
+
+func (e *ConfigError) Error() string { return e.Field + ": " + e.Err.Error() }
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+// Fatal marks the error for changefeed.IsFatal.
+func (e *ConfigError) Fatal() bool { return true }
 
 // split ends the lease: the page that revealed the split is dropped, and
 // each child starts from the lease's last checkpoint (the Manager copies it),
