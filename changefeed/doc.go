@@ -14,5 +14,6 @@
 //     before it was published: at-least-once delivery, never an ack on
 //     receipt.
 //   - Sources live in subpackages: postgres (logical replication) and
-//     cosmos (the change feed, with cosmostest, a fake gateway for tests).
+//     cosmos (the change feed; its tests run against the Cosmos DB
+//     emulator in emulator/cosmos).
 package changefeed
