@@ -90,7 +90,7 @@ type loop struct {
 	tracker  changefeed.Tracker
 	batcher  *publish.Batcher
 	refs     map[uint64]int
-	saves    map[uint64][]publish.ShadowRecord      // records of published outputs, by change (ticket)
+	saves    map[uint64][]publish.ShadowRecord        // records of published outputs, by change (ticket)
 	queued   map[publish.Audience][][]publish.Pending // sealed batches waiting for their target
 	qorder   []publish.Audience
 	inflight map[publish.Audience]bool
