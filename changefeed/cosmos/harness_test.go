@@ -18,7 +18,8 @@ import (
 
 	"github.com/changecast/changecast/changefeed"
 	"github.com/changecast/changecast/changefeed/cosmos"
-	"github.com/changecast/changecast/changefeed/cosmos/cosmostest"
+	emulator "github.com/changecast/changecast/emulator/cosmos"
+	"github.com/changecast/changecast/emulator/cosmos/cosmostest"
 	"github.com/changecast/changecast/internal/replica"
 	"github.com/changecast/changecast/lease"
 	"github.com/changecast/changecast/publish"
@@ -64,11 +65,10 @@ type world struct {
 	block     atomic.Bool // publishing fails (retryable) while set
 }
 
-func newWorld(t *testing.T, partitions int, opts ...cosmostest.Option) *world {
+func newWorld(t *testing.T, partitions int, opts ...emulator.Option) *world {
 	t.Helper()
-	srv := cosmostest.New(append([]cosmostest.Option{cosmostest.WithPartitions(partitions)}, opts...)...)
-	t.Cleanup(srv.Close)
-	if err := srv.CreateContainer(dbName, collName, cosmostest.ContainerSpec{PartitionKeyPaths: []string{"/pk"}, Partitions: partitions}); err != nil {
+	srv := cosmostest.Start(t, append([]emulator.Option{emulator.WithPartitions(partitions)}, opts...)...)
+	if err := srv.CreateContainer(dbName, collName, emulator.ContainerSpec{PartitionKeyPaths: []string{"/pk"}, Partitions: partitions}); err != nil {
 		t.Fatal(err)
 	}
 	return &world{t: t, srv: srv, want: map[string]int{}, versions: map[string][]string{}, rep: replica.New()}
@@ -76,12 +76,7 @@ func newWorld(t *testing.T, partitions int, opts ...cosmostest.Option) *world {
 
 func (w *world) client() *azcosmos.Client {
 	w.t.Helper()
-	c, err := w.srv.NewClient()
-	if err != nil {
-		w.t.Fatal(err)
-	}
-	w.t.Cleanup(c.Close)
-	return c
+	return w.srv.Client(w.t)
 }
 
 // write bumps document id to its next version.

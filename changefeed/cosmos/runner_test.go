@@ -10,7 +10,8 @@ import (
 	"time"
 
 	"github.com/changecast/changecast/changefeed/cosmos"
-	"github.com/changecast/changecast/changefeed/cosmos/cosmostest"
+	emulator "github.com/changecast/changecast/emulator/cosmos"
+	"github.com/changecast/changecast/internal/testkit"
 	"github.com/changecast/changecast/lease"
 	"github.com/changecast/changecast/lease/cosmosstore"
 	"github.com/changecast/changecast/lease/leasetest"
@@ -219,8 +220,8 @@ func TestLeaseWriteConflicts(t *testing.T) {
 	x := w.start(w.config("x", store))
 	w.writeMany("g", 30)
 	w.waitDelivered()
-	w.srv.Inject(cosmostest.Fault{Status: http.StatusPreconditionFailed, Count: 3,
-		Kinds: []cosmostest.Kind{cosmostest.KindReplace}, Database: dbName, Container: "leases"})
+	w.srv.Inject(emulator.Fault{Status: http.StatusPreconditionFailed, Count: 3,
+		Kinds: []emulator.Kind{emulator.KindReplace}, Database: dbName, Container: "leases"})
 	w.writeMany("g", 30)
 	w.waitDelivered()
 	eventually(t, "leases held again", func() string {
@@ -232,7 +233,7 @@ func TestLeaseWriteConflicts(t *testing.T) {
 	w.writeMany("h", 30)
 	w.waitDelivered()
 	refused := 0
-	for _, r := range w.srv.Requests(cosmostest.KindReplace) {
+	for _, r := range w.srv.Requests(emulator.KindReplace) {
 		if r.Status == http.StatusPreconditionFailed {
 			refused++
 		}
@@ -251,13 +252,13 @@ func TestThrottlingStorm(t *testing.T) {
 	w.writeMany("i", 30)
 	w.waitDelivered()
 	w.srv.ResetCounts()
-	w.srv.Inject(cosmostest.Fault{Status: http.StatusTooManyRequests, SubStatus: 3200, RetryAfter: 5 * time.Millisecond,
-		Count: 60, Kinds: []cosmostest.Kind{cosmostest.KindChangeFeed}})
+	w.srv.Inject(emulator.Fault{Status: http.StatusTooManyRequests, SubStatus: 3200, RetryAfter: 5 * time.Millisecond,
+		Count: 60, Kinds: []emulator.Kind{emulator.KindChangeFeed}})
 	w.writeMany("i", 30)
 	w.writeMany("j", 30)
 	w.waitDelivered()
 	throttled := 0
-	for _, r := range w.srv.Requests(cosmostest.KindChangeFeed) {
+	for _, r := range w.srv.Requests(emulator.KindChangeFeed) {
 		if r.Status == http.StatusTooManyRequests {
 			throttled++
 		}
@@ -369,23 +370,27 @@ func TestWaitsForContainer(t *testing.T) {
 	cfg.Container = "later"
 	r := cfg.runner(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	time.Sleep(300 * time.Millisecond)
+	done := testkit.Go(t, func() error { return r.Run(ctx) })
+	t.Cleanup(cancel)
+	// Wait until the runner found the container missing, then check it
+	// does not claim to run.
+	testkit.Until(t, patience, "the runner reading the missing container", func() bool {
+		for _, rq := range w.srv.Requests(emulator.KindContainer) {
+			if rq.Status == http.StatusNotFound && strings.HasSuffix(rq.Path, "/colls/later") {
+				return true
+			}
+		}
+		return false
+	})
 	if r.Ready() {
 		t.Fatal("ready without a container")
 	}
-	if err := w.srv.CreateContainer(dbName, "later", cosmostest.ContainerSpec{PartitionKeyPaths: []string{"/pk"}}); err != nil {
+	if err := w.srv.CreateContainer(dbName, "later", emulator.ContainerSpec{PartitionKeyPaths: []string{"/pk"}}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "runner ready once the container exists", func() string {
-		if !r.Ready() {
-			return "not ready"
-		}
-		return ""
-	})
+	testkit.Until(t, patience, "runner ready once the container exists", r.Ready)
 	cancel()
-	if err := <-done; err != nil {
+	if err := testkit.Recv(t, done, patience, "Run to return after cancel"); err != nil {
 		t.Fatal(err)
 	}
 }

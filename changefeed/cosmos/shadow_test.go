@@ -3,7 +3,6 @@ package cosmos_test
 import (
 	"context"
 	"fmt"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/changecast/changecast/internal/testkit"
 	"github.com/changecast/changecast/lease"
 	"github.com/changecast/changecast/publish"
 	"github.com/changecast/changecast/publish/pgshadow"
@@ -52,10 +52,6 @@ func (r *opsRecorder) last() (wire.Entry, int) {
 // of a lease (here after the first worker stopped) sends a patch against
 // the version the first one published; without it, the whole document.
 func TestPersistentShadowAcrossOwners(t *testing.T) {
-	url := os.Getenv("CHANGECAST_PG_URL")
-	if url == "" {
-		t.Fatal(`CHANGECAST_PG_URL is not set: run the tests with make test, or eval "$(scripts/pg.sh start)" first`)
-	}
 	for _, persistent := range []bool{true, false} {
 		t.Run(fmt.Sprintf("store=%v", persistent), func(t *testing.T) {
 			w := newWorld(t, 1)
@@ -63,6 +59,7 @@ func TestPersistentShadowAcrossOwners(t *testing.T) {
 			rec := &opsRecorder{next: w, id: "doc"}
 			var shadow publish.ShadowStore
 			if persistent {
+				url := testkit.Postgres(t) // only the store needs PostgreSQL
 				ctx := context.Background()
 				pool, err := pgxpool.New(ctx, url)
 				if err != nil {

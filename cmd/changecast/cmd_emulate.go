@@ -13,7 +13,7 @@ import (
 	"os"
 	"time"
 
-	"github.com/changecast/changecast/changefeed/cosmos/cosmostest"
+	emulator "github.com/changecast/changecast/emulator/cosmos"
 )
 
 const emulateUsage = `Usage:
@@ -31,7 +31,7 @@ create calls, or on first data use (items, queries, change feed). Control routes
 `
 
 // cmdEmulate runs a local emulator. Only "cosmos" exists: a Cosmos DB
-// gateway emulator backed by cosmostest, served on a real listener until
+// gateway emulator (package emulator/cosmos), served on a real listener until
 // ctx ends (SIGINT/SIGTERM), which exits 0.
 func cmdEmulate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 || args[0] != "cosmos" {
@@ -43,7 +43,7 @@ func cmdEmulate(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	fs.Usage = func() { fmt.Fprint(stderr, emulateUsage, "\nFlags:\n"); fs.PrintDefaults() }
 	defKey := os.Getenv("CHANGECAST_COSMOS_KEY")
 	if defKey == "" {
-		defKey = cosmostest.DefaultKey
+		defKey = emulator.DefaultKey
 	}
 	listen := fs.String("listen", "127.0.0.1:8081", "address to serve on")
 	partitions := fs.Int("partitions", 1, "partition key ranges (feed ranges) of each new container")
@@ -63,19 +63,23 @@ func cmdEmulate(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		fmt.Fprintln(stderr, "changecast emulate cosmos: --key must be base64 (as Cosmos DB account keys are)")
 		return 2
 	}
+	srv, err := emulator.NewServer(
+		emulator.WithKey(*key),
+		emulator.WithPartitions(*partitions),
+		emulator.WithDefaultPartitionKeyPath(*pkPath),
+		emulator.WithAutoCreate(!*noAuto),
+		emulator.WithAllowAAD(*allowAAD),
+		emulator.WithAdminRoutes(true),
+	)
+	if err != nil {
+		fmt.Fprintln(stderr, "changecast emulate cosmos:", err)
+		return 2
+	}
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		fmt.Fprintln(stderr, "changecast emulate cosmos:", err)
 		return 1
 	}
-	srv := cosmostest.NewUnstarted(
-		cosmostest.WithKey(*key),
-		cosmostest.WithPartitions(*partitions),
-		cosmostest.WithDefaultPartitionKeyPath(*pkPath),
-		cosmostest.WithAutoCreate(!*noAuto),
-		cosmostest.WithAllowAAD(*allowAAD),
-		cosmostest.WithAdminRoutes(true),
-	)
 	var h http.Handler = srv.Handler()
 	if *verbose {
 		h = logRequests(slog.New(slog.NewTextHandler(stderr, nil)), h)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"regexp"
 	"strings"
@@ -12,6 +13,8 @@ import (
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/data/azcosmos"
+
+	"github.com/changecast/changecast/internal/testkit"
 )
 
 // syncBuffer lets the test read what the command prints while it runs.
@@ -38,23 +41,24 @@ func (s *syncBuffer) String() string {
 // exit on cancellation.
 func TestEmulateCosmosServesTheSDK(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	var stdout, stderr syncBuffer
-	done := make(chan int, 1)
-	go func() {
-		done <- cmdEmulate(ctx, []string{"cosmos", "--listen", "127.0.0.1:0", "--partitions", "2", "--partition-key", "/pk"}, &stdout, &stderr)
-	}()
+	done := testkit.Go(t, func() error {
+		code := cmdEmulate(ctx, []string{"cosmos", "--listen", "127.0.0.1:0", "--partitions", "2", "--partition-key", "/pk"}, &stdout, &stderr)
+		if code != 0 {
+			return fmt.Errorf("exit code %d, stderr %q", code, stderr.String())
+		}
+		return nil
+	})
+	t.Cleanup(cancel)
 
 	connRE := regexp.MustCompile(`COSMOS_CONNECTION_STRING=(AccountEndpoint=(\S+?);AccountKey=\S+;)`)
 	var m []string
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		if m = connRE.FindStringSubmatch(stdout.String()); m != nil {
-			break
+	testkit.Eventually(t, 5*time.Second, "the connection string on stdout", func() string {
+		if m = connRE.FindStringSubmatch(stdout.String()); m == nil {
+			return fmt.Sprintf("stdout %q stderr %q", stdout.String(), stderr.String())
 		}
-	}
-	if m == nil {
-		t.Fatalf("no connection string printed; stdout %q stderr %q", stdout.String(), stderr.String())
-	}
+		return ""
+	})
 	endpoint := m[2]
 	client, err := azcosmos.NewClientFromConnectionString(m[1], nil)
 	if err != nil {
@@ -112,13 +116,8 @@ func TestEmulateCosmosServesTheSDK(t *testing.T) {
 	}
 
 	cancel()
-	select {
-	case code := <-done:
-		if code != 0 {
-			t.Fatalf("exit code %d, stderr %q", code, stderr.String())
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("emulator did not stop on cancel")
+	if err := testkit.Recv(t, done, 10*time.Second, "the emulator to stop on cancel"); err != nil {
+		t.Fatal(err)
 	}
 }
 

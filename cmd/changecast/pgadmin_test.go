@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/changecast/changecast/internal/testkit"
 	"github.com/changecast/changecast/worker"
 	"github.com/jackc/pglogrepl"
 )
@@ -21,7 +22,8 @@ import (
 // owner; `checkpoint reset --to now` moves a slot that a worker is streaming
 // from, and the worker carries on from there.
 func TestPostgresLeasesAndReset(t *testing.T) {
-	dbURL, db := testDatabase(t, "pgadmin")
+	dbURL := testkit.Database(t)
+	db := testkit.Connect(t, dbURL)
 	ctx := context.Background()
 	if _, err := db.Exec(ctx, "CREATE TABLE t (id int PRIMARY KEY, v text)"); err != nil {
 		t.Fatal(err)

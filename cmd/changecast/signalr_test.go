@@ -17,6 +17,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/changecast/changecast/internal/testkit"
 	"github.com/changecast/changecast/publish/hub"
 	"github.com/changecast/changecast/schema/wire"
 	"github.com/changecast/changecast/worker"
@@ -28,7 +29,8 @@ import (
 // is sent to the service, connects there, and receives a row inserted in
 // PostgreSQL.
 func TestSignalRTarget(t *testing.T) {
-	dbURL, db := testDatabase(t, "signalr")
+	dbURL := testkit.Database(t)
+	db := testkit.Connect(t, dbURL)
 	ctx := context.Background()
 	if _, err := db.Exec(ctx, "CREATE TABLE orders (id int PRIMARY KEY, status text)"); err != nil {
 		t.Fatal(err)

@@ -14,7 +14,8 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/data/azcosmos"
 	"go.uber.org/goleak"
 
-	"github.com/changecast/changecast/changefeed/cosmos/cosmostest"
+	emulator "github.com/changecast/changecast/emulator/cosmos"
+	"github.com/changecast/changecast/emulator/cosmos/cosmostest"
 	"github.com/changecast/changecast/lease"
 	"github.com/changecast/changecast/lease/cosmosstore"
 	"github.com/changecast/changecast/lease/leasetest"
@@ -53,13 +54,8 @@ func newStore(t *testing.T) lease.Store {
 func TestCosmosStore(t *testing.T) {
 	// A lease container with several physical partitions: listing is a
 	// cross-partition query.
-	srv = cosmostest.New(cosmostest.WithPartitions(3))
-	defer srv.Close()
-	var err error
-	if client, err = srv.NewClient(); err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
+	srv = cosmostest.Start(t, emulator.WithPartitions(3))
+	client = srv.Client(t)
 
 	t.Run("Contract", func(t *testing.T) { leasetest.TestStore(t, newStore) })
 	t.Run("Manager", func(t *testing.T) { leasetest.TestManager(t, newStore) })
@@ -106,13 +102,7 @@ func testDocumentSchema(t *testing.T) {
 }
 
 func testMissingContainer(t *testing.T) {
-	s := cosmostest.New(cosmostest.WithAutoCreate(false))
-	defer s.Close()
-	c, err := s.NewClient()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := cosmostest.Start(t, emulator.WithAutoCreate(false)).Client(t)
 	ctx := context.Background()
 	if _, err := cosmosstore.New(ctx, c, "db", "leases", cosmosstore.Options{}); err == nil {
 		t.Fatal("New on a missing container succeeded")
@@ -127,7 +117,7 @@ func testMissingContainer(t *testing.T) {
 
 func testWrongPartitionKey(t *testing.T) {
 	sv, c := gateway(t)
-	if err := sv.CreateContainer("leasedb", "bypk", cosmostest.ContainerSpec{PartitionKeyPaths: []string{"/partitionKey"}}); err != nil {
+	if err := sv.CreateContainer("leasedb", "bypk", emulator.ContainerSpec{PartitionKeyPaths: []string{"/partitionKey"}}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := cosmosstore.New(context.Background(), c, "leasedb", "bypk", cosmosstore.Options{}); err == nil {
@@ -152,7 +142,7 @@ func testInjected412(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sv.Inject(cosmostest.Fault{Status: http.StatusPreconditionFailed, Kinds: []cosmostest.Kind{cosmostest.KindReplace}, Database: "leasedb", Container: "inject"})
+	sv.Inject(emulator.Fault{Status: http.StatusPreconditionFailed, Kinds: []emulator.Kind{emulator.KindReplace}, Database: "leasedb", Container: "inject"})
 	_, err = s.Renew(ctx, a)
 	if !lease.IsConflict(err) || lease.IsLost(err) {
 		t.Fatalf("renew after an injected 412: %v, want a conflict that is not a loss", err)

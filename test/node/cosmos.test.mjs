@@ -1,5 +1,5 @@
 // The official Azure Cosmos DB JavaScript SDK against changecast's Cosmos DB
-// emulator (changefeed/cosmos/cosmostest), driven by
+// emulator (emulator/cosmos), driven by
 // test/sdk/cosmos_sdk_test.go with COSMOS_ENDPOINT and COSMOS_KEY set.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';

@@ -7,7 +7,8 @@ import (
 	"runtime"
 	"testing"
 
-	"github.com/changecast/changecast/changefeed/cosmos/cosmostest"
+	emulator "github.com/changecast/changecast/emulator/cosmos"
+	"github.com/changecast/changecast/emulator/cosmos/cosmostest"
 )
 
 // TestCosmosJavaScriptSDK: the official @azure/cosmos client works against
@@ -18,8 +19,7 @@ func TestCosmosJavaScriptSDK(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "node_modules", "@azure", "cosmos")); err != nil {
 		t.Fatalf("test/node/node_modules lacks @azure/cosmos: run scripts/setup.sh (or npm ci --prefix test/node): %v", err)
 	}
-	srv := cosmostest.New(cosmostest.WithPartitions(2))
-	defer srv.Close()
+	srv := cosmostest.Start(t, emulator.WithPartitions(2))
 	cmd := exec.Command("node", "--test", "cosmos.test.mjs")
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "COSMOS_ENDPOINT="+srv.URL(), "COSMOS_KEY="+srv.Key())

@@ -1,4 +1,4 @@
-package cosmostest
+package cosmos
 
 import (
 	"encoding/base64"
@@ -6,16 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strconv"
 	"sync"
 	"time"
-
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
-	"github.com/Azure/azure-sdk-for-go/sdk/data/azcosmos"
 )
 
 // DefaultKey is the master key used when none is configured. It is the
@@ -33,12 +27,10 @@ type config struct {
 	autoCreate   bool
 	allowAAD     bool
 	admin        bool
-	tls          bool
 	endpoint     string
 	region       string
 	now          func() time.Time
 	maxPageItems int
-	logSize      int
 }
 
 // WithKey sets the account master key (base64). Default DefaultKey.
@@ -66,175 +58,64 @@ func WithAllowAAD(on bool) Option { return func(c *config) { c.allowAAD = on } }
 // merge, fail, stats); see AdminHandler. Default false.
 func WithAdminRoutes(on bool) Option { return func(c *config) { c.admin = on } }
 
-// WithTLS makes New start an HTTPS server (httptest's self-signed
-// certificate); use ClientOptions so the SDK trusts it.
-func WithTLS() Option { return func(c *config) { c.tls = true } }
-
 // WithAdvertisedEndpoint fixes the endpoint the account read advertises in
 // writableLocations/readableLocations. By default the gateway advertises
 // the scheme and Host the request arrived with, which is what an SDK must
 // be sent back to (it rewrites every request's host to that endpoint).
 func WithAdvertisedEndpoint(u string) Option { return func(c *config) { c.endpoint = u } }
 
-// WithClock sets the time source for _ts and x-ms-date checks.
+// WithClock sets the time source for _ts, the modification times a change
+// feed read from a point in time compares, and x-ms-date checks.
 func WithClock(now func() time.Time) Option { return func(c *config) { c.now = now } }
 
 // WithDefaultPageSize sets how many documents a change-feed or query page
 // holds when the client sends no x-ms-max-item-count. Default 100.
 func WithDefaultPageSize(n int) Option { return func(c *config) { c.maxPageItems = max(n, 1) } }
 
-// Server is an in-memory Cosmos DB gateway. All methods are safe for
-// concurrent use.
+// Server is an in-memory Cosmos DB gateway. Serve Handler() on a
+// listener; the other methods are in-process controls. All methods are
+// safe for concurrent use.
 type Server struct {
-	cfg  config
-	key  []byte
-	http *httptest.Server
+	cfg config
+	key []byte
 
-	mu         sync.Mutex
-	dbs        map[string]*database
-	ridSeq     uint32
-	etagSeq    uint64
-	counts     map[Kind]int
-	faults     []*Fault
-	log        []RequestRecord
-	clientOpts *azcosmos.ClientOptions
+	mu      sync.Mutex
+	dbs     map[string]*database
+	ridSeq  uint32
+	etagSeq uint64
+	counts  map[Kind]int
+	faults  []*Fault
 }
 
-// New starts a gateway on a loopback httptest server. Close it when done.
-func New(opts ...Option) *Server {
-	s := NewUnstarted(opts...)
-	if s.cfg.tls {
-		s.http = httptest.NewTLSServer(s.Handler())
-	} else {
-		s.http = httptest.NewServer(s.Handler())
-	}
-	return s
-}
-
-// NewUnstarted builds a gateway without a listener; serve Handler() on a
-// listener of your choice (changecast emulate cosmos does).
-func NewUnstarted(opts ...Option) *Server {
+// NewServer builds a gateway. It has no listener of its own: serve
+// Handler() on one (changecast emulate cosmos does). It fails if the key is
+// not base64, which the SDKs would refuse too.
+func NewServer(opts ...Option) (*Server, error) {
 	cfg := config{key: DefaultKey, partitions: 1, pkPath: "/id", autoCreate: true, region: "Local",
-		now: time.Now, maxPageItems: 100, logSize: 1000}
+		now: time.Now, maxPageItems: 100}
 	for _, o := range opts {
 		o(&cfg)
 	}
 	key, err := base64.StdEncoding.DecodeString(cfg.key)
 	if err != nil {
-		// The SDKs reject such keys too; failing here gives a clearer
-		// message than a 401 on every call.
-		panic(fmt.Sprintf("cosmostest: key is not valid base64: %v", err))
+		return nil, fmt.Errorf("cosmos emulator: the key is not valid base64: %w", err)
 	}
-	return &Server{cfg: cfg, key: key, dbs: map[string]*database{}, counts: map[Kind]int{}}
-}
-
-// URL is the account endpoint, e.g. "http://127.0.0.1:41234/". Empty for
-// an unstarted server unless WithAdvertisedEndpoint was given.
-func (s *Server) URL() string {
-	if s.http != nil {
-		return s.http.URL + "/"
-	}
-	return s.cfg.endpoint
+	return &Server{cfg: cfg, key: key, dbs: map[string]*database{}, counts: map[Kind]int{}}, nil
 }
 
 // Key is the base64 master key.
 func (s *Server) Key() string { return s.cfg.key }
 
-// ConnectionString is "AccountEndpoint=…;AccountKey=…;", the form
-// azcosmos.NewClientFromConnectionString and the other SDKs accept.
-func (s *Server) ConnectionString() string {
-	return "AccountEndpoint=" + s.URL() + ";AccountKey=" + s.cfg.key + ";"
-}
-
-// ClientOptions returns azcosmos options whose transport talks to this
-// server (and trusts its certificate when WithTLS is set). The SDK's
-// default transport also works for plain HTTP.
-func (s *Server) ClientOptions() *azcosmos.ClientOptions {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.clientOpts == nil {
-		var t policy.Transporter = http.DefaultClient
-		if s.http != nil {
-			t = s.http.Client()
-		}
-		s.clientOpts = &azcosmos.ClientOptions{ClientOptions: azcore.ClientOptions{Transport: t}}
-	}
-	return s.clientOpts
-}
-
-// NewClient returns an azcosmos client for this server using the master
-// key and ClientOptions.
-func (s *Server) NewClient() (*azcosmos.Client, error) {
-	cred, err := azcosmos.NewKeyCredential(s.cfg.key)
-	if err != nil {
-		return nil, err
-	}
-	return azcosmos.NewClientWithKey(s.URL(), cred, s.ClientOptions())
-}
-
-// Close stops the httptest server, if any.
-func (s *Server) Close() {
-	if s.http != nil {
-		s.http.Close()
-	}
-}
-
 // ---- request accounting and faults ----
 
-// Count returns how many requests of the given kinds arrived (all kinds
-// when none are given), including rejected and failed ones.
-func (s *Server) Count(kinds ...Kind) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := 0
-	for k, v := range s.counts {
-		if len(kinds) == 0 || slices.Contains(kinds, k) {
-			n += v
-		}
-	}
-	return n
-}
-
-// Counts returns a copy of the per-kind request counters.
+// Counts returns how many requests of each kind arrived, including
+// rejected and failed ones (the admin route /_admin/stats serves it).
 func (s *Server) Counts() map[Kind]int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := make(map[Kind]int, len(s.counts))
 	for k, v := range s.counts {
 		out[k] = v
-	}
-	return out
-}
-
-// ResetCounts zeroes the counters and clears the request log.
-func (s *Server) ResetCounts() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.counts = map[Kind]int{}
-	s.log = nil
-}
-
-// RequestRecord is one entry of the request log.
-type RequestRecord struct {
-	Kind   Kind
-	Method string
-	Path   string
-	Header http.Header // request headers (Authorization removed)
-	Status int
-	// SubStatus is the x-ms-substatus the gateway answered, if any.
-	SubStatus int
-}
-
-// Requests returns the most recent requests (up to 1000), oldest first,
-// optionally only those of the given kinds.
-func (s *Server) Requests(kinds ...Kind) []RequestRecord {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []RequestRecord
-	for _, r := range s.log {
-		if len(kinds) == 0 || slices.Contains(kinds, r.Kind) {
-			out = append(out, r)
-		}
 	}
 	return out
 }
@@ -265,19 +146,6 @@ func (s *Server) Inject(f Fault) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.faults = append(s.faults, &f)
-}
-
-// FailNext makes the next n requests of the given kinds (default: all but
-// KindAccount) fail with status. A 429 carries x-ms-retry-after-ms: 10 and
-// substatus 3200, as the service's throttling responses do, so SDK retries
-// are quick.
-func (s *Server) FailNext(n int, status int, kinds ...Kind) {
-	f := Fault{Status: status, Count: n, Kinds: kinds}
-	if status == http.StatusTooManyRequests {
-		f.RetryAfter = 10 * time.Millisecond
-		f.SubStatus = 3200
-	}
-	s.Inject(f)
 }
 
 // ClearFaults drops all pending faults.

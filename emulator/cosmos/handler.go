@@ -1,4 +1,4 @@
-package cosmostest
+package cosmos
 
 import (
 	"cmp"
@@ -50,8 +50,14 @@ var statusCodes = map[int]string{
 	429: "TooManyRequests", 500: "InternalServerError", 503: "ServiceUnavailable",
 }
 
-// Handler returns the gateway's HTTP handler.
+// Handler returns the gateway's HTTP handler: the Cosmos DB REST API, and
+// the /_admin/ routes when WithAdminRoutes(true) is set.
 func (s *Server) Handler() http.Handler { return http.HandlerFunc(s.serve) }
+
+// KindOf tells which Kind of request r is, as the gateway counts it and
+// matches it against faults. It reads only the method, the path and
+// headers.
+func KindOf(r *http.Request) Kind { return classify(r.Method, r.URL.EscapedPath(), r.Header).kind }
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	if strings.HasPrefix(r.URL.Path, "/_admin/") {
@@ -64,7 +70,6 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	rt := classify(r.Method, r.URL.EscapedPath(), r.Header)
 	rep := s.handle(r, rt)
-	s.record(rt, r, rep)
 	s.write(w, r, rep)
 }
 
@@ -116,18 +121,6 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 		return ctx.Err()
 	case <-t.C:
 		return nil
-	}
-}
-
-func (s *Server) record(rt route, r *http.Request, rep *reply) {
-	h := r.Header.Clone()
-	h.Del("Authorization")
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.log = append(s.log, RequestRecord{Kind: rt.kind, Method: r.Method, Path: r.URL.EscapedPath(), Header: h,
-		Status: rep.status, SubStatus: rep.sub})
-	if len(s.log) > s.cfg.logSize {
-		s.log = slices.Delete(s.log, 0, len(s.log)-s.cfg.logSize)
 	}
 }
 
@@ -415,9 +408,9 @@ func (s *Server) containerLocked(r *http.Request, rt route, body []byte) *reply 
 }
 
 // withHashV2 records version 2 in a partitionKey definition that has no
-// version. The fake always places documents with the V2 hash; a client
+// version. The emulator always places documents with the V2 hash; a client
 // that reads the definition back (azcosmos ReadManyItems treats a missing
-// version as V1) then computes the same EPKs as the fake.
+// version as V1) then computes the same EPKs as the emulator.
 func withHashV2(members []member) []member {
 	for i, m := range members {
 		if m.key != "partitionKey" {
@@ -958,9 +951,9 @@ func (s *Server) queryResourcesLocked(field string, rows []queryRow, h http.Head
 }
 
 // queryPlanLocked answers the gateway query-plan request that .NET, Java
-// and Python SDKs send before a cross-partition query: the fake asks them
+// and Python SDKs send before a cross-partition query: the emulator asks them
 // to fan the query out over the whole EPK space with no client-side
-// ordering or aggregation (the fake evaluates those per range).
+// ordering or aggregation (the emulator evaluates those per range).
 func (s *Server) queryPlanLocked(c *container, body []byte) *reply {
 	var qb queryBody
 	if err := json.Unmarshal(body, &qb); err != nil {

@@ -1,23 +1,27 @@
-// Package cosmostest is an in-memory Azure Cosmos DB gateway that speaks
-// the REST wire protocol the official SDKs use, so the real
-// github.com/Azure/azure-sdk-for-go/sdk/data/azcosmos client (and the
-// other SDKs, for the calls it supports) can run against it in tests and
-// in `changecast emulate cosmos`. No Cosmos DB emulator supports the change
-// feed without Docker; this one exists for that.
+// Package cosmos is changecast's Azure Cosmos DB emulator: an in-memory
+// gateway that speaks the REST wire protocol the official SDKs use, so the
+// real github.com/Azure/azure-sdk-for-go/sdk/data/azcosmos client and
+// @azure/cosmos (for the calls it supports) run against it. It is what
+// `changecast emulate cosmos` serves. No Cosmos DB emulator supports the
+// change feed without Docker; this one exists for that.
 //
-// # Which type to use
+// # Which type to start from
 //
-// Use Server. In a test:
+// Start from Server. Build one with NewServer and serve its Handler on a
+// listener of your own:
 //
-//	srv := cosmostest.New(cosmostest.WithPartitions(4))
-//	defer srv.Close()
-//	client, _ := srv.NewClient() // azcosmos client with the master key
-//	defer client.Close()
+//	srv, err := cosmos.NewServer(cosmos.WithPartitions(4), cosmos.WithAdminRoutes(true))
+//	if err != nil { … }
+//	http.Serve(ln, srv.Handler())
 //
-// URL, Key and ConnectionString give the account endpoint and key for any
-// client. To serve on a listener of your own, build it with NewUnstarted
-// and serve Handler(). Each test should use its own Server: azcosmos keeps
-// routing caches per endpoint for the life of the process.
+// Clients reach it with the endpoint of that listener and srv.Key()
+// (DefaultKey, the well-known key of Microsoft's emulator, unless WithKey
+// says otherwise). The gateway advertises whatever scheme and host a client
+// used, so it needs to know neither.
+//
+// Go tests should not do this by hand: package emulator/cosmos/cosmostest
+// starts a Server on an httptest server for one test, with an azcosmos
+// client, FailNext and a request log.
 //
 // # What it implements
 //
@@ -55,20 +59,23 @@
 // the V2 hash, and a create without partitionKey.version is stored as
 // version 2 (azcosmos ReadManyItems would otherwise route with V1).
 //
-// # Scripting
+// # In-process controls
 //
 //   - Split(db, coll, rangeID) and Merge(db, coll, a, b) change the
 //     topology; the SDK sees 410/1002 on its next read of a gone range.
-//   - FailNext(n, status, kinds...) and Inject(Fault{...}) script 429 (with
-//     x-ms-retry-after-ms), 503, 410 or delays for chosen request kinds.
+//   - Inject(Fault{...}) scripts 429 (with x-ms-retry-after-ms), 503, 410 or
+//     delays for chosen request Kinds; KindOf tells a request's Kind.
 //   - Upsert/Delete write documents without HTTP; CreateContainer creates a
-//     container with a chosen partition key and range count.
-//   - Count, Counts and Requests report what the SDK sent, by Kind.
-//   - WithAdminRoutes exposes the same controls over HTTP under /_admin/.
+//     container with a chosen partition key and range count;
+//     PartitionKeyRanges lists a container's current ranges.
+//   - Counts reports how many requests of each Kind arrived.
+//   - WithAdminRoutes exposes the same controls over HTTP under /_admin/
+//     (see AdminHandler); they are unauthenticated, so keep such a server on
+//     loopback.
 //
 // # Concurrency
 //
 // All methods are safe for concurrent use; one mutex guards the state, so
 // requests are served one at a time once authenticated. Injected delays
 // run outside the lock.
-package cosmostest
+package cosmos

@@ -1,4 +1,4 @@
-package cosmostest
+package cosmos
 
 import (
 	"encoding/binary"
@@ -12,11 +12,11 @@ import (
 )
 
 // Effective partition keys (EPKs) are how Cosmos DB places a logical
-// partition key on a physical partition key range. The fake computes the
+// partition key on a physical partition key range. The emulator computes the
 // real V2 hash so that a document lands in the same range a real account
 // with the same range boundaries would use; SDK code that computes EPKs on
 // the client (azcosmos ReadManyItems, .NET/Java query routing) therefore
-// agrees with the fake.
+// agrees with the emulator.
 
 // epkMax is the exclusive upper bound of the whole EPK space, as the
 // service writes it in pkranges.

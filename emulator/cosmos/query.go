@@ -1,4 +1,4 @@
-package cosmostest
+package cosmos
 
 import (
 	"encoding/json"
@@ -11,7 +11,7 @@ import (
 	"unicode"
 )
 
-// The fake serves a subset of the Cosmos DB NoSQL query language, enough
+// The emulator serves a subset of the Cosmos DB NoSQL query language, enough
 // for lease stores, tests and demos:
 //
 //	SELECT [TOP n] * | VALUE expr | expr [AS name], ...
@@ -25,7 +25,7 @@ import (
 // IS_ARRAY IS_OBJECT ARRAY_CONTAINS ARRAY_LENGTH ABS. SELECT VALUE may be
 // an aggregate: COUNT SUM MIN MAX AVG.
 //
-// Unlike the real gateway, the fake also serves cross-partition ORDER BY
+// Unlike the real gateway, the emulator also serves cross-partition ORDER BY
 // and aggregates; a query that works here may need a partition key on a
 // real account.
 

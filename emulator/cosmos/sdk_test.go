@@ -1,4 +1,4 @@
-package cosmostest
+package cosmos_test
 
 import (
 	"context"
@@ -6,31 +6,28 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/data/azcosmos"
+
+	"github.com/changecast/changecast/emulator/cosmos"
+	"github.com/changecast/changecast/emulator/cosmos/cosmostest"
 )
 
-// These tests drive the fake with the real azcosmos v1.5.0 SDK. Each test
-// starts its own server: azcosmos caches routing state per endpoint, so a
-// fresh port keeps tests independent.
+// These tests drive the emulator with the real azcosmos v1.5.0 SDK. Each
+// test starts its own server: azcosmos caches routing state per endpoint,
+// so a fresh port keeps tests independent.
 
-func newSDK(t *testing.T, opts ...Option) (*Server, *azcosmos.Client) {
+func newSDK(t *testing.T, opts ...cosmos.Option) (*cosmostest.Server, *azcosmos.Client) {
 	t.Helper()
-	srv := New(opts...)
-	client, err := srv.NewClient()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		client.Close()
-		srv.Close()
-	})
-	return srv, client
+	srv := cosmostest.Start(t, opts...)
+	return srv, srv.Client(t)
 }
 
 func ctxT(t *testing.T) context.Context {
@@ -233,7 +230,7 @@ func TestItemCRUDWithETagConditions(t *testing.T) {
 }
 
 func TestQueriesForALeaseStore(t *testing.T) {
-	srv, client := newSDK(t, WithPartitions(3))
+	srv, client := newSDK(t, cosmos.WithPartitions(3))
 	c := mkContainer(t, client, "app", "leases", 0)
 	for i := 0; i < 7; i++ {
 		prefix := "proc.."
@@ -266,10 +263,10 @@ func TestQueriesForALeaseStore(t *testing.T) {
 	}
 	srv.ResetCounts()
 	got = query("SELECT * FROM c", azcosmos.NewPartitionKey(), &azcosmos.QueryOptions{PageSizeHint: 2})
-	if len(got) != 7 || srv.Count(KindQuery) != 4 {
-		t.Fatalf("paged SELECT *: %d items in %d pages", len(got), srv.Count(KindQuery))
+	if len(got) != 7 || srv.Count(cosmos.KindQuery) != 4 {
+		t.Fatalf("paged SELECT *: %d items in %d pages", len(got), srv.Count(cosmos.KindQuery))
 	}
-	if h := srv.Requests(KindQuery)[0].Header; h.Get("x-ms-documentdb-query") != "True" || h.Get("Content-Type") != "application/query+json" {
+	if h := srv.Requests(cosmos.KindQuery)[0].Header; h.Get("x-ms-documentdb-query") != "True" || h.Get("Content-Type") != "application/query+json" {
 		t.Errorf("unexpected query headers: %v", h)
 	}
 	got = query("SELECT * FROM c WHERE c.owner = 'a' ORDER BY c.v DESC", azcosmos.NewPartitionKey(), nil)
@@ -294,7 +291,7 @@ func TestQueriesForALeaseStore(t *testing.T) {
 // The fake places documents with the service's real V2 hash, so the
 // SDK's client-side EPK routing (ReadManyItems) finds every document.
 func TestReadManyUsesTheSameHashAsTheSDK(t *testing.T) {
-	_, client := newSDK(t, WithPartitions(4))
+	_, client := newSDK(t, cosmos.WithPartitions(4))
 	c := mkContainer(t, client, "app", "orders", 0)
 	var want []azcosmos.ItemIdentity
 	for i := 0; i < 20; i++ {
@@ -312,7 +309,7 @@ func TestReadManyUsesTheSameHashAsTheSDK(t *testing.T) {
 }
 
 func TestChangeFeedFromBeginningWithCompositeTokens(t *testing.T) {
-	srv, client := newSDK(t, WithPartitions(4))
+	srv, client := newSDK(t, cosmos.WithPartitions(4))
 	c := mkContainer(t, client, "app", "orders", 0)
 	ctx := ctxT(t)
 
@@ -341,7 +338,7 @@ func TestChangeFeedFromBeginningWithCompositeTokens(t *testing.T) {
 	if err != nil || resp.RawResponse.StatusCode != http.StatusNotModified || resp.Count != 0 {
 		t.Fatalf("no changes: want 304, got %v %v", resp.RawResponse, err)
 	}
-	for _, r := range srv.Requests(KindChangeFeed) {
+	for _, r := range srv.Requests(cosmos.KindChangeFeed) {
 		if r.Header.Get("A-IM") != "Incremental Feed" || r.Header.Get("x-ms-documentdb-partitionkeyrangeid") == "" {
 			t.Fatalf("change-feed request headers: %v", r.Header)
 		}
@@ -386,7 +383,11 @@ func TestChangeFeedLatestVersionSemantics(t *testing.T) {
 }
 
 func TestChangeFeedStartNowAndStartTime(t *testing.T) {
-	_, client := newSDK(t)
+	// The emulator's clock runs ahead of the wall clock by skew, so the
+	// test can move past a whole second instead of sleeping to one.
+	var skew atomic.Int64
+	clock := func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
+	_, client := newSDK(t, cosmos.WithClock(clock))
 	c := mkContainer(t, client, "app", "orders", 0)
 	put(t, c, item{ID: "old", PK: "p"})
 
@@ -411,9 +412,10 @@ func TestChangeFeedStartNowAndStartTime(t *testing.T) {
 		t.Fatalf("after now: %v", ids(got))
 	}
 
-	// Point in time: azcosmos sends If-Modified-Since with whole seconds.
-	time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(time.Second + 50*time.Millisecond)))
-	start := time.Now()
+	// Point in time: azcosmos sends If-Modified-Since with whole seconds,
+	// so the start must be at least a second after the last earlier write.
+	skew.Add(int64(2 * time.Second))
+	start := clock()
 	put(t, c, item{ID: "after", PK: "p"})
 	got, _ = drain(t, c, azcosmos.ChangeFeedOptions{FeedRange: &everything, StartFrom: &start})
 	if !slices.Equal(ids(got), []string{"after"}) {
@@ -449,7 +451,7 @@ func TestSplitAnswers410AndChildrenContinueFromParentToken(t *testing.T) {
 		t.Fatalf("after split from the parent's token: got %v want %v", gotIDs, want)
 	}
 	var gone int
-	for _, r := range srv.Requests(KindChangeFeed) {
+	for _, r := range srv.Requests(cosmos.KindChangeFeed) {
 		if r.Status == http.StatusGone {
 			gone++
 			if r.SubStatus != 1002 || r.Header.Get("x-ms-documentdb-partitionkeyrangeid") != "0" {
@@ -457,8 +459,8 @@ func TestSplitAnswers410AndChildrenContinueFromParentToken(t *testing.T) {
 			}
 		}
 	}
-	if gone != 1 || srv.Count(KindPKRanges) < 2 {
-		t.Fatalf("want one 410 and a pkranges refresh, got %d 410s, %d pkranges reads", gone, srv.Count(KindPKRanges))
+	if gone != 1 || srv.Count(cosmos.KindPKRanges) < 2 {
+		t.Fatalf("want one 410 and a pkranges refresh, got %d 410s, %d pkranges reads", gone, srv.Count(cosmos.KindPKRanges))
 	}
 	entries := tokenEntries(t, tok2)
 	if len(entries) != 2 {
@@ -478,7 +480,7 @@ func TestSplitAnswers410AndChildrenContinueFromParentToken(t *testing.T) {
 }
 
 func TestMergeDeliversDuplicatesNotLoss(t *testing.T) {
-	srv, client := newSDK(t, WithPartitions(2))
+	srv, client := newSDK(t, cosmos.WithPartitions(2))
 	c := mkContainer(t, client, "app", "orders", 0)
 	for i := 0; i < 6; i++ {
 		put(t, c, item{ID: fmt.Sprintf("d%d", i), PK: fmt.Sprintf("k%d", i)})
@@ -500,27 +502,27 @@ func TestThrottlingIsRetriedBySDK(t *testing.T) {
 	put(t, c, item{ID: "a", PK: "p"})
 	_, _ = c.ReadFeedRanges(ctxT(t), nil) // warm the caches
 	srv.ResetCounts()
-	srv.FailNext(2, http.StatusTooManyRequests, KindChangeFeed)
+	srv.FailNext(2, http.StatusTooManyRequests, cosmos.KindChangeFeed)
 	resp, err := c.ReadChangeFeed(ctxT(t), &azcosmos.ChangeFeedOptions{FeedRange: &everything})
 	if err != nil || resp.Count != 1 {
 		t.Fatalf("429s should be retried: %v", err)
 	}
-	reqs := srv.Requests(KindChangeFeed)
+	reqs := srv.Requests(cosmos.KindChangeFeed)
 	if len(reqs) != 3 || reqs[0].Status != 429 || reqs[1].Status != 429 || reqs[2].Status != 200 {
 		t.Fatalf("want 429,429,200; got %+v", reqs)
 	}
 
 	// More 429s than azcore's 3 retries surface as an error.
-	srv.FailNext(4, http.StatusTooManyRequests, KindRead)
+	srv.FailNext(4, http.StatusTooManyRequests, cosmos.KindRead)
 	if _, err := c.ReadItem(ctxT(t), azcosmos.NewPartitionKeyString("p"), "a", nil); statusOf(err) != http.StatusTooManyRequests {
 		t.Fatalf("want 429 after retries, got %v", err)
 	}
 	// azcosmos treats 503 as a regional failure: without a preferred
 	// region to fail over to it surfaces at once, even with a retry hint.
 	srv.ResetCounts()
-	srv.Inject(Fault{Status: http.StatusServiceUnavailable, RetryAfter: 10 * time.Millisecond, Kinds: []Kind{KindRead}})
-	if _, err := c.ReadItem(ctxT(t), azcosmos.NewPartitionKeyString("p"), "a", nil); statusOf(err) != http.StatusServiceUnavailable || srv.Count(KindRead) != 1 {
-		t.Fatalf("503 without preferred regions: want one 503, got %v after %d reads", err, srv.Count(KindRead))
+	srv.Inject(cosmos.Fault{Status: http.StatusServiceUnavailable, RetryAfter: 10 * time.Millisecond, Kinds: []cosmos.Kind{cosmos.KindRead}})
+	if _, err := c.ReadItem(ctxT(t), azcosmos.NewPartitionKeyString("p"), "a", nil); statusOf(err) != http.StatusServiceUnavailable || srv.Count(cosmos.KindRead) != 1 {
+		t.Fatalf("503 without preferred regions: want one 503, got %v after %d reads", err, srv.Count(cosmos.KindRead))
 	}
 	// Naming the fake's region as preferred lets the SDK retry a read.
 	cred, _ := azcosmos.NewKeyCredential(srv.Key())
@@ -528,9 +530,9 @@ func TestThrottlingIsRetriedBySDK(t *testing.T) {
 	defer regional.Close()
 	rc, _ := regional.NewContainer("app", "orders")
 	srv.ResetCounts()
-	srv.Inject(Fault{Status: http.StatusServiceUnavailable, Kinds: []Kind{KindRead}})
-	if _, err := rc.ReadItem(ctxT(t), azcosmos.NewPartitionKeyString("p"), "a", nil); err != nil || srv.Count(KindRead) != 2 {
-		t.Fatalf("503 with a preferred region should be retried once: %v after %d reads", err, srv.Count(KindRead))
+	srv.Inject(cosmos.Fault{Status: http.StatusServiceUnavailable, Kinds: []cosmos.Kind{cosmos.KindRead}})
+	if _, err := rc.ReadItem(ctxT(t), azcosmos.NewPartitionKeyString("p"), "a", nil); err != nil || srv.Count(cosmos.KindRead) != 2 {
+		t.Fatalf("503 with a preferred region should be retried once: %v after %d reads", err, srv.Count(cosmos.KindRead))
 	}
 }
 
@@ -546,14 +548,13 @@ func TestWrongKeyIsRejected(t *testing.T) {
 	if statusOf(err) != http.StatusUnauthorized {
 		t.Fatalf("want 401, got %v", err)
 	}
-	if srv.Count(KindDatabase) != 0 && srv.Requests(KindAccount)[0].Status != http.StatusUnauthorized {
+	if srv.Count(cosmos.KindDatabase) != 0 && srv.Requests(cosmos.KindAccount)[0].Status != http.StatusUnauthorized {
 		t.Fatal("the account read should have been refused")
 	}
 }
 
 func TestConnectionStringAndAutoCreate(t *testing.T) {
-	srv := New(WithPartitions(2))
-	defer srv.Close()
+	srv := cosmostest.Start(t, cosmos.WithPartitions(2))
 	client, err := azcosmos.NewClientFromConnectionString(srv.ConnectionString(), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -579,10 +580,18 @@ func TestConnectionStringAndAutoCreate(t *testing.T) {
 	}
 }
 
+// Served over TLS, the emulator advertises an https endpoint, which the
+// SDK then sends every request to (an http one would fail on this port).
 func TestTLS(t *testing.T) {
-	srv := New(WithTLS())
-	defer srv.Close()
-	client, err := srv.NewClient()
+	emu, err := cosmos.NewServer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewTLSServer(emu.Handler())
+	defer ts.Close()
+	cred, _ := azcosmos.NewKeyCredential(emu.Key())
+	client, err := azcosmos.NewClientWithKey(ts.URL+"/", cred,
+		&azcosmos.ClientOptions{ClientOptions: azcore.ClientOptions{Transport: ts.Client()}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -590,8 +599,5 @@ func TestTLS(t *testing.T) {
 	c, _ := client.NewContainer("db", "c")
 	if _, err := c.UpsertItem(ctxT(t), azcosmos.NewPartitionKeyString("x"), []byte(`{"id":"x"}`), nil); err != nil {
 		t.Fatal(err)
-	}
-	if !strings.HasPrefix(srv.URL(), "https://") {
-		t.Fatal(srv.URL())
 	}
 }
