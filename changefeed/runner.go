@@ -59,9 +59,9 @@ type RunnerConfig struct {
 // whose source checkpoints into the lease. Instances sharing a lease store
 // share the partitions.
 type Runner struct {
-	cfg    RunnerConfig
-	log    *slog.Logger
-	opened atomic.Bool
+	cfg RunnerConfig
+	log *slog.Logger
+	mgr atomic.Pointer[lease.Manager] // while Run runs its manager
 
 	mu      sync.Mutex
 	prefix  string
@@ -139,8 +139,8 @@ func (r *Runner) Run(ctx context.Context) error {
 		return err
 	}
 	r.log.Info("change feed processor starting", "leases", prefix+lease.Separator, "owner", m.Owner())
-	r.opened.Store(true)
-	defer r.opened.Store(false)
+	r.mgr.Store(m)
+	defer r.mgr.Store(nil)
 	err = m.Run(runCtx)
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -203,11 +203,12 @@ func (r *Runner) work(ctx context.Context, l *lease.Lease, cp lease.Checkpointer
 	return err
 }
 
-// Ready reports whether the runner reached its feed and runs its lease
-// manager, and every source it runs that can tell (a Ready() bool method)
-// is streaming. Without RunnerConfig.IdleReady it also needs a lease.
+// Ready reports whether the runner reached its feed, its leases exist and
+// it took its share of them, and every source it runs that can tell (a
+// Ready() bool method) is streaming. Without RunnerConfig.IdleReady it
+// also needs a lease.
 func (r *Runner) Ready() bool {
-	if !r.opened.Load() {
+	if m := r.mgr.Load(); m == nil || !m.Balanced() {
 		return false
 	}
 	r.mu.Lock()

@@ -132,6 +132,9 @@ type Manager struct {
 	epoch time.Time      // monotonic origin of held.renewed
 	base  context.Context
 	ran   atomic.Bool
+	// balanced is set once the leases exist and a first balancing cycle
+	// has run (see Balanced).
+	balanced atomic.Bool
 
 	mu       sync.Mutex
 	held     map[string]*held
@@ -206,6 +209,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	defer t.Stop()
 	for {
 		m.balance(ctx)
+		m.balanced.Store(true)
 		select {
 		case <-ctx.Done():
 			return nil
@@ -213,6 +217,10 @@ func (m *Manager) Run(ctx context.Context) error {
 		}
 	}
 }
+
+// Balanced reports whether the leases exist (bootstrapped, so a "now" start
+// is resolved) and a first balancing cycle has taken this instance's share.
+func (m *Manager) Balanced() bool { return m.balanced.Load() }
 
 func (m *Manager) shutdown() {
 	m.mu.Lock()
