@@ -1,6 +1,7 @@
 package cosmos_test
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -195,6 +196,7 @@ type workerConfig struct {
 	Publisher   publish.Publisher
 	NewMapper   func() (*publish.Mapper, error)
 	ShadowStore publish.ShadowStore
+	Logger      *slog.Logger // default logger()
 }
 
 func (w *world) config(owner string, store lease.Store) workerConfig {
@@ -223,7 +225,7 @@ func (c workerConfig) runner(t *testing.T) *changefeed.Runner {
 		Processor: changefeed.ProcessorConfig{DrainTimeout: 5 * time.Second},
 		Owner:     c.Owner, AcquireInterval: acquireEvery, RenewInterval: renewEvery, Expiry: expiry,
 		IdleReady: true,
-		Logger:    logger().With("owner", c.Owner),
+		Logger:    cmp.Or(c.Logger, logger()).With("owner", c.Owner),
 	})
 	if err != nil {
 		t.Fatal(err)

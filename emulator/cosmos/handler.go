@@ -817,15 +817,10 @@ func (s *Server) changeFeedLocked(c *container, h http.Header) *reply {
 // parseFeedTime accepts HTTP dates and the "…UTC" variant azcosmos sends
 // (time.RFC1123 formatting of a UTC time).
 func parseFeedTime(v string) (time.Time, error) {
-	if t, err := http.ParseTime(v); err == nil {
-		return t, nil
-	}
-	for _, layout := range []string{time.RFC1123, time.RFC1123Z, time.RFC3339Nano} {
-		if t, err := time.Parse(layout, v); err == nil {
-			return t, nil
-		}
-	}
-	return time.Time{}, fmt.Errorf("unrecognised time %q", v)
+	// Only an HTTP date (RFC 9110: IMF-fixdate in GMT, or the obsolete
+	// RFC 850 and asctime forms), as the service requires; azcosmos
+	// v1.5.0's own StartFrom writes "UTC" and is refused here.
+	return http.ParseTime(v)
 }
 
 // ---- queries ----

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/data/azcosmos"
 
 	"github.com/changecast/changecast/emulator/cosmos"
@@ -412,14 +413,32 @@ func TestChangeFeedStartNowAndStartTime(t *testing.T) {
 		t.Fatalf("after now: %v", ids(got))
 	}
 
-	// Point in time: azcosmos sends If-Modified-Since with whole seconds,
+	// Point in time: If-Modified-Since is an HTTP date with whole seconds,
 	// so the start must be at least a second after the last earlier write.
 	skew.Add(int64(2 * time.Second))
 	start := clock()
 	put(t, c, item{ID: "after", PK: "p"})
-	got, _ = drain(t, c, azcosmos.ChangeFeedOptions{FeedRange: &everything, StartFrom: &start})
-	if !slices.Equal(ids(got), []string{"after"}) {
-		t.Fatalf("start from time: %v", ids(got))
+	// azcosmos's own StartFrom writes the date with "UTC", not an HTTP
+	// date: refused with 400, as the service does with malformed dates.
+	_, err = c.ReadChangeFeed(context.Background(), &azcosmos.ChangeFeedOptions{FeedRange: &everything, StartFrom: &start})
+	var re *azcore.ResponseError
+	if !errors.As(err, &re) || re.StatusCode != http.StatusBadRequest {
+		t.Fatalf("StartFrom with a UTC date: %v, want 400", err)
+	}
+	// The header as changefeed/cosmos sends it: GMT.
+	gmt := policy.WithHTTPHeader(context.Background(), http.Header{"If-Modified-Since": {start.UTC().Format(http.TimeFormat)}})
+	resp, err = c.ReadChangeFeed(gmt, &azcosmos.ChangeFeedOptions{FeedRange: &everything})
+	if err != nil {
+		t.Fatalf("start from a GMT date: %v", err)
+	}
+	var got2 []string
+	for _, raw := range resp.Items {
+		var it item
+		json.Unmarshal(raw, &it)
+		got2 = append(got2, it.ID)
+	}
+	if !slices.Equal(got2, []string{"after"}) {
+		t.Fatalf("start from a GMT date: %v", got2)
 	}
 }
 
