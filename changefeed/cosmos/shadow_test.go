@@ -3,14 +3,12 @@ package cosmos_test
 import (
 	"context"
 	"fmt"
-	"os"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/changecast/changecast/changefeed/cosmos"
+	"github.com/changecast/changecast/internal/testkit"
 	"github.com/changecast/changecast/lease"
 	"github.com/changecast/changecast/publish"
 	"github.com/changecast/changecast/publish/pgshadow"
@@ -52,10 +50,7 @@ func (r *opsRecorder) last() (wire.Entry, int) {
 // of a lease (here after the first worker stopped) sends a patch against
 // the version the first one published; without it, the whole document.
 func TestPersistentShadowAcrossOwners(t *testing.T) {
-	url := os.Getenv("CHANGECAST_PG_URL")
-	if url == "" {
-		t.Fatal(`CHANGECAST_PG_URL is not set: run the tests with make test, or eval "$(scripts/pg.sh start)" first`)
-	}
+	url := testkit.Postgres(t)
 	for _, persistent := range []bool{true, false} {
 		t.Run(fmt.Sprintf("store=%v", persistent), func(t *testing.T) {
 			w := newWorld(t, 1)
@@ -64,13 +59,10 @@ func TestPersistentShadowAcrossOwners(t *testing.T) {
 			var shadow publish.ShadowStore
 			if persistent {
 				ctx := context.Background()
-				pool, err := pgxpool.New(ctx, url)
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(pool.Close)
+				pool := testkit.Pool(t, url)
 				table := fmt.Sprintf("shadow_test_%d", time.Now().UnixNano())
 				t.Cleanup(func() { pool.Exec(context.Background(), "DROP TABLE IF EXISTS "+table) })
+				var err error
 				if shadow, err = pgshadow.New(ctx, pool, table); err != nil {
 					t.Fatal(err)
 				}
