@@ -19,8 +19,8 @@ type fakeT struct {
 	cleanups        []func()
 }
 
-func (f *fakeT) Helper() {}
-func (f *fakeT) Name() string { return "fake" }
+func (f *fakeT) Helper()           {}
+func (f *fakeT) Name() string      { return "fake" }
 func (f *fakeT) Cleanup(fn func()) { f.cleanups = append(f.cleanups, fn) }
 func (f *fakeT) Errorf(format string, args ...any) {
 	f.errors = append(f.errors, fmt.Sprintf(format, args...))
