@@ -17,8 +17,8 @@ import (
 // Output is one wire change for one target, already encoded.
 type Output struct {
 	Audience Audience
-	Change wire.Entry
-	Raw    []byte // Change as compact JSON
+	Change   wire.Entry
+	Raw      []byte // Change as compact JSON
 	// Save, with a ShadowStore, is what to store once this output is
 	// published.
 	Save *ShadowRecord

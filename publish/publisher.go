@@ -33,7 +33,7 @@ func (t Audience) String() string {
 // the envelope. Payload is the envelope already encoded as JSON, so a
 // publisher never re-encodes it.
 type Batch struct {
-	Audience   Audience
+	Audience Audience
 	Envelope wire.Envelope
 	Payload  json.RawMessage
 }

@@ -15,9 +15,9 @@ type shadowEntry struct {
 	// doc is the projected document as sent, decoded (maps, slices,
 	// json.Number…): diffs and TOAST fills need it decoded, and keeping it
 	// so saves a decode per change. It is never modified after it is stored.
-	doc    any
-	size   int // its encoded length
-	v      string
+	doc      any
+	size     int // its encoded length
+	v        string
 	audience Audience
 }
 

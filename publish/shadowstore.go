@@ -30,11 +30,11 @@ type ShadowStore interface {
 
 // ShadowRecord is one document's last published version under one mapping.
 type ShadowRecord struct {
-	Key    string // mapping fingerprint + "/" + document id
-	V      string
-	Doc    []byte // the projected document as sent; nil: deleted at V
+	Key      string // mapping fingerprint + "/" + document id
+	V        string
+	Doc      []byte // the projected document as sent; nil: deleted at V
 	Audience Audience
-	Prefix bool // a truncate: forget every key starting with Key
+	Prefix   bool // a truncate: forget every key starting with Key
 }
 
 // fingerprint names a mapping in stored keys. It changes when the mapping

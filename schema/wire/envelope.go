@@ -22,10 +22,10 @@ const (
 // for one hub and one group, user, or the whole hub. It is the public wire
 // contract; field names never change.
 type Envelope struct {
-	Source  string   `json:"source" jsonschema:"required" jsonschema_description:"Where the batch came from, e.g. postgres:app/changecast or cosmos:orders-db/orders."`
-	Hub     string   `json:"hub" jsonschema:"required"`
-	Group   string   `json:"group,omitempty" jsonschema_description:"Set when the batch was sent to a group."`
-	User    string   `json:"user,omitempty" jsonschema_description:"Set when the batch was sent to a user."`
+	Source  string  `json:"source" jsonschema:"required" jsonschema_description:"Where the batch came from, e.g. postgres:app/changecast or cosmos:orders-db/orders."`
+	Hub     string  `json:"hub" jsonschema:"required"`
+	Group   string  `json:"group,omitempty" jsonschema_description:"Set when the batch was sent to a group."`
+	User    string  `json:"user,omitempty" jsonschema_description:"Set when the batch was sent to a user."`
 	Changes []Entry `json:"changes" jsonschema:"required"`
 }
 
