@@ -266,14 +266,14 @@ func TestUnreachable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var attempts atomic.Int64
+	var conns atomic.Int64
 	testkit.Go(t, func() error {
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return nil
 			}
-			attempts.Add(1)
+			conns.Add(1)
 			c.Close()
 		}
 	})
@@ -284,8 +284,8 @@ func TestUnreachable(t *testing.T) {
 		MaxBackoff: 50 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(lc, nil))})
 	stop := testkit.Run(t, func(ctx context.Context) error { return src.Run(ctx, make(chan changefeed.Event)) })
 	const want = 10
-	testkit.Eventually(t, 20*time.Second, fmt.Sprintf("%d connection attempts", want), func() string {
-		if n := attempts.Load(); n < want {
+	testkit.Eventually(t, 20*time.Second, fmt.Sprintf("%d refused connections", want), func() string {
+		if n := conns.Load(); n < want {
 			return fmt.Sprintf("%d so far", n)
 		}
 		return ""
@@ -303,7 +303,7 @@ func TestUnreachable(t *testing.T) {
 	lc.mu.Lock()
 	defer lc.mu.Unlock()
 	if lc.lines != 1 {
-		t.Errorf("%d retry log lines after %d failed attempts, want 1 per 30 s window", lc.lines, attempts.Load())
+		t.Errorf("%d retry log lines after %d refused connections, want 1 per 30 s window", lc.lines, conns.Load())
 	}
 }
 
