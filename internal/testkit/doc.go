@@ -9,8 +9,8 @@
 //     Run (a component with a blocking Run(ctx) error: cancelled, joined and
 //     checked when the test ends, or earlier through the stop it returns);
 //   - real services, for integration tests: Postgres (the private cluster
-//     of `make test`), Database (a throwaway database on it), Connect, Exec
-//     and Pool; NeedNode (Node.js with the npm packages scripts/setup.sh
+//     of `make test`), Database (a throwaway database on it; DatabaseOn for
+//     a cluster of the test's own), Connect, Exec and Pool; NeedNode (Node.js with the npm packages scripts/setup.sh
 //     installs) and NeedChromium; Root, the repository's folder.
 //
 // Every integration test calls one of Postgres, Database, NeedNode,
@@ -20,4 +20,9 @@
 // command that provides it: `make test` (scripts/test.sh) installs the npm
 // packages and Chromium, starts the cluster and exports CHANGECAST_PG_URL,
 // so a full run cannot pass without running every test.
+//
+// Code that runs on timers in process (expiries, TTLs) is better tested
+// inside a testing/synctest bubble, where time.Sleep advances a fake clock
+// at once; see publish/hub's TestUserGroupTTL. The bubble cannot hold real
+// sockets, so serve such code through its http.Handler there.
 package testkit
