@@ -151,8 +151,13 @@ func TestBatcherPolicy(t *testing.T) {
 	b := NewBatcher(BatchLimits{MaxChanges: 3, MaxBytes: 4096, MaxDelay: 10 * ms})
 	tg := Audience{Hub: "h", Group: "g"}
 	p := Pending{Out: Output{Audience: tg, Raw: []byte(`{"op":"upsert"}`)}}
-	if b.Add(p, now) || b.Add(p, now) {
-		t.Fatal("full too early")
+	for i := 1; i < 3; i++ {
+		if b.Add(p, now) {
+			t.Fatalf("full after %d of MaxChanges 3", i)
+		}
+	}
+	if w := b.Ready(now, true); b.Len() != 2 || len(w) != 1 || w[0] != tg {
+		t.Fatalf("%d changes waiting, want 2 in %v's window", b.Len(), tg)
 	}
 	if len(b.Ready(now.Add(5*ms), false)) != 0 {
 		t.Fatal("due too early")

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"sort"
@@ -22,6 +21,7 @@ import (
 	emulator "github.com/changecast/changecast/emulator/cosmos"
 	"github.com/changecast/changecast/emulator/cosmos/cosmostest"
 	"github.com/changecast/changecast/internal/replica"
+	"github.com/changecast/changecast/internal/testkit"
 	"github.com/changecast/changecast/lease"
 	"github.com/changecast/changecast/publish"
 	"github.com/changecast/changecast/schema/wire"
@@ -148,27 +148,12 @@ func (w *world) missing() []string {
 
 func (w *world) waitDelivered() {
 	w.t.Helper()
-	eventually(w.t, "every document delivered at its last version", func() string {
+	testkit.Eventually(w.t, patience, "every document delivered at its last version", func() string {
 		if m := w.missing(); len(m) > 0 {
 			return fmt.Sprintf("%d missing, e.g. %v", len(m), m[:min(len(m), 5)])
 		}
 		return ""
 	})
-}
-
-func eventually(t *testing.T, what string, cond func() string) {
-	t.Helper()
-	deadline := time.Now().Add(patience)
-	for {
-		msg := cond()
-		if msg == "" {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %s", what, msg)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 var mappings = []publish.Mapping{{Collection: collName, Hub: "orders", Method: "changes"}}
@@ -236,33 +221,8 @@ func (c workerConfig) runner(t *testing.T) *changefeed.Runner {
 func (w *world) start(cfg workerConfig) *worker {
 	w.t.Helper()
 	r := cfg.runner(w.t)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	var once sync.Once
-	var runErr error
-	stop := func() error {
-		once.Do(func() {
-			cancel()
-			select {
-			case runErr = <-done:
-			case <-time.After(patience):
-				runErr = fmt.Errorf("Run did not return after cancel")
-			}
-		})
-		return runErr
-	}
-	w.t.Cleanup(func() {
-		if err := stop(); err != nil {
-			w.t.Errorf("Run: %v", err)
-		}
-	})
-	eventually(w.t, "runner ready", func() string {
-		if !r.Ready() {
-			return "not ready"
-		}
-		return ""
-	})
+	stop := testkit.Run(w.t, r.Run)
+	testkit.Until(w.t, patience, "runner ready", r.Ready)
 	return &worker{r: r, stop: stop}
 }
 
@@ -274,5 +234,3 @@ func listLeases(t *testing.T, s lease.Store, prefix string) []*lease.Lease {
 	}
 	return ls
 }
-
-var _ io.Writer = io.Discard

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -31,9 +32,10 @@ func TestOneWorkerDeliversInOrder(t *testing.T) {
 			}
 		}
 		w.writeMany(fmt.Sprintf("r%d-", round), 5)
-		time.Sleep(30 * time.Millisecond)
+		// Each round is read and published before the next is written, so
+		// every update of a round is a patch onto the previous round's.
+		w.waitDelivered()
 	}
-	w.waitDelivered()
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for id, vs := range w.versions {
@@ -63,21 +65,23 @@ func TestThreeWorkersBalance(t *testing.T) {
 		ws = append(ws, w.start(w.config(fmt.Sprintf("w%d", i), store)))
 	}
 	stopWrites := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	var writes atomic.Int64
+	writer := testkit.Go(t, func() error {
 		for i := 0; ; i++ {
 			select {
 			case <-stopWrites:
-				return
+				return nil
 			case <-time.After(5 * time.Millisecond):
 			}
 			w.write(fmt.Sprintf("b%03d", i%60))
+			writes.Add(1)
 		}
-	}()
+	})
+	var once sync.Once
+	stop := func() { once.Do(func() { close(stopWrites) }) }
+	t.Cleanup(stop)
 	prefix := ws[0].r.Prefix()
-	eventually(t, "balanced", func() string {
+	testkit.Eventually(t, patience, "balanced", func() string {
 		ls := listLeases(t, store, prefix)
 		counts := map[string]int{}
 		for _, l := range ls {
@@ -93,9 +97,11 @@ func TestThreeWorkersBalance(t *testing.T) {
 		}
 		return ""
 	})
-	time.Sleep(300 * time.Millisecond)
-	close(stopWrites)
-	wg.Wait()
+	// Writes go on over the balanced assignment: every document once more.
+	balancedAt := writes.Load()
+	testkit.Until(t, patience, "60 more writes", func() bool { return writes.Load() >= balancedAt+60 })
+	stop()
+	testkit.Recv(t, writer, patience, "the writer to stop")
 	w.waitDelivered()
 	// Each runner reads what it holds.
 	total := 0
@@ -116,7 +122,7 @@ func TestStoppedWorkerLeasesTakenOver(t *testing.T) {
 	fa := &leasetest.Faulty{Store: store}
 	a := w.start(w.config("a", fa))
 	w.writeMany("c", 20)
-	eventually(t, "a holds all leases", func() string {
+	testkit.Eventually(t, patience, "a holds all leases", func() string {
 		if n := len(a.r.Leases()); n != 4 {
 			return fmt.Sprintf("a holds %d", n)
 		}
@@ -131,7 +137,7 @@ func TestStoppedWorkerLeasesTakenOver(t *testing.T) {
 	w.writeMany("c", 20)
 	w.writeMany("d", 20)
 	w.block.Store(false)
-	eventually(t, "b took every lease after expiry", func() string {
+	testkit.Eventually(t, patience, "b took every lease after expiry", func() string {
 		for _, l := range listLeases(t, store, prefix) {
 			if l.Owner != "b" {
 				return fmt.Sprintf("%s owned by %q", l.Token, l.Owner)
@@ -175,7 +181,7 @@ func TestSplitMidStream(t *testing.T) {
 	w.writeMany("e", 50)
 	w.writeMany("f", 30)
 	parentTok := parent.MinInclusive + "-" + parent.MaxExclusive
-	eventually(t, "parent replaced by children", func() string {
+	testkit.Eventually(t, patience, "parent replaced by children", func() string {
 		ls := listLeases(t, store, prefix)
 		var toks []string
 		for _, l := range ls {
@@ -197,7 +203,7 @@ func TestSplitMidStream(t *testing.T) {
 	}
 	w.writeMany("e", 50)
 	w.waitDelivered()
-	eventually(t, "every lease checkpointed after the split", func() string {
+	testkit.Eventually(t, patience, "every lease checkpointed after the split", func() string {
 		for _, l := range listLeases(t, store, prefix) {
 			if l.Continuation == conts[l.ID] {
 				return l.Token + " did not checkpoint"
@@ -224,7 +230,7 @@ func TestLeaseWriteConflicts(t *testing.T) {
 		Kinds: []emulator.Kind{emulator.KindReplace}, Database: dbName, Container: "leases"})
 	w.writeMany("g", 30)
 	w.waitDelivered()
-	eventually(t, "leases held again", func() string {
+	testkit.Eventually(t, patience, "leases held again", func() string {
 		if n := len(x.r.Leases()); n != 2 {
 			return fmt.Sprintf("holding %d", n)
 		}
@@ -277,7 +283,7 @@ func TestPoisonDocumentBecomesRefetch(t *testing.T) {
 	w.start(cfg)
 	w.write("big", map[string]any{"blob": strings.Repeat("x", 5000)})
 	w.writeMany("k", 10)
-	eventually(t, "refetch marker for big", func() string {
+	testkit.Eventually(t, patience, "refetch marker for big", func() string {
 		if _, dirty := w.rep.Snapshot(); !dirty[collName+"/big"] {
 			return "no refetch for big"
 		}
@@ -298,7 +304,7 @@ func TestSoftDelete(t *testing.T) {
 	w.writeMany("m", 3)
 	w.waitDelivered()
 	w.write("m001", map[string]any{"_deleted": true})
-	eventually(t, "m001 deleted", func() string {
+	testkit.Eventually(t, patience, "m001 deleted", func() string {
 		docs, _ := w.rep.Snapshot()
 		if len(docs[collName+"/m001"]) != 0 {
 			return "m001 still present"
@@ -315,15 +321,27 @@ func TestSoftDelete(t *testing.T) {
 func TestStartFromNow(t *testing.T) {
 	w := newWorld(t, 2)
 	w.writeMany("old", 10)
-	cfg := w.config("n", lease.NewMemoryStore())
+	store := lease.NewMemoryStore()
+	cfg := w.config("n", store)
 	cfg.Feed.Start = cosmos.Start{Kind: cosmos.StartNow}
 	w.mu.Lock()
 	w.want = map[string]int{}
 	w.mu.Unlock()
-	w.start(cfg)
-	w.writeMany("new", 10)
+	x := w.start(cfg)
+	// "Now" is when the leases are created, which is after the runner is
+	// ready: what is written in between is not delivered.
+	testkit.Eventually(t, patience, "a lease per range", func() string {
+		if n := len(listLeases(t, store, x.r.Prefix())); n != 2 {
+			return fmt.Sprintf("%d leases", n)
+		}
+		return ""
+	})
+	// A range's feed is in order: had the runner read a range from the
+	// beginning, its old documents would have come before its new ones. 20
+	// new documents reach both ranges (all in one: odds 2^-19), so once
+	// they are delivered any old one would have been too.
+	w.writeMany("new", 20)
 	w.waitDelivered()
-	time.Sleep(100 * time.Millisecond)
 	docs, _ := w.rep.Snapshot()
 	for k := range docs {
 		if strings.HasPrefix(k, collName+"/old") {
@@ -352,7 +370,7 @@ func TestCheckpointResetReplays(t *testing.T) {
 	if err != nil || n != 2 {
 		t.Fatalf("reset: %d leases, %v", n, err)
 	}
-	eventually(t, "replayed", func() string {
+	testkit.Eventually(t, patience, "replayed", func() string {
 		if got := w.published.Load() - before; got < 20 {
 			return fmt.Sprintf("%d changes published since the reset", got)
 		}
@@ -369,12 +387,10 @@ func TestWaitsForContainer(t *testing.T) {
 	cfg := w.config("a", lease.NewMemoryStore())
 	cfg.Container = "later"
 	r := cfg.runner(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := testkit.Go(t, func() error { return r.Run(ctx) })
-	t.Cleanup(cancel)
+	stop := testkit.Run(t, r.Run)
 	// Wait until the runner found the container missing, then check it
 	// does not claim to run.
-	testkit.Until(t, patience, "the runner reading the missing container", func() bool {
+	testkit.Until(t, patience, "the runner to find the container missing", func() bool {
 		for _, rq := range w.srv.Requests(emulator.KindContainer) {
 			if rq.Status == http.StatusNotFound && strings.HasSuffix(rq.Path, "/colls/later") {
 				return true
@@ -389,8 +405,7 @@ func TestWaitsForContainer(t *testing.T) {
 		t.Fatal(err)
 	}
 	testkit.Until(t, patience, "runner ready once the container exists", r.Ready)
-	cancel()
-	if err := testkit.Recv(t, done, patience, "Run to return after cancel"); err != nil {
+	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
 }

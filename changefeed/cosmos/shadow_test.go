@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/changecast/changecast/internal/testkit"
 	"github.com/changecast/changecast/lease"
 	"github.com/changecast/changecast/publish"
@@ -52,6 +50,7 @@ func (r *opsRecorder) last() (wire.Entry, int) {
 // of a lease (here after the first worker stopped) sends a patch against
 // the version the first one published; without it, the whole document.
 func TestPersistentShadowAcrossOwners(t *testing.T) {
+
 	for _, persistent := range []bool{true, false} {
 		t.Run(fmt.Sprintf("store=%v", persistent), func(t *testing.T) {
 			w := newWorld(t, 1)
@@ -61,13 +60,10 @@ func TestPersistentShadowAcrossOwners(t *testing.T) {
 			if persistent {
 				url := testkit.Postgres(t) // only the store needs PostgreSQL
 				ctx := context.Background()
-				pool, err := pgxpool.New(ctx, url)
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(pool.Close)
+				pool := testkit.Pool(t, url)
 				table := fmt.Sprintf("shadow_test_%d", time.Now().UnixNano())
 				t.Cleanup(func() { pool.Exec(context.Background(), "DROP TABLE IF EXISTS "+table) })
+				var err error
 				if shadow, err = pgshadow.New(ctx, pool, table); err != nil {
 					t.Fatal(err)
 				}

@@ -181,16 +181,16 @@ func byteaText(s string) ([]byte, error) {
 
 // decodeArray parses an array's text form with pgx's array codec, then
 // converts each element with decodeValue so elements follow the same rules
-// as columns.
+// as columns. A multidimensional array becomes nested JSON arrays.
 func decodeArray(tm *pgtype.Map, oid uint32, ac *pgtype.ArrayCodec, text []byte) (any, bool, error) {
 	// Scan the elements as text, then convert each with the element's type.
-	var arr pgtype.FlatArray[pgtype.Text]
+	var arr pgtype.Array[pgtype.Text]
 	if err := tm.Scan(oid, pgtype.TextFormatCode, text, &arr); err != nil {
 		return nil, true, fmt.Errorf("array: %w", err)
 	}
 	elemOID := ac.ElementType.OID
-	out := make([]any, len(arr))
-	for i, e := range arr {
+	out := make([]any, len(arr.Elements))
+	for i, e := range arr.Elements {
 		if !e.Valid {
 			continue
 		}
@@ -200,7 +200,23 @@ func decodeArray(tm *pgtype.Map, oid uint32, ac *pgtype.ArrayCodec, text []byte)
 		}
 		out[i] = v
 	}
-	return out, true, nil
+	return nest(out, arr.Dims), true, nil
+}
+
+// nest shapes the elements of an array, in PostgreSQL's row-major order, by
+// its dimensions (arrays are rectangular). Lower bounds have no JSON form
+// and are dropped.
+func nest(flat []any, dims []pgtype.ArrayDimension) []any {
+	if len(dims) <= 1 || len(flat) == 0 {
+		return flat
+	}
+	n := int(dims[0].Length)
+	size := len(flat) / n
+	out := make([]any, n)
+	for i := range out {
+		out[i] = nest(flat[i*size:(i+1)*size], dims[1:])
+	}
+	return out
 }
 
 // relation is the cached shape of one table, from a Relation message.
@@ -222,10 +238,10 @@ type rowResult struct {
 // columns (a 'K' old tuple, whose other slots are not NULL but absent).
 // unknown is called once per column of an unknown type.
 func decodeTuple(tm *pgtype.Map, rel *relation, tup *pglogrepl.TupleData, onlyKey bool, unknown func(col string, oid uint32)) rowResult {
-	r := rowResult{doc: make(map[string]any, len(tup.Columns))}
 	if tup == nil {
-		return r
+		return rowResult{doc: map[string]any{}}
 	}
+	r := rowResult{doc: make(map[string]any, len(tup.Columns))}
 	for i, c := range tup.Columns {
 		if i >= len(rel.msg.Columns) {
 			break

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/changecast/changecast/internal/replica"
+	"github.com/changecast/changecast/internal/testkit"
 	"github.com/changecast/changecast/publish"
 )
 
@@ -31,9 +32,9 @@ const workloadDDL = `CREATE TABLE %s (id int PRIMARY KEY, tenant text NOT NULL, 
 
 func createWorkloadTables(t testing.TB, db *pgx.Conn, full bool, tables ...string) {
 	for _, tb := range tables {
-		exec1(t, db, fmt.Sprintf(workloadDDL, tb))
+		testkit.Exec(t, db, fmt.Sprintf(workloadDDL, tb))
 		if full {
-			exec1(t, db, fmt.Sprintf("ALTER TABLE %s REPLICA IDENTITY FULL", tb))
+			testkit.Exec(t, db, fmt.Sprintf("ALTER TABLE %s REPLICA IDENTITY FULL", tb))
 		}
 	}
 }
@@ -189,13 +190,15 @@ func seed(t testing.TB) uint64 {
 // replica and checks that it reproduces every row exactly, under REPLICA
 // IDENTITY DEFAULT and FULL.
 func TestDifferential(t *testing.T) {
+	testkit.Postgres(t)
 	for _, full := range []bool{false, true} {
 		name := "default"
 		if full {
 			name = "full"
 		}
 		t.Run(name, func(t *testing.T) {
-			dbURL, db := openDatabase(t)
+			dbURL := testkit.Database(t)
+			db := testkit.Connect(t, dbURL)
 			tables := []string{"public.a", "public.b"}
 			createWorkloadTables(t, db, full, tables...)
 			var maps []publish.Mapping
@@ -208,12 +211,9 @@ func TestDifferential(t *testing.T) {
 				t.Fatal(err)
 			}
 
-			diff := converge(t, db, p.cap.rep, 90*time.Second, tables...)
+			converge(t, db, p.cap.rep, 90*time.Second, "the replica to match the database", tables...)
 			st := p.cap.rep.Counts()
 			t.Logf("replica: %+v", st)
-			if diff != "" {
-				t.Fatalf("replica differs from the database:\n%s", diff)
-			}
 			if st.Gaps != 0 || st.Refetches != 0 {
 				t.Errorf("with a large shadow cache no refetch or gap is expected: %+v", st)
 			}
@@ -224,21 +224,18 @@ func TestDifferential(t *testing.T) {
 	}
 }
 
-// converge waits until the replica matches the tables, and returns the
-// remaining difference ("" when it does).
-func converge(t testing.TB, db *pgx.Conn, rep *replica.Replica, timeout time.Duration, tables ...string) string {
-	deadline := time.Now().Add(timeout)
-	for {
+// converge waits until the replica matches the tables; what says when
+// (e.g. "after a server restart") in the failure, which shows the remaining
+// difference.
+func converge(t testing.TB, db *pgx.Conn, rep *replica.Replica, timeout time.Duration, what string, tables ...string) {
+	t.Helper()
+	testkit.Eventually(t, timeout, what, func() string {
 		want := map[string][]byte{}
 		for _, tb := range tables {
 			for k, v := range dbDocs(t, db, tb, "id") {
 				want[k] = v
 			}
 		}
-		diff := diffReplica(t, rep, want, tenantAudience, tables...)
-		if diff == "" || time.Now().After(deadline) {
-			return diff
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return diffReplica(t, rep, want, tenantAudience, tables...)
+	})
 }

@@ -6,12 +6,10 @@ import (
 	"fmt"
 	"log/slog"
 	"math/big"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
-	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -24,6 +22,7 @@ import (
 	"github.com/changecast/changecast/changefeed"
 	"github.com/changecast/changecast/changefeed/postgres"
 	"github.com/changecast/changecast/internal/replica"
+	"github.com/changecast/changecast/internal/testkit"
 	"github.com/changecast/changecast/publish"
 	"github.com/changecast/changecast/schema/wire"
 )
@@ -40,80 +39,6 @@ func TestMain(m *testing.M) {
 		}
 	}
 	os.Exit(code)
-}
-
-// clusterURL is the test cluster (wal_level=logical) that make test starts.
-func clusterURL(t testing.TB) string {
-	u := os.Getenv("CHANGECAST_PG_URL")
-	if u == "" {
-		t.Fatal(`CHANGECAST_PG_URL is not set: run the tests with make test, or eval "$(scripts/pg.sh start)" first`)
-	}
-	return u
-}
-
-func repoRoot(t testing.TB) string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..")
-}
-
-// newDatabase creates a fresh database on the cluster at base and returns
-// its URL; the database and its slots are dropped when the test ends.
-func newDatabase(t testing.TB, base string) string {
-	t.Helper()
-	ctx := context.Background()
-	name := fmt.Sprintf("t_%s_%d", strings.ToLower(strings.NewReplacer("/", "_", "-", "_").Replace(t.Name())), time.Now().UnixNano()%1e6)
-	if len(name) > 60 {
-		name = name[len(name)-60:]
-	}
-	admin, err := pgx.Connect(ctx, base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close(ctx)
-	if _, err := admin.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		admin, err := pgx.Connect(ctx, base)
-		if err != nil {
-			return
-		}
-		defer admin.Close(ctx)
-		for i := 0; i < 50; i++ {
-			_, err = admin.Exec(ctx, "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = $1", name)
-			if err == nil {
-				break
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-		admin.Exec(ctx, "DROP DATABASE "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
-	})
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u.Path = "/" + name
-	return u.String()
-}
-
-// openDatabase creates a fresh database on the test cluster and connects
-// to it; both go away when the test ends.
-func openDatabase(t testing.TB) (string, *pgx.Conn) {
-	t.Helper()
-	dbURL := newDatabase(t, clusterURL(t))
-	db, err := pgx.Connect(context.Background(), dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close(context.Background()) })
-	return dbURL, db
-}
-
-func exec1(t testing.TB, db *pgx.Conn, sql string, args ...any) {
-	t.Helper()
-	if _, err := db.Exec(context.Background(), sql, args...); err != nil {
-		t.Fatalf("%s: %v", sql, err)
-	}
 }
 
 // capture is a publisher that keeps every batch and applies it to a
@@ -215,19 +140,15 @@ func startPipeline(t testing.TB, dbURL string, o pipeOpts) *pipeline {
 	p := &pipeline{src: src, cap: o.cap, stop: cancel, done: make(chan error, 1)}
 	go func() { p.done <- proc.Run(ctx) }()
 	t.Cleanup(func() { p.close(t) })
-	deadline := time.Now().Add(20 * time.Second)
-	for !src.Ready() {
+	testkit.Until(t, 20*time.Second, "the source to stream", func() bool {
 		select {
 		case err := <-p.done:
 			p.done <- err
 			t.Fatalf("pipeline stopped before streaming: %v", err)
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("source not ready after 20s")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return src.Ready()
+	})
 	return p
 }
 
@@ -252,18 +173,6 @@ type testWriter struct{ t testing.TB }
 func (w testWriter) Write(b []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(b), "\n"))
 	return len(b), nil
-}
-
-// waitFor polls cond until it holds or the timeout passes.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // normJSON decodes JSON with numbers as exact rationals, so 12.50 and 12.5
@@ -391,7 +300,7 @@ func changecastBinary(t testing.TB) string {
 		}
 		buildOnce.path = filepath.Join(dir, "changecast")
 		cmd := exec.Command("go", "build", "-o", buildOnce.path, "./cmd/changecast")
-		cmd.Dir = repoRoot(t)
+		cmd.Dir = testkit.Root(t)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildOnce.err = fmt.Errorf("go build: %v\n%s", err, out)
 		}

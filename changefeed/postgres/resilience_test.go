@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/changecast/changecast/internal/replica"
+	"github.com/changecast/changecast/internal/testkit"
 	"github.com/changecast/changecast/publish"
 )
 
@@ -41,6 +43,17 @@ func startWorker(t *testing.T, cfgPath string, rep *replica.Replica) *worker {
 		t.Fatal(err)
 	}
 	w := &worker{cmd: cmd, done: make(chan struct{})}
+	// A test that fails before it stops the worker still does not leave it
+	// running.
+	t.Cleanup(func() {
+		select {
+		case <-w.done:
+		default:
+			w.cmd.Process.Kill()
+			<-w.done
+		}
+		w.cmd.Wait() // reaps it unless kill or terminate did
+	})
 	go func() {
 		defer close(w.done)
 		r := bufio.NewReaderSize(stdout, 1<<20)
@@ -83,6 +96,7 @@ func (w *worker) terminate(t *testing.T) {
 // starts it again: the replica ends complete (duplicates allowed, nothing
 // missing), because only published changes were acknowledged.
 func TestKillAndRestart(t *testing.T) {
+	testkit.Postgres(t)
 	// With the persistent shadow store the restarted worker also goes on
 	// sending patches, and replays of what was published are skipped.
 	for _, store := range []string{"", "\n  shadowStore: {table: shadow}"} {
@@ -91,7 +105,8 @@ func TestKillAndRestart(t *testing.T) {
 }
 
 func killAndRestart(t *testing.T, shadowStore string) {
-	dbURL, db := openDatabase(t)
+	dbURL := testkit.Database(t)
+	db := testkit.Connect(t, dbURL)
 	ctx := context.Background()
 	tables := []string{"public.a"}
 	// Without a shadow store the restarted worker knows nothing of the rows
@@ -113,42 +128,33 @@ publish:
 
 	rep := replica.New()
 	w1 := startWorker(t, cfg, rep)
-	waitFor(t, 20*time.Second, "slot created", func() bool {
+	testkit.Until(t, 20*time.Second, "slot created", func() bool {
 		var n int
 		db.QueryRow(ctx, "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'crash' AND active").Scan(&n)
 		return n == 1
 	})
 	wl := newWorkload(seed(t), tables...)
-	writeErr := make(chan error, 1)
-	var writer sync.WaitGroup
-	writer.Add(1)
-	go func() {
-		defer writer.Done()
+	writer := testkit.Go(t, func() error {
 		wdb, err := pgx.Connect(ctx, dbURL)
 		if err != nil {
-			writeErr <- err
-			return
+			return err
 		}
 		defer wdb.Close(ctx)
-		writeErr <- wl.run(wdb, 1500)
-	}()
+		return wl.run(wdb, 1500)
+	})
 	// Kill once the worker has published part of the stream.
-	waitFor(t, 20*time.Second, "first changes", func() bool { return rep.Counts().Changes > 100 })
+	testkit.Until(t, 20*time.Second, "first changes", func() bool { return rep.Counts().Changes > 100 })
 	w1.kill(t)
 	before := rep.Counts().Changes
 	time.Sleep(300 * time.Millisecond) // writes go on while nothing reads
 	w2 := startWorker(t, cfg, rep)
-	writer.Wait()
-	if err := <-writeErr; err != nil {
+	if err := testkit.Recv(t, writer, 2*time.Minute, "the writer to finish"); err != nil {
 		t.Fatal(err)
 	}
-	diff := converge(t, db, rep, 60*time.Second, tables...)
+	converge(t, db, rep, 60*time.Second, "the replica to match the database after a SIGKILL and restart", tables...)
 	w2.terminate(t)
 	st := rep.Counts()
 	t.Logf("changes before kill: %d; replica: %+v", before, st)
-	if diff != "" {
-		t.Fatalf("replica differs from the database after a SIGKILL and restart:\n%s", diff)
-	}
 	if shadowStore != "" && st.Gaps != 0 {
 		t.Errorf("with the shadow store no patch should miss its base: %+v", st)
 	}
@@ -158,7 +164,8 @@ publish:
 // the server (so other tests are not disturbed).
 func startPrivateCluster(t *testing.T) (url, dir string) {
 	t.Helper()
-	out, err := exec.Command(filepath.Join(repoRoot(t), "scripts", "pg.sh"), "start").Output()
+	testkit.Integration(t, "PostgreSQL binaries for scripts/pg.sh (a cluster of the test's own, restarted mid-stream)")
+	out, err := exec.Command(filepath.Join(testkit.Root(t), "scripts", "pg.sh"), "start").Output()
 	if err != nil {
 		t.Fatalf("pg.sh start: %v", err)
 	}
@@ -175,7 +182,7 @@ func startPrivateCluster(t *testing.T) (url, dir string) {
 	if url == "" || dir == "" {
 		t.Fatalf("pg.sh start printed %q", out)
 	}
-	t.Cleanup(func() { exec.Command(filepath.Join(repoRoot(t), "scripts", "pg.sh"), "stop", dir).Run() })
+	t.Cleanup(func() { exec.Command(filepath.Join(testkit.Root(t), "scripts", "pg.sh"), "stop", dir).Run() })
 	return url, dir
 }
 
@@ -183,23 +190,20 @@ func startPrivateCluster(t *testing.T) (url, dir string) {
 // resumes from confirmed_flush_lsn, and nothing is missing.
 func TestServerRestart(t *testing.T) {
 	base, dir := startPrivateCluster(t)
-	dbURL := newDatabase(t, base)
+	dbURL := testkit.DatabaseOn(t, base)
 	ctx := context.Background()
 	db, err := pgx.Connect(ctx, dbURL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	exec1(t, db, fmt.Sprintf(workloadDDL, "public.a"))
+	testkit.Exec(t, db, fmt.Sprintf(workloadDDL, "public.a"))
 	db.Close(ctx)
 	p := startPipeline(t, dbURL, pipeOpts{tables: []string{"public.a"},
 		mappings: []publish.Mapping{{Collection: "public.a", Hub: "h", Group: "g-{/tenant}"}}})
 
 	// An idempotent writer that retries through the restart.
 	const n = 600
-	var writer sync.WaitGroup
-	writer.Add(1)
-	go func() {
-		defer writer.Done()
+	writer := testkit.Go(t, func() error {
 		var wdb *pgx.Conn
 		for i := 1; i <= n; {
 			if wdb == nil {
@@ -224,21 +228,20 @@ func TestServerRestart(t *testing.T) {
 		if wdb != nil {
 			wdb.Close(ctx)
 		}
-	}()
-	waitFor(t, 20*time.Second, "first changes", func() bool { return p.cap.rep.Counts().Changes > 50 })
-	if out, err := exec.Command(filepath.Join(repoRoot(t), "scripts", "pg.sh"), "restart", dir).CombinedOutput(); err != nil {
+		return nil
+	})
+	testkit.Until(t, 20*time.Second, "first changes", func() bool { return p.cap.rep.Counts().Changes > 50 })
+	if out, err := exec.Command(filepath.Join(testkit.Root(t), "scripts", "pg.sh"), "restart", dir).CombinedOutput(); err != nil {
 		t.Fatalf("restart: %v\n%s", err, out)
 	}
-	waitFor(t, 30*time.Second, "the source to reconnect", p.src.Ready)
-	writer.Wait()
+	testkit.Until(t, 30*time.Second, "the source to reconnect", p.src.Ready)
+	testkit.Recv(t, writer, 2*time.Minute, "the writer to finish")
 	db, err = pgx.Connect(ctx, dbURL)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close(ctx)
-	if diff := converge(t, db, p.cap.rep, 60*time.Second, "public.a"); diff != "" {
-		t.Fatalf("replica differs after a server restart:\n%s", diff)
-	}
+	converge(t, db, p.cap.rep, 60*time.Second, "the replica to match the database after a server restart", "public.a")
 	t.Logf("replica: %+v", p.cap.rep.Counts())
 }
 
@@ -269,31 +272,35 @@ func currentLSN(t *testing.T, db *pgx.Conn) pglogrepl.LSN {
 // table writes WAL, confirmed_flush_lsn still advances (heartbeats), so the
 // slot does not hold WAL back.
 func TestQuietPublication(t *testing.T) {
-	dbURL, db := openDatabase(t)
-	exec1(t, db, `CREATE TABLE watched (id int PRIMARY KEY)`)
-	exec1(t, db, `CREATE TABLE busy (id int, pad text)`)
+	dbURL := testkit.Database(t)
+	db := testkit.Connect(t, dbURL)
+	testkit.Exec(t, db, `CREATE TABLE watched (id int PRIMARY KEY)`)
+	testkit.Exec(t, db, `CREATE TABLE busy (id int, pad text)`)
 	startPipeline(t, dbURL, pipeOpts{tables: []string{"public.watched"}, heartbeat: 200 * time.Millisecond,
 		mappings: []publish.Mapping{{Collection: "public.watched", Hub: "h"}}})
 	for i := 0; i < 20; i++ {
-		exec1(t, db, `INSERT INTO busy SELECT g, repeat('x', 200) FROM generate_series(1, 500) g`)
+		testkit.Exec(t, db, `INSERT INTO busy SELECT g, repeat('x', 200) FROM generate_series(1, 500) g`)
 	}
 	target := currentLSN(t, db)
-	waitFor(t, 20*time.Second, fmt.Sprintf("confirmed_flush_lsn to pass %s", target), func() bool { return slotLSN(t, db, "changecast") >= target })
+	testkit.Until(t, 20*time.Second, fmt.Sprintf("confirmed_flush_lsn to pass %s", target), func() bool { return slotLSN(t, db, "changecast") >= target })
 }
 
 // TestFlushOnlyPublished: while the target refuses batches the slot's
 // confirmed_flush_lsn does not pass the unpublished change; once the target
 // accepts, it does.
 func TestFlushOnlyPublished(t *testing.T) {
-	dbURL, db := openDatabase(t)
-	exec1(t, db, `CREATE TABLE watched (id int PRIMARY KEY)`)
+	dbURL := testkit.Database(t)
+	db := testkit.Connect(t, dbURL)
+	testkit.Exec(t, db, `CREATE TABLE watched (id int PRIMARY KEY)`)
 	var mu sync.Mutex
 	down := true
+	var refused atomic.Int64
 	c := newCapture()
 	c.fail = func(b *publish.Batch) error {
 		mu.Lock()
 		defer mu.Unlock()
 		if down {
+			refused.Add(1)
 			return publish.Retryable(errors.New("target down"), 0)
 		}
 		return nil
@@ -301,30 +308,47 @@ func TestFlushOnlyPublished(t *testing.T) {
 	p := startPipeline(t, dbURL, pipeOpts{tables: []string{"public.watched"}, cap: c,
 		mappings: []publish.Mapping{{Collection: "public.watched", Hub: "h"}}})
 	before := currentLSN(t, db)
-	exec1(t, db, `INSERT INTO watched VALUES (1)`)
+	testkit.Exec(t, db, `INSERT INTO watched VALUES (1)`)
 	after := currentLSN(t, db)
-	time.Sleep(1500 * time.Millisecond) // three status intervals
+	// Once the target has refused the change, wait for the server to get a
+	// standby status update sent after that: had the source confirmed the
+	// unpublished change, the slot would show it by then.
+	testkit.Until(t, 20*time.Second, "the target to refuse the change", func() bool { return refused.Load() > 0 })
+	refusedAt := time.Now()
+	testkit.Eventually(t, 20*time.Second, "a standby status update sent after the refusal", func() string {
+		var reply *time.Time
+		err := db.QueryRow(context.Background(), `SELECT r.reply_time FROM pg_stat_replication r
+			JOIN pg_replication_slots s ON s.active_pid = r.pid WHERE s.slot_name = 'changecast'`).Scan(&reply)
+		switch {
+		case err != nil:
+			return err.Error()
+		case reply == nil || !reply.After(refusedAt):
+			return fmt.Sprintf("last one sent at %v, refused at %v", reply, refusedAt)
+		}
+		return ""
+	})
 	if got := slotLSN(t, db, "changecast"); got > before {
 		t.Fatalf("confirmed_flush_lsn %s passed %s while the change was unpublished", got, before)
 	}
 	mu.Lock()
 	down = false
 	mu.Unlock()
-	waitFor(t, 20*time.Second, "the change to be published", func() bool { return len(p.cap.changes()) == 1 })
-	waitFor(t, 10*time.Second, "confirmed_flush_lsn to pass the change", func() bool { return slotLSN(t, db, "changecast") >= after })
+	testkit.Until(t, 20*time.Second, "the change to be published", func() bool { return len(p.cap.changes()) == 1 })
+	testkit.Until(t, 10*time.Second, "confirmed_flush_lsn to pass the change", func() bool { return slotLSN(t, db, "changecast") >= after })
 }
 
 // TestStandbyTakeover runs two workers sharing a PostgreSQL lease table:
 // one streams, the other waits; when the streaming one is killed, the
 // standby takes the slot over within the lease expiry and nothing is lost.
 func TestStandbyTakeover(t *testing.T) {
-	dbURL, db := openDatabase(t)
+	dbURL := testkit.Database(t)
+	db := testkit.Connect(t, dbURL)
 	ctx := context.Background()
-	exec1(t, db, fmt.Sprintf(workloadDDL, "public.a"))
+	testkit.Exec(t, db, fmt.Sprintf(workloadDDL, "public.a"))
 	// The standby starts with an empty shadow: under REPLICA IDENTITY FULL a
 	// routing change of a row it has not seen is still a move (the old row
 	// names the old group); under DEFAULT only publish.shadowStore knows.
-	exec1(t, db, `ALTER TABLE a REPLICA IDENTITY FULL`)
+	testkit.Exec(t, db, `ALTER TABLE a REPLICA IDENTITY FULL`)
 	cfgFor := func(owner string) string {
 		p := filepath.Join(t.TempDir(), owner+".yaml")
 		os.WriteFile(p, []byte(fmt.Sprintf(`
@@ -341,26 +365,24 @@ publish:
 	}
 	rep := replica.New()
 	w1 := startWorker(t, cfgFor("one"), rep)
-	waitFor(t, 20*time.Second, "worker one to hold the slot", func() bool {
+	testkit.Until(t, 20*time.Second, "worker one to hold the slot", func() bool {
 		var n int
 		db.QueryRow(ctx, "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'ha' AND active").Scan(&n)
 		return n == 1
 	})
 	w2 := startWorker(t, cfgFor("two"), rep)
 	var owner string
-	waitFor(t, 10*time.Second, "the lease to name worker one", func() bool {
+	testkit.Until(t, 10*time.Second, "the lease to name worker one", func() bool {
 		db.QueryRow(ctx, `SELECT coalesce(owner, '') FROM changecast_leases WHERE id LIKE 'changecast..%'`).Scan(&owner)
 		return owner == "one"
 	})
-	exec1(t, db, `INSERT INTO a (id, tenant, n) SELECT g, 't' || (g % 3), 0 FROM generate_series(1, 200) g`)
-	waitFor(t, 20*time.Second, "the first rows", func() bool { return rep.Counts().Changes >= 200 })
+	testkit.Exec(t, db, `INSERT INTO a (id, tenant, n) SELECT g, 't' || (g % 3), 0 FROM generate_series(1, 200) g`)
+	testkit.Until(t, 20*time.Second, "the first rows", func() bool { return rep.Counts().Changes >= 200 })
 	w1.kill(t)
 	killed := time.Now()
-	exec1(t, db, `UPDATE a SET n = n + 1, tenant = 't' || (id % 4) WHERE id % 2 = 0`)
-	exec1(t, db, `INSERT INTO a (id, tenant, n) SELECT g, 't' || (g % 3), 0 FROM generate_series(201, 300) g`)
-	if diff := converge(t, db, rep, 30*time.Second, "public.a"); diff != "" {
-		t.Fatalf("replica differs after the standby took over:\n%s", diff)
-	}
+	testkit.Exec(t, db, `UPDATE a SET n = n + 1, tenant = 't' || (id % 4) WHERE id % 2 = 0`)
+	testkit.Exec(t, db, `INSERT INTO a (id, tenant, n) SELECT g, 't' || (g % 3), 0 FROM generate_series(201, 300) g`)
+	converge(t, db, rep, 30*time.Second, "the replica to match the database after the standby took over", "public.a")
 	took := time.Since(killed)
 	db.QueryRow(ctx, `SELECT coalesce(owner, '') FROM changecast_leases WHERE id LIKE 'changecast..%'`).Scan(&owner)
 	if owner != "two" {

@@ -4,9 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -14,6 +17,7 @@ import (
 
 	"github.com/changecast/changecast/changefeed"
 	"github.com/changecast/changecast/changefeed/postgres"
+	"github.com/changecast/changecast/internal/testkit"
 	"github.com/changecast/changecast/publish"
 	"github.com/changecast/changecast/schema/wire"
 )
@@ -21,11 +25,12 @@ import (
 // TestEnvelopes checks the wire changes of insert, update, delete and
 // truncate, and how each column type is encoded.
 func TestEnvelopes(t *testing.T) {
-	dbURL, db := openDatabase(t)
-	exec1(t, db, `CREATE TYPE mood AS ENUM ('sad', 'happy')`)
-	exec1(t, db, `CREATE TABLE public.items (
+	dbURL := testkit.Database(t)
+	db := testkit.Connect(t, dbURL)
+	testkit.Exec(t, db, `CREATE TYPE mood AS ENUM ('sad', 'happy')`)
+	testkit.Exec(t, db, `CREATE TABLE public.items (
 		id int8 PRIMARY KEY, tenant text NOT NULL, i2 int2, i4 int4, small numeric, huge numeric, f8 float8, fnan float8,
-		b bool, t text, j json, jb jsonb, ts timestamptz, tsn timestamp, d date, u uuid, ia int4[], ta text[], by bytea,
+		b bool, t text, j json, jb jsonb, ts timestamptz, tsn timestamp, d date, u uuid, ia int4[], ia2 int4[][], ta text[], by bytea,
 		nul text, m mood, secret text)`)
 
 	p := startPipeline(t, dbURL, pipeOpts{
@@ -33,16 +38,16 @@ func TestEnvelopes(t *testing.T) {
 		mappings: []publish.Mapping{{Collection: "public.items", Hub: "items", Group: "tenant-{/tenant}",
 			Exclude: []string{"/secret"}}},
 	})
-	exec1(t, db, `INSERT INTO items VALUES (1, 'acme', 2, 4, 12.50, 123456789012345678901234.5678, 1.5, 'NaN',
+	testkit.Exec(t, db, `INSERT INTO items VALUES (1, 'acme', 2, 4, 12.50, 123456789012345678901234.5678, 1.5, 'NaN',
 		true, 'hé "q"', '{"a": [1, 2]}', '{"b": {"c": null}}', '2026-11-26 17:00:00.123456+01', '2026-11-26 17:00:00',
-		'2026-11-26', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '{1,NULL,3}', '{"x y",z}', '\xdeadbeef', NULL, 'happy', 'pw')`)
-	exec1(t, db, `UPDATE items SET t = 'changed', i4 = 5 WHERE id = 1`)
-	exec1(t, db, `UPDATE items SET secret = 'other' WHERE id = 1`) // invisible: excluded column only
-	exec1(t, db, `DELETE FROM items WHERE id = 1`)
-	exec1(t, db, `INSERT INTO items (id, tenant) VALUES (2, 'acme')`)
-	exec1(t, db, `TRUNCATE items`)
+		'2026-11-26', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '{1,NULL,3}', '{{1,2},{3,4}}', '{"x y",z}', '\xdeadbeef', NULL, 'happy', 'pw')`)
+	testkit.Exec(t, db, `UPDATE items SET t = 'changed', i4 = 5 WHERE id = 1`)
+	testkit.Exec(t, db, `UPDATE items SET secret = 'other' WHERE id = 1`) // invisible: excluded column only
+	testkit.Exec(t, db, `DELETE FROM items WHERE id = 1`)
+	testkit.Exec(t, db, `INSERT INTO items (id, tenant) VALUES (2, 'acme')`)
+	testkit.Exec(t, db, `TRUNCATE items`)
 
-	waitFor(t, 10*time.Second, "5 changes", func() bool { return len(p.cap.changes()) >= 5 })
+	testkit.Until(t, 10*time.Second, "5 changes", func() bool { return len(p.cap.changes()) >= 5 })
 	p.close(t)
 	ch := p.cap.changes()
 	if len(ch) != 5 {
@@ -63,7 +68,7 @@ func TestEnvelopes(t *testing.T) {
 		"id": `1`, "i2": `2`, "i4": `4`, "small": `12.50`, "huge": `"123456789012345678901234.5678"`, "f8": `1.5`,
 		"fnan": `"NaN"`, "b": `true`, "t": `"hé \"q\""`, "j": `{"a":[1,2]}`, "jb": `{"b":{"c":null}}`,
 		"ts": `"2026-11-26T16:00:00.123456Z"`, "tsn": `"2026-11-26T17:00:00"`, "d": `"2026-11-26"`,
-		"u": `"a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"`, "ia": `[1,null,3]`, "ta": `["x y","z"]`, "by": `"3q2+7w=="`,
+		"u": `"a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"`, "ia": `[1,null,3]`, "ia2": `[[1,2],[3,4]]`, "ta": `["x y","z"]`, "by": `"3q2+7w=="`,
 		"nul": `null`, "m": `"happy"`, "tenant": `"acme"`,
 	}
 	for k, w := range want {
@@ -130,13 +135,14 @@ func TestEnvelopes(t *testing.T) {
 // TestRoutingChange: when the routing field changes, the old group gets a
 // delete and the new group the whole document.
 func TestRoutingChange(t *testing.T) {
-	dbURL, db := openDatabase(t)
-	exec1(t, db, `CREATE TABLE orders (id int PRIMARY KEY, tenant text, status text)`)
+	dbURL := testkit.Database(t)
+	db := testkit.Connect(t, dbURL)
+	testkit.Exec(t, db, `CREATE TABLE orders (id int PRIMARY KEY, tenant text, status text)`)
 	p := startPipeline(t, dbURL, pipeOpts{tables: []string{"public.orders"},
 		mappings: []publish.Mapping{{Collection: "public.orders", Hub: "orders", Group: "t-{/tenant}"}}})
-	exec1(t, db, `INSERT INTO orders VALUES (1, 'a', 'new')`)
-	exec1(t, db, `UPDATE orders SET tenant = 'b' WHERE id = 1`)
-	waitFor(t, 10*time.Second, "3 changes", func() bool { return len(p.cap.changes()) >= 3 })
+	testkit.Exec(t, db, `INSERT INTO orders VALUES (1, 'a', 'new')`)
+	testkit.Exec(t, db, `UPDATE orders SET tenant = 'b' WHERE id = 1`)
+	testkit.Until(t, 10*time.Second, "3 changes", func() bool { return len(p.cap.changes()) >= 3 })
 	p.close(t)
 	var seen []string
 	for _, e := range p.cap.envelopes() {
@@ -158,10 +164,11 @@ func TestRoutingChange(t *testing.T) {
 // TestStartupErrors: problems the user must fix stop the source with one
 // error that names them.
 func TestStartupErrors(t *testing.T) {
-	dbURL, db := openDatabase(t)
+	dbURL := testkit.Database(t)
+	db := testkit.Connect(t, dbURL)
 	ctx := context.Background()
-	exec1(t, db, `CREATE TABLE nokey (a int)`)
-	exec1(t, db, `CREATE TABLE good (id int PRIMARY KEY)`)
+	testkit.Exec(t, db, `CREATE TABLE nokey (a int)`)
+	testkit.Exec(t, db, `CREATE TABLE good (id int PRIMARY KEY)`)
 	cases := []struct {
 		name   string
 		tables []string
@@ -190,6 +197,7 @@ func TestStartupErrors(t *testing.T) {
 // how to fix it. The machine's main PostgreSQL (wal_level=replica) serves
 // when it is there.
 func TestWalLevel(t *testing.T) {
+	testkit.Integration(t, "a PostgreSQL with wal_level=replica on 127.0.0.1:5432 (skipped too when there is none)")
 	const url = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable&connect_timeout=3"
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -213,15 +221,16 @@ func TestWalLevel(t *testing.T) {
 // TestPoisonRow: a row too large to send becomes a refetch marker for that
 // document, and the stream goes on.
 func TestPoisonRow(t *testing.T) {
-	dbURL, db := openDatabase(t)
-	exec1(t, db, `CREATE TABLE docs (id int PRIMARY KEY, body text)`)
+	dbURL := testkit.Database(t)
+	db := testkit.Connect(t, dbURL)
+	testkit.Exec(t, db, `CREATE TABLE docs (id int PRIMARY KEY, body text)`)
 	p := startPipeline(t, dbURL, pipeOpts{tables: []string{"public.docs"},
 		mappings: []publish.Mapping{{Collection: "public.docs", Hub: "h"}},
 		batch:    publish.BatchLimits{MaxChanges: 10, MaxBytes: 16 << 10, MaxDelay: 5 * time.Millisecond}})
-	exec1(t, db, `INSERT INTO docs VALUES (1, 'small')`)
-	exec1(t, db, `INSERT INTO docs VALUES (2, repeat('x', 40000))`)
-	exec1(t, db, `INSERT INTO docs VALUES (3, 'after')`)
-	waitFor(t, 10*time.Second, "3 changes", func() bool { return len(p.cap.changes()) >= 3 })
+	testkit.Exec(t, db, `INSERT INTO docs VALUES (1, 'small')`)
+	testkit.Exec(t, db, `INSERT INTO docs VALUES (2, repeat('x', 40000))`)
+	testkit.Exec(t, db, `INSERT INTO docs VALUES (3, 'after')`)
+	testkit.Until(t, 10*time.Second, "3 changes", func() bool { return len(p.cap.changes()) >= 3 })
 	ch := p.cap.changes()
 	if ch[0].Op != wire.OpUpsert || ch[2].Op != wire.OpUpsert || ch[2].ID != "3" {
 		t.Fatalf("changes around the poison row: %+v", ch)
@@ -245,45 +254,67 @@ func (c *lineCounter) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-// TestUnreachable: an unreachable server is retried with backoff, logged
-// once per attempt window (not once per attempt), and the source is not
-// ready; a stop still returns promptly.
+// TestUnreachable: a server that refuses every attempt is retried with
+// backoff, logged once per attempt window (not once per attempt), and the
+// source is not ready; a stop still returns promptly.
 func TestUnreachable(t *testing.T) {
-	lc := &lineCounter{word: "retrying with backoff"}
-	src := postgres.New(postgres.Config{URL: "postgres://postgres@127.0.0.1:1/x?connect_timeout=1", Slot: "s", Publication: "p",
-		Tables: []string{"public.t"}, Heartbeat: -1, MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond,
-		Logger: slog.New(slog.NewTextHandler(lc, nil))})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- src.Run(ctx, make(chan changefeed.Event)) }()
-	time.Sleep(1500 * time.Millisecond)
-	if src.Ready() {
-		t.Error("ready while the server is unreachable")
+	// A listener that hangs up on every connection: each attempt fails at
+	// once, and the test counts them instead of guessing how many a sleep
+	// allows.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
 	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("Run returned %v after a stop, want nil", err)
+	var conns atomic.Int64
+	testkit.Go(t, func() error {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return nil
+			}
+			conns.Add(1)
+			c.Close()
 		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Run did not stop")
+	})
+	t.Cleanup(func() { ln.Close() })
+	lc := &lineCounter{word: "retrying with backoff"}
+	src := postgres.New(postgres.Config{URL: "postgres://postgres@" + ln.Addr().String() + "/x?sslmode=disable&connect_timeout=1",
+		Slot: "s", Publication: "p", Tables: []string{"public.t"}, Heartbeat: -1, MinBackoff: 10 * time.Millisecond,
+		MaxBackoff: 50 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(lc, nil))})
+	stop := testkit.Run(t, func(ctx context.Context) error { return src.Run(ctx, make(chan changefeed.Event)) })
+	const want = 10
+	testkit.Eventually(t, 20*time.Second, fmt.Sprintf("%d refused connections", want), func() string {
+		if n := conns.Load(); n < want {
+			return fmt.Sprintf("%d so far", n)
+		}
+		return ""
+	})
+	if src.Ready() {
+		t.Error("ready while the server refuses every connection")
+	}
+	stopped := time.Now()
+	if err := stop(); err != nil {
+		t.Errorf("Run returned %v after a stop, want nil", err)
+	}
+	if d := time.Since(stopped); d > 5*time.Second {
+		t.Errorf("Run took %v to return after a stop", d)
 	}
 	lc.mu.Lock()
 	defer lc.mu.Unlock()
 	if lc.lines != 1 {
-		t.Errorf("%d retry log lines in 1.5 s of fast retries, want 1 per 30 s window", lc.lines)
+		t.Errorf("%d retry log lines after %d refused connections, want 1 per 30 s window", lc.lines, conns.Load())
 	}
 }
 
 // TestSlotOfAnotherDatabase: slot names are global to a server; a slot of
 // another database is a configuration error that names the database.
 func TestSlotOfAnotherDatabase(t *testing.T) {
-	_, db1 := openDatabase(t)
-	url2, db2 := openDatabase(t)
-	exec1(t, db1, `CREATE TABLE t (id int PRIMARY KEY)`)
-	exec1(t, db1, `SELECT pg_create_logical_replication_slot('shared_name', 'pgoutput')`)
-	exec1(t, db2, `CREATE TABLE t (id int PRIMARY KEY)`)
+	db1 := testkit.Connect(t, testkit.Database(t))
+	url2 := testkit.Database(t)
+	db2 := testkit.Connect(t, url2)
+	testkit.Exec(t, db1, `CREATE TABLE t (id int PRIMARY KEY)`)
+	testkit.Exec(t, db1, `SELECT pg_create_logical_replication_slot('shared_name', 'pgoutput')`)
+	testkit.Exec(t, db2, `CREATE TABLE t (id int PRIMARY KEY)`)
 	src := postgres.New(postgres.Config{URL: url2, Slot: "shared_name", Publication: "p", Tables: []string{"public.t"}, Heartbeat: -1})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

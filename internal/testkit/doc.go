@@ -1,10 +1,28 @@
-// Package testkit is what changecast's tests share: one polling helper
-// (Eventually), one run-in-background helper (Go), and the real services
-// the integration tests talk to (Postgres for a private PostgreSQL cluster
-// with wal_level=logical and throwaway databases on it).
+// Package testkit is what changecast's tests share, so that every package
+// waits, runs things in the background and reaches real services the same
+// way:
 //
-// Integration tests call Postgres (or NeedPostgres) first: under
-// `go test -short` they are skipped with a message saying what they need,
-// so the short pass runs with no service at all; `make test` starts the
-// cluster and exports CHANGECAST_PG_URL.
+//   - waiting for a state instead of sleeping: Eventually (cond says what is
+//     still missing), Until (a plain condition), Recv (one value from a
+//     channel);
+//   - owning background work: Go (a function, joined when the test ends) and
+//     Run (a component with a blocking Run(ctx) error: cancelled, joined and
+//     checked when the test ends, or earlier through the stop it returns);
+//   - real services, for integration tests: Postgres (the private cluster
+//     of `make test`), Database (a throwaway database on it; DatabaseOn for
+//     a cluster of the test's own), Connect, Exec and Pool; NeedNode (Node.js with the npm packages scripts/setup.sh
+//     installs) and NeedChromium; Root, the repository's folder.
+//
+// Every integration test calls one of Postgres, Database, NeedNode,
+// NeedChromium or Integration first. Under `go test -short` they skip the
+// test with a message saying what it needs, so the short pass runs with no
+// service at all. Without -short a missing service fails the test with the
+// command that provides it: `make test` (scripts/test.sh) installs the npm
+// packages and Chromium, starts the cluster and exports CHANGECAST_PG_URL,
+// so a full run cannot pass without running every test.
+//
+// Code that runs on timers in process (expiries, TTLs) is better tested
+// inside a testing/synctest bubble, where time.Sleep advances a fake clock
+// at once; see publish/hub's TestUserGroupTTL. The bubble cannot hold real
+// sockets, so serve such code through its http.Handler there.
 package testkit

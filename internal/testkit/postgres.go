@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // Postgres returns the URL of the test cluster (a private PostgreSQL with
@@ -19,9 +20,7 @@ import (
 // variable it fails, saying how to get one.
 func Postgres(t testing.TB) string {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("integration test: needs PostgreSQL with wal_level=logical (CHANGECAST_PG_URL; make test starts one)")
-	}
+	Integration(t, "PostgreSQL with wal_level=logical (CHANGECAST_PG_URL; make test starts one)")
 	u := os.Getenv("CHANGECAST_PG_URL")
 	if u == "" {
 		t.Fatal(`CHANGECAST_PG_URL is not set: run the tests with make test, or eval "$(scripts/pg.sh start)" first (go test -short skips this test)`)
@@ -36,7 +35,13 @@ var dbSeq atomic.Int64
 // dropped. The name is derived from the test's and always quoted.
 func Database(t testing.TB) string {
 	t.Helper()
-	base := Postgres(t)
+	return DatabaseOn(t, Postgres(t))
+}
+
+// DatabaseOn is Database on the cluster at base (a cluster of the test's
+// own, e.g. one it restarts).
+func DatabaseOn(t testing.TB, base string) string {
+	t.Helper()
 	ctx := context.Background()
 	name := strings.ToLower(strings.NewReplacer("/", "_", "-", "_", " ", "_").Replace(t.Name()))
 	suffix := fmt.Sprintf("_%d_%d", os.Getpid()%100000, dbSeq.Add(1))
@@ -86,6 +91,23 @@ func Connect(t testing.TB, url string) *pgx.Conn {
 	}
 	t.Cleanup(func() { db.Close(context.Background()) })
 	return db
+}
+
+// Pool opens a small connection pool to url that is closed when the test
+// ends.
+func Pool(t testing.TB, url string) *pgxpool.Pool {
+	t.Helper()
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		t.Fatalf("pool: %v", err)
+	}
+	cfg.MaxConns = 4
+	p, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	return p
 }
 
 // Exec runs sql on db and fails the test on error.

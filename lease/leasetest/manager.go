@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/changecast/changecast/internal/testkit"
 	"github.com/changecast/changecast/lease"
 )
 
@@ -60,11 +61,15 @@ type Faulty struct {
 	lease.Store
 	Down        atomic.Bool
 	FailDeletes atomic.Int32 // fail this many Delete calls
+	// Lists counts List calls: a Manager lists once per acquire cycle, so
+	// a test can wait for cycles to pass instead of sleeping.
+	Lists atomic.Int64
 }
 
 var errDown = errors.New("leasetest: store unreachable")
 
 func (f *Faulty) List(ctx context.Context, p string) ([]*lease.Lease, error) {
+	f.Lists.Add(1)
 	if f.Down.Load() {
 		return nil, errDown
 	}
@@ -205,44 +210,24 @@ func start(t *testing.T, s lease.Store, cfg lease.Config, tr *tracker, setup ...
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- m.Run(ctx) }()
-	var once sync.Once
-	var runErr error
-	stop := func() error {
-		once.Do(func() {
-			cancel()
-			select {
-			case runErr = <-done:
-			case <-time.After(patience):
-				runErr = errors.New("Run did not return after cancel")
-			}
-		})
-		return runErr
-	}
-	t.Cleanup(func() {
-		if err := stop(); err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
-	return &instance{m: m, tr: tr, s: f, stop: stop}
+	return &instance{m: m, tr: tr, s: f, stop: testkit.Run(t, m.Run)}
 }
 
-// eventually polls cond until it returns "" (success) or patience runs out.
-func eventually(t *testing.T, what string, cond func() string) {
+// cycles waits until every instance has run n more acquire cycles.
+func cycles(t *testing.T, n int64, insts ...*instance) {
 	t.Helper()
-	deadline := time.Now().Add(patience)
-	for {
-		msg := cond()
-		if msg == "" {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %s", what, msg)
-		}
-		time.Sleep(10 * time.Millisecond)
+	from := make([]int64, len(insts))
+	for i, in := range insts {
+		from[i] = in.s.Lists.Load()
 	}
+	testkit.Eventually(t, patience, fmt.Sprintf("%d acquire cycles", n), func() string {
+		for i, in := range insts {
+			if done := in.s.Lists.Load() - from[i]; done < n {
+				return fmt.Sprintf("%s ran %d", in.m.Owner(), done)
+			}
+		}
+		return ""
+	})
 }
 
 func list(t *testing.T, s lease.Store, prefix string) []*lease.Lease {
@@ -322,9 +307,9 @@ func testBootstrapAndBalance(t *testing.T, s lease.Store) {
 		}
 		return ""
 	}
-	eventually(t, "three managers over eight leases balance", balanced)
+	testkit.Eventually(t, patience, "three managers over eight leases balance", balanced)
 	before := owners(list(t, s, prefix+lease.Separator))
-	time.Sleep(10 * acquireEvery)
+	cycles(t, 10, insts...)
 	if msg := balanced(); msg != "" {
 		t.Fatalf("balance did not hold: %s", msg)
 	}
@@ -348,7 +333,7 @@ func testBootstrapKeepsExisting(t *testing.T, s lease.Store) {
 		calls.Add(1)
 		return ranges(prefix, 8), nil
 	}}, newTracker(nil))
-	eventually(t, "a runs the two existing leases", func() string {
+	testkit.Eventually(t, patience, "a runs the two existing leases", func() string {
 		if r := a.tr.running(); len(r) != 2 {
 			return fmt.Sprint(r)
 		}
@@ -374,7 +359,7 @@ func testBootstrapAfterCrash(t *testing.T, s lease.Store) {
 	a := start(t, s, lease.Config{Prefix: prefix, Owner: "a", Bootstrap: func(context.Context) ([]*lease.Lease, error) {
 		return ranges(prefix, 4), nil
 	}}, newTracker(nil))
-	eventually(t, "a completes the set and runs it", func() string {
+	testkit.Eventually(t, patience, "a completes the set and runs it", func() string {
 		if r := a.tr.running(); len(r) != 4 {
 			return fmt.Sprint(r)
 		}
@@ -397,7 +382,7 @@ func testStoppedWithoutRelease(t *testing.T, s lease.Store) {
 	createLeases(t, s, prefix, 4)
 	a := start(t, s, lease.Config{Prefix: prefix, Owner: "a"}, newTracker(nil))
 	b := start(t, s, lease.Config{Prefix: prefix, Owner: "b"}, newTracker(nil))
-	eventually(t, "two managers share four leases", func() string {
+	testkit.Eventually(t, patience, "two managers share four leases", func() string {
 		own := owners(list(t, s, prefix+lease.Separator))
 		if len(own["a"]) != 2 || len(own["b"]) != 2 {
 			return fmt.Sprint(own)
@@ -416,7 +401,7 @@ func testStoppedWithoutRelease(t *testing.T, s lease.Store) {
 	if got := owners(list(t, s, prefix+lease.Separator))["a"]; !slices.Equal(got, aLeases) {
 		t.Fatalf("a crashed instance's leases changed: %v, want still %v", got, aLeases)
 	}
-	eventually(t, "b takes and runs the crashed instance's leases", func() string {
+	testkit.Eventually(t, patience, "b takes and runs the crashed instance's leases", func() string {
 		if own := owners(list(t, s, prefix+lease.Separator)); len(own["b"]) != 4 {
 			return fmt.Sprint(own)
 		}
@@ -453,7 +438,7 @@ func testUnreachableStore(t *testing.T, s lease.Store) {
 			return ctx.Err()
 		}))
 	id := prefix + lease.Separator + "-FF"
-	eventually(t, "a runs the lease", func() string {
+	testkit.Eventually(t, patience, "a runs the lease", func() string {
 		if r := a.tr.running(); len(r) != 1 {
 			return fmt.Sprint(r)
 		}
@@ -463,7 +448,7 @@ func testUnreachableStore(t *testing.T, s lease.Store) {
 	// expiry a cannot know, so it must stop its worker.
 	cut := time.Now()
 	a.s.Down.Store(true)
-	eventually(t, "a's worker is cancelled as lost", func() string {
+	testkit.Eventually(t, patience, "a's worker is cancelled as lost", func() string {
 		h := a.tr.history(id)
 		if r := h[len(h)-1]; !r.done || !lease.IsLost(r.cause) {
 			return fmt.Sprintf("run done=%v cause=%v", r.done, r.cause)
@@ -478,7 +463,7 @@ func testUnreachableStore(t *testing.T, s lease.Store) {
 	}
 	// Back online: a takes the (now expired) lease again.
 	a.s.Down.Store(false)
-	eventually(t, "a runs the lease again", func() string {
+	testkit.Eventually(t, patience, "a runs the lease again", func() string {
 		if h := a.tr.history(id); len(h) < 2 || h[len(h)-1].done {
 			return fmt.Sprintf("%d runs", len(h))
 		}
@@ -494,7 +479,7 @@ func testRestartSameOwner(t *testing.T, s lease.Store) {
 	createLeases(t, s, prefix, 2)
 	long := lease.Config{Prefix: prefix, Owner: "pod-0", Expiry: 30 * time.Second}
 	a := start(t, s, long, newTracker(nil))
-	eventually(t, "pod-0 runs both", func() string {
+	testkit.Eventually(t, patience, "pod-0 runs both", func() string {
 		if r := a.tr.running(); len(r) != 2 {
 			return fmt.Sprint(r)
 		}
@@ -506,7 +491,7 @@ func testRestartSameOwner(t *testing.T, s lease.Store) {
 	}
 	restarted := time.Now()
 	a2 := start(t, s, long, newTracker(nil))
-	eventually(t, "the restarted pod-0 runs both", func() string {
+	testkit.Eventually(t, patience, "the restarted pod-0 runs both", func() string {
 		if r := a2.tr.running(); len(r) != 2 {
 			return fmt.Sprint(r)
 		}
@@ -532,7 +517,7 @@ func testLostLease(t *testing.T, s lease.Store) {
 			cpErr <- cp.Checkpoint(context.Background(), "in-flight")
 			return nil
 		}))
-	eventually(t, "a checkpoints", func() string {
+	testkit.Eventually(t, patience, "a checkpoints", func() string {
 		if g := get(t, s, id); g.Continuation != "done-1" {
 			return fmt.Sprintf("continuation %q", g.Continuation)
 		}
@@ -547,7 +532,7 @@ func testLostLease(t *testing.T, s lease.Store) {
 	case <-time.After(patience):
 		t.Fatal("the worker of a stolen lease was not cancelled")
 	}
-	eventually(t, "the worker returns", func() string {
+	testkit.Eventually(t, patience, "the worker returns", func() string {
 		if h := a.tr.history(id); !h[0].done {
 			return "still running"
 		}
@@ -561,7 +546,7 @@ func testLostLease(t *testing.T, s lease.Store) {
 		t.Fatalf("after the loss: owner %q continuation %q, want thief and done-1", g.Owner, g.Continuation)
 	}
 	// a does not steal it back: the thief holds a fair share of one.
-	time.Sleep(5 * acquireEvery)
+	cycles(t, 5, a)
 	if g := get(t, s, id); g.Owner != "thief" || g.ETag != thief.ETag {
 		t.Fatalf("lease changed hands again: %+v", g)
 	}
@@ -574,7 +559,7 @@ func testExternalCheckpoint(t *testing.T, s lease.Store) {
 	createLeases(t, s, prefix, 1)
 	id := prefix + lease.Separator + "-FF"
 	a := start(t, s, lease.Config{Prefix: prefix, Owner: "a"}, newTracker(nil))
-	eventually(t, "a runs the lease", func() string {
+	testkit.Eventually(t, patience, "a runs the lease", func() string {
 		if r := a.tr.running(); len(r) != 1 {
 			return fmt.Sprint(r)
 		}
@@ -583,7 +568,7 @@ func testExternalCheckpoint(t *testing.T, s lease.Store) {
 	if _, err := s.Checkpoint(context.Background(), get(t, s, id), "reset-point"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "a restarts its worker from the reset point", func() string {
+	testkit.Eventually(t, patience, "a restarts its worker from the reset point", func() string {
 		h := a.tr.history(id)
 		if len(h) < 2 || h[len(h)-1].done {
 			return fmt.Sprintf("%d runs", len(h))
@@ -613,7 +598,7 @@ func testGracefulShutdown(t *testing.T, s lease.Store) {
 			// Drain: checkpoint what was finished, on a context of our own.
 			return cp.Checkpoint(context.WithoutCancel(ctx), "final")
 		}))
-	eventually(t, "a runs and checkpoints three", func() string {
+	testkit.Eventually(t, patience, "a runs and checkpoints three", func() string {
 		for _, l := range list(t, s, prefix+lease.Separator) {
 			if l.Continuation != "started" {
 				return l.ID + " at " + l.Continuation
@@ -653,7 +638,7 @@ func testWorkerError(t *testing.T, s lease.Store) {
 			<-ctx.Done()
 			return nil
 		}))
-	eventually(t, "the lease runs again after a worker error", func() string {
+	testkit.Eventually(t, patience, "the lease runs again after a worker error", func() string {
 		h := a.tr.history(id)
 		if len(h) < 2 {
 			return fmt.Sprintf("%d runs", len(h))
@@ -700,7 +685,7 @@ func testSplit(t *testing.T, s lease.Store) {
 func wantSplit(t *testing.T, s lease.Store, a *instance, prefix string) {
 	t.Helper()
 	leftID, rightID := prefix+"..-7F", prefix+"..7F-FF"
-	eventually(t, "the split completes and both children run", func() string {
+	testkit.Eventually(t, patience, "the split completes and both children run", func() string {
 		ls := list(t, s, prefix+lease.Separator)
 		if got := ids(ls); !slices.Equal(got, []string{leftID, rightID}) {
 			return fmt.Sprintf("leases %v", got)
@@ -766,14 +751,14 @@ func testLeaderElection(t *testing.T, s lease.Store) {
 		return []*lease.Lease{lease.ForPartition(prefix, "changecast_slot")}, nil
 	}
 	a := start(t, s, lease.Config{Prefix: prefix, Owner: "a", Bootstrap: boot}, newTracker(nil))
-	eventually(t, "a leads", func() string {
+	testkit.Eventually(t, patience, "a leads", func() string {
 		if r := a.tr.running(); len(r) != 1 {
 			return fmt.Sprint(r)
 		}
 		return ""
 	})
 	b := start(t, s, lease.Config{Prefix: prefix, Owner: "b", Bootstrap: boot}, newTracker(nil))
-	time.Sleep(10 * acquireEvery)
+	cycles(t, 10, b)
 	if r := b.tr.running(); len(r) != 0 {
 		t.Fatalf("the standby took the slot from a live leader: %v", r)
 	}
@@ -784,7 +769,7 @@ func testLeaderElection(t *testing.T, s lease.Store) {
 	if err := a.stop(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "b leads", func() string {
+	testkit.Eventually(t, patience, "b leads", func() string {
 		if r := b.tr.running(); len(r) != 1 {
 			return fmt.Sprint(r)
 		}

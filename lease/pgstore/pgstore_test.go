@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"os"
 	"testing"
 	"time"
 
@@ -12,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/goleak"
 
+	"github.com/changecast/changecast/internal/testkit"
 	"github.com/changecast/changecast/lease"
 	"github.com/changecast/changecast/lease/leasetest"
 	"github.com/changecast/changecast/lease/pgstore"
@@ -19,25 +19,11 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// pool connects to the test cluster. Tests need it: a missing URL fails
-// rather than skips, so that a run cannot pass without testing this store.
+// pool connects to the test cluster (skipped under -short; without the
+// cluster the test fails, so a full run cannot pass without this store).
 func pool(t *testing.T) *pgxpool.Pool {
 	t.Helper()
-	url := os.Getenv("CHANGECAST_PG_URL")
-	if url == "" {
-		t.Fatal(`CHANGECAST_PG_URL is not set: start a test cluster with eval "$(scripts/pg.sh start)" (make test sets it)`)
-	}
-	cfg, err := pgxpool.ParseConfig(url)
-	if err != nil {
-		t.Fatalf("CHANGECAST_PG_URL: %v", err)
-	}
-	cfg.MaxConns = 4
-	p, err := pgxpool.NewWithConfig(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Close)
-	return p
+	return testkit.Pool(t, testkit.Postgres(t))
 }
 
 // newStore returns a store on a table of its own, so tests run in parallel;
@@ -63,7 +49,7 @@ func newStore(t *testing.T) *pgstore.Store {
 }
 
 func TestStoreContract(t *testing.T) {
-	pool(t) // fail once, before the subtests, when there is no database
+	pool(t) // skip or fail once, before the subtests, when there is no cluster
 	leasetest.TestStore(t, func(t *testing.T) lease.Store { return newStore(t) })
 }
 

@@ -7,8 +7,8 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"testing"
@@ -17,6 +17,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/changecast/changecast/internal/testkit"
 	"github.com/changecast/changecast/publish/signalr"
 )
 
@@ -49,16 +50,8 @@ func startHub(t *testing.T, cfg Config, opts ...Option) *testHub {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() { errc <- s.Run(ctx) }()
+	testkit.Run(t, s.Run)
 	<-s.Listening()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-errc; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
 	rest, err := signalr.NewClient(s.ConnectionString())
 	if err != nil {
 		t.Fatal(err)
@@ -270,3 +263,48 @@ func (c *wsClient) expectNothing(d time.Duration) {
 }
 
 func writeFile(path, s string) error { return os.WriteFile(path, []byte(s), 0o644) }
+
+// inProcess is a hub served without a listener, through its Handler: no
+// goroutine and no socket, so a test can run it inside a synctest bubble,
+// where time.Now is the bubble's clock and time.Sleep advances it at once.
+type inProcess struct {
+	t *testing.T
+	s *Server
+}
+
+// inProcessHost is the host in-process requests name.
+const inProcessHost = "hub.test"
+
+func newInProcess(t *testing.T, cfg Config, opts ...Option) *inProcess {
+	t.Helper()
+	s, err := New(cfg, append([]Option{WithLogger(testLogger(t))}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &inProcess{t: t, s: s}
+}
+
+// do serves one request and returns the recorded answer.
+func (h *inProcess) do(method, target, token string, hdr map[string]string) *httptest.ResponseRecorder {
+	h.t.Helper()
+	req := httptest.NewRequest(method, "http://"+inProcessHost+target, nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	rec := httptest.NewRecorder()
+	h.s.Handler().ServeHTTP(rec, req)
+	return rec
+}
+
+// rest calls the REST API with a freshly signed access token.
+func (h *inProcess) rest(method, target string) int {
+	h.t.Helper()
+	tok, err := signalr.SignAccessToken(h.s.AccessKey(), "http://"+inProcessHost+strings.SplitN(target, "?", 2)[0], "", time.Minute, time.Now())
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return h.do(method, target, tok, nil).Code
+}

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/changecast/changecast/internal/testkit"
 )
 
 // TestNodeClient runs test/node with the official @microsoft/signalr client
@@ -16,17 +18,8 @@ import (
 // by pings. It takes about 45 s, in parallel with the other tests.
 func TestNodeClient(t *testing.T) {
 	t.Parallel()
-	dir, err := filepath.Abs(filepath.Join("..", "..", "test", "node"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", "@microsoft", "signalr", "package.json")); err != nil {
-		t.Fatalf("test/node/node_modules is missing: run `npm ci --prefix test/node` first (%v)", err)
-	}
-	node, err := exec.LookPath("node")
-	if err != nil {
-		t.Fatalf("node is not installed: %v", err)
-	}
+	node := testkit.NeedNode(t, "test/node", "@microsoft/signalr")
+	dir := filepath.Join(testkit.Root(t), "test", "node")
 	const issuer, aud = "changecast-test", "changecast-app"
 	h := startHub(t, Config{Negotiate: NegotiateConfig{
 		Auth:   NegotiateAuth{JWT: &JWTAuth{HS256Secret: testSecret, Issuer: issuer, Audience: aud}},

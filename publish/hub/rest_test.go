@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/changecast/changecast/publish/signalr"
@@ -90,8 +91,7 @@ func TestRESTRoutes(t *testing.T) {
 	call("PUT", "/api/hubs/chat/users/u1/groups/team?api-version=2022-06-01", "", 200)
 	call("DELETE", "/api/v1/hubs/chat/users/u1/groups", "", 200)
 	call("HEAD", "/api/hubs/chat/users/u1/groups/team?api-version=2022-06-01", "", 404)
-	time.Sleep(1100 * time.Millisecond)
-	call("HEAD", "/api/hubs/chat/users/u2/groups/team?api-version=2022-06-01", "", 404) // ttl expired
+	call("HEAD", "/api/hubs/chat/users/u2/groups/team?api-version=2022-06-01", "", 200) // until its ttl: TestUserGroupTTL
 
 	// generateToken mints a token the client endpoints accept.
 	var gt struct{ Token string }
@@ -128,6 +128,41 @@ func TestRESTRoutes(t *testing.T) {
 	if got := string(a.nextNonPing(5 * time.Second)); got != `{"type":7}` {
 		t.Fatalf("close all: %s", got)
 	}
+}
+
+// TestUserGroupTTL: a user's group membership added with ttl (seconds)
+// holds until then and not after; one without ttl does not expire. The hub
+// runs in a synctest bubble, so the clock is the bubble's and the checks
+// happen at exact instants.
+func TestUserGroupTTL(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		h := newInProcess(t, anonCfg())
+		expect := func(method, target string, want int) {
+			t.Helper()
+			if got := h.rest(method, target); got != want {
+				t.Fatalf("%s %s: %d, want %d", method, target, got, want)
+			}
+		}
+		expect("PUT", "/api/v1/hubs/chat/groups/team/users/u2?ttl=1", 202)
+		expect("PUT", "/api/hubs/chat/users/u3/groups/team?api-version=2022-06-01&ttl=2", 200)
+		expect("PUT", "/api/hubs/chat/users/u1/groups/team?api-version=2022-06-01", 200)
+		time.Sleep(time.Second)
+		expect("HEAD", "/api/hubs/chat/users/u2/groups/team?api-version=2022-06-01", 200) // at its ttl: still in
+		expect("GET", "/api/v1/hubs/chat/groups/team/users/u2", 200)
+		time.Sleep(time.Millisecond)
+		expect("HEAD", "/api/hubs/chat/users/u2/groups/team?api-version=2022-06-01", 404)
+		expect("GET", "/api/v1/hubs/chat/groups/team/users/u2", 404)
+		expect("HEAD", "/api/hubs/chat/users/u3/groups/team?api-version=2022-06-01", 200)
+		// Adding again renews the membership.
+		expect("PUT", "/api/hubs/chat/users/u3/groups/team?api-version=2022-06-01&ttl=2", 200)
+		time.Sleep(1500 * time.Millisecond)
+		expect("HEAD", "/api/hubs/chat/users/u3/groups/team?api-version=2022-06-01", 200)
+		time.Sleep(time.Second)
+		expect("HEAD", "/api/hubs/chat/users/u3/groups/team?api-version=2022-06-01", 404)
+		time.Sleep(24 * time.Hour)
+		expect("HEAD", "/api/hubs/chat/users/u1/groups/team?api-version=2022-06-01", 200)
+	})
 }
 
 func TestRESTAuth(t *testing.T) {

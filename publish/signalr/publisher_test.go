@@ -19,6 +19,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"go.uber.org/goleak"
 
+	"github.com/changecast/changecast/internal/testkit"
 	"github.com/changecast/changecast/publish"
 	"github.com/changecast/changecast/publish/hub"
 	"github.com/changecast/changecast/publish/signalr"
@@ -33,16 +34,8 @@ func startHub(t *testing.T) *hub.Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() { errc <- s.Run(ctx) }()
+	testkit.Run(t, s.Run)
 	<-s.Listening()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-errc; err != nil {
-			t.Error(err)
-		}
-	})
 	return s
 }
 

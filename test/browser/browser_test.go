@@ -5,8 +5,9 @@
 //
 // Needs what scripts/setup.sh installs (Debian chromium at /usr/bin/chromium,
 // web/node_modules) and the private cluster of `make test`
-// (CHANGECAST_PG_URL). Set CHANGECAST_BROWSER_SCREENSHOT=/tmp/page.png to
-// keep a screenshot of the page at the end.
+// (CHANGECAST_PG_URL); go test -short skips it. Set
+// CHANGECAST_BROWSER_SCREENSHOT=/tmp/page.png to keep a screenshot of the
+// page at the end.
 package browser_test
 
 import (
@@ -24,7 +25,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -34,47 +34,15 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/changecast/changecast/internal/testkit"
 )
-
-const chromium = "/usr/bin/chromium"
-
-func repoRoot(t testing.TB) string {
-	_, file, _, _ := runtime.Caller(0)
-	root, err := filepath.Abs(filepath.Join(filepath.Dir(file), "..", ".."))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return root
-}
-
-// requireTools fails (never skips) when what scripts/setup.sh installs is
-// missing, and returns node's path.
-func requireTools(t *testing.T, root string, browser bool) string {
-	t.Helper()
-	node, err := exec.LookPath("node")
-	if err != nil {
-		t.Fatal("node is not installed (Node.js 20 is required); then run scripts/setup.sh")
-	}
-	need := []string{filepath.Join(root, "web", "node_modules", "fast-json-patch", "package.json")}
-	if browser {
-		need = append(need,
-			filepath.Join(root, "web", "node_modules", "playwright-core", "package.json"),
-			filepath.Join(root, "web", "node_modules", "@microsoft", "signalr", "dist", "browser", "signalr.min.js"),
-			chromium)
-	}
-	for _, p := range need {
-		if _, err := os.Stat(p); err != nil {
-			t.Fatalf("%s is missing: run scripts/setup.sh (it installs Debian chromium and runs npm ci in web/)", p)
-		}
-	}
-	return node
-}
 
 // TestClientHelper runs the Node unit tests of web/changecast.js.
 func TestClientHelper(t *testing.T) {
 	t.Parallel()
-	root := repoRoot(t)
-	node := requireTools(t, root, false)
+	node := testkit.NeedNode(t, "web", "fast-json-patch")
+	root := testkit.Root(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, node, "--test", "--test-reporter=spec", "changecast.test.mjs")
@@ -95,26 +63,22 @@ func TestClientHelper(t *testing.T) {
 // never show.
 func TestLivePage(t *testing.T) {
 	t.Parallel()
-	root := repoRoot(t)
-	node := requireTools(t, root, true)
-	base := os.Getenv("CHANGECAST_PG_URL")
-	if base == "" {
-		t.Fatal(`CHANGECAST_PG_URL is not set: run the tests with make test, or eval "$(scripts/pg.sh start)" first`)
-	}
+	testkit.NeedChromium(t)
+	node := testkit.NeedNode(t, "web", "fast-json-patch", "playwright-core", "@microsoft/signalr")
+	root := testkit.Root(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
-	dbURL, slot := newDatabase(t, base)
-	db, err := pgx.Connect(ctx, dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close(context.Background())
+	// The database and its slot go away after the processes started below,
+	// which are stopped first.
+	dbURL := testkit.Database(t)
+	slot := databaseName(t, dbURL)
+	db := testkit.Connect(t, dbURL)
 	schemaSQL, err := os.ReadFile(filepath.Join(root, "demo", "schema.sql"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	mustExec(t, db, string(schemaSQL))
+	testkit.Exec(t, db, string(schemaSQL))
 
 	bin := t.TempDir()
 	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/changecast", "./demo/demoapp")
@@ -153,7 +117,7 @@ func TestLivePage(t *testing.T) {
 	// Row 2 changes before the page opens: changecast then knows it (its
 	// next change is a patch), while the page loads it from the API
 	// without a version, so that patch makes the page refetch it.
-	mustExec(t, db, `UPDATE orders SET status = 'paid' WHERE id = 2`)
+	testkit.Exec(t, db, `UPDATE orders SET status = 'paid' WHERE id = 2`)
 	waitFor(t, 15*time.Second, "the first change to be published", cc, func() bool { return metric(ops, "changecast_changes_published_total") >= 1 })
 
 	page := start(t, node, nil, filepath.Join(root, "test", "browser", "page.mjs"), pageURL)
@@ -212,24 +176,24 @@ func TestLivePage(t *testing.T) {
 	}
 
 	// Patch of a document the page received as an upsert.
-	mustExec(t, db, `UPDATE orders SET status = 'shipped', qty = 42 WHERE id = $1`, aid)
+	testkit.Exec(t, db, `UPDATE orders SET status = 'shipped', qty = 42 WHERE id = $1`, aid)
 	call(map[string]any{"cmd": "wait", "id": ids, "cells": map[string]string{"status": "shipped", "qty": "42"}})
 	// Patch of a document loaded from the API: refetched.
-	mustExec(t, db, `UPDATE orders SET status = 'packed', item = 'refetched' WHERE id = 2`)
+	testkit.Exec(t, db, `UPDATE orders SET status = 'packed', item = 'refetched' WHERE id = 2`)
 	call(map[string]any{"cmd": "wait", "id": "2", "cells": map[string]string{"status": "packed", "item": "refetched"}})
 	// Row 1 was never changed: an upsert, then a patch on top of it.
-	mustExec(t, db, `UPDATE orders SET qty = 100 WHERE id = 1`)
+	testkit.Exec(t, db, `UPDATE orders SET qty = 100 WHERE id = 1`)
 	call(map[string]any{"cmd": "wait", "id": "1", "cells": map[string]string{"qty": "100"}})
-	mustExec(t, db, `UPDATE orders SET qty = 101, status = 'paid' WHERE id = 1`)
+	testkit.Exec(t, db, `UPDATE orders SET qty = 101, status = 'paid' WHERE id = 1`)
 	call(map[string]any{"cmd": "wait", "id": "1", "cells": map[string]string{"qty": "101", "status": "paid"}})
 	// Deleted, and moved to another tenant: both leave acme's page.
-	mustExec(t, db, `DELETE FROM orders WHERE id = $1`, aid)
+	testkit.Exec(t, db, `DELETE FROM orders WHERE id = $1`, aid)
 	call(map[string]any{"cmd": "gone", "id": ids})
-	mustExec(t, db, `UPDATE orders SET tenant = 'globex' WHERE id = 1`)
+	testkit.Exec(t, db, `UPDATE orders SET tenant = 'globex' WHERE id = 1`)
 	call(map[string]any{"cmd": "gone", "id": "1"})
 	// A row changecast never saw: its delete is routed by the old row
 	// (demo/schema.sql sets REPLICA IDENTITY FULL).
-	mustExec(t, db, `DELETE FROM orders WHERE id = 5`)
+	testkit.Exec(t, db, `DELETE FROM orders WHERE id = 5`)
 	rows = call(map[string]any{"cmd": "gone", "id": "5"})
 	checkRows(t, db, rows)
 
@@ -303,48 +267,14 @@ func checkRows(t *testing.T, db *pgx.Conn, page map[string]map[string]string) {
 	}
 }
 
-// newDatabase creates a fresh database on the cluster at base and returns
-// its URL and a slot name of its own; both are dropped when the test ends
-// (after the processes started later, which are stopped first).
-func newDatabase(t *testing.T, base string) (dbURL, slot string) {
-	t.Helper()
-	ctx := context.Background()
-	name := "browser_" + randomHex(t, 4)
-	admin, err := pgx.Connect(ctx, base)
-	if err != nil {
-		t.Fatalf("connect to CHANGECAST_PG_URL: %v", err)
-	}
-	defer admin.Close(ctx)
-	if _, err := admin.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		admin, err := pgx.Connect(ctx, base)
-		if err != nil {
-			return
-		}
-		defer admin.Close(ctx)
-		for i := 0; i < 50; i++ {
-			if _, err := admin.Exec(ctx, "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = $1", name); err == nil {
-				break
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-		admin.Exec(ctx, "DROP DATABASE "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
-	})
-	u, err := url.Parse(base)
+// databaseName is the name of the database at dbURL; the demo's slot is
+// named after it, so that it goes with the database.
+func databaseName(t *testing.T, dbURL string) string {
+	u, err := url.Parse(dbURL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	u.Path = "/" + name
-	return u.String(), name
-}
-
-func mustExec(t *testing.T, db *pgx.Conn, sql string, args ...any) {
-	t.Helper()
-	if _, err := db.Exec(context.Background(), sql, args...); err != nil {
-		t.Fatalf("%s: %v", sql, err)
-	}
+	return strings.TrimPrefix(u.Path, "/")
 }
 
 func mustScan(t *testing.T, db *pgx.Conn, dst any, sql string, args ...any) {
@@ -404,15 +334,15 @@ func metric(base, name string) float64 {
 	return sum
 }
 
+// waitFor polls ok until it holds, failing at once if p exits meanwhile.
 func waitFor(t *testing.T, d time.Duration, what string, p *proc, ok func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !ok() {
-		if time.Now().After(deadline) || p.exited() {
-			t.Fatalf("waiting for %s: gave up (process exited: %v)\n%s", what, p.exited(), p.logs())
+	testkit.Until(t, d, what, func() bool {
+		if p.exited() {
+			t.Fatalf("waiting for %s: the process exited\n%s", what, p.logs())
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return ok()
+	})
 }
 
 // proc is a child process with its stdout read line by line and its

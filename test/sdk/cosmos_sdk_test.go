@@ -4,24 +4,20 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"testing"
 
 	emulator "github.com/changecast/changecast/emulator/cosmos"
 	"github.com/changecast/changecast/emulator/cosmos/cosmostest"
+	"github.com/changecast/changecast/internal/testkit"
 )
 
 // TestCosmosJavaScriptSDK: the official @azure/cosmos client works against
 // the Cosmos DB emulator for the calls it supports, not only azcosmos.
 func TestCosmosJavaScriptSDK(t *testing.T) {
-	_, file, _, _ := runtime.Caller(0)
-	dir := filepath.Join(filepath.Dir(file), "..", "node")
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", "@azure", "cosmos")); err != nil {
-		t.Fatalf("test/node/node_modules lacks @azure/cosmos: run scripts/setup.sh (or npm ci --prefix test/node): %v", err)
-	}
+	node := testkit.NeedNode(t, "test/node", "@azure/cosmos")
 	srv := cosmostest.Start(t, emulator.WithPartitions(2))
-	cmd := exec.Command("node", "--test", "cosmos.test.mjs")
-	cmd.Dir = dir
+	cmd := exec.Command(node, "--test", "cosmos.test.mjs")
+	cmd.Dir = filepath.Join(testkit.Root(t), "test", "node")
 	cmd.Env = append(os.Environ(), "COSMOS_ENDPOINT="+srv.URL(), "COSMOS_KEY="+srv.Key())
 	out, err := cmd.CombinedOutput()
 	if err != nil {
