@@ -327,7 +327,21 @@ func (m *Manager) startOrRelease(l *Lease, wrote time.Time) {
 func (m *Manager) release(l *Lease) {
 	ctx, cancel := m.opContext()
 	defer cancel()
-	if err := m.cfg.Store.Release(ctx, l); err != nil {
+	err := m.cfg.Store.Release(ctx, l)
+	var c *ConflictError
+	if errors.As(err, &c) && c.Owner == m.cfg.Owner {
+		// Still ours, but not our last copy: a write whose answer was
+		// lost (a checkpoint cancelled in flight) moved it on. The worker
+		// has returned, so release the stored copy.
+		if cur, lerr := m.cfg.Store.List(ctx, l.ID); lerr == nil {
+			for _, x := range cur {
+				if x.ID == l.ID && x.Owner == m.cfg.Owner {
+					err = m.cfg.Store.Release(ctx, x)
+				}
+			}
+		}
+	}
+	if err != nil {
 		m.log.Warn("lease: release failed", "lease", l.ID, "err", err)
 		return
 	}

@@ -41,6 +41,7 @@ func TestManager(t *testing.T, newStore NewStore) {
 		{"LostLease", testLostLease},
 		{"ExternalCheckpointRestartsWorker", testExternalCheckpoint},
 		{"GracefulShutdownReleases", testGracefulShutdown},
+		{"ReleaseAfterLostAnswer", testReleaseAfterLostAnswer},
 		{"WorkerErrorRetriesFromCheckpoint", testWorkerError},
 		{"Split", testSplit},
 		{"SplitInterrupted", testSplitInterrupted},
@@ -61,6 +62,9 @@ type Faulty struct {
 	lease.Store
 	Down        atomic.Bool
 	FailDeletes atomic.Int32 // fail this many Delete calls
+	// LoseAnswers makes this many Checkpoint calls write to the store but
+	// answer with an error, as a call cancelled in flight does.
+	LoseAnswers atomic.Int32
 	// Lists counts List calls: a Manager lists once per acquire cycle, so
 	// a test can wait for cycles to pass instead of sleeping.
 	Lists atomic.Int64
@@ -101,8 +105,14 @@ func (f *Faulty) Checkpoint(ctx context.Context, l *lease.Lease, c string) (*lea
 	if f.Down.Load() {
 		return nil, errDown
 	}
-	return f.Store.Checkpoint(ctx, l, c)
+	n, err := f.Store.Checkpoint(ctx, l, c)
+	if err == nil && f.LoseAnswers.Add(-1) >= 0 {
+		return nil, errAnswerLost
+	}
+	return n, err
 }
+
+var errAnswerLost = errors.New("leasetest: the store wrote, the answer was lost")
 
 func (f *Faulty) Release(ctx context.Context, l *lease.Lease) error {
 	if f.Down.Load() {
@@ -583,14 +593,48 @@ func testExternalCheckpoint(t *testing.T, s lease.Store) {
 	}
 }
 
+// testReleaseAfterLostAnswer: a checkpoint the store applied but whose
+// answer was lost leaves the holder's copy behind the stored one; when the
+// worker returns, the lease is still released at once, not left to expire.
+func testReleaseAfterLostAnswer(t *testing.T, s lease.Store) {
+	const prefix = "lostanswer"
+	createLeases(t, s, prefix, 1)
+	a := start(t, s, lease.Config{Prefix: prefix, Owner: "a", Expiry: 30 * time.Second}, newTracker(
+		func(ctx context.Context, l *lease.Lease, cp lease.Checkpointer) error {
+			if err := cp.Checkpoint(ctx, "written"); err == nil {
+				return errors.New("the answer should have been lost")
+			}
+			<-ctx.Done()
+			return nil
+		}), func(f *Faulty) { f.LoseAnswers.Store(1) })
+	testkit.Eventually(t, patience, "the checkpoint to be written", func() string {
+		for _, l := range list(t, s, prefix+lease.Separator) {
+			if l.Continuation != "written" {
+				return l.ID + " at " + l.Continuation
+			}
+		}
+		return ""
+	})
+	if err := a.stop(); err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range list(t, s, prefix+lease.Separator) {
+		if l.Owner != "" {
+			t.Errorf("%s still owned by %q after shutdown", l.ID, l.Owner)
+		}
+	}
+}
+
 func testGracefulShutdown(t *testing.T, s lease.Store) {
 	const prefix = "graceful"
 	createLeases(t, s, prefix, 3)
+	var started atomic.Int32 // workers whose first checkpoint returned
 	a := start(t, s, lease.Config{Prefix: prefix, Owner: "a", Expiry: 30 * time.Second}, newTracker(
 		func(ctx context.Context, l *lease.Lease, cp lease.Checkpointer) error {
 			if err := cp.Checkpoint(ctx, "started"); err != nil {
 				return err
 			}
+			started.Add(1)
 			<-ctx.Done()
 			if !errors.Is(context.Cause(ctx), lease.ErrShutdown) {
 				return context.Cause(ctx)
@@ -598,14 +642,10 @@ func testGracefulShutdown(t *testing.T, s lease.Store) {
 			// Drain: checkpoint what was finished, on a context of our own.
 			return cp.Checkpoint(context.WithoutCancel(ctx), "final")
 		}))
-	testkit.Eventually(t, patience, "a runs and checkpoints three", func() string {
-		for _, l := range list(t, s, prefix+lease.Separator) {
-			if l.Continuation != "started" {
-				return l.ID + " at " + l.Continuation
-			}
-		}
-		return ""
-	})
+	// Wait for the workers to see their checkpoints done, not only for the
+	// store to hold them: a shutdown during the call cancels it, and the
+	// worker then never reaches its final checkpoint.
+	testkit.Until(t, patience, "a runs and checkpoints three", func() bool { return started.Load() == 3 })
 	if err := a.stop(); err != nil {
 		t.Fatal(err)
 	}
