@@ -2,6 +2,7 @@ package lease
 
 import (
 	"encoding/json"
+	"fmt"
 	"maps"
 	"strings"
 	"time"
@@ -63,6 +64,10 @@ type Lease struct {
 	// ETag identifies the stored version of this lease; every write
 	// compares it. Opaque: a Cosmos _etag, or a version number.
 	ETag string
+	// PartitionKey is the document's "partitionKey" in a Cosmos lease
+	// container partitioned on /partitionKey (the newer .NET default; a
+	// random GUID there, the id when changecast creates it); "" otherwise.
+	PartitionKey string
 	// ReadAt is the store's clock when this copy was read or written. With
 	// Timestamp it gives the lease's age measured on one clock, so instances
 	// whose clocks disagree still agree on expiry. Not stored.
@@ -130,6 +135,11 @@ func (l *Lease) Clone() *Lease {
 	return &c
 }
 
+// timestampFormat writes "timestamp" with at most 7 fractional digits, the
+// precision of .NET's DateTime (100 ns ticks), which its lease parser reads
+// without a fallback.
+const timestampFormat = "2006-01-02T15:04:05.9999999Z"
+
 // document is the .NET/Java lease document (cosmos.md §3.1). Owner and
 // ContinuationToken are written as null when empty, as .NET does.
 type document struct {
@@ -139,10 +149,11 @@ type document struct {
 	FeedRange         *documentRange    `json:"FeedRange,omitempty"`
 	Owner             *string           `json:"Owner"`
 	ContinuationToken *string           `json:"ContinuationToken"`
-	Timestamp         *time.Time        `json:"timestamp,omitempty"`
+	Timestamp         string            `json:"timestamp,omitempty"`
 	Properties        map[string]string `json:"properties"`
 	Mode              string            `json:"Mode,omitempty"`
 	ETag              string            `json:"_etag,omitempty"`
+	PartitionKey      string            `json:"partitionKey,omitempty"`
 	TS                int64             `json:"_ts,omitempty"` // server time in Cosmos; read only
 }
 
@@ -175,13 +186,13 @@ func (l Lease) MarshalJSON() ([]byte, error) {
 		Properties:        l.Properties,
 		Mode:              l.Mode,
 		ETag:              l.ETag,
+		PartitionKey:      l.PartitionKey,
 	}
 	if d.Properties == nil {
 		d.Properties = map[string]string{}
 	}
 	if !l.Timestamp.IsZero() {
-		t := l.Timestamp.UTC()
-		d.Timestamp = &t
+		d.Timestamp = l.Timestamp.UTC().Format(timestampFormat)
 	}
 	switch {
 	case l.Range.Partition != "":
@@ -201,12 +212,13 @@ func (l *Lease) UnmarshalJSON(b []byte) error {
 		return err
 	}
 	*l = Lease{
-		ID:         d.ID,
-		Token:      d.LeaseToken,
-		Properties: d.Properties,
-		Mode:       d.Mode,
-		Schema:     d.Version,
-		ETag:       d.ETag,
+		ID:           d.ID,
+		Token:        d.LeaseToken,
+		Properties:   d.Properties,
+		Mode:         d.Mode,
+		Schema:       d.Version,
+		ETag:         d.ETag,
+		PartitionKey: d.PartitionKey,
 	}
 	if d.Owner != nil {
 		l.Owner = *d.Owner
@@ -215,8 +227,12 @@ func (l *Lease) UnmarshalJSON(b []byte) error {
 		l.Continuation = *d.ContinuationToken
 	}
 	switch {
-	case d.Timestamp != nil:
-		l.Timestamp = *d.Timestamp
+	case d.Timestamp != "":
+		t, err := time.Parse(time.RFC3339Nano, d.Timestamp)
+		if err != nil {
+			return fmt.Errorf("lease %s: timestamp %q: %w", d.ID, d.Timestamp, err)
+		}
+		l.Timestamp = t
 	case d.TS != 0:
 		l.Timestamp = time.Unix(d.TS, 0).UTC()
 	}

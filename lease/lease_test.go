@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -50,6 +51,19 @@ func TestLeaseDocument(t *testing.T) {
 	l.Properties = map[string]string{}
 	if fmt.Sprintf("%+v", back) != fmt.Sprintf("%+v", *l) {
 		t.Fatalf("round trip\n got %+v\nwant %+v", back, *l)
+	}
+
+	// Timestamps keep at most 7 fractional digits (.NET's DateTime
+	// precision), truncated, never more.
+	l.Timestamp = time.Date(2026, 8, 1, 20, 43, 54, 123456789, time.UTC)
+	b, _ = json.Marshal(l)
+	if !strings.Contains(string(b), `"timestamp":"2026-08-01T20:43:54.1234567Z"`) {
+		t.Fatalf("timestamp with 9 digits written as %s", b)
+	}
+	l.Timestamp = time.Date(2026, 8, 1, 20, 43, 54, 0, time.UTC)
+	b, _ = json.Marshal(l)
+	if !strings.Contains(string(b), `"timestamp":"2026-08-01T20:43:54Z"`) {
+		t.Fatalf("whole-second timestamp written as %s", b)
 	}
 
 	// A fresh lease has null Owner and ContinuationToken, as .NET writes.

@@ -1,7 +1,10 @@
 // Package cosmosstore keeps leases in an Azure Cosmos DB container, the
 // lease container of the .NET and Java change feed processors: one
-// document per lease in their schema (see lease.Lease), partitioned on
-// /id, every write a replace conditional on the document's _etag (If-Match).
+// document per lease in their schema (see lease.Lease), in a container
+// partitioned on /id or on /partitionKey (the newer .NET default; leases
+// changecast creates there get their id as partition key, leases .NET
+// created keep their random one), every write a replace conditional on the
+// document's _etag (If-Match).
 //
 // Expiry is decided on the writers' clocks, as in the .NET processor: each
 // write stamps "timestamp" with the writer's UTC time, and a reader compares
@@ -37,13 +40,21 @@ type Options struct {
 type Store struct {
 	c   *azcosmos.ContainerClient
 	now func() time.Time
+	// byPK: the container is partitioned on /partitionKey, not /id.
+	byPK bool
 }
+
+// Partition key paths a lease container may have.
+const (
+	pathID           = "/id"
+	pathPartitionKey = "/partitionKey"
+)
 
 var _ lease.Store = (*Store)(nil)
 
 // New returns a Store on database/container of client's account, creating
-// them first when opts.CreateIfMissing. The container must be partitioned
-// on /id.
+// them first when opts.CreateIfMissing (partitioned on /id). The container
+// must be partitioned on /id or /partitionKey.
 func New(ctx context.Context, client *azcosmos.Client, database, container string, opts Options) (*Store, error) {
 	if opts.CreateIfMissing {
 		if _, err := client.CreateDatabase(ctx, azcosmos.DatabaseProperties{ID: database}, nil); err != nil && status(err) != http.StatusConflict {
@@ -70,10 +81,19 @@ func New(ctx context.Context, client *azcosmos.Client, database, container strin
 		}
 		return nil, fmt.Errorf("cosmosstore: read container %s/%s: %w", database, container, err)
 	}
-	if p := resp.ContainerProperties; p != nil && !slices.Equal(p.PartitionKeyDefinition.Paths, []string{"/id"}) {
-		return nil, fmt.Errorf("cosmosstore: lease container %s/%s is partitioned on %v; it must be partitioned on /id", database, container, p.PartitionKeyDefinition.Paths)
+	// Stamps keep the 100 ns precision of the stored "timestamp", so a
+	// returned copy equals what a later read gives.
+	s := &Store{c: c, now: func() time.Time { return time.Now().UTC().Truncate(100 * time.Nanosecond) }}
+	if p := resp.ContainerProperties; p != nil {
+		switch paths := p.PartitionKeyDefinition.Paths; {
+		case slices.Equal(paths, []string{pathID}):
+		case slices.Equal(paths, []string{pathPartitionKey}):
+			s.byPK = true
+		default:
+			return nil, fmt.Errorf("cosmosstore: lease container %s/%s is partitioned on %v; it must be partitioned on /id or /partitionKey", database, container, paths)
+		}
 	}
-	return &Store{c: c, now: func() time.Time { return time.Now().UTC().Round(0) }}, nil
+	return s, nil
 }
 
 func status(err error) int {
@@ -84,7 +104,13 @@ func status(err error) int {
 	return 0
 }
 
-func pk(docID string) azcosmos.PartitionKey { return azcosmos.NewPartitionKeyString(docID) }
+// pk is the partition key of l's document.
+func (s *Store) pk(l *lease.Lease) azcosmos.PartitionKey {
+	if s.byPK && l.PartitionKey != "" {
+		return azcosmos.NewPartitionKeyString(l.PartitionKey)
+	}
+	return azcosmos.NewPartitionKeyString(docID(l.ID))
+}
 
 // Cosmos DB refuses '/', '\', '?' and '#' in document ids. Lease ids with
 // them are stored percent-encoded ('%' too, so that decoding is exact);
@@ -146,24 +172,24 @@ func (s *Store) List(ctx context.Context, prefix string) ([]*lease.Lease, error)
 	return out, nil
 }
 
-// get reads one lease; nil when it does not exist.
-func (s *Store) get(ctx context.Context, id string) (*lease.Lease, error) {
-	resp, err := s.c.ReadItem(ctx, pk(docID(id)), docID(id), nil)
+// get reads the stored copy of l; nil when it does not exist.
+func (s *Store) get(ctx context.Context, l *lease.Lease) (*lease.Lease, error) {
+	resp, err := s.c.ReadItem(ctx, s.pk(l), docID(l.ID), nil)
 	if status(err) == http.StatusNotFound {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	l, err := decode(resp.Value)
+	cur, err := decode(resp.Value)
 	if err != nil {
 		return nil, err
 	}
-	if l.ETag == "" {
-		l.ETag = string(resp.ETag)
+	if cur.ETag == "" {
+		cur.ETag = string(resp.ETag)
 	}
-	l.ReadAt = s.now()
-	return l, nil
+	cur.ReadAt = s.now()
+	return cur, nil
 }
 
 // Create implements lease.Store.
@@ -172,11 +198,15 @@ func (s *Store) Create(ctx context.Context, l *lease.Lease) (*lease.Lease, error
 		return nil, errors.New("cosmosstore: create: empty id")
 	}
 	now := s.now()
+	if s.byPK && l.PartitionKey == "" {
+		l = l.Clone()
+		l.PartitionKey = docID(l.ID)
+	}
 	body, err := encode(l, now)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := s.c.CreateItem(ctx, pk(docID(l.ID)), body, nil)
+	resp, err := s.c.CreateItem(ctx, s.pk(l), body, nil)
 	switch {
 	case status(err) == http.StatusConflict:
 		return nil, &lease.ConflictError{Op: "create", ID: l.ID, Reason: lease.ReasonExists}
@@ -201,7 +231,7 @@ func (s *Store) Acquire(ctx context.Context, l *lease.Lease, owner string, opts 
 	}
 	if !opts.Steal && l.Owner != "" && l.Owner != owner && s.now().Sub(l.Timestamp) <= opts.ExpiryOrDefault() {
 		// Refused either way; say why as the other stores do.
-		cur, err := s.get(ctx, l.ID)
+		cur, err := s.get(ctx, l)
 		switch {
 		case err != nil:
 			return nil, fmt.Errorf("cosmosstore: acquire %s: %w", l.ID, err)
@@ -245,7 +275,7 @@ func (s *Store) replace(ctx context.Context, op string, l *lease.Lease, mutate f
 		return nil, err
 	}
 	etag := azcore.ETag(l.ETag)
-	resp, err := s.c.ReplaceItem(ctx, pk(docID(l.ID)), docID(l.ID), body, &azcosmos.ItemOptions{IfMatchEtag: &etag})
+	resp, err := s.c.ReplaceItem(ctx, s.pk(l), docID(l.ID), body, &azcosmos.ItemOptions{IfMatchEtag: &etag})
 	switch st := status(err); {
 	case st == http.StatusPreconditionFailed || st == http.StatusNotFound:
 		return nil, s.refused(ctx, op, l)
@@ -259,7 +289,7 @@ func (s *Store) replace(ctx context.Context, op string, l *lease.Lease, mutate f
 // caller's copy: the lease is gone or another owner holds it (the caller
 // lost it), or it merely changed.
 func (s *Store) refused(ctx context.Context, op string, l *lease.Lease) error {
-	cur, err := s.get(ctx, l.ID)
+	cur, err := s.get(ctx, l)
 	if err != nil {
 		// The write was refused for sure; only the reason is unknown.
 		return &lease.ConflictError{Op: op, ID: l.ID, Reason: lease.ReasonChanged}
@@ -281,7 +311,7 @@ func (s *Store) refused(ctx context.Context, op string, l *lease.Lease) error {
 // Delete implements lease.Store.
 func (s *Store) Delete(ctx context.Context, l *lease.Lease) error {
 	etag := azcore.ETag(l.ETag)
-	_, err := s.c.DeleteItem(ctx, pk(docID(l.ID)), docID(l.ID), &azcosmos.ItemOptions{IfMatchEtag: &etag})
+	_, err := s.c.DeleteItem(ctx, s.pk(l), docID(l.ID), &azcosmos.ItemOptions{IfMatchEtag: &etag})
 	switch st := status(err); {
 	case st == http.StatusNotFound:
 		return nil

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -51,6 +52,22 @@ func newStore(t *testing.T) lease.Store {
 	return s
 }
 
+// newStoreByPK is newStore on a container partitioned on /partitionKey,
+// the newer .NET default.
+func newStoreByPK(t *testing.T) lease.Store {
+	t.Helper()
+	sv, c := gateway(t)
+	name := fmt.Sprintf("bypk%d", seq.Add(1))
+	if err := sv.CreateContainer("leasedb", name, emulator.ContainerSpec{PartitionKeyPaths: []string{"/partitionKey"}, Partitions: 2}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := cosmosstore.New(context.Background(), c, "leasedb", name, cosmosstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 func TestCosmosStore(t *testing.T) {
 	// A lease container with several physical partitions: listing is a
 	// cross-partition query.
@@ -61,6 +78,9 @@ func TestCosmosStore(t *testing.T) {
 	t.Run("Manager", func(t *testing.T) { leasetest.TestManager(t, newStore) })
 	t.Run("DocumentSchema", testDocumentSchema)
 	t.Run("MissingContainer", testMissingContainer)
+	t.Run("ContractByPartitionKey", func(t *testing.T) { leasetest.TestStore(t, newStoreByPK) })
+	t.Run("ManagerByPartitionKey", func(t *testing.T) { leasetest.TestManager(t, newStoreByPK) })
+	t.Run("DotNetLeaseByPartitionKey", testDotNetLeaseByPK)
 	t.Run("WrongPartitionKey", testWrongPartitionKey)
 	t.Run("InjectedPreconditionFailed", testInjected412)
 }
@@ -117,11 +137,68 @@ func testMissingContainer(t *testing.T) {
 
 func testWrongPartitionKey(t *testing.T) {
 	sv, c := gateway(t)
-	if err := sv.CreateContainer("leasedb", "bypk", emulator.ContainerSpec{PartitionKeyPaths: []string{"/partitionKey"}}); err != nil {
+	if err := sv.CreateContainer("leasedb", "bypkpath", emulator.ContainerSpec{PartitionKeyPaths: []string{"/pk"}}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cosmosstore.New(context.Background(), c, "leasedb", "bypk", cosmosstore.Options{}); err == nil {
-		t.Fatal("a container partitioned on /partitionKey was accepted")
+	_, err := cosmosstore.New(context.Background(), c, "leasedb", "bypkpath", cosmosstore.Options{})
+	if err == nil || !strings.Contains(err.Error(), "/id or /partitionKey") {
+		t.Fatalf("a container partitioned on /pk: %v", err)
+	}
+}
+
+// testDotNetLeaseByPK: in a /partitionKey container a lease written by
+// .NET carries a random GUID as partition key; changecast lists it, takes
+// it, checkpoints and releases it in place, and the document keeps its
+// partition key. Leases changecast creates there use their id.
+func testDotNetLeaseByPK(t *testing.T) {
+	sv, c := gateway(t)
+	ctx := context.Background()
+	if err := sv.CreateContainer("leasedb", "dotnet", emulator.ContainerSpec{PartitionKeyPaths: []string{"/partitionKey"}, Partitions: 2}); err != nil {
+		t.Fatal(err)
+	}
+	cc, _ := c.NewContainer("leasedb", "dotnet")
+	const guid = "5b1c2a3e-9f1d-4c7e-8a2b-0d9e8f7a6b5c"
+	doc := `{"id":"net..0","partitionKey":"` + guid + `","version":1,"LeaseToken":"0","FeedRange":{"Range":{"min":"","max":"FF"}},` +
+		`"Owner":null,"ContinuationToken":"\"42\"","timestamp":"2026-08-01T20:43:54.9476294Z","properties":{},"Mode":"Incremental Feed"}`
+	if _, err := cc.CreateItem(ctx, azcosmos.NewPartitionKeyString(guid), []byte(doc), nil); err != nil {
+		t.Fatal(err)
+	}
+	s, err := cosmosstore.New(ctx, c, "leasedb", "dotnet", cosmosstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ls, err := s.List(ctx, "net..")
+	if err != nil || len(ls) != 1 || ls[0].PartitionKey != guid {
+		t.Fatalf("list: %v %+v", err, ls)
+	}
+	l, err := s.Acquire(ctx, ls[0], "a", lease.AcquireOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l, err = s.Checkpoint(ctx, l, `"43"`); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Release(ctx, l); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := cc.ReadItem(ctx, azcosmos.NewPartitionKeyString(guid), "net..0", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stored map[string]any
+	json.Unmarshal(resp.Value, &stored)
+	if stored["partitionKey"] != guid || stored["ContinuationToken"] != `"43"` || stored["Owner"] != nil {
+		t.Fatalf("stored lease %v", stored)
+	}
+	if ts, _ := stored["timestamp"].(string); len(ts) > len("2006-01-02T15:04:05.1234567Z") {
+		t.Fatalf("timestamp %q has more than 7 fractional digits", ts)
+	}
+	created, err := s.Create(ctx, lease.ForPartition("net", "1"))
+	if err != nil || created.PartitionKey != "net..1" {
+		t.Fatalf("create: %v, partition key %q, want the id", err, created.PartitionKey)
+	}
+	if _, err := cc.ReadItem(ctx, azcosmos.NewPartitionKeyString("net..1"), "net..1", nil); err != nil {
+		t.Fatalf("created lease not stored under its id as partition key: %v", err)
 	}
 }
 

@@ -76,10 +76,11 @@ type Lease struct {
 	Expiry          Duration `yaml:"expiry,omitempty" json:"expiry,omitempty" jsonschema_description:"A lease not renewed for this long is taken by another instance. Default 60s."`
 }
 
-// CosmosLease is a lease container in Cosmos DB, partitioned on /id.
+// CosmosLease is a lease container in Cosmos DB, partitioned on /id or
+// /partitionKey.
 type CosmosLease struct {
 	Database        string `yaml:"database" json:"database" jsonschema_description:"Database of the lease container, in the source's account."`
-	Container       string `yaml:"container" json:"container" jsonschema_description:"Lease container, partitioned on /id (the .NET/Java change feed processor's lease schema)."`
+	Container       string `yaml:"container" json:"container" jsonschema_description:"Lease container, partitioned on /id or /partitionKey (the .NET/Java change feed processor's lease schema)."`
 	CreateIfMissing bool   `yaml:"createIfMissing,omitempty" json:"createIfMissing,omitempty" jsonschema_description:"Create the database and the lease container when missing. Default false."`
 }
 
