@@ -1,7 +1,9 @@
 // Package replica is a client-side replica of what changecast publishes: it
-// applies envelopes the way a careful client does (patch only onto the
-// version it names, skip what is older, refetch on a gap). Tests use it to
-// check that the stream reproduces the source exactly.
+// applies envelopes (and snapshot documents) the way a careful client does,
+// with the version rules of the wire contract (a patch from pv to v applies
+// onto a document held at w with pv <= w < v; skip what is older; refetch
+// on a gap). Tests use it to check that the stream reproduces the source
+// exactly.
 package replica
 
 import (
@@ -97,14 +99,17 @@ func (r *Replica) Apply(env *wire.Envelope) error {
 			docs[k] = &entry{doc: c.Doc, v: c.V}
 			delete(r.dirty, k)
 		case wire.OpPatch:
-			if cur != nil && cur.v == c.PV {
+			// The document at w is the document after its last change at
+			// or before w: with pv <= w < v no change lies between pv and
+			// v, so its content at w is its content at pv.
+			if cur != nil && wire.CompareVersions(c.PV, cur.v) <= 0 && wire.CompareVersions(cur.v, c.V) < 0 {
 				nd, err := jsonpatch.DecodePatch(c.Patch)
 				if err != nil {
 					return fmt.Errorf("%s v%s: bad patch: %w", k, c.V, err)
 				}
 				doc, err := nd.Apply(cur.doc)
 				if err != nil {
-					return fmt.Errorf("%s v%s: patch does not apply to v%s: %w", k, c.V, c.PV, err)
+					return fmt.Errorf("%s v%s: patch does not apply to v%s (held at v%s): %w", k, c.V, c.PV, cur.v, err)
 				}
 				r.Stats.Patches++
 				docs[k] = &entry{doc: doc, v: c.V}
@@ -148,6 +153,32 @@ func (r *Replica) Apply(env *wire.Envelope) error {
 		}
 	}
 	return nil
+}
+
+// Load stores a document read from a snapshot at version v for audience
+// (as Audience names it), unless the replica holds it, its delete or its
+// collection's truncate at v or newer. It reports whether it stored it.
+func (r *Replica) Load(audience, collection, id string, doc json.RawMessage, v string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	docs := r.docs[audience]
+	if docs == nil {
+		docs = map[string]*entry{}
+		r.docs[audience] = docs
+	}
+	k := collection + "/" + id
+	if cur := docs[k]; cur != nil && wire.CompareVersions(v, cur.v) <= 0 {
+		return false
+	}
+	if t, ok := r.tombs[audience+"|"+k]; ok && wire.CompareVersions(v, t) <= 0 {
+		return false
+	}
+	if t, ok := r.truncated[collection]; ok && wire.CompareVersions(v, t) <= 0 {
+		return false
+	}
+	docs[k] = &entry{doc: doc, v: v}
+	delete(r.dirty, k)
+	return true
 }
 
 // Doc is one replicated document.

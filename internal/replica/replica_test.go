@@ -112,6 +112,17 @@ func TestApply(t *testing.T) {
 			want: map[string][]string{"o/1": {`group:a v2.1 {"n":1,"s":"paid"}`}}, stats: Stats{Changes: 2, Upserts: 1, Patches: 1},
 		},
 		{
+			name: "a patch applies onto a later version with no change since its pv (a snapshot's)",
+			envs: []*wire.Envelope{to("group:a", upsert("o", "1", "5", `{"s":"new","n":1}`), patch("o", "1", "3", "7", setStatus))},
+			want: map[string][]string{"o/1": {`group:a v7 {"n":1,"s":"paid"}`}}, stats: Stats{Changes: 2, Upserts: 1, Patches: 1},
+		},
+		{
+			name:  "a patch to the held version is a duplicate",
+			envs:  []*wire.Envelope{to("group:a", upsert("o", "1", "5", `{"s":"x"}`), patch("o", "1", "3", "5", setStatus))},
+			want:  map[string][]string{"o/1": {`group:a v5 {"s":"x"}`}},
+			stats: Stats{Changes: 2, Upserts: 1, Duplicates: 1},
+		},
+		{
 			name: "a patch from another version is a gap: refetch",
 			envs: []*wire.Envelope{to("group:a", upsert("o", "1", "1", `{"s":"new"}`), patch("o", "1", "2", "3", setStatus))},
 			want: map[string][]string{"o/1": {`group:a v1 {"s":"new"}`}}, dirty: []string{"o/1"},
@@ -303,5 +314,27 @@ func TestConcurrentApply(t *testing.T) {
 	docs, _ := r.Snapshot()
 	if st := r.Counts(); len(docs) != 200 || st.Upserts != 200 || st.Patches != 200 {
 		t.Fatalf("%d documents, stats %+v", len(docs), st)
+	}
+}
+
+// TestLoad: a snapshot document is taken unless something as new is known,
+// and a patch whose pv it covers applies onto it.
+func TestLoad(t *testing.T) {
+	r := New()
+	if !r.Load("group:a", "o", "1", json.RawMessage(`{"s":"new"}`), "10") {
+		t.Fatal("load into an empty replica refused")
+	}
+	if r.Load("group:a", "o", "1", json.RawMessage(`{"s":"old"}`), "9") {
+		t.Fatal("an older snapshot document replaced a newer one")
+	}
+	if err := r.Apply(to("group:a", patch("o", "1", "4", "12", setStatus), del("o", "2", "11"))); err != nil {
+		t.Fatal(err)
+	}
+	if r.Load("group:a", "o", "2", json.RawMessage(`{}`), "11") {
+		t.Fatal("a snapshot document at its delete's version came back")
+	}
+	docs, dirty := r.Snapshot()
+	if len(dirty) != 0 || len(docs["o/1"]) != 1 || string(docs["o/1"][0].Doc) != `{"s":"paid"}` || docs["o/1"][0].V != "12" {
+		t.Fatalf("docs %v dirty %v", docs, dirty)
 	}
 }
