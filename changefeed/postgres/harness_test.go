@@ -121,7 +121,7 @@ func startPipeline(t testing.TB, dbURL string, o pipeOpts) *pipeline {
 			o.mappings[i].Method = "changes"
 		}
 	}
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	log := testLogger(t)
 	cfg := postgres.Config{URL: dbURL, Slot: o.slot, Publication: "changecast", Tables: o.tables}
 	cfg.Heartbeat = o.heartbeat
 	if cfg.Heartbeat == 0 {
@@ -166,6 +166,11 @@ func (p *pipeline) close(t testing.TB) {
 	case <-time.After(30 * time.Second):
 		t.Error("pipeline did not stop within 30s")
 	}
+}
+
+// testLogger logs warnings and errors to the test's log.
+func testLogger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
 
 type testWriter struct{ t testing.TB }

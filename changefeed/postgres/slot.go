@@ -1,6 +1,10 @@
 package postgres
 
 import (
+	"sync"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"context"
 	"sync/atomic"
 	"time"
@@ -19,6 +23,11 @@ type Slot struct {
 	// Processor names the consumer group: the lease id is
 	// Processor + lease.Separator + the slot name.
 	Processor string
+
+	current atomic.Pointer[Source] // the source streaming now, if any
+	wins    windows                // snapshot windows the stream reports to
+	poolMu  sync.Mutex
+	pool    *pgxpool.Pool // snapshot reads; see Close
 }
 
 // Open returns the lease prefix (the processor's name); the slot itself
@@ -35,13 +44,24 @@ func (s *Slot) Bootstrap(_ context.Context, prefix string) ([]*lease.Lease, erro
 // (at most once a second), so `changecast leases list` shows where the
 // slot is.
 func (s *Slot) Source(_ *lease.Lease, cp lease.Checkpointer) (changefeed.Source, error) {
-	return &leasedSource{Source: New(s.Config), cp: cp}, nil
+	src := New(s.Config)
+	src.wins = &s.wins
+	return &leasedSource{Source: src, cp: cp, slot: s}, nil
 }
 
 type leasedSource struct {
 	*Source
 	cp   lease.Checkpointer
+	slot *Slot
 	last atomic.Int64 // unix nanoseconds of the last lease write
+}
+
+// Run streams, and is the slot's current source (for snapshots) while it
+// runs.
+func (s *leasedSource) Run(ctx context.Context, out chan<- changefeed.Event) error {
+	s.slot.current.Store(s.Source)
+	defer s.slot.current.CompareAndSwap(s.Source, nil)
+	return s.Source.Run(ctx, out)
 }
 
 func (s *leasedSource) Checkpoint(ctx context.Context, pos changefeed.Position) error {

@@ -71,7 +71,10 @@ type Source struct {
 	cfg     Config
 	flushed atomic.Uint64 // durable watermark from Checkpoint: the flush LSN we report
 	ready   atomic.Bool
-	tm      *pgtype.Map
+	// serverVersion is server_version_num, read at setup.
+	serverVersion atomic.Int64
+	tm            *pgtype.Map
+	wins          *windows // snapshot windows to report decoded transactions to; nil: none
 
 	mu     sync.Mutex
 	keys   map[string][]string // table → key columns, from setup
@@ -197,7 +200,10 @@ func (s *Source) session(ctx context.Context, out chan<- changefeed.Event) error
 		s.cfg.Logger.Info("created replication slot", "slot", s.cfg.Slot)
 	}
 	args := []string{"proto_version '1'", "publication_names " + quoteLiteral(quoteIdent(s.cfg.Publication))}
-	if s.cfg.Heartbeat > 0 {
+	messages := s.serverVersion.Load() >= 140000
+	if messages {
+		// Heartbeats and snapshot watermarks are logical messages
+		// (PostgreSQL 14 or later).
 		args = append(args, "messages 'true'")
 	}
 	// LSN 0 resumes at the slot's confirmed_flush_lsn.
@@ -214,7 +220,7 @@ func (s *Source) session(ctx context.Context, out chan<- changefeed.Event) error
 	s.cfg.Logger.Info("streaming", "slot", s.cfg.Slot, "publication", s.cfg.Publication, "from", s.FlushedLSN().String())
 
 	var hbErr chan error
-	if s.cfg.Heartbeat > 0 {
+	if s.cfg.Heartbeat > 0 && messages {
 		hbCtx, stop := context.WithCancel(ctx)
 		defer stop()
 		hbErr = make(chan error, 1)
@@ -356,6 +362,11 @@ func (s *Source) setup(ctx context.Context, db *pgx.Conn) (slotExists bool, err 
 	if err := db.QueryRow(ctx, "SHOW wal_level").Scan(&walLevel); err != nil {
 		return false, err
 	}
+	var version int64
+	if err := db.QueryRow(ctx, "SELECT current_setting('server_version_num')::int8").Scan(&version); err != nil {
+		return false, err
+	}
+	s.serverVersion.Store(version)
 	if walLevel != "logical" {
 		return false, fatalf("PostgreSQL has wal_level=%s; logical replication needs wal_level=logical. "+
 			"Fix: run ALTER SYSTEM SET wal_level = logical; then restart PostgreSQL", walLevel)
@@ -524,6 +535,8 @@ type decoder struct {
 	commitLSN  pglogrepl.LSN
 	commitTime time.Time
 	idx        int
+	txn        txnRecord // for snapshot windows: what this transaction changed
+	marks      []uint64  // snapshot watermarks this transaction carries
 }
 
 func (d *decoder) version() string {
@@ -559,12 +572,21 @@ func (d *decoder) decode(data []byte) ([]changefeed.Event, error) {
 		d.rels[m.RelationID] = r
 	case *pglogrepl.BeginMessage:
 		d.inTx, d.commitLSN, d.commitTime, d.idx = true, m.FinalLSN, m.CommitTime, 0
+		d.txn.xid, d.txn.keys, d.txn.truncs, d.marks = m.Xid, d.txn.keys[:0], d.txn.truncs[:0], d.marks[:0]
 	case *pglogrepl.CommitMessage:
 		d.inTx = false
+		if w := d.src.wins; w != nil {
+			w.commit(&d.txn, d.commitLSN, d.marks)
+		}
 		return []changefeed.Event{{Position: changefeed.Position(m.TransactionEndLSN.String())}}, nil
 	case *pglogrepl.LogicalDecodingMessage:
 		if !m.Transactional && m.Prefix == heartbeatPrefix && !d.inTx {
 			return []changefeed.Event{{Position: changefeed.Position(m.LSN.String())}}, nil
+		}
+		if m.Transactional && m.Prefix == watermarkPrefix {
+			if id, err := strconv.ParseUint(string(m.Content), 10, 64); err == nil {
+				d.marks = append(d.marks, id)
+			}
 		}
 	case *pglogrepl.InsertMessage:
 		r, err := d.rel(m.RelationID)
@@ -605,6 +627,7 @@ func (d *decoder) decode(data []byte) ([]changefeed.Event, error) {
 				// and another one new; the mapper sends both.
 				c := d.change(r, changefeed.Update, before.doc, partial, after)
 				c.PrevID = oldID
+				d.txn.keys = append(d.txn.keys, docKey{r.collection, oldID})
 				return []changefeed.Event{{Change: c}}, nil
 			}
 		}
@@ -630,6 +653,7 @@ func (d *decoder) decode(data []byte) ([]changefeed.Event, error) {
 			}
 			evs = append(evs, changefeed.Event{Change: &changefeed.Change{Collection: r.collection, Op: changefeed.Truncate,
 				Version: d.version(), CommitTime: d.commitTime}})
+			d.txn.truncs = append(d.txn.truncs, r.collection)
 		}
 		return evs, nil
 	}
@@ -650,5 +674,6 @@ func (d *decoder) change(r *relation, op changefeed.Op, before map[string]any, p
 	} else {
 		c.ID, _ = docID(r, before)
 	}
+	d.txn.keys = append(d.txn.keys, docKey{r.collection, c.ID})
 	return c
 }
