@@ -82,15 +82,12 @@ func NewMapper(mappings []Mapping, o MapperOptions) (*Mapper, error) {
 	if m.max <= 0 {
 		m.max = MaxBatchBytes - 1024
 	}
-	for i, mp := range mappings {
-		if mp.Method == "" {
-			mp.Method = DefaultMethod
-		}
-		r, err := compileRule(i, mp)
-		if err != nil {
-			return nil, err
-		}
-		m.rules[mp.Collection] = append(m.rules[mp.Collection], r)
+	routes, err := CompileRoutes(mappings)
+	if err != nil {
+		return nil, err
+	}
+	for _, rt := range routes {
+		m.rules[rt.r.m.Collection] = append(m.rules[rt.r.m.Collection], rt.r)
 	}
 	return m, nil
 }

@@ -3,6 +3,7 @@ package publish
 import (
 	"fmt"
 
+	"github.com/changecast/changecast/changefeed"
 	"github.com/changecast/changecast/schema/template"
 	"github.com/changecast/changecast/schema/wire"
 )
@@ -145,4 +146,73 @@ func withoutPath(doc map[string]any, p template.Pointer) map[string]any {
 		out[p[0]] = withoutPath(sub, p[1:])
 	}
 	return out
+}
+
+// Route is one compiled mapping, as a snapshot reads it: which documents
+// go to a group or user, their ids, and their projected encoding, the
+// same as the stream's (the Mapper routes with the same rules).
+type Route struct{ r *rule }
+
+// CompileRoutes compiles mappings, in order (a Method left empty is
+// DefaultMethod).
+func CompileRoutes(mappings []Mapping) ([]Route, error) {
+	out := make([]Route, 0, len(mappings))
+	for i, mp := range mappings {
+		if mp.Method == "" {
+			mp.Method = DefaultMethod
+		}
+		r, err := compileRule(i, mp)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, Route{r})
+	}
+	return out, nil
+}
+
+// Mapping is the route's mapping.
+func (rt Route) Mapping() Mapping { return rt.r.m }
+
+// Template is the group or user template, nil for a hub-wide mapping.
+func (rt Route) Template() *template.Template {
+	if rt.r.group != nil {
+		return rt.r.group
+	}
+	return rt.r.user
+}
+
+// Match returns the fields a document has when it goes to the group (or
+// user, for a user mapping) name; ok is false when the route's template
+// cannot render name, or cannot be inverted.
+func (rt Route) Match(name string) (m []changefeed.FieldMatch, ok bool) {
+	t := rt.Template()
+	if t == nil {
+		return nil, true
+	}
+	fields, vals, ok := t.Invert(name)
+	if !ok {
+		return nil, false
+	}
+	for i, f := range fields {
+		m = append(m, changefeed.FieldMatch{Field: f, Value: vals[i]})
+	}
+	return m, true
+}
+
+// Audience is where doc goes under the route.
+func (rt Route) Audience(doc map[string]any) (Audience, error) { return rt.r.audience(doc) }
+
+// ID is doc's id under the route: its key fields, or the source's id.
+func (rt Route) ID(doc map[string]any, sourceID string) string {
+	id, err := rt.r.id(doc, sourceID)
+	if err != nil {
+		return sourceID
+	}
+	return id
+}
+
+// Encode projects doc (include/exclude) and encodes it as the stream
+// encodes a document.
+func (rt Route) Encode(b []byte, doc map[string]any) ([]byte, error) {
+	return wire.AppendValue(b, rt.r.project(doc))
 }

@@ -521,6 +521,9 @@ type BadCursorError struct{}
 
 func (*BadCursorError) Error() string { return "postgres snapshot: the cursor is not valid" }
 
+// BadCursor marks the error as the caller's.
+func (*BadCursorError) BadCursor() bool { return true }
+
 // selectRows runs the page's SELECT in a REPEATABLE READ transaction and
 // returns its rows, decoded as the stream decodes them, and its snapshot.
 // again reads the page's range once more, without its limit.

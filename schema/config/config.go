@@ -101,6 +101,32 @@ type Mapping struct {
 	Key        []string `yaml:"key,omitempty" json:"key,omitempty" jsonschema_description:"JSON Pointers of the document id; default the table's primary key (Cosmos: /id)."`
 	Include    []string `yaml:"include,omitempty" json:"include,omitempty" jsonschema_description:"Only these JSON Pointers are sent."`
 	Exclude    []string `yaml:"exclude,omitempty" json:"exclude,omitempty" jsonschema_description:"These JSON Pointers are never sent."`
+	// Snapshot serves the mapping's current documents at
+	// {negotiate.path}/snapshot. It needs a group or user template that
+	// inverts (at most one {…} field).
+	Snapshot *bool `yaml:"snapshot,omitempty" json:"snapshot,omitempty" jsonschema_description:"Serve this mapping's current documents at {negotiate.path}/snapshot. Default: on when the group or user template has at most one {/field}; true requires it (config validate names the template otherwise); false turns it off."`
+}
+
+// Snapshots reports whether the mapping's documents are served by
+// snapshots: as set, or, when unset, when its template inverts.
+func (m Mapping) Snapshots() bool {
+	if m.Snapshot != nil {
+		return *m.Snapshot
+	}
+	return m.invertible()
+}
+
+func (m Mapping) invertible() bool {
+	for _, s := range []string{m.Group, m.User} {
+		if s == "" {
+			continue
+		}
+		t, err := template.Parse(s)
+		if err != nil || !t.Invertible() {
+			return false
+		}
+	}
+	return true
 }
 
 // Publish is where batches go and how they are cut.
@@ -437,6 +463,13 @@ func (m Mapping) validate(path string, p *problems) {
 		if _, err := template.Parse(m.User); err != nil {
 			p.add(path+".user", "%v", err)
 		}
+	}
+	if m.Snapshot != nil && *m.Snapshot && !m.invertible() {
+		field, tmpl := path+".group", m.Group
+		if m.User != "" {
+			field, tmpl = path+".user", m.User
+		}
+		p.add(field, "%q cannot be inverted for snapshots (a group or user name must tell the field: use at most one {/field}), or set snapshot: false", tmpl)
 	}
 	for j, k := range m.Key {
 		if _, err := template.ParsePointer(k); err != nil {

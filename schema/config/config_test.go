@@ -116,3 +116,26 @@ func TestJSONSchemas(t *testing.T) {
 		}
 	}
 }
+
+func TestSnapshotNeedsInvertibleTemplate(t *testing.T) {
+	yes := `
+source: {postgres: {url: u, tables: [public.t]}}
+mappings:
+  - {collection: public.t, hub: h, group: "{/a}-{/b}", snapshot: true}`
+	_, err := Parse([]byte(yes), env(nil))
+	if err == nil || !strings.Contains(err.Error(), `mappings[0].group: "{/a}-{/b}" cannot be inverted`) {
+		t.Fatalf("err = %v", err)
+	}
+	c, err := Parse([]byte(strings.Replace(yes, "snapshot: true", "snapshot: false", 1)), env(nil))
+	if err != nil || c.Mappings[0].Snapshots() {
+		t.Fatalf("snapshot: false: %v, %v", err, c)
+	}
+	c, err = Parse([]byte(strings.Replace(yes, ", snapshot: true", "", 1)), env(nil))
+	if err != nil || c.Mappings[0].Snapshots() {
+		t.Fatalf("unset with two fields: %v", err)
+	}
+	c, err = Parse([]byte(strings.Replace(strings.Replace(yes, ", snapshot: true", "", 1), "{/a}-{/b}", "t-{/a}", 1)), env(nil))
+	if err != nil || !c.Mappings[0].Snapshots() {
+		t.Fatalf("unset with one field: %v", err)
+	}
+}

@@ -170,3 +170,27 @@ func claimValues(v any) []string {
 	}
 	return nil
 }
+
+// Invertible reports whether Invert can recover the fields from any name:
+// a template with at most one hole (with two or more, "{/a}-{/b}" and
+// "x-y-z" could be split either way).
+func (t *Template) Invertible() bool { return len(t.ptrs) <= 1 }
+
+// Invert returns the field values that render name: for "tenant-{/tenant}"
+// and "tenant-acme", /tenant = "acme". ok is false when name cannot be
+// rendered by the template (another prefix, an empty value) or the
+// template is not Invertible. A template without holes inverts to no
+// fields when name is its text.
+func (t *Template) Invert(name string) (fields []Pointer, values []string, ok bool) {
+	switch len(t.ptrs) {
+	case 0:
+		return nil, nil, name == t.lits[0]
+	case 1:
+		pre, suf := t.lits[0], t.lits[1]
+		if len(name) < len(pre)+len(suf)+1 || !strings.HasPrefix(name, pre) || !strings.HasSuffix(name, suf) {
+			return nil, nil, false
+		}
+		return []Pointer{t.ptrs[0]}, []string{name[len(pre) : len(name)-len(suf)]}, true
+	}
+	return nil, nil, false
+}

@@ -42,3 +42,52 @@ func TestClaims(t *testing.T) {
 		}
 	}
 }
+
+func TestInvert(t *testing.T) {
+	cases := []struct {
+		tmpl, name string
+		ok         bool
+		field, val string
+	}{
+		{"tenant-{/tenant}", "tenant-acme", true, "/tenant", "acme"},
+		{"tenant-{/tenant}", "tenant-", false, "", ""},
+		{"tenant-{/tenant}", "other-acme", false, "", ""},
+		{"{/meta/t}-x", "a-b-x", true, "/meta/t", "a-b"},
+		{"all", "all", true, "", ""},
+		{"all", "some", false, "", ""},
+		{"{/a}-{/b}", "x-y", false, "", ""},
+	}
+	for _, c := range cases {
+		tp, err := Parse(c.tmpl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fields, vals, ok := tp.Invert(c.name)
+		if ok != c.ok {
+			t.Errorf("%s ← %q: ok %v", c.tmpl, c.name, ok)
+			continue
+		}
+		if c.field != "" && (len(fields) != 1 || fields[0].String() != c.field || vals[0] != c.val) {
+			t.Errorf("%s ← %q: %v %v", c.tmpl, c.name, fields, vals)
+		}
+		if ok && c.field != "" {
+			doc := map[string]any{}
+			setAt(doc, fields[0], vals[0])
+			if got, err := tp.Render(doc); err != nil || got != c.name {
+				t.Errorf("%s: rendering the inverted fields gives %q, %v", c.tmpl, got, err)
+			}
+		}
+	}
+	if tp, _ := Parse("{/a}-{/b}"); tp.Invertible() {
+		t.Error("two holes invertible")
+	}
+}
+
+func setAt(doc map[string]any, p Pointer, v any) {
+	for _, k := range p[:len(p)-1] {
+		next := map[string]any{}
+		doc[k] = next
+		doc = next
+	}
+	doc[p[len(p)-1]] = v
+}
