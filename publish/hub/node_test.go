@@ -28,7 +28,7 @@ func TestNodeClient(t *testing.T) {
 		t.Fatalf("node is not installed: %v", err)
 	}
 	const issuer, aud = "changecast-test", "changecast-app"
-	h := startHub(t, Config{Negotiate: NegotiateConfig{
+	h := startHub(t, Config{Hubs: []string{"orders"}, Negotiate: NegotiateConfig{
 		Auth:   NegotiateAuth{JWT: &JWTAuth{HS256Secret: testSecret, Issuer: issuer, Audience: aud}},
 		Groups: []string{"tenant-{claims.tid}"},
 	}})
