@@ -278,7 +278,7 @@ func (n *Negotiator) Authorize(r *http.Request, hub string) (Caller, error) {
 		}
 		if !validUser(u) {
 			return Caller{}, &AuthError{Status: http.StatusBadRequest, Code: "Error.InvalidUser",
-				Msg: "the user id must be 1-1024 characters without '/', '?', '#' or control characters"}
+				Msg: "the user id must be 1-1024 characters, not . or .., without '/', '?', '#' or control characters"}
 		}
 		c.User = u
 	} else {

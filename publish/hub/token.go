@@ -179,10 +179,11 @@ func userOf(claims jwt.MapClaims) string {
 }
 
 // validUser reports whether a user id is safe to carry in tokens and REST
-// paths: not empty, at most 1024 bytes, no '/', '?', '#' or control
-// characters (which a careless path builder would turn into other routes).
+// paths: not empty, not "." or "..", at most 1024 bytes, no '/', '?', '#'
+// or control characters (which a careless path builder would turn into
+// other routes).
 func validUser(u string) bool {
-	if u == "" || len(u) > 1024 {
+	if u == "" || u == "." || u == ".." || len(u) > 1024 {
 		return false
 	}
 	for _, r := range u {
