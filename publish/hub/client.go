@@ -36,7 +36,10 @@ func (s *Server) clientNegotiate(w http.ResponseWriter, r *http.Request) {
 	if v < 1 {
 		key = id // version 0 clients connect with id=connectionId
 	}
-	s.reg.addPending(key, pendingConn{id: id, hub: hubKey(hub), user: user, expires: time.Now().Add(s.o.connectTokenTTL)})
+	if err := s.reg.addPending(key, pendingConn{id: id, hub: hubKey(hub), user: user, expires: time.Now().Add(s.o.connectTokenTTL)}); err != nil {
+		s.refuse(w, "client negotiate", http.StatusTooManyRequests, "Error.TooManyConnections", err.Error(), err)
+		return
+	}
 	type transport struct {
 		Transport       string   `json:"transport"`
 		TransferFormats []string `json:"transferFormats"`

@@ -47,8 +47,9 @@ const (
 )
 
 // Config is what a Server serves. A Negotiator uses only Hubs, Negotiate,
-// CORSOrigins and Limits.MaxClientTokenTTL. Hubs and Negotiate.Auth are
-// required; any other zero field means what its comment says.
+// CORSOrigins (with PublicURL's origin) and Limits.MaxClientTokenTTL. Hubs
+// and Negotiate.Auth are required; any other zero field means what its
+// comment says.
 type Config struct {
 	// Listen is the address Run listens on. Zero: DefaultListen.
 	Listen string
@@ -87,7 +88,8 @@ type Config struct {
 // Limits bound connections, memberships and token lifetimes. Zero fields
 // mean their Default* constants.
 type Limits struct {
-	// MaxConnections bounds the open client connections; over it client
+	// MaxConnections bounds the open client connections, and apart from
+	// them the negotiated ones waiting for their WebSocket; over it
 	// negotiate answers 429 and the WebSocket upgrade 503.
 	MaxConnections int
 	// MaxConnectionsPerUser bounds one user id's open connections, with

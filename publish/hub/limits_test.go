@@ -143,11 +143,20 @@ func TestAnonymousMembershipsAreSwept(t *testing.T) {
 func TestPendingConnectionsAreSwept(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		r := newRegistry([]string{"h"}, limits{maxConns: 10, maxPerUser: 10, maxGroupsPerUser: 100})
+		r.lim.maxConns = 101
 		for i := range 100 {
-			r.addPending(fmt.Sprint(i), pendingConn{id: fmt.Sprint(i), hub: "h", expires: time.Now().Add(15 * time.Second)})
+			if err := r.addPending(fmt.Sprint(i), pendingConn{id: fmt.Sprint(i), hub: "h", expires: time.Now().Add(15 * time.Second)}); err != nil {
+				t.Fatal(err)
+			}
 		}
 		time.Sleep(10 * time.Second)
-		r.addPending("late", pendingConn{id: "late", hub: "h", expires: time.Now().Add(15 * time.Second)})
+		if err := r.addPending("late", pendingConn{id: "late", hub: "h", expires: time.Now().Add(15 * time.Second)}); err != nil {
+			t.Fatal(err)
+		}
+		// They are bounded like connections.
+		if err := r.addPending("one too many", pendingConn{hub: "h", expires: time.Now().Add(15 * time.Second)}); !errors.Is(err, errTooManyConns) {
+			t.Fatalf("pending over the bound: %v", err)
+		}
 		if _, err := r.takePending("7", "h", "", time.Now()); err != nil {
 			t.Fatal(err)
 		}

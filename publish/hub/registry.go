@@ -146,12 +146,17 @@ func (r *registry) release(user string) {
 }
 
 // addPending records a negotiated connection under the id the client will
-// present; sweep drops it once expired.
-func (r *registry) addPending(key string, p pendingConn) {
+// present; sweep drops it once expired. Negotiated connections waiting for
+// their WebSocket are bounded like open ones (errTooManyConns).
+func (r *registry) addPending(key string, p pendingConn) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if len(r.pending) >= r.lim.maxConns {
+		return errTooManyConns
+	}
 	r.pending[key] = p
 	r.pendingQ = append(r.pendingQ, pendingExpiry{key, p.expires})
+	return nil
 }
 
 // takePending consumes the negotiated connection key of hub for user. An
