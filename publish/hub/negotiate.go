@@ -389,11 +389,7 @@ func (n *Negotiator) authenticate(r *http.Request) (map[string]any, error) {
 	if n.verify == nil {
 		return nil, nil // anonymous only: a token is not looked at
 	}
-	claims, err := n.verify.verify(r.Context(), tok)
-	if err != nil {
-		return nil, fmt.Errorf("invalid token: %w", err)
-	}
-	return claims, nil
+	return n.verify.verify(r.Context(), tok)
 }
 
 // jwtVerifier checks app users' tokens: HS256 with a secret, or RS256 with
