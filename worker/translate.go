@@ -66,24 +66,36 @@ func PostgresConfig(pg *config.PostgresSource, mappings []config.Mapping) (postg
 }
 
 // HubConfig translates the config file's hub section into the options of
-// publish/hub. Defaults and checks are the config's (ApplyDefaults,
-// Validate); a field left empty keeps meaning hub's default.
+// publish/hub. Defaults and checks are the config's (ApplyDefaults, which
+// also takes hub.hubs from the mappings when empty, and Validate); a field
+// left empty keeps meaning hub's default.
 func HubConfig(h config.Hub) hub.Config {
 	n := h.Negotiate
+	l := h.Limits
 	c := hub.Config{
 		Listen:    h.Listen,
+		PublicURL: h.PublicURL,
 		AccessKey: h.AccessKey,
+		Hubs:      h.Hubs,
 		Negotiate: hub.NegotiateConfig{
-			Path:      n.Path,
-			Hub:       n.Hub,
-			Auth:      hub.NegotiateAuth{Anonymous: n.Auth.Anonymous},
-			UserClaim: n.UserClaim,
-			Groups:    n.Groups,
-			GroupTTL:  n.GroupTTL.D(),
-			TokenTTL:  n.TokenTTL.D(),
+			Path:              n.Path,
+			Hub:               n.Hub,
+			Auth:              hub.NegotiateAuth{Anonymous: n.Auth.Anonymous},
+			UserClaim:         n.UserClaim,
+			Groups:            n.Groups,
+			GroupTTL:          n.GroupTTL.D(),
+			AnonymousGroupTTL: n.AnonymousGroupTTL.D(),
+			TokenTTL:          n.TokenTTL.D(),
 		},
 		CORSOrigins: h.CORS.Origins,
-		Static:      h.Static,
+		Limits: hub.Limits{
+			MaxConnections:        l.MaxConnections,
+			MaxConnectionsPerUser: l.MaxConnectionsPerUser,
+			MaxGroupsPerUser:      l.MaxGroupsPerUser,
+			MaxClientTokenTTL:     l.MaxClientTokenTTL.D(),
+			MaxRESTTokenTTL:       l.MaxRESTTokenTTL.D(),
+		},
+		Static: h.Static,
 	}
 	if j := n.Auth.JWT; j != nil {
 		c.Negotiate.Auth.JWT = &hub.JWTAuth{

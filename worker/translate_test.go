@@ -12,27 +12,35 @@ import (
 func TestHubConfigCopiesEveryField(t *testing.T) {
 	in := config.Hub{
 		Listen:    "127.0.0.1:9",
+		PublicURL: "https://hub.example",
 		AccessKey: "k",
+		Hubs:      []string{"h", "i"},
 		Negotiate: config.HubNegotiate{
 			Path: "/p", Hub: "h", UserClaim: "oid", Groups: []string{"g", "t-{claims.tid}"},
 			Auth: config.NegotiateAuth{Anonymous: true, JWT: &config.JWTAuth{
 				HS256Secret: "s", JWKSFile: "f", JWKSURL: "u", Issuer: "i", Audience: "a"}},
-			GroupTTL: config.Duration(time.Minute), TokenTTL: config.Duration(2 * time.Hour),
+			GroupTTL: config.Duration(time.Minute), AnonymousGroupTTL: config.Duration(time.Second), TokenTTL: config.Duration(2 * time.Hour),
 		},
-		CORS:   config.HubCORS{Origins: []string{"*"}},
+		CORS: config.HubCORS{Origins: []string{"*"}},
+		Limits: config.HubLimits{MaxConnections: 1, MaxConnectionsPerUser: 2, MaxGroupsPerUser: 3,
+			MaxClientTokenTTL: config.Duration(4 * time.Hour), MaxRESTTokenTTL: config.Duration(5 * time.Minute)},
 		Static: "web",
 	}
 	want := hub.Config{
 		Listen:    "127.0.0.1:9",
+		PublicURL: "https://hub.example",
 		AccessKey: "k",
+		Hubs:      []string{"h", "i"},
 		Negotiate: hub.NegotiateConfig{
 			Path: "/p", Hub: "h", UserClaim: "oid", Groups: []string{"g", "t-{claims.tid}"},
 			Auth: hub.NegotiateAuth{Anonymous: true, JWT: &hub.JWTAuth{
 				HS256Secret: "s", JWKSFile: "f", JWKSURL: "u", Issuer: "i", Audience: "a"}},
-			GroupTTL: time.Minute, TokenTTL: 2 * time.Hour,
+			GroupTTL: time.Minute, AnonymousGroupTTL: time.Second, TokenTTL: 2 * time.Hour,
 		},
 		CORSOrigins: []string{"*"},
-		Static:      "web",
+		Limits: hub.Limits{MaxConnections: 1, MaxConnectionsPerUser: 2, MaxGroupsPerUser: 3,
+			MaxClientTokenTTL: 4 * time.Hour, MaxRESTTokenTTL: 5 * time.Minute},
+		Static: "web",
 	}
 	if got := HubConfig(in); !reflect.DeepEqual(got, want) {
 		t.Fatalf("HubConfig:\n got %+v\nwant %+v", got, want)
@@ -43,19 +51,40 @@ func TestHubConfigCopiesEveryField(t *testing.T) {
 // that validates never fails in hub.New.
 func TestHubConfigValidatesAlike(t *testing.T) {
 	anon := config.NegotiateAuth{Anonymous: true}
+	hs := []string{"orders"}
+	jwks := func(j config.JWTAuth) config.Hub {
+		return config.Hub{Hubs: hs, Negotiate: config.HubNegotiate{Auth: config.NegotiateAuth{JWT: &j}}}
+	}
 	for name, h := range map[string]config.Hub{
-		"anonymous":         {Negotiate: config.HubNegotiate{Auth: anon}},
-		"no auth":           {},
-		"path":              {Negotiate: config.HubNegotiate{Auth: anon, Path: "api"}},
-		"hub name":          {Negotiate: config.HubNegotiate{Auth: anon, Hub: "9x"}},
-		"two jwt keys":      {Negotiate: config.HubNegotiate{Auth: config.NegotiateAuth{JWT: &config.JWTAuth{HS256Secret: "0123456789abcdef", JWKSURL: "https://x"}}}},
-		"short secret":      {Negotiate: config.HubNegotiate{Auth: config.NegotiateAuth{JWT: &config.JWTAuth{HS256Secret: "short"}}}},
-		"jwks url":          {Negotiate: config.HubNegotiate{Auth: config.NegotiateAuth{JWT: &config.JWTAuth{JWKSURL: "ftp://x"}}}},
-		"bad template":      {Negotiate: config.HubNegotiate{Auth: anon, Groups: []string{"t-{tid}"}}},
-		"negative groupTTL": {Negotiate: config.HubNegotiate{Auth: anon, GroupTTL: -1}},
-		"short tokenTTL":    {Negotiate: config.HubNegotiate{Auth: anon, TokenTTL: config.Duration(time.Second)}},
-		"origin":            {Negotiate: config.HubNegotiate{Auth: anon}, CORS: config.HubCORS{Origins: []string{"localhost"}}},
-		"good origins":      {Negotiate: config.HubNegotiate{Auth: anon}, CORS: config.HubCORS{Origins: []string{"*", "http://localhost:3000"}}},
+		"anonymous":            {Hubs: hs, Negotiate: config.HubNegotiate{Auth: anon}},
+		"no auth":              {Hubs: hs},
+		"no hubs":              {Negotiate: config.HubNegotiate{Auth: anon}},
+		"bad hub in hubs":      {Hubs: []string{"9x"}, Negotiate: config.HubNegotiate{Auth: anon}},
+		"path":                 {Hubs: hs, Negotiate: config.HubNegotiate{Auth: anon, Path: "api"}},
+		"hub name":             {Hubs: hs, Negotiate: config.HubNegotiate{Auth: anon, Hub: "9x"}},
+		"hub not served":       {Hubs: hs, Negotiate: config.HubNegotiate{Auth: anon, Hub: "payroll"}},
+		"hub served":           {Hubs: hs, Negotiate: config.HubNegotiate{Auth: anon, Hub: "ORDERS"}},
+		"two jwt keys":         jwks(config.JWTAuth{HS256Secret: "0123456789abcdef", JWKSURL: "https://x", Issuer: "i", Audience: "a"}),
+		"short secret":         jwks(config.JWTAuth{HS256Secret: "short"}),
+		"jwks url":             jwks(config.JWTAuth{JWKSURL: "ftp://x", Issuer: "i", Audience: "a"}),
+		"jwks url http":        jwks(config.JWTAuth{JWKSURL: "http://idp.example/keys", Issuer: "i", Audience: "a"}),
+		"jwks url loopback":    jwks(config.JWTAuth{JWKSURL: "http://127.0.0.1:9/keys", Issuer: "i", Audience: "a"}),
+		"jwks no issuer":       jwks(config.JWTAuth{JWKSURL: "https://idp.example/keys", Audience: "a"}),
+		"jwks file no aud":     jwks(config.JWTAuth{JWKSFile: "keys.json", Issuer: "i"}),
+		"bad template":         {Hubs: hs, Negotiate: config.HubNegotiate{Auth: anon, Groups: []string{"t-{tid}"}}},
+		"negative groupTTL":    {Hubs: hs, Negotiate: config.HubNegotiate{Auth: anon, GroupTTL: -1}},
+		"short tokenTTL":       {Hubs: hs, Negotiate: config.HubNegotiate{Auth: anon, TokenTTL: config.Duration(time.Second)}},
+		"tokenTTL over cap":    {Hubs: hs, Negotiate: config.HubNegotiate{Auth: anon, TokenTTL: config.Duration(48 * time.Hour)}},
+		"short anonymous TTL":  {Hubs: hs, Negotiate: config.HubNegotiate{Auth: anon, AnonymousGroupTTL: config.Duration(time.Millisecond)}},
+		"origin":               {Hubs: hs, Negotiate: config.HubNegotiate{Auth: anon}, CORS: config.HubCORS{Origins: []string{"localhost"}}},
+		"good origins":         {Hubs: hs, Negotiate: config.HubNegotiate{Auth: anon}, CORS: config.HubCORS{Origins: []string{"*", "http://localhost:3000"}}},
+		"short key":            {Hubs: hs, Negotiate: config.HubNegotiate{Auth: anon}, AccessKey: "abc"},
+		"key with ;":           {Hubs: hs, Negotiate: config.HubNegotiate{Auth: anon}, AccessKey: "0123456789abcdef0123456789abcdef;x"},
+		"good key":             {Hubs: hs, Negotiate: config.HubNegotiate{Auth: anon}, AccessKey: "0123456789abcdef0123456789abcdef"},
+		"public url":           {Hubs: hs, Negotiate: config.HubNegotiate{Auth: anon}, PublicURL: "https://hub.example:8443"},
+		"public url with path": {Hubs: hs, Negotiate: config.HubNegotiate{Auth: anon}, PublicURL: "https://hub.example/x"},
+		"negative limit":       {Hubs: hs, Negotiate: config.HubNegotiate{Auth: anon}, Limits: config.HubLimits{MaxConnections: -1}},
+		"short REST TTL cap":   {Hubs: hs, Negotiate: config.HubNegotiate{Auth: anon}, Limits: config.HubLimits{MaxRESTTokenTTL: config.Duration(time.Second)}},
 	} {
 		h.ApplyDefaults()
 		cerr, herr := h.Validate(), HubConfig(h).Validate()

@@ -8,55 +8,75 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 
 	"github.com/changecast/changecast/publish/hub"
 	"github.com/changecast/changecast/schema/config"
 	"github.com/changecast/changecast/worker"
 )
 
+// envHubKey holds the hub's access key: a flag would show it in ps.
+const envHubKey = "CHANGECAST_HUB_ACCESS_KEY"
+
 // cmdHub runs the built-in hub alone: a local Azure SignalR Service
-// emulator. It prints the connection string for REST callers and the
-// negotiate URL for clients, and serves until ctx ends (SIGINT/SIGTERM).
+// emulator. It prints where REST callers and clients go (the connection
+// string only when it generated the key: a key of yours is never
+// printed), and serves until ctx ends (SIGINT/SIGTERM).
 func cmdHub(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("hub", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	listen := fs.String("listen", "", "address to serve on (default 127.0.0.1:8080, or the hub config's listen)")
-	key := fs.String("key", os.Getenv("CHANGECAST_HUB_KEY"), "access key (default $CHANGECAST_HUB_KEY; generated when empty)")
-	cfgPath := fs.String("hub-config", "", "YAML file holding a hub section (the keys under hub: in the config); default: anonymous negotiate, any CORS origin")
+	var hubs stringList
+	fs.Var(&hubs, "hub", "a hub to serve (repeat for more); added to the hub config's hubs")
+	cfgPath := fs.String("hub-config", "", "YAML file holding a hub section (the keys under hub: in the config); default: anonymous negotiate, loopback CORS origins")
 	verbose := fs.Bool("v", false, "log connections and refused requests")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: changecast hub -hub NAME [-hub NAME...] [flags]\n\nThe access key comes from the hub config's accessKey, else from $%s (at least %d bytes), else it is generated and printed.\n\n", envHubKey, config.MinAccessKeyBytes)
+		fs.PrintDefaults()
+	}
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	cfg := config.Hub{
-		Negotiate: config.HubNegotiate{Auth: config.NegotiateAuth{Anonymous: true}},
-		// An emulator is called from dev servers on other ports.
-		CORS: config.HubCORS{Origins: []string{"*"}},
-	}
+	cfg := config.Hub{Negotiate: config.HubNegotiate{Auth: config.NegotiateAuth{Anonymous: true}}}
 	if *cfgPath != "" {
 		raw, err := os.ReadFile(*cfgPath)
 		if err != nil {
 			fmt.Fprintln(stderr, "changecast hub:", err)
 			return 2
 		}
-		h, err := config.ParseHub(raw, os.LookupEnv)
+		h, err := config.DecodeHub(raw, os.LookupEnv)
 		if err != nil {
-			var joined interface{ Unwrap() []error }
-			if errors.As(err, &joined) {
-				for _, e := range joined.Unwrap() {
-					fmt.Fprintf(stderr, "%s: %v\n", *cfgPath, e)
-				}
-			} else {
-				fmt.Fprintf(stderr, "%s: %v\n", *cfgPath, err)
-			}
+			fmt.Fprintf(stderr, "%s: %v\n", *cfgPath, err)
 			return 2
 		}
 		cfg = *h
 	}
+	cfg.Hubs = append(cfg.Hubs, hubs...)
 	if *listen != "" {
 		cfg.Listen = *listen
 	}
-	if *key != "" {
-		cfg.AccessKey = *key
+	if cfg.AccessKey == "" {
+		cfg.AccessKey = os.Getenv(envHubKey)
+	}
+	generated := cfg.AccessKey == ""
+	cfg.ApplyDefaults()
+	if err := cfg.Validate(); err != nil {
+		where := "changecast hub"
+		if *cfgPath != "" {
+			where = *cfgPath
+		}
+		var joined interface{ Unwrap() []error }
+		if errors.As(err, &joined) {
+			for _, e := range joined.Unwrap() {
+				fmt.Fprintf(stderr, "%s: %v\n", where, e)
+			}
+		} else {
+			fmt.Fprintf(stderr, "%s: %v\n", where, err)
+		}
+		if len(cfg.Hubs) == 0 {
+			fmt.Fprintln(stderr, "changecast hub: name the hubs to serve with -hub NAME")
+		}
+		return 2
 	}
 	level := slog.LevelInfo
 	if *verbose {
@@ -73,7 +93,12 @@ func cmdHub(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	select {
 	case <-srv.Listening():
 		if srv.Addr() != nil {
-			fmt.Fprintf(stdout, "AZURE_SIGNALR_CONNECTION_STRING=%s\n", srv.ConnectionString())
+			if generated {
+				fmt.Fprintf(stdout, "AZURE_SIGNALR_CONNECTION_STRING=%s\n", srv.ConnectionString())
+			} else {
+				fmt.Fprintf(stdout, "endpoint: %s (AccessKey: the configured one)\n", srv.Endpoint())
+			}
+			fmt.Fprintf(stdout, "hubs: %s\n", strings.Join(cfg.Hubs, ", "))
 			fmt.Fprintf(stdout, "negotiate: POST %s?hub=HUB\n", srv.NegotiateURL())
 		}
 	case <-ctx.Done():
@@ -83,4 +108,14 @@ func cmdHub(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (l *stringList) String() string { return strings.Join(*l, ",") }
+
+func (l *stringList) Set(s string) error {
+	*l = append(*l, s)
+	return nil
 }

@@ -38,7 +38,7 @@ func TestSignalRTarget(t *testing.T) {
 
 	// The "Azure SignalR Service": the built-in hub on its own.
 	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	svc, err := hub.New(hub.Config{Negotiate: hub.NegotiateConfig{Auth: hub.NegotiateAuth{Anonymous: true}}}, hub.WithLogger(quiet))
+	svc, err := hub.New(hub.Config{Hubs: []string{"orders"}, Negotiate: hub.NegotiateConfig{Auth: hub.NegotiateAuth{Anonymous: true}}}, hub.WithLogger(quiet))
 	if err != nil {
 		t.Fatal(err)
 	}

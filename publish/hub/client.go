@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -15,14 +16,18 @@ import (
 // clientNegotiate answers POST /client/negotiate?hub=..&negotiateVersion=1,
 // the second hop of the official clients (after the app negotiate).
 func (s *Server) clientNegotiate(w http.ResponseWriter, r *http.Request) {
-	hub, ok := queryHub(w, r)
+	hub, ok := s.queryHub(w, r)
 	if !ok {
 		return
 	}
-	claims, err := verifyAccessToken(bearer(r, true), []byte(s.key), clientAudience(r, hub))
+	claims, err := verifyAccessToken(bearer(r, true), []byte(s.key), s.clientAudience(r, hub), s.cfg.Limits.MaxClientTokenTTL)
 	if err != nil {
-		s.o.log.Debug("hub: client negotiate refused", "hub", hub, "err", err)
-		writeError(w, http.StatusUnauthorized, "Error.Unauthorized", "invalid access token: "+err.Error())
+		s.refuse(w, "client negotiate", http.StatusUnauthorized, "Error.Unauthorized", "invalid token", err)
+		return
+	}
+	user := userOf(claims)
+	if err := s.reg.admit(user); err != nil {
+		s.refuse(w, "client negotiate", http.StatusTooManyRequests, "Error.TooManyConnections", err.Error(), err)
 		return
 	}
 	v, _ := strconv.Atoi(r.URL.Query().Get("negotiateVersion"))
@@ -31,8 +36,10 @@ func (s *Server) clientNegotiate(w http.ResponseWriter, r *http.Request) {
 	if v < 1 {
 		key = id // version 0 clients connect with id=connectionId
 	}
-	now := time.Now()
-	s.reg.addPending(key, pendingConn{id: id, hub: hubKey(hub), user: userOf(claims), expires: now.Add(s.o.connectTokenTTL)}, now)
+	if err := s.reg.addPending(key, pendingConn{id: id, hub: hubKey(hub), user: user, expires: time.Now().Add(s.o.connectTokenTTL)}); err != nil {
+		s.refuse(w, "client negotiate", http.StatusTooManyRequests, "Error.TooManyConnections", err.Error(), err)
+		return
+	}
 	type transport struct {
 		Transport       string   `json:"transport"`
 		TransferFormats []string `json:"transferFormats"`
@@ -52,17 +59,22 @@ func (s *Server) clientNegotiate(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, resp)
 }
 
-func clientAudience(r *http.Request, hub string) audience {
-	a := requestAudience(r, "/client")
+func (s *Server) clientAudience(r *http.Request, hub string) audience {
+	a := s.endpoint(r).audience("/client")
 	a.hub = hub
 	return a
 }
 
-// queryHub reads and checks ?hub=; it answers 400 itself when it fails.
-func queryHub(w http.ResponseWriter, r *http.Request) (string, bool) {
+// queryHub reads and checks ?hub=; it answers 400 (not exactly one valid
+// name) or 404 (not served) itself when it fails.
+func (s *Server) queryHub(w http.ResponseWriter, r *http.Request) (string, bool) {
 	hs := r.URL.Query()["hub"]
 	if len(hs) != 1 || !validHub(hs[0]) {
 		writeError(w, http.StatusBadRequest, "Error.InvalidHub", "give exactly one valid hub= query parameter")
+		return "", false
+	}
+	if !s.reg.served(hs[0]) {
+		writeError(w, http.StatusNotFound, "Error.Hub.NotExisted", "no such hub")
 		return "", false
 	}
 	return hs[0], true
@@ -71,7 +83,7 @@ func queryHub(w http.ResponseWriter, r *http.Request) (string, bool) {
 // clientConnect accepts the WebSocket at /client/?hub=..&id=.. (or without
 // id, for clients that skip negotiation).
 func (s *Server) clientConnect(w http.ResponseWriter, r *http.Request) {
-	hub, ok := queryHub(w, r)
+	hub, ok := s.queryHub(w, r)
 	if !ok {
 		return
 	}
@@ -79,35 +91,52 @@ func (s *Server) clientConnect(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "Error.Transport", "only the WebSockets transport is supported")
 		return
 	}
-	claims, err := verifyAccessToken(bearer(r, true), []byte(s.key), clientAudience(r, hub))
+	// Browsers send their page's Origin; a page the CORS settings do not
+	// allow must not open a connection with a token it got hold of (an
+	// anonymous negotiate hands one to anyone). Other clients send none.
+	if o := r.Header.Get("Origin"); o != "" && !s.origins.allows(o) {
+		s.refuse(w, "client connect", http.StatusForbidden, "Error.Forbidden.Origin", "origin not allowed", errors.New("origin "+truncate(o, 100)))
+		return
+	}
+	claims, err := verifyAccessToken(bearer(r, true), []byte(s.key), s.clientAudience(r, hub), s.cfg.Limits.MaxClientTokenTTL)
 	if err != nil {
-		s.o.log.Debug("hub: client connect refused", "hub", hub, "err", err)
-		writeError(w, http.StatusUnauthorized, "Error.Unauthorized", "invalid access token: "+err.Error())
+		s.refuse(w, "client connect", http.StatusUnauthorized, "Error.Unauthorized", "invalid token", err)
 		return
 	}
 	p := pendingConn{id: newID(), hub: hubKey(hub), user: userOf(claims)}
 	if id := r.URL.Query().Get("id"); id != "" {
-		var found bool
-		p, found = s.reg.takePending(id, time.Now())
-		if !found || p.hub != hubKey(hub) {
-			writeError(w, http.StatusNotFound, "Error.Connection.NotExisted", "no such connection (expired, used, or never negotiated)")
+		// The connection is the negotiated user's only: ASP.NET Core
+		// refuses a token of another user as well.
+		p, err = s.reg.takePending(id, hubKey(hub), p.user, time.Now())
+		switch {
+		case errors.Is(err, errWrongUser):
+			s.refuse(w, "client connect", http.StatusForbidden, "Error.Forbidden.User", "the connection belongs to another user", err)
+			return
+		case err != nil:
+			writeError(w, http.StatusNotFound, "Error.Connection.NotExisted", err.Error())
 			return
 		}
 	}
+	if err := s.reg.reserve(p.user); err != nil {
+		s.refuse(w, "client connect", http.StatusServiceUnavailable, "Error.TooManyConnections", err.Error(), err)
+		return
+	}
+	defer s.reg.release(p.user)
 	if !s.track() {
 		writeError(w, http.StatusServiceUnavailable, "Error.ShuttingDown", "the hub is shutting down")
 		return
 	}
 	defer s.wg.Done()
-	// Origins are not checked: a connection is authorised by its bearer
-	// token, never by cookies, so a foreign page cannot ride on a user's
-	// session (what the origin check protects against).
+	// The Origin was checked above, against the CORS settings rather than
+	// the library's same-host rule.
 	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
 	if err != nil {
 		s.o.log.Debug("hub: websocket accept failed", "err", err)
 		return
 	}
-	ws.SetReadLimit(maxReceive)
+	// readMessage bounds messages itself, so that an oversized one gets a
+	// SignalR error before the WebSocket closes.
+	ws.SetReadLimit(-1)
 	s.serveConn(r.Context(), ws, p)
 }
 
@@ -176,31 +205,68 @@ func (s *Server) serveConn(reqCtx context.Context, ws *websocket.Conn, p pending
 	}
 }
 
+// errTooLarge is a client message or record over maxReceive.
+var errTooLarge = errors.New("message too large")
+
+// readMessage appends one WebSocket message to dst, reading at most
+// maxReceive bytes of it: a larger one gives errTooLarge, its rest left
+// unread (close the connection next; the close handshake discards it).
+func readMessage(ctx context.Context, ws *websocket.Conn, dst []byte) ([]byte, error) {
+	_, rd, err := ws.Reader(ctx)
+	if err != nil {
+		return dst, err
+	}
+	start := len(dst)
+	lr := io.LimitReader(rd, maxReceive+1)
+	for {
+		if len(dst) == cap(dst) {
+			dst = append(dst, 0)[:len(dst)]
+		}
+		n, err := lr.Read(dst[len(dst):cap(dst)])
+		dst = dst[:len(dst)+n]
+		if len(dst)-start > maxReceive {
+			return dst, errTooLarge
+		}
+		if err == io.EOF {
+			return dst, nil
+		}
+		if err != nil {
+			return dst, err
+		}
+	}
+}
+
 // handshake reads the handshake request (within the handshake timeout),
 // answering it only when it is refused; it returns the records that came
 // after it.
 func (s *Server) handshake(ctx context.Context, c *conn) ([]byte, error) {
 	hctx, cancel := context.WithTimeout(ctx, s.o.handshakeTimeout)
 	defer cancel()
+	refuse := func(err error, code websocket.StatusCode) ([]byte, error) {
+		_ = c.write(ctx, handshakeError(err.Error()))
+		_ = c.ws.Close(code, "handshake failed")
+		return nil, err
+	}
+	tooLarge := errors.New("Handshake request is too large.")
 	var buf []byte
 	for {
-		_, data, err := c.ws.Read(hctx)
+		var err error
+		buf, err = readMessage(hctx, c.ws, buf)
+		if errors.Is(err, errTooLarge) {
+			return refuse(tooLarge, websocket.StatusMessageTooBig)
+		}
 		if err != nil {
 			return nil, err
 		}
-		buf = append(buf, data...)
 		_, rest, err := parseHandshake(buf)
-		if errors.Is(err, errIncomplete) {
-			if len(buf) > maxReceive {
-				err = errors.New("Handshake request is too large.")
-			} else {
-				continue
-			}
-		}
-		if err != nil {
-			_ = c.write(ctx, handshakeError(err.Error()))
-			_ = c.ws.Close(websocket.StatusPolicyViolation, "handshake failed")
-			return nil, err
+		switch {
+		case errors.Is(err, errIncomplete) && len(buf) > maxReceive,
+			err == nil && len(buf)-len(rest)-1 > maxReceive:
+			return refuse(tooLarge, websocket.StatusMessageTooBig)
+		case errors.Is(err, errIncomplete):
+			continue
+		case err != nil:
+			return refuse(err, websocket.StatusPolicyViolation)
 		}
 		return append([]byte(nil), rest...), nil
 	}
@@ -209,28 +275,36 @@ func (s *Server) handshake(ctx context.Context, c *conn) ([]byte, error) {
 // readLoop handles client records until the client leaves, goes silent
 // for the client timeout, or breaks the protocol.
 //
-// After a protocol error it queues a Close message and keeps reading (and
-// discarding) until the write loop has sent it and closed the socket:
-// returning at once would cancel the writer before the client learns why.
+// When the connection must end (a protocol error, or the client's Close
+// message) it queues the last record and the close status for the write
+// loop, stops reading and waits for the write loop to close the WebSocket:
+// returning at once would cancel the writer before the client learns why,
+// and drop the TCP connection instead of closing the WebSocket.
 func (s *Server) readLoop(ctx context.Context, c *conn, buf []byte) error {
-	var protoErr error
+	end := func(last []byte, code websocket.StatusCode, err error) error {
+		c.closeWith(last, code)
+		<-ctx.Done() // the write loop has closed the WebSocket, or the hub is stopping
+		return err
+	}
+	tooLarge := func() error {
+		return end(closeFrame("Connection closed with an error: message too large.", false),
+			websocket.StatusMessageTooBig, errTooLarge)
+	}
 	for {
 		records, rest := splitRecords(buf)
-		if protoErr != nil {
-			records, rest = nil, nil
-		}
 		for _, rec := range records {
+			// A record spread over several messages is bounded as a whole.
+			if len(rec) > maxReceive {
+				return tooLarge()
+			}
 			m, err := parseMessage(rec)
 			if err != nil {
 				c.log.Debug("hub: protocol error", "err", err)
-				c.close("Connection closed with an error: invalid message.", false)
-				protoErr = err
-				rest = nil
-				break
+				return end(closeFrame("Connection closed with an error: invalid message.", false), websocket.StatusPolicyViolation, err)
 			}
 			switch m.Type {
 			case typeClose:
-				return errors.New("client sent Close")
+				return end(nil, websocket.StatusNormalClosure, errors.New("client sent Close"))
 			case typeInvocation, typeStreamInvocation:
 				// A serverless hub runs no methods; say so to a client
 				// waiting for a result instead of leaving it hanging.
@@ -242,25 +316,22 @@ func (s *Server) readLoop(ctx context.Context, c *conn, buf []byte) error {
 			// protocol asks.
 		}
 		if len(rest) > maxReceive {
-			c.close("Connection closed with an error: message too large.", false)
-			protoErr = errors.New("incomplete record too large")
-			rest = nil
+			return tooLarge()
 		}
 		buf = append(buf[:0], rest...)
 		rctx, cancel := context.WithTimeout(ctx, s.o.clientTimeout)
-		_, data, err := c.ws.Read(rctx)
+		var err error
+		buf, err = readMessage(rctx, c.ws, buf)
 		timedOut := rctx.Err() != nil && ctx.Err() == nil
 		cancel()
-		if err != nil {
-			if protoErr != nil {
-				return protoErr
-			}
-			if timedOut {
-				return errors.New("client timeout: no message within the client timeout")
-			}
+		switch {
+		case errors.Is(err, errTooLarge):
+			return tooLarge()
+		case err != nil && timedOut:
+			return errors.New("client timeout: no message within the client timeout")
+		case err != nil:
 			return err
 		}
-		buf = append(buf, data...)
 	}
 }
 

@@ -25,28 +25,87 @@ const (
 	// MinTokenTTL is the shortest TokenTTL accepted: a client needs time
 	// to connect with its token.
 	MinTokenTTL = time.Minute
+	// DefaultAnonymousGroupTTL is how long the groups an anonymous
+	// negotiate joined outlive it while the user is not connected.
+	DefaultAnonymousGroupTTL = 5 * time.Minute
+	// MinAccessKeyBytes is the shortest AccessKey accepted: it is an HMAC
+	// key, and a short one can be guessed offline from any token.
+	MinAccessKeyBytes = 32
+	// DefaultMaxConnections bounds the hub's open client connections.
+	DefaultMaxConnections = 100_000
+	// DefaultMaxConnectionsPerUser bounds one user's open connections.
+	DefaultMaxConnectionsPerUser = 100
+	// DefaultMaxGroupsPerUser bounds one user's group memberships per hub;
+	// Azure SignalR keeps the latest 100 and drops the oldest.
+	DefaultMaxGroupsPerUser = 100
+	// DefaultMaxClientTokenTTL is the longest lifetime accepted of a client
+	// access token (exp - now).
+	DefaultMaxClientTokenTTL = 24 * time.Hour
+	// DefaultMaxRESTTokenTTL is the longest lifetime accepted of a REST
+	// access token; the Azure SDKs sign them for an hour.
+	DefaultMaxRESTTokenTTL = time.Hour
 )
 
-// Config is what a Server serves. A Negotiator uses only Negotiate and
-// CORSOrigins. Every field is optional except Negotiate.Auth; a zero field
-// means what its comment says.
+// Config is what a Server serves. A Negotiator uses only Hubs, Negotiate,
+// CORSOrigins (with PublicURL's origin) and Limits.MaxClientTokenTTL. Hubs
+// and Negotiate.Auth are required; any other zero field means what its
+// comment says.
 type Config struct {
 	// Listen is the address Run listens on. Zero: DefaultListen.
 	Listen string
+	// PublicURL is the hub's endpoint as clients and REST callers reach it
+	// (scheme://host[:port], e.g. behind a TLS-terminating proxy): the URL
+	// negotiate hands out, and the audience every access token must
+	// carry. Zero: the scheme and host each request arrived with (its Host
+	// header, and X-Forwarded-Proto), which suits development only.
+	PublicURL string
 	// AccessKey signs and verifies access tokens (HS256 over its UTF-8
-	// bytes); it goes into the connection string, so it must hold no ';'
-	// or white space. Zero: a random key (NewAccessKey), which
-	// Server.AccessKey and Server.ConnectionString give.
+	// bytes), at least MinAccessKeyBytes long; it goes into the connection
+	// string, so it must hold no ';' or white space. Zero: a random key
+	// (NewAccessKey), which Server.AccessKey and Server.ConnectionString
+	// give.
 	AccessKey string
+	// Hubs are the hubs served (names are case-insensitive). Negotiate, the
+	// client endpoints and the REST API answer 404 for any other hub, so
+	// callers cannot make the hub keep state for names of their choosing.
+	// At least one is required.
+	Hubs []string
 	// Negotiate configures the app negotiate endpoint.
 	Negotiate NegotiateConfig
 	// CORSOrigins are the browser origins (scheme://host[:port]) allowed to
-	// call the hub's endpoints; "*" allows any. The Origin is echoed and
-	// credentials are allowed. Zero: no cross-origin access.
+	// call the hub's endpoints and to open its WebSockets; "*" allows any.
+	// The Origin is echoed and credentials are allowed. Zero: loopback
+	// origins only (http://localhost:3000, http://127.0.0.1:5173, …).
+	// Requests without an Origin (non-browser clients) are not affected.
 	CORSOrigins []string
+	// Limits bound what callers can make the hub hold.
+	Limits Limits
 	// Static is a folder served at / (e.g. a web app). Zero: nothing is
 	// served at /.
 	Static string
+}
+
+// Limits bound connections, memberships and token lifetimes. Zero fields
+// mean their Default* constants.
+type Limits struct {
+	// MaxConnections bounds the open client connections, and apart from
+	// them the negotiated ones waiting for their WebSocket; over it
+	// negotiate answers 429 and the WebSocket upgrade 503.
+	MaxConnections int
+	// MaxConnectionsPerUser bounds one user id's open connections, with
+	// the same answers.
+	MaxConnectionsPerUser int
+	// MaxGroupsPerUser bounds the groups a user belongs to in one hub; a
+	// join over it drops the membership updated longest ago, as Azure
+	// SignalR does.
+	MaxGroupsPerUser int
+	// MaxClientTokenTTL is the longest remaining lifetime accepted of a
+	// client access token, and bounds Negotiate.TokenTTL and
+	// :generateToken's minutesToExpire.
+	MaxClientTokenTTL time.Duration
+	// MaxRESTTokenTTL is the longest remaining lifetime accepted of a REST
+	// access token.
+	MaxRESTTokenTTL time.Duration
 }
 
 // NegotiateConfig is the app negotiate endpoint, what the Azure Functions
@@ -68,15 +127,23 @@ type NegotiateConfig struct {
 	// anonymous users join only groups without claim holes. Zero: no
 	// groups.
 	Groups []string
-	// GroupTTL bounds how long the group memberships of a negotiate
-	// outlive it; every negotiate renews them. Zero: they never expire (as
-	// Azure SignalR keeps user groups), so a connection open for days keeps
-	// its groups; a TTL instead makes a user whose claims changed lose old
-	// groups at most GroupTTL later, and long-open connections lose them
-	// too until they reconnect.
+	// GroupTTL bounds how long the group memberships of an authenticated
+	// negotiate outlive it; every negotiate renews them. Zero: they never
+	// expire (as Azure SignalR keeps user groups; Limits.MaxGroupsPerUser
+	// still applies), so a connection open for days keeps its groups; a
+	// TTL instead makes a user whose claims changed lose old groups at
+	// most GroupTTL later, and long-open connections lose them too until
+	// they reconnect.
 	GroupTTL time.Duration
+	// AnonymousGroupTTL is how long the groups an anonymous negotiate
+	// joined are kept on the built-in hub while the (random) user has no
+	// connection; a connected user keeps them. With a Service (Azure) they
+	// follow GroupTTL instead, since the service drops memberships from
+	// open connections too. Zero: DefaultAnonymousGroupTTL.
+	AnonymousGroupTTL time.Duration
 	// TokenTTL is the lifetime of the client access token negotiate
-	// returns, at least MinTokenTTL. Zero: DefaultTokenTTL.
+	// returns, at least MinTokenTTL and at most Limits.MaxClientTokenTTL.
+	// Zero: DefaultTokenTTL.
 	TokenTTL time.Duration
 }
 
@@ -99,12 +166,16 @@ type JWTAuth struct {
 	// JWKSFile is a file holding a JSON Web Key Set of RSA keys (RS256
 	// tokens), read once by New or NewNegotiator.
 	JWKSFile string
-	// JWKSURL is the http(s) URL of a JSON Web Key Set of RSA keys (RS256
-	// tokens), fetched on first use and again on an unknown kid.
+	// JWKSURL is the https URL (http only on a loopback host) of a JSON
+	// Web Key Set of RSA keys (RS256 tokens), fetched on first use and
+	// again on an unknown kid.
 	JWKSURL string
-	// Issuer is the required iss. Zero: any.
+	// Issuer is the required iss. Required with a JWKS (an identity
+	// provider's keys sign tokens for every app it serves); zero with
+	// HS256Secret: any.
 	Issuer string
-	// Audience is the required aud. Zero: any.
+	// Audience is the required aud. Required with a JWKS, like Issuer;
+	// zero with HS256Secret: any.
 	Audience string
 }
 
@@ -123,7 +194,26 @@ func (c Config) withDefaults() Config {
 	if n.TokenTTL == 0 {
 		n.TokenTTL = DefaultTokenTTL
 	}
+	if n.AnonymousGroupTTL == 0 {
+		n.AnonymousGroupTTL = DefaultAnonymousGroupTTL
+	}
+	l := &c.Limits
+	setInt(&l.MaxConnections, DefaultMaxConnections)
+	setInt(&l.MaxConnectionsPerUser, DefaultMaxConnectionsPerUser)
+	setInt(&l.MaxGroupsPerUser, DefaultMaxGroupsPerUser)
+	if l.MaxClientTokenTTL == 0 {
+		l.MaxClientTokenTTL = DefaultMaxClientTokenTTL
+	}
+	if l.MaxRESTTokenTTL == 0 {
+		l.MaxRESTTokenTTL = DefaultMaxRESTTokenTTL
+	}
 	return c
+}
+
+func setInt(p *int, def int) {
+	if *p == 0 {
+		*p = def
+	}
 }
 
 // Validate reports every problem of c that can be seen without I/O (New
@@ -135,15 +225,57 @@ func (c Config) Validate() error {
 	if strings.ContainsAny(c.AccessKey, "; \t\r\n") {
 		errs = append(errs, errors.New("hub: AccessKey must not contain ';' or spaces (it goes into a connection string)"))
 	}
+	if c.AccessKey != "" && len(c.AccessKey) < MinAccessKeyBytes {
+		errs = append(errs, fmt.Errorf("hub: AccessKey is shorter than %d bytes", MinAccessKeyBytes))
+	}
+	if c.PublicURL != "" {
+		if _, err := parsePublicURL(c.PublicURL); err != nil {
+			errs = append(errs, fmt.Errorf("hub: PublicURL: %w", err))
+		}
+	}
+	l := c.Limits
+	for _, f := range []struct {
+		name string
+		v    int
+	}{{"MaxConnections", l.MaxConnections}, {"MaxConnectionsPerUser", l.MaxConnectionsPerUser}, {"MaxGroupsPerUser", l.MaxGroupsPerUser}} {
+		if f.v < 1 {
+			errs = append(errs, fmt.Errorf("hub: Limits.%s must be at least 1", f.name))
+		}
+	}
+	if l.MaxRESTTokenTTL < time.Minute {
+		errs = append(errs, errors.New("hub: Limits.MaxRESTTokenTTL must be at least 1m"))
+	}
 	return errors.Join(append(errs, c.validateNegotiate()...)...)
 }
 
-// validateNegotiate checks what a Negotiator uses: Negotiate and
-// CORSOrigins, with defaults applied.
+// parsePublicURL checks a PublicURL: http(s), a host, no path, query,
+// fragment or user info.
+func parsePublicURL(s string) (*url.URL, error) {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil ||
+		(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
+		return nil, fmt.Errorf("%q is not an endpoint such as https://hub.example.com", s)
+	}
+	u.Path = ""
+	return u, nil
+}
+
+// validateNegotiate checks what a Negotiator uses: Hubs, Negotiate,
+// CORSOrigins and the client token limit, with defaults applied.
 func (c Config) validateNegotiate() []error {
 	var errs []error
 	bad := func(field, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("hub: "+field+": "+format, args...))
+	}
+	if len(c.Hubs) == 0 {
+		bad("Hubs", "list at least one hub to serve")
+	}
+	served := map[string]bool{}
+	for i, h := range c.Hubs {
+		if !validHub(h) {
+			bad(fmt.Sprintf("Hubs[%d]", i), "%q is not a valid hub name (a letter, then letters, digits, _`,.[])", h)
+		}
+		served[hubKey(h)] = true
 	}
 	n := c.Negotiate
 	if !strings.HasPrefix(n.Path, "/") {
@@ -151,6 +283,8 @@ func (c Config) validateNegotiate() []error {
 	}
 	if n.Hub != "" && !validHub(n.Hub) {
 		bad("Negotiate.Hub", "%q is not a valid hub name (a letter, then letters, digits, _`,.[])", n.Hub)
+	} else if n.Hub != "" && !served[hubKey(n.Hub)] {
+		bad("Negotiate.Hub", "%q is not one of Hubs", n.Hub)
 	}
 	if !n.Auth.Anonymous && n.Auth.JWT == nil {
 		bad("Negotiate.Auth", "set Anonymous or JWT")
@@ -168,9 +302,15 @@ func (c Config) validateNegotiate() []error {
 		if j.HS256Secret != "" && len(j.HS256Secret) < 16 {
 			bad("Negotiate.Auth.JWT.HS256Secret", "is shorter than 16 bytes")
 		}
-		if j.JWKSURL != "" {
-			if u, err := url.Parse(j.JWKSURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-				bad("Negotiate.Auth.JWT.JWKSURL", "%q is not an http(s) URL", j.JWKSURL)
+		if j.JWKSURL != "" && !jwksURLOK(j.JWKSURL) {
+			bad("Negotiate.Auth.JWT.JWKSURL", "%q is not an https URL (http only on a loopback host)", j.JWKSURL)
+		}
+		if j.JWKSFile != "" || j.JWKSURL != "" {
+			if j.Issuer == "" {
+				bad("Negotiate.Auth.JWT.Issuer", "is required with a JWKS")
+			}
+			if j.Audience == "" {
+				bad("Negotiate.Auth.JWT.Audience", "is required with a JWKS")
 			}
 		}
 	}
@@ -182,8 +322,16 @@ func (c Config) validateNegotiate() []error {
 	if n.GroupTTL < 0 {
 		bad("Negotiate.GroupTTL", "must not be negative")
 	}
+	if n.AnonymousGroupTTL < time.Second {
+		bad("Negotiate.AnonymousGroupTTL", "must be at least 1s")
+	}
 	if n.TokenTTL < MinTokenTTL {
 		bad("Negotiate.TokenTTL", "must be at least %v", MinTokenTTL)
+	}
+	if c.Limits.MaxClientTokenTTL < MinTokenTTL {
+		bad("Limits.MaxClientTokenTTL", "must be at least %v", MinTokenTTL)
+	} else if n.TokenTTL > c.Limits.MaxClientTokenTTL {
+		bad("Negotiate.TokenTTL", "%v is over Limits.MaxClientTokenTTL %v", n.TokenTTL, c.Limits.MaxClientTokenTTL)
 	}
 	for i, o := range c.CORSOrigins {
 		if o == "*" {
@@ -194,4 +342,15 @@ func (c Config) validateNegotiate() []error {
 		}
 	}
 	return errs
+}
+
+// jwksURLOK accepts https URLs, and http ones on a loopback host (a local
+// identity provider in development): keys fetched in the clear could be
+// replaced on the way.
+func jwksURLOK(s string) bool {
+	u, err := url.Parse(s)
+	if err != nil || u.Host == "" {
+		return false
+	}
+	return u.Scheme == "https" || (u.Scheme == "http" && isLoopbackHost(u.Hostname()))
 }

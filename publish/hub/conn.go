@@ -18,8 +18,9 @@ const (
 	defaultClientTimeout    = 30 * time.Second
 	defaultHandshakeTimeout = 15 * time.Second
 	writeTimeout            = 10 * time.Second
-	// maxReceive bounds one client record; a serverless hub only expects
-	// pings and small invocations from clients.
+	// maxReceive bounds one client record, and one WebSocket message; a
+	// serverless hub only expects pings and small invocations from
+	// clients.
 	maxReceive = 64 << 10
 	// maxWriteBatch bounds the bytes of queued records joined into one
 	// WebSocket message (always whole records).
@@ -40,7 +41,8 @@ type sendQueue struct {
 	bytes  int
 	max    int
 	closed bool
-	notify chan struct{} // cap 1: "frames is not empty or closed"
+	code   websocket.StatusCode // once closed: the WebSocket close status
+	notify chan struct{}        // cap 1: "frames is not empty or closed"
 }
 
 func newSendQueue(max int) *sendQueue {
@@ -61,16 +63,19 @@ func (q *sendQueue) push(f []byte) bool {
 	return true
 }
 
-// pushLast queues f whatever the bound and closes the queue: f is the last
-// record the client gets (a Close message).
-func (q *sendQueue) pushLast(f []byte) bool {
+// pushLast queues f (when not nil) whatever the bound and closes the
+// queue: f is the last record the client gets (a Close message), and the
+// WebSocket is then closed with code.
+func (q *sendQueue) pushLast(f []byte, code websocket.StatusCode) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.closed {
 		return false
 	}
-	q.frames = append(q.frames, f)
-	q.closed = true
+	if f != nil {
+		q.frames = append(q.frames, f)
+	}
+	q.closed, q.code = true, code
 	q.signal()
 	return true
 }
@@ -82,12 +87,13 @@ func (q *sendQueue) signal() {
 	}
 }
 
-// take empties the queue; closed reports that nothing will follow.
-func (q *sendQueue) take() (frames [][]byte, closed bool) {
+// take empties the queue; closed reports that nothing will follow, and
+// code how to close the WebSocket then.
+func (q *sendQueue) take() (frames [][]byte, closed bool, code websocket.StatusCode) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	frames, q.frames, q.bytes = q.frames, nil, 0
-	return frames, q.closed
+	return frames, q.closed, q.code
 }
 
 // conn is one client connection. Its registry entry (groups) is guarded by
@@ -111,7 +117,13 @@ func (c *conn) send(frame []byte) {
 
 // close ends the connection after what is queued, with a Close message.
 func (c *conn) close(reason string, allowReconnect bool) {
-	c.q.pushLast(closeFrame(reason, allowReconnect))
+	c.q.pushLast(closeFrame(reason, allowReconnect), websocket.StatusNormalClosure)
+}
+
+// closeWith ends the connection after what is queued, with the record
+// last (when not nil) and the WebSocket close status code.
+func (c *conn) closeWith(last []byte, code websocket.StatusCode) {
+	c.q.pushLast(last, code)
 }
 
 // abort drops the connection now, without a Close message; the official
@@ -133,7 +145,7 @@ func (c *conn) writeLoop(ctx context.Context, keepAlive time.Duration) error {
 				return err
 			}
 		case <-c.q.notify:
-			frames, last := c.q.take()
+			frames, last, code := c.q.take()
 			for len(frames) > 0 {
 				// Join whole records into one text message: the JSON
 				// protocol allows several records per message, never a
@@ -149,9 +161,9 @@ func (c *conn) writeLoop(ctx context.Context, keepAlive time.Duration) error {
 				}
 			}
 			if last {
-				// The close handshake waits for the client's answer, which
-				// the read loop consumes.
-				_ = c.ws.Close(websocket.StatusNormalClosure, "")
+				// The close handshake reads the client's answer itself
+				// (the read loop has stopped reading by then, or reads it).
+				_ = c.ws.Close(code, "")
 				return errServerClosed
 			}
 		}

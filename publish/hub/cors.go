@@ -2,28 +2,57 @@ package hub
 
 import (
 	"net/http"
+	"net/url"
 	"strings"
 )
 
-// withCORS lets the listed browser origins ("*": any) call h. The Origin is
-// echoed rather than answered with "*" because the official client sends
-// credentials (withCredentials), and browsers refuse "*" with credentials.
-func withCORS(origins []string, h http.Handler) http.Handler {
-	if len(origins) == 0 {
-		return h
-	}
-	anyOrigin := false
-	allowed := map[string]bool{}
-	for _, o := range origins {
-		if o == "*" {
-			anyOrigin = true
+// origins says which browser origins may call the hub (CORS) and open its
+// WebSockets: the configured ones ("*": any), or loopback ones only when
+// none is configured.
+type origins struct {
+	any      bool
+	loopback bool
+	allowed  map[string]bool
+	self     string // the hub's own origin (Config.PublicURL), always allowed
+}
+
+func newOrigins(list []string, publicURL string) origins {
+	o := origins{allowed: map[string]bool{}, loopback: len(list) == 0}
+	for _, s := range list {
+		if s == "*" {
+			o.any = true
 		}
-		allowed[strings.ToLower(strings.TrimRight(o, "/"))] = true
+		o.allowed[normOrigin(s)] = true
 	}
+	if u, err := parsePublicURL(publicURL); err == nil && publicURL != "" {
+		o.self = normOrigin(u.Scheme + "://" + u.Host)
+	}
+	return o
+}
+
+func normOrigin(s string) string { return strings.ToLower(strings.TrimRight(s, "/")) }
+
+// allows reports whether a browser page of origin o may call the hub.
+func (p origins) allows(o string) bool {
+	n := normOrigin(o)
+	if p.any || p.allowed[n] || (p.self != "" && n == p.self) {
+		return true
+	}
+	if !p.loopback {
+		return false
+	}
+	u, err := url.Parse(o)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && isLoopbackHost(u.Hostname())
+}
+
+// withCORS lets the allowed browser origins call h. The Origin is echoed
+// rather than answered with "*" because the official client sends
+// credentials (withCredentials), and browsers refuse "*" with credentials.
+func withCORS(p origins, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		o := r.Header.Get("Origin")
 		w.Header().Add("Vary", "Origin")
-		if o == "" || !(anyOrigin || allowed[strings.ToLower(o)]) {
+		if o == "" || !p.allows(o) {
 			h.ServeHTTP(w, r)
 			return
 		}

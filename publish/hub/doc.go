@@ -4,9 +4,10 @@
 //
 // # Where to start
 //
-// Fill a Config (every field but Negotiate.Auth is optional; zero fields
-// mean the Default* constants) and call New: the Server it returns is the
-// hub. Run listens on Config.Listen; Serve takes a listener of yours.
+// Fill a Config (Hubs and Negotiate.Auth are required; zero fields mean
+// the Default* constants) and call New: the Server it returns is the hub.
+// It serves the hubs of Config.Hubs only: any other gets 404, so callers
+// cannot make it keep state for names of their choosing. Run listens on Config.Listen; Serve takes a listener of yours.
 // Listening is closed once it listens, and then Endpoint, ConnectionString
 // and NegotiateURL tell clients and REST callers where to go. One listener
 // serves:
@@ -27,8 +28,22 @@
 // apps whose clients connect to Azure SignalR instead. It sends clients to
 // a Service, the small interface it declares for what negotiate needs
 // (join a user to a group, a client URL and token); *signalr.Client
-// satisfies it. The Server's own negotiate joins groups in its registry
-// directly.
+// satisfies it. The Server's own negotiate (Server.Negotiator) joins
+// groups in its registry directly. Negotiator.Authorize applies
+// negotiate's rules (served hubs, bearer JWT or anonymous, user claim,
+// claim-derived groups) to any request and returns an *AuthError carrying
+// the status to answer (StatusOf, Refuse); Negotiator.Handle mounts more
+// endpoints under the negotiate path with the same CORS, on the Server
+// and on Negotiator.Handler alike.
+//
+// # Bounds
+//
+// Config.Limits bounds connections (in all and per user: 429 at
+// negotiate, 503 at the upgrade), groups per user (the oldest membership
+// is dropped, as Azure does) and access token lifetimes. Memberships of
+// anonymous users expire once they are not connected; Run sweeps expired
+// memberships and unused connection tokens once a second, never on a
+// request's path.
 //
 // Options (WithLogger, WithKeepAlive …) tune the parts that are not
 // configuration: timeouts, queue and body bounds, the logger.

@@ -29,12 +29,15 @@ type testHub struct {
 	rest *signalr.Client
 }
 
+// testHubs are the hubs the test configs serve.
+var testHubs = []string{"chat", "orders", "other", "h", "x"}
+
 func anonCfg() Config {
-	return Config{Negotiate: NegotiateConfig{Auth: NegotiateAuth{Anonymous: true}}}
+	return Config{Hubs: testHubs, Negotiate: NegotiateConfig{Auth: NegotiateAuth{Anonymous: true}}}
 }
 
 func jwtCfg() Config {
-	return Config{Negotiate: NegotiateConfig{
+	return Config{Hubs: testHubs, Negotiate: NegotiateConfig{
 		Auth:   NegotiateAuth{JWT: &JWTAuth{HS256Secret: testSecret, Issuer: "test-issuer", Audience: "test-app"}},
 		Groups: []string{"tenant-{claims.tid}", "everyone"},
 	}}

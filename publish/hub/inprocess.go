@@ -25,6 +25,8 @@ func (p inprocPublisher) Publish(ctx context.Context, b *publish.Batch) error {
 	switch {
 	case !validHub(t.Hub):
 		return publish.Permanent(fmt.Errorf("hub: publish to %s: invalid hub name", t))
+	case !p.s.reg.served(t.Hub):
+		return publish.Permanent(fmt.Errorf("hub: publish to %s: the hub is not served (see Config.Hubs)", t))
 	case t.Method == "":
 		return publish.Permanent(fmt.Errorf("hub: publish to %s: no method", t))
 	case t.Group != "" && !validGroup(t.Group):

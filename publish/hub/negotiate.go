@@ -10,6 +10,7 @@ import (
 	"io"
 	"math/big"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -27,7 +28,7 @@ import (
 // its REST API).
 type Service interface {
 	// AddUserToGroup adds user to group of hub; the membership outlives
-	// the user's connections, for ttl (0: no expiry).
+	// the user's connections, for ttl (0: the service's longest).
 	AddUserToGroup(ctx context.Context, hub, group, user string, ttl time.Duration) error
 	// ClientURL is the URL clients of hub connect to.
 	ClientURL(hub string) string
@@ -37,55 +38,83 @@ type Service interface {
 }
 
 // service is what a Negotiator needs: a Service, or this hub, which sends
-// clients to the host they reached negotiate on.
+// clients to its public endpoint and joins groups in its registry.
 type service interface {
 	clientAccess(ctx context.Context, r *http.Request, hub, user string, ttl time.Duration) (url, token string, err error)
-	AddUserToGroup(ctx context.Context, hub, group, user string, ttl time.Duration) error
+	join(ctx context.Context, c Caller, group string) error
+	// admit says whether user may open one more connection now.
+	admit(user string) error
 }
 
-// selfService sends clients to this hub, at the host they reached negotiate
-// on (so a page loaded from localhost is not sent to 127.0.0.1, a foreign
-// origin). Group joins go straight into the registry.
+// selfService sends clients to this hub: at its PublicURL, or else at the
+// host they reached negotiate on (so a page loaded from localhost is not
+// sent to 127.0.0.1, a foreign origin). Group joins go straight into the
+// registry.
 type selfService struct{ s *Server }
 
 func (ss selfService) clientAccess(_ context.Context, r *http.Request, hub, user string, ttl time.Duration) (string, string, error) {
-	a := requestAudience(r, "/client/")
-	u := a.scheme + "://" + a.host + "/client/?hub=" + hubKey(hub)
+	u := ss.s.endpoint(r).base() + "/client/?hub=" + url.QueryEscape(hubKey(hub))
 	tok, err := signAccessToken(ss.s.key, u, user, ttl)
 	return u, tok, err
 }
 
-func (ss selfService) AddUserToGroup(_ context.Context, hub, group, user string, ttl time.Duration) error {
-	ss.s.reg.addUserToGroup(hubKey(hub), group, user, ttl, time.Now())
+// join keeps an anonymous user's groups for AnonymousGroupTTL while it is
+// not connected (its id is random, so nothing else would ever free them),
+// and an authenticated user's for GroupTTL (0: no expiry).
+func (ss selfService) join(_ context.Context, c Caller, group string) error {
+	n := ss.s.cfg.Negotiate
+	ttl, keep := n.GroupTTL, false
+	if c.Anonymous {
+		ttl, keep = n.AnonymousGroupTTL, true
+	}
+	ss.s.reg.addUserToGroup(c.Hub, group, c.User, ttl, keep, time.Now())
 	return nil
 }
 
+func (ss selfService) admit(user string) error { return ss.s.reg.admit(user) }
+
 // remoteService sends clients to the service behind a Service.
-type remoteService struct{ Service }
+type remoteService struct {
+	svc      Service
+	groupTTL time.Duration
+}
 
 func (rs remoteService) clientAccess(ctx context.Context, _ *http.Request, hub, user string, ttl time.Duration) (string, string, error) {
-	tok, err := rs.ClientToken(ctx, hub, user, ttl)
-	return rs.ClientURL(hub), tok, err
+	tok, err := rs.svc.ClientToken(ctx, hub, user, ttl)
+	return rs.svc.ClientURL(hub), tok, err
 }
+
+// join uses GroupTTL for anonymous users too: the service keeps the state
+// (bounded there), and drops expired memberships from open connections.
+func (rs remoteService) join(ctx context.Context, c Caller, group string) error {
+	return rs.svc.AddUserToGroup(ctx, c.Hub, group, c.User, rs.groupTTL)
+}
+
+func (rs remoteService) admit(string) error { return nil }
 
 // Negotiator is the app negotiate endpoint, what the Azure Functions
 // SignalRConnectionInfo binding does: it authenticates the caller, takes
 // the user id from a claim, joins the user to the groups the config derives
 // from its claims, and answers {"url","accessToken"} for the official
-// clients to follow.
+// clients to follow. Authorize applies the same rules to other endpoints
+// mounted next to it with Handle.
 type Negotiator struct {
-	cfg    NegotiateConfig // defaults applied
-	svc    service
-	verify *jwtVerifier // nil: anonymous only
-	groups []*template.Claims
-	cors   []string
-	o      options
+	cfg     NegotiateConfig // defaults applied
+	hubs    map[string]bool // served, by hubKey
+	svc     service
+	verify  *jwtVerifier // nil: anonymous only
+	groups  []*template.Claims
+	origins origins
+	o       options
+	own     *http.ServeMux   // Handler's
+	muxes   []*http.ServeMux // own, and the Server's when it has one
+	refused *logLimiter
 }
 
-// NewNegotiator returns the negotiate endpoint of cfg (its Negotiate and
-// CORSOrigins, defaults applied to zero fields) for the service svc, e.g.
-// a *signalr.Client for Azure SignalR (the built-in hub's Server has its
-// own). Mount Handler, or ServeHTTP at Path.
+// NewNegotiator returns the negotiate endpoint of cfg (its Hubs, Negotiate,
+// CORSOrigins and Limits, defaults applied to zero fields) for the service
+// svc, e.g. a *signalr.Client for Azure SignalR (the built-in hub's Server
+// has its own). Mount Handler.
 func NewNegotiator(cfg Config, svc Service, opts ...Option) (*Negotiator, error) {
 	cfg = cfg.withDefaults()
 	if err := errors.Join(cfg.validateNegotiate()...); err != nil {
@@ -95,12 +124,21 @@ func NewNegotiator(cfg Config, svc Service, opts ...Option) (*Negotiator, error)
 	for _, f := range opts {
 		f(&o)
 	}
-	return newNegotiator(cfg, remoteService{svc}, o)
+	return newNegotiator(cfg, remoteService{svc, cfg.Negotiate.GroupTTL}, o, nil)
 }
 
-// newNegotiator builds the endpoint from a valid cfg with defaults applied.
-func newNegotiator(cfg Config, svc service, o options) (*Negotiator, error) {
-	n := &Negotiator{cfg: cfg.Negotiate, svc: svc, cors: cfg.CORSOrigins, o: o}
+// newNegotiator builds the endpoint from a valid cfg with defaults applied;
+// its routes go on its own mux and on shared (the Server's), when given.
+func newNegotiator(cfg Config, svc service, o options, shared *http.ServeMux) (*Negotiator, error) {
+	n := &Negotiator{cfg: cfg.Negotiate, hubs: map[string]bool{}, svc: svc, origins: newOrigins(cfg.CORSOrigins, cfg.PublicURL),
+		o: o, own: http.NewServeMux(), refused: newLogLimiter(time.Second)}
+	n.muxes = []*http.ServeMux{n.own}
+	if shared != nil {
+		n.muxes = append(n.muxes, shared)
+	}
+	for _, h := range cfg.Hubs {
+		n.hubs[hubKey(h)] = true
+	}
 	for _, g := range cfg.Negotiate.Groups {
 		t, err := template.ParseClaims(g)
 		if err != nil {
@@ -124,64 +162,190 @@ func newNegotiator(cfg Config, svc service, o options) (*Negotiator, error) {
 			}
 			v.jwks = &jwks{keys: keys}
 		default:
-			v.jwks = &jwks{url: j.JWKSURL, client: o.jwksClient}
+			v.jwks = &jwks{url: j.JWKSURL, client: o.jwksClient, every: o.jwksRefetch}
 		}
 		n.verify = v
 	}
+	n.Handle("POST /negotiate", n)
 	return n, nil
 }
 
 // Path is where the endpoint answers: {negotiate.path}/negotiate.
-func (n *Negotiator) Path() string { return strings.TrimRight(n.cfg.Path, "/") + "/negotiate" }
+func (n *Negotiator) Path() string { return n.prefix() + "/negotiate" }
 
-// Handler serves POST Path with the configured CORS.
-func (n *Negotiator) Handler() http.Handler {
-	mux := http.NewServeMux()
-	mux.Handle("POST "+n.Path(), n)
-	return withCORS(n.cors, mux)
+func (n *Negotiator) prefix() string { return strings.TrimRight(n.cfg.Path, "/") }
+
+// Handle mounts h at pattern under the negotiate path, with the same CORS:
+// Handle("GET /snapshot", h) serves GET {negotiate.path}/snapshot, on
+// Handler and on the Server the Negotiator belongs to. The pattern is a
+// http.ServeMux pattern without host ("[METHOD ]/path"); h decides who
+// may call it, typically with Authorize. Call it before serving; like
+// ServeMux.Handle it panics on a bad or conflicting pattern.
+func (n *Negotiator) Handle(pattern string, h http.Handler) {
+	method, path, ok := strings.Cut(strings.TrimSpace(pattern), " ")
+	if !ok {
+		method, path = "", method
+	}
+	path = strings.TrimSpace(path)
+	if !strings.HasPrefix(path, "/") {
+		panic(fmt.Sprintf("hub: Negotiator.Handle: pattern %q must be [METHOD ]/path", pattern))
+	}
+	full := n.prefix() + path
+	if method != "" {
+		full = method + " " + full
+	}
+	for _, m := range n.muxes {
+		m.Handle(full, h)
+	}
+}
+
+// Handler serves POST Path and what Handle mounted, with the configured
+// CORS.
+func (n *Negotiator) Handler() http.Handler { return withCORS(n.origins, n.own) }
+
+// Caller is who Authorize let in: the hub asked for (lower-cased, as
+// Azure SignalR names hubs), the user id (from the user claim, or a random
+// "anonymous-…" one), the groups its claims grant, and whether it came
+// without a token.
+type Caller struct {
+	Hub, User string
+	Groups    []string
+	Anonymous bool
+}
+
+// AuthError is a refused request: the HTTP status to answer, Azure
+// SignalR's error code and a message safe to show the caller. Err, when
+// set, is the reason, for logs only (it may quote the caller's input).
+type AuthError struct {
+	Status    int
+	Code, Msg string
+	Err       error
+}
+
+func (e *AuthError) Error() string {
+	if e.Err != nil {
+		return e.Msg + ": " + e.Err.Error()
+	}
+	return e.Msg
+}
+
+func (e *AuthError) Unwrap() error { return e.Err }
+
+// StatusOf is the HTTP status to answer for err: an *AuthError's Status,
+// 200 for nil, 500 for anything else.
+func StatusOf(err error) int {
+	var ae *AuthError
+	switch {
+	case err == nil:
+		return http.StatusOK
+	case errors.As(err, &ae):
+		return ae.Status
+	}
+	return http.StatusInternalServerError
+}
+
+// Authorize applies negotiate's rules to a request for hub (empty: the
+// configured Negotiate.Hub): the hub must be a valid name (400), the
+// configured one when Negotiate.Hub is set (403) and served (404); the
+// caller must be anonymous where that is allowed, or carry a valid bearer
+// token with a user claim (401) holding a usable user id (400). The
+// groups are the ones the caller's claims grant. Errors are *AuthError;
+// answer them with Refuse.
+func (n *Negotiator) Authorize(r *http.Request, hub string) (Caller, error) {
+	if hub == "" {
+		hub = n.cfg.Hub
+	}
+	switch {
+	case hub == "":
+		return Caller{}, &AuthError{Status: http.StatusBadRequest, Code: "Error.InvalidHub", Msg: "give a hub= query parameter"}
+	case !validHub(hub):
+		return Caller{}, &AuthError{Status: http.StatusBadRequest, Code: "Error.InvalidHub", Msg: "invalid hub name"}
+	case n.cfg.Hub != "" && hubKey(hub) != hubKey(n.cfg.Hub):
+		return Caller{}, &AuthError{Status: http.StatusForbidden, Code: "Error.Forbidden", Msg: "this endpoint does not serve that hub"}
+	case !n.hubs[hubKey(hub)]:
+		return Caller{}, &AuthError{Status: http.StatusNotFound, Code: "Error.Hub.NotExisted", Msg: "no such hub"}
+	}
+	claims, err := n.authenticate(r)
+	if err != nil {
+		return Caller{}, &AuthError{Status: http.StatusUnauthorized, Code: "Error.Unauthorized", Msg: "invalid token", Err: err}
+	}
+	c := Caller{Hub: hubKey(hub)}
+	if claims != nil {
+		u, ok := wire.ScalarString(claims[n.cfg.UserClaim])
+		if !ok || u == "" {
+			return Caller{}, &AuthError{Status: http.StatusUnauthorized, Code: "Error.Unauthorized", Msg: "invalid token",
+				Err: errors.New("token has no " + n.cfg.UserClaim + " claim")}
+		}
+		if !validUser(u) {
+			return Caller{}, &AuthError{Status: http.StatusBadRequest, Code: "Error.InvalidUser",
+				Msg: "the user id must be 1-1024 characters, not . or .., without '/', '?', '#' or control characters"}
+		}
+		c.User = u
+	} else {
+		// Anonymous: a user id of its own, so that groups without claim
+		// holes can still be joined per user.
+		c.User, c.Anonymous = "anonymous-"+newID(), true
+	}
+	c.Groups = joinGroups(n.groups, claims)
+	return c, nil
+}
+
+// Refuse answers a request Authorize (or another check) refused: the
+// status StatusOf gives, Azure SignalR's error body, and for 401 a
+// WWW-Authenticate header. Refusals are logged at most once a second per
+// error code (the reason at debug level), so that a flood of bad requests
+// does not flood the log.
+func (n *Negotiator) Refuse(w http.ResponseWriter, err error) {
+	var ae *AuthError
+	if !errors.As(err, &ae) {
+		ae = &AuthError{Status: http.StatusInternalServerError, Code: "Error.Internal", Msg: "internal error", Err: err}
+	}
+	if ok, dropped := n.refused.allow(ae.Code, time.Now()); ok {
+		n.o.log.Info("hub: negotiate refused", "status", ae.Status, "code", ae.Code, "suppressed", dropped)
+		if ae.Err != nil {
+			n.o.log.Debug("hub: negotiate refused: reason", "code", ae.Code, "err", ae.Err)
+		}
+	}
+	if ae.Status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+	}
+	writeError(w, ae.Status, ae.Code, ae.Msg)
 }
 
 // ServeHTTP answers one negotiate request.
 func (n *Negotiator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	hub := r.URL.Query().Get("hub")
-	if hub == "" {
-		hub = n.cfg.Hub
-	}
-	if !validHub(hub) {
-		writeError(w, http.StatusBadRequest, "Error.InvalidHub", "give a valid hub= query parameter")
+	hubs := r.URL.Query()["hub"]
+	if len(hubs) > 1 {
+		n.Refuse(w, &AuthError{Status: http.StatusBadRequest, Code: "Error.InvalidHub", Msg: "give one hub= query parameter"})
 		return
 	}
-	claims, err := n.authenticate(r)
+	hub := ""
+	if len(hubs) == 1 {
+		hub = hubs[0]
+	}
+	c, err := n.Authorize(r, hub)
 	if err != nil {
-		n.o.log.Info("hub: negotiate refused", "err", err)
-		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
-		writeError(w, http.StatusUnauthorized, "Error.Unauthorized", err.Error())
+		n.Refuse(w, err)
 		return
 	}
-	user := ""
-	if claims != nil {
-		u, ok := wire.ScalarString(claims[n.cfg.UserClaim])
-		if !ok || u == "" {
-			w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
-			writeError(w, http.StatusUnauthorized, "Error.Unauthorized", "token has no "+n.cfg.UserClaim+" claim")
-			return
+	if err := n.svc.admit(c.User); err != nil {
+		status, code := http.StatusTooManyRequests, "Error.TooManyConnections"
+		if errors.Is(err, errShuttingDown) {
+			status, code = http.StatusServiceUnavailable, "Error.ShuttingDown"
 		}
-		user = u
-	} else {
-		// Anonymous: a user id of its own, so that groups without claim
-		// holes can still be joined per user.
-		user = "anonymous-" + newID()
+		n.Refuse(w, &AuthError{Status: status, Code: code, Msg: err.Error()})
+		return
 	}
-	for _, g := range joinGroups(n.groups, claims) {
-		if err := n.svc.AddUserToGroup(r.Context(), hub, g, user, n.cfg.GroupTTL); err != nil {
-			n.o.log.Error("hub: negotiate: join group failed", "hub", hub, "group", g, "err", err)
+	for _, g := range c.Groups {
+		if err := n.svc.join(r.Context(), c, g); err != nil {
+			n.o.log.Error("hub: negotiate: join group failed", "hub", c.Hub, "group", g, "err", err)
 			writeError(w, http.StatusServiceUnavailable, "Error.Unavailable", "could not join the user's groups; try again")
 			return
 		}
 	}
-	u, tok, err := n.svc.clientAccess(r.Context(), r, hub, user, n.cfg.TokenTTL)
+	u, tok, err := n.svc.clientAccess(r.Context(), r, c.Hub, c.User, n.cfg.TokenTTL)
 	if err != nil {
-		n.o.log.Error("hub: negotiate: client token failed", "hub", hub, "err", err)
+		n.o.log.Error("hub: negotiate: client token failed", "hub", c.Hub, "err", err)
 		writeError(w, http.StatusServiceUnavailable, "Error.Unavailable", "could not get a client token; try again")
 		return
 	}
@@ -225,11 +389,7 @@ func (n *Negotiator) authenticate(r *http.Request) (map[string]any, error) {
 	if n.verify == nil {
 		return nil, nil // anonymous only: a token is not looked at
 	}
-	claims, err := n.verify.verify(r.Context(), tok)
-	if err != nil {
-		return nil, fmt.Errorf("invalid token: %w", err)
-	}
-	return claims, nil
+	return n.verify.verify(r.Context(), tok)
 }
 
 // jwtVerifier checks app users' tokens: HS256 with a secret, or RS256 with
@@ -267,34 +427,65 @@ func (v *jwtVerifier) verify(ctx context.Context, tok string) (jwt.MapClaims, er
 }
 
 // jwks holds RSA keys by kid, from a file (fixed) or a URL (fetched on
-// first use and again, at most once a minute, when a kid is unknown, which
-// is how key rotation shows).
+// first use and again, at most once per every, when a kid is unknown, which
+// is how key rotation shows). A fetch runs outside the lock: lookups of
+// known kids never wait for one; lookups of unknown kids wait for the
+// fetch in flight instead of starting another.
 type jwks struct {
-	url     string
-	client  *http.Client
-	mu      sync.Mutex
-	keys    map[string]*rsa.PublicKey
-	fetched time.Time
+	url    string
+	client *http.Client
+	every  time.Duration
+
+	mu       sync.Mutex
+	keys     map[string]*rsa.PublicKey // replaced whole, never changed
+	fetched  time.Time
+	inflight chan struct{} // closed when the fetch in flight ends; nil: none
 }
 
-const jwksRefetchEvery = time.Minute
-
 func (k *jwks) key(ctx context.Context, kid string) (*rsa.PublicKey, error) {
+	k.mu.Lock()
+	if key := lookupKey(k.keys, kid); key != nil {
+		k.mu.Unlock()
+		return key, nil
+	}
+	if ch := k.inflight; ch != nil {
+		k.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		return k.lookup(kid)
+	}
+	if k.url == "" || (!k.fetched.IsZero() && time.Since(k.fetched) < k.every) {
+		k.mu.Unlock()
+		return nil, fmt.Errorf("no key with kid %q", truncate(kid, 64))
+	}
+	ch := make(chan struct{})
+	k.inflight, k.fetched = ch, time.Now()
+	k.mu.Unlock()
+
+	// Detached from the request: the fetch serves every waiter, and one
+	// caller going away must not fail it for the others.
+	keys, err := k.fetch(context.Background())
+	k.mu.Lock()
+	if err == nil {
+		k.keys = keys
+	}
+	k.inflight = nil
+	close(ch)
+	k.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	return k.lookup(kid)
+}
+
+func (k *jwks) lookup(kid string) (*rsa.PublicKey, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if key := lookupKey(k.keys, kid); key != nil {
 		return key, nil
-	}
-	if k.url != "" && (k.fetched.IsZero() || time.Since(k.fetched) >= jwksRefetchEvery) {
-		k.fetched = time.Now()
-		keys, err := k.fetch(ctx)
-		if err != nil {
-			return nil, err
-		}
-		k.keys = keys
-		if key := lookupKey(k.keys, kid); key != nil {
-			return key, nil
-		}
 	}
 	return nil, fmt.Errorf("no key with kid %q", truncate(kid, 64))
 }

@@ -33,7 +33,7 @@ func TestNegotiateRS256JWKS(t *testing.T) {
 	}
 	other, _ := rsa.GenerateKey(rand.Reader, 2048)
 	sign := func(k *rsa.PrivateKey, kid string) string {
-		tok := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.MapClaims{"sub": "r", "tid": "x", "exp": time.Now().Add(time.Hour).Unix()})
+		tok := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.MapClaims{"sub": "r", "tid": "x", "iss": "idp", "aud": "app", "exp": time.Now().Add(time.Hour).Unix()})
 		tok.Header["kid"] = kid
 		s, err := tok.SignedString(k)
 		if err != nil {
@@ -52,8 +52,8 @@ func TestNegotiateRS256JWKS(t *testing.T) {
 	}))
 	defer jwksSrv.Close()
 
-	for name, j := range map[string]*JWTAuth{"file": {JWKSFile: file}, "url": {JWKSURL: jwksSrv.URL}} {
-		h := startHub(t, Config{Negotiate: NegotiateConfig{Auth: NegotiateAuth{JWT: j}, Groups: []string{"tenant-{claims.tid}"}}})
+	for name, j := range map[string]*JWTAuth{"file": {JWKSFile: file, Issuer: "idp", Audience: "app"}, "url": {JWKSURL: jwksSrv.URL, Issuer: "idp", Audience: "app"}} {
+		h := startHub(t, Config{Hubs: []string{"h"}, Negotiate: NegotiateConfig{Auth: NegotiateAuth{JWT: j}, Groups: []string{"tenant-{claims.tid}"}}})
 		for _, tc := range []struct {
 			what, token string
 			want        int
@@ -99,11 +99,14 @@ func TestJoinGroups(t *testing.T) {
 }
 
 func TestAudienceMatches(t *testing.T) {
-	want := audience{scheme: "http", host: "127.0.0.1:8080", path: "/client", hub: "chat"}
+	want := endpoint{scheme: "http", host: "127.0.0.1:8080"}.audience("/client")
+	want.hub = "chat"
 	for aud, ok := range map[string]bool{
 		"http://127.0.0.1:8080/client/?hub=chat":  true,
-		"http://localhost/client/?hub=CHAT":       true,
-		"http://127.0.0.1:9/client":               true,
+		"http://127.0.0.1/client/?hub=CHAT":       true, // the .NET SDK's form: no port
+		"http://localhost/client/?hub=CHAT":       false,
+		"http://127.0.0.1:9/client/?hub=chat":     false,
+		"http://127.0.0.1:8080/client":            false,
 		"http://127.0.0.1:8080/client/?hub=other": false,
 		"https://127.0.0.1:8080/client/?hub=chat": false,
 		"http://10.0.0.1:8080/client/?hub=chat":   false,

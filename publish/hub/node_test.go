@@ -21,7 +21,7 @@ func TestNodeClient(t *testing.T) {
 	node := testkit.NeedNode(t, "test/node", "@microsoft/signalr")
 	dir := filepath.Join(testkit.Root(t), "test", "node")
 	const issuer, aud = "changecast-test", "changecast-app"
-	h := startHub(t, Config{Negotiate: NegotiateConfig{
+	h := startHub(t, Config{Hubs: []string{"orders"}, Negotiate: NegotiateConfig{
 		Auth:   NegotiateAuth{JWT: &JWTAuth{HS256Secret: testSecret, Issuer: issuer, Audience: aud}},
 		Groups: []string{"tenant-{claims.tid}"},
 	}})

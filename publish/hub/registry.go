@@ -1,20 +1,46 @@
 package hub
 
 import (
+	"container/heap"
+	"errors"
 	"strings"
 	"sync"
 	"time"
 )
 
-// registry holds every hub's connections and group memberships. One lock
-// guards it all: sends take it shared and only queue records (never block),
-// so the lock is never held across I/O.
+// registry holds the served hubs' connections and group memberships. One
+// lock guards it all: sends take it shared and only queue records (never
+// block), so the lock is never held across I/O. Every request does a
+// bounded amount of work under it; expiries are swept by sweep, which the
+// Server calls on a timer.
 type registry struct {
-	mu      sync.RWMutex
-	hubs    map[string]*hubState // key: lower-cased hub name
-	pending map[string]pendingConn
+	mu   sync.RWMutex
+	hubs map[string]*hubState // the served hubs, fixed at creation; key: hubKey
+	lim  limits
+
+	pending  map[string]pendingConn
+	pendingQ []pendingExpiry // in expiry order: every pending conn has the same TTL
+	pendingH int             // pendingQ[:pendingH] is consumed
+
+	expiries memberHeap // memberships with an expiry, soonest first
+
+	conns   int            // connections open or being opened
+	perUser map[string]int // the same per user id (anonymous-less connections are not counted here)
 	closed  bool
 }
+
+// limits bound the registry.
+type limits struct {
+	maxConns, maxPerUser, maxGroupsPerUser int
+}
+
+var (
+	errTooManyConns     = errors.New("the hub has reached its connection limit")
+	errTooManyUserConns = errors.New("the user has reached its connection limit")
+	errShuttingDown     = errors.New("the hub is shutting down")
+	errNoPending        = errors.New("no such connection (expired, used, or never negotiated)")
+	errWrongUser        = errors.New("the connection was negotiated for another user")
+)
 
 // pendingConn is a negotiated connection whose WebSocket has not arrived.
 type pendingConn struct {
@@ -22,68 +48,146 @@ type pendingConn struct {
 	expires       time.Time
 }
 
+type pendingExpiry struct {
+	key     string
+	expires time.Time
+}
+
 type hubState struct {
 	conns  map[string]*conn
 	users  map[string]map[*conn]struct{}
 	groups map[string]map[*conn]struct{} // connection-level membership
-	// userGroups is user-level membership (group → user → expiry, zero:
-	// none). It is kept apart from connections, so it holds for
-	// connections the user opens later, as Azure SignalR does.
-	userGroups map[string]map[string]time.Time
+	// members is user-level membership (group → user). It is kept apart
+	// from connections, so it holds for connections the user opens later,
+	// as Azure SignalR does; byUser indexes the same memberships by user.
+	members map[string]map[string]*membership
+	byUser  map[string]map[string]*membership
 }
 
-func newRegistry() *registry {
-	return &registry{hubs: map[string]*hubState{}, pending: map[string]pendingConn{}}
+// membership is one user in one group of one hub.
+type membership struct {
+	hub         *hubState
+	group, user string
+	updated     time.Time     // last join: the per-user bound drops the oldest
+	exp         time.Time     // zero: no expiry
+	ttl         time.Duration // with keep: the renewal while connected
+	keep        bool          // kept while the user has a connection (anonymous negotiate)
+	idx         int           // index in registry.expiries; -1 when not there
+}
+
+// live reports whether m counts at now: not expired, or kept because its
+// user is connected.
+func (m *membership) live(now time.Time) bool {
+	return m.exp.IsZero() || !now.After(m.exp) || (m.keep && len(m.hub.users[m.user]) > 0)
+}
+
+func newRegistry(hubs []string, lim limits) *registry {
+	r := &registry{hubs: map[string]*hubState{}, lim: lim, pending: map[string]pendingConn{}, perUser: map[string]int{}}
+	for _, name := range hubs {
+		r.hubs[hubKey(name)] = &hubState{conns: map[string]*conn{}, users: map[string]map[*conn]struct{}{},
+			groups: map[string]map[*conn]struct{}{}, members: map[string]map[string]*membership{},
+			byUser: map[string]map[string]*membership{}}
+	}
+	return r
 }
 
 func hubKey(h string) string { return strings.ToLower(h) }
 
-func (r *registry) hub(name string, create bool) *hubState {
-	k := hubKey(name)
-	h := r.hubs[k]
-	if h == nil && create {
-		h = &hubState{conns: map[string]*conn{}, users: map[string]map[*conn]struct{}{},
-			groups: map[string]map[*conn]struct{}{}, userGroups: map[string]map[string]time.Time{}}
-		r.hubs[k] = h
+// served reports whether hub (any case) is one of the registry's hubs. The
+// set never changes, so no lock is needed.
+func (r *registry) served(hub string) bool { return r.hubs[hubKey(hub)] != nil }
+
+// hub is the state of a served hub (key already lower-cased), or nil.
+func (r *registry) hub(key string) *hubState { return r.hubs[key] }
+
+// admit reports whether user could open one more connection now.
+func (r *registry) admit(user string) error {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.checkLimits(user)
+}
+
+func (r *registry) checkLimits(user string) error {
+	switch {
+	case r.closed:
+		return errShuttingDown
+	case r.conns >= r.lim.maxConns:
+		return errTooManyConns
+	case user != "" && r.perUser[user] >= r.lim.maxPerUser:
+		return errTooManyUserConns
 	}
-	return h
+	return nil
+}
+
+// reserve counts a connection of user about to open, or says which limit
+// it would pass. Every successful reserve is matched by one release.
+func (r *registry) reserve(user string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.checkLimits(user); err != nil {
+		return err
+	}
+	r.conns++
+	if user != "" {
+		r.perUser[user]++
+	}
+	return nil
+}
+
+func (r *registry) release(user string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.conns--
+	if user != "" {
+		if r.perUser[user]--; r.perUser[user] <= 0 {
+			delete(r.perUser, user)
+		}
+	}
 }
 
 // addPending records a negotiated connection under the id the client will
-// present, and drops expired ones (no sweeper goroutine needed: negotiates
-// are what creates them).
-func (r *registry) addPending(key string, p pendingConn, now time.Time) {
+// present; sweep drops it once expired. Negotiated connections waiting for
+// their WebSocket are bounded like open ones (errTooManyConns).
+func (r *registry) addPending(key string, p pendingConn) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for k, old := range r.pending {
-		if now.After(old.expires) {
-			delete(r.pending, k)
-		}
+	if len(r.pending) >= r.lim.maxConns {
+		return errTooManyConns
 	}
 	r.pending[key] = p
+	r.pendingQ = append(r.pendingQ, pendingExpiry{key, p.expires})
+	return nil
 }
 
-// takePending consumes a negotiated connection; an unknown, used or expired
-// one is not found.
-func (r *registry) takePending(key string, now time.Time) (pendingConn, bool) {
+// takePending consumes the negotiated connection key of hub for user. An
+// unknown, used, expired or other hub's one is errNoPending; one
+// negotiated for another user is errWrongUser and stays for its owner.
+func (r *registry) takePending(key, hub, user string, now time.Time) (pendingConn, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	p, ok := r.pending[key]
-	delete(r.pending, key)
-	if !ok || now.After(p.expires) {
-		return pendingConn{}, false
+	switch {
+	case !ok || p.hub != hub:
+		return pendingConn{}, errNoPending
+	case now.After(p.expires):
+		delete(r.pending, key)
+		return pendingConn{}, errNoPending
+	case p.user != user:
+		return pendingConn{}, errWrongUser
 	}
-	return p, true
+	delete(r.pending, key)
+	return p, nil
 }
 
-// add registers c; false once the registry is closed (shutting down).
+// add registers c (its hub is served); false once the registry is closed
+// (shutting down).
 func (r *registry) add(c *conn) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.closed {
+	h := r.hubs[c.hub]
+	if r.closed || h == nil {
 		return false
 	}
-	h := r.hub(c.hub, true)
 	h.conns[c.id] = c
 	if c.user != "" {
 		addTo(h.users, c.user, c)
@@ -94,7 +198,7 @@ func (r *registry) add(c *conn) bool {
 func (r *registry) remove(c *conn) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	h := r.hub(c.hub, false)
+	h := r.hubs[c.hub]
 	if h == nil || h.conns[c.id] != c {
 		return
 	}
@@ -146,7 +250,7 @@ const (
 func (r *registry) each(hub string, sc scope, now time.Time, fn func(*conn)) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	h := r.hub(hub, false)
+	h := r.hubs[hub]
 	if h == nil {
 		return
 	}
@@ -177,16 +281,16 @@ func (r *registry) each(hub string, sc scope, now time.Time, fn func(*conn)) {
 			visit(c)
 		}
 	case scopeGroup:
-		members := h.groups[sc.name]
-		for c := range members {
+		conns := h.groups[sc.name]
+		for c := range conns {
 			visit(c)
 		}
-		for u, exp := range h.userGroups[sc.name] {
-			if !exp.IsZero() && now.After(exp) {
+		for u, m := range h.members[sc.name] {
+			if !m.live(now) {
 				continue
 			}
 			for c := range h.users[u] {
-				if _, dup := members[c]; !dup {
+				if _, dup := conns[c]; !dup {
 					visit(c)
 				}
 			}
@@ -205,17 +309,20 @@ func (r *registry) count(hub string, sc scope, now time.Time) int {
 func (r *registry) addConnToGroup(hub, group, id string) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	h := r.hub(hub, false)
+	h := r.hubs[hub]
 	if h == nil || h.conns[id] == nil {
 		return false
 	}
-	c := h.conns[id]
+	h.joinConn(group, h.conns[id])
+	return true
+}
+
+func (h *hubState) joinConn(group string, c *conn) {
 	addTo(h.groups, group, c)
 	if c.groups == nil {
 		c.groups = map[string]struct{}{}
 	}
 	c.groups[group] = struct{}{}
-	return true
 }
 
 // removeConnFromGroups removes a connection from group, or from all its
@@ -223,69 +330,137 @@ func (r *registry) addConnToGroup(hub, group, id string) bool {
 func (r *registry) removeConnFromGroups(hub, group, id string) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	h := r.hub(hub, false)
+	h := r.hubs[hub]
 	if h == nil || h.conns[id] == nil {
 		return false
 	}
-	c := h.conns[id]
+	h.leaveConn(group, h.conns[id])
+	return true
+}
+
+// leaveConn removes c from group, or from all its groups when group is
+// empty.
+func (h *hubState) leaveConn(group string, c *conn) {
 	for g := range c.groups {
 		if group == "" || g == group {
 			removeFrom(h.groups, g, c)
 			delete(c.groups, g)
 		}
 	}
+}
+
+// addUserToGroup adds user-level membership, renewing it when it exists;
+// ttl 0 never expires, and keep (with a ttl) keeps it while the user is
+// connected. A user already in the most groups allowed leaves the one it
+// joined longest ago. False when hub is not served.
+func (r *registry) addUserToGroup(hub, group, user string, ttl time.Duration, keep bool, now time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	h := r.hubs[hub]
+	if h == nil {
+		return false
+	}
+	m := h.members[group][user]
+	if m == nil {
+		mine := h.byUser[user]
+		if len(mine) >= r.lim.maxGroupsPerUser {
+			var oldest *membership
+			for _, o := range mine { // at most maxGroupsPerUser
+				if oldest == nil || o.updated.Before(oldest.updated) {
+					oldest = o
+				}
+			}
+			r.drop(oldest)
+		}
+		m = &membership{hub: h, group: group, user: user, idx: -1}
+		if h.members[group] == nil {
+			h.members[group] = map[string]*membership{}
+		}
+		h.members[group][user] = m
+		if h.byUser[user] == nil {
+			h.byUser[user] = map[string]*membership{}
+		}
+		h.byUser[user][group] = m
+	}
+	m.updated = now
+	m.ttl, m.keep = ttl, keep && ttl > 0
+	switch {
+	case ttl <= 0:
+		m.exp = time.Time{}
+		if m.idx >= 0 {
+			heap.Remove(&r.expiries, m.idx)
+		}
+	case m.idx >= 0:
+		m.exp = now.Add(ttl)
+		heap.Fix(&r.expiries, m.idx)
+	default:
+		m.exp = now.Add(ttl)
+		heap.Push(&r.expiries, m)
+	}
 	return true
 }
 
-// addUserToGroup adds user-level membership; ttl 0 never expires.
-func (r *registry) addUserToGroup(hub, group, user string, ttl time.Duration, now time.Time) {
+// addUserConnsToGroup adds the user's open connections to group, and
+// nothing for connections it opens later (Azure's ttl=0).
+func (r *registry) addUserConnsToGroup(hub, group, user string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	h := r.hub(hub, true)
-	m := h.userGroups[group]
-	if m == nil {
-		m = map[string]time.Time{}
-		h.userGroups[group] = m
-	}
-	for u, exp := range m { // drop expired entries while here
-		if !exp.IsZero() && now.After(exp) {
-			delete(m, u)
+	if h := r.hubs[hub]; h != nil {
+		for c := range h.users[user] {
+			h.joinConn(group, c)
 		}
 	}
-	var exp time.Time
-	if ttl > 0 {
-		exp = now.Add(ttl)
+}
+
+// drop removes a membership everywhere.
+func (r *registry) drop(m *membership) {
+	h := m.hub
+	if g := h.members[m.group]; g != nil {
+		delete(g, m.user)
+		if len(g) == 0 {
+			delete(h.members, m.group)
+		}
 	}
-	m[user] = exp
+	if u := h.byUser[m.user]; u != nil {
+		delete(u, m.group)
+		if len(u) == 0 {
+			delete(h.byUser, m.user)
+		}
+	}
+	if m.idx >= 0 {
+		heap.Remove(&r.expiries, m.idx)
+	}
 }
 
 // removeUserFromGroups removes user from group, or from all groups when
-// group is empty.
+// group is empty, both its membership and its connections'.
 func (r *registry) removeUserFromGroups(hub, group, user string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	h := r.hub(hub, false)
+	h := r.hubs[hub]
 	if h == nil {
 		return
 	}
-	for g, m := range h.userGroups {
-		if group == "" || g == group {
-			delete(m, user)
-			if len(m) == 0 {
-				delete(h.userGroups, g)
-			}
+	if group == "" {
+		for _, m := range h.byUser[user] {
+			r.drop(m)
 		}
+	} else if m := h.members[group][user]; m != nil {
+		r.drop(m)
+	}
+	for c := range h.users[user] {
+		h.leaveConn(group, c)
 	}
 }
 
 func (r *registry) userInGroup(hub, group, user string, now time.Time) bool {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	h := r.hub(hub, false)
+	h := r.hubs[hub]
 	if h == nil {
 		return false
 	}
-	if exp, ok := h.userGroups[group][user]; ok && (exp.IsZero() || !now.After(exp)) {
+	if m := h.members[group][user]; m != nil && m.live(now) {
 		return true
 	}
 	for c := range h.users[user] {
@@ -294,6 +469,70 @@ func (r *registry) userInGroup(hub, group, user string, now time.Time) bool {
 		}
 	}
 	return false
+}
+
+// sweepBatch bounds the expiries handled under one lock hold, so a sweep
+// of many never holds up sends for long.
+const sweepBatch = 4096
+
+// sweep drops the memberships and negotiated connections expired at now
+// (renewing kept memberships of connected users), in batches.
+func (r *registry) sweep(now time.Time) {
+	for more := true; more; {
+		more = r.sweepSome(now, sweepBatch)
+	}
+}
+
+func (r *registry) sweepSome(now time.Time, n int) (more bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for ; n > 0 && len(r.expiries) > 0; n-- {
+		m := r.expiries[0]
+		if !now.After(m.exp) {
+			break
+		}
+		if m.keep && len(m.hub.users[m.user]) > 0 {
+			m.exp = now.Add(m.ttl)
+			heap.Fix(&r.expiries, 0)
+			continue
+		}
+		r.drop(m)
+	}
+	for ; n > 0 && r.pendingH < len(r.pendingQ); n-- {
+		e := r.pendingQ[r.pendingH]
+		if !now.After(e.expires) {
+			break
+		}
+		if p, ok := r.pending[e.key]; ok && p.expires.Equal(e.expires) {
+			delete(r.pending, e.key)
+		}
+		r.pendingQ[r.pendingH] = pendingExpiry{}
+		r.pendingH++
+	}
+	if r.pendingH > 0 && r.pendingH*2 >= len(r.pendingQ) {
+		r.pendingQ = append(r.pendingQ[:0], r.pendingQ[r.pendingH:]...)
+		r.pendingH = 0
+	}
+	return n == 0
+}
+
+// registryStats counts what the registry holds (tests and metrics).
+type registryStats struct {
+	Conns, Pending, Memberships, Expiring, Groups, Users int
+}
+
+func (r *registry) stats() registryStats {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	s := registryStats{Conns: r.conns, Pending: len(r.pending), Expiring: len(r.expiries)}
+	for _, h := range r.hubs {
+		s.Groups += len(h.groups) + len(h.members)
+		s.Users += len(h.users) + len(h.byUser)
+		for _, g := range h.members {
+			s.Memberships += len(g)
+		}
+	}
+	return s
 }
 
 // connInfo describes a connection for listings.
@@ -320,4 +559,27 @@ func (r *registry) closeAll(reason string, allowReconnect bool) {
 			c.close(reason, allowReconnect)
 		}
 	}
+}
+
+// memberHeap orders memberships by expiry (container/heap).
+type memberHeap []*membership
+
+func (h memberHeap) Len() int           { return len(h) }
+func (h memberHeap) Less(i, j int) bool { return h[i].exp.Before(h[j].exp) }
+func (h memberHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].idx, h[j].idx = i, j
+}
+func (h *memberHeap) Push(x any) {
+	m := x.(*membership)
+	m.idx = len(*h)
+	*h = append(*h, m)
+}
+func (h *memberHeap) Pop() any {
+	old := *h
+	m := old[len(old)-1]
+	old[len(old)-1] = nil
+	m.idx = -1
+	*h = old[:len(old)-1]
+	return m
 }

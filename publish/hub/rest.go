@@ -6,6 +6,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
@@ -53,6 +54,7 @@ func (s *Server) restRoutes(mux *http.ServeMux) {
 	route("GET "+v1+"/users/{user}", s.exists(scopeUser))
 	route("GET "+v2+"/users/{user}", s.exists(scopeUser))
 	route("GET "+v1+"/groups/{group}/users/{user}", s.userInGroup)
+	route("GET "+v1+"/users/{user}/groups/{group}", s.userInGroup)
 	route("GET "+v2+"/users/{user}/groups/{group}", s.userInGroup)
 
 	// Closing connections.
@@ -62,19 +64,23 @@ func (s *Server) restRoutes(mux *http.ServeMux) {
 	route("POST "+v2+"/groups/{group}/:closeConnections", s.closeConns(scopeGroup, http.StatusNoContent))
 	route("POST "+v2+"/users/{user}/:closeConnections", s.closeConns(scopeUser, http.StatusNoContent))
 
-	// Connection membership.
-	route("PUT "+v1+"/groups/{group}/connections/{connectionId}", s.addConnToGroup)
-	route("PUT "+v2+"/groups/{group}/connections/{connectionId}", s.addConnToGroup)
-	route("DELETE "+v1+"/groups/{group}/connections/{connectionId}", s.removeConnFromGroup)
-	route("DELETE "+v2+"/groups/{group}/connections/{connectionId}", s.removeConnFromGroup)
-	route("DELETE "+v2+"/connections/{connectionId}/groups", s.removeConnFromGroup)
+	// Connection membership (the v1 swagger answers 202, 2022-06-01 200).
+	route("PUT "+v1+"/groups/{group}/connections/{connectionId}", s.addConnToGroup(http.StatusAccepted))
+	route("PUT "+v1+"/connections/{connectionId}/groups/{group}", s.addConnToGroup(http.StatusAccepted))
+	route("PUT "+v2+"/groups/{group}/connections/{connectionId}", s.addConnToGroup(http.StatusOK))
+	route("DELETE "+v1+"/groups/{group}/connections/{connectionId}", s.removeConnFromGroup(http.StatusAccepted))
+	route("DELETE "+v1+"/connections/{connectionId}/groups/{group}", s.removeConnFromGroup(http.StatusAccepted))
+	route("DELETE "+v2+"/groups/{group}/connections/{connectionId}", s.removeConnFromGroup(http.StatusOK))
+	route("DELETE "+v2+"/connections/{connectionId}/groups", s.removeConnFromGroup(http.StatusOK))
 
 	// User membership.
 	route("PUT "+v1+"/groups/{group}/users/{user}", s.addUserToGroup(http.StatusAccepted))
+	route("PUT "+v1+"/users/{user}/groups/{group}", s.addUserToGroup(http.StatusAccepted))
 	route("PUT "+v2+"/users/{user}/groups/{group}", s.addUserToGroup(http.StatusOK))
 	route("DELETE "+v1+"/groups/{group}/users/{user}", s.removeUserFromGroup(http.StatusAccepted))
+	route("DELETE "+v1+"/users/{user}/groups/{group}", s.removeUserFromGroup(http.StatusAccepted))
 	route("DELETE "+v2+"/users/{user}/groups/{group}", s.removeUserFromGroup(http.StatusNoContent))
-	route("DELETE "+v1+"/users/{user}/groups", s.removeUserFromGroup(http.StatusOK))
+	route("DELETE "+v1+"/users/{user}/groups", s.removeUserFromGroup(http.StatusAccepted))
 	route("DELETE "+v2+"/users/{user}/groups", s.removeUserFromGroup(http.StatusNoContent))
 
 	// 2023-07-01 and 2024-12-01 additions.
@@ -83,8 +89,9 @@ func (s *Server) restRoutes(mux *http.ServeMux) {
 }
 
 // restAuth resolves {hub} (with ?application= as prefix, lower-cased: hub
-// names are case-insensitive) and checks the access-key JWT, whose aud must
-// be this request's URL.
+// names are case-insensitive), checks the access-key JWT, whose aud must
+// be this request's URL at the hub's endpoint, and answers 404 for a hub
+// that is not served.
 func (s *Server) restAuth(h restHandler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		hub := r.PathValue("hub")
@@ -103,10 +110,13 @@ func (s *Server) restAuth(h restHandler) http.Handler {
 			writeError(w, http.StatusBadRequest, "Error.InvalidGroup", "group names are 1-1024 characters, not all blank")
 			return
 		}
-		path := r.URL.Path
-		if _, err := verifyAccessToken(bearer(r, false), []byte(s.key), requestAudience(r, path)); err != nil {
-			s.o.log.Debug("hub: REST call refused", "path", path, "err", err)
-			writeError(w, http.StatusUnauthorized, "Error.Unauthorized", "invalid access token: "+err.Error())
+		want := s.endpoint(r).audience(r.URL.EscapedPath())
+		if _, err := verifyAccessToken(bearer(r, false), []byte(s.key), want, s.cfg.Limits.MaxRESTTokenTTL); err != nil {
+			s.refuse(w, "REST call", http.StatusUnauthorized, "Error.Unauthorized", "invalid token", err)
+			return
+		}
+		if !s.reg.served(hub) {
+			writeError(w, http.StatusNotFound, "Error.Hub.NotExisted", "no such hub")
 			return
 		}
 		h(w, r, hubKey(hub))
@@ -223,34 +233,49 @@ func (s *Server) closeConns(kind scopeKind, status int) restHandler {
 	}
 }
 
-func (s *Server) addConnToGroup(w http.ResponseWriter, r *http.Request, hub string) {
-	if !s.reg.addConnToGroup(hub, r.PathValue("group"), r.PathValue("connectionId")) {
-		writeError(w, http.StatusNotFound, "Error.Connection.NotExisted", "no such connection")
-		return
+func (s *Server) addConnToGroup(status int) restHandler {
+	return func(w http.ResponseWriter, r *http.Request, hub string) {
+		if !s.reg.addConnToGroup(hub, r.PathValue("group"), r.PathValue("connectionId")) {
+			writeError(w, http.StatusNotFound, "Error.Connection.NotExisted", "no such connection")
+			return
+		}
+		w.WriteHeader(status)
 	}
-	w.WriteHeader(http.StatusOK)
 }
 
-func (s *Server) removeConnFromGroup(w http.ResponseWriter, r *http.Request, hub string) {
-	if !s.reg.removeConnFromGroups(hub, r.PathValue("group"), r.PathValue("connectionId")) {
-		writeError(w, http.StatusNotFound, "Warning.Connection.NotExisted", "no such connection")
-		return
+func (s *Server) removeConnFromGroup(status int) restHandler {
+	return func(w http.ResponseWriter, r *http.Request, hub string) {
+		if !s.reg.removeConnFromGroups(hub, r.PathValue("group"), r.PathValue("connectionId")) {
+			writeError(w, http.StatusNotFound, "Warning.Connection.NotExisted", "no such connection")
+			return
+		}
+		w.WriteHeader(status)
 	}
-	w.WriteHeader(http.StatusOK)
 }
 
+// userGroupTTL is how long a user added to a group without ?ttl= stays:
+// Azure SignalR's "1 year at most".
+const userGroupTTL = 365 * 24 * time.Hour
+
+// addUserToGroup adds the user to the group for ?ttl= seconds (none: a
+// year); ttl=0 adds only the user's open connections, as Azure does.
 func (s *Server) addUserToGroup(status int) restHandler {
 	return func(w http.ResponseWriter, r *http.Request, hub string) {
-		var ttl time.Duration
+		ttl := userGroupTTL
 		if v := r.URL.Query().Get("ttl"); v != "" {
-			n, err := strconv.Atoi(v)
+			n, err := strconv.ParseInt(v, 10, 32)
 			if err != nil || n < 0 {
 				writeError(w, http.StatusBadRequest, "Error.InvalidTTL", "ttl is a number of seconds")
 				return
 			}
-			ttl = time.Duration(n) * time.Second
+			ttl = min(time.Duration(n)*time.Second, userGroupTTL)
 		}
-		s.reg.addUserToGroup(hub, r.PathValue("group"), r.PathValue("user"), ttl, time.Now())
+		group, user := r.PathValue("group"), r.PathValue("user")
+		if ttl == 0 {
+			s.reg.addUserConnsToGroup(hub, group, user)
+		} else {
+			s.reg.addUserToGroup(hub, group, user, ttl, false, time.Now())
+		}
 		w.WriteHeader(status)
 	}
 }
@@ -267,17 +292,24 @@ func (s *Server) removeUserFromGroup(status int) restHandler {
 // generateToken mints a client token (what services without a key use).
 func (s *Server) generateToken(w http.ResponseWriter, r *http.Request, hub string) {
 	q := r.URL.Query()
-	minutes := 60
+	minutes := int64(60)
+	maxMinutes := int64(s.cfg.Limits.MaxClientTokenTTL / time.Minute)
 	if v := q.Get("minutesToExpire"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			writeError(w, http.StatusBadRequest, "Error.InvalidArgument", "minutesToExpire is a number of minutes, at least 1")
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 1 || n > maxMinutes {
+			writeError(w, http.StatusBadRequest, "Error.InvalidArgument", "minutesToExpire is a number of minutes, 1 to "+strconv.FormatInt(maxMinutes, 10))
 			return
 		}
 		minutes = n
 	}
-	aud := requestAudience(r, "/client")
-	tok, err := signAccessToken(s.key, aud.scheme+"://"+aud.host+"/client/?hub="+hub, q.Get("userId"), time.Duration(minutes)*time.Minute)
+	minutes = min(minutes, maxMinutes)
+	user := q.Get("userId")
+	if user != "" && !validUser(user) {
+		writeError(w, http.StatusBadRequest, "Error.InvalidArgument", "userId must be at most 1024 characters without '/', '?', '#' or control characters")
+		return
+	}
+	u := s.endpoint(r).base() + "/client/?hub=" + url.QueryEscape(hub)
+	tok, err := signAccessToken(s.key, u, user, time.Duration(minutes)*time.Minute)
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, "Error.Internal", "cannot sign token")
 		return

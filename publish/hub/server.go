@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -23,6 +24,11 @@ const (
 	defaultConnectTokenTTL = 15 * time.Second
 	defaultSendQueueBytes  = 8 << 20
 	defaultShutdownGrace   = 5 * time.Second
+	defaultReadTimeout     = 30 * time.Second
+	defaultIdleTimeout     = 2 * time.Minute
+	defaultWriteTimeout    = time.Minute
+	defaultJWKSRefetch     = time.Minute
+	defaultSweepEvery      = time.Second
 )
 
 // Option configures a Server or a Negotiator.
@@ -37,7 +43,11 @@ type options struct {
 	sendQueueBytes   int
 	maxBodyBytes     int
 	shutdownGrace    time.Duration
+	readTimeout      time.Duration
+	idleTimeout      time.Duration
 	jwksClient       *http.Client
+	jwksRefetch      time.Duration
+	sweepEvery       time.Duration
 }
 
 func defaultOptions() options {
@@ -50,7 +60,11 @@ func defaultOptions() options {
 		sendQueueBytes:   defaultSendQueueBytes,
 		maxBodyBytes:     DefaultMaxBodyBytes,
 		shutdownGrace:    defaultShutdownGrace,
+		readTimeout:      defaultReadTimeout,
+		idleTimeout:      defaultIdleTimeout,
 		jwksClient:       &http.Client{Timeout: 10 * time.Second},
+		jwksRefetch:      defaultJWKSRefetch,
+		sweepEvery:       defaultSweepEvery,
 	}
 }
 
@@ -83,17 +97,29 @@ func WithMaxBodyBytes(n int) Option { return func(o *options) { o.maxBodyBytes =
 // message before cutting them (default 5 s).
 func WithShutdownGrace(d time.Duration) Option { return func(o *options) { o.shutdownGrace = d } }
 
+// WithReadTimeout bounds the reading of one HTTP request, body included
+// (default 30 s); WebSocket connections are not affected once upgraded.
+func WithReadTimeout(d time.Duration) Option { return func(o *options) { o.readTimeout = d } }
+
+// WithIdleTimeout sets how long a keep-alive HTTP connection may wait for
+// its next request (default 2 min).
+func WithIdleTimeout(d time.Duration) Option { return func(o *options) { o.idleTimeout = d } }
+
 // WithJWKSClient sets the HTTP client that fetches negotiate.auth.jwt.jwksURL.
 func WithJWKSClient(c *http.Client) Option { return func(o *options) { o.jwksClient = c } }
 
 // Server is the built-in hub: client endpoints, the REST API, app negotiate
 // and optional static files, on one listener.
 type Server struct {
-	cfg     Config // defaults applied
+	cfg     Config   // defaults applied
+	pub     *url.URL // cfg.PublicURL parsed; nil when not set
 	key     string
 	o       options
 	reg     *registry
+	origins origins
+	neg     *Negotiator
 	handler http.Handler
+	refused *logLimiter
 
 	listening     chan struct{}
 	listeningOnce sync.Once
@@ -129,14 +155,35 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 	if key == "" {
 		key = NewAccessKey()
 	}
-	s := &Server{cfg: cfg, key: key, o: o, reg: newRegistry(), listening: make(chan struct{})}
+	l := cfg.Limits
+	s := &Server{cfg: cfg, key: key, o: o, listening: make(chan struct{}), refused: newLogLimiter(time.Second),
+		reg:     newRegistry(cfg.Hubs, limits{maxConns: l.MaxConnections, maxPerUser: l.MaxConnectionsPerUser, maxGroupsPerUser: l.MaxGroupsPerUser}),
+		origins: newOrigins(cfg.CORSOrigins, cfg.PublicURL)}
+	if cfg.PublicURL != "" {
+		s.pub, _ = parsePublicURL(cfg.PublicURL) // valid: checked above
+	}
 	s.baseCtx, s.cancelBase = context.WithCancel(context.Background())
-	neg, err := newNegotiator(cfg, selfService{s}, o)
+	mux := http.NewServeMux()
+	neg, err := newNegotiator(cfg, selfService{s}, o, mux)
 	if err != nil {
 		return nil, err
 	}
-	s.handler = s.routes(neg)
+	s.neg = neg
+	s.handler = s.routes(mux)
 	return s, nil
+}
+
+// Negotiator is the hub's app negotiate endpoint: mount more endpoints
+// next to it with its Handle, and check their callers with its Authorize.
+func (s *Server) Negotiator() *Negotiator { return s.neg }
+
+// endpoint is what access tokens are issued for, and where negotiate sends
+// clients: PublicURL, or else the scheme and host r arrived with.
+func (s *Server) endpoint(r *http.Request) endpoint {
+	if s.pub != nil {
+		return endpoint{scheme: s.pub.Scheme, host: s.pub.Host}
+	}
+	return requestEndpoint(r)
 }
 
 // NewAccessKey returns a random access key shaped like Azure's (44 base64
@@ -172,9 +219,13 @@ func (s *Server) Addr() net.Addr {
 	return s.addr
 }
 
-// Endpoint is the hub's base URL for local callers: the bound address, with
-// a wildcard host replaced by 127.0.0.1 (cfg.Listen before Listening).
+// Endpoint is the hub's base URL: PublicURL when configured, else for
+// local callers the bound address, with a wildcard host replaced by
+// 127.0.0.1 (cfg.Listen before Listening).
 func (s *Server) Endpoint() string {
+	if s.pub != nil {
+		return s.pub.String()
+	}
 	hostport := s.cfg.Listen
 	if a := s.Addr(); a != nil {
 		hostport = a.String()
@@ -222,9 +273,16 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		s.addrMu.Lock()
 		s.addr = ln.Addr()
 		s.addrMu.Unlock()
+		// Hijacked (WebSocket) connections lose these deadlines; every other
+		// request must be read within readTimeout, and an idle keep-alive
+		// connection is closed, so that idle or trickling connections
+		// cannot pile up.
 		srv = &http.Server{
 			Handler:           s.handler,
-			ReadHeaderTimeout: 10 * time.Second,
+			ReadHeaderTimeout: min(10*time.Second, s.o.readTimeout),
+			ReadTimeout:       s.o.readTimeout,
+			WriteTimeout:      max(defaultWriteTimeout, s.o.readTimeout),
+			IdleTimeout:       s.o.idleTimeout,
 			BaseContext:       func(net.Listener) context.Context { return s.baseCtx },
 			ErrorLog:          slog.NewLogLogger(s.o.log.Handler(), slog.LevelDebug),
 		}
@@ -232,6 +290,10 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		s.o.log.Info("hub listening", "endpoint", s.Endpoint())
 	}
 	s.listeningOnce.Do(func() { close(s.listening) })
+	sweepCtx, stopSweep := context.WithCancel(context.Background())
+	swept := make(chan struct{})
+	go func() { defer close(swept); sweepLoop(sweepCtx, s.reg, s.o.sweepEvery) }()
+	defer func() { stopSweep(); <-swept }()
 
 	var err error
 	select {
@@ -278,16 +340,43 @@ func (s *Server) track() bool {
 	return true
 }
 
-func (s *Server) routes(neg *Negotiator) http.Handler {
-	mux := http.NewServeMux()
+// sweepLoop drops expired memberships and negotiated connections every
+// period until ctx ends: expiries are never handled on a request's path.
+func sweepLoop(ctx context.Context, reg *registry, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			reg.sweep(time.Now())
+		}
+	}
+}
+
+// routes adds the client endpoints, the REST API and the static folder to
+// mux, which already holds the negotiate routes.
+func (s *Server) routes(mux *http.ServeMux) http.Handler {
 	mux.HandleFunc("POST /client/negotiate", s.clientNegotiate)
 	mux.HandleFunc("GET /client/{$}", s.clientConnect)
 	mux.HandleFunc("GET /client", s.clientConnect)
 	s.restRoutes(mux)
-	np := strings.TrimRight(s.cfg.Negotiate.Path, "/") + "/negotiate"
-	mux.Handle("POST "+np, neg)
 	if s.cfg.Static != "" {
 		mux.Handle("GET /", http.FileServer(http.Dir(s.cfg.Static)))
 	}
-	return withCORS(s.cfg.CORSOrigins, mux)
+	return withCORS(s.origins, mux)
+}
+
+// refuse answers a refused client or REST request with Azure SignalR's
+// error body; the reason goes to the debug log, at most once a second per
+// code.
+func (s *Server) refuse(w http.ResponseWriter, what string, status int, code, msg string, reason error) {
+	if ok, dropped := s.refused.allow(code, time.Now()); ok {
+		s.o.log.Debug("hub: "+what+" refused", "status", status, "code", code, "err", reason, "suppressed", dropped)
+	}
+	if status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+	}
+	writeError(w, status, code, msg)
 }

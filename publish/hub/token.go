@@ -15,24 +15,48 @@ import (
 // tokenLeeway absorbs clock skew between the signer and the hub.
 const tokenLeeway = 30 * time.Second
 
-// audience is what an access-key token must be issued for: the scheme, host
-// and path of the request (REST) or of /client (clients), plus the hub.
+// audience is what an access-key token must be issued for: the scheme,
+// host, port and path of the request (REST) or of /client (clients), plus
+// the hub.
 type audience struct {
-	scheme, host, path string
-	hub                string // client tokens: the ?hub= of aud, when it has one, must match
+	scheme, host, port string // host without port, lower-case; port always set
+	path               string // escaped, as sent
+	hub                string // client tokens: aud's ?hub= must be this hub
 }
 
-// requestAudience is the audience a request to path must carry, as seen by
-// the hub: behind a TLS-terminating proxy X-Forwarded-Proto tells the scheme.
-func requestAudience(r *http.Request, path string) audience {
+// endpoint is the scheme and host[:port] tokens are issued for.
+type endpoint struct{ scheme, host string }
+
+// base is the endpoint as a URL prefix, e.g. http://127.0.0.1:8080.
+func (e endpoint) base() string { return e.scheme + "://" + e.host }
+
+// audience is the audience of path at e.
+func (e endpoint) audience(path string) audience {
+	host, port, err := net.SplitHostPort(e.host)
+	if err != nil {
+		host, port = strings.Trim(e.host, "[]"), ""
+	}
+	if port == "" {
+		port = map[string]string{"http": "80", "https": "443"}[e.scheme]
+	}
+	return audience{scheme: e.scheme, host: strings.ToLower(host), port: port, path: path}
+}
+
+// requestEndpoint is the endpoint a request arrived at, as the hub sees it
+// without a configured public URL: its Host, and behind a TLS-terminating
+// proxy the scheme X-Forwarded-Proto tells. Both come from the client, so
+// this is for development; production sets Config.PublicURL.
+func requestEndpoint(r *http.Request) endpoint {
 	scheme := "http"
 	if r.TLS != nil {
 		scheme = "https"
 	}
 	if p := r.Header.Get("X-Forwarded-Proto"); p != "" {
-		scheme = strings.ToLower(strings.TrimSpace(strings.Split(p, ",")[0]))
+		if p = strings.ToLower(strings.TrimSpace(strings.Split(p, ",")[0])); p == "http" || p == "https" {
+			scheme = p
+		}
 	}
-	return audience{scheme: scheme, host: r.Host, path: path}
+	return endpoint{scheme: scheme, host: r.Host}
 }
 
 // signAccessToken signs an access-key JWT (HS256 over the key's UTF-8
@@ -48,9 +72,10 @@ func signAccessToken(key, aud, user string, ttl time.Duration) (string, error) {
 }
 
 // verifyAccessToken checks an access-key JWT: HS256 signed with the raw
-// AccessKey bytes, not expired, aud matching want leniently. It returns the
-// claims.
-func verifyAccessToken(tok string, key []byte, want audience) (jwt.MapClaims, error) {
+// AccessKey bytes, not expired, not valid for longer than maxTTL from now,
+// and an aud matching want. It returns the claims. Errors are for logs
+// only: they may quote the token.
+func verifyAccessToken(tok string, key []byte, want audience, maxTTL time.Duration) (jwt.MapClaims, error) {
 	if tok == "" {
 		return nil, errors.New("no access token")
 	}
@@ -60,6 +85,13 @@ func verifyAccessToken(tok string, key []byte, want audience) (jwt.MapClaims, er
 		jwt.WithLeeway(tokenLeeway))
 	if err != nil {
 		return nil, err
+	}
+	exp, err := claims.GetExpirationTime()
+	if err != nil || exp == nil {
+		return nil, errors.New("token has no exp")
+	}
+	if left := time.Until(exp.Time); left > maxTTL+tokenLeeway {
+		return nil, fmt.Errorf("token is valid for %v, over the %v accepted", left.Round(time.Second), maxTTL)
 	}
 	auds, err := claims.GetAudience()
 	if err != nil || len(auds) == 0 {
@@ -73,48 +105,42 @@ func verifyAccessToken(tok string, key []byte, want audience) (jwt.MapClaims, er
 	return nil, fmt.Errorf("token aud %q is not for this request", truncate(auds[0], 200))
 }
 
-// audienceMatches compares aud with want on scheme, host and path, case-
-// insensitively, ignoring port, query and trailing slash: the .NET SDK signs
-// aud without the port and with ?api-version, the docs say with neither, and
-// both must work. Loopback names are one host, so a token for localhost
-// works on 127.0.0.1. A hub named in aud's query must be want.hub.
+// audienceMatches compares aud with want. Scheme and host compare case-
+// insensitively (as DNS does); the path compares exactly in its escaped
+// form (ids are case-sensitive, and "%63lient" is not "client"), ignoring
+// a trailing slash; the query is ignored (the .NET SDK signs
+// ?api-version) except that a client audience must name exactly want.hub
+// (hub names are case-insensitive). The port must be want's, or absent:
+// the .NET SDK signs aud without the port. User info, fragments and
+// opaque URLs never match.
 func audienceMatches(aud string, want audience) bool {
 	u, err := url.Parse(aud)
-	if err != nil {
+	if err != nil || u.Opaque != "" || u.User != nil || u.Fragment != "" || u.RawFragment != "" || strings.Contains(aud, "#") {
 		return false
 	}
-	if !strings.EqualFold(u.Scheme, want.scheme) || !sameHost(u.Hostname(), hostOnly(want.host)) {
+	if !strings.EqualFold(u.Scheme, want.scheme) || !strings.EqualFold(u.Hostname(), want.host) {
 		return false
 	}
-	p, err := url.PathUnescape(u.EscapedPath())
-	if err != nil {
+	if p := u.Port(); p != "" && p != want.port {
 		return false
 	}
-	if !strings.EqualFold(strings.TrimRight(p, "/"), strings.TrimRight(want.path, "/")) {
+	if strings.TrimRight(u.EscapedPath(), "/") != strings.TrimRight(want.path, "/") {
 		return false
 	}
-	if h := u.Query().Get("hub"); h != "" && want.hub != "" && !strings.EqualFold(h, want.hub) {
-		return false
+	if want.hub != "" {
+		hs := u.Query()["hub"]
+		if len(hs) != 1 || !strings.EqualFold(hs[0], want.hub) {
+			return false
+		}
 	}
 	return true
 }
 
-func hostOnly(hostport string) string {
-	if h, _, err := net.SplitHostPort(hostport); err == nil {
-		return h
-	}
-	return strings.Trim(hostport, "[]")
-}
-
-func sameHost(a, b string) bool {
-	return strings.EqualFold(a, b) || (isLoopback(a) && isLoopback(b))
-}
-
-func isLoopback(h string) bool {
+func isLoopbackHost(h string) bool {
 	if strings.EqualFold(h, "localhost") {
 		return true
 	}
-	ip := net.ParseIP(h)
+	ip := net.ParseIP(strings.Trim(h, "[]"))
 	return ip != nil && ip.IsLoopback()
 }
 
@@ -150,4 +176,20 @@ func userOf(claims jwt.MapClaims) string {
 		}
 	}
 	return ""
+}
+
+// validUser reports whether a user id is safe to carry in tokens and REST
+// paths: not empty, not "." or "..", at most 1024 bytes, no '/', '?', '#'
+// or control characters (which a careless path builder would turn into
+// other routes).
+func validUser(u string) bool {
+	if u == "" || u == "." || u == ".." || len(u) > 1024 {
+		return false
+	}
+	for _, r := range u {
+		if r == '/' || r == '?' || r == '#' || r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+			return false
+		}
+	}
+	return true
 }

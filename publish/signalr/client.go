@@ -120,7 +120,11 @@ func (c *Client) ClientToken(ctx context.Context, hub, user string, ttl time.Dur
 	var out struct {
 		Token string `json:"token"`
 	}
-	if err := c.do(ctx, http.MethodPost, hubPath(hub, ":generateToken"), q, nil, http.StatusOK, &out); err != nil {
+	path, err := hubPath(hub, ":generateToken")
+	if err != nil {
+		return "", err
+	}
+	if err := c.do(ctx, http.MethodPost, path, q, nil, http.StatusOK, &out); err != nil {
 		return "", err
 	}
 	return out.Token, nil
@@ -137,33 +141,35 @@ func SignAccessToken(accessKey, aud, user string, ttl time.Duration, now time.Ti
 }
 
 // AddUserToGroup adds user to group; the membership outlives the user's
-// connections (ttl 0: the service's default).
+// connections, for ttl rounded up to whole seconds (sent as ?ttl=), or with
+// ttl 0 for the service's longest (Azure: a year; ttl=0 on the wire would
+// instead add only the user's open connections).
 func (c *Client) AddUserToGroup(ctx context.Context, hub, group, user string, ttl time.Duration) error {
 	var q url.Values
 	if ttl > 0 {
-		q = url.Values{"ttl": {strconv.Itoa(max(1, int(ttl/time.Second)))}}
+		q = url.Values{"ttl": {strconv.FormatInt(int64((ttl+time.Second-1)/time.Second), 10)}}
 	}
-	return c.do(ctx, http.MethodPut, hubPath(hub, "users", user, "groups", group), q, nil, http.StatusOK, nil)
+	return c.call(ctx, http.MethodPut, q, http.StatusOK, hub, "", "users", user, "groups", group)
 }
 
 // RemoveUserFromGroup removes user from group.
 func (c *Client) RemoveUserFromGroup(ctx context.Context, hub, group, user string) error {
-	return c.do(ctx, http.MethodDelete, hubPath(hub, "users", user, "groups", group), nil, nil, http.StatusNoContent, nil)
+	return c.call(ctx, http.MethodDelete, nil, http.StatusNoContent, hub, "", "users", user, "groups", group)
 }
 
 // RemoveUserFromAllGroups removes user from every group of hub.
 func (c *Client) RemoveUserFromAllGroups(ctx context.Context, hub, user string) error {
-	return c.do(ctx, http.MethodDelete, hubPath(hub, "users", user, "groups"), nil, nil, http.StatusNoContent, nil)
+	return c.call(ctx, http.MethodDelete, nil, http.StatusNoContent, hub, "", "users", user, "groups")
 }
 
 // AddConnectionToGroup adds one connection to group until it disconnects.
 func (c *Client) AddConnectionToGroup(ctx context.Context, hub, group, connectionID string) error {
-	return c.do(ctx, http.MethodPut, hubPath(hub, "groups", group, "connections", connectionID), nil, nil, http.StatusOK, nil)
+	return c.call(ctx, http.MethodPut, nil, http.StatusOK, hub, "", "groups", group, "connections", connectionID)
 }
 
 // RemoveConnectionFromGroup removes one connection from group.
 func (c *Client) RemoveConnectionFromGroup(ctx context.Context, hub, group, connectionID string) error {
-	return c.do(ctx, http.MethodDelete, hubPath(hub, "groups", group, "connections", connectionID), nil, nil, http.StatusOK, nil)
+	return c.call(ctx, http.MethodDelete, nil, http.StatusOK, hub, "", "groups", group, "connections", connectionID)
 }
 
 // CloseConnection closes one client connection; reason reaches the client.
@@ -172,36 +178,45 @@ func (c *Client) CloseConnection(ctx context.Context, hub, connectionID, reason 
 	if reason != "" {
 		q = url.Values{"reason": {reason}}
 	}
-	return c.do(ctx, http.MethodDelete, hubPath(hub, "connections", connectionID), q, nil, http.StatusOK, nil)
+	return c.call(ctx, http.MethodDelete, q, http.StatusOK, hub, "", "connections", connectionID)
 }
 
 // UserInGroup reports whether user is in group.
 func (c *Client) UserInGroup(ctx context.Context, hub, group, user string) (bool, error) {
-	return c.exists(ctx, hubPath(hub, "users", user, "groups", group))
+	return c.exists(ctx, hub, "users", user, "groups", group)
 }
 
 // GroupExists reports whether group has any connection.
 func (c *Client) GroupExists(ctx context.Context, hub, group string) (bool, error) {
-	return c.exists(ctx, hubPath(hub, "groups", group))
+	return c.exists(ctx, hub, "groups", group)
 }
 
 // UserExists reports whether user has any connection.
 func (c *Client) UserExists(ctx context.Context, hub, user string) (bool, error) {
-	return c.exists(ctx, hubPath(hub, "users", user))
+	return c.exists(ctx, hub, "users", user)
 }
 
 // ConnectionExists reports whether the connection is open.
 func (c *Client) ConnectionExists(ctx context.Context, hub, connectionID string) (bool, error) {
-	return c.exists(ctx, hubPath(hub, "connections", connectionID))
+	return c.exists(ctx, hub, "connections", connectionID)
 }
 
-func (c *Client) exists(ctx context.Context, path string) (bool, error) {
-	err := c.do(ctx, http.MethodHead, path, nil, nil, http.StatusOK, nil)
+func (c *Client) exists(ctx context.Context, hub string, segs ...string) (bool, error) {
+	err := c.call(ctx, http.MethodHead, nil, http.StatusOK, hub, "", segs...)
 	var se *StatusError
 	if errors.As(err, &se) && se.Status == http.StatusNotFound {
 		return false, nil
 	}
 	return err == nil, err
+}
+
+// call makes a body-less call to hubPath(hub, action, segs...).
+func (c *Client) call(ctx context.Context, method string, q url.Values, want int, hub, action string, segs ...string) error {
+	path, err := hubPath(hub, action, segs...)
+	if err != nil {
+		return err
+	}
+	return c.do(ctx, method, path, q, nil, want, nil)
 }
 
 // Send invokes method on the clients of t (the whole hub, a group or a user,
@@ -214,7 +229,11 @@ func (c *Client) Send(ctx context.Context, t publish.Audience, args ...json.RawM
 	if len(body) > c.o.maxBody {
 		return publish.TooLarge(fmt.Errorf("signalr: send to %s: body of %d bytes is over the %d-byte limit", t, len(body), c.o.maxBody))
 	}
-	return c.do(ctx, http.MethodPost, sendPath(t), nil, body, http.StatusAccepted, nil)
+	path, err := sendPath(t)
+	if err != nil {
+		return err
+	}
+	return c.do(ctx, http.MethodPost, path, nil, body, http.StatusAccepted, nil)
 }
 
 // sendBody is the REST send body {"target":m,"arguments":[...]}, built
@@ -244,31 +263,49 @@ func sendBody(method string, args []json.RawMessage) ([]byte, error) {
 	return append(b, "]}"...), nil
 }
 
-func sendPath(t publish.Audience) string {
+func sendPath(t publish.Audience) (string, error) {
 	switch {
 	case t.Group != "":
-		return hubPath(t.Hub, "groups", t.Group, ":send")
+		return hubPath(t.Hub, ":send", "groups", t.Group)
 	case t.User != "":
-		return hubPath(t.Hub, "users", t.User, ":send")
+		return hubPath(t.Hub, ":send", "users", t.User)
 	}
 	return hubPath(t.Hub, ":send")
 }
 
-// hubPath is /api/hubs/{hub}/seg... with each segment escaped; the hub is
-// lower-cased as the SDKs do (the service matches it case-insensitively).
-func hubPath(hub string, segs ...string) string {
+// hubPath is /api/hubs/{hub}/{seg}.../{action}: the hub lower-cased as the
+// SDKs do (the service matches it case-insensitively), every segment
+// escaped whole (ids may hold '/', '?', '#', ':' or be "..", and must never
+// turn into other routes), then the action (":send"), when not empty, as
+// is. Empty ids are refused: they would address another route.
+func hubPath(hub, action string, segs ...string) (string, error) {
 	var b strings.Builder
-	b.WriteString("/api/hubs/")
-	b.WriteString(url.PathEscape(strings.ToLower(hub)))
-	for _, s := range segs {
-		b.WriteByte('/')
-		if strings.HasPrefix(s, ":") {
-			b.WriteString(s)
-		} else {
-			b.WriteString(url.PathEscape(s))
+	b.WriteString("/api/hubs")
+	for _, s := range append([]string{strings.ToLower(hub)}, segs...) {
+		if s == "" {
+			return "", publish.Permanent(fmt.Errorf("signalr: empty hub, group, user or connection id in a call to hub %q", hub))
 		}
+		b.WriteByte('/')
+		b.WriteString(escapeSegment(s))
 	}
-	return b.String()
+	if action != "" {
+		b.WriteByte('/')
+		b.WriteString(action)
+	}
+	return b.String(), nil
+}
+
+// escapeSegment escapes s as one path segment: url.PathEscape, plus ':'
+// (a segment starting with it reads as an action) and the dot segments
+// that paths normalise away.
+func escapeSegment(s string) string {
+	switch s {
+	case ".":
+		return "%2E"
+	case "..":
+		return "%2E%2E"
+	}
+	return strings.ReplaceAll(url.PathEscape(s), ":", "%3A")
 }
 
 // StatusError is an unexpected HTTP status from the service.
@@ -318,7 +355,9 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, body
 		return publish.Retryable(fmt.Errorf("signalr: %s %s: %w", method, path, err), 0)
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode == want || (resp.StatusCode/100 == 2 && method != http.MethodHead) {
+	// Only the status the API defines for the call is success: another 2xx
+	// means the call did something else (e.g. 200 where 202 is due).
+	if resp.StatusCode == want {
 		if out != nil {
 			if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(out); err != nil {
 				return publish.Retryable(fmt.Errorf("signalr: %s %s: decode answer: %w", method, path, err), 0)
@@ -343,6 +382,8 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, body
 // a duplicate.
 func classify(se *StatusError, after time.Duration) error {
 	switch s := se.Status; {
+	case s/100 == 2:
+		return publish.Permanent(se) // not the status the call defines
 	case s == http.StatusRequestEntityTooLarge:
 		return publish.TooLarge(se)
 	case s == http.StatusTooManyRequests, s == http.StatusRequestTimeout, s >= 500:

@@ -30,7 +30,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // startHub runs the built-in hub, the stand-in for Azure SignalR.
 func startHub(t *testing.T) *hub.Server {
 	t.Helper()
-	s, err := hub.New(hub.Config{Listen: "127.0.0.1:0", Negotiate: hub.NegotiateConfig{Auth: hub.NegotiateAuth{Anonymous: true}}}, hub.WithLogger(slog.New(slog.DiscardHandler)))
+	s, err := hub.New(hub.Config{Listen: "127.0.0.1:0", Hubs: []string{"orders", "chat"}, Negotiate: hub.NegotiateConfig{Auth: hub.NegotiateAuth{Anonymous: true}}}, hub.WithLogger(slog.New(slog.DiscardHandler)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -254,6 +254,9 @@ func (c *Config) ApplyDefaults() {
 	for i := range c.Mappings {
 		setStr(&c.Mappings[i].Method, DefaultMethod)
 	}
+	if len(c.Hub.Hubs) == 0 {
+		c.Hub.Hubs = hubsOf(c.Mappings)
+	}
 	setStr(&c.Publish.Target, "stdout")
 	b := &c.Publish.Batch
 	if b.MaxChanges == 0 {
@@ -436,7 +439,21 @@ func (c *Config) Validate() error {
 	if ss := c.Publish.ShadowStore; ss != nil && ss.URL == "" {
 		p.add("publish.shadowStore.url", "is required (a PostgreSQL database) unless the source is postgres")
 	}
-	if c.Publish.Target == "hub" {
+	a := c.Hub.Negotiate.Auth
+	switch {
+	case c.Publish.Target == "hub":
+		c.Hub.validate("hub", &p)
+		served := map[string]bool{}
+		for _, h := range c.Hub.Hubs {
+			served[strings.ToLower(h)] = true
+		}
+		for i, m := range c.Mappings {
+			if m.Hub != "" && !served[strings.ToLower(m.Hub)] {
+				p.add(fmt.Sprintf("mappings[%d].hub", i), "%q is not one of hub.hubs: its changes would reach nobody", m.Hub)
+			}
+		}
+	case c.Publish.Target == "signalr" && (a.Anonymous || a.JWT != nil):
+		// The app negotiate for Azure SignalR uses the hub section too.
 		c.Hub.validate("hub", &p)
 	}
 	return errors.Join(p...)

@@ -3,20 +3,38 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/changecast/changecast/schema/template"
 )
 
-// Hub configures the built-in SignalR-compatible hub.
+// Hub configures the built-in SignalR-compatible hub, and the app
+// negotiate endpoint (also served for Azure SignalR).
 type Hub struct {
-	Listen    string       `yaml:"listen,omitempty" json:"listen,omitempty" jsonschema_description:"Address the hub serves clients, the REST API and app negotiate on. Default 127.0.0.1:8080."`
-	AccessKey string       `yaml:"accessKey,omitempty" json:"accessKey,omitempty" jsonschema_description:"AccessKey of the hub's connection string; generated and printed when empty."`
+	Listen string `yaml:"listen,omitempty" json:"listen,omitempty" jsonschema_description:"Address the hub serves clients, the REST API and app negotiate on. Default 127.0.0.1:8080."`
+	// PublicURL is where clients and REST callers reach the hub; when set,
+	// the Host and X-Forwarded-Proto of requests are no longer trusted.
+	PublicURL string `yaml:"publicURL,omitempty" json:"publicURL,omitempty" jsonschema_description:"The hub's endpoint as clients reach it (scheme://host[:port], e.g. behind a proxy): the URL negotiate hands out and the audience of every access token. Empty: the Host and X-Forwarded-Proto of each request (development only)."`
+	AccessKey string `yaml:"accessKey,omitempty" json:"accessKey,omitempty" jsonschema_description:"AccessKey of the hub's connection string, at least 32 bytes (e.g. ${CHANGECAST_HUB_ACCESS_KEY}); generated and printed when empty."`
+	// Hubs are the hubs served; anything else gets 404.
+	Hubs      []string     `yaml:"hubs,omitempty" json:"hubs,omitempty" jsonschema_description:"Hubs served (names are case-insensitive); negotiate, the client endpoints and the REST API answer 404 for others. Default: the hubs of mappings[].hub."`
 	Negotiate HubNegotiate `yaml:"negotiate,omitempty" json:"negotiate,omitempty" jsonschema_description:"The app negotiate endpoint clients call first (what the Functions SignalRConnectionInfo binding does)."`
-	CORS      HubCORS      `yaml:"cors,omitempty" json:"cors,omitempty" jsonschema_description:"Browser origins allowed to call negotiate and the client endpoints."`
+	CORS      HubCORS      `yaml:"cors,omitempty" json:"cors,omitempty" jsonschema_description:"Browser origins allowed to call negotiate and the client endpoints, and to open WebSockets."`
+	Limits    HubLimits    `yaml:"limits,omitempty" json:"limits,omitempty" jsonschema_description:"Bounds on connections, group memberships and access token lifetimes."`
 	// Static serves a folder of files at / (the demo page).
 	Static string `yaml:"static,omitempty" json:"static,omitempty" jsonschema_description:"Folder served at / (e.g. a web app); empty serves nothing."`
+}
+
+// HubLimits bound what callers can make the hub hold.
+type HubLimits struct {
+	MaxConnections        int      `yaml:"maxConnections,omitempty" json:"maxConnections,omitempty" jsonschema_description:"Open client connections; over it negotiate answers 429 and the WebSocket upgrade 503. Default 100000."`
+	MaxConnectionsPerUser int      `yaml:"maxConnectionsPerUser,omitempty" json:"maxConnectionsPerUser,omitempty" jsonschema_description:"Open connections of one user id, with the same answers. Default 100."`
+	MaxGroupsPerUser      int      `yaml:"maxGroupsPerUser,omitempty" json:"maxGroupsPerUser,omitempty" jsonschema_description:"Groups one user belongs to per hub; joining one more drops the oldest membership, as Azure SignalR does. Default 100."`
+	MaxClientTokenTTL     Duration `yaml:"maxClientTokenTTL,omitempty" json:"maxClientTokenTTL,omitempty" jsonschema_description:"Longest remaining lifetime accepted of a client access token (also bounds negotiate.tokenTTL and :generateToken). Default 24h."`
+	MaxRESTTokenTTL       Duration `yaml:"maxRESTTokenTTL,omitempty" json:"maxRESTTokenTTL,omitempty" jsonschema_description:"Longest remaining lifetime accepted of a REST API access token. Default 1h."`
 }
 
 // HubNegotiate is the app-side negotiate endpoint (what the Functions
@@ -32,7 +50,10 @@ type HubNegotiate struct {
 	// connection open for days keeps its groups; a TTL instead makes a user
 	// whose claims changed lose old groups at most GroupTTL later, at the
 	// price of long-open connections losing them too until they reconnect.
-	GroupTTL Duration `yaml:"groupTTL,omitempty" json:"groupTTL,omitempty" jsonschema_description:"How long a user stays in the groups a negotiate joined; renewed by every negotiate. Default 0: no expiry."`
+	GroupTTL Duration `yaml:"groupTTL,omitempty" json:"groupTTL,omitempty" jsonschema_description:"How long an authenticated user stays in the groups a negotiate joined; renewed by every negotiate. Default 0: no expiry."`
+	// AnonymousGroupTTL frees the groups of anonymous users (random ids)
+	// on the built-in hub once they are gone.
+	AnonymousGroupTTL Duration `yaml:"anonymousGroupTTL,omitempty" json:"anonymousGroupTTL,omitempty" jsonschema_description:"Built-in hub: how long the groups an anonymous negotiate joined are kept while that user is not connected. Default 5m."`
 	// TokenTTL is the lifetime of the client access token negotiate returns.
 	TokenTTL Duration `yaml:"tokenTTL,omitempty" json:"tokenTTL,omitempty" jsonschema_description:"Lifetime of the client access token negotiate returns. Default 1h."`
 }
@@ -47,22 +68,30 @@ type NegotiateAuth struct {
 type JWTAuth struct {
 	HS256Secret string `yaml:"hs256Secret,omitempty" json:"hs256Secret,omitempty" jsonschema_description:"Shared secret of HS256 tokens (its UTF-8 bytes)."`
 	JWKSFile    string `yaml:"jwksFile,omitempty" json:"jwksFile,omitempty" jsonschema_description:"File holding a JSON Web Key Set of RSA keys (RS256 tokens)."`
-	JWKSURL     string `yaml:"jwksURL,omitempty" json:"jwksURL,omitempty" jsonschema_description:"URL of a JSON Web Key Set of RSA keys (RS256 tokens); fetched at start and again on an unknown kid."`
-	Issuer      string `yaml:"issuer,omitempty" json:"issuer,omitempty" jsonschema_description:"Required iss; empty accepts any."`
-	Audience    string `yaml:"audience,omitempty" json:"audience,omitempty" jsonschema_description:"Required aud; empty accepts any."`
+	JWKSURL     string `yaml:"jwksURL,omitempty" json:"jwksURL,omitempty" jsonschema_description:"https URL (http only on a loopback host) of a JSON Web Key Set of RSA keys (RS256 tokens); fetched on first use and again on an unknown kid."`
+	Issuer      string `yaml:"issuer,omitempty" json:"issuer,omitempty" jsonschema_description:"Required iss. Required with jwksFile or jwksURL; with hs256Secret empty accepts any."`
+	Audience    string `yaml:"audience,omitempty" json:"audience,omitempty" jsonschema_description:"Required aud. Required with jwksFile or jwksURL; with hs256Secret empty accepts any."`
 }
 
 // HubCORS lists the origins allowed to call negotiate from a browser.
 type HubCORS struct {
-	Origins []string `yaml:"origins,omitempty" json:"origins,omitempty" jsonschema_description:"Allowed origins; * allows any. The Origin is echoed and credentials allowed. Empty: no cross-origin access."`
+	Origins []string `yaml:"origins,omitempty" json:"origins,omitempty" jsonschema_description:"Allowed origins; * allows any. The Origin is echoed and credentials allowed; WebSocket upgrades from other origins are refused (requests without an Origin are not browsers and stay allowed). Empty: loopback origins only."`
 }
 
-// Hub defaults.
+// Hub defaults (publish/hub's, repeated here for the file's documentation).
 const (
-	DefaultHubListen     = "127.0.0.1:8080"
-	DefaultNegotiatePath = "/api"
-	DefaultUserClaim     = "sub"
-	DefaultHubTokenTTL   = Duration(3600e9) // 1h, Azure SignalR's SDK default
+	DefaultHubListen             = "127.0.0.1:8080"
+	DefaultNegotiatePath         = "/api"
+	DefaultUserClaim             = "sub"
+	DefaultHubTokenTTL           = Duration(time.Hour) // Azure SignalR's SDK default
+	DefaultAnonymousGroupTTL     = Duration(5 * time.Minute)
+	DefaultMaxConnections        = 100_000
+	DefaultMaxConnectionsPerUser = 100
+	DefaultMaxGroupsPerUser      = 100
+	DefaultMaxClientTokenTTL     = Duration(24 * time.Hour)
+	DefaultMaxRESTTokenTTL       = Duration(time.Hour)
+	// MinAccessKeyBytes is the shortest hub.accessKey accepted.
+	MinAccessKeyBytes = 32
 )
 
 // ApplyDefaults fills the hub's optional fields left empty.
@@ -80,18 +109,67 @@ func (h *Hub) applyDefaults() {
 	setStr(&h.Listen, DefaultHubListen)
 	setStr(&h.Negotiate.Path, DefaultNegotiatePath)
 	setStr(&h.Negotiate.UserClaim, DefaultUserClaim)
-	if h.Negotiate.TokenTTL == 0 {
-		h.Negotiate.TokenTTL = DefaultHubTokenTTL
+	setDur(&h.Negotiate.TokenTTL, DefaultHubTokenTTL.D())
+	setDur(&h.Negotiate.AnonymousGroupTTL, DefaultAnonymousGroupTTL.D())
+	l := &h.Limits
+	setInt(&l.MaxConnections, DefaultMaxConnections)
+	setInt(&l.MaxConnectionsPerUser, DefaultMaxConnectionsPerUser)
+	setInt(&l.MaxGroupsPerUser, DefaultMaxGroupsPerUser)
+	setDur(&l.MaxClientTokenTTL, DefaultMaxClientTokenTTL.D())
+	setDur(&l.MaxRESTTokenTTL, DefaultMaxRESTTokenTTL.D())
+}
+
+func setInt(p *int, def int) {
+	if *p == 0 {
+		*p = def
 	}
 }
 
+// hubsOf is the hubs mappings name, each once (hub names are
+// case-insensitive), in order.
+func hubsOf(ms []Mapping) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, m := range ms {
+		if k := strings.ToLower(m.Hub); m.Hub != "" && !seen[k] {
+			seen[k] = true
+			out = append(out, m.Hub)
+		}
+	}
+	return out
+}
+
 func (h *Hub) validate(path string, p *problems) {
+	if strings.ContainsAny(h.AccessKey, "; \t\r\n") {
+		p.add(path+".accessKey", "must not contain ';' or spaces (it goes into a connection string)")
+	}
+	if h.AccessKey != "" && len(h.AccessKey) < MinAccessKeyBytes {
+		p.add(path+".accessKey", "is shorter than %d bytes (leave it empty to have one generated)", MinAccessKeyBytes)
+	}
+	if h.PublicURL != "" {
+		if u, err := url.Parse(h.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil ||
+			(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
+			p.add(path+".publicURL", "%q is not an endpoint such as https://hub.example.com", h.PublicURL)
+		}
+	}
+	if len(h.Hubs) == 0 {
+		p.add(path+".hubs", "list at least one hub to serve (default: the hubs of mappings)")
+	}
+	served := map[string]bool{}
+	for i, name := range h.Hubs {
+		if !hubNameRe.MatchString(name) {
+			p.add(fmt.Sprintf("%s.hubs[%d]", path, i), "%q is not a valid hub name (a letter, then letters, digits, _`,.[])", name)
+		}
+		served[strings.ToLower(name)] = true
+	}
 	n := h.Negotiate
 	if !strings.HasPrefix(n.Path, "/") {
 		p.add(path+".negotiate.path", "%q must start with /", n.Path)
 	}
 	if n.Hub != "" && !hubNameRe.MatchString(n.Hub) {
 		p.add(path+".negotiate.hub", "%q is not a valid hub name (a letter, then letters, digits, _`,.[])", n.Hub)
+	} else if n.Hub != "" && !served[strings.ToLower(n.Hub)] {
+		p.add(path+".negotiate.hub", "%q is not one of %s.hubs", n.Hub, path)
 	}
 	a := n.Auth
 	if !a.Anonymous && a.JWT == nil {
@@ -111,8 +189,19 @@ func (h *Hub) validate(path string, p *problems) {
 			p.add(path+".negotiate.auth.jwt.hs256Secret", "is shorter than 16 bytes")
 		}
 		if j.JWKSURL != "" {
-			if u, err := url.Parse(j.JWKSURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-				p.add(path+".negotiate.auth.jwt.jwksURL", "%q is not an http(s) URL", j.JWKSURL)
+			u, err := url.Parse(j.JWKSURL)
+			if err != nil || u.Host == "" || (u.Scheme != "https" && !(u.Scheme == "http" && isLoopbackHost(u.Hostname()))) {
+				p.add(path+".negotiate.auth.jwt.jwksURL", "%q is not an https URL (http only on a loopback host)", j.JWKSURL)
+			}
+		}
+		if j.JWKSFile != "" || j.JWKSURL != "" {
+			// An identity provider's keys sign tokens for every app it
+			// serves: only iss and aud make a token one for this app.
+			if j.Issuer == "" {
+				p.add(path+".negotiate.auth.jwt.issuer", "is required with jwksFile or jwksURL")
+			}
+			if j.Audience == "" {
+				p.add(path+".negotiate.auth.jwt.audience", "is required with jwksFile or jwksURL")
 			}
 		}
 	}
@@ -127,8 +216,28 @@ func (h *Hub) validate(path string, p *problems) {
 	if n.GroupTTL < 0 {
 		p.add(path+".negotiate.groupTTL", "must not be negative")
 	}
-	if n.TokenTTL.D() < 60e9 {
+	if n.AnonymousGroupTTL.D() < time.Second {
+		p.add(path+".negotiate.anonymousGroupTTL", "must be at least 1s")
+	}
+	l := h.Limits
+	if n.TokenTTL.D() < time.Minute {
 		p.add(path+".negotiate.tokenTTL", "must be at least 1m")
+	}
+	if l.MaxClientTokenTTL.D() < time.Minute {
+		p.add(path+".limits.maxClientTokenTTL", "must be at least 1m")
+	} else if n.TokenTTL > l.MaxClientTokenTTL {
+		p.add(path+".negotiate.tokenTTL", "%v is over %s.limits.maxClientTokenTTL %v", n.TokenTTL.D(), path, l.MaxClientTokenTTL.D())
+	}
+	if l.MaxRESTTokenTTL.D() < time.Minute {
+		p.add(path+".limits.maxRESTTokenTTL", "must be at least 1m")
+	}
+	for _, f := range []struct {
+		name string
+		v    int
+	}{{"maxConnections", l.MaxConnections}, {"maxConnectionsPerUser", l.MaxConnectionsPerUser}, {"maxGroupsPerUser", l.MaxGroupsPerUser}} {
+		if f.v < 1 {
+			p.add(path+".limits."+f.name, "must be at least 1")
+		}
 	}
 	for i, o := range h.CORS.Origins {
 		if o == "*" {
@@ -140,16 +249,21 @@ func (h *Hub) validate(path string, p *problems) {
 	}
 }
 
-// ParseHub reads a file holding only a hub section (the keys under hub: in
-// the config file), with the same ${ENV} interpolation, defaults and checks.
-func ParseHub(raw []byte, env func(string) (string, bool)) (*Hub, error) {
+// DecodeHub reads a file holding only a hub section (the keys under hub:
+// in the config file), with the same ${ENV} interpolation and strictness.
+// Call ApplyDefaults and Validate once the command line has added to it.
+func DecodeHub(raw []byte, env func(string) (string, bool)) (*Hub, error) {
 	var h Hub
 	if err := decodeStrict(raw, env, &h, "hub config"); err != nil {
 		return nil, err
 	}
-	h.applyDefaults()
-	if err := h.Validate(); err != nil {
-		return nil, err
-	}
 	return &h, nil
+}
+
+func isLoopbackHost(h string) bool {
+	if strings.EqualFold(h, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
 }

@@ -77,10 +77,10 @@ func (d *DB) Close() {
 	d.Conn.Close(ctx)
 }
 
-// Hub starts a built-in hub (anonymous negotiate) on a loopback port; stop
-// closes its clients and waits for it.
+// Hub starts a built-in hub serving hub orders (anonymous negotiate) on a
+// loopback port; stop closes its clients and waits for it.
 func Hub() (h *hub.Server, addr string, stop func()) {
-	h, err := hub.New(hub.Config{Negotiate: hub.NegotiateConfig{Auth: hub.NegotiateAuth{Anonymous: true}}}, hub.WithLogger(Quiet))
+	h, err := hub.New(hub.Config{Hubs: []string{"orders"}, Negotiate: hub.NegotiateConfig{Auth: hub.NegotiateAuth{Anonymous: true}}}, hub.WithLogger(Quiet))
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -1,0 +1,127 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/changecast/changecast/internal/testkit"
+)
+
+// runHub runs `changecast hub args` until it prints its negotiate line,
+// and returns what it printed; it stops it when the test ends.
+func runHub(t *testing.T, args ...string) (stdout, stderr *syncBuffer) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	stdout, stderr = &syncBuffer{}, &syncBuffer{}
+	done := testkit.Go(t, func() error {
+		if code := run(ctx, append([]string{"hub"}, args...), stdout, stderr); code != 0 {
+			return fmt.Errorf("exit code %d, stderr %q", code, stderr.String())
+		}
+		return nil
+	})
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+	testkit.Until(t, 10*time.Second, "the negotiate line", func() bool { return strings.Contains(stdout.String(), "negotiate: POST ") })
+	return stdout, stderr
+}
+
+// Item 7: a key of the user's (from the environment, never a flag) is
+// never printed; a generated one is, with the connection string; short
+// keys are refused.
+func TestHubCommandKeys(t *testing.T) {
+	key := "k3y-from-the-environment-0123456789abcdef"
+	t.Setenv(envHubKey, key)
+	out, _ := runHub(t, "-listen", "127.0.0.1:0", "-hub", "orders", "-hub", "audit")
+	if strings.Contains(out.String(), key) || strings.Contains(out.String(), "AccessKey=") {
+		t.Fatalf("the key was printed:\n%s", out)
+	}
+	negURL := regexp.MustCompile(`negotiate: POST (\S+)\?hub=HUB`).FindStringSubmatch(out.String())
+	if negURL == nil || !strings.Contains(out.String(), "hubs: orders, audit") {
+		t.Fatalf("stdout:\n%s", out)
+	}
+	for hub, want := range map[string]int{"orders": 200, "audit": 200, "other": 404} {
+		resp, err := http.Post(negURL[1]+"?hub="+hub, "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("negotiate %s: %d, want %d", hub, resp.StatusCode, want)
+		}
+	}
+
+	t.Setenv(envHubKey, "")
+	out, _ = runHub(t, "-listen", "127.0.0.1:0", "-hub", "orders")
+	if !regexp.MustCompile(`AZURE_SIGNALR_CONNECTION_STRING=Endpoint=\S+;AccessKey=[A-Za-z0-9+/=]{44};`).MatchString(out.String()) {
+		t.Fatalf("a generated key is printed with its connection string:\n%s", out)
+	}
+
+	for name, tc := range map[string]struct {
+		env  string
+		args []string
+		want string
+	}{
+		"short key": {"abc", []string{"-hub", "orders"}, "hub.accessKey: is shorter than 32 bytes"},
+		"-key flag": {"", []string{"-hub", "orders", "-key", strings.Repeat("k", 40)}, "flag provided but not defined: -key"},
+		"no hubs":   {"", nil, "-hub NAME"},
+		"bad hub":   {"", []string{"-hub", "9x"}, `hub.hubs[0]: "9x" is not a valid hub name`},
+	} {
+		t.Setenv(envHubKey, tc.env)
+		var stdout, stderr syncBuffer
+		if code := run(context.Background(), append([]string{"hub", "-listen", "127.0.0.1:0"}, tc.args...), &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), tc.want) {
+			t.Errorf("%s: exit %d, stderr %q", name, code, stderr.String())
+		}
+	}
+}
+
+// Item 4: `changecast hub` no longer lets any website in: loopback origins
+// only, unless a hub config lists others.
+func TestHubCommandCORS(t *testing.T) {
+	t.Setenv(envHubKey, "")
+	out, _ := runHub(t, "-listen", "127.0.0.1:0", "-hub", "orders")
+	negURL := regexp.MustCompile(`negotiate: POST (\S+)\?hub=HUB`).FindStringSubmatch(out.String())[1]
+	for origin, allowed := range map[string]bool{"http://evil.example": false, "http://localhost:3000": true} {
+		req, _ := http.NewRequest("POST", negURL+"?hub=orders", nil)
+		req.Header.Set("Origin", origin)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if got := resp.Header.Get("Access-Control-Allow-Origin") == origin; got != allowed {
+			t.Errorf("%s: allowed %v, want %v", origin, got, allowed)
+		}
+	}
+}
+
+// Item 5: `config validate` refuses a JWKS without issuer and audience,
+// naming both fields, with exit code 2.
+func TestConfigValidateJWKSNeedsIssuerAndAudience(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	if err := os.WriteFile(path, []byte(`
+source: {postgres: {url: "postgres://x/db", tables: [public.orders]}}
+mappings: [{collection: public.orders, hub: orders}]
+publish: {target: hub}
+hub:
+  negotiate: {auth: {jwt: {jwksURL: "https://idp.example/keys"}}}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr syncBuffer
+	code := run(context.Background(), []string{"config", "validate", "-c", path}, &stdout, &stderr)
+	if code != 2 || !strings.Contains(stderr.String(), "hub.negotiate.auth.jwt.issuer: is required") ||
+		!strings.Contains(stderr.String(), "hub.negotiate.auth.jwt.audience: is required") {
+		t.Fatalf("exit %d, stderr %q", code, stderr.String())
+	}
+}

@@ -1,0 +1,90 @@
+package config
+
+import (
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+const hubBase = `
+source: {postgres: {url: u, tables: [public.t]}}
+mappings:
+  - {collection: public.t, hub: orders}
+  - {collection: public.t, hub: Orders, group: "g-{/x}"}
+  - {collection: public.t, hub: audit}
+publish: {target: hub}
+`
+
+// The served hubs default to the mappings' hubs, each once.
+func TestHubDefaults(t *testing.T) {
+	c, err := Parse([]byte(hubBase+"hub: {negotiate: {auth: {anonymous: true}}}"), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := c.Hub
+	if !reflect.DeepEqual(h.Hubs, []string{"orders", "audit"}) {
+		t.Errorf("hubs %v", h.Hubs)
+	}
+	if h.Limits != (HubLimits{MaxConnections: 100_000, MaxConnectionsPerUser: 100, MaxGroupsPerUser: 100,
+		MaxClientTokenTTL: Duration(24 * time.Hour), MaxRESTTokenTTL: Duration(time.Hour)}) ||
+		h.Negotiate.AnonymousGroupTTL != Duration(5*time.Minute) {
+		t.Errorf("defaults %+v %v", h.Limits, h.Negotiate.AnonymousGroupTTL)
+	}
+}
+
+// Every hub problem names its field (exit 2 in `config validate`).
+func TestHubChecksNameTheField(t *testing.T) {
+	for _, tc := range []struct {
+		name, hub string
+		fields    []string
+	}{
+		{"jwks file without iss and aud", `{negotiate: {auth: {jwt: {jwksFile: keys.json}}}}`,
+			[]string{"hub.negotiate.auth.jwt.issuer", "hub.negotiate.auth.jwt.audience"}},
+		{"jwks url over http", `{negotiate: {auth: {jwt: {jwksURL: "http://idp.example/keys", issuer: i, audience: a}}}}`,
+			[]string{"hub.negotiate.auth.jwt.jwksURL"}},
+		{"short key", `{accessKey: abc, negotiate: {auth: {anonymous: true}}}`, []string{"hub.accessKey"}},
+		{"hubs without a mapping's hub", `{hubs: [orders], negotiate: {auth: {anonymous: true}}}`, []string{"mappings[2].hub"}},
+		{"bad hub", `{hubs: [orders, audit, "9x"], negotiate: {auth: {anonymous: true}}}`, []string{"hub.hubs[2]"}},
+		{"negotiate hub not served", `{negotiate: {hub: payroll, auth: {anonymous: true}}}`, []string{"hub.negotiate.hub"}},
+		{"public url", `{publicURL: "https://hub.example/path", negotiate: {auth: {anonymous: true}}}`, []string{"hub.publicURL"}},
+		{"limits", `{limits: {maxConnections: -1, maxGroupsPerUser: -2}, negotiate: {auth: {anonymous: true}}}`,
+			[]string{"hub.limits.maxConnections", "hub.limits.maxGroupsPerUser"}},
+		{"token TTL over the cap", `{negotiate: {tokenTTL: 48h, auth: {anonymous: true}}}`, []string{"hub.negotiate.tokenTTL"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse([]byte(hubBase+"hub: "+tc.hub), env(nil))
+			for _, f := range tc.fields {
+				if !hasField(err, f) {
+					t.Errorf("%v does not name %s", err, f)
+				}
+			}
+		})
+	}
+	// The app negotiate for Azure SignalR is checked alike.
+	_, err := Parse([]byte(strings.Replace(hubBase, "target: hub", "target: signalr, signalr: {connectionString: x}", 1)+
+		"hub: {negotiate: {auth: {jwt: {jwksURL: \"https://idp.example/keys\"}}}}"), env(nil))
+	if !hasField(err, "hub.negotiate.auth.jwt.issuer") {
+		t.Errorf("signalr target: %v", err)
+	}
+	// A good section passes.
+	if _, err := Parse([]byte(hubBase+`hub: {publicURL: "https://hub.example", accessKey: "0123456789abcdef0123456789abcdef",
+  negotiate: {hub: audit, auth: {jwt: {jwksURL: "https://idp.example/keys", issuer: i, audience: a}}}}`), env(nil)); err != nil {
+		t.Errorf("good section: %v", err)
+	}
+}
+
+func hasField(err error, path string) bool {
+	var joined interface{ Unwrap() []error }
+	if !errors.As(err, &joined) {
+		return false
+	}
+	for _, e := range joined.Unwrap() {
+		var fe *FieldError
+		if errors.As(e, &fe) && fe.Path == path {
+			return true
+		}
+	}
+	return false
+}
