@@ -17,22 +17,30 @@ import (
 	"github.com/changecast/changecast/schema/config"
 )
 
-// newRunner assembles the source side of cfg: its partitions under the
-// lease store, each lease's pipeline publishing through pub. label names
-// the source in envelopes; close releases the connections it opened.
-func newRunner(ctx context.Context, cfg *config.Config, mappings []publish.Mapping, pub publish.Publisher,
-	reg prometheus.Registerer, log *slog.Logger) (r *changefeed.Runner, label string, close func(), err error) {
+// source is the source side of a worker.
+type source struct {
+	runner *changefeed.Runner
+	label  string                 // names the source in envelopes
+	snap   changefeed.Snapshotter // reads snapshots beside the stream
+	close  func()                 // releases the connections it opened
+}
+
+// newSource assembles the source side of cfg: its partitions under the
+// lease store, each lease's pipeline publishing through pub.
+func newSource(ctx context.Context, cfg *config.Config, mappings []publish.Mapping, pub publish.Publisher,
+	reg prometheus.Registerer, log *slog.Logger) (src source, err error) {
 	var closers []func()
-	close = func() {
+	src.close = func() {
 		for i := len(closers) - 1; i >= 0; i-- {
 			closers[i]()
 		}
 	}
 	defer func() {
 		if err != nil {
-			close()
+			src.close()
 		}
 	}()
+	var label string
 	var (
 		parts     changefeed.Partitions
 		store     lease.Store
@@ -43,14 +51,16 @@ func newRunner(ctx context.Context, cfg *config.Config, mappings []publish.Mappi
 		pg := cfg.Source.Postgres
 		pc, err := PostgresConfig(pg, cfg.Mappings)
 		if err != nil {
-			return nil, "", close, fatal(err)
+			return src, fatal(err)
 		}
 		pc.Logger = log.With("source", "postgres")
 		label = "postgres:" + pgDatabase(pg.URL) + "/" + pg.Slot
-		parts = &postgres.Slot{Config: pc, Processor: cfg.Lease.Processor}
+		slot := &postgres.Slot{Config: pc, Processor: cfg.Lease.Processor}
+		parts, src.snap = slot, slot
+		closers = append(closers, slot.Close)
 		s, closeStore, err := connect.LeaseStore(ctx, cfg, nil)
 		if err != nil {
-			return nil, "", close, err
+			return src, err
 		}
 		store, closers = s, append(closers, closeStore)
 	case cfg.Source.Cosmos != nil:
@@ -58,16 +68,16 @@ func newRunner(ctx context.Context, cfg *config.Config, mappings []publish.Mappi
 		label = "cosmos:" + cs.Database + "/" + cs.Container
 		start, err := cosmos.ParseStart(cs.StartFrom)
 		if err != nil {
-			return nil, "", close, fatal(fmt.Errorf("source.cosmos.startFrom: %w", err))
+			return src, fatal(fmt.Errorf("source.cosmos.startFrom: %w", err))
 		}
 		client, err := connect.Cosmos(cs)
 		if err != nil {
-			return nil, "", close, fatal(err)
+			return src, fatal(err)
 		}
 		closers = append(closers, client.Close)
 		s, closeStore, err := connect.LeaseStore(ctx, cfg, client)
 		if err != nil {
-			return nil, "", close, err
+			return src, err
 		}
 		store, closers = s, append(closers, closeStore)
 		parts = &cosmos.Container{Client: client, Database: cs.Database, Container: cs.Container,
@@ -78,12 +88,12 @@ func newRunner(ctx context.Context, cfg *config.Config, mappings []publish.Mappi
 		// ranges) is healthy.
 		idleReady = true
 	default:
-		return nil, "", close, fatal(fmt.Errorf("source: set one of postgres or cosmos"))
+		return src, fatal(fmt.Errorf("source: set one of postgres or cosmos"))
 	}
 
 	shadow, closeShadow, err := connect.ShadowStore(ctx, cfg)
 	if err != nil {
-		return nil, "", close, err
+		return src, err
 	}
 	closers = append(closers, closeShadow)
 	pm := publish.NewMetrics(reg)
@@ -91,7 +101,8 @@ func newRunner(ctx context.Context, cfg *config.Config, mappings []publish.Mappi
 	pipe.Logger, pipe.Metrics, pipe.ShadowStore = log, pm, shadow
 	mo := MapperOptions(cfg)
 	mo.Logger, mo.Store = log, shadow
-	r, err = changefeed.NewRunner(changefeed.RunnerConfig{
+	src.label = label
+	src.runner, err = changefeed.NewRunner(changefeed.RunnerConfig{
 		Partitions: parts,
 		Store:      store,
 		NewConsumer: func(l *lease.Lease) (changefeed.Consumer, error) {
@@ -113,7 +124,7 @@ func newRunner(ctx context.Context, cfg *config.Config, mappings []publish.Mappi
 		IdleReady:       idleReady,
 		Logger:          log.With("part", "lease"),
 	})
-	return r, label, close, err
+	return src, err
 }
 
 // pgDatabase names the database of a URL for the envelope's source label.

@@ -65,25 +65,25 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	}
 
 	var parts []func(context.Context) error // long-lived parts beside the source
-	var pub publish.Publisher
-	if cfg.Publish.Target == "stdout" {
-		pub = publish.NewWriter(o.Stdout)
-	} else {
-		p, run, err := newPublisher(cfg, log, o.Stderr)
-		if err != nil {
-			return err
-		}
-		pub = p
-		if run != nil {
-			parts = append(parts, run)
-		}
-	}
-
-	runner, label, closeSource, err := newRunner(ctx, cfg, mappings, pub, reg, log)
+	pub, err := newPublisher(cfg, log, o.Stdout, o.Stderr)
 	if err != nil {
 		return err
 	}
-	defer closeSource()
+	if pub.run != nil {
+		parts = append(parts, pub.run)
+	}
+
+	src, err := newSource(ctx, cfg, mappings, pub, reg, log)
+	if err != nil {
+		return err
+	}
+	defer src.close()
+	runner := src.runner
+	if pub.neg != nil {
+		if err := mountSnapshots(cfg, mappings, pub.neg, src.snap, reg, log); err != nil {
+			return err
+		}
+	}
 
 	if cfg.Server.Listen != "" {
 		ln, err := net.Listen("tcp", cfg.Server.Listen)
@@ -112,7 +112,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 			}
 		}()
 	}
-	log.Info("changecast running", "source", label, "publish", cfg.Publish.Target)
+	log.Info("changecast running", "source", src.label, "publish", cfg.Publish.Target)
 	err = runner.Run(ctx)
 	stopParts()
 	wg.Wait()

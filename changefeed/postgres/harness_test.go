@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"math/big"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"go.uber.org/goleak"
 
 	"github.com/changecast/changecast/changefeed"
@@ -180,60 +178,6 @@ func (w testWriter) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-// normJSON decodes JSON with numbers as exact rationals, so 12.50 and 12.5
-// compare equal but 0.1 and 0.10000000000000001 do not.
-func normJSON(t testing.TB, b []byte) any {
-	t.Helper()
-	d := json.NewDecoder(strings.NewReader(string(b)))
-	d.UseNumber()
-	var v any
-	if err := d.Decode(&v); err != nil {
-		t.Fatalf("bad JSON %s: %v", b, err)
-	}
-	return normNumbers(v)
-}
-
-func normNumbers(v any) any {
-	switch x := v.(type) {
-	case json.Number:
-		r, ok := new(big.Rat).SetString(x.String())
-		if !ok {
-			return x.String()
-		}
-		return r.RatString()
-	case map[string]any:
-		for k, e := range x {
-			x[k] = normNumbers(e)
-		}
-	case []any:
-		for i, e := range x {
-			x[i] = normNumbers(e)
-		}
-	}
-	return v
-}
-
-// dbDocs reads every row of table as to_jsonb, keyed by "collection/id".
-func dbDocs(t testing.TB, db *pgx.Conn, table, idCol string) map[string][]byte {
-	t.Helper()
-	rows, err := db.Query(context.Background(), fmt.Sprintf("SELECT %s::text, to_jsonb(x)::text FROM %s x", idCol, table))
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string][]byte{}
-	for rows.Next() {
-		var id, doc string
-		if err := rows.Scan(&id, &doc); err != nil {
-			t.Fatal(err)
-		}
-		out[table+"/"+id] = []byte(doc)
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
 // diffReplica compares the replica with the database: every row present
 // once, in the audience its routing field names, with equal content; no
 // extra documents. Dirty ids (refetched by a client) are taken from the
@@ -244,7 +188,7 @@ func diffReplica(t testing.TB, rep *replica.Replica, want map[string][]byte, aud
 	got, dirty := rep.Snapshot()
 	var problems []string
 	for k, w := range want {
-		wd := normJSON(t, w)
+		wd := testkit.NormJSON(t, w)
 		ds := got[k]
 		if dirty[k] {
 			continue
@@ -260,7 +204,7 @@ func diffReplica(t testing.TB, rep *replica.Replica, want map[string][]byte, aud
 		if a := audience(wd.(map[string]any)); ds[0].Audience != a {
 			problems = append(problems, fmt.Sprintf("%s: in %s, want %s", k, ds[0].Audience, a))
 		}
-		if gd := normJSON(t, ds[0].Doc); !reflect.DeepEqual(gd, wd) {
+		if gd := testkit.NormJSON(t, ds[0].Doc); !reflect.DeepEqual(gd, wd) {
 			problems = append(problems, fmt.Sprintf("%s v%s:\n  got  %s\n  want %s", k, ds[0].V, trunc(ds[0].Doc), trunc(w)))
 		}
 	}

@@ -114,7 +114,7 @@ func killAndRestart(t *testing.T, shadowStore string) {
 	// that an update moved such a row to another group (the old group would
 	// keep a stale copy; see the README). FULL carries the old row; the
 	// store remembers where each row went.
-	createWorkloadTables(t, db, shadowStore == "", tables...)
+	testkit.CreateWorkloadTables(t, db, shadowStore == "", tables...)
 	cfg := filepath.Join(t.TempDir(), "changecast.yaml")
 	os.WriteFile(cfg, []byte(fmt.Sprintf(`
 source:
@@ -133,14 +133,14 @@ publish:
 		db.QueryRow(ctx, "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'crash' AND active").Scan(&n)
 		return n == 1
 	})
-	wl := newWorkload(seed(t), tables...)
+	wl := testkit.NewWorkload(testkit.Seed(t), tables...)
 	writer := testkit.Go(t, func() error {
 		wdb, err := pgx.Connect(ctx, dbURL)
 		if err != nil {
 			return err
 		}
 		defer wdb.Close(ctx)
-		return wl.run(wdb, 1500)
+		return wl.Run(wdb, 1500)
 	})
 	// Kill once the worker has published part of the stream.
 	testkit.Until(t, 20*time.Second, "first changes", func() bool { return rep.Counts().Changes > 100 })
@@ -196,7 +196,7 @@ func TestServerRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	testkit.Exec(t, db, fmt.Sprintf(workloadDDL, "public.a"))
+	testkit.Exec(t, db, fmt.Sprintf(testkit.WorkloadDDL, "public.a"))
 	db.Close(ctx)
 	p := startPipeline(t, dbURL, pipeOpts{tables: []string{"public.a"},
 		mappings: []publish.Mapping{{Collection: "public.a", Hub: "h", Group: "g-{/tenant}"}}})
@@ -344,7 +344,7 @@ func TestStandbyTakeover(t *testing.T) {
 	dbURL := testkit.Database(t)
 	db := testkit.Connect(t, dbURL)
 	ctx := context.Background()
-	testkit.Exec(t, db, fmt.Sprintf(workloadDDL, "public.a"))
+	testkit.Exec(t, db, fmt.Sprintf(testkit.WorkloadDDL, "public.a"))
 	// The standby starts with an empty shadow: under REPLICA IDENTITY FULL a
 	// routing change of a row it has not seen is still a move (the old row
 	// names the old group); under DEFAULT only publish.shadowStore knows.

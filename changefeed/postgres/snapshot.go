@@ -298,6 +298,7 @@ func (s *Source) snapshot(ctx context.Context, pool *pgxpool.Pool, ws *windows, 
 		found    = map[string]changefeed.SnapshotDoc{}
 		order    []string
 		lastKey  []string
+		lastHW   string
 	)
 	for round := 0; ; round++ {
 		if round == snapshotRounds {
@@ -307,6 +308,7 @@ func (s *Source) snapshot(ctx context.Context, pool *pgxpool.Pool, ws *windows, 
 		if err != nil {
 			return nil, err
 		}
+		lastHW = hw
 		if round == 0 && len(rows) == q.Limit {
 			lastKey = rows[len(rows)-1].key
 			c, _ := json.Marshal(snapshotCursor{Key: lastKey})
@@ -359,7 +361,32 @@ func (s *Source) snapshot(ctx context.Context, pool *pgxpool.Pool, ws *windows, 
 			page.Docs = append(page.Docs, d)
 		}
 	}
+	// Answer once the pipeline has published every change up to the last
+	// watermark: a client applying what it received meanwhile then has the
+	// older changes of the page's documents (deletes among them) in hand,
+	// and does not take an obsolete patch for a gap.
+	if err := s.waitPublished(ctx, lastHW); err != nil {
+		return nil, err
+	}
 	return page, nil
+}
+
+// waitPublished waits until every change up to version hw
+// ("commitLSN.index") was published (the checkpoint watermark passed it).
+func (s *Source) waitPublished(ctx context.Context, hw string) error {
+	lsnText, _, _ := strings.Cut(hw, ".")
+	lsn, err := strconv.ParseUint(lsnText, 10, 64)
+	if err != nil || hw == "" {
+		return nil
+	}
+	for s.flushed.Load() < lsn {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("postgres snapshot: the stream did not publish up to the snapshot within %v: %w", snapshotWait, changefeed.ErrNotStreaming)
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+	return nil
 }
 
 // snapRow is one selected row.

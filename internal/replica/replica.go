@@ -28,7 +28,10 @@ type Replica struct {
 	docs      map[string]map[string]*entry // audience → collection/id → doc
 	tombs     map[string]string            // audience|collection/id → version of its last delete there
 	truncated map[string]string            // collection → version of its last truncate
-	dirty     map[string]bool              // collection/id the client would have to refetch
+	// dirty: collection/id the client would have to refetch, with the
+	// version it must reach; a later upsert or delete at or past it
+	// settles it (a client that defers its refetches never makes those).
+	dirty map[string]string
 	Stats     Stats
 }
 
@@ -39,7 +42,7 @@ type Stats struct {
 
 // New returns an empty replica.
 func New() *Replica {
-	return &Replica{docs: map[string]map[string]*entry{}, tombs: map[string]string{}, truncated: map[string]string{}, dirty: map[string]bool{}}
+	return &Replica{docs: map[string]map[string]*entry{}, tombs: map[string]string{}, truncated: map[string]string{}, dirty: map[string]string{}}
 }
 
 // Audience names where an envelope was sent.
@@ -97,7 +100,7 @@ func (r *Replica) Apply(env *wire.Envelope) error {
 			}
 			r.Stats.Upserts++
 			docs[k] = &entry{doc: c.Doc, v: c.V}
-			delete(r.dirty, k)
+			r.settle(k, c.V)
 		case wire.OpPatch:
 			// The document at w is the document after its last change at
 			// or before w: with pv <= w < v no change lies between pv and
@@ -121,7 +124,7 @@ func (r *Replica) Apply(env *wire.Envelope) error {
 			}
 			// A gap: the client does not hold pv; it would refetch.
 			r.Stats.Gaps++
-			r.dirty[k] = true
+			r.mark(k, c.V)
 		case wire.OpDelete:
 			if cur != nil && wire.CompareVersions(c.V, cur.v) < 0 {
 				r.Stats.Duplicates++
@@ -129,12 +132,13 @@ func (r *Replica) Apply(env *wire.Envelope) error {
 			}
 			r.Stats.Deletes++
 			delete(docs, k)
+			r.settle(k, c.V)
 			if t, ok := r.tombs[tk]; !ok || wire.CompareVersions(c.V, t) > 0 {
 				r.tombs[tk] = c.V
 			}
 		case wire.OpRefetch:
 			r.Stats.Refetches++
-			r.dirty[k] = true
+			r.mark(k, c.V)
 		case wire.OpTruncate:
 			r.Stats.Truncates++
 			if t, ok := r.truncated[c.Collection]; ok && wire.CompareVersions(c.V, t) <= 0 {
@@ -157,7 +161,9 @@ func (r *Replica) Apply(env *wire.Envelope) error {
 
 // Load stores a document read from a snapshot at version v for audience
 // (as Audience names it), unless the replica holds it, its delete or its
-// collection's truncate at v or newer. It reports whether it stored it.
+// collection's truncate at v or newer. A nil doc is a snapshot's news that
+// the document is gone at v: recorded as a delete. It reports whether it
+// stored it.
 func (r *Replica) Load(audience, collection, id string, doc json.RawMessage, v string) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -176,9 +182,27 @@ func (r *Replica) Load(audience, collection, id string, doc json.RawMessage, v s
 	if t, ok := r.truncated[collection]; ok && wire.CompareVersions(v, t) <= 0 {
 		return false
 	}
+	r.settle(k, v)
+	if doc == nil {
+		delete(docs, k)
+		r.tombs[audience+"|"+k] = v
+		return true
+	}
 	docs[k] = &entry{doc: doc, v: v}
-	delete(r.dirty, k)
 	return true
+}
+
+func (r *Replica) mark(k, v string) {
+	if cur, ok := r.dirty[k]; !ok || wire.CompareVersions(v, cur) > 0 {
+		r.dirty[k] = v
+	}
+}
+
+// settle clears a refetch that a change at v makes unneeded.
+func (r *Replica) settle(k, v string) {
+	if want, ok := r.dirty[k]; ok && wire.CompareVersions(v, want) >= 0 {
+		delete(r.dirty, k)
+	}
 }
 
 // Doc is one replicated document.

@@ -1,0 +1,261 @@
+// Package client_test checks the last hop end to end: PostgreSQL →
+// changecast (worker, built-in hub, snapshots) → @changecast/client in
+// Node, many clients joining while a writer changes rows, each ending with
+// exactly the rows of its tenant.
+//
+// Needs the private cluster of `make test` (CHANGECAST_PG_URL) and the npm
+// packages of test/node and clients/js (scripts/setup.sh); go test -short
+// skips it.
+package client_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"go.uber.org/goleak"
+
+	"github.com/changecast/changecast/internal/testkit"
+	"github.com/changecast/changecast/schema/config"
+	"github.com/changecast/changecast/worker"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+const (
+	appSecret   = "test-secret-of-at-least-32-bytes!!"
+	appIssuer   = "changecast-test"
+	appAudience = "changecast-test"
+)
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// startWorker runs changecast (worker.Run) on dbURL's public.orders with
+// the built-in hub and JWT negotiate; it returns the negotiate base URL.
+func startWorker(t *testing.T, dbURL, slot string, extra string) string {
+	t.Helper()
+	hubAddr := freeAddr(t)
+	yaml := fmt.Sprintf(`
+source:
+  postgres: {url: %q, slot: %s, publication: %s, tables: [public.orders], heartbeat: 1s, statusInterval: 500ms}
+mappings:
+  - {collection: public.orders, hub: orders, group: "tenant-{/tenant}"}
+publish:
+  target: hub
+hub:
+  listen: %q
+  accessKey: "an-access-key-of-at-least-32-bytes-long"
+  negotiate:
+    path: /api
+    auth: {jwt: {hs256Secret: %q, issuer: %s, audience: %s}}
+    groups: ["tenant-{claims.tid}"]
+%s`, dbURL, slot, slot, hubAddr, appSecret, appIssuer, appAudience, extra)
+	cfg, err := config.Parse([]byte(yaml), func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	testkit.Run(t, func(ctx context.Context) error { return worker.Run(ctx, cfg, worker.Options{Logger: log}) })
+	base := "http://" + hubAddr + "/api"
+	db := testkit.Connect(t, dbURL)
+	testkit.Until(t, 30*time.Second, "the worker to stream", func() bool {
+		var active bool
+		db.QueryRow(context.Background(), "SELECT active FROM pg_replication_slots WHERE slot_name = $1", slot).Scan(&active)
+		return active
+	})
+	return base
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(b []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(b), "\n"))
+	return len(b), nil
+}
+
+// clientReport is what test/node/replicas.mjs reports of one client.
+type clientReport struct {
+	I      int    `json:"i"`
+	Tenant string `json:"tenant"`
+	State  string `json:"state"`
+	Docs   map[string]struct {
+		Doc json.RawMessage `json:"doc"`
+		V   string          `json:"v"`
+	} `json:"docs"`
+	Stats  map[string]int `json:"stats"`
+	Client map[string]int `json:"client"`
+	Errors []string       `json:"errors"`
+}
+
+// nodeClients runs test/node/replicas.mjs.
+type nodeClients struct {
+	t     *testing.T
+	stdin io.WriteCloser
+	lines chan string
+	mu    sync.Mutex
+	seen  []string
+}
+
+func startClients(t *testing.T, base string, n int, tenants []string, join time.Duration) *nodeClients {
+	t.Helper()
+	node := testkit.NeedNode(t, "test/node", "@microsoft/signalr")
+	testkit.NeedNode(t, "clients/js", "fast-json-patch", "@microsoft/signalr")
+	cmd := exec.Command(node, "replicas.mjs")
+	cmd.Dir = filepath.Join(testkit.Root(t), "test", "node")
+	cmd.Env = append(os.Environ(), "CHANGECAST_NEGOTIATE_URL="+base, "CHANGECAST_HUB=orders",
+		"CHANGECAST_APP_SECRET="+appSecret, "CHANGECAST_APP_ISSUER="+appIssuer, "CHANGECAST_APP_AUDIENCE="+appAudience,
+		fmt.Sprintf("CLIENTS=%d", n), "TENANTS="+strings.Join(tenants, ","), fmt.Sprintf("JOIN_MS=%d", join.Milliseconds()))
+	cmd.Stderr = testWriter{t}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	nc := &nodeClients{t: t, stdin: stdin, lines: make(chan string, 64)}
+	done := testkit.Go(t, func() error {
+		sc := bufio.NewScanner(stdout)
+		sc.Buffer(make([]byte, 1<<20), 256<<20)
+		for sc.Scan() {
+			nc.lines <- sc.Text()
+		}
+		close(nc.lines)
+		return cmd.Wait()
+	})
+	t.Cleanup(func() {
+		io.WriteString(stdin, "stop\n")
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+	})
+	return nc
+}
+
+// waitStarted waits until n clients reported they are live.
+func (nc *nodeClients) waitStarted(n int, timeout time.Duration) {
+	nc.t.Helper()
+	deadline := time.After(timeout)
+	started := 0
+	for started < n {
+		select {
+		case l, ok := <-nc.lines:
+			if !ok {
+				nc.t.Fatal("the node clients exited")
+			}
+			switch {
+			case strings.HasPrefix(l, "started "):
+				started++
+			case strings.HasPrefix(l, "failed "):
+				nc.t.Fatalf("a client failed to start: %s", l)
+			}
+		case <-deadline:
+			nc.t.Fatalf("%d of %d clients started within %v", started, n, timeout)
+		}
+	}
+}
+
+func (nc *nodeClients) dump() []clientReport {
+	nc.t.Helper()
+	if _, err := io.WriteString(nc.stdin, "dump\n"); err != nil {
+		nc.t.Fatal(err)
+	}
+	for {
+		select {
+		case l, ok := <-nc.lines:
+			if !ok {
+				nc.t.Fatal("the node clients exited")
+			}
+			if !strings.HasPrefix(l, "[") {
+				continue
+			}
+			var out []clientReport
+			if err := json.Unmarshal([]byte(l), &out); err != nil {
+				nc.t.Fatal(err)
+			}
+			return out
+		case <-time.After(60 * time.Second):
+			nc.t.Fatal("no dump from the node clients")
+		}
+	}
+}
+
+// tenantRows reads the rows of each tenant as the stream encodes them.
+func tenantRows(t *testing.T, db *pgx.Conn) map[string]map[string]any {
+	t.Helper()
+	out := map[string]map[string]any{}
+	for k, b := range testkit.DBDocs(t, db, "public.orders", "id") {
+		d := testkit.NormJSON(t, b).(map[string]any)
+		tn := d["tenant"].(string)
+		if out[tn] == nil {
+			out[tn] = map[string]any{}
+		}
+		out[tn][k] = d
+	}
+	return out
+}
+
+// diffClients compares every client's replica with its tenant's rows; it
+// returns the first differences, or "".
+func diffClients(t *testing.T, reports []clientReport, rows map[string]map[string]any) string {
+	var problems []string
+	for _, r := range reports {
+		want := rows[r.Tenant]
+		for k, w := range want {
+			g, ok := r.Docs[k]
+			if !ok {
+				problems = append(problems, fmt.Sprintf("client %d (%s): %s missing", r.I, r.Tenant, k))
+				continue
+			}
+			if gd := testkit.NormJSON(t, g.Doc); !reflect.DeepEqual(gd, w) {
+				problems = append(problems, fmt.Sprintf("client %d (%s): %s v%s differs:\n got %s", r.I, r.Tenant, k, g.V, trunc(g.Doc)))
+			}
+		}
+		for k := range r.Docs {
+			if _, ok := want[k]; !ok {
+				problems = append(problems, fmt.Sprintf("client %d (%s): %s extra (v%s)", r.I, r.Tenant, k, r.Docs[k].V))
+			}
+		}
+	}
+	sort.Strings(problems)
+	if len(problems) > 8 {
+		problems = append(problems[:8], fmt.Sprintf("... and %d more", len(problems)-8))
+	}
+	return strings.Join(problems, "\n")
+}
+
+func trunc(b []byte) string {
+	if len(b) > 200 {
+		return string(b[:200]) + "…"
+	}
+	return string(b)
+}

@@ -1,0 +1,81 @@
+// Drives many @changecast/client clients against a running changecast and
+// reports their replicas; started by test/client's Go tests.
+//
+// Environment:
+//   CHANGECAST_NEGOTIATE_URL  the app negotiate base (e.g. http://127.0.0.1:8080/api)
+//   CHANGECAST_HUB            the hub
+//   CHANGECAST_APP_SECRET, CHANGECAST_APP_ISSUER, CHANGECAST_APP_AUDIENCE
+//                             how app user tokens are signed (HS256)
+//   CLIENTS                   how many clients (default 20)
+//   TENANTS                   comma-separated tenants, given out in turn
+//   JOIN_MS                   clients start at random moments within this many ms
+//
+// It prints "started <i>" as each client is live, and answers each "dump"
+// line on stdin with one JSON line: every client's tenant, state, documents
+// (after its refetches settled) and counters.
+import crypto from 'node:crypto';
+import readline from 'node:readline';
+import * as signalR from '@microsoft/signalr';
+import { ChangecastClient } from '../../clients/js/index.js';
+
+const env = (k, d) => {
+  const v = process.env[k] ?? d;
+  if (v == null) throw new Error(`${k} is not set: run this through go test ./test/client`);
+  return v;
+};
+const url = env('CHANGECAST_NEGOTIATE_URL');
+const hub = env('CHANGECAST_HUB');
+const secret = env('CHANGECAST_APP_SECRET');
+const issuer = env('CHANGECAST_APP_ISSUER');
+const audience = env('CHANGECAST_APP_AUDIENCE');
+const n = Number(env('CLIENTS', '20'));
+const tenants = env('TENANTS').split(',');
+const joinMS = Number(env('JOIN_MS', '0'));
+
+function hs256(claims) {
+  const enc = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  const body = `${enc({ alg: 'HS256', typ: 'JWT' })}.${enc(claims)}`;
+  const sig = crypto.createHmac('sha256', Buffer.from(secret, 'utf8')).update(body).digest('base64url');
+  return `${body}.${sig}`;
+}
+const token = (sub, tid) => hs256({ sub, tid, iss: issuer, aud: audience, exp: Math.floor(Date.now() / 1000) + 3600 });
+
+const clients = [];
+const errors = new Map();
+for (let i = 0; i < n; i++) {
+  const tenant = tenants[i % tenants.length];
+  const tok = token(`user-${i}`, tenant);
+  const c = new ChangecastClient({
+    url, hub, signalR,
+    accessTokenFactory: () => tok,
+    onError: (err) => {
+      const list = errors.get(i) || [];
+      if (list.length < 5) list.push(String(err?.message ?? err));
+      errors.set(i, list);
+    },
+  });
+  clients.push({ i, tenant, c });
+  setTimeout(() => {
+    c.start().then(() => console.log(`started ${i}`), (err) => {
+      console.log(`failed ${i} ${err?.message ?? err}`);
+    });
+  }, Math.floor(Math.random() * joinMS));
+}
+
+const rl = readline.createInterface({ input: process.stdin });
+rl.on('line', async (line) => {
+  if (line.trim() === 'dump') {
+    await Promise.all(clients.map(({ c }) => c.idle()));
+    const out = clients.map(({ i, tenant, c }) => {
+      const docs = {};
+      for (const coll of c.collections()) {
+        for (const [id, doc] of c.entries(coll)) docs[`${coll}/${id}`] = { doc, v: c.version(coll, id) };
+      }
+      return { i, tenant, state: c.state, docs, stats: c.replicaStats, client: c.stats, errors: errors.get(i) || [] };
+    });
+    console.log(JSON.stringify(out));
+  } else if (line.trim() === 'stop') {
+    await Promise.all(clients.map(({ c }) => c.stop().catch(() => {})));
+    process.exit(0);
+  }
+});
