@@ -32,7 +32,7 @@ type Replica struct {
 	// version it must reach; a later upsert or delete at or past it
 	// settles it (a client that defers its refetches never makes those).
 	dirty map[string]string
-	Stats     Stats
+	Stats Stats
 }
 
 // Stats counts what happened while applying.
