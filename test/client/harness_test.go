@@ -16,6 +16,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -84,6 +85,18 @@ hub:
 		var active bool
 		db.QueryRow(context.Background(), "SELECT active FROM pg_replication_slots WHERE slot_name = $1", slot).Scan(&active)
 		return active
+	})
+	// The slot is active a moment before the stream is: wait until
+	// snapshots can be read (they answer 503 until then).
+	testkit.Until(t, 30*time.Second, "snapshots to be served", func() bool {
+		req, _ := http.NewRequest("GET", base+"/snapshot?hub=orders&collection=public.orders&id=-1", nil)
+		req.Header.Set("Authorization", "Bearer "+appToken("probe", "probe"))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode != http.StatusServiceUnavailable
 	})
 	return base
 }
