@@ -18,6 +18,7 @@ import (
 	"github.com/changecast/changecast/admin"
 	"github.com/changecast/changecast/changefeed"
 	"github.com/changecast/changecast/publish"
+	"github.com/changecast/changecast/publish/history"
 	"github.com/changecast/changecast/schema/config"
 )
 
@@ -73,6 +74,21 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 		parts = append(parts, pub.run)
 	}
 
+	// The history serves the changes endpoint next to negotiate, so it is
+	// kept only when there is one.
+	var hist history.Store
+	if pub.neg != nil {
+		h, closeHist, err := openHistory(cfg)
+		if err != nil {
+			return err
+		}
+		defer closeHist()
+		if h != nil {
+			hist = h
+			pub.Publisher = history.NewPublisher(h, pub.Publisher)
+		}
+	}
+
 	src, err := newSource(ctx, cfg, mappings, pub, reg, log)
 	if err != nil {
 		return err
@@ -80,7 +96,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	defer src.close()
 	runner := src.runner
 	if pub.neg != nil {
-		if err := mountSnapshots(cfg, mappings, pub.neg, src.snap, reg, log); err != nil {
+		if err := mountEndpoints(cfg, mappings, pub.neg, src.snap, hist, reg, log); err != nil {
 			return err
 		}
 	}

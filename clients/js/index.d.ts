@@ -106,12 +106,28 @@ export interface ClientOptions {
    * them before a refetch is made. Default 250 ms.
    */
   settleMs?: number;
+  /**
+   * How long an envelope that skips offsets waits for the missing ones
+   * (several workers may write a stream out of order) before they are
+   * fetched from {url}/changes. Default 200 ms.
+   */
+  gapWaitMs?: number;
 }
 
 export interface ClientStats {
+  /** Snapshots loaded (at start, and after a lost history). */
   snapshots: number;
   snapshotDocs: number;
+  /** Snapshots loaded again over a replica (resyncs, reconnects without a history). */
   reloads: number;
+  /** Reconnects caught up from the streams' histories. */
+  catchUps: number;
+  /** Streams whose history was gone (a new epoch, or trimmed): reloaded. */
+  resyncs: number;
+  /** Gaps in a stream's offsets filled from {url}/changes. */
+  gapsFilled: number;
+  /** Envelopes received twice (by offset), ignored. */
+  duplicates: number;
 }
 
 export class ChangecastClient {

@@ -15,8 +15,11 @@
 // ({url}/snapshot: your documents with exact versions), then applies the
 // buffer: from then on the replica equals the source's documents you may
 // see, and follows them. A refetch (a change that could not be sent as
-// data, a gap) is answered by the one-document snapshot. After a reconnect
-// the replica catches up the same way.
+// data, a gap) is answered by the one-document snapshot. With a history on
+// the server, every envelope carries its stream's epoch and offset: the
+// client applies each stream in order, fills gaps from {url}/changes,
+// catches up every stream after a reconnect, and reloads a stream from a
+// snapshot when its history is gone (a new epoch, or trimmed: 410).
 //
 // @microsoft/signalr is a peer dependency: pass the module as `signalR`
 // (in a page, window.signalR from its browser bundle); otherwise it is
@@ -43,6 +46,11 @@ export class ChangecastClient {
     this._onError = opts.onError || ((err) => console.warn('changecast:', err));
     this._snapshotLimit = opts.snapshotLimit;
     this._settleMs = opts.settleMs ?? 250;
+    this._gapWaitMs = opts.gapWaitMs ?? 200;
+    this._streams = new Map(); // stream key → {key, epoch, next, pending, timer}
+    this._held = null; // envelopes held while catching up
+    this._stopped = false;
+    this._resyncing = null;
     this.replica = new Replica({
       refetch: (r) => this._readOne(r),
       onChange: opts.onChange,
@@ -50,7 +58,7 @@ export class ChangecastClient {
     });
     this.connection = null;
     this.state = 'stopped';
-    this.stats = { snapshots: 0, snapshotDocs: 0, reloads: 0 };
+    this.stats = { snapshots: 0, snapshotDocs: 0, reloads: 0, catchUps: 0, resyncs: 0, gapsFilled: 0, duplicates: 0 };
   }
 
   /** stats of the replica (envelopes, patches, refetches, gaps…). */
@@ -97,19 +105,19 @@ export class ChangecastClient {
     if (this._configure) b = this._configure(b) || b;
     const conn = b.build();
     this.connection = conn;
-    conn.on(this.method, (env) => this.replica.apply(env));
+    conn.on(this.method, (env) => this._receive(env));
     conn.onreconnecting(() => {
       // What is sent while the connection is down is lost: hold what
       // arrives after the reconnect until the replica has caught up.
-      this.replica.pause();
+      this._held = this._held || [];
       this._setState('reconnecting');
     });
-    conn.onreconnected(() => this._catchUp('reconnect'));
+    conn.onreconnected(() => this._catchUp('reconnect').catch((err) => this._onError(err)));
     conn.onclose((err) => {
       this._setState('stopped');
       if (err) this._onError(err);
     });
-    this.replica.pause();
+    this._held = [];
     this._setState('connecting');
     await conn.start();
     await this._catchUp('start');
@@ -117,41 +125,193 @@ export class ChangecastClient {
 
   /** stop closes the connection. */
   async stop() {
+    this._stopped = true;
+    for (const st of this._streams.values()) clearTimeout(st.timer);
     if (this.connection) await this.connection.stop();
     this._setState('stopped');
   }
 
-  // _catchUp loads the snapshot while live changes are held, then applies
-  // them; a reload (after a reconnect) also removes what is gone.
+  // --- streams: epochs, offsets, gaps ---
+
+  // A stream is one audience of the hub: a group, this user, or the whole
+  // hub. With a history, its envelopes carry an epoch and contiguous
+  // offsets; the client applies them in offset order, fills gaps from
+  // {url}/changes, and reloads from a snapshot when the epoch changes.
+  _key(env) {
+    if (env.group != null) return `g:${env.group}`;
+    if (env.user != null) return `u:${env.user}`;
+    return 'hub';
+  }
+
+  _stream(key, epoch, next) {
+    let st = this._streams.get(key);
+    if (!st) {
+      st = { key, epoch, next, pending: new Map(), timer: null };
+      this._streams.set(key, st);
+    }
+    return st;
+  }
+
+  // _receive takes an envelope from the hub.
+  _receive(env) {
+    if (this._held) {
+      this._held.push(env);
+      return;
+    }
+    this._route(env);
+  }
+
+  // _route applies an envelope in its stream's order.
+  _route(env) {
+    if (env.offset == null || env.epoch == null) {
+      this.replica.apply(env); // no history: apply as it comes
+      return;
+    }
+    const key = this._key(env);
+    const st = this._streams.get(key) || this._stream(key, env.epoch, env.offset);
+    if (env.epoch !== st.epoch) {
+      // The history was lost (a restart of a memory store, a flushed
+      // Redis): what this stream sent before is unknown. Reload.
+      this.stats.resyncs++;
+      this._resync();
+      return;
+    }
+    if (env.offset < st.next) {
+      this.stats.duplicates++;
+      return;
+    }
+    if (env.offset > st.next) {
+      // Out of order (several workers write a stream) or lost: wait a
+      // little for the missing ones, then fetch them.
+      st.pending.set(env.offset, env);
+      if (!st.timer) st.timer = setTimeout(() => this._fillGap(st), this._gapWaitMs);
+      return;
+    }
+    this.replica.apply(env);
+    st.next++;
+    this._drain(st);
+  }
+
+  _drain(st) {
+    for (;;) {
+      const env = st.pending.get(st.next);
+      if (!env) break;
+      st.pending.delete(st.next);
+      this.replica.apply(env);
+      st.next++;
+    }
+    for (const off of st.pending.keys()) if (off < st.next) st.pending.delete(off);
+    if (st.pending.size === 0 && st.timer) {
+      clearTimeout(st.timer);
+      st.timer = null;
+    }
+  }
+
+  async _fillGap(st) {
+    st.timer = null;
+    if (st.pending.size === 0 || this._stopped || this._held) return;
+    this.stats.gapsFilled++;
+    try {
+      if (!(await this._changes(st))) {
+        this.stats.resyncs++;
+        await this._resync();
+        return;
+      }
+    } catch (err) {
+      this._onError(err);
+    }
+    if (st.pending.size > 0 && !st.timer && !this._stopped) st.timer = setTimeout(() => this._fillGap(st), this._gapWaitMs);
+  }
+
+  // _changes applies the stream's envelopes after what it holds, from
+  // {url}/changes. It answers false on a 410: the history no longer
+  // reaches back (or its epoch is gone), and the stream must be reloaded.
+  async _changes(st) {
+    for (;;) {
+      let q = `hub=${encodeURIComponent(this.hub)}&epoch=${encodeURIComponent(st.epoch)}&after=${st.next - 1}`;
+      if (st.key.startsWith('g:')) q += `&group=${encodeURIComponent(st.key.slice(2))}`;
+      else if (st.key.startsWith('u:')) q += '&user=me';
+      const res = await this._request(`/changes?${q}`);
+      if (res.status === 410) return false;
+      if (!res.ok) throw new Error(`GET changes of ${st.key}: ${res.status} ${await res.text()}`);
+      const page = await res.json();
+      for (const env of page.envelopes) {
+        if (env.offset === st.next) {
+          this.replica.apply(env);
+          st.next++;
+        } else if (env.offset > st.next) st.pending.set(env.offset, env);
+      }
+      this._drain(st);
+      if (!page.more) return true;
+    }
+  }
+
+  // _resync reloads everything from a snapshot (once at a time).
+  _resync() {
+    if (!this._resyncing) {
+      this._resyncing = this._catchUp('resync').finally(() => {
+        this._resyncing = null;
+      });
+    }
+    return this._resyncing;
+  }
+
+  // _catchUp makes the replica current while live envelopes are held: at
+  // start (and after a lost history) from a snapshot, then every stream's
+  // envelopes after the snapshot's positions; after a reconnect from each
+  // stream's history alone, or a snapshot again where it is gone (or there
+  // is no history). Then it applies what was held.
   async _catchUp(cause) {
+    this._held = this._held || [];
     this._setState('loading');
+    this.replica.holdRefetches();
     for (let attempt = 0; ; attempt++) {
       try {
-        if (cause !== 'start') {
-          this.stats.reloads++;
-          this.replica.beginReload();
+        let reload = cause !== 'reconnect' || this._streams.size === 0;
+        if (!reload) {
+          this.stats.catchUps++;
+          for (const st of [...this._streams.values()]) {
+            if (!(await this._changes(st))) {
+              this.stats.resyncs++;
+              reload = true;
+              break;
+            }
+          }
         }
-        const since = await this._loadSnapshot();
-        if (cause !== 'start') this.replica.endReload(since);
+        if (reload) {
+          if (cause !== 'start') {
+            this.stats.reloads++;
+            this.replica.beginReload();
+          }
+          for (const st of this._streams.values()) clearTimeout(st.timer);
+          this._streams.clear();
+          const since = await this._loadSnapshot();
+          if (cause !== 'start') this.replica.endReload(since);
+          // Everything appended since the snapshot began (older changes of
+          // its documents among them, which settle gaps at once).
+          for (const st of [...this._streams.values()]) await this._changes(st);
+        }
         break;
       } catch (err) {
         this._onError(err);
-        if (attempt >= 20) throw err;
+        if (attempt >= 20 || this._stopped) throw err;
         await new Promise((r) => setTimeout(r, Math.min(200 * 2 ** attempt, 5000)));
       }
     }
-    // Gaps found while applying the held changes may be settled by later
-    // ones (an old patch of a document deleted before the snapshot, then
-    // its delete): refetch only what is still missing a moment later.
-    this.replica.holdRefetches();
-    this.replica.resume();
+    const held = this._held;
+    this._held = null;
+    for (const env of held) this._route(env);
     this._setState('live');
-    await new Promise((r) => setTimeout(r, this._settleMs));
+    // Gaps found while catching up may be settled by later changes (an
+    // old patch of a document deleted before the snapshot, then its
+    // delete): refetch only what is still missing a moment later.
+    if (this._settleMs > 0) await new Promise((r) => setTimeout(r, this._settleMs));
     this.replica.releaseRefetches();
   }
 
-  // _loadSnapshot reads every page of the snapshot into the replica and
-  // returns the lowest version it holds (where it began).
+  // _loadSnapshot reads every page of the snapshot into the replica, takes
+  // the streams' positions from its first page, and returns the lowest
+  // version it holds (where it began).
   async _loadSnapshot() {
     this.stats.snapshots++;
     let cursor = null;
@@ -161,6 +321,10 @@ export class ChangecastClient {
       if (this._snapshotLimit) q += `&limit=${this._snapshotLimit}`;
       if (cursor) q += `&cursor=${encodeURIComponent(cursor)}`;
       const page = await this._get(`/snapshot?${q}`);
+      for (const st of page.streams || []) {
+        const key = st.group != null ? `g:${st.group}` : st.user != null ? `u:${st.user}` : 'hub';
+        this._stream(key, st.epoch, st.offset + 1);
+      }
       for (const d of page.docs) {
         this.stats.snapshotDocs++;
         this.replica.load(d.collection, d.id, d.doc, d.v, d.deleted === true);

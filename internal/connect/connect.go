@@ -1,5 +1,5 @@
 // Package connect opens what a config file names: the Cosmos DB client, the
-// lease store and the persistent shadow store. The worker assembly and the
+// lease store, the persistent shadow store and Redis. The worker assembly and the
 // admin operations both use it, so they reach the same places the same way.
 package connect
 
@@ -10,6 +10,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/Azure/azure-sdk-for-go/sdk/data/azcosmos"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/changecast/changecast/lease"
 	"github.com/changecast/changecast/lease/cosmosstore"
@@ -83,4 +84,14 @@ func ShadowStore(ctx context.Context, cfg *config.Config) (store publish.ShadowS
 		return nil, nil, fmt.Errorf("publish.shadowStore: %w", err)
 	}
 	return s, pool.Close, nil
+}
+
+// Redis connects to a redis:// or rediss:// URL (the client connects
+// lazily; a bad URL fails here).
+func Redis(url string) (*redis.Client, error) {
+	opt, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, err
+	}
+	return redis.NewClient(opt), nil
 }

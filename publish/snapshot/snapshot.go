@@ -14,6 +14,7 @@ package snapshot
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -28,6 +29,7 @@ import (
 
 	"github.com/changecast/changecast/changefeed"
 	"github.com/changecast/changecast/publish"
+	"github.com/changecast/changecast/publish/history"
 	"github.com/changecast/changecast/publish/hub"
 	"github.com/changecast/changecast/schema/wire"
 )
@@ -47,11 +49,21 @@ type Config struct {
 	Source changefeed.Snapshotter
 	// Auth authorizes callers. Required.
 	Auth Authorizer
+	// Streams, when set, gives each stream's last offset: the first page
+	// says, for every stream the caller reads, the offset appended last
+	// before the snapshot began, so snapshot + every envelope after it is
+	// the current state. A history.Store is one.
+	Streams Streams
 	// Limit is a page's default size; MaxLimit bounds what ?limit= asks.
 	// Defaults 1000 and 10000.
 	Limit, MaxLimit int
 	Logger          *slog.Logger
 	Metrics         *Metrics // nil: none
+}
+
+// Streams tells where each stream's history is.
+type Streams interface {
+	Last(ctx context.Context, stream string) (epoch string, offset uint64, err error)
 }
 
 // Defaults of Config.
@@ -151,6 +163,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	buf.WriteString(`,"groups":`)
 	gs, _ := json.Marshal(nonNil(groups))
 	buf.Write(gs)
+	if h.cfg.Streams != nil && cur == (cursor{}) {
+		// Before any page is read: the snapshot begins after these.
+		if err := h.appendStreams(&buf, r.Context(), caller, groups, narrowed != ""); err != nil {
+			h.fail(w, r, err)
+			return
+		}
+	}
 	buf.WriteString(`,"docs":[`)
 	for i := cur.Stream; i < len(streams) && n < limit; i++ {
 		st := streams[i]
@@ -192,6 +211,57 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.Write(buf.Bytes())
+}
+
+// appendStreams writes "streams": the position of every stream the caller
+// reads (its groups, its user, the whole hub), each named as envelopes name
+// their audience.
+func (h *Handler) appendStreams(buf *bytes.Buffer, ctx context.Context, c hub.Caller, groups []string, narrowed bool) error {
+	hubName := c.Hub
+	for _, rt := range h.cfg.Routes {
+		if strings.EqualFold(rt.Mapping().Hub, c.Hub) {
+			hubName = rt.Mapping().Hub
+			break
+		}
+	}
+	auds := make([]publish.Audience, 0, len(groups)+2)
+	for _, g := range groups {
+		auds = append(auds, publish.Audience{Hub: hubName, Group: g})
+	}
+	if !narrowed {
+		if !c.Anonymous {
+			auds = append(auds, publish.Audience{Hub: hubName, User: c.User})
+		}
+		auds = append(auds, publish.Audience{Hub: hubName})
+	}
+	buf.WriteString(`,"streams":[`)
+	for i, a := range auds {
+		epoch, off, err := h.cfg.Streams.Last(ctx, history.Stream(a))
+		if err != nil {
+			return err
+		}
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		buf.WriteByte('{')
+		switch {
+		case a.Group != "":
+			buf.WriteString(`"group":`)
+			buf.Write(wire.AppendString(nil, a.Group))
+			buf.WriteByte(',')
+		case a.User != "":
+			buf.WriteString(`"user":`)
+			buf.Write(wire.AppendString(nil, a.User))
+			buf.WriteByte(',')
+		}
+		buf.WriteString(`"epoch":`)
+		buf.Write(wire.AppendString(nil, epoch))
+		buf.WriteString(`,"offset":`)
+		buf.WriteString(strconv.FormatUint(off, 10))
+		buf.WriteByte('}')
+	}
+	buf.WriteByte(']')
+	return nil
 }
 
 // streams lists what the caller reads, in a fixed order (so cursors stay

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"regexp"
 	"strings"
@@ -25,6 +26,23 @@ type Config struct {
 	Publish  Publish   `yaml:"publish,omitempty" json:"publish,omitempty" jsonschema_description:"Where batches of changes are sent."`
 	Hub      Hub       `yaml:"hub,omitempty" json:"hub,omitempty" jsonschema_description:"The built-in SignalR-compatible hub (publish.target: hub)."`
 	Server   Server    `yaml:"server,omitempty" json:"server,omitempty" jsonschema_description:"The operations endpoint: /healthz, /readyz, /metrics."`
+	History  History   `yaml:"history,omitempty" json:"history,omitempty" jsonschema_description:"Per-stream history of sent envelopes, so clients catch up after a disconnect ({negotiate.path}/changes)."`
+}
+
+// History keeps the envelopes sent to each stream (hub and group, hub and
+// user, the whole hub) for clients that catch up after a disconnect.
+type History struct {
+	Store       string        `yaml:"store,omitempty" json:"store,omitempty" jsonschema:"enum=memory,enum=redis,enum=off" jsonschema_description:"memory (default: one process; a restart is a new epoch), redis (several workers and restarts share one history per stream) or off."`
+	MaxMessages int           `yaml:"maxMessages,omitempty" json:"maxMessages,omitempty" jsonschema_description:"Envelopes kept per stream. Default 10000."`
+	MaxAge      Duration      `yaml:"maxAge,omitempty" json:"maxAge,omitempty" jsonschema_description:"How long an envelope is kept. Default 10m."`
+	MaxBytes    int64         `yaml:"maxBytes,omitempty" json:"maxBytes,omitempty" jsonschema_description:"Memory store: bytes of envelopes kept in all, the oldest dropped first. Default 67108864 (64 MB)."`
+	Redis       *HistoryRedis `yaml:"redis,omitempty" json:"redis,omitempty" jsonschema_description:"With store: redis."`
+}
+
+// HistoryRedis is where store: redis keeps the histories.
+type HistoryRedis struct {
+	URL    string `yaml:"url" json:"url" jsonschema:"required" jsonschema_description:"redis://[user:password@]host:port/db or rediss:// for TLS."`
+	Prefix string `yaml:"prefix,omitempty" json:"prefix,omitempty" jsonschema_description:"Key prefix. Default changecast:history."`
 }
 
 // Source names the change feed. Exactly one of its members is set.
@@ -217,6 +235,11 @@ const (
 	DefaultLeaseTable      = "changecast_leases"
 	DefaultPollInterval    = time.Second
 	DefaultMaxItems        = 100
+
+	DefaultHistoryMaxMessages = 10000
+	DefaultHistoryMaxAge      = 10 * time.Minute
+	DefaultHistoryMaxBytes    = 64 << 20
+
 	// MaxBatchBytes is Azure SignalR's REST body limit, kept for every target
 	// so a config that works on the built-in hub also works on Azure.
 	MaxBatchBytes = 1_000_000
@@ -285,6 +308,15 @@ func (c *Config) ApplyDefaults() {
 		}
 	}
 	c.Hub.applyDefaults()
+	h := &c.History
+	setStr(&h.Store, "memory")
+	if h.MaxMessages == 0 {
+		h.MaxMessages = DefaultHistoryMaxMessages
+	}
+	setDur(&h.MaxAge, DefaultHistoryMaxAge)
+	if h.MaxBytes == 0 {
+		h.MaxBytes = DefaultHistoryMaxBytes
+	}
 }
 
 func setStr(s *string, def string) {
@@ -438,6 +470,26 @@ func (c *Config) Validate() error {
 	}
 	if ss := c.Publish.ShadowStore; ss != nil && ss.URL == "" {
 		p.add("publish.shadowStore.url", "is required (a PostgreSQL database) unless the source is postgres")
+	}
+	switch h := c.History; h.Store {
+	case "memory", "off":
+	case "redis":
+		if h.Redis == nil || h.Redis.URL == "" {
+			p.add("history.redis.url", "is required with store: redis")
+		} else if u, err := url.Parse(h.Redis.URL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
+			p.add("history.redis.url", "%q is not a redis:// or rediss:// URL", h.Redis.URL)
+		}
+	default:
+		p.add("history.store", "%q is not memory, redis or off", h.Store)
+	}
+	if c.History.MaxMessages < 1 {
+		p.add("history.maxMessages", "must be at least 1")
+	}
+	if c.History.MaxAge.D() <= 0 {
+		p.add("history.maxAge", "must be positive")
+	}
+	if c.History.MaxBytes < 1<<20 {
+		p.add("history.maxBytes", "must be at least 1048576 (1 MB)")
 	}
 	a := c.Hub.Negotiate.Auth
 	switch {

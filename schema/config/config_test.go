@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/changecast/changecast/schema/wire"
 )
@@ -137,5 +138,27 @@ mappings:
 	c, err = Parse([]byte(strings.Replace(strings.Replace(yes, ", snapshot: true", "", 1), "{/a}-{/b}", "t-{/a}", 1)), env(nil))
 	if err != nil || !c.Mappings[0].Snapshots() {
 		t.Fatalf("unset with one field: %v", err)
+	}
+}
+
+func TestHistoryChecksNameTheField(t *testing.T) {
+	base := `
+source: {postgres: {url: u, tables: [public.t]}}
+mappings: [{collection: public.t, hub: h}]
+`
+	for yaml, want := range map[string]string{
+		"history: {store: redis}":                         "history.redis.url: is required",
+		"history: {store: redis, redis: {url: http://x}}": `history.redis.url: "http://x" is not a redis://`,
+		"history: {store: disk}":                          `history.store: "disk" is not memory, redis or off`,
+		"history: {maxBytes: 10}":                         "history.maxBytes: must be at least",
+	} {
+		_, err := Parse([]byte(base+yaml), env(nil))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", yaml, err, want)
+		}
+	}
+	c, err := Parse([]byte(base), env(nil))
+	if err != nil || c.History.Store != "memory" || c.History.MaxMessages != 10000 || c.History.MaxAge.D() != 10*time.Minute {
+		t.Fatalf("defaults: %+v %v", c.History, err)
 	}
 }

@@ -22,10 +22,15 @@ const (
 // for one hub and one group, user, or the whole hub. It is the public wire
 // contract; field names never change.
 type Envelope struct {
-	Source  string  `json:"source" jsonschema:"required" jsonschema_description:"Where the batch came from, e.g. postgres:app/changecast or cosmos:orders-db/orders."`
-	Hub     string  `json:"hub" jsonschema:"required"`
-	Group   string  `json:"group,omitempty" jsonschema_description:"Set when the batch was sent to a group."`
-	User    string  `json:"user,omitempty" jsonschema_description:"Set when the batch was sent to a user."`
+	Source string `json:"source" jsonschema:"required" jsonschema_description:"Where the batch came from, e.g. postgres:app/changecast or cosmos:orders-db/orders."`
+	Hub    string `json:"hub" jsonschema:"required"`
+	Group  string `json:"group,omitempty" jsonschema_description:"Set when the batch was sent to a group."`
+	User   string `json:"user,omitempty" jsonschema_description:"Set when the batch was sent to a user."`
+	// Epoch and Offset place the envelope in its stream's history (the
+	// audience: hub and group, hub and user, or the whole hub): offsets
+	// are contiguous per stream; a new epoch means the history was lost.
+	Epoch   string  `json:"epoch,omitempty" jsonschema_description:"With a history: the stream's epoch. A new epoch means the history was lost (a restarted memory store, a flushed Redis): resync from a snapshot."`
+	Offset  uint64  `json:"offset,omitempty" jsonschema_description:"With a history: this envelope's offset in its stream, contiguous from 1 within an epoch; a client that sees a gap fetches {negotiate.path}/changes."`
 	Changes []Entry `json:"changes" jsonschema:"required"`
 }
 
