@@ -36,6 +36,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/changecast/changecast/internal/testkit"
+	"github.com/changecast/changecast/publish/signalr"
 )
 
 // TestClientPackage runs the Node unit tests of @changecast/client:
@@ -155,9 +156,11 @@ func TestLivePage(t *testing.T) {
 // TestPageReconnect checks that the page survives losing its connection:
 // first its WebSocket is dropped (closed from the page, with negotiate
 // refused until the test has changed rows), then changecast itself is
-// stopped and started again while rows change. Each time the page goes
-// back to live, reloads the snapshot, and shows exactly acme's rows,
-// including the changes made while it was disconnected, without a refetch.
+// stopped and started again while rows change, then the hub closes the
+// connection without allowing a reconnect. Each time the page goes back
+// to live (the client reloads the snapshot; the last time the page starts
+// a new client) and shows exactly acme's rows, including the changes made
+// while it was disconnected, without a refetch.
 func TestPageReconnect(t *testing.T) {
 	t.Parallel()
 	d := startDemo(t)
@@ -227,21 +230,76 @@ func TestPageReconnect(t *testing.T) {
 	if st.Stats["refetches"] != 0 || st.Counters["refetches"] != "0" {
 		t.Errorf("refetches %d (the page shows %q), want 0", st.Stats["refetches"], st.Counters["refetches"])
 	}
+
+	// 3. The hub closes the connection for good (the REST API with
+	// allowReconnect=false): the client stops, and the page starts a new
+	// one, once negotiate is let through again.
+	p.call(t, map[string]any{"cmd": "offline", "close": false})
+	d.closeConnection(t, st.ConnectionID)
+	p.call(t, map[string]any{"cmd": "state", "states": []string{"stopped", "connecting", "error"}})
+	var a3 int64
+	mustScan(t, d.db, &a3, `INSERT INTO orders (tenant, item, qty, total) VALUES ('acme', 'while stopped', 9, 9) RETURNING id`)
+	testkit.Exec(t, d.db, `UPDATE orders SET status = 'stopped' WHERE id = 2`)
+	testkit.Exec(t, d.db, `DELETE FROM orders WHERE id = $1`, a2)
+	p.call(t, map[string]any{"cmd": "online"})
+	st = p.call(t, map[string]any{"cmd": "state", "state": "live", "timeout": 30000})
+	p.call(t, map[string]any{"cmd": "wait", "id": strconv.FormatInt(a3, 10), "cells": map[string]string{"item": "while stopped"}})
+	p.call(t, map[string]any{"cmd": "wait", "id": "2", "cells": map[string]string{"status": "stopped"}})
+	rows = p.call(t, map[string]any{"cmd": "gone", "id": strconv.FormatInt(a2, 10)})
+	checkRows(t, d.db, rows.Rows)
+	st = p.call(t, map[string]any{"cmd": "stats"})
+	t.Logf("after the hub closed the connection: state %s, replica %v, client %v", st.State, st.Stats, st.Client)
+	if st.Client["snapshots"] != 1 || st.Client["reloads"] != 0 {
+		t.Errorf("client stats %v: want a new client, which loaded the snapshot once", st.Client)
+	}
+	if st.Stats["refetches"] != 0 || st.Counters["refetches"] != "0" {
+		t.Errorf("refetches %d (the page shows %q), want 0", st.Stats["refetches"], st.Counters["refetches"])
+	}
 	p.quit(t)
+}
+
+// closeConnection closes a client connection through the hub's REST API
+// (Azure SignalR's 2022-06-01 route) without allowing a reconnect.
+func (d *demo) closeConnection(t *testing.T, id string) {
+	t.Helper()
+	if id == "" {
+		t.Fatal("the page has no connection id")
+	}
+	u := d.hubURL + "/api/hubs/orders/connections/" + url.PathEscape(id)
+	tok, err := signalr.SignAccessToken(d.accessKey, u, "", time.Minute, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := http.NewRequest(http.MethodDelete, u+"?api-version=2022-06-01&allowReconnect=false&reason=test", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("DELETE %s: %s", u, res.Status)
+	}
 }
 
 // demo is the demo's processes on a fresh database and free ports.
 type demo struct {
-	db      *pgx.Conn
-	root    string
-	node    string
-	env     []string // changecast's
-	bin     string
-	ops     string // changecast's server.listen: /readyz, /metrics
-	pageURL string
-	app     *proc
-	cc      *proc   // the running changecast
-	ccs     []*proc // every changecast started, for the logs
+	db     *pgx.Conn
+	root   string
+	node   string
+	env    []string // changecast's
+	bin    string
+	ops    string // changecast's server.listen: /readyz, /metrics
+	hubURL string // changecast's hub
+	// accessKey is the hub's access key, for its REST API.
+	accessKey string
+	pageURL   string
+	app       *proc
+	cc        *proc   // the running changecast
+	ccs       []*proc // every changecast started, for the logs
 }
 
 // startDemo builds changecast and demoapp, creates demo/schema.sql's table
@@ -288,6 +346,8 @@ func startDemo(t *testing.T) *demo {
 	if err != nil {
 		t.Fatal(err)
 	}
+	d.hubURL = fmt.Sprintf("http://127.0.0.1:%d", hubPort)
+	d.accessKey = randomHex(t, 32)
 	d.env = append(env,
 		"CHANGECAST_PG_URL="+dbURL,
 		"CHANGECAST_DEMO_SLOT="+databaseName(t, dbURL),
@@ -295,7 +355,7 @@ func startDemo(t *testing.T) *demo {
 		"CHANGECAST_DEMO_APP_PORT="+u.Port(),
 		fmt.Sprintf("CHANGECAST_DEMO_SERVER=127.0.0.1:%d", srvPort),
 		// One key across restarts, as a deployment has.
-		"CHANGECAST_HUB_ACCESS_KEY="+randomHex(t, 32),
+		"CHANGECAST_HUB_ACCESS_KEY="+d.accessKey,
 		"CHANGECAST_LOG=text",
 	)
 	d.ops = fmt.Sprintf("http://127.0.0.1:%d", srvPort)
@@ -337,6 +397,8 @@ type pageResult struct {
 	Stats    map[string]int               `json:"stats"`
 	Client   map[string]int               `json:"client"`
 	Counters map[string]string            `json:"counters"`
+	// ConnectionID is the client's SignalR connection id.
+	ConnectionID string `json:"connectionId"`
 }
 
 // openPage opens the page as tenant acme and waits until it is live.

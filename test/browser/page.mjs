@@ -8,11 +8,13 @@
 //   {"cmd":"wait","id":"7","cells":{"status":"x"}}  → waits until row 7 shows those cells
 //   {"cmd":"gone","id":"7"}                         → waits until row 7 is no longer shown
 //   {"cmd":"state","state":"live"}                  → waits until the page shows that state
+//   {"cmd":"state","states":["stopped","error"]}    → … one of those states
 //   {"cmd":"doc","id":"7"}                          → {"ok":true,"doc":...}: the client's document
 //   {"cmd":"stats"}                                 → the state, the client's counters and the page's
 //   {"cmd":"offline"}                               → refuses the page's negotiate requests, then
 //                                                     closes its WebSockets (code 4000): the client
-//                                                     reconnects, and cannot until "online"
+//                                                     reconnects, and cannot until "online";
+//                                                     with "close":false it only refuses negotiate
 //   {"cmd":"online"}                                → lets negotiate through again
 //   {"cmd":"screenshot","path":"/tmp/x.png"}
 //   {"cmd":"quit"}
@@ -66,9 +68,12 @@ try {
     const c = window.changecastDemo?.client;
     const counters = {};
     for (const el of document.querySelectorAll('.counters b[id^="c-"]')) counters[el.id.slice(2)] = el.textContent;
-    return { state: document.querySelector('#state').dataset.state, stats: c?.replicaStats, client: c?.stats, counters };
+    return {
+      state: document.querySelector('#state').dataset.state, connectionId: c?.connection?.connectionId ?? '',
+      stats: c?.replicaStats, client: c?.stats, counters,
+    };
   });
-  const waitState = (state, timeout) => page.waitForFunction((s) => document.querySelector('#state')?.dataset.state === s, state, { timeout });
+  const waitState = (states, timeout) => page.waitForFunction((ss) => ss.includes(document.querySelector('#state')?.dataset.state), [].concat(states), { timeout });
 
   // Refuses negotiate (the app negotiate and the hub's) while offline.
   let offline = false;
@@ -101,7 +106,7 @@ try {
           out({ ok: true, rows: await rows() });
           break;
         case 'state':
-          await waitState(c.state, timeout);
+          await waitState(c.states || c.state, timeout);
           out({ ok: true, ...(await stats()), rows: await rows() });
           break;
         case 'doc':
@@ -112,6 +117,10 @@ try {
           break;
         case 'offline': {
           offline = true;
+          if (c.close === false) {
+            out({ ok: true });
+            break;
+          }
           const n = await page.evaluate(() => {
             const open = window.__sockets.filter((ws) => ws.readyState === WebSocket.OPEN);
             for (const ws of open) ws.close(4000, 'dropped by the test');
