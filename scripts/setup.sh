@@ -19,6 +19,10 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >&2
 fi
 
+# clients/js first: web depends on it by path ("file:../clients/js", a link
+# in web/node_modules), and Node resolves the package's own dependencies
+# (fast-json-patch) from clients/js/node_modules, which only npm ci there
+# installs.
 for dir in clients/js test/node web; do
   if [ -f "$dir/package.json" ]; then
     if [ ! -d "$dir/node_modules" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules" ]; then

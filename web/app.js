@@ -1,7 +1,10 @@
-// The live orders page: loads the tenant's orders from the app's API,
-// connects to changecast's hub with @microsoft/signalr (window.signalR, from
-// the browser bundle) and keeps the table current with changecast.js.
-import { Replica } from './changecast.js';
+// The live orders page. It logs in to the demo app (a token for one
+// tenant), then keeps the tenant's orders with @changecast/client: the
+// client connects to changecast's hub with @microsoft/signalr (window.signalR,
+// from the browser bundle), loads the rows from changecast's snapshot, applies
+// the live changes with version checks, and catches up after a reconnect.
+// The demo app serves no data of its own.
+import { ChangecastClient } from '@changecast/client';
 
 const COLLECTION = 'public.orders';
 const COLUMNS = ['id', 'customer', 'item', 'qty', 'status', 'total', 'updated_at', 'v'];
@@ -10,12 +13,18 @@ const tbody = $('#orders tbody');
 const rows = new Map(); // id → <tr>
 
 let token = '';
-const api = async (path, init = {}) => {
-  const res = await fetch(path, { ...init, headers: { ...init.headers, Authorization: `Bearer ${token}` } });
-  if (res.status === 404) return null;
-  if (!res.ok) throw new Error(`${init.method || 'GET'} ${path}: ${res.status} ${await res.text()}`);
-  return res.json();
-};
+let client = null; // the current ChangecastClient
+let loaded = false; // the first snapshot is in: later changes are animated
+
+async function login(tenant) {
+  const res = await fetch('/api/login', {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ tenant }),
+  });
+  if (!res.ok) throw new Error(`POST /api/login: ${res.status} ${await res.text()}`);
+  return (await res.json()).token;
+}
 
 function setState(state, detail = '') {
   const el = $('#state');
@@ -49,7 +58,7 @@ function renderRow(tr, doc, v, prev) {
     td.textContent = text;
     if (col === 'status') td.className = `${td.className.replace(/\bstatus-\S+/g, '')} status-${doc.status}`.trim();
   }
-  tr.title = `version ${v ?? 'unknown (loaded from the API)'}`;
+  tr.title = `version ${v}`;
 }
 
 function flash(tr, cls) {
@@ -61,7 +70,7 @@ function flash(tr, cls) {
 function placeRow(tr, id) {
   const n = Number(id);
   for (const other of tbody.children) {
-    if (Number(other.dataset.id) > n) {
+    if (other !== tr && Number(other.dataset.id) > n) {
       tbody.insertBefore(tr, other);
       return;
     }
@@ -71,8 +80,8 @@ function placeRow(tr, id) {
 
 function upsertRow(id, doc, v, prev, animate) {
   let tr = rows.get(id);
-  const isNew = !tr;
-  if (isNew) {
+  const isNew = !tr || tr.classList.contains('deleted');
+  if (!tr) {
     tr = document.createElement('tr');
     tr.dataset.id = id;
     rows.set(id, tr);
@@ -84,12 +93,11 @@ function upsertRow(id, doc, v, prev, animate) {
 
 function removeRow(id) {
   const tr = rows.get(id);
-  if (!tr) return;
+  if (!tr || tr.classList.contains('deleted')) return;
   tr.classList.add('deleted');
   tr._removeTimer = setTimeout(() => {
     if (rows.get(id) === tr) rows.delete(id);
     tr.remove();
-    updateCounters();
   }, 900);
 }
 
@@ -104,113 +112,136 @@ function logChange(op, id, detail) {
   while (log.children.length > 30) log.lastChild.remove();
 }
 
+// onChange is called by the client after every change of its replica:
+// cause is the envelope op ('upsert', 'patch', 'delete', 'truncate'),
+// 'snapshot' (loaded, or reloaded after a reconnect) or 'fetch' (a refetch
+// answered by changecast's one-document snapshot).
 function onChange({ op, collection, id, doc, prev, v, cause, count }) {
   if (collection !== COLLECTION) return;
+  const live = loaded;
   switch (op) {
     case 'clear':
-      if (cause === 'load') {
-        for (const tr of rows.values()) tr.remove();
-        rows.clear();
-      } else {
-        for (const id of [...rows.keys()]) if (!replica.get(COLLECTION, id)) removeRow(id);
-        logChange('clear', '', `${cause} v${v} (${count} rows)`);
-      }
+      for (const rid of [...rows.keys()]) if (client.get(COLLECTION, rid) === undefined) removeRow(rid);
+      logChange('clear', '', `${cause} v${v} (${count} rows)`);
       break;
     case 'insert':
     case 'update':
-      upsertRow(id, doc, v, prev, cause !== 'load');
-      if (cause !== 'load') logChange(op, id, `${cause}${v ? ` v${v}` : ''}`);
+      upsertRow(id, doc, v, prev, live);
+      if (live) logChange(op, id, `${cause} v${v}`);
       break;
     case 'delete':
       removeRow(id);
-      logChange(op, id, `${cause}${v ? ` v${v}` : ''}`);
+      if (live) logChange(op, id, `${cause}${v ? ` v${v}` : ''}`);
       break;
   }
-  updateCounters();
+  scheduleCounters();
+}
+
+const COUNTERS = ['envelopes', 'upserts', 'patches', 'deletes', 'refetches', 'ignored'];
+let countersQueued = false;
+
+function scheduleCounters() {
+  if (countersQueued) return;
+  countersQueued = true;
+  queueMicrotask(() => {
+    countersQueued = false;
+    updateCounters();
+  });
 }
 
 function updateCounters() {
-  const s = replica.stats;
-  $('#c-rows').textContent = replica.size(COLLECTION);
-  for (const k of ['envelopes', 'upserts', 'patches', 'deletes', 'refetches', 'ignored']) $(`#c-${k}`).textContent = s[k];
-  $('#empty').hidden = replica.size(COLLECTION) > 0;
+  if (!client) return;
+  const s = client.replicaStats;
+  const n = client.size(COLLECTION);
+  $('#c-rows').textContent = n;
+  for (const k of COUNTERS) $(`#c-${k}`).textContent = s[k];
+  $('#c-snapshot').textContent = client.stats.snapshotDocs;
+  $('#c-reloads').textContent = client.stats.reloads;
+  $('#empty').hidden = n > 0;
 }
 
-// --- the replica and the connection ---
+// --- the client ---
 
-const replica = new Replica({
-  onChange,
-  refetch: async ({ id, v, reason }) => {
-    logChange('refetch', id, `${reason} v${v}`);
-    return api(`/api/orders/${encodeURIComponent(id)}`);
-  },
-  onError: (err) => console.warn('changecast:', err.message),
-});
+function onState(c, state) {
+  if (c !== client) return; // a client given up on
+  switch (state) {
+    case 'live':
+      if (!loaded) {
+        // After a restart with a new client: drop the rows it does not hold.
+        for (const id of [...rows.keys()]) if (c.get(COLLECTION, id) === undefined) removeRow(id);
+        loaded = true;
+      }
+      setState('live', `connection ${c.connection?.connectionId ?? ''}`);
+      break;
+    case 'stopped':
+      // The connection closed for good (the hub refused a reconnect):
+      // start again with a new client, which loads the snapshot afresh.
+      setState('stopped');
+      if (!stopping) restart(3000);
+      break;
+    default:
+      setState(state); // connecting, loading (the snapshot), reconnecting
+  }
+  scheduleCounters();
+}
 
-async function sync() {
-  // Hold live changes while loading, then apply them on top: with the
-  // connection already open nothing committed meanwhile is missed.
-  replica.pause();
+let stopping = false;
+let restartTimer = null;
+
+function newClient(cfg) {
+  const c = new ChangecastClient({
+    url: cfg.negotiateURL, // changecast's app negotiate base: {url}/negotiate, {url}/snapshot
+    hub: cfg.hub,
+    accessTokenFactory: () => token,
+    signalR: window.signalR,
+    configure: (b) => b.configureLogging(window.signalR.LogLevel.Warning),
+    onChange: (ch) => c === client && onChange(ch),
+    onState: (s) => onState(c, s),
+    onError: (err) => console.warn('changecast:', err?.message ?? err),
+  });
+  return c;
+}
+
+let config = null;
+
+async function start() {
+  restartTimer = null;
+  const c = newClient(config);
+  client = c;
+  loaded = false;
+  window.changecastDemo.client = c;
   try {
-    replica.load(COLLECTION, await api('/api/orders'));
-  } finally {
-    replica.resume();
+    await c.start();
+    // The counters also move on changes that leave the table as it is.
+    c.connection.on('changes', () => scheduleCounters());
+  } catch (err) {
+    if (c !== client) return;
+    setState('error', err.message);
+    console.warn('changecast: start failed:', err);
+    stopping = true;
+    await c.stop().catch(() => {});
+    stopping = false;
+    restart(3000);
   }
 }
 
+function restart(ms) {
+  if (restartTimer) return;
+  restartTimer = setTimeout(start, ms);
+}
+
 async function main() {
-  const cfg = await (await fetch('/api/config')).json();
-  const tenant = new URLSearchParams(location.search).get('tenant') || cfg.tenants[0];
+  config = await (await fetch('/api/config')).json();
+  const tenant = new URLSearchParams(location.search).get('tenant') || config.tenants[0];
   $('#tenant').textContent = `tenant ${tenant}`;
-  for (const t of cfg.tenants.filter((t) => t !== tenant)) {
+  for (const t of config.tenants.filter((t) => t !== tenant)) {
     const a = document.createElement('a');
     a.href = `?tenant=${encodeURIComponent(t)}`;
     a.textContent = `open ${t}`;
     $('#tenants').append(a);
   }
-  ({ token } = await api('/api/login', {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/json' },
-    body: JSON.stringify({ tenant }),
-  }));
-
-  const connection = new signalR.HubConnectionBuilder()
-    // changecast's app negotiate: it verifies the token and joins this user
-    // to group tenant-{tid}; the client then follows it to the hub.
-    .withUrl(`${cfg.negotiateURL}?hub=${encodeURIComponent(cfg.hub)}`, { accessTokenFactory: () => token })
-    .withAutomaticReconnect()
-    .configureLogging(signalR.LogLevel.Warning)
-    .build();
-  connection.on('changes', (env) => {
-    replica.apply(env);
-    updateCounters();
-  });
-  connection.onreconnecting((err) => setState('reconnecting', err?.message ?? ''));
-  connection.onreconnected(async () => {
-    // Changes sent while disconnected are lost: load again.
-    setState('loading');
-    await sync().catch((err) => console.warn(err));
-    setState('connected', `connection ${connection.connectionId}`);
-  });
-  connection.onclose((err) => {
-    setState('disconnected', err?.message ?? '');
-    setTimeout(start, 3000);
-  });
-  window.changecastDemo = { replica, connection, tenant };
-
-  async function start() {
-    try {
-      setState('connecting');
-      await connection.start();
-      setState('loading');
-      await sync();
-      setState('connected', `connection ${connection.connectionId}`);
-    } catch (err) {
-      setState('error', err.message);
-      console.warn(err);
-      if (connection.state === signalR.HubConnectionState.Disconnected) setTimeout(start, 3000);
-    }
-  }
+  token = await login(tenant);
+  window.changecastDemo = { tenant, client: null };
   await start();
 }
 

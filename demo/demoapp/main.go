@@ -1,18 +1,23 @@
 // Command demoapp is the app server of `make demo`: it serves the live page
-// (web/) and the read API the page loads orders from, while changecast's
-// built-in hub sends the page the live changes. This is the shape of a real
-// deployment: your app owns login and data, changecast owns live updates.
+// (web/) and a login. The page gets its data from changecast alone: the
+// tenant's orders from changecast's snapshot (GET {negotiate}/snapshot), each
+// with its version, and the live changes from changecast's hub, both through
+// @changecast/client. This is the shape of a real deployment: your app owns
+// login, changecast owns the live copy of the data (no read API needed).
 //
 // Routes:
 //
-//	GET  /                    the page (web/index.html, app.js, style.css, changecast.js)
-//	GET  /vendor/...          @microsoft/signalr's browser bundle and fast-json-patch, from web/node_modules
-//	GET  /api/config          where the page negotiates ({negotiateURL, hub, tenants})
-//	POST /api/login           {"tenant":"acme"} → {"token","user","tenant"}: the demo's stand-in for a
-//	                          login, an HS256 JWT with claims sub and tid, which changecast's negotiate
-//	                          verifies (hub.negotiate.auth.jwt) to join the user to group tenant-{tid}
-//	GET  /api/orders          the caller's tenant's orders (Authorization: Bearer token)
-//	GET  /api/orders/{id}     one order of the caller's tenant, or 404
+//	GET  /                          the page (web/index.html, app.js, style.css)
+//	GET  /vendor/signalr.min.js     @microsoft/signalr's browser bundle (window.signalR)
+//	GET  /vendor/@changecast/client/*.js
+//	                                @changecast/client's ES modules (web/node_modules/@changecast/client,
+//	                                a link to clients/js)
+//	GET  /vendor/fast-json-patch/…  fast-json-patch's ES modules (index.mjs, module/*.mjs)
+//	GET  /api/config                where the page negotiates ({negotiateURL, hub, tenants})
+//	POST /api/login                 {"tenant":"acme"} → {"token","user","tenant"}: the demo's stand-in for a
+//	                                login, an HS256 JWT with claims sub and tid, which changecast verifies
+//	                                (hub.negotiate.auth.jwt) for negotiate and snapshots, granting group
+//	                                tenant-{tid}
 //
 // It prints "demoapp: serving http://ADDR/" on stdout once it listens.
 package main
@@ -23,6 +28,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"log"
 	"net"
 	"net/http"
@@ -30,14 +36,11 @@ import (
 	"os/signal"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // Issuer and Audience of the tokens /api/login mints; demo/demo.yaml
@@ -56,14 +59,13 @@ func main() {
 	hub := flag.String("hub", "orders", "hub name the page connects to")
 	tenants := flag.String("tenants", "acme,globex", "tenants offered on the page")
 	flag.Parse()
-	db := os.Getenv("CHANGECAST_PG_URL")
 	secret := os.Getenv("CHANGECAST_DEMO_SECRET")
-	if db == "" || len(secret) < 16 {
-		log.Fatal("demoapp: set CHANGECAST_PG_URL and CHANGECAST_DEMO_SECRET (at least 16 bytes, the same as changecast's hub.negotiate.auth.jwt.hs256Secret)")
+	if len(secret) < 16 {
+		log.Fatal("demoapp: set CHANGECAST_DEMO_SECRET (at least 16 bytes, the same as changecast's hub.negotiate.auth.jwt.hs256Secret)")
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *listen, *web, db, secret, config{NegotiateURL: *negotiate, Hub: *hub, Tenants: strings.Split(*tenants, ",")}); err != nil {
+	if err := run(ctx, *listen, *web, secret, config{NegotiateURL: *negotiate, Hub: *hub, Tenants: strings.Split(*tenants, ",")}); err != nil {
 		log.Fatalf("demoapp: %v", err)
 	}
 }
@@ -75,53 +77,15 @@ type config struct {
 }
 
 type app struct {
-	db     *pgxpool.Pool
 	secret []byte
 	cfg    config
 }
 
-func run(ctx context.Context, listen, web, dbURL, secret string, cfg config) error {
-	signalrDir := filepath.Join(web, "node_modules", "@microsoft", "signalr", "dist", "browser")
-	patchDir := filepath.Join(web, "node_modules", "fast-json-patch")
-	for _, p := range []string{filepath.Join(signalrDir, "signalr.min.js"), filepath.Join(patchDir, "index.mjs")} {
-		if _, err := os.Stat(p); err != nil {
-			return fmt.Errorf("%s is missing: run scripts/setup.sh (npm ci in web/)", p)
-		}
-	}
-	pool, err := pgxpool.New(ctx, dbURL)
+func run(ctx context.Context, listen, web, secret string, cfg config) error {
+	mux, err := newMux(web, &app{secret: []byte(secret), cfg: cfg})
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
-	a := &app{db: pool, secret: []byte(secret), cfg: cfg}
-
-	mux := http.NewServeMux()
-	for _, f := range []string{"index.html", "app.js", "style.css", "changecast.js"} {
-		path := filepath.Join(web, f)
-		route := "GET /" + f
-		if f == "index.html" {
-			route = "GET /{$}"
-		}
-		mux.HandleFunc(route, func(w http.ResponseWriter, r *http.Request) { serveFile(w, r, path) })
-	}
-	for _, f := range []string{"signalr.min.js", "signalr.min.js.map"} {
-		path := filepath.Join(signalrDir, f)
-		mux.HandleFunc("GET /vendor/"+f, func(w http.ResponseWriter, r *http.Request) { serveFile(w, r, path) })
-	}
-	// fast-json-patch's ES modules: index.mjs and module/*.mjs only.
-	mux.HandleFunc("GET /vendor/fast-json-patch/{path...}", func(w http.ResponseWriter, r *http.Request) {
-		p := r.PathValue("path")
-		if p != "index.mjs" && !(strings.HasPrefix(p, "module/") && strings.HasSuffix(p, ".mjs") && !strings.Contains(p, "..")) {
-			http.NotFound(w, r)
-			return
-		}
-		serveFile(w, r, filepath.Join(patchDir, filepath.FromSlash(p)))
-	})
-	mux.HandleFunc("GET /api/config", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, a.cfg) })
-	mux.HandleFunc("POST /api/login", a.login)
-	mux.HandleFunc("GET /api/orders", a.orders)
-	mux.HandleFunc("GET /api/orders/{id}", a.order)
-
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w (set another address with -listen)", listen, err)
@@ -138,6 +102,92 @@ func run(ctx context.Context, listen, web, dbURL, secret string, cfg config) err
 		return err
 	}
 	return nil
+}
+
+// newMux serves the page from web and its packages from web/node_modules
+// (installed by scripts/setup.sh: npm ci in clients/js, then in web).
+func newMux(web string, a *app) (*http.ServeMux, error) {
+	modules := filepath.Join(web, "node_modules")
+	signalrDir := filepath.Join(modules, "@microsoft", "signalr", "dist", "browser")
+	clientDir := filepath.Join(modules, "@changecast", "client")
+	patchDir := filepath.Join(modules, "fast-json-patch")
+	for _, p := range []string{filepath.Join(signalrDir, "signalr.min.js"), filepath.Join(clientDir, "index.js"), filepath.Join(patchDir, "index.mjs")} {
+		if _, err := os.Stat(p); err != nil {
+			return nil, fmt.Errorf("%s is missing: run scripts/setup.sh (npm ci in clients/js, then in web/)", p)
+		}
+	}
+
+	mux := http.NewServeMux()
+	for _, f := range []string{"index.html", "app.js", "style.css"} {
+		path := filepath.Join(web, f)
+		route := "GET /" + f
+		if f == "index.html" {
+			route = "GET /{$}"
+		}
+		mux.HandleFunc(route, func(w http.ResponseWriter, r *http.Request) { serveFile(w, r, path) })
+	}
+	for _, f := range []string{"signalr.min.js", "signalr.min.js.map"} {
+		path := filepath.Join(signalrDir, f)
+		mux.HandleFunc("GET /vendor/"+f, func(w http.ResponseWriter, r *http.Request) { serveFile(w, r, path) })
+	}
+	// @changecast/client's ES modules: the .js files its package.json
+	// publishes (index.js imports ./replica.js).
+	published, err := packageFiles(clientDir)
+	if err != nil {
+		return nil, err
+	}
+	mux.HandleFunc("GET /vendor/@changecast/client/{path...}", func(w http.ResponseWriter, r *http.Request) {
+		p := r.PathValue("path")
+		if !published(p) {
+			http.NotFound(w, r)
+			return
+		}
+		serveFile(w, r, filepath.Join(clientDir, filepath.FromSlash(p)))
+	})
+	// fast-json-patch's ES modules: index.mjs and module/*.mjs only.
+	mux.HandleFunc("GET /vendor/fast-json-patch/{path...}", func(w http.ResponseWriter, r *http.Request) {
+		p := r.PathValue("path")
+		if p != "index.mjs" && !(strings.HasPrefix(p, "module/") && strings.HasSuffix(p, ".mjs") && !strings.Contains(p, "..")) {
+			http.NotFound(w, r)
+			return
+		}
+		serveFile(w, r, filepath.Join(patchDir, filepath.FromSlash(p)))
+	})
+	mux.HandleFunc("GET /api/config", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, a.cfg) })
+	mux.HandleFunc("POST /api/login", a.login)
+	return mux, nil
+}
+
+// packageFiles reads the "files" of the npm package in dir and returns
+// whether a slash-separated path inside it is one of its ES modules (.js or
+// .mjs) that the package publishes: a file listed, or one under a folder
+// listed. Without "files", the package's top-level modules.
+func packageFiles(dir string) (func(string) bool, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "package.json"))
+	if err != nil {
+		return nil, err
+	}
+	var pkg struct {
+		Files []string `json:"files"`
+	}
+	if err := json.Unmarshal(b, &pkg); err != nil {
+		return nil, fmt.Errorf("%s/package.json: %w", dir, err)
+	}
+	return func(p string) bool {
+		if !(strings.HasSuffix(p, ".js") || strings.HasSuffix(p, ".mjs")) || !fs.ValidPath(p) || strings.HasPrefix(p, "node_modules/") {
+			return false
+		}
+		if pkg.Files == nil {
+			return !strings.Contains(p, "/")
+		}
+		for _, f := range pkg.Files {
+			f = strings.TrimPrefix(f, "./")
+			if p == f || strings.HasPrefix(p, strings.TrimSuffix(f, "/")+"/") {
+				return true
+			}
+		}
+		return false
+	}, nil
 }
 
 func serveFile(w http.ResponseWriter, r *http.Request, path string) {
@@ -188,94 +238,4 @@ func (a *app) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"token": tok, "user": user, "tenant": req.Tenant})
-}
-
-// tenant returns the tenant of the request's bearer token.
-func (a *app) tenant(w http.ResponseWriter, r *http.Request) (string, bool) {
-	raw, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	claims := jwt.MapClaims{}
-	if ok {
-		_, err := jwt.ParseWithClaims(raw, claims, func(*jwt.Token) (any, error) { return a.secret, nil },
-			jwt.WithValidMethods([]string{"HS256"}), jwt.WithIssuer(Issuer), jwt.WithAudience(Audience), jwt.WithExpirationRequired())
-		ok = err == nil
-	}
-	tid, _ := claims["tid"].(string)
-	if !ok || tid == "" {
-		w.Header().Set("WWW-Authenticate", "Bearer")
-		writeError(w, http.StatusUnauthorized, "log in first (POST /api/login)")
-		return "", false
-	}
-	return tid, true
-}
-
-// The columns the page sees: what demo/demo.yaml's mapping publishes (all
-// but internal_note), encoded the way changecast encodes them.
-const orderCols = `id, tenant, customer, ship_to, item, qty, status, total::float8, updated_at`
-
-type order struct {
-	ID        int64    `json:"id"`
-	Tenant    string   `json:"tenant"`
-	Customer  string   `json:"customer"`
-	ShipTo    *string  `json:"ship_to"`
-	Item      string   `json:"item"`
-	Qty       int32    `json:"qty"`
-	Status    string   `json:"status"`
-	Total     *float64 `json:"total"`
-	UpdatedAt string   `json:"updated_at"`
-}
-
-func scanOrder(row pgx.Row) (order, error) {
-	var o order
-	var ts time.Time
-	err := row.Scan(&o.ID, &o.Tenant, &o.Customer, &o.ShipTo, &o.Item, &o.Qty, &o.Status, &o.Total, &ts)
-	o.UpdatedAt = ts.UTC().Format(time.RFC3339Nano)
-	return o, err
-}
-
-func (a *app) orders(w http.ResponseWriter, r *http.Request) {
-	tid, ok := a.tenant(w, r)
-	if !ok {
-		return
-	}
-	rows, err := a.db.Query(r.Context(), `SELECT `+orderCols+` FROM public.orders WHERE tenant = $1 ORDER BY id`, tid)
-	if err != nil {
-		writeError(w, http.StatusServiceUnavailable, err.Error())
-		return
-	}
-	out := []order{}
-	for rows.Next() {
-		o, err := scanOrder(rows)
-		if err != nil {
-			rows.Close()
-			writeError(w, http.StatusServiceUnavailable, err.Error())
-			return
-		}
-		out = append(out, o)
-	}
-	if err := rows.Err(); err != nil {
-		writeError(w, http.StatusServiceUnavailable, err.Error())
-		return
-	}
-	writeJSON(w, http.StatusOK, out)
-}
-
-func (a *app) order(w http.ResponseWriter, r *http.Request) {
-	tid, ok := a.tenant(w, r)
-	if !ok {
-		return
-	}
-	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
-	if err != nil {
-		writeError(w, http.StatusNotFound, "no such order")
-		return
-	}
-	o, err := scanOrder(a.db.QueryRow(r.Context(), `SELECT `+orderCols+` FROM public.orders WHERE tenant = $1 AND id = $2`, tid, id))
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		writeError(w, http.StatusNotFound, "no such order")
-	case err != nil:
-		writeError(w, http.StatusServiceUnavailable, err.Error())
-	default:
-		writeJSON(w, http.StatusOK, o)
-	}
 }

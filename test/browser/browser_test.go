@@ -1,13 +1,13 @@
 // Package browser_test checks the demo's live page end to end in headless
-// Chromium: PostgreSQL → changecast (built-in hub) → @microsoft/signalr in
-// the page → web/changecast.js → the table. It also runs the Node unit
-// tests of web/changecast.js.
+// Chromium: PostgreSQL → changecast (built-in hub, snapshots) →
+// @microsoft/signalr and @changecast/client in the page → the table. It
+// also runs the Node unit tests of @changecast/client (clients/js).
 //
 // Needs what scripts/setup.sh installs (Debian chromium at /usr/bin/chromium,
-// web/node_modules) and the private cluster of `make test`
-// (CHANGECAST_PG_URL); go test -short skips it. Set
+// the npm packages of clients/js and web) and the private cluster of `make
+// test` (CHANGECAST_PG_URL); go test -short skips it. Set
 // CHANGECAST_BROWSER_SCREENSHOT=/tmp/page.png to keep a screenshot of the
-// page at the end.
+// page at the end of TestLivePage.
 package browser_test
 
 import (
@@ -36,192 +36,411 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/changecast/changecast/internal/testkit"
+	"github.com/changecast/changecast/publish/signalr"
 )
 
-// TestClientHelper runs the Node unit tests of web/changecast.js.
-func TestClientHelper(t *testing.T) {
+// TestClientPackage runs the Node unit tests of @changecast/client:
+// `node --test` in clients/js, which runs the files under clients/js/test.
+func TestClientPackage(t *testing.T) {
 	t.Parallel()
-	node := testkit.NeedNode(t, "web", "fast-json-patch")
-	root := testkit.Root(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	node := testkit.NeedNode(t, "clients/js", "fast-json-patch", "@microsoft/signalr")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, node, "--test", "--test-reporter=spec", "changecast.test.mjs")
-	cmd.Dir = filepath.Join(root, "test", "browser")
+	cmd := exec.CommandContext(ctx, node, "--test", "--test-reporter=spec")
+	cmd.Dir = filepath.Join(testkit.Root(t), "clients", "js")
 	out, err := cmd.CombinedOutput()
-	t.Logf("node --test:\n%s", out)
+	t.Logf("node --test in clients/js:\n%s", out)
 	if err != nil {
-		t.Fatalf("changecast.js unit tests failed: %v", err)
+		t.Fatalf("@changecast/client unit tests failed: %v", err)
+	}
+	if !bytes.Contains(out, []byte("pass ")) {
+		t.Fatalf("node --test ran no tests")
 	}
 }
 
 // TestLivePage runs the demo (demo/demo.yaml with changecast's built-in
 // hub, and demo/demoapp) on a fresh database and free ports, opens the page
-// as tenant acme in headless Chromium, and checks that rows inserted,
-// updated, moved to another tenant and deleted in PostgreSQL show on the
-// page, through every path of the client: upsert, patch, refetch of a
-// document loaded from the API, delete; and that another tenant's rows
-// never show.
+// as tenant acme in headless Chromium, and checks that its table is loaded
+// from changecast's snapshot and that rows inserted, updated, moved between
+// tenants and deleted in PostgreSQL show on the page; that another tenant's
+// rows never show; and that no change needs a refetch: every patch applies
+// to the version the page holds, including the rows loaded from the
+// snapshot.
 func TestLivePage(t *testing.T) {
 	t.Parallel()
+	d := startDemo(t)
+
+	// Row 2 changes before the page opens: the snapshot holds it at that
+	// change's version, and its next change, a patch, applies to it.
+	testkit.Exec(t, d.db, `UPDATE orders SET status = 'paid' WHERE id = 2`)
+	waitFor(t, 15*time.Second, "the first change to be published", d.cc, func() bool {
+		return metric(d.ops, "changecast_changes_published_total") >= 1
+	})
+
+	p, ready := d.openPage(t)
+	checkRows(t, d.db, ready.Rows)
+	if got := ready.Rows["2"]["status"]; got != "paid" {
+		t.Errorf("row 2 loaded with status %q, want paid", got)
+	}
+	if ready.Client["snapshotDocs"] < 4 {
+		t.Errorf("the page loaded %d snapshot documents, want acme's 4 rows: %v", ready.Client["snapshotDocs"], ready.Client)
+	}
+
+	var gid, aid int64
+	// Another tenant's insert first: if it reached this page, it would be
+	// there by the time acme's insert shows.
+	mustScan(t, d.db, &gid, `INSERT INTO orders (tenant, item, qty, total) VALUES ('globex', 'not for acme', 1, 1) RETURNING id`)
+	mustScan(t, d.db, &aid, `INSERT INTO orders (tenant, item, qty, total, internal_note) VALUES ('acme', 'from the test', 3, 12.5, 'secret') RETURNING id`)
+	ids := strconv.FormatInt(aid, 10)
+	rows := p.call(t, map[string]any{"cmd": "wait", "id": ids, "cells": map[string]string{"item": "from the test", "qty": "3", "status": "new", "total": "12.50"}})
+	if _, ok := rows.Rows[strconv.FormatInt(gid, 10)]; ok {
+		t.Errorf("globex's row %d shows on acme's page", gid)
+	}
+	doc := p.call(t, map[string]any{"cmd": "doc", "id": ids}).Doc
+	if doc["customer"] != "Ada Lovelace" || doc["tenant"] != "acme" {
+		t.Errorf("the page's copy of row %d is %v", aid, doc)
+	}
+	if _, ok := doc["internal_note"]; ok {
+		t.Errorf("the page received the excluded column internal_note: %v", doc)
+	}
+
+	// A patch of a document the page received as an upsert.
+	testkit.Exec(t, d.db, `UPDATE orders SET status = 'shipped', qty = 42 WHERE id = $1`, aid)
+	p.call(t, map[string]any{"cmd": "wait", "id": ids, "cells": map[string]string{"status": "shipped", "qty": "42"}})
+	// A patch of a document loaded from the snapshot: it applies (no refetch).
+	testkit.Exec(t, d.db, `UPDATE orders SET status = 'packed', item = 'patched' WHERE id = 2`)
+	p.call(t, map[string]any{"cmd": "wait", "id": "2", "cells": map[string]string{"status": "packed", "item": "patched"}})
+	// Row 1 was never changed since the page loaded it: two changes in a row.
+	testkit.Exec(t, d.db, `UPDATE orders SET qty = 100 WHERE id = 1`)
+	p.call(t, map[string]any{"cmd": "wait", "id": "1", "cells": map[string]string{"qty": "100"}})
+	testkit.Exec(t, d.db, `UPDATE orders SET qty = 101, status = 'paid' WHERE id = 1`)
+	p.call(t, map[string]any{"cmd": "wait", "id": "1", "cells": map[string]string{"qty": "101", "status": "paid"}})
+	// Deleted, and moved to another tenant: both leave acme's page.
+	testkit.Exec(t, d.db, `DELETE FROM orders WHERE id = $1`, aid)
+	p.call(t, map[string]any{"cmd": "gone", "id": ids})
+	testkit.Exec(t, d.db, `UPDATE orders SET tenant = 'globex' WHERE id = 1`)
+	p.call(t, map[string]any{"cmd": "gone", "id": "1"})
+	// Moved from globex to acme: it shows, whole.
+	testkit.Exec(t, d.db, `UPDATE orders SET tenant = 'acme', status = 'moved' WHERE id = 3`)
+	p.call(t, map[string]any{"cmd": "wait", "id": "3", "cells": map[string]string{"item": "widget 3", "status": "moved", "qty": "3"}})
+	// A row changecast never saw change: its delete is routed by the old
+	// row (demo/schema.sql sets REPLICA IDENTITY FULL).
+	testkit.Exec(t, d.db, `DELETE FROM orders WHERE id = 5`)
+	rows = p.call(t, map[string]any{"cmd": "gone", "id": "5"})
+	checkRows(t, d.db, rows.Rows)
+
+	st := p.call(t, map[string]any{"cmd": "stats"})
+	t.Logf("page: state %s, replica %v, client %v, counters %v", st.State, st.Stats, st.Client, st.Counters)
+	if st.State != "live" {
+		t.Errorf("page state %q, want live", st.State)
+	}
+	for k, min := range map[string]int{"upserts": 2, "patches": 3, "deletes": 3} {
+		if st.Stats[k] < min {
+			t.Errorf("replica stats %s = %d, want at least %d", k, st.Stats[k], min)
+		}
+	}
+	if st.Stats["refetches"] != 0 || st.Stats["gaps"] != 0 || st.Counters["refetches"] != "0" {
+		t.Errorf("refetches %d (the page shows %q), gaps %d: want 0: every change applies to the version the page holds",
+			st.Stats["refetches"], st.Counters["refetches"], st.Stats["gaps"])
+	}
+	if st.Counters["envelopes"] != strconv.Itoa(st.Stats["envelopes"]) || st.Counters["snapshot"] != strconv.Itoa(st.Client["snapshotDocs"]) {
+		t.Errorf("the page's counters %v do not show the client's stats %v %v", st.Counters, st.Stats, st.Client)
+	}
+	if path := os.Getenv("CHANGECAST_BROWSER_SCREENSHOT"); path != "" {
+		p.call(t, map[string]any{"cmd": "screenshot", "path": path})
+		t.Logf("screenshot: %s", path)
+	}
+	p.quit(t)
+}
+
+// TestPageReconnect checks that the page survives losing its connection:
+// first its WebSocket is dropped (closed from the page, with negotiate
+// refused until the test has changed rows), then changecast itself is
+// stopped and started again while rows change, then the hub closes the
+// connection without allowing a reconnect. Each time the page goes back
+// to live (the client reloads the snapshot; the last time the page starts
+// a new client) and shows exactly acme's rows, including the changes made
+// while it was disconnected, without a refetch.
+func TestPageReconnect(t *testing.T) {
+	t.Parallel()
+	d := startDemo(t)
+	p, ready := d.openPage(t)
+	checkRows(t, d.db, ready.Rows)
+
+	// 1. The WebSocket drops; the client cannot reconnect until "online".
+	p.call(t, map[string]any{"cmd": "offline"})
+	p.call(t, map[string]any{"cmd": "state", "state": "reconnecting"})
+	published := metric(d.ops, "changecast_changes_published_total")
+	var a1 int64
+	mustScan(t, d.db, &a1, `INSERT INTO orders (tenant, item, qty, total) VALUES ('acme', 'while offline', 7, 7) RETURNING id`)
+	testkit.Exec(t, d.db, `UPDATE orders SET status = 'offline', qty = 55 WHERE id = 2`)
+	testkit.Exec(t, d.db, `DELETE FROM orders WHERE id = 4`)
+	testkit.Exec(t, d.db, `UPDATE orders SET tenant = 'acme' WHERE id = 3`)
+	testkit.Exec(t, d.db, `UPDATE orders SET tenant = 'globex' WHERE id = 1`)
+	// Sent while the page was away: it can only learn them from the snapshot.
+	waitFor(t, 15*time.Second, "the changes made while offline to be published", d.cc, func() bool {
+		return metric(d.ops, "changecast_changes_published_total") >= published+7
+	})
+	if st := p.call(t, map[string]any{"cmd": "stats"}); st.State != "reconnecting" {
+		t.Fatalf("page state %q while negotiate is refused, want reconnecting", st.State)
+	}
+	p.call(t, map[string]any{"cmd": "online"})
+	st := p.call(t, map[string]any{"cmd": "state", "state": "live", "timeout": 30000})
+	p.call(t, map[string]any{"cmd": "wait", "id": strconv.FormatInt(a1, 10), "cells": map[string]string{"item": "while offline", "qty": "7"}})
+	p.call(t, map[string]any{"cmd": "wait", "id": "2", "cells": map[string]string{"status": "offline", "qty": "55"}})
+	p.call(t, map[string]any{"cmd": "wait", "id": "3", "cells": map[string]string{"item": "widget 3"}})
+	p.call(t, map[string]any{"cmd": "gone", "id": "4"})
+	rows := p.call(t, map[string]any{"cmd": "gone", "id": "1"})
+	checkRows(t, d.db, rows.Rows)
+	st = p.call(t, map[string]any{"cmd": "stats"})
+	t.Logf("after the dropped WebSocket: state %s, replica %v, client %v", st.State, st.Stats, st.Client)
+	if st.Client["reloads"] < 1 || st.Counters["reloads"] == "0" {
+		t.Errorf("client stats %v, counters %v: want a reload after the reconnect", st.Client, st.Counters)
+	}
+	// Live again: a change shows.
+	testkit.Exec(t, d.db, `UPDATE orders SET status = 'back' WHERE id = 2`)
+	p.call(t, map[string]any{"cmd": "wait", "id": "2", "cells": map[string]string{"status": "back"}})
+
+	// 2. changecast stops (its hub closes the connections, allowing a
+	// reconnect) and starts again; rows change while it is down.
+	if err := d.cc.stop(30 * time.Second); err != nil {
+		t.Fatalf("changecast did not stop cleanly: %v\n%s", err, d.cc.logs())
+	}
+	p.call(t, map[string]any{"cmd": "state", "state": "reconnecting"})
+	var a2 int64
+	mustScan(t, d.db, &a2, `INSERT INTO orders (tenant, item, qty, total) VALUES ('acme', 'while down', 8, 8) RETURNING id`)
+	testkit.Exec(t, d.db, `UPDATE orders SET status = 'down' WHERE id = 3`)
+	testkit.Exec(t, d.db, `DELETE FROM orders WHERE id = $1`, a1)
+	d.startChangecast(t)
+	p.call(t, map[string]any{"cmd": "state", "state": "live", "timeout": 45000})
+	p.call(t, map[string]any{"cmd": "wait", "id": strconv.FormatInt(a2, 10), "cells": map[string]string{"item": "while down"}, "timeout": 30000})
+	p.call(t, map[string]any{"cmd": "wait", "id": "3", "cells": map[string]string{"status": "down"}, "timeout": 30000})
+	rows = p.call(t, map[string]any{"cmd": "gone", "id": strconv.FormatInt(a1, 10), "timeout": 30000})
+	checkRows(t, d.db, rows.Rows)
+	// And live again.
+	testkit.Exec(t, d.db, `UPDATE orders SET qty = 99 WHERE id = 2`)
+	rows = p.call(t, map[string]any{"cmd": "wait", "id": "2", "cells": map[string]string{"qty": "99"}})
+	checkRows(t, d.db, rows.Rows)
+
+	st = p.call(t, map[string]any{"cmd": "stats"})
+	t.Logf("after the restart: state %s, replica %v, client %v", st.State, st.Stats, st.Client)
+	if st.Client["reloads"] < 2 {
+		t.Errorf("client stats %v: want a reload after each reconnect", st.Client)
+	}
+	if st.Stats["refetches"] != 0 || st.Counters["refetches"] != "0" {
+		t.Errorf("refetches %d (the page shows %q), want 0", st.Stats["refetches"], st.Counters["refetches"])
+	}
+
+	// 3. The hub closes the connection for good (the REST API with
+	// allowReconnect=false): the client stops, and the page starts a new
+	// one, once negotiate is let through again.
+	p.call(t, map[string]any{"cmd": "offline", "close": false})
+	d.closeConnection(t, st.ConnectionID)
+	p.call(t, map[string]any{"cmd": "state", "states": []string{"stopped", "connecting", "error"}})
+	var a3 int64
+	mustScan(t, d.db, &a3, `INSERT INTO orders (tenant, item, qty, total) VALUES ('acme', 'while stopped', 9, 9) RETURNING id`)
+	testkit.Exec(t, d.db, `UPDATE orders SET status = 'stopped' WHERE id = 2`)
+	testkit.Exec(t, d.db, `DELETE FROM orders WHERE id = $1`, a2)
+	p.call(t, map[string]any{"cmd": "online"})
+	st = p.call(t, map[string]any{"cmd": "state", "state": "live", "timeout": 30000})
+	p.call(t, map[string]any{"cmd": "wait", "id": strconv.FormatInt(a3, 10), "cells": map[string]string{"item": "while stopped"}})
+	p.call(t, map[string]any{"cmd": "wait", "id": "2", "cells": map[string]string{"status": "stopped"}})
+	rows = p.call(t, map[string]any{"cmd": "gone", "id": strconv.FormatInt(a2, 10)})
+	checkRows(t, d.db, rows.Rows)
+	st = p.call(t, map[string]any{"cmd": "stats"})
+	t.Logf("after the hub closed the connection: state %s, replica %v, client %v", st.State, st.Stats, st.Client)
+	if st.Client["snapshots"] != 1 || st.Client["reloads"] != 0 {
+		t.Errorf("client stats %v: want a new client, which loaded the snapshot once", st.Client)
+	}
+	if st.Stats["refetches"] != 0 || st.Counters["refetches"] != "0" {
+		t.Errorf("refetches %d (the page shows %q), want 0", st.Stats["refetches"], st.Counters["refetches"])
+	}
+	p.quit(t)
+}
+
+// closeConnection closes a client connection through the hub's REST API
+// (Azure SignalR's 2022-06-01 route) without allowing a reconnect.
+func (d *demo) closeConnection(t *testing.T, id string) {
+	t.Helper()
+	if id == "" {
+		t.Fatal("the page has no connection id")
+	}
+	u := d.hubURL + "/api/hubs/orders/connections/" + url.PathEscape(id)
+	tok, err := signalr.SignAccessToken(d.accessKey, u, "", time.Minute, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := http.NewRequest(http.MethodDelete, u+"?api-version=2022-06-01&allowReconnect=false&reason=test", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("DELETE %s: %s", u, res.Status)
+	}
+}
+
+// demo is the demo's processes on a fresh database and free ports.
+type demo struct {
+	db     *pgx.Conn
+	root   string
+	node   string
+	env    []string // changecast's
+	bin    string
+	ops    string // changecast's server.listen: /readyz, /metrics
+	hubURL string // changecast's hub
+	// accessKey is the hub's access key, for its REST API.
+	accessKey string
+	pageURL   string
+	app       *proc
+	cc        *proc   // the running changecast
+	ccs       []*proc // every changecast started, for the logs
+}
+
+// startDemo builds changecast and demoapp, creates demo/schema.sql's table
+// in a throwaway database and starts both, like scripts/demo.sh (without
+// the writer).
+func startDemo(t *testing.T) *demo {
+	t.Helper()
 	testkit.NeedChromium(t)
-	node := testkit.NeedNode(t, "web", "fast-json-patch", "playwright-core", "@microsoft/signalr")
-	root := testkit.Root(t)
+	d := &demo{root: testkit.Root(t)}
+	d.node = testkit.NeedNode(t, "web", "@changecast/client", "fast-json-patch", "playwright-core", "@microsoft/signalr")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
 	// The database and its slot go away after the processes started below,
 	// which are stopped first.
 	dbURL := testkit.Database(t)
-	slot := databaseName(t, dbURL)
-	db := testkit.Connect(t, dbURL)
-	schemaSQL, err := os.ReadFile(filepath.Join(root, "demo", "schema.sql"))
+	d.db = testkit.Connect(t, dbURL)
+	schemaSQL, err := os.ReadFile(filepath.Join(d.root, "demo", "schema.sql"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	testkit.Exec(t, db, string(schemaSQL))
+	testkit.Exec(t, d.db, string(schemaSQL))
 
-	bin := t.TempDir()
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/changecast", "./demo/demoapp")
-	build.Dir = root
+	d.bin = t.TempDir()
+	build := exec.CommandContext(ctx, "go", "build", "-o", d.bin, "./cmd/changecast", "./demo/demoapp")
+	build.Dir = d.root
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 
 	secret := randomHex(t, 24)
 	hubPort, srvPort := freePort(t), freePort(t)
-	env := append(os.Environ(), "CHANGECAST_PG_URL="+dbURL, "CHANGECAST_DEMO_SECRET="+secret)
+	env := append(os.Environ(), "CHANGECAST_DEMO_SECRET="+secret)
 
 	// The app first: changecast's CORS needs the page's origin.
-	app := start(t, filepath.Join(bin, "demoapp"), env, "-listen", "127.0.0.1:0", "-web", filepath.Join(root, "web"),
+	d.app = start(t, filepath.Join(d.bin, "demoapp"), env, "-listen", "127.0.0.1:0", "-web", filepath.Join(d.root, "web"),
 		"-negotiate", fmt.Sprintf("http://127.0.0.1:%d/api", hubPort))
-	line, err := app.line(10 * time.Second)
+	line, err := d.app.line(10 * time.Second)
 	if err != nil || !strings.HasPrefix(line, "demoapp: serving ") {
-		t.Fatalf("demoapp did not start (%q, %v):\n%s", line, err, app.logs())
+		t.Fatalf("demoapp did not start (%q, %v):\n%s", line, err, d.app.logs())
 	}
-	pageURL := strings.TrimPrefix(line, "demoapp: serving ")
-	u, err := url.Parse(pageURL)
+	d.pageURL = strings.TrimPrefix(line, "demoapp: serving ")
+	u, err := url.Parse(d.pageURL)
 	if err != nil {
 		t.Fatal(err)
 	}
-
-	cc := start(t, filepath.Join(bin, "changecast"), append(env,
-		"CHANGECAST_DEMO_SLOT="+slot,
+	d.hubURL = fmt.Sprintf("http://127.0.0.1:%d", hubPort)
+	d.accessKey = randomHex(t, 32)
+	d.env = append(env,
+		"CHANGECAST_PG_URL="+dbURL,
+		"CHANGECAST_DEMO_SLOT="+databaseName(t, dbURL),
 		fmt.Sprintf("CHANGECAST_DEMO_HUB=127.0.0.1:%d", hubPort),
 		"CHANGECAST_DEMO_APP_PORT="+u.Port(),
 		fmt.Sprintf("CHANGECAST_DEMO_SERVER=127.0.0.1:%d", srvPort),
+		// One key across restarts, as a deployment has.
+		"CHANGECAST_HUB_ACCESS_KEY="+d.accessKey,
 		"CHANGECAST_LOG=text",
-	), "run", "-c", filepath.Join(root, "demo", "demo.yaml"))
-	ops := fmt.Sprintf("http://127.0.0.1:%d", srvPort)
-	waitFor(t, 30*time.Second, "changecast /readyz", cc, func() bool { return httpOK(ops + "/readyz") })
+	)
+	d.ops = fmt.Sprintf("http://127.0.0.1:%d", srvPort)
+	d.startChangecast(t)
+	t.Cleanup(func() {
+		if t.Failed() {
+			for i, cc := range d.ccs {
+				t.Logf("--- changecast (run %d):\n%s", i+1, cc.logs())
+			}
+			t.Logf("--- demoapp:\n%s", d.app.logs())
+		}
+	})
+	return d
+}
 
-	// Row 2 changes before the page opens: changecast then knows it (its
-	// next change is a patch), while the page loads it from the API
-	// without a version, so that patch makes the page refetch it.
-	testkit.Exec(t, db, `UPDATE orders SET status = 'paid' WHERE id = 2`)
-	waitFor(t, 15*time.Second, "the first change to be published", cc, func() bool { return metric(ops, "changecast_changes_published_total") >= 1 })
+// startChangecast runs `changecast run -c demo/demo.yaml` and waits until
+// it streams.
+func (d *demo) startChangecast(t *testing.T) {
+	t.Helper()
+	d.cc = start(t, filepath.Join(d.bin, "changecast"), d.env, "run", "-c", filepath.Join(d.root, "demo", "demo.yaml"))
+	d.ccs = append(d.ccs, d.cc)
+	waitFor(t, 30*time.Second, "changecast /readyz", d.cc, func() bool { return httpOK(d.ops + "/readyz") })
+}
 
-	page := start(t, node, nil, filepath.Join(root, "test", "browser", "page.mjs"), pageURL)
-	var ready struct {
-		Ready bool                         `json:"ready"`
-		Error string                       `json:"error"`
-		Rows  map[string]map[string]string `json:"rows"`
-	}
-	page.read(t, 30*time.Second, &ready)
+// page is page.mjs driving the demo page in Chromium.
+type page struct {
+	*proc
+	d *demo
+}
+
+// pageResult is page.mjs's answer to a command.
+type pageResult struct {
+	Ready    bool                         `json:"ready"`
+	OK       bool                         `json:"ok"`
+	Error    string                       `json:"error"`
+	Rows     map[string]map[string]string `json:"rows"`
+	Doc      map[string]any               `json:"doc"`
+	State    string                       `json:"state"`
+	Stats    map[string]int               `json:"stats"`
+	Client   map[string]int               `json:"client"`
+	Counters map[string]string            `json:"counters"`
+	// ConnectionID is the client's SignalR connection id.
+	ConnectionID string `json:"connectionId"`
+}
+
+// openPage opens the page as tenant acme and waits until it is live.
+func (d *demo) openPage(t *testing.T) (*page, pageResult) {
+	t.Helper()
+	p := &page{proc: start(t, d.node, nil, filepath.Join(d.root, "test", "browser", "page.mjs"), d.pageURL), d: d}
+	var ready pageResult
+	p.read(t, 40*time.Second, &ready)
 	if !ready.Ready {
-		t.Fatalf("the page did not connect: %s\n--- page.mjs:\n%s\n--- changecast:\n%s", ready.Error, page.logs(), cc.logs())
+		t.Fatalf("the page did not go live: %s\n--- page.mjs:\n%s", ready.Error, p.logs())
 	}
-	checkRows(t, db, ready.Rows)
-	if got := ready.Rows["2"]["status"]; got != "paid" {
-		t.Errorf("row 2 loaded with status %q, want paid", got)
-	}
-
-	call := func(cmd map[string]any) map[string]map[string]string {
-		t.Helper()
-		b, _ := json.Marshal(cmd)
-		page.write(t, b)
-		var res struct {
-			OK    bool                         `json:"ok"`
-			Error string                       `json:"error"`
-			Rows  map[string]map[string]string `json:"rows"`
-			State string                       `json:"state"`
-			Stats map[string]int               `json:"stats"`
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("--- page.mjs:\n%s", p.logs())
 		}
-		page.read(t, 30*time.Second, &res)
-		if !res.OK {
-			t.Fatalf("%s: %s\npage rows: %v\nstate %s, stats %v\n--- page.mjs:\n%s\n--- changecast:\n%s",
-				b, res.Error, res.Rows, res.State, res.Stats, page.logs(), cc.logs())
-		}
-		return res.Rows
-	}
-	var gid, aid int64
-	// Another tenant's insert first: if it reached this page, it would be
-	// there by the time acme's insert shows.
-	mustScan(t, db, &gid, `INSERT INTO orders (tenant, item, qty, total) VALUES ('globex', 'not for acme', 1, 1) RETURNING id`)
-	mustScan(t, db, &aid, `INSERT INTO orders (tenant, item, qty, total, internal_note) VALUES ('acme', 'from the test', 3, 12.5, 'secret') RETURNING id`)
-	ids := strconv.FormatInt(aid, 10)
-	rows := call(map[string]any{"cmd": "wait", "id": ids, "cells": map[string]string{"item": "from the test", "qty": "3", "status": "new", "total": "12.50"}})
-	if _, ok := rows[strconv.FormatInt(gid, 10)]; ok {
-		t.Errorf("globex's row %d shows on acme's page", gid)
-	}
-	page.write(t, []byte(`{"cmd":"doc","id":"`+ids+`"}`))
-	var doc struct {
-		Doc map[string]any `json:"doc"`
-	}
-	page.read(t, 10*time.Second, &doc)
-	if doc.Doc["customer"] != "Ada Lovelace" || doc.Doc["tenant"] != "acme" {
-		t.Errorf("the page's copy of row %d is %v", aid, doc.Doc)
-	}
-	if _, ok := doc.Doc["internal_note"]; ok {
-		t.Errorf("the page received the excluded column internal_note: %v", doc.Doc)
-	}
+	})
+	return p, ready
+}
 
-	// Patch of a document the page received as an upsert.
-	testkit.Exec(t, db, `UPDATE orders SET status = 'shipped', qty = 42 WHERE id = $1`, aid)
-	call(map[string]any{"cmd": "wait", "id": ids, "cells": map[string]string{"status": "shipped", "qty": "42"}})
-	// Patch of a document loaded from the API: refetched.
-	testkit.Exec(t, db, `UPDATE orders SET status = 'packed', item = 'refetched' WHERE id = 2`)
-	call(map[string]any{"cmd": "wait", "id": "2", "cells": map[string]string{"status": "packed", "item": "refetched"}})
-	// Row 1 was never changed: an upsert, then a patch on top of it.
-	testkit.Exec(t, db, `UPDATE orders SET qty = 100 WHERE id = 1`)
-	call(map[string]any{"cmd": "wait", "id": "1", "cells": map[string]string{"qty": "100"}})
-	testkit.Exec(t, db, `UPDATE orders SET qty = 101, status = 'paid' WHERE id = 1`)
-	call(map[string]any{"cmd": "wait", "id": "1", "cells": map[string]string{"qty": "101", "status": "paid"}})
-	// Deleted, and moved to another tenant: both leave acme's page.
-	testkit.Exec(t, db, `DELETE FROM orders WHERE id = $1`, aid)
-	call(map[string]any{"cmd": "gone", "id": ids})
-	testkit.Exec(t, db, `UPDATE orders SET tenant = 'globex' WHERE id = 1`)
-	call(map[string]any{"cmd": "gone", "id": "1"})
-	// A row changecast never saw: its delete is routed by the old row
-	// (demo/schema.sql sets REPLICA IDENTITY FULL).
-	testkit.Exec(t, db, `DELETE FROM orders WHERE id = 5`)
-	rows = call(map[string]any{"cmd": "gone", "id": "5"})
-	checkRows(t, db, rows)
+// call sends page.mjs one command and fails the test unless it succeeds.
+func (p *page) call(t *testing.T, cmd map[string]any) pageResult {
+	t.Helper()
+	b, _ := json.Marshal(cmd)
+	p.write(t, b)
+	wait := 30 * time.Second
+	if ms, ok := cmd["timeout"].(int); ok {
+		wait = time.Duration(ms)*time.Millisecond + 15*time.Second
+	}
+	var res pageResult
+	p.read(t, wait, &res)
+	if !res.OK {
+		t.Fatalf("%s: %s\npage rows: %v\nstate %s, replica %v, client %v", b, res.Error, res.Rows, res.State, res.Stats, res.Client)
+	}
+	return res
+}
 
-	page.write(t, []byte(`{"cmd":"stats"}`))
-	var st struct {
-		State string         `json:"state"`
-		Stats map[string]int `json:"stats"`
-	}
-	page.read(t, 10*time.Second, &st)
-	t.Logf("page: state %s, replica stats %v", st.State, st.Stats)
-	if st.State != "connected" {
-		t.Errorf("page state %q, want connected", st.State)
-	}
-	for k, min := range map[string]int{"upserts": 2, "patches": 2, "refetches": 1, "deletes": 3} {
-		if st.Stats[k] < min {
-			t.Errorf("replica stats %s = %d, want at least %d", k, st.Stats[k], min)
-		}
-	}
-	if p := os.Getenv("CHANGECAST_BROWSER_SCREENSHOT"); p != "" {
-		call(map[string]any{"cmd": "screenshot", "path": p})
-		t.Logf("screenshot: %s", p)
-	}
-	call(map[string]any{"cmd": "quit"})
-	if err := page.wait(10 * time.Second); err != nil {
-		t.Errorf("page.mjs: %v\n%s", err, page.logs())
-	}
-	if t.Failed() {
-		t.Logf("--- page.mjs:\n%s\n--- changecast:\n%s\n--- demoapp:\n%s", page.logs(), cc.logs(), app.logs())
+// quit closes the browser and waits for page.mjs.
+func (p *page) quit(t *testing.T) {
+	t.Helper()
+	p.call(t, map[string]any{"cmd": "quit"})
+	if err := p.wait(10 * time.Second); err != nil {
+		t.Errorf("page.mjs: %v\n%s", err, p.logs())
 	}
 }
 
@@ -415,6 +634,14 @@ func (p *proc) exited() bool {
 	default:
 		return false
 	}
+}
+
+// stop sends SIGTERM and waits up to d for the process to exit.
+func (p *proc) stop(d time.Duration) error {
+	if !p.exited() {
+		p.cmd.Process.Signal(syscall.SIGTERM)
+	}
+	return p.wait(d)
 }
 
 func (p *proc) wait(d time.Duration) error {
