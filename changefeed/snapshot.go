@@ -62,3 +62,7 @@ type SnapshotPage struct {
 // snapshots are exact only against the stream they are read beside.
 // Callers answer 503 and let the client retry.
 var ErrNotStreaming = errors.New("changefeed: this instance does not stream the feed now; retry")
+
+// ErrUnsupported is what a Snapshotter returns when its source cannot serve
+// snapshots at all (an old server): callers answer 501, not retry.
+var ErrUnsupported = errors.New("changefeed: snapshots are not supported by this source")

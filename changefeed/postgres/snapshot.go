@@ -221,6 +221,11 @@ func (s *Slot) Snapshot(ctx context.Context, q changefeed.SnapshotQuery) (*chang
 	if src == nil || !src.Ready() {
 		return nil, changefeed.ErrNotStreaming
 	}
+	if v := src.serverVersion.Load(); v < 140000 {
+		// The watermark is a logical message, which pgoutput sends from
+		// PostgreSQL 14 on.
+		return nil, fmt.Errorf("postgres snapshot: PostgreSQL %d.%d cannot serve snapshots (logical messages need 14 or later): %w", v/10000, v%10000, changefeed.ErrUnsupported)
+	}
 	pool, err := s.snapshotPool(ctx)
 	if err != nil {
 		return nil, err

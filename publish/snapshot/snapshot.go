@@ -417,6 +417,8 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, changefeed.ErrNotStreaming):
 		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusServiceUnavailable, "the snapshot cannot be read now; retry")
+	case errors.Is(err, changefeed.ErrUnsupported):
+		writeError(w, http.StatusNotImplemented, err.Error())
 	case errors.As(err, &bad) && bad.BadCursor():
 		writeError(w, http.StatusBadRequest, "the cursor is not one this endpoint gave")
 	default:
