@@ -110,20 +110,20 @@ func (m *Mapper) Map(ch *changefeed.Change, out []Output) []Output {
 	return out
 }
 
-func (oldAudience *Mapper) mapRule(r *rule, ch *changefeed.Change, out []Output) []Output {
+func (m *Mapper) mapRule(r *rule, ch *changefeed.Change, out []Output) []Output {
 	base := wire.Entry{Collection: r.m.Collection, V: ch.Version}
 	if !ch.CommitTime.IsZero() {
 		base.TS = ch.CommitTime.UTC().Format(time.RFC3339Nano)
 	}
 	if ch.Op == changefeed.Truncate {
-		oldAudience.shadow.dropRule(r.idx)
+		m.shadow.dropRule(r.idx)
 		c := base
 		c.Op = wire.OpTruncate
 		// A truncate has no document to route by, so it goes to the whole
 		// hub; it carries no data, only the collection name.
 		n := len(out)
-		out = oldAudience.emit(out, Audience{Hub: r.m.Hub, Method: r.m.Method}, c)
-		if oldAudience.store != nil {
+		out = m.emit(out, Audience{Hub: r.m.Hub, Method: r.m.Method}, c)
+		if m.store != nil {
 			out[n].Save = &ShadowRecord{Key: r.fp + "/", V: ch.Version, Prefix: true}
 		}
 		return out
@@ -139,24 +139,24 @@ func (oldAudience *Mapper) mapRule(r *rule, ch *changefeed.Change, out []Output)
 	}
 	base.ID = id
 	key := shadowKey{rule: r.idx, id: id}
-	prev, hasPrev, deletedAt := oldAudience.lookup(r, key)
+	prev, hasPrev, deletedAt := m.lookup(r, key)
 	if ch.Version != "" && (hasPrev && wire.CompareVersions(ch.Version, prev.v) <= 0 ||
 		deletedAt != "" && wire.CompareVersions(ch.Version, deletedAt) <= 0) {
 		// A replay after a reconnect or restart: this version or a newer one
 		// was already sent.
-		oldAudience.Stats.Replays++
+		m.Stats.Replays++
 		return out
 	}
 
 	if ch.Op == changefeed.Delete {
-		t, ok := oldAudience.oldTarget(r, ch, prev, hasPrev)
-		oldAudience.shadow.del(key)
+		t, ok := m.oldAudience(r, ch, prev, hasPrev)
+		m.shadow.del(key)
 		if !ok {
 			return out
 		}
 		c := base
 		c.Op = wire.OpDelete
-		return oldAudience.attach(oldAudience.emit(out, t, c), len(out), r, id, nil)
+		return m.attach(m.emit(out, t, c), len(out), r, id, nil)
 	}
 
 	// fill is the previous version the unchanged columns come from: the
@@ -169,12 +169,12 @@ func (oldAudience *Mapper) mapRule(r *rule, ch *changefeed.Change, out []Output)
 		}
 		if oldID != id {
 			oldKey := shadowKey{rule: r.idx, id: oldID}
-			old, hasOld, _ := oldAudience.lookup(r, oldKey)
-			oldAudience.shadow.del(oldKey)
-			if t, ok := oldAudience.oldTarget(r, ch, old, hasOld); ok {
+			old, hasOld, _ := m.lookup(r, oldKey)
+			m.shadow.del(oldKey)
+			if t, ok := m.oldAudience(r, ch, old, hasOld); ok {
 				c := base
 				c.Op, c.ID = wire.OpDelete, oldID
-				out = oldAudience.attach(oldAudience.emit(out, t, c), len(out), r, oldID, nil)
+				out = m.attach(m.emit(out, t, c), len(out), r, oldID, nil)
 			}
 			if !hasPrev {
 				fill, hasFill = old, hasOld
@@ -183,7 +183,7 @@ func (oldAudience *Mapper) mapRule(r *rule, ch *changefeed.Change, out []Output)
 	}
 
 	if ch.Err != nil || ch.After == nil {
-		return oldAudience.refetch(out, r, ch, key, prev, hasPrev, base, "unencodable")
+		return m.refetch(out, r, ch, key, prev, hasPrev, base, "unencodable")
 	}
 
 	after := ch.After
@@ -191,11 +191,11 @@ func (oldAudience *Mapper) mapRule(r *rule, ch *changefeed.Change, out []Output)
 		// Unchanged (TOASTed) columns equal the previous version's; fill them
 		// from the shadow, or ask the client to refetch. Never a placeholder.
 		if !hasFill {
-			return oldAudience.refetch(out, r, ch, key, prev, hasPrev, base, "unchanged_toast")
+			return m.refetch(out, r, ch, key, prev, hasPrev, base, "unchanged_toast")
 		}
 		pd, ok := fill.doc.(map[string]any)
 		if !ok {
-			return oldAudience.refetch(out, r, ch, key, prev, hasPrev, base, "unchanged_toast")
+			return m.refetch(out, r, ch, key, prev, hasPrev, base, "unchanged_toast")
 		}
 		filled := make(map[string]any, len(after)+len(ch.Unchanged))
 		for k, v := range after {
@@ -204,7 +204,7 @@ func (oldAudience *Mapper) mapRule(r *rule, ch *changefeed.Change, out []Output)
 		for _, col := range ch.Unchanged {
 			v, ok := pd[col]
 			if !ok && !r.excluded(col) {
-				return oldAudience.refetch(out, r, ch, key, prev, hasPrev, base, "unchanged_toast")
+				return m.refetch(out, r, ch, key, prev, hasPrev, base, "unchanged_toast")
 			}
 			filled[col] = v
 		}
@@ -213,13 +213,13 @@ func (oldAudience *Mapper) mapRule(r *rule, ch *changefeed.Change, out []Output)
 
 	t, err := r.audience(after)
 	if err != nil {
-		oldAudience.unroutable(r, ch, err)
+		m.unroutable(r, ch, err)
 		return out
 	}
 	projected := r.project(after)
 	docBytes, err := wire.AppendValue(make([]byte, 0, max(prev.size+64, 256)), projected)
 	if err != nil {
-		return oldAudience.refetch(out, r, ch, key, prev, hasPrev, base, "unencodable")
+		return m.refetch(out, r, ch, key, prev, hasPrev, base, "unencodable")
 	}
 	// Where the previous version went: the shadow knows; without it, a full
 	// before-image (REPLICA IDENTITY FULL) tells. When the routing field
@@ -234,14 +234,14 @@ func (oldAudience *Mapper) mapRule(r *rule, ch *changefeed.Change, out []Output)
 	if hasOld && oldT != t {
 		c := base
 		c.Op = wire.OpDelete
-		out = oldAudience.emit(out, oldT, c)
+		out = m.emit(out, oldT, c)
 		hasPrev = false
 	}
 	c := base
 	if hasPrev {
 		patch, err := diff(prev.doc, projected)
 		if err == nil && len(patch) == 0 {
-			oldAudience.Stats.Unchanged++
+			m.Stats.Unchanged++
 			return out
 		}
 		if err == nil {
@@ -254,8 +254,8 @@ func (oldAudience *Mapper) mapRule(r *rule, ch *changefeed.Change, out []Output)
 	if c.Op == "" {
 		c.Op, c.Doc = wire.OpUpsert, docBytes
 	}
-	oldAudience.shadow.put(key, shadowEntry{doc: projected, size: len(docBytes), v: ch.Version, audience: t})
-	return oldAudience.attach(oldAudience.emit(out, t, c, key), len(out), r, id, docBytes)
+	m.shadow.put(key, shadowEntry{doc: projected, size: len(docBytes), v: ch.Version, audience: t})
+	return m.attach(m.emit(out, t, c, key), len(out), r, id, docBytes)
 }
 
 // attach, with a ShadowStore, marks the output emitted after index n with
@@ -322,9 +322,9 @@ func (r *rule) excluded(col string) bool {
 	return true
 }
 
-// oldTarget is where a deleted document was visible: the shadow knows for
+// oldAudience is where a deleted document was visible: the shadow knows for
 // sure; otherwise the before-image, if it holds the routing fields.
-func (m *Mapper) oldTarget(r *rule, ch *changefeed.Change, prev shadowEntry, hasPrev bool) (Audience, bool) {
+func (m *Mapper) oldAudience(r *rule, ch *changefeed.Change, prev shadowEntry, hasPrev bool) (Audience, bool) {
 	if hasPrev {
 		return prev.audience, true
 	}
