@@ -100,15 +100,37 @@ type Reset struct {
 	// Cosmos DB: how many leases were rewritten, and to what.
 	Leases int    `json:"leases,omitempty"`
 	To     string `json:"to,omitempty"`
+	// Resnapshot: the worker streaming the slot was asked to republish
+	// every row.
+	Resnapshot bool `json:"resnapshot,omitempty"`
+}
+
+// ResetOptions say what ResetCheckpoint does.
+type ResetOptions struct {
+	// To is where every stream moves: beginning, now, an RFC 3339 time
+	// (Cosmos DB) or an LSN (PostgreSQL).
+	To string
+	// Resnapshot republishes the current rows of every mapped table as
+	// whole documents through the pipeline while streaming goes on, the
+	// stream not moving (PostgreSQL).
+	Resnapshot bool
 }
 
 // ResetCheckpoint moves every stream of cfg's processor: a PostgreSQL slot
 // forward to "now" or an LSN (a slot never moves back: what it confirmed,
 // the server may have recycled); every Cosmos lease to "beginning", "now"
-// or an RFC 3339 time. Running workers pick the new position up.
-func ResetCheckpoint(ctx context.Context, cfg *config.Config, to string) (*Reset, error) {
-	if cfg.Source.Postgres != nil {
-		return pgReset(ctx, cfg, to)
+// or an RFC 3339 time. Running workers pick the new position up. With
+// Resnapshot it republishes every row instead (PostgreSQL).
+func ResetCheckpoint(ctx context.Context, cfg *config.Config, o ResetOptions) (*Reset, error) {
+	switch {
+	case o.Resnapshot && o.To != "":
+		return nil, argErrorf("give --to or --resnapshot, not both")
+	case o.Resnapshot && cfg.Source.Postgres != nil:
+		return pgResnapshot(ctx, cfg)
+	case o.Resnapshot:
+		return nil, argErrorf("--resnapshot is for PostgreSQL sources; a Cosmos DB processor republishes every document with --to beginning")
+	case cfg.Source.Postgres != nil:
+		return pgReset(ctx, cfg, o.To)
 	}
-	return cosmosReset(ctx, cfg, to)
+	return cosmosReset(ctx, cfg, o.To)
 }

@@ -13,6 +13,7 @@ import (
 //
 //	GET  /admin/leases[?lag=false]               → LeaseReport
 //	POST /admin/checkpoint/reset?to=…            → Reset
+//	POST /admin/checkpoint/reset?resnapshot=true → Reset (PostgreSQL)
 //
 // A refused argument is 400, a failure 500, both {"error": "..."}.
 func Handler(token string, cfg *config.Config) http.Handler {
@@ -22,7 +23,8 @@ func Handler(token string, cfg *config.Config) http.Handler {
 		reply(w, rep, err)
 	})
 	mux.HandleFunc("POST /admin/checkpoint/reset", func(w http.ResponseWriter, r *http.Request) {
-		res, err := ResetCheckpoint(r.Context(), cfg, r.URL.Query().Get("to"))
+		q := r.URL.Query()
+		res, err := ResetCheckpoint(r.Context(), cfg, ResetOptions{To: q.Get("to"), Resnapshot: q.Get("resnapshot") == "true"})
 		reply(w, res, err)
 	})
 	want := []byte("Bearer " + token)

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/changecast/changecast/changefeed/postgres"
 	"github.com/changecast/changecast/internal/connect"
 	"github.com/changecast/changecast/lease"
 	"github.com/changecast/changecast/schema/config"
@@ -112,4 +113,20 @@ func pgReset(ctx context.Context, cfg *config.Config, to string) (*Reset, error)
 		return nil, err
 	}
 	return &Reset{Processor: cfg.Lease.Processor, Slot: pg.Slot, LSN: moved}, nil
+}
+
+// pgResnapshot asks the worker streaming the slot to republish every row:
+// a logical message in the slot's WAL, so a worker that is down now does
+// it when it is back.
+func pgResnapshot(ctx context.Context, cfg *config.Config) (*Reset, error) {
+	pg := cfg.Source.Postgres
+	db, err := pgx.Connect(ctx, pg.URL)
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close(context.WithoutCancel(ctx))
+	if _, err := db.Exec(ctx, postgres.ResnapshotSQL, pg.Slot); err != nil {
+		return nil, fmt.Errorf("ask for a resnapshot: %w", err)
+	}
+	return &Reset{Processor: cfg.Lease.Processor, Slot: pg.Slot, Resnapshot: true}, nil
 }

@@ -61,6 +61,9 @@ func dash(s string) string {
 
 // String is what `changecast checkpoint reset` prints.
 func (r *Reset) String() string {
+	if r.Resnapshot {
+		return fmt.Sprintf("asked the worker streaming slot %s to republish every row of its tables; it runs in the background, beside the stream (see the worker's log)", r.Slot)
+	}
 	if r.Slot != "" {
 		return fmt.Sprintf("slot %s now at %s; the worker resumes from there", r.Slot, r.LSN)
 	}

@@ -36,6 +36,10 @@ type Change struct {
 	// Unchanged lists top-level fields of After the source could not read
 	// (Postgres unchanged TOAST values); they equal the previous version's.
 	Unchanged []string
+	// Refresh marks a document republished from a snapshot (a
+	// resnapshot): the pipeline sends it whole, even when it did not change
+	// since it was last sent.
+	Refresh bool
 	// Version orders the versions of one document: dot-separated decimal
 	// integers (Postgres "commitLSN.index", Cosmos "_lsn").
 	Version    string

@@ -238,7 +238,7 @@ func (m *Mapper) mapRule(r *rule, ch *changefeed.Change, out []Output) []Output 
 		hasPrev = false
 	}
 	c := base
-	if hasPrev {
+	if hasPrev && !ch.Refresh {
 		patch, err := diff(prev.doc, projected)
 		if err == nil && len(patch) == 0 {
 			m.Stats.Unchanged++

@@ -49,7 +49,10 @@ const (
 	ringSize       = 256              // transactions kept for late visibility
 )
 
-const watermarkPrefix = "changecast.snapshot"
+const (
+	watermarkPrefix  = "changecast.snapshot"
+	resnapshotPrefix = "changecast.resnapshot" // content: the slot, or empty for every slot
+)
 
 // docKey names one document of one collection.
 type docKey struct{ coll, id string }
@@ -119,6 +122,10 @@ type window struct {
 	all   bool   // a truncate: every row of the round is stale
 	hw    string // the watermark's version, once decoded
 	done  chan struct{}
+	// inject: a resnapshot's round, whose rows the stream reader publishes
+	// at the watermark (all but the stale ones).
+	inject bool
+	rows   []snapRow
 }
 
 func (w *window) note(r *txnRecord) {
@@ -148,11 +155,11 @@ type windows struct {
 	next int
 }
 
-func (ws *windows) register(coll string) *window {
+func (ws *windows) register(coll string, inject bool) *window {
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
 	ws.seq++
-	w := &window{id: ws.seq, coll: coll, stale: map[string]bool{}, done: make(chan struct{})}
+	w := &window{id: ws.seq, coll: coll, stale: map[string]bool{}, done: make(chan struct{}), inject: inject}
 	if ws.open == nil {
 		ws.open = map[uint64]*window{}
 	}
@@ -166,13 +173,17 @@ func (ws *windows) unregister(w *window) {
 	delete(ws.open, w.id)
 }
 
-// setSnapshot gives w the SELECT's snapshot and judges what was decoded
-// before: the ring (transactions decoded shortly before w opened, whose
-// visibility may lag their commit record) and what came since.
-func (ws *windows) setSnapshot(w *window, sn *xidSnapshot) {
+// setSnapshot gives w the SELECT's snapshot (and rows, for a resnapshot)
+// and judges what was decoded before: the ring (transactions decoded
+// shortly before w opened, whose visibility may lag their commit record)
+// and what came since.
+func (ws *windows) setSnapshot(w *window, sn *xidSnapshot, rows []snapRow) {
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
 	w.snap = sn
+	if w.inject {
+		w.rows = rows
+	}
 	for i := range ws.ring {
 		if r := &ws.ring[i]; r.xid != 0 {
 			w.note(r)
@@ -212,6 +223,28 @@ func (ws *windows) commit(r *txnRecord, commitLSN pglogrepl.LSN, marks []uint64)
 	}
 }
 
+// inject returns, when window id is a resnapshot's, the changes that
+// republish its rows that are not stale, with versions from next (the
+// watermark transaction's).
+func (ws *windows) inject(id uint64, d *decoder) []changefeed.Event {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	w := ws.open[id]
+	if w == nil || !w.inject || w.all {
+		return nil
+	}
+	var evs []changefeed.Event
+	for _, r := range w.rows {
+		if w.stale[r.id] {
+			continue
+		}
+		evs = append(evs, changefeed.Event{Change: &changefeed.Change{Collection: w.coll, ID: r.id, Op: changefeed.Update,
+			After: r.doc, Version: d.version(), CommitTime: d.commitTime, Refresh: true}})
+	}
+	w.rows = nil
+	return evs
+}
+
 // Snapshot reads a page of the collection's current documents beside the
 // stream of this slot; it implements changefeed.Snapshotter. It needs this
 // instance to stream the slot now (changefeed.ErrNotStreaming otherwise)
@@ -230,7 +263,7 @@ func (s *Slot) Snapshot(ctx context.Context, q changefeed.SnapshotQuery) (*chang
 	if err != nil {
 		return nil, err
 	}
-	return src.snapshot(ctx, pool, &s.wins, q)
+	return src.snapshot(ctx, pool, &s.wins, q, false)
 }
 
 // snapshotPool opens the connections snapshots read on, once; Close
@@ -245,19 +278,24 @@ func (s *Slot) snapshotPool(ctx context.Context) (*pgxpool.Pool, error) {
 	if err != nil {
 		return nil, err
 	}
-	// The stream's session settings, so values read here have the text the
-	// stream decodes.
-	cfg.ConnConfig.RuntimeParams["timezone"] = "UTC"
-	cfg.ConnConfig.RuntimeParams["datestyle"] = "ISO"
-	cfg.ConnConfig.RuntimeParams["application_name"] = "changecast-snapshot"
-	cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
-	cfg.MaxConns = 4
+	snapshotSession(cfg)
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
 	s.pool = pool
 	return pool, nil
+}
+
+// snapshotSession sets up snapshot connections: the stream's session
+// settings, so values read have the text the stream decodes, and the
+// simple protocol, so every column arrives as that text.
+func snapshotSession(cfg *pgxpool.Config) {
+	cfg.ConnConfig.RuntimeParams["timezone"] = "UTC"
+	cfg.ConnConfig.RuntimeParams["datestyle"] = "ISO"
+	cfg.ConnConfig.RuntimeParams["application_name"] = "changecast-snapshot"
+	cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
+	cfg.MaxConns = 4
 }
 
 // Close releases the snapshot connections.
@@ -276,7 +314,9 @@ type snapshotCursor struct {
 	Key []string `json:"k"`
 }
 
-func (s *Source) snapshot(ctx context.Context, pool *pgxpool.Pool, ws *windows, q changefeed.SnapshotQuery) (*changefeed.SnapshotPage, error) {
+// snapshot reads a page (see Slot.Snapshot); inject republishes its rows
+// through the stream instead (a resnapshot).
+func (s *Source) snapshot(ctx context.Context, pool *pgxpool.Pool, ws *windows, q changefeed.SnapshotQuery, inject bool) (*changefeed.SnapshotPage, error) {
 	table, ok := s.tableOf(q.Collection)
 	if !ok {
 		return nil, fmt.Errorf("postgres snapshot: %s is not a streamed table", q.Collection)
@@ -309,7 +349,7 @@ func (s *Source) snapshot(ctx context.Context, pool *pgxpool.Pool, ws *windows, 
 		if round == snapshotRounds {
 			return nil, fmt.Errorf("postgres snapshot: %d rows of %s kept changing over %d rounds; retry", len(pending), table, round)
 		}
-		rows, hw, stale, all, err := s.snapshotRound(ctx, pool, ws, sel, round > 0)
+		rows, hw, stale, all, err := s.snapshotRound(ctx, pool, ws, sel, round > 0, inject)
 		if err != nil {
 			return nil, err
 		}
@@ -403,14 +443,14 @@ type snapRow struct {
 
 // snapshotRound runs steps 1–4 once: the rows, the watermark's version,
 // and which ids are stale (all: a truncate).
-func (s *Source) snapshotRound(ctx context.Context, pool *pgxpool.Pool, ws *windows, sel *snapSelect, again bool) ([]snapRow, string, map[string]bool, bool, error) {
-	w := ws.register(sel.table)
+func (s *Source) snapshotRound(ctx context.Context, pool *pgxpool.Pool, ws *windows, sel *snapSelect, again, inject bool) ([]snapRow, string, map[string]bool, bool, error) {
+	w := ws.register(sel.table, inject)
 	defer ws.unregister(w)
 	rows, snap, err := s.selectRows(ctx, pool, sel, again)
 	if err != nil {
 		return nil, "", nil, false, err
 	}
-	ws.setSnapshot(w, snap)
+	ws.setSnapshot(w, snap, rows)
 	if err := emitWatermark(ctx, pool, w.id); err != nil {
 		return nil, "", nil, false, fmt.Errorf("postgres snapshot: write the watermark: %w", err)
 	}

@@ -74,7 +74,11 @@ type Source struct {
 	// serverVersion is server_version_num, read at setup.
 	serverVersion atomic.Int64
 	tm            *pgtype.Map
-	wins          *windows // snapshot windows to report decoded transactions to; nil: none
+	wins          *windows // snapshot windows to report decoded transactions to
+
+	runCtx         context.Context // Run's, for background jobs
+	jobs           sync.WaitGroup  // resnapshots; Run waits for them
+	resnapshotting atomic.Bool
 
 	mu     sync.Mutex
 	keys   map[string][]string // table → key columns, from setup
@@ -84,7 +88,7 @@ type Source struct {
 // New returns a source; Run starts it.
 func New(cfg Config) *Source {
 	cfg.defaults()
-	return &Source{cfg: cfg, tm: pgtype.NewMap(), warned: map[string]bool{}}
+	return &Source{cfg: cfg, tm: pgtype.NewMap(), warned: map[string]bool{}, wins: &windows{}}
 }
 
 // Ready reports whether the source is connected and streaming.
@@ -125,6 +129,8 @@ func fatalf(format string, args ...any) error { return &FatalError{fmt.Errorf(fo
 // connection or a server restart and resumes from confirmed_flush_lsn; it
 // returns early only with a *FatalError.
 func (s *Source) Run(ctx context.Context, out chan<- changefeed.Event) error {
+	s.runCtx = ctx
+	defer s.jobs.Wait()
 	backoff := s.cfg.MinBackoff
 	var failingSince, lastLog time.Time
 	attempts := 0
@@ -575,9 +581,7 @@ func (d *decoder) decode(data []byte) ([]changefeed.Event, error) {
 		d.txn.xid, d.txn.keys, d.txn.truncs, d.marks = m.Xid, d.txn.keys[:0], d.txn.truncs[:0], d.marks[:0]
 	case *pglogrepl.CommitMessage:
 		d.inTx = false
-		if w := d.src.wins; w != nil {
-			w.commit(&d.txn, d.commitLSN, d.marks)
-		}
+		d.src.wins.commit(&d.txn, d.commitLSN, d.marks)
 		return []changefeed.Event{{Position: changefeed.Position(m.TransactionEndLSN.String())}}, nil
 	case *pglogrepl.LogicalDecodingMessage:
 		if !m.Transactional && m.Prefix == heartbeatPrefix && !d.inTx {
@@ -586,7 +590,15 @@ func (d *decoder) decode(data []byte) ([]changefeed.Event, error) {
 		if m.Transactional && m.Prefix == watermarkPrefix {
 			if id, err := strconv.ParseUint(string(m.Content), 10, 64); err == nil {
 				d.marks = append(d.marks, id)
+				// A resnapshot's page is republished here, at its
+				// watermark: every change before it is decoded by now.
+				if evs := d.src.wins.inject(id, d); len(evs) > 0 {
+					return evs, nil
+				}
 			}
+		}
+		if m.Transactional && m.Prefix == resnapshotPrefix && (len(m.Content) == 0 || string(m.Content) == d.src.cfg.Slot) {
+			d.src.startResnapshot()
 		}
 	case *pglogrepl.InsertMessage:
 		r, err := d.rel(m.RelationID)

@@ -16,6 +16,9 @@ const leasesUsage = `Usage:
   changecast checkpoint reset -c FILE --to beginning|now|<RFC 3339 time>|<LSN>
       move every stream; running workers restart from there
       (a PostgreSQL slot moves only forward: now or an LSN)
+  changecast checkpoint reset -c FILE --resnapshot
+      PostgreSQL: republish every row of the mapped tables as whole documents,
+      beside the stream (clients and a persistent shadow store get them all)
 
 Cosmos DB leases need a shared lease store (lease.store: cosmos or
 postgres); a memory store lives inside the running worker.
@@ -56,6 +59,7 @@ func cmdCheckpoint(ctx context.Context, args []string, stdout, stderr io.Writer)
 	fs.SetOutput(stderr)
 	path := fs.String("c", "changecast.yaml", "config file")
 	to := fs.String("to", "", "beginning, now, an RFC 3339 time, or a PostgreSQL LSN")
+	resnapshot := fs.Bool("resnapshot", false, "republish every row of the mapped tables while streaming goes on (PostgreSQL)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
 	}
@@ -63,7 +67,7 @@ func cmdCheckpoint(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if err != nil {
 		return 2
 	}
-	res, err := admin.ResetCheckpoint(ctx, cfg, *to)
+	res, err := admin.ResetCheckpoint(ctx, cfg, admin.ResetOptions{To: *to, Resnapshot: *resnapshot})
 	if err != nil {
 		return adminFailed(stderr, "checkpoint reset", err)
 	}

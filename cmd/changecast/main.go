@@ -17,7 +17,8 @@ Usage:
   changecast hub [flags]                   run the built-in hub alone (a local Azure SignalR emulator)
   changecast emulate cosmos [flags]        run a local Cosmos DB gateway emulator
   changecast leases list -c FILE [--no-lag]  list leases: owner, range, position, lag
-  changecast checkpoint reset -c FILE --to beginning|now|<RFC3339>   move every lease's checkpoint
+  changecast checkpoint reset -c FILE --to beginning|now|<RFC3339>|<LSN>   move every stream's checkpoint
+  changecast checkpoint reset -c FILE --resnapshot   republish every row (PostgreSQL)
   changecast config validate -c FILE       check a config file (exit 2 when invalid)
   changecast config schema                 print the config file's JSON Schema
   changecast envelope schema               print the JSON Schema of the batch envelope clients receive

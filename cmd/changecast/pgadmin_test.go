@@ -103,6 +103,16 @@ server: {listen: %q, adminToken: s3cret}
 	db.Exec(ctx, "INSERT INTO t VALUES (2, 'b')")
 	waitUntil("a change after the reset", func() bool { return strings.Contains(out.String(), `"id":"2"`) })
 
+	// --resnapshot republishes every row, whole, beside the stream.
+	before := strings.Count(out.String(), `"id":"1"`)
+	if code, msg, errs := runCLI(t, "checkpoint", "reset", "-c", cfgPath, "--resnapshot"); code != 0 || !strings.Contains(msg, "republish every row") {
+		t.Fatalf("--resnapshot: code %d: %s%s", code, msg, errs)
+	}
+	waitUntil("row 1 republished", func() bool { return strings.Count(out.String(), `"id":"1"`) > before })
+	if code, _, errs := runCLI(t, "checkpoint", "reset", "-c", cfgPath, "--resnapshot", "--to", "now"); code != 2 || !strings.Contains(errs, "not both") {
+		t.Fatalf("--resnapshot with --to: code %d: %s", code, errs)
+	}
+
 	if code, _, errs := runCLI(t, "checkpoint", "reset", "-c", cfgPath, "--to", "beginning"); code != 2 || !strings.Contains(errs, "moves only forward") {
 		t.Fatalf("reset to beginning: code %d: %s", code, errs)
 	}
