@@ -67,8 +67,7 @@ func (ss selfService) join(_ context.Context, c Caller, group string) error {
 	if c.Anonymous {
 		ttl, keep = n.AnonymousGroupTTL, true
 	}
-	ss.s.reg.addUserToGroup(c.Hub, group, c.User, ttl, keep, time.Now())
-	return nil
+	return ss.s.addUserToGroup(context.Background(), c.Hub, group, c.User, ttl, keep)
 }
 
 func (ss selfService) admit(user string) error { return ss.s.reg.admit(user) }
