@@ -403,7 +403,9 @@ func (s *Server) sweepLoop(ctx context.Context) {
 }
 
 // sweepLoop sweeps reg alone (tests of the registry).
-func sweepLoop(ctx context.Context, reg *registry, every time.Duration) { tickLoop(ctx, every, reg.sweep) }
+func sweepLoop(ctx context.Context, reg *registry, every time.Duration) {
+	tickLoop(ctx, every, reg.sweep)
+}
 
 // tickLoop calls fn every period until ctx ends.
 func tickLoop(ctx context.Context, every time.Duration, fn func(time.Time)) {
