@@ -24,7 +24,10 @@ func TestHubConfigCopiesEveryField(t *testing.T) {
 		CORS: config.HubCORS{Origins: []string{"*"}},
 		Limits: config.HubLimits{MaxConnections: 1, MaxConnectionsPerUser: 2, MaxGroupsPerUser: 3,
 			MaxClientTokenTTL: config.Duration(4 * time.Hour), MaxRESTTokenTTL: config.Duration(5 * time.Minute)},
-		Static: "web",
+		Static:            "web",
+		Transports:        []string{"LongPolling"},
+		StatefulReconnect: config.HubStatefulReconnect{Disabled: true, BufferBytes: 7, Window: config.Duration(time.Minute)},
+		Backplane:         &config.HubBackplane{Redis: &config.HubRedis{URL: "redis://r:6379/2", Prefix: "p", NodeTTL: config.Duration(9 * time.Second)}},
 	}
 	want := hub.Config{
 		Listen:    "127.0.0.1:9",
@@ -40,7 +43,10 @@ func TestHubConfigCopiesEveryField(t *testing.T) {
 		CORSOrigins: []string{"*"},
 		Limits: hub.Limits{MaxConnections: 1, MaxConnectionsPerUser: 2, MaxGroupsPerUser: 3,
 			MaxClientTokenTTL: 4 * time.Hour, MaxRESTTokenTTL: 5 * time.Minute},
-		Static: "web",
+		Static:            "web",
+		Transports:        []string{"LongPolling"},
+		StatefulReconnect: hub.StatefulReconnect{Disabled: true, BufferBytes: 7, Window: time.Minute},
+		Backplane:         &hub.Backplane{RedisURL: "redis://r:6379/2", Prefix: "p", NodeTTL: 9 * time.Second},
 	}
 	if got := HubConfig(in); !reflect.DeepEqual(got, want) {
 		t.Fatalf("HubConfig:\n got %+v\nwant %+v", got, want)
@@ -85,6 +91,12 @@ func TestHubConfigValidatesAlike(t *testing.T) {
 		"public url with path": {Hubs: hs, Negotiate: config.HubNegotiate{Auth: anon}, PublicURL: "https://hub.example/x"},
 		"negative limit":       {Hubs: hs, Negotiate: config.HubNegotiate{Auth: anon}, Limits: config.HubLimits{MaxConnections: -1}},
 		"short REST TTL cap":   {Hubs: hs, Negotiate: config.HubNegotiate{Auth: anon}, Limits: config.HubLimits{MaxRESTTokenTTL: config.Duration(time.Second)}},
+		"bad transport":        {Hubs: hs, Negotiate: config.HubNegotiate{Auth: anon}, Transports: []string{"Carrier Pigeon"}},
+		"transport twice":      {Hubs: hs, Negotiate: config.HubNegotiate{Auth: anon}, Transports: []string{"LongPolling", "LongPolling"}},
+		"short window":         {Hubs: hs, Negotiate: config.HubNegotiate{Auth: anon}, StatefulReconnect: config.HubStatefulReconnect{Window: config.Duration(time.Millisecond)}},
+		"redis url":            {Hubs: hs, Negotiate: config.HubNegotiate{Auth: anon}, Backplane: &config.HubBackplane{Redis: &config.HubRedis{URL: "http://r"}}},
+		"good redis":           {Hubs: hs, Negotiate: config.HubNegotiate{Auth: anon}, Backplane: &config.HubBackplane{Redis: &config.HubRedis{URL: "redis://r:6379"}}},
+		"short node TTL":       {Hubs: hs, Negotiate: config.HubNegotiate{Auth: anon}, Backplane: &config.HubBackplane{Redis: &config.HubRedis{URL: "redis://r:6379", NodeTTL: config.Duration(time.Second)}}},
 	} {
 		h.ApplyDefaults()
 		cerr, herr := h.Validate(), HubConfig(h).Validate()

@@ -299,6 +299,32 @@ func (s *Server) Run(ctx context.Context) error {
 // go, cuts the rest and returns. With a nil ln it serves nothing itself and
 // only owns the connections accepted through Handler. Serve runs once.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	if s.bp != nil {
+		// Subscribed before serving, so that no send made to another node
+		// once this one answers is missed; the backplane outlives the
+		// connections (they leave it as they close).
+		bpErr := make(chan error, 1)
+		bpCtx, stopBP := context.WithCancel(context.Background())
+		go func() { bpErr <- s.bp.run(bpCtx) }()
+		defer func() {
+			stopBP()
+			if e := <-bpErr; e != nil {
+				s.o.log.Error("hub: backplane", "err", e)
+			}
+			s.bp.close()
+		}()
+		select {
+		case <-s.bp.ready:
+		case e := <-bpErr:
+			bpErr <- nil
+			s.listeningOnce.Do(func() { close(s.listening) })
+			if ln != nil {
+				ln.Close()
+			}
+			return e
+		case <-ctx.Done():
+		}
+	}
 	var srv *http.Server
 	errc := make(chan error, 1)
 	if ln != nil {
@@ -326,20 +352,6 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	swept := make(chan struct{})
 	go func() { defer close(swept); s.sweepLoop(sweepCtx) }()
 	defer func() { stopSweep(); <-swept }()
-	if s.bp != nil {
-		// The backplane outlives the connections: they leave it as they
-		// close.
-		bpErr := make(chan error, 1)
-		bpCtx, stopBP := context.WithCancel(context.Background())
-		go func() { bpErr <- s.bp.run(bpCtx) }()
-		defer func() {
-			stopBP()
-			if e := <-bpErr; e != nil {
-				s.o.log.Error("hub: backplane", "err", e)
-			}
-			s.bp.close()
-		}()
-	}
 
 	var err error
 	select {
