@@ -126,6 +126,7 @@ func FuzzMessagePackSplit(f *testing.F) {
 // what a connection without a transport keeps.
 func TestSendQueueResume(t *testing.T) {
 	q := newSendQueue(1 << 20)
+	q.release()
 	q.setStateful(10)
 	for _, m := range []string{"a", "b", "c"} {
 		if !q.push([]byte(m), true) {

@@ -77,6 +77,7 @@ type sendQueue struct {
 	bytes  int
 	max    int
 	closed bool
+	held   bool                 // nothing is taken until release (see conn.receive)
 	code   websocket.StatusCode // once closed: the WebSocket close status
 	notify chan struct{}        // cap 1: "items is not empty or closed"
 
@@ -90,8 +91,17 @@ type sendQueue struct {
 	gen          int // incremented by resume: takers of older ones stop
 }
 
+// newSendQueue returns a queue that holds what is pushed until release.
 func newSendQueue(max int) *sendQueue {
-	return &sendQueue{max: max, notify: make(chan struct{}, 1)}
+	return &sendQueue{max: max, notify: make(chan struct{}, 1), held: true}
+}
+
+// release lets takers take (the handshake answer first).
+func (q *sendQueue) release() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.held = false
+	q.signal()
 }
 
 // setStateful turns stateful reconnect on: sequenced messages are kept
@@ -160,6 +170,9 @@ func (q *sendQueue) take(gen int) (frames [][]byte, closed bool, code websocket.
 	defer q.mu.Unlock()
 	if gen != q.gen {
 		return nil, false, 0, true
+	}
+	if q.held && !q.closed {
+		return nil, false, 0, false
 	}
 	for _, it := range q.items {
 		frames = append(frames, it.b)
@@ -424,18 +437,22 @@ func (c *conn) receive(data []byte, o *options) error {
 			c.stateful = true
 			c.q.setStateful(o.statefulBufferBytes)
 		}
-		// Answer before registering, so that the answer is the first
-		// message the client gets and a send made as soon as the client
-		// sees it reaches it.
+		// The answer is queued first and held until the connection is
+		// registered: it is the first message the client gets, and a send
+		// made as soon as the client sees it reaches the client.
 		c.q.push(handshakeOK, false)
 		registered = true
 		buf = rest
 	}
 	cd := c.codec
 	c.mu.Unlock()
-	if registered && !c.onHandshake(c) {
-		c.closeWith(cd.close("Server is shutting down.", true), websocket.StatusGoingAway)
-		return errServerClosed
+	if registered {
+		ok := c.onHandshake(c)
+		c.q.release()
+		if !ok {
+			c.closeWith(cd.close("Server is shutting down.", true), websocket.StatusGoingAway)
+			return errServerClosed
+		}
 	}
 	msgs, rest, err := cd.split(buf)
 	if err != nil {
