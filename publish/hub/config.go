@@ -333,6 +333,9 @@ func (c Config) Validate() error {
 		if u, err := url.Parse(b.RedisURL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
 			errs = append(errs, fmt.Errorf("hub: Backplane.RedisURL: %q is not a redis:// or rediss:// URL", redactURL(b.RedisURL)))
 		}
+		if c.AccessKey == "" {
+			errs = append(errs, errors.New("hub: AccessKey is required with a Backplane: every node signs and checks tokens with it"))
+		}
 		if b.NodeTTL < 3*time.Second {
 			errs = append(errs, errors.New("hub: Backplane.NodeTTL must be at least 3s"))
 		}

@@ -300,6 +300,9 @@ func (h *Hub) validate(path string, p *problems) {
 		p.add(path+".statefulReconnect.window", "must be at least 1s")
 	}
 	if b := h.Backplane; b != nil {
+		if h.AccessKey == "" {
+			p.add(path+".accessKey", "is required with backplane: every node signs and checks tokens with it (changecast hub also takes it from $CHANGECAST_HUB_ACCESS_KEY)")
+		}
 		switch {
 		case b.Redis == nil:
 			p.add(path+".backplane.redis", "is required (the only backplane)")

@@ -36,7 +36,7 @@ func TestHubDefaults(t *testing.T) {
 		h.StatefulReconnect != (HubStatefulReconnect{BufferBytes: 100_000, Window: Duration(30 * time.Second)}) || h.Backplane != nil {
 		t.Errorf("defaults %v %+v %v", h.Transports, h.StatefulReconnect, h.Backplane)
 	}
-	c, err = Parse([]byte(hubBase+"hub: {backplane: {redis: {url: \"redis://r:6379\"}}, negotiate: {auth: {anonymous: true}}}"), env(nil))
+	c, err = Parse([]byte(hubBase+"hub: {accessKey: \"0123456789abcdef0123456789abcdef\", backplane: {redis: {url: \"redis://r:6379\"}}, negotiate: {auth: {anonymous: true}}}"), env(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +66,7 @@ func TestHubChecksNameTheField(t *testing.T) {
 		{"transports", `{transports: [WebSockets, Smoke], negotiate: {auth: {anonymous: true}}}`, []string{"hub.transports[1]"}},
 		{"stateful reconnect", `{statefulReconnect: {bufferBytes: -1, window: 10ms}, negotiate: {auth: {anonymous: true}}}`,
 			[]string{"hub.statefulReconnect.bufferBytes", "hub.statefulReconnect.window"}},
-		{"backplane without redis", `{backplane: {}, negotiate: {auth: {anonymous: true}}}`, []string{"hub.backplane.redis"}},
+		{"backplane without redis", `{backplane: {}, negotiate: {auth: {anonymous: true}}}`, []string{"hub.backplane.redis", "hub.accessKey"}},
 		{"backplane redis url", `{backplane: {redis: {url: "http://r"}}, negotiate: {auth: {anonymous: true}}}`, []string{"hub.backplane.redis.url"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
