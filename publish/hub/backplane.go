@@ -400,10 +400,11 @@ func (b *backplane) userGroup(ctx context.Context, hub, group, user string) (boo
 	return sc > ms(time.Now()), nil
 }
 
-// connsUsers are the users of connections ids ("" when unknown or gone).
-func (b *backplane) connsUsers(ctx context.Context, hub string, ids []string) ([]string, error) {
+// connsUsers are the users of connections ids, and whether each is open
+// on some node.
+func (b *backplane) connsUsers(ctx context.Context, hub string, ids []string) (users []string, present []bool, err error) {
 	if len(ids) == 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
 	keys := make([]string, len(ids))
 	for i, id := range ids {
@@ -411,11 +412,11 @@ func (b *backplane) connsUsers(ctx context.Context, hub string, ids []string) ([
 	}
 	vals, err := b.rdb.MGet(ctx, keys...).Result()
 	if err != nil {
-		return nil, fmt.Errorf("hub: backplane: %w", err)
+		return nil, nil, fmt.Errorf("hub: backplane: %w", err)
 	}
-	out := make([]string, len(ids))
+	users, present = make([]string, len(ids)), make([]bool, len(ids))
 	for i, v := range vals {
-		out[i], _ = v.(string)
+		users[i], present[i] = v.(string)
 	}
-	return out, nil
+	return users, present, nil
 }

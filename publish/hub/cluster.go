@@ -3,6 +3,7 @@ package hub
 import (
 	"context"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -42,8 +43,8 @@ func (s *Server) deliverLocal(hub string, sc scope, o *outbound) {
 // exists reports whether sc (a connection, a group or a user) has a
 // connection on some node.
 func (s *Server) exists(ctx context.Context, hub string, sc scope) (bool, error) {
-	if s.reg.count(hub, sc, time.Now()) > 0 || s.bp == nil {
-		return s.reg.count(hub, sc, time.Now()) > 0, nil
+	if local := s.reg.count(hub, sc, time.Now()) > 0; local || s.bp == nil {
+		return local, nil
 	}
 	switch sc.kind {
 	case scopeConn:
@@ -80,28 +81,20 @@ func (s *Server) listGroup(ctx context.Context, hub, group string) ([]connInfo, 
 				byID[id] = u
 			}
 		}
+		// Connection-level members: those whose node still renews them.
 		var unknown []string
 		for _, id := range conns {
 			if _, ok := byID[id]; !ok {
 				unknown = append(unknown, id)
 			}
 		}
-		us, err := s.bp.connsUsers(ctx, hub, unknown)
+		owners, present, err := s.bp.connsUsers(ctx, hub, unknown)
 		if err != nil {
 			return nil, err
 		}
 		for i, id := range unknown {
-			if us[i] != "" || s.reg.count(hub, scope{kind: scopeConn, name: id}, now) > 0 {
-				byID[id] = us[i]
-			}
-		}
-		// connsUsers gives "" for gone connections and anonymous ones
-		// alike: keep those whose presence key is there.
-		for _, id := range unknown {
-			if byID[id] == "" {
-				if _, ok, _ := s.bp.connUser(ctx, hub, id); !ok {
-					delete(byID, id)
-				}
+			if present[i] {
+				byID[id] = owners[i]
 			}
 		}
 	}
@@ -109,21 +102,13 @@ func (s *Server) listGroup(ctx context.Context, hub, group string) ([]connInfo, 
 	for id, u := range byID {
 		out = append(out, connInfo{ConnectionID: id, UserID: u})
 	}
-	slices.SortFunc(out, func(a, b connInfo) int {
-		switch {
-		case a.ConnectionID < b.ConnectionID:
-			return -1
-		case a.ConnectionID > b.ConnectionID:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(out, func(a, b connInfo) int { return strings.Compare(a.ConnectionID, b.ConnectionID) })
 	return out, nil
 }
 
 func (s *Server) userInGroup(ctx context.Context, hub, group, user string) (bool, error) {
-	if s.reg.userInGroup(hub, group, user, time.Now()) || s.bp == nil {
-		return s.reg.userInGroup(hub, group, user, time.Now()), nil
+	if local := s.reg.userInGroup(hub, group, user, time.Now()); local || s.bp == nil {
+		return local, nil
 	}
 	if ok, err := s.bp.userGroup(ctx, hub, group, user); ok || err != nil {
 		return ok, err
