@@ -417,7 +417,7 @@ func (c *conn) receive(data []byte, o *options) error {
 				c.mu.Unlock()
 				return c.refuseHandshake(errors.New("Handshake request is too large."), websocket.StatusMessageTooBig)
 			}
-			c.inbuf = buf
+			c.inbuf = append([]byte(nil), buf...) // buf may alias the caller's read buffer
 			c.mu.Unlock()
 			return nil
 		case err == nil && len(buf)-len(rest)-1 > maxReceive:
