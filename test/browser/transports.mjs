@@ -6,18 +6,13 @@
 // structures equal to what was sent. Exits 0 when all pass.
 import { createRequire } from 'node:module';
 import assert from 'node:assert/strict';
-import crypto from 'node:crypto';
+import { hs256 } from '../node/jwt.mjs';
 
 const require = createRequire(new URL('../../web/package.json', import.meta.url));
 const { chromium } = require('playwright-core');
 const hubURL = process.env.CHANGECAST_HUB_URL;
 const hubKey = process.env.CHANGECAST_HUB_KEY;
 
-function hs256(claims, secret) {
-  const enc = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
-  const body = `${enc({ alg: 'HS256', typ: 'JWT' })}.${enc(claims)}`;
-  return `${body}.${crypto.createHmac('sha256', Buffer.from(secret, 'utf8')).update(body).digest('base64url')}`;
-}
 async function toConn(id, raw) {
   const url = `${hubURL}/api/hubs/orders/connections/${encodeURIComponent(id)}/:send?api-version=2022-06-01`;
   const token = hs256({ aud: url.split('?')[0], exp: Math.floor(Date.now() / 1000) + 300 }, hubKey);

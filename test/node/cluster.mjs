@@ -8,7 +8,7 @@
 // stdin (the test has killed the node with the most clients), checks the
 // survivors, and exits 0 when every check passed.
 import assert from 'node:assert/strict';
-import crypto from 'node:crypto';
+import { hs256 } from './jwt.mjs';
 import readline from 'node:readline';
 import * as signalR from '@microsoft/signalr';
 
@@ -23,12 +23,6 @@ const hubKey = env('CHANGECAST_HUB_KEY');
 const HUB = 'orders';
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-function hs256(claims, secret) {
-  const enc = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
-  const body = `${enc({ alg: 'HS256', typ: 'JWT' })}.${enc(claims)}`;
-  const sig = crypto.createHmac('sha256', Buffer.from(secret, 'utf8')).update(body).digest('base64url');
-  return `${body}.${sig}`;
-}
 const now = () => Math.floor(Date.now() / 1000);
 const appToken = (sub, tid) => hs256({ sub, tid, iss: env('CHANGECAST_APP_ISSUER'), aud: env('CHANGECAST_APP_AUDIENCE'), exp: now() + 3600 }, env('CHANGECAST_APP_SECRET'));
 

@@ -4,7 +4,7 @@
 // hub.test.mjs (anonymous negotiate here).
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import crypto from 'node:crypto';
+import { hs256 } from './jwt.mjs';
 import net from 'node:net';
 import * as signalR from '@microsoft/signalr';
 import { MessagePackHubProtocol } from '@microsoft/signalr-protocol-msgpack';
@@ -20,12 +20,6 @@ const negotiatePath = new URL(env('CHANGECAST_NEGOTIATE_URL')).pathname;
 const HUB = 'orders';
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-function hs256(claims, secret) {
-  const enc = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
-  const body = `${enc({ alg: 'HS256', typ: 'JWT' })}.${enc(claims)}`;
-  const sig = crypto.createHmac('sha256', Buffer.from(secret, 'utf8')).update(body).digest('base64url');
-  return `${body}.${sig}`;
-}
 
 // rest calls the REST API with a raw body (so its bytes are what the hub
 // relays, newlines and all).
