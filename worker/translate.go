@@ -95,7 +95,16 @@ func HubConfig(h config.Hub) hub.Config {
 			MaxClientTokenTTL:     l.MaxClientTokenTTL.D(),
 			MaxRESTTokenTTL:       l.MaxRESTTokenTTL.D(),
 		},
-		Static: h.Static,
+		Static:     h.Static,
+		Transports: h.Transports,
+		StatefulReconnect: hub.StatefulReconnect{
+			Disabled:    h.StatefulReconnect.Disabled,
+			BufferBytes: h.StatefulReconnect.BufferBytes,
+			Window:      h.StatefulReconnect.Window.D(),
+		},
+	}
+	if b := h.Backplane; b != nil && b.Redis != nil {
+		c.Backplane = &hub.Backplane{RedisURL: b.Redis.URL, Prefix: b.Redis.Prefix, NodeTTL: b.Redis.NodeTTL.D()}
 	}
 	if j := n.Auth.JWT; j != nil {
 		c.Negotiate.Auth.JWT = &hub.JWTAuth{

@@ -30,6 +30,7 @@ func cmdHub(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.Var(&hubs, "hub", "a hub to serve (repeat for more); added to the hub config's hubs")
 	cfgPath := fs.String("hub-config", "", "YAML file holding a hub section (the keys under hub: in the config); default: anonymous negotiate, loopback CORS origins")
 	verbose := fs.Bool("v", false, "log connections and refused requests")
+	check := fs.Bool("check", false, "check the hub config (with the flags and $"+envHubKey+") and exit: 0 when valid, 2 naming each problem")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: changecast hub -hub NAME [-hub NAME...] [flags]\n\nThe access key comes from the hub config's accessKey, else from $%s (at least %d bytes), else it is generated and printed.\n\n", envHubKey, config.MinAccessKeyBytes)
 		fs.PrintDefaults()
@@ -77,6 +78,10 @@ func cmdHub(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stderr, "changecast hub: name the hubs to serve with -hub NAME")
 		}
 		return 2
+	}
+	if *check {
+		fmt.Fprintf(stdout, "hub config valid: hubs %s\n", strings.Join(cfg.Hubs, ", "))
+		return 0
 	}
 	level := slog.LevelInfo
 	if *verbose {

@@ -10,15 +10,19 @@
 //     checked when the test ends, or earlier through the stop it returns);
 //   - real services, for integration tests: Postgres (the private cluster
 //     of `make test`), Database (a throwaway database on it; DatabaseOn for
-//     a cluster of the test's own), Connect, Exec and Pool; NeedNode (Node.js with the npm packages scripts/setup.sh
-//     installs) and NeedChromium; Root, the repository's folder.
+//     a cluster of the test's own), Connect, Exec and Pool; Redis (the
+//     private redis-server of `make test`) with RedisPrefix (keys and
+//     channels of the test's own); NeedNode (Node.js with the npm packages
+//     scripts/setup.sh installs) and NeedChromium; Root, the repository's
+//     folder.
 //
-// Every integration test calls one of Postgres, Database, NeedNode,
+// Every integration test calls one of Postgres, Database, Redis, NeedNode,
 // NeedChromium or Integration first. Under `go test -short` they skip the
 // test with a message saying what it needs, so the short pass runs with no
 // service at all. Without -short a missing service fails the test with the
 // command that provides it: `make test` (scripts/test.sh) installs the npm
-// packages and Chromium, starts the cluster and exports CHANGECAST_PG_URL,
+// packages and Chromium, starts the cluster and Redis and exports
+// CHANGECAST_PG_URL and CHANGECAST_REDIS_URL,
 // so a full run cannot pass without running every test.
 //
 // Code that runs on timers in process (expiries, TTLs) is better tested

@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -30,33 +31,57 @@ func (s *Server) clientNegotiate(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, "client negotiate", http.StatusTooManyRequests, "Error.TooManyConnections", err.Error(), err)
 		return
 	}
-	v, _ := strconv.Atoi(r.URL.Query().Get("negotiateVersion"))
+	q := r.URL.Query()
+	v, _ := strconv.Atoi(q.Get("negotiateVersion"))
+	// Stateful reconnect is offered only to clients that ask: a client
+	// that did not ask fails when the answer has it.
+	stateful := q.Get("useStatefulReconnect") == "true" && !s.cfg.StatefulReconnect.Disabled
 	id, token := newID(), newID()
 	key := token
 	if v < 1 {
 		key = id // version 0 clients connect with id=connectionId
 	}
-	if err := s.reg.addPending(key, pendingConn{id: id, hub: hubKey(hub), user: user, expires: time.Now().Add(s.o.connectTokenTTL)}); err != nil {
-		s.refuse(w, "client negotiate", http.StatusTooManyRequests, "Error.TooManyConnections", err.Error(), err)
+	p := pendingConn{id: id, hub: hubKey(hub), user: user, expires: time.Now().Add(s.o.connectTokenTTL), stateful: stateful}
+	if err := s.putPending(r.Context(), key, p); err != nil {
+		status, code := http.StatusTooManyRequests, "Error.TooManyConnections"
+		if !errors.Is(err, errTooManyConns) {
+			status, code = http.StatusServiceUnavailable, "Error.Unavailable"
+		}
+		s.refuse(w, "client negotiate", status, code, err.Error(), err)
 		return
 	}
-	type transport struct {
-		Transport       string   `json:"transport"`
-		TransferFormats []string `json:"transferFormats"`
-	}
-	// Only WebSockets with Text: the JSON protocol is all this hub speaks.
-	// useStatefulReconnect is never returned, so clients that asked for it
-	// fall back to the plain protocol (version 1 handshake).
 	resp := struct {
-		NegotiateVersion    int         `json:"negotiateVersion"`
-		ConnectionID        string      `json:"connectionId"`
-		ConnectionToken     string      `json:"connectionToken,omitempty"`
-		AvailableTransports []transport `json:"availableTransports"`
-	}{ConnectionID: id, AvailableTransports: []transport{{"WebSockets", []string{"Text"}}}}
+		NegotiateVersion     int                `json:"negotiateVersion"`
+		ConnectionID         string             `json:"connectionId"`
+		ConnectionToken      string             `json:"connectionToken,omitempty"`
+		AvailableTransports  []transportOffered `json:"availableTransports"`
+		UseStatefulReconnect bool               `json:"useStatefulReconnect,omitempty"`
+	}{ConnectionID: id, AvailableTransports: s.offered, UseStatefulReconnect: stateful}
 	if v >= 1 {
 		resp.NegotiateVersion, resp.ConnectionToken = 1, token
 	}
 	writeJSON(w, http.StatusOK, resp)
+}
+
+// transportOffered is one entry of negotiate's availableTransports.
+type transportOffered struct {
+	Transport       string   `json:"transport"`
+	TransferFormats []string `json:"transferFormats"`
+}
+
+// offeredTransports lists the enabled transports in the configured order
+// (the clients try them in that order): Server-Sent Events carry text only,
+// so MessagePack clients skip it.
+func offeredTransports(names []string) []transportOffered {
+	var out []transportOffered
+	for _, n := range names {
+		f := []string{"Text", "Binary"}
+		if n == TransportServerSentEvents {
+			f = []string{"Text"}
+		}
+		out = append(out, transportOffered{n, f})
+	}
+	return out
 }
 
 func (s *Server) clientAudience(r *http.Request, hub string) audience {
@@ -80,64 +105,157 @@ func (s *Server) queryHub(w http.ResponseWriter, r *http.Request) (string, bool)
 	return hs[0], true
 }
 
-// clientConnect accepts the WebSocket at /client/?hub=..&id=.. (or without
-// id, for clients that skip negotiation).
+// clientCaller checks what every request of a client transport needs: a
+// served hub, an allowed Origin (browsers send their page's; a page the
+// CORS settings do not allow must not use a token it got hold of, which an
+// anonymous negotiate hands to anyone) and a valid client token. It
+// answers the refusal itself.
+func (s *Server) clientCaller(w http.ResponseWriter, r *http.Request) (hub, user string, ok bool) {
+	hub, ok = s.queryHub(w, r)
+	if !ok {
+		return "", "", false
+	}
+	if o := r.Header.Get("Origin"); o != "" && !s.origins.allows(o) {
+		s.refuse(w, "client connect", http.StatusForbidden, "Error.Forbidden.Origin", "origin not allowed", errors.New("origin "+truncate(o, 100)))
+		return "", "", false
+	}
+	// Browsers cannot set headers on WebSockets and EventSource: the token
+	// comes in access_token there. Other requests carry the header.
+	claims, err := verifyAccessToken(bearer(r, r.Method == http.MethodGet), []byte(s.key), s.clientAudience(r, hub), s.cfg.Limits.MaxClientTokenTTL)
+	if err != nil {
+		s.refuse(w, "client connect", http.StatusUnauthorized, "Error.Unauthorized", "invalid token", err)
+		return "", "", false
+	}
+	return hubKey(hub), userOf(claims), true
+}
+
+// clientConnect serves GET /client/?hub=..&id=..: a WebSocket upgrade, a
+// Server-Sent Events stream (Accept: text/event-stream) or a long poll.
+// A WebSocket may also come without id (clients that skip negotiation),
+// or with the id of a stateful connection whose transport dropped.
 func (s *Server) clientConnect(w http.ResponseWriter, r *http.Request) {
-	hub, ok := s.queryHub(w, r)
+	hub, user, ok := s.clientCaller(w, r)
 	if !ok {
 		return
 	}
-	if !isUpgrade(r) {
-		writeError(w, http.StatusBadRequest, "Error.Transport", "only the WebSockets transport is supported")
+	kind := transportLongPolling
+	switch {
+	case isUpgrade(r):
+		kind = transportWebSockets
+	case headerHasToken(r.Header, "Accept", "text/event-stream"):
+		kind = transportServerSentEvents
+	}
+	if !s.transports[kind] {
+		writeError(w, http.StatusBadRequest, "Error.Transport", "the "+kind.String()+" transport is not enabled")
 		return
 	}
-	// Browsers send their page's Origin; a page the CORS settings do not
-	// allow must not open a connection with a token it got hold of (an
-	// anonymous negotiate hands one to anyone). Other clients send none.
-	if o := r.Header.Get("Origin"); o != "" && !s.origins.allows(o) {
-		s.refuse(w, "client connect", http.StatusForbidden, "Error.Forbidden.Origin", "origin not allowed", errors.New("origin "+truncate(o, 100)))
-		return
-	}
-	claims, err := verifyAccessToken(bearer(r, true), []byte(s.key), s.clientAudience(r, hub), s.cfg.Limits.MaxClientTokenTTL)
-	if err != nil {
-		s.refuse(w, "client connect", http.StatusUnauthorized, "Error.Unauthorized", "invalid token", err)
-		return
-	}
-	p := pendingConn{id: newID(), hub: hubKey(hub), user: userOf(claims)}
-	if id := r.URL.Query().Get("id"); id != "" {
-		// The connection is the negotiated user's only: ASP.NET Core
-		// refuses a token of another user as well.
-		p, err = s.reg.takePending(id, hubKey(hub), p.user, time.Now())
-		switch {
-		case errors.Is(err, errWrongUser):
-			s.refuse(w, "client connect", http.StatusForbidden, "Error.Forbidden.User", "the connection belongs to another user", err)
-			return
-		case err != nil:
-			writeError(w, http.StatusNotFound, "Error.Connection.NotExisted", err.Error())
+	id := r.URL.Query().Get("id")
+	if id == "" {
+		if kind != transportWebSockets {
+			writeError(w, http.StatusBadRequest, "Error.Connection.NotExisted", "give the connection token in id=")
 			return
 		}
+		token := newID()
+		c, err := s.newConn(pendingConn{id: newID(), hub: hub, user: user}, token, kind)
+		if err != nil {
+			s.refuse(w, "client connect", http.StatusServiceUnavailable, "Error.TooManyConnections", err.Error(), err)
+			return
+		}
+		s.serveWebSocket(w, r, c, false)
+		return
 	}
-	if err := s.reg.reserve(p.user); err != nil {
+	// A connection already open under this token: the next long poll, or
+	// a stateful WebSocket coming back.
+	if c := s.reg.lookup(id, hub); c != nil {
+		switch {
+		case c.user != user:
+			s.refuse(w, "client connect", http.StatusForbidden, "Error.Forbidden.User", "the connection belongs to another user", errWrongUser)
+		case kind == transportLongPolling && c.kind == kind:
+			s.servePoll(w, r, c)
+		case kind == transportWebSockets && c.kind == kind && c.isStateful():
+			s.serveWebSocket(w, r, c, true)
+		default:
+			// Used already (a WebSocket or a stream has it), and not one a
+			// transport may come back to.
+			writeError(w, http.StatusNotFound, "Error.Connection.NotExisted", errNoPending.Error())
+		}
+		return
+	}
+	p, err := s.takePending(r.Context(), id, hub, user)
+	switch {
+	case errors.Is(err, errWrongUser):
+		// The connection is the negotiated user's only: ASP.NET Core
+		// refuses a token of another user as well.
+		s.refuse(w, "client connect", http.StatusForbidden, "Error.Forbidden.User", "the connection belongs to another user", err)
+		return
+	case err != nil:
+		writeError(w, http.StatusNotFound, "Error.Connection.NotExisted", err.Error())
+		return
+	}
+	c, err := s.newConn(p, id, kind)
+	if err != nil {
 		s.refuse(w, "client connect", http.StatusServiceUnavailable, "Error.TooManyConnections", err.Error(), err)
 		return
 	}
-	defer s.reg.release(p.user)
-	if !s.track() {
-		writeError(w, http.StatusServiceUnavailable, "Error.ShuttingDown", "the hub is shutting down")
+	switch kind {
+	case transportWebSockets:
+		s.serveWebSocket(w, r, c, false)
+	case transportServerSentEvents:
+		s.serveSSE(w, r, c)
+	default:
+		// The first poll answers at once with no data: it only opens the
+		// connection (TransportProtocols.md).
+		c.mu.Lock()
+		c.detachedAt = time.Now()
+		c.mu.Unlock()
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(http.StatusOK)
+	}
+}
+
+// newConn opens a connection negotiated as p under token, counted against
+// the limits until Server.finish.
+func (s *Server) newConn(p pendingConn, token string, kind transport) (*conn, error) {
+	now := time.Now()
+	ctx, cancel := context.WithCancelCause(s.baseCtx)
+	c := &conn{id: p.id, token: token, hub: p.hub, user: p.user, kind: kind, statefulOK: p.stateful,
+		q: newSendQueue(s.o.sendQueueBytes), ctx: ctx, cancel: cancel, created: now, lastSeen: now, detachedAt: now,
+		onHandshake: s.register}
+	c.log = s.o.log.With("hub", c.hub, "connection", c.id, "transport", kind.String())
+	if err := s.reg.open(c); err != nil {
+		cancel(err)
+		return nil, err
+	}
+	return c, nil
+}
+
+// register makes a connection that finished its handshake reachable by
+// sends; false once the hub is shutting down.
+func (s *Server) register(c *conn) bool {
+	if !s.reg.add(c) {
+		return false
+	}
+	if s.bp != nil {
+		s.bp.connected(c)
+	}
+	c.log.Debug("hub: client connected", "user", c.user)
+	return true
+}
+
+// finish forgets an ended connection (see conn.end).
+func (s *Server) finish(c *conn) {
+	if !c.isEnded() {
 		return
 	}
-	defer s.wg.Done()
-	// The Origin was checked above, against the CORS settings rather than
-	// the library's same-host rule.
-	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
-	if err != nil {
-		s.o.log.Debug("hub: websocket accept failed", "err", err)
-		return
+	if groups, ok := s.reg.closed(c); ok && s.bp != nil {
+		s.bp.disconnected(c, groups)
 	}
-	// readMessage bounds messages itself, so that an oversized one gets a
-	// SignalR error before the WebSocket closes.
-	ws.SetReadLimit(-1)
-	s.serveConn(r.Context(), ws, p)
+	cause := context.Cause(c.ctx)
+	if errors.Is(cause, errSlowClient) {
+		c.log.Warn("hub: client disconnected: its send queue is full")
+	} else {
+		c.log.Debug("hub: client disconnected", "cause", cause)
+	}
 }
 
 func isUpgrade(r *http.Request) bool {
@@ -149,7 +267,7 @@ func headerHasToken(h http.Header, key, token string) bool {
 		for len(v) > 0 {
 			var t string
 			t, v, _ = cutByte(v, ',')
-			if equalFoldTrim(t, token) {
+			if t, _, _ = cutByte(t, ';'); equalFoldTrim(t, token) {
 				return true
 			}
 		}
@@ -157,52 +275,124 @@ func headerHasToken(h http.Header, key, token string) bool {
 	return false
 }
 
-// serveConn runs one connection: handshake, then a read loop here and a
-// write loop in a goroutine it waits for.
-func (s *Server) serveConn(reqCtx context.Context, ws *websocket.Conn, p pendingConn) {
-	ctx, cancel := context.WithCancelCause(reqCtx)
-	defer cancel(nil)
-	stop := context.AfterFunc(s.baseCtx, func() { cancel(errServerClosed) })
-	defer stop()
-	defer ws.CloseNow()
-
-	c := &conn{id: p.id, hub: p.hub, user: p.user, ws: ws, q: newSendQueue(s.o.sendQueueBytes),
-		ctx: ctx, cancel: cancel}
-	c.log = s.o.log.With("hub", c.hub, "connection", c.id)
-
-	rest, err := s.handshake(ctx, c)
+// serveWebSocket runs c's WebSocket: a read loop here and the write loop
+// in a goroutine it waits for. resume is a stateful connection coming back
+// on a new WebSocket: it gets a Sequence message and every message not
+// acknowledged, and no new handshake.
+func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, c *conn, resume bool) {
+	if !s.track() {
+		writeError(w, http.StatusServiceUnavailable, "Error.ShuttingDown", "the hub is shutting down")
+		if !resume {
+			c.end(errServerClosed)
+			s.finish(c)
+		}
+		return
+	}
+	defer s.wg.Done()
+	// The Origin was checked by clientCaller, against the CORS settings
+	// rather than the library's same-host rule.
+	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
 	if err != nil {
-		c.log.Debug("hub: handshake failed", "err", err)
+		s.o.log.Debug("hub: websocket accept failed", "err", err)
+		if !resume {
+			c.end(err)
+			s.finish(c)
+		}
 		return
 	}
-	// Register before answering the handshake, so that a send made as soon
-	// as the client sees the answer reaches it; records queued meanwhile
-	// are written after the answer, by the write loop started below.
-	if !s.reg.add(c) {
-		_ = c.write(ctx, handshakeError("Server is shutting down."))
+	defer ws.CloseNow()
+	// readMessage bounds messages itself, so that an oversized one gets a
+	// SignalR error before the WebSocket closes.
+	ws.SetReadLimit(-1)
+	tctx, gen, detach, ok := c.attach(resume)
+	if !ok {
 		return
 	}
-	defer s.reg.remove(c)
-	if err := c.write(ctx, handshakeOK); err != nil {
-		c.log.Debug("hub: handshake answer failed", "err", err)
-		return
+	defer s.finish(c)
+	defer detach()
+	if resume {
+		c.log.Debug("hub: client reconnected (stateful)")
 	}
-	c.log.Debug("hub: client connected", "user", c.user)
+	ctx, cancel := context.WithCancelCause(tctx)
+	defer cancel(nil)
+	stop := context.AfterFunc(r.Context(), func() { cancel(errors.New("request ended")) })
+	defer stop()
 
-	done := make(chan error, 1)
+	var werr error
+	done := make(chan struct{})
 	go func() {
-		err := c.writeLoop(ctx, s.o.keepAlive)
-		cancel(err)
-		done <- err
+		defer close(done)
+		var code websocket.StatusCode
+		code, werr = c.pump(ctx, gen, s.o.keepAlive, func(b []byte) error {
+			typ := websocket.MessageText
+			if cd := c.codecNow(); cd != nil && cd.binary() {
+				typ = websocket.MessageBinary
+			}
+			wctx, cancel := context.WithTimeout(ctx, writeTimeout)
+			defer cancel()
+			return ws.Write(wctx, typ, b)
+		})
+		if errors.Is(werr, errServerClosed) {
+			// The close handshake reads the client's answer itself
+			// (the read loop has stopped reading by then, or reads it).
+			_ = ws.Close(code, "")
+		}
+		cancel(werr)
 	}()
-	err = s.readLoop(ctx, c, rest)
-	cancel(err)
-	werr := <-done
-	if cause := context.Cause(ctx); errors.Is(cause, errSlowClient) {
-		c.log.Warn("hub: client disconnected: its send queue is full")
-	} else {
-		c.log.Debug("hub: client disconnected", "read", err, "write", werr)
+	rerr, last := s.readWebSocket(ctx, c, ws)
+	if last {
+		// The connection's last message is queued: the writer sends it
+		// and closes the WebSocket; returning now would cut it instead.
+		<-ctx.Done()
 	}
+	cancel(rerr)
+	<-done
+	cause := context.Cause(ctx)
+	switch {
+	case errors.Is(cause, errReplaced) || errors.Is(werr, errReplaced):
+		// A newer WebSocket of the same connection took over.
+	case c.isStateful() && !last && !errors.Is(werr, errServerClosed) && !errors.Is(rerr, errClientTimeout) && s.baseCtx.Err() == nil:
+		// The transport dropped: the connection waits for its client
+		// to come back within the stateful reconnect window.
+		c.log.Debug("hub: transport lost; waiting for a stateful reconnect", "read", rerr, "write", werr)
+	default:
+		c.end(cause)
+	}
+}
+
+var errClientTimeout = errors.New("client timeout: no message within the client timeout")
+
+// readWebSocket hands the client's messages to c until the client leaves,
+// goes silent for the client timeout, or its data ends the connection
+// (last: its last message is queued).
+func (s *Server) readWebSocket(ctx context.Context, c *conn, ws *websocket.Conn) (err error, last bool) {
+	var buf []byte
+	for {
+		rctx, cancel := context.WithTimeout(ctx, s.o.clientTimeout)
+		buf, err = readMessage(rctx, ws, buf[:0])
+		timedOut := rctx.Err() != nil && ctx.Err() == nil
+		cancel()
+		switch {
+		case errors.Is(err, errTooLarge):
+			if c.codecNow() == nil {
+				return c.refuseHandshake(errors.New("Handshake request is too large."), websocket.StatusMessageTooBig), true
+			}
+			return c.tooLarge(), true
+		case err != nil && timedOut:
+			return errClientTimeout, false
+		case err != nil:
+			return err, false
+		}
+		if err := c.receive(buf, &s.o); err != nil {
+			return err, true
+		}
+	}
+}
+
+func (c *conn) isStateful() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.stateful
 }
 
 // errTooLarge is a client message or record over maxReceive.
@@ -236,103 +426,197 @@ func readMessage(ctx context.Context, ws *websocket.Conn, dst []byte) ([]byte, e
 	}
 }
 
-// handshake reads the handshake request (within the handshake timeout),
-// answering it only when it is refused; it returns the records that came
-// after it.
-func (s *Server) handshake(ctx context.Context, c *conn) ([]byte, error) {
-	hctx, cancel := context.WithTimeout(ctx, s.o.handshakeTimeout)
-	defer cancel()
-	refuse := func(err error, code websocket.StatusCode) ([]byte, error) {
-		_ = c.write(ctx, handshakeError(err.Error()))
-		_ = c.ws.Close(code, "handshake failed")
-		return nil, err
+// serveSSE runs c's Server-Sent Events stream: every message goes out as
+// the data of one event (lines of "data: "), and the client's messages
+// arrive by POST (clientSend). The connection lasts as long as the stream.
+func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request, c *conn) {
+	defer s.finish(c)
+	if !s.track() {
+		c.end(errServerClosed)
+		writeError(w, http.StatusServiceUnavailable, "Error.ShuttingDown", "the hub is shutting down")
+		return
 	}
-	tooLarge := errors.New("Handshake request is too large.")
-	var buf []byte
+	defer s.wg.Done()
+	rc := http.NewResponseController(w)
+	// The stream outlives the server's read and write timeouts (a timed
+	// out read would cancel the request); every write gets its own.
+	_ = rc.SetReadDeadline(time.Time{})
+	_ = rc.SetWriteDeadline(time.Now().Add(writeTimeout))
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no") // proxies must not hold events back
+	w.WriteHeader(http.StatusOK)
+	if err := rc.Flush(); err != nil {
+		c.end(err)
+		return
+	}
+	tctx, gen, detach, ok := c.attach(false)
+	if !ok {
+		return
+	}
+	defer detach()
+	ctx, cancel := context.WithCancelCause(tctx)
+	defer cancel(nil)
+	stop := context.AfterFunc(r.Context(), func() { cancel(errors.New("client went away")) })
+	defer stop()
+	var ev []byte
+	_, err := c.pump(ctx, gen, s.o.keepAlive, func(b []byte) error {
+		ev = appendEvent(ev[:0], b)
+		_ = rc.SetWriteDeadline(time.Now().Add(writeTimeout))
+		if _, err := w.Write(ev); err != nil {
+			return err
+		}
+		return rc.Flush()
+	})
+	c.end(err)
+}
+
+// appendEvent appends b as one Server-Sent Event: a "data: " line per line
+// of b (the client joins them with \n again), then an empty line.
+func appendEvent(dst, b []byte) []byte {
 	for {
-		var err error
-		buf, err = readMessage(hctx, c.ws, buf)
-		if errors.Is(err, errTooLarge) {
-			return refuse(tooLarge, websocket.StatusMessageTooBig)
+		i := bytes.IndexAny(b, "\r\n")
+		line := b
+		if i >= 0 {
+			line = b[:i]
 		}
-		if err != nil {
-			return nil, err
+		dst = append(append(append(dst, "data: "...), line...), '\n')
+		if i < 0 {
+			break
 		}
-		_, rest, err := parseHandshake(buf)
-		switch {
-		case errors.Is(err, errIncomplete) && len(buf) > maxReceive,
-			err == nil && len(buf)-len(rest)-1 > maxReceive:
-			return refuse(tooLarge, websocket.StatusMessageTooBig)
-		case errors.Is(err, errIncomplete):
-			continue
-		case err != nil:
-			return refuse(err, websocket.StatusPolicyViolation)
+		if b[i] == '\r' && i+1 < len(b) && b[i+1] == '\n' {
+			i++
 		}
-		return append([]byte(nil), rest...), nil
+		b = b[i+1:]
+	}
+	return append(dst, '\n')
+}
+
+// servePoll answers one long poll of c: what is queued, as soon as there
+// is something, or an empty 200 after the poll timeout; 204 once the
+// connection has ended.
+func (s *Server) servePoll(w http.ResponseWriter, r *http.Request, c *conn) {
+	defer s.finish(c)
+	if !c.pollMu.TryLock() {
+		writeError(w, http.StatusConflict, "Error.Conflict", "another poll of this connection is in progress")
+		return
+	}
+	defer c.pollMu.Unlock()
+	if !s.track() {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	defer s.wg.Done()
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Time{})
+	_ = rc.SetWriteDeadline(time.Now().Add(s.o.pollTimeout + writeTimeout))
+	tctx, gen, detach, ok := c.attach(false)
+	if !ok {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	defer detach()
+	timer := time.NewTimer(s.o.pollTimeout)
+	defer timer.Stop()
+	h := w.Header()
+	h.Set("Cache-Control", "no-store")
+	for {
+		frames, last, _, stale := c.q.take(gen)
+		if len(frames) > 0 || last {
+			ct := "text/plain"
+			if cd := c.codecNow(); cd != nil && cd.binary() {
+				ct = "application/octet-stream"
+			}
+			h.Set("Content-Type", ct)
+			w.WriteHeader(http.StatusOK)
+			for _, f := range frames {
+				if _, err := w.Write(f); err != nil {
+					c.end(err)
+					return
+				}
+			}
+			if last {
+				c.end(errServerClosed)
+			}
+			return
+		}
+		if stale {
+			w.WriteHeader(http.StatusOK)
+			return
+		}
+		select {
+		case <-c.q.notify:
+		case <-timer.C:
+			w.WriteHeader(http.StatusOK)
+			return
+		case <-r.Context().Done():
+			return
+		case <-tctx.Done():
+			if c.isEnded() {
+				w.WriteHeader(http.StatusNoContent)
+			} else {
+				w.WriteHeader(http.StatusOK)
+			}
+			return
+		}
 	}
 }
 
-// readLoop handles client records until the client leaves, goes silent
-// for the client timeout, or breaks the protocol.
-//
-// When the connection must end (a protocol error, or the client's Close
-// message) it queues the last record and the close status for the write
-// loop, stops reading and waits for the write loop to close the WebSocket:
-// returning at once would cancel the writer before the client learns why,
-// and drop the TCP connection instead of closing the WebSocket.
-func (s *Server) readLoop(ctx context.Context, c *conn, buf []byte) error {
-	end := func(last []byte, code websocket.StatusCode, err error) error {
-		c.closeWith(last, code)
-		<-ctx.Done() // the write loop has closed the WebSocket, or the hub is stopping
-		return err
+// clientSend takes a Server-Sent Events or long-polling client's messages
+// (POST /client/?hub=..&id=..).
+func (s *Server) clientSend(w http.ResponseWriter, r *http.Request) {
+	hub, user, ok := s.clientCaller(w, r)
+	if !ok {
+		return
 	}
-	tooLarge := func() error {
-		return end(closeFrame("Connection closed with an error: message too large.", false),
-			websocket.StatusMessageTooBig, errTooLarge)
+	c := s.reg.lookup(r.URL.Query().Get("id"), hub)
+	switch {
+	case c == nil:
+		writeError(w, http.StatusNotFound, "Error.Connection.NotExisted", "no such connection")
+		return
+	case c.user != user:
+		s.refuse(w, "client send", http.StatusForbidden, "Error.Forbidden.User", "the connection belongs to another user", errWrongUser)
+		return
+	case c.kind == transportWebSockets:
+		writeError(w, http.StatusBadRequest, "Error.Transport", "the connection uses WebSockets")
+		return
 	}
-	for {
-		records, rest := splitRecords(buf)
-		for _, rec := range records {
-			// A record spread over several messages is bounded as a whole.
-			if len(rec) > maxReceive {
-				return tooLarge()
-			}
-			m, err := parseMessage(rec)
-			if err != nil {
-				c.log.Debug("hub: protocol error", "err", err)
-				return end(closeFrame("Connection closed with an error: invalid message.", false), websocket.StatusPolicyViolation, err)
-			}
-			switch m.Type {
-			case typeClose:
-				return end(nil, websocket.StatusNormalClosure, errors.New("client sent Close"))
-			case typeInvocation, typeStreamInvocation:
-				// A serverless hub runs no methods; say so to a client
-				// waiting for a result instead of leaving it hanging.
-				if m.InvocationID != "" {
-					c.send(completionError(m.InvocationID, "Serverless hub: client invocations are not supported."))
-				}
-			}
-			// Pings only prove liveness; other types are ignored as the
-			// protocol asks.
-		}
-		if len(rest) > maxReceive {
-			return tooLarge()
-		}
-		buf = append(buf[:0], rest...)
-		rctx, cancel := context.WithTimeout(ctx, s.o.clientTimeout)
-		var err error
-		buf, err = readMessage(rctx, c.ws, buf)
-		timedOut := rctx.Err() != nil && ctx.Err() == nil
-		cancel()
-		switch {
-		case errors.Is(err, errTooLarge):
-			return tooLarge()
-		case err != nil && timedOut:
-			return errors.New("client timeout: no message within the client timeout")
-		case err != nil:
-			return err
-		}
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxReceive+1))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "Error.InvalidBody", "reading body: "+err.Error())
+		return
 	}
+	if len(body) > maxReceive {
+		if c.codecNow() != nil {
+			_ = c.tooLarge()
+		}
+		writeError(w, http.StatusRequestEntityTooLarge, "Error.PayloadTooLarge", "message too large")
+		return
+	}
+	// An error here has queued the connection's last message already.
+	_ = c.receive(body, &s.o)
+	w.WriteHeader(http.StatusOK)
+}
+
+// clientDelete ends a long-polling connection (DELETE /client/?hub=..&id=..).
+func (s *Server) clientDelete(w http.ResponseWriter, r *http.Request) {
+	hub, user, ok := s.clientCaller(w, r)
+	if !ok {
+		return
+	}
+	c := s.reg.lookup(r.URL.Query().Get("id"), hub)
+	if c == nil {
+		writeError(w, http.StatusNotFound, "Error.Connection.NotExisted", "no such connection")
+		return
+	}
+	if c.user != user {
+		s.refuse(w, "client delete", http.StatusForbidden, "Error.Forbidden.User", "the connection belongs to another user", errWrongUser)
+		return
+	}
+	c.end(errClientClosed)
+	s.finish(c)
+	w.WriteHeader(http.StatusAccepted)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

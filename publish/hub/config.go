@@ -44,7 +44,21 @@ const (
 	// DefaultMaxRESTTokenTTL is the longest lifetime accepted of a REST
 	// access token; the Azure SDKs sign them for an hour.
 	DefaultMaxRESTTokenTTL = time.Hour
+	// DefaultStatefulBufferBytes bounds what a stateful connection keeps
+	// for its client while its transport is gone (the clients' default
+	// buffer, 100 KB).
+	DefaultStatefulBufferBytes = 100_000
+	// DefaultStatefulWindow is how long a stateful connection waits for
+	// its client to come back.
+	DefaultStatefulWindow = 30 * time.Second
+	// DefaultBackplanePrefix prefixes the backplane's Redis keys and
+	// channels.
+	DefaultBackplanePrefix = "changecast:hub"
 )
+
+// DefaultTransports are the client transports served, in the order
+// negotiate offers them (the clients take the first they support).
+var DefaultTransports = []string{TransportWebSockets, TransportServerSentEvents, TransportLongPolling}
 
 // Config is what a Server serves. A Negotiator uses only Hubs, Negotiate,
 // CORSOrigins (with PublicURL's origin) and Limits.MaxClientTokenTTL. Hubs
@@ -83,6 +97,45 @@ type Config struct {
 	// Static is a folder served at / (e.g. a web app). Zero: nothing is
 	// served at /.
 	Static string
+	// Transports are the client transports served, in the order negotiate
+	// offers them: TransportWebSockets, TransportServerSentEvents,
+	// TransportLongPolling. Zero: DefaultTransports.
+	Transports []string
+	// StatefulReconnect configures stateful reconnect (handshake version
+	// 2), offered to clients that ask for it.
+	StatefulReconnect StatefulReconnect
+	// Backplane, when set, lets several hub processes serve the same hubs
+	// behind one load balancer.
+	Backplane *Backplane
+}
+
+// StatefulReconnect lets a WebSocket client whose connection dropped come
+// back to the same connection and get every message it missed, once.
+type StatefulReconnect struct {
+	// Disabled stops offering it; clients that ask get the plain protocol.
+	Disabled bool
+	// BufferBytes bounds the messages kept for a client whose transport is
+	// gone; past it the connection ends (the client then reconnects from
+	// scratch). Zero: DefaultStatefulBufferBytes.
+	BufferBytes int
+	// Window is how long a connection waits for its client to come back.
+	// Zero: DefaultStatefulWindow.
+	Window time.Duration
+}
+
+// Backplane joins hub processes through Redis: sends, group and user
+// membership and existence checks reach connections on every node, and
+// any node may answer negotiate.
+type Backplane struct {
+	// RedisURL is the Redis server, redis://[user:password@]host:port[/db]
+	// (rediss:// for TLS).
+	RedisURL string
+	// Prefix prefixes every key and channel, so that several clusters can
+	// share one Redis. Zero: DefaultBackplanePrefix.
+	Prefix string
+	// NodeTTL is how long a node's connections stay known after it stops
+	// renewing them (a node that dies). Zero: 15 s.
+	NodeTTL time.Duration
 }
 
 // Limits bound connections, memberships and token lifetimes. Zero fields
@@ -207,6 +260,24 @@ func (c Config) withDefaults() Config {
 	if l.MaxRESTTokenTTL == 0 {
 		l.MaxRESTTokenTTL = DefaultMaxRESTTokenTTL
 	}
+	if len(c.Transports) == 0 {
+		c.Transports = DefaultTransports
+	}
+	sr := &c.StatefulReconnect
+	setInt(&sr.BufferBytes, DefaultStatefulBufferBytes)
+	if sr.Window == 0 {
+		sr.Window = DefaultStatefulWindow
+	}
+	if b := c.Backplane; b != nil {
+		bc := *b
+		if bc.Prefix == "" {
+			bc.Prefix = DefaultBackplanePrefix
+		}
+		if bc.NodeTTL == 0 {
+			bc.NodeTTL = defaultNodeTTL
+		}
+		c.Backplane = &bc
+	}
 	return c
 }
 
@@ -244,6 +315,30 @@ func (c Config) Validate() error {
 	}
 	if l.MaxRESTTokenTTL < time.Minute {
 		errs = append(errs, errors.New("hub: Limits.MaxRESTTokenTTL must be at least 1m"))
+	}
+	seen := map[string]bool{}
+	for i, t := range c.Transports {
+		switch {
+		case t != TransportWebSockets && t != TransportServerSentEvents && t != TransportLongPolling:
+			errs = append(errs, fmt.Errorf("hub: Transports[%d]: %q is not WebSockets, ServerSentEvents or LongPolling", i, t))
+		case seen[t]:
+			errs = append(errs, fmt.Errorf("hub: Transports[%d]: %q is listed twice", i, t))
+		}
+		seen[t] = true
+	}
+	if sr := c.StatefulReconnect; sr.BufferBytes < 1 || sr.Window < time.Second {
+		errs = append(errs, errors.New("hub: StatefulReconnect: BufferBytes must be at least 1 and Window at least 1s"))
+	}
+	if b := c.Backplane; b != nil {
+		if u, err := url.Parse(b.RedisURL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("hub: Backplane.RedisURL: %q is not a redis:// or rediss:// URL", redactURL(b.RedisURL)))
+		}
+		if c.AccessKey == "" {
+			errs = append(errs, errors.New("hub: AccessKey is required with a Backplane: every node signs and checks tokens with it"))
+		}
+		if b.NodeTTL < 3*time.Second {
+			errs = append(errs, errors.New("hub: Backplane.NodeTTL must be at least 3s"))
+		}
 	}
 	return errors.Join(append(errs, c.validateNegotiate()...)...)
 }
@@ -353,4 +448,12 @@ func jwksURLOK(s string) bool {
 		return false
 	}
 	return u.Scheme == "https" || (u.Scheme == "http" && isLoopbackHost(u.Hostname()))
+}
+
+// redactURL hides a URL's password (Redis URLs may carry one).
+func redactURL(s string) string {
+	if u, err := url.Parse(s); err == nil {
+		return u.Redacted()
+	}
+	return "(unparsable URL)"
 }

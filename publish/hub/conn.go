@@ -17,63 +17,138 @@ const (
 	defaultKeepAlive        = 15 * time.Second
 	defaultClientTimeout    = 30 * time.Second
 	defaultHandshakeTimeout = 15 * time.Second
-	writeTimeout            = 10 * time.Second
-	// maxReceive bounds one client record, and one WebSocket message; a
-	// serverless hub only expects pings and small invocations from
-	// clients.
+	// defaultPollTimeout is how long a long poll waits for data before it
+	// answers empty (ASP.NET Core's 90 s; the clients wait 100 s).
+	defaultPollTimeout = 90 * time.Second
+	writeTimeout       = 10 * time.Second
+	// maxReceive bounds one client record, and one WebSocket message or
+	// POST body; a serverless hub only expects pings and small invocations
+	// from clients.
 	maxReceive = 64 << 10
-	// maxWriteBatch bounds the bytes of queued records joined into one
-	// WebSocket message (always whole records).
+	// maxWriteBatch bounds the bytes of queued messages joined into one
+	// WebSocket message or Server-Sent Event (always whole messages).
 	maxWriteBatch = 64 << 10
 )
 
 var (
 	errSlowClient   = errors.New("send queue full: client too slow")
 	errServerClosed = errors.New("closed by the server")
+	errReplaced     = errors.New("replaced by a newer transport of the same connection")
+	errClientClosed = errors.New("client sent Close")
 )
 
-// sendQueue is a connection's bounded queue of whole records. Producers
+// transport is how a connection reaches its client (TransportProtocols.md).
+type transport int
+
+const (
+	transportWebSockets transport = iota
+	transportServerSentEvents
+	transportLongPolling
+)
+
+// Transport names, as negotiate lists them and config names them.
+const (
+	TransportWebSockets       = "WebSockets"
+	TransportServerSentEvents = "ServerSentEvents"
+	TransportLongPolling      = "LongPolling"
+)
+
+func (t transport) String() string {
+	return [...]string{TransportWebSockets, TransportServerSentEvents, TransportLongPolling}[t]
+}
+
+// qitem is one queued message; seq is its stateful reconnect sequence id
+// (0: not counted, e.g. pings).
+type qitem struct {
+	b   []byte
+	seq uint64
+}
+
+// sendQueue is a connection's bounded queue of whole messages. Producers
 // never block: a push over the byte bound fails, and the connection is then
 // dropped, so one slow client never holds up a send to the others.
+//
+// With stateful reconnect it also keeps what was written and not yet
+// acknowledged, to write it again on the next transport. While no
+// transport is attached, the bound is the stateful reconnect buffer.
 type sendQueue struct {
 	mu     sync.Mutex
-	frames [][]byte
+	items  []qitem
 	bytes  int
 	max    int
 	closed bool
+	held   bool                 // nothing is taken until release (see conn.receive)
 	code   websocket.StatusCode // once closed: the WebSocket close status
-	notify chan struct{}        // cap 1: "frames is not empty or closed"
+	notify chan struct{}        // cap 1: "items is not empty or closed"
+
+	// Stateful reconnect.
+	stateful     bool
+	lastSeq      uint64  // the id of the last sequenced message queued
+	unacked      []qitem // taken (written or being written), not acknowledged
+	unackedBytes int
+	detached     bool
+	detachedMax  int
+	gen          int // incremented by resume: takers of older ones stop
 }
 
+// newSendQueue returns a queue that holds what is pushed until release.
 func newSendQueue(max int) *sendQueue {
-	return &sendQueue{max: max, notify: make(chan struct{}, 1)}
+	return &sendQueue{max: max, notify: make(chan struct{}, 1), held: true}
 }
 
-// push queues f; false when the queue is closed or f does not fit. One frame
-// always fits an empty queue, so a single large message is never refused.
-func (q *sendQueue) push(f []byte) bool {
+// release lets takers take (the handshake answer first).
+func (q *sendQueue) release() {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.closed || (q.bytes > 0 && q.bytes+len(f) > q.max) {
+	q.held = false
+	q.signal()
+}
+
+// setStateful turns stateful reconnect on: sequenced messages are kept
+// until acknowledged, and at most bufferBytes of them while detached.
+func (q *sendQueue) setStateful(bufferBytes int) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.stateful, q.detachedMax = true, bufferBytes
+}
+
+// push queues b; false when the queue is closed or b does not fit. One
+// message always fits an empty queue, so a single large message is never
+// refused. sequenced marks the messages stateful reconnect counts
+// (Invocation, Completion …).
+func (q *sendQueue) push(b []byte, sequenced bool) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	limit := q.max
+	if q.detached {
+		limit = q.detachedMax
+	}
+	held := q.bytes + q.unackedBytes
+	if q.closed || (held > 0 && held+len(b) > limit) {
 		return false
 	}
-	q.frames = append(q.frames, f)
-	q.bytes += len(f)
+	it := qitem{b: b}
+	if sequenced && q.stateful {
+		q.lastSeq++
+		it.seq = q.lastSeq
+	}
+	q.items = append(q.items, it)
+	q.bytes += len(b)
 	q.signal()
 	return true
 }
 
-// pushLast queues f (when not nil) whatever the bound and closes the
-// queue: f is the last record the client gets (a Close message), and the
+// pushLast queues b (when not nil) whatever the bound and closes the
+// queue: b is the last message the client gets (a Close message), and the
 // WebSocket is then closed with code.
-func (q *sendQueue) pushLast(f []byte, code websocket.StatusCode) bool {
+func (q *sendQueue) pushLast(b []byte, code websocket.StatusCode) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.closed {
 		return false
 	}
-	if f != nil {
-		q.frames = append(q.frames, f)
+	if b != nil {
+		q.items = append(q.items, qitem{b: b})
 	}
 	q.closed, q.code = true, code
 	q.signal()
@@ -87,92 +162,430 @@ func (q *sendQueue) signal() {
 	}
 }
 
-// take empties the queue; closed reports that nothing will follow, and
-// code how to close the WebSocket then.
-func (q *sendQueue) take() (frames [][]byte, closed bool, code websocket.StatusCode) {
+// take empties the queue for the taker of generation gen; closed reports
+// that nothing will follow, and code how to close the WebSocket then.
+// stale reports that a newer transport took over (nothing is taken).
+func (q *sendQueue) take(gen int) (frames [][]byte, closed bool, code websocket.StatusCode, stale bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	frames, q.frames, q.bytes = q.frames, nil, 0
-	return frames, q.closed, q.code
+	if gen != q.gen {
+		return nil, false, 0, true
+	}
+	if q.held && !q.closed {
+		return nil, false, 0, false
+	}
+	for _, it := range q.items {
+		frames = append(frames, it.b)
+		if it.seq != 0 {
+			q.unacked = append(q.unacked, it)
+			q.unackedBytes += len(it.b)
+		}
+	}
+	q.items, q.bytes = nil, 0
+	return frames, q.closed, q.code, false
 }
 
-// conn is one client connection. Its registry entry (groups) is guarded by
-// the registry's lock; the rest is set before it is registered.
+// ack drops the kept messages up to sequence id n, which the client has.
+func (q *sendQueue) ack(n uint64) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	i := 0
+	for ; i < len(q.unacked) && q.unacked[i].seq <= n; i++ {
+		q.unackedBytes -= len(q.unacked[i].b)
+	}
+	q.unacked = append(q.unacked[:0], q.unacked[i:]...)
+}
+
+// detach marks the connection as having no transport: pushes are bounded
+// by the stateful reconnect buffer until resume.
+func (q *sendQueue) detach() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.detached = true
+}
+
+// resume starts a new transport generation: it queues the Sequence message
+// (seq gives it for the first id to be sent again), then every kept
+// message not acknowledged, then what was queued meanwhile. It returns the
+// generation the new transport takes with.
+func (q *sendQueue) resume(seq func(first uint64) []byte) int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	first := q.lastSeq + 1
+	for _, it := range q.unacked {
+		first = it.seq
+		break
+	}
+	for _, it := range q.items {
+		if it.seq != 0 && it.seq < first {
+			first = it.seq
+		}
+	}
+	items := make([]qitem, 0, 1+len(q.unacked)+len(q.items))
+	items = append(items, qitem{b: seq(first)})
+	items = append(items, q.unacked...)
+	for _, it := range q.items {
+		// Pings and acks of the old transport mean nothing now.
+		if it.seq != 0 || q.closed {
+			items = append(items, it)
+		}
+	}
+	q.items, q.unacked, q.unackedBytes = items, nil, 0
+	q.bytes = 0
+	for _, it := range items {
+		q.bytes += len(it.b)
+	}
+	q.detached = false
+	q.gen++
+	q.signal()
+	return q.gen
+}
+
+// conn is one client connection, on any transport. Its registry entry
+// (groups) is guarded by the registry's lock; id, token, hub, user, kind
+// and (once the handshake is done, before the connection is registered
+// for sends) codec never change.
 type conn struct {
-	id, hub, user string
-	ws            *websocket.Conn
-	q             *sendQueue
-	ctx           context.Context
-	cancel        context.CancelCauseFunc
-	log           *slog.Logger
-	groups        map[string]struct{} // connection-level groups; registry lock
+	id, token, hub, user string
+	kind                 transport
+	statefulOK           bool // negotiate offered stateful reconnect
+	q                    *sendQueue
+	ctx                  context.Context
+	cancel               context.CancelCauseFunc
+	log                  *slog.Logger
+	created              time.Time
+	groups               map[string]struct{} // connection-level groups; registry lock
+
+	// codec is set by the handshake; sends read it without a lock since a
+	// connection is registered for sends only after.
+	codec codec
+
+	pollMu sync.Mutex // one long poll at a time
+
+	mu         sync.Mutex
+	handshaken bool
+	stateful   bool
+	inbuf      []byte // an incomplete message from the client
+	recvNext   uint64 // stateful: the id the next sequenced client message has
+	recvLast   uint64 // stateful: the id of the last one handled
+	lastSeen   time.Time
+	attached   int // transport generation attached; 0: none
+	attachGen  int
+	curCancel  context.CancelCauseFunc
+	detachedAt time.Time
+	ended      bool
+
+	// onHandshake registers the connection for sends.
+	onHandshake func(*conn) bool
+	endOnce     sync.Once
 }
 
-// send queues a record; a client that cannot keep up is disconnected.
-func (c *conn) send(frame []byte) {
-	if !c.q.push(frame) {
-		c.abort(errSlowClient)
+// send queues an Invocation; a client that cannot keep up is disconnected.
+func (c *conn) send(o *outbound) {
+	b := c.codec.invocation(o)
+	if b == nil {
+		c.log.Warn("hub: message cannot be encoded for the client's protocol; not sent")
+		return
+	}
+	c.push(b, true)
+}
+
+func (c *conn) push(b []byte, sequenced bool) {
+	if !c.q.push(b, sequenced) {
+		c.end(errSlowClient)
 	}
 }
 
 // close ends the connection after what is queued, with a Close message.
 func (c *conn) close(reason string, allowReconnect bool) {
-	c.q.pushLast(closeFrame(reason, allowReconnect), websocket.StatusNormalClosure)
+	cd := c.codecNow()
+	if cd == nil {
+		cd = jsonCodec{}
+	}
+	c.q.pushLast(cd.close(reason, allowReconnect), websocket.StatusNormalClosure)
 }
 
-// closeWith ends the connection after what is queued, with the record
+// closeWith ends the connection after what is queued, with the message
 // last (when not nil) and the WebSocket close status code.
 func (c *conn) closeWith(last []byte, code websocket.StatusCode) {
 	c.q.pushLast(last, code)
 }
 
-// abort drops the connection now, without a Close message; the official
-// clients treat that as a transport failure and reconnect.
-func (c *conn) abort(cause error) { c.cancel(cause) }
+func (c *conn) codecNow() codec {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.codec
+}
 
-// writeLoop writes queued records and keep-alive pings until the queue is
-// closed (then it closes the WebSocket) or ctx ends.
-func (c *conn) writeLoop(ctx context.Context, keepAlive time.Duration) error {
+// end drops the connection now: its transports stop and its queue takes
+// nothing more. Without a Close message first, the official clients treat
+// that as a transport failure and reconnect. It may run under the
+// registry's lock (a send that finds the queue full), so leaving the
+// registry is Server.finish's job: the transport's handler does it as it
+// returns, the sweep for connections without one.
+func (c *conn) end(cause error) {
+	c.endOnce.Do(func() {
+		c.mu.Lock()
+		c.ended = true
+		c.mu.Unlock()
+		c.q.pushLast(nil, websocket.StatusGoingAway)
+		c.cancel(cause)
+	})
+}
+
+func (c *conn) isEnded() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.ended
+}
+
+// attach makes a transport the connection's current one, stopping the
+// previous (a stateful reconnect can arrive before the hub notices the old
+// WebSocket is gone). It returns the transport's context and its queue
+// generation; detach is to be called when the transport ends. ok is false
+// when the connection has ended.
+func (c *conn) attach(resume bool) (ctx context.Context, gen int, detach func(), ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ended {
+		return nil, 0, nil, false
+	}
+	if c.curCancel != nil {
+		c.curCancel(errReplaced)
+	}
+	ctx, cancel := context.WithCancelCause(c.ctx)
+	c.attachGen++
+	mine := c.attachGen
+	c.attached, c.curCancel = mine, cancel
+	if resume {
+		gen = c.q.resume(c.codec.sequence)
+		c.recvNext = 0 // the client starts with its Sequence message
+	} else {
+		c.q.mu.Lock()
+		gen = c.q.gen
+		c.q.mu.Unlock()
+	}
+	detach = func() {
+		cancel(nil)
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.attached == mine {
+			c.attached, c.curCancel, c.detachedAt = 0, nil, time.Now()
+			c.q.detach()
+		}
+	}
+	return ctx, gen, detach, true
+}
+
+// expired reports why the connection should end at now, or nil: a
+// handshake that did not come in time, a stateful connection detached
+// longer than the reconnect window, a long-polling client that stopped
+// polling, or a Server-Sent Events client that stopped pinging.
+func (c *conn) expired(now time.Time, o *options) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case c.ended:
+		return nil
+	case !c.handshaken && now.Sub(c.created) > o.handshakeTimeout:
+		return errors.New("no handshake within the handshake timeout")
+	case c.attached == 0 && c.stateful && now.Sub(c.detachedAt) > o.statefulWindow:
+		return errors.New("not reconnected within the stateful reconnect window")
+	case c.attached == 0 && c.kind == transportLongPolling && now.Sub(c.detachedAt) > o.clientTimeout:
+		return errors.New("no poll within the client timeout")
+	case c.kind == transportServerSentEvents && c.handshaken && now.Sub(c.lastSeen) > o.clientTimeout:
+		return errors.New("client timeout: no message within the client timeout")
+	}
+	return nil
+}
+
+// receive handles data from the client: the handshake first, then whole
+// messages of its protocol. An error ends reading: the connection's last
+// message (a handshake error, a Close) is queued, and the writer closes
+// the transport after it.
+func (c *conn) receive(data []byte, o *options) error {
+	c.mu.Lock()
+	c.lastSeen = time.Now()
+	buf := append(c.inbuf, data...)
+	c.inbuf = nil
+	var registered bool
+	if !c.handshaken {
+		h, rest, err := parseHandshake(buf)
+		switch {
+		case errors.Is(err, errIncomplete):
+			if len(buf) > maxReceive {
+				c.mu.Unlock()
+				return c.refuseHandshake(errors.New("Handshake request is too large."), websocket.StatusMessageTooBig)
+			}
+			c.inbuf = append([]byte(nil), buf...) // buf may alias the caller's read buffer
+			c.mu.Unlock()
+			return nil
+		case err == nil && len(buf)-len(rest)-1 > maxReceive:
+			err = errors.New("Handshake request is too large.")
+			c.mu.Unlock()
+			return c.refuseHandshake(err, websocket.StatusMessageTooBig)
+		case err == nil && h.Protocol == protoMessagePack && c.kind == transportServerSentEvents:
+			err = errors.New("Cannot use the 'messagepack' protocol on the current transport. The transport does not support 'Binary' transfer format.")
+			fallthrough
+		case err != nil:
+			c.mu.Unlock()
+			return c.refuseHandshake(err, websocket.StatusPolicyViolation)
+		}
+		c.codec = codecFor(h.Protocol)
+		c.handshaken = true
+		if c.statefulOK && h.Version >= 2 && c.kind == transportWebSockets {
+			c.stateful = true
+			c.q.setStateful(o.statefulBufferBytes)
+		}
+		// The answer is queued first and held until the connection is
+		// registered: it is the first message the client gets, and a send
+		// made as soon as the client sees it reaches the client.
+		c.q.push(handshakeOK, false)
+		registered = true
+		buf = rest
+	}
+	cd := c.codec
+	c.mu.Unlock()
+	if registered {
+		ok := c.onHandshake(c)
+		c.q.release()
+		if !ok {
+			c.closeWith(cd.close("Server is shutting down.", true), websocket.StatusGoingAway)
+			return errServerClosed
+		}
+	}
+	msgs, rest, err := cd.split(buf)
+	if err != nil {
+		return c.protocolError(err)
+	}
+	for _, m := range msgs {
+		if len(m) > maxReceive {
+			return c.tooLarge()
+		}
+		if err := c.handle(cd, m); err != nil {
+			return err
+		}
+	}
+	if len(rest) > maxReceive {
+		return c.tooLarge()
+	}
+	if len(rest) > 0 {
+		c.mu.Lock()
+		c.inbuf = append([]byte(nil), rest...)
+		c.mu.Unlock()
+	}
+	return nil
+}
+
+func (c *conn) refuseHandshake(err error, code websocket.StatusCode) error {
+	c.closeWith(handshakeError(err.Error()), code)
+	return err
+}
+
+func (c *conn) tooLarge() error {
+	c.closeWith(c.codec.close("Connection closed with an error: message too large.", false), websocket.StatusMessageTooBig)
+	return errTooLarge
+}
+
+func (c *conn) protocolError(err error) error {
+	c.log.Debug("hub: protocol error", "err", err)
+	c.closeWith(c.codec.close("Connection closed with an error: invalid message.", false), websocket.StatusPolicyViolation)
+	return err
+}
+
+// handle acts on one client message.
+func (c *conn) handle(cd codec, rec []byte) error {
+	m, err := cd.parse(rec)
+	if err != nil {
+		return c.protocolError(err)
+	}
+	switch m.Type {
+	case typeClose:
+		c.closeWith(nil, websocket.StatusNormalClosure)
+		return errClientClosed
+	case typeAck:
+		c.q.ack(m.SequenceID)
+		return nil
+	case typeSequence:
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.stateful {
+			c.recvNext = m.SequenceID
+		}
+		return nil
+	case typeInvocation, typeStreamItem, typeCompletion, typeStreamInvocation, typeCancelInvocation:
+		if c.stateful {
+			// Count it, drop it when it is one the client sent again
+			// after a reconnect, and acknowledge it.
+			c.mu.Lock()
+			if c.recvNext == 0 {
+				c.recvNext = c.recvLast + 1
+			}
+			id := c.recvNext
+			c.recvNext++
+			dup := id <= c.recvLast
+			if !dup {
+				c.recvLast = id
+			}
+			last := c.recvLast
+			c.mu.Unlock()
+			c.push(cd.ack(last), false)
+			if dup {
+				return nil
+			}
+		}
+		// A serverless hub runs no methods; say so to a client waiting
+		// for a result instead of leaving it hanging.
+		if (m.Type == typeInvocation || m.Type == typeStreamInvocation) && m.InvocationID != "" {
+			c.push(cd.completionError(m.InvocationID, "Serverless hub: client invocations are not supported."), true)
+		}
+	}
+	// Pings only prove liveness; other types are ignored as the protocol
+	// asks.
+	return nil
+}
+
+// pump writes what is queued for transport generation gen through write
+// (whole messages, joined up to maxWriteBatch) and a ping after keepAlive
+// without writes, until the queue is closed (it returns errServerClosed
+// and the close code after the last message), ctx ends, a newer transport
+// takes over, or write fails.
+func (c *conn) pump(ctx context.Context, gen int, keepAlive time.Duration, write func([]byte) error) (websocket.StatusCode, error) {
 	ping := time.NewTimer(keepAlive)
 	defer ping.Stop()
 	var buf []byte
 	for {
 		select {
 		case <-ctx.Done():
-			return context.Cause(ctx)
+			return 0, context.Cause(ctx)
 		case <-ping.C:
-			if err := c.write(ctx, pingFrame); err != nil {
-				return err
+			if cd := c.codecNow(); cd != nil {
+				if err := write(cd.ping()); err != nil {
+					return 0, err
+				}
 			}
 		case <-c.q.notify:
-			frames, last, code := c.q.take()
+			frames, last, code, stale := c.q.take(gen)
+			if stale {
+				// The newer transport may have missed the signal.
+				c.q.signal()
+				return 0, errReplaced
+			}
 			for len(frames) > 0 {
-				// Join whole records into one text message: the JSON
-				// protocol allows several records per message, never a
-				// partial one.
 				buf = append(buf[:0], frames[0]...)
 				frames = frames[1:]
 				for len(frames) > 0 && len(buf)+len(frames[0]) <= maxWriteBatch {
 					buf = append(buf, frames[0]...)
 					frames = frames[1:]
 				}
-				if err := c.write(ctx, buf); err != nil {
-					return err
+				if err := write(buf); err != nil {
+					return 0, err
 				}
 			}
 			if last {
-				// The close handshake reads the client's answer itself
-				// (the read loop has stopped reading by then, or reads it).
-				_ = c.ws.Close(code, "")
-				return errServerClosed
+				return code, errServerClosed
 			}
 		}
 		ping.Reset(keepAlive)
 	}
-}
-
-func (c *conn) write(ctx context.Context, b []byte) error {
-	ctx, cancel := context.WithTimeout(ctx, writeTimeout)
-	defer cancel()
-	return c.ws.Write(ctx, websocket.MessageText, b)
 }

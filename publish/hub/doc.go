@@ -1,6 +1,6 @@
-// Package hub is changecast's built-in SignalR hub: a single-node stand-in
-// for Azure SignalR Service (serverless mode) that the official SignalR
-// clients and the Azure REST API callers use unchanged.
+// Package hub is changecast's built-in SignalR hub: a stand-in for Azure
+// SignalR Service (serverless mode), on one node or several, that the
+// official SignalR clients and the Azure REST API callers use unchanged.
 //
 // # Where to start
 //
@@ -12,10 +12,14 @@
 // and NegotiateURL tell clients and REST callers where to go. One listener
 // serves:
 //
-//   - the client endpoints: POST /client/negotiate, the WebSocket at
-//     /client/, JSON hub protocol;
-//   - the data-plane REST API (v1 and 2022-06-01 routes, access-key JWT),
-//     which publish/signalr and Azure's SDKs call with ConnectionString;
+//   - the client endpoints: POST /client/negotiate, then at /client/ a
+//     WebSocket, a Server-Sent Events stream (with POSTs from the client)
+//     or long polls (GET, POST, DELETE), in Config.Transports; the JSON
+//     and MessagePack hub protocols (codec); stateful reconnect (handshake
+//     version 2, Ack and Sequence; Config.StatefulReconnect);
+//   - the data-plane REST API (v1, 2022-06-01 and 2024-12-01 routes,
+//     api-version checked, access-key JWT), which publish/signalr and
+//     Azure's SDKs call with ConnectionString;
 //   - the app negotiate endpoint at {Negotiate.Path}/negotiate, which
 //     authenticates callers, joins users to the groups their claims grant
 //     and sends them to the client endpoints;
@@ -48,14 +52,39 @@
 // Options (WithLogger, WithKeepAlive …) tune the parts that are not
 // configuration: timeouts, queue and body bounds, the logger.
 //
+// # Connections
+//
+// A conn is one client connection on any transport: a bounded send queue
+// (sendQueue) that transports take whole messages from, and receive, which
+// reads the handshake and the client's messages. A WebSocket or a
+// Server-Sent Events stream takes from the queue for as long as it lasts;
+// each long poll takes what is there. With stateful reconnect the queue
+// keeps what was written until the client acknowledges it, and a new
+// WebSocket of the same connection gets it again after a Sequence message.
+// Sends go through the registry (who is in which group) to the queues of
+// the connections they select, encoded once per protocol (outbound).
+//
+// # Several nodes
+//
+// With Config.Backplane, a Redis backplane (backplane.go) joins nodes:
+// sends, Close and membership changes are published on one Redis channel
+// and applied by every node to its own connections; user-group
+// memberships, the connections each node holds and negotiated connection
+// tokens live in Redis, so any node answers negotiate, REST questions and
+// membership changes (cluster.go). Connections stay on their node, so
+// Server-Sent Events, long polling and stateful reconnect need sticky
+// sessions.
+//
 // # Ownership
 //
-// Run (or Serve) owns every connection and returns only after all of them
-// are closed; connections accepted through Handler belong to it too. Each
-// connection has one read loop, one write loop and a bounded send queue: a
+// Run (or Serve) owns every connection, and the backplane, and returns only
+// after all of them are closed; connections accepted through Handler
+// belong to it too. Each transport request is a handler Serve waits for;
+// a connection without one (between long polls, or waiting for a stateful
+// reconnect) is ended by the once-a-second sweep when its time is up. A
 // client that cannot keep up is disconnected, and sends never wait for a
 // client. All methods are safe for concurrent use.
 //
-// Not supported (yet): MessagePack, Server-Sent Events and long polling,
-// stateful reconnect, upstream webhooks, and scale-out beyond one node.
+// Not supported (yet): upstream webhooks, client results (:invoke),
+// streaming, and :execute.
 package hub

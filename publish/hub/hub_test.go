@@ -241,8 +241,8 @@ func TestHandshakeErrors(t *testing.T) {
 	h := startHub(t, anonCfg())
 	n := h.appNegotiate(t, "chat", "")
 	for _, tc := range []struct{ send, wantErr string }{
-		{`{"protocol":"messagepack","version":1}` + "\x1e", "Requested protocol 'messagepack' is not available."},
-		{`{"protocol":"json","version":2}` + "\x1e", "The server does not support version 2 of the 'json' protocol."},
+		{`{"protocol":"xml","version":1}` + "\x1e", "Requested protocol 'xml' is not available."},
+		{`{"protocol":"json","version":3}` + "\x1e", "The server does not support version 3 of the 'json' protocol."},
 		{`[1,2]` + "\x1e", "Handshake request is not a JSON object."},
 		{`{"version":1}` + "\x1e", "Handshake request is missing the protocol."},
 	} {

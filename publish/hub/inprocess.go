@@ -48,6 +48,12 @@ func (p inprocPublisher) Publish(ctx context.Context, b *publish.Batch) error {
 	case t.User != "":
 		sc = scope{kind: scopeUser, name: t.User}
 	}
-	p.s.deliver(hubKey(t.Hub), sc, frame)
+	o := newOutbound(t.Method, []json.RawMessage{b.Payload})
+	o.jsonB = frame
+	if err := p.s.deliver(ctx, hubKey(t.Hub), sc, o); err != nil {
+		// The local clients have it; the other nodes may not. Sending it
+		// again is what at-least-once allows (clients dedupe by version).
+		return publish.Retryable(err, 0)
+	}
 	return nil
 }

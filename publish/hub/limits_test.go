@@ -111,8 +111,8 @@ func TestAnonymousMembershipsAreSwept(t *testing.T) {
 		}
 		// An authenticated user's membership without TTL stays.
 		r.addUserToGroup("h", "all", "alice", 0, false, time.Now())
-		stay := &conn{id: "c0", hub: "h", user: "anonymous-0"}
-		if !r.add(stay) {
+		stay := &conn{id: "c0", token: "t0", hub: "h", user: "anonymous-0"}
+		if r.open(stay) != nil || !r.add(stay) {
 			t.Fatal("add refused")
 		}
 		if st := r.stats(); st.Memberships != 2001 || st.Expiring != 2000 {
@@ -128,7 +128,7 @@ func TestAnonymousMembershipsAreSwept(t *testing.T) {
 			t.Fatal("the connected anonymous user lost its group")
 		}
 
-		r.remove(stay)
+		r.closed(stay)
 		time.Sleep(2 * time.Minute)
 		synctest.Wait()
 		st := r.stats()

@@ -61,14 +61,13 @@ func (ss selfService) clientAccess(_ context.Context, r *http.Request, hub, user
 // join keeps an anonymous user's groups for AnonymousGroupTTL while it is
 // not connected (its id is random, so nothing else would ever free them),
 // and an authenticated user's for GroupTTL (0: no expiry).
-func (ss selfService) join(_ context.Context, c Caller, group string) error {
+func (ss selfService) join(ctx context.Context, c Caller, group string) error {
 	n := ss.s.cfg.Negotiate
 	ttl, keep := n.GroupTTL, false
 	if c.Anonymous {
 		ttl, keep = n.AnonymousGroupTTL, true
 	}
-	ss.s.reg.addUserToGroup(c.Hub, group, c.User, ttl, keep, time.Now())
-	return nil
+	return ss.s.addUserToGroup(ctx, c.Hub, group, c.User, ttl, keep)
 }
 
 func (ss selfService) admit(user string) error { return ss.s.reg.admit(user) }

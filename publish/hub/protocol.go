@@ -37,14 +37,23 @@ type handshake struct {
 	Version  int
 }
 
+// Hub protocol names of the handshake, and the highest version of each the
+// hub speaks: version 2 adds Ack and Sequence (stateful reconnect), as in
+// ASP.NET Core 8.
+const (
+	protoJSON        = "json"
+	protoMessagePack = "messagepack"
+	maxProtoVersion  = 2
+)
+
 // errIncomplete means no whole record has arrived yet.
 var errIncomplete = errors.New("incomplete record")
 
 // parseHandshake reads the handshake request at the start of buf and returns
 // what follows it (records sent in the same frame). It returns errIncomplete
 // while buf holds no separator yet. Any other error is for the client: send
-// it back with handshakeError. Only JSON version 1 is accepted: version 2
-// means stateful reconnect, which this hub never offers in negotiate.
+// it back with handshakeError. JSON and MessagePack, versions 1 and 2, are
+// accepted; the handshake itself is JSON whatever the protocol.
 func parseHandshake(buf []byte) (handshake, []byte, error) {
 	i := bytes.IndexByte(buf, recordSeparator)
 	if i < 0 {
@@ -64,11 +73,11 @@ func parseHandshake(buf []byte) (handshake, []byte, error) {
 		return handshake{}, nil, errors.New("Handshake request is missing the version.")
 	}
 	h := handshake{Protocol: *raw.Protocol, Version: *raw.Version}
-	if h.Protocol != "json" {
+	if h.Protocol != protoJSON && h.Protocol != protoMessagePack {
 		return h, nil, fmt.Errorf("Requested protocol '%s' is not available.", truncate(h.Protocol, 64))
 	}
-	if h.Version != 1 {
-		return h, nil, fmt.Errorf("The server does not support version %d of the 'json' protocol.", h.Version)
+	if h.Version < 1 || h.Version > maxProtoVersion {
+		return h, nil, fmt.Errorf("The server does not support version %d of the '%s' protocol.", h.Version, h.Protocol)
 	}
 	return h, buf[i+1:], nil
 }
@@ -99,6 +108,7 @@ func splitRecords(buf []byte) (records [][]byte, rest []byte) {
 type message struct {
 	Type         int
 	InvocationID string
+	SequenceID   uint64 // Ack and Sequence
 }
 
 // parseMessage decodes one record. Unknown types are valid (the protocol
@@ -108,6 +118,7 @@ func parseMessage(rec []byte) (message, error) {
 	var raw struct {
 		Type         *int   `json:"type"`
 		InvocationID string `json:"invocationId"`
+		SequenceID   uint64 `json:"sequenceId"`
 	}
 	if err := json.Unmarshal(rec, &raw); err != nil {
 		return message{}, fmt.Errorf("message is not a JSON object: %w", err)
@@ -115,7 +126,7 @@ func parseMessage(rec []byte) (message, error) {
 	if raw.Type == nil {
 		return message{}, errors.New("message has no type")
 	}
-	return message{Type: *raw.Type, InvocationID: raw.InvocationID}, nil
+	return message{Type: *raw.Type, InvocationID: raw.InvocationID, SequenceID: raw.SequenceID}, nil
 }
 
 // appendInvocation appends a non-blocking Invocation record of target with
@@ -156,6 +167,15 @@ func completionError(invocationID, msg string) []byte {
 		Error        string `json:"error"`
 	}{typeCompletion, invocationID, msg})
 	return append(b, recordSeparator)
+}
+
+// ackFrame and sequenceFrame are the stateful reconnect messages (JSON).
+func ackFrame(n uint64) []byte {
+	return fmt.Appendf(nil, `{"type":%d,"sequenceId":%d}`+"\x1e", typeAck, n)
+}
+
+func sequenceFrame(n uint64) []byte {
+	return fmt.Appendf(nil, `{"type":%d,"sequenceId":%d}`+"\x1e", typeSequence, n)
 }
 
 func truncate(s string, n int) string {

@@ -10,6 +10,8 @@ import (
 func TestParseHandshake(t *testing.T) {
 	for _, tc := range []struct {
 		in, rest, err string
+		proto         string
+		version       int
 	}{
 		{in: `{"protocol":"json","version":1}` + "\x1e", rest: ""},
 		{in: `{"version":1,"protocol":"json","extra":true}` + "\x1e" + `{"type":6}` + "\x1e", rest: `{"type":6}` + "\x1e"},
@@ -17,7 +19,10 @@ func TestParseHandshake(t *testing.T) {
 		{in: `{"protocol":"json"}` + "\x1e", err: "Handshake request is missing the version."},
 		{in: `{"protocol":"json","version":"1"}` + "\x1e", err: "Handshake request is not a JSON object."},
 		{in: `{"protocol":"json","version":0}` + "\x1e", err: "The server does not support version 0 of the 'json' protocol."},
-		{in: `{"protocol":"messagepack","version":1}` + "\x1e", err: "Requested protocol 'messagepack' is not available."},
+		{in: `{"protocol":"messagepack","version":1}` + "\x1e", rest: "", proto: "messagepack"},
+		{in: `{"protocol":"json","version":2}` + "\x1e", rest: "", version: 2},
+		{in: `{"protocol":"json","version":3}` + "\x1e", err: "The server does not support version 3 of the 'json' protocol."},
+		{in: `{"protocol":"xml","version":1}` + "\x1e", err: "Requested protocol 'xml' is not available."},
 		{in: "\x1e", err: "Handshake request is not a JSON object."},
 	} {
 		h, rest, err := parseHandshake([]byte(tc.in))
@@ -27,7 +32,13 @@ func TestParseHandshake(t *testing.T) {
 			}
 			continue
 		}
-		if err != nil || h.Protocol != "json" || h.Version != 1 || string(rest) != tc.rest {
+		if tc.proto == "" {
+			tc.proto = "json"
+		}
+		if tc.version == 0 {
+			tc.version = 1
+		}
+		if err != nil || h.Protocol != tc.proto || h.Version != tc.version || string(rest) != tc.rest {
 			t.Errorf("%q: %+v %q %v", tc.in, h, rest, err)
 		}
 	}
@@ -67,7 +78,8 @@ func TestEncoders(t *testing.T) {
 	}
 }
 
-// FuzzHandshake: any input either parses to JSON v1 with a tail that is a
+// FuzzHandshake: any input either parses to JSON or MessagePack, version 1
+// or 2, with a tail that is a
 // suffix of the input, or fails; the error answer is always one record.
 func FuzzHandshake(f *testing.F) {
 	f.Add([]byte(`{"protocol":"json","version":1}` + "\x1e"))
@@ -87,7 +99,7 @@ func FuzzHandshake(f *testing.F) {
 				t.Fatalf("bad error answer %q", ans)
 			}
 		default:
-			if h.Protocol != "json" || h.Version != 1 || !bytes.HasSuffix(in, rest) {
+			if (h.Protocol != "json" && h.Protocol != "messagepack") || h.Version < 1 || h.Version > 2 || !bytes.HasSuffix(in, rest) {
 				t.Fatalf("%+v %q", h, rest)
 			}
 		}

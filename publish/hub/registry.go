@@ -19,14 +19,15 @@ type registry struct {
 	lim  limits
 
 	pending  map[string]pendingConn
-	pendingQ []pendingExpiry // in expiry order: every pending conn has the same TTL
-	pendingH int             // pendingQ[:pendingH] is consumed
+	live     map[string]*conn // every open connection, by the token it was opened with
+	pendingQ []pendingExpiry  // in expiry order: every pending conn has the same TTL
+	pendingH int              // pendingQ[:pendingH] is consumed
 
 	expiries memberHeap // memberships with an expiry, soonest first
 
 	conns   int            // connections open or being opened
 	perUser map[string]int // the same per user id (anonymous-less connections are not counted here)
-	closed  bool
+	shut    bool
 }
 
 // limits bound the registry.
@@ -46,6 +47,7 @@ var (
 type pendingConn struct {
 	id, hub, user string
 	expires       time.Time
+	stateful      bool // negotiate offered stateful reconnect
 }
 
 type pendingExpiry struct {
@@ -82,7 +84,8 @@ func (m *membership) live(now time.Time) bool {
 }
 
 func newRegistry(hubs []string, lim limits) *registry {
-	r := &registry{hubs: map[string]*hubState{}, lim: lim, pending: map[string]pendingConn{}, perUser: map[string]int{}}
+	r := &registry{hubs: map[string]*hubState{}, lim: lim, pending: map[string]pendingConn{}, perUser: map[string]int{},
+		live: map[string]*conn{}}
 	for _, name := range hubs {
 		r.hubs[hubKey(name)] = &hubState{conns: map[string]*conn{}, users: map[string]map[*conn]struct{}{},
 			groups: map[string]map[*conn]struct{}{}, members: map[string]map[string]*membership{},
@@ -109,7 +112,7 @@ func (r *registry) admit(user string) error {
 
 func (r *registry) checkLimits(user string) error {
 	switch {
-	case r.closed:
+	case r.shut:
 		return errShuttingDown
 	case r.conns >= r.lim.maxConns:
 		return errTooManyConns
@@ -119,30 +122,87 @@ func (r *registry) checkLimits(user string) error {
 	return nil
 }
 
-// reserve counts a connection of user about to open, or says which limit
-// it would pass. Every successful reserve is matched by one release.
-func (r *registry) reserve(user string) error {
+// open counts c as open under its token, or says which limit it would
+// pass. Every successful open is matched by one closed, when c ends.
+func (r *registry) open(c *conn) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if err := r.checkLimits(user); err != nil {
+	if err := r.checkLimits(c.user); err != nil {
 		return err
 	}
 	r.conns++
-	if user != "" {
-		r.perUser[user]++
+	if c.user != "" {
+		r.perUser[c.user]++
+	}
+	r.live[c.token] = c
+	return nil
+}
+
+// closed forgets c: its sends, groups and count. It returns c's
+// connection-level groups; false when c was forgotten already.
+func (r *registry) closed(c *conn) (groups []string, ok bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.live[c.token] != c {
+		return nil, false
+	}
+	for g := range c.groups {
+		groups = append(groups, g)
+	}
+	delete(r.live, c.token)
+	r.conns--
+	if c.user != "" {
+		if r.perUser[c.user]--; r.perUser[c.user] <= 0 {
+			delete(r.perUser, c.user)
+		}
+	}
+	r.removeLocked(c)
+	return groups, true
+}
+
+// presenceInfo is what the backplane renews of a registered connection.
+type presenceInfo struct {
+	hub, id, user string
+	groups        []string
+}
+
+// presence lists the registered connections with their groups.
+func (r *registry) presence() []presenceInfo {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	var out []presenceInfo
+	for hub, h := range r.hubs {
+		for _, c := range h.conns {
+			p := presenceInfo{hub: hub, id: c.id, user: c.user}
+			for g := range c.groups {
+				p.groups = append(p.groups, g)
+			}
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// lookup is the open connection of hub opened with token, or nil.
+func (r *registry) lookup(token, hub string) *conn {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if c := r.live[token]; c != nil && c.hub == hub {
+		return c
 	}
 	return nil
 }
 
-func (r *registry) release(user string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.conns--
-	if user != "" {
-		if r.perUser[user]--; r.perUser[user] <= 0 {
-			delete(r.perUser, user)
-		}
+// liveConns is every open connection (for the sweep, which checks them
+// outside the lock).
+func (r *registry) liveConns() []*conn {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := make([]*conn, 0, len(r.live))
+	for _, c := range r.live {
+		out = append(out, c)
 	}
+	return out
 }
 
 // addPending records a negotiated connection under the id the client will
@@ -185,7 +245,7 @@ func (r *registry) add(c *conn) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	h := r.hubs[c.hub]
-	if r.closed || h == nil {
+	if r.shut || h == nil || r.live[c.token] != c {
 		return false
 	}
 	h.conns[c.id] = c
@@ -195,9 +255,7 @@ func (r *registry) add(c *conn) bool {
 	return true
 }
 
-func (r *registry) remove(c *conn) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+func (r *registry) removeLocked(c *conn) {
 	h := r.hubs[c.hub]
 	if h == nil || h.conns[c.id] != c {
 		return
@@ -550,14 +608,10 @@ func (r *registry) list(hub string, sc scope, now time.Time) []connInfo {
 // closeAll sends every connection a Close message and refuses new ones.
 func (r *registry) closeAll(reason string, allowReconnect bool) {
 	r.mu.Lock()
-	r.closed = true
+	r.shut = true
 	r.mu.Unlock()
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	for _, h := range r.hubs {
-		for _, c := range h.conns {
-			c.close(reason, allowReconnect)
-		}
+	for _, c := range r.liveConns() {
+		c.close(reason, allowReconnect)
 	}
 }
 

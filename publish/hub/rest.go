@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"io"
@@ -8,6 +9,8 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -28,8 +31,34 @@ func validGroup(g string) bool {
 // authenticated before it runs.
 type restHandler func(w http.ResponseWriter, r *http.Request, hub string)
 
+// APIVersions are the api-version values the REST API accepts on its
+// non-v1 routes (Azure/azure-signalr docs/swagger and the SDKs).
+var APIVersions = []string{"2022-06-01", "2022-11-01", "2023-07-01", "2024-01-01", "2024-12-01"}
+
+// checkAPIVersion answers 400 naming the supported versions when a non-v1
+// route has no or an unknown api-version.
+func checkAPIVersion(w http.ResponseWriter, r *http.Request) bool {
+	if strings.HasPrefix(r.URL.Path, "/api/v1/") {
+		return true
+	}
+	vs := r.URL.Query()["api-version"]
+	if len(vs) == 1 && slices.Contains(APIVersions, vs[0]) {
+		return true
+	}
+	msg := "api-version is required; supported versions: " + strings.Join(APIVersions, ", ")
+	if len(vs) > 0 {
+		msg = "api-version " + strconv.Quote(truncate(strings.Join(vs, ","), 64)) + " is not supported; supported versions: " + strings.Join(APIVersions, ", ")
+	}
+	writeError(w, http.StatusBadRequest, "Error.InvalidApiVersion", msg)
+	return false
+}
+
 func (s *Server) restRoutes(mux *http.ServeMux) {
-	health := func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusOK) }
+	health := func(w http.ResponseWriter, r *http.Request) {
+		if checkAPIVersion(w, r) {
+			w.WriteHeader(http.StatusOK)
+		}
+	}
 	mux.HandleFunc("GET /api/v1/health", health)
 	mux.HandleFunc("GET /api/health", health)
 
@@ -47,53 +76,56 @@ func (s *Server) restRoutes(mux *http.ServeMux) {
 	route("POST "+v2+"/connections/{connectionId}/:send", s.send(scopeConn))
 
 	// Existence checks (HEAD, and GET as the SDK also uses).
-	route("GET "+v1+"/connections/{connectionId}", s.exists(scopeConn))
-	route("GET "+v2+"/connections/{connectionId}", s.exists(scopeConn))
-	route("GET "+v1+"/groups/{group}", s.exists(scopeGroup))
-	route("GET "+v2+"/groups/{group}", s.exists(scopeGroup))
-	route("GET "+v1+"/users/{user}", s.exists(scopeUser))
-	route("GET "+v2+"/users/{user}", s.exists(scopeUser))
-	route("GET "+v1+"/groups/{group}/users/{user}", s.userInGroup)
-	route("GET "+v1+"/users/{user}/groups/{group}", s.userInGroup)
-	route("GET "+v2+"/users/{user}/groups/{group}", s.userInGroup)
+	route("GET "+v1+"/connections/{connectionId}", s.restExists(scopeConn))
+	route("GET "+v2+"/connections/{connectionId}", s.restExists(scopeConn))
+	route("GET "+v1+"/groups/{group}", s.restExists(scopeGroup))
+	route("GET "+v2+"/groups/{group}", s.restExists(scopeGroup))
+	route("GET "+v1+"/users/{user}", s.restExists(scopeUser))
+	route("GET "+v2+"/users/{user}", s.restExists(scopeUser))
+	route("GET "+v1+"/groups/{group}/users/{user}", s.restUserInGroup)
+	route("GET "+v1+"/users/{user}/groups/{group}", s.restUserInGroup)
+	route("GET "+v2+"/users/{user}/groups/{group}", s.restUserInGroup)
 
 	// Closing connections.
-	route("DELETE "+v1+"/connections/{connectionId}", s.closeConns(scopeConn, http.StatusAccepted))
-	route("DELETE "+v2+"/connections/{connectionId}", s.closeConns(scopeConn, http.StatusOK))
-	route("POST "+v2+"/:closeConnections", s.closeConns(scopeAll, http.StatusNoContent))
-	route("POST "+v2+"/groups/{group}/:closeConnections", s.closeConns(scopeGroup, http.StatusNoContent))
-	route("POST "+v2+"/users/{user}/:closeConnections", s.closeConns(scopeUser, http.StatusNoContent))
+	route("DELETE "+v1+"/connections/{connectionId}", s.restCloseConns(scopeConn, http.StatusAccepted))
+	route("DELETE "+v2+"/connections/{connectionId}", s.restCloseConns(scopeConn, http.StatusOK))
+	route("POST "+v2+"/:closeConnections", s.restCloseConns(scopeAll, http.StatusNoContent))
+	route("POST "+v2+"/groups/{group}/:closeConnections", s.restCloseConns(scopeGroup, http.StatusNoContent))
+	route("POST "+v2+"/users/{user}/:closeConnections", s.restCloseConns(scopeUser, http.StatusNoContent))
 
-	// Connection membership (the v1 swagger answers 202, 2022-06-01 200).
-	route("PUT "+v1+"/groups/{group}/connections/{connectionId}", s.addConnToGroup(http.StatusAccepted))
-	route("PUT "+v1+"/connections/{connectionId}/groups/{group}", s.addConnToGroup(http.StatusAccepted))
-	route("PUT "+v2+"/groups/{group}/connections/{connectionId}", s.addConnToGroup(http.StatusOK))
-	route("DELETE "+v1+"/groups/{group}/connections/{connectionId}", s.removeConnFromGroup(http.StatusAccepted))
-	route("DELETE "+v1+"/connections/{connectionId}/groups/{group}", s.removeConnFromGroup(http.StatusAccepted))
-	route("DELETE "+v2+"/groups/{group}/connections/{connectionId}", s.removeConnFromGroup(http.StatusOK))
-	route("DELETE "+v2+"/connections/{connectionId}/groups", s.removeConnFromGroup(http.StatusOK))
+	// Connection membership (200, or 404 for a connection not open).
+	route("PUT "+v1+"/groups/{group}/connections/{connectionId}", s.restAddConnToGroup)
+	route("PUT "+v1+"/connections/{connectionId}/groups/{group}", s.restAddConnToGroup)
+	route("PUT "+v2+"/groups/{group}/connections/{connectionId}", s.restAddConnToGroup)
+	route("DELETE "+v1+"/groups/{group}/connections/{connectionId}", s.restRemoveConnFromGroup)
+	route("DELETE "+v1+"/connections/{connectionId}/groups/{group}", s.restRemoveConnFromGroup)
+	route("DELETE "+v2+"/groups/{group}/connections/{connectionId}", s.restRemoveConnFromGroup)
+	route("DELETE "+v2+"/connections/{connectionId}/groups", s.restRemoveConnFromGroup)
 
-	// User membership.
-	route("PUT "+v1+"/groups/{group}/users/{user}", s.addUserToGroup(http.StatusAccepted))
-	route("PUT "+v1+"/users/{user}/groups/{group}", s.addUserToGroup(http.StatusAccepted))
-	route("PUT "+v2+"/users/{user}/groups/{group}", s.addUserToGroup(http.StatusOK))
-	route("DELETE "+v1+"/groups/{group}/users/{user}", s.removeUserFromGroup(http.StatusAccepted))
-	route("DELETE "+v1+"/users/{user}/groups/{group}", s.removeUserFromGroup(http.StatusAccepted))
-	route("DELETE "+v2+"/users/{user}/groups/{group}", s.removeUserFromGroup(http.StatusNoContent))
-	route("DELETE "+v1+"/users/{user}/groups", s.removeUserFromGroup(http.StatusAccepted))
-	route("DELETE "+v2+"/users/{user}/groups", s.removeUserFromGroup(http.StatusNoContent))
+	// User membership (the v1 swagger answers 202, 2022-06-01 200 and 204).
+	route("PUT "+v1+"/groups/{group}/users/{user}", s.restAddUserToGroup(http.StatusAccepted))
+	route("PUT "+v1+"/users/{user}/groups/{group}", s.restAddUserToGroup(http.StatusAccepted))
+	route("PUT "+v2+"/users/{user}/groups/{group}", s.restAddUserToGroup(http.StatusOK))
+	route("DELETE "+v1+"/groups/{group}/users/{user}", s.restRemoveUserFromGroup(http.StatusAccepted))
+	route("DELETE "+v1+"/users/{user}/groups/{group}", s.restRemoveUserFromGroup(http.StatusAccepted))
+	route("DELETE "+v2+"/users/{user}/groups/{group}", s.restRemoveUserFromGroup(http.StatusNoContent))
+	route("DELETE "+v1+"/users/{user}/groups", s.restRemoveUserFromGroup(http.StatusAccepted))
+	route("DELETE "+v2+"/users/{user}/groups", s.restRemoveUserFromGroup(http.StatusNoContent))
 
 	// 2023-07-01 and 2024-12-01 additions.
 	route("POST "+v2+"/:generateToken", s.generateToken)
-	route("GET "+v2+"/groups/{group}/connections", s.listGroup)
+	route("GET "+v2+"/groups/{group}/connections", s.restListGroup)
 }
 
-// restAuth resolves {hub} (with ?application= as prefix, lower-cased: hub
-// names are case-insensitive), checks the access-key JWT, whose aud must
-// be this request's URL at the hub's endpoint, and answers 404 for a hub
-// that is not served.
+// restAuth checks api-version, resolves {hub} (with ?application= as
+// prefix, lower-cased: hub names are case-insensitive), checks the
+// access-key JWT, whose aud must be this request's URL at the hub's
+// endpoint, and answers 404 for a hub that is not served.
 func (s *Server) restAuth(h restHandler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !checkAPIVersion(w, r) {
+			return
+		}
 		hub := r.PathValue("hub")
 		if !validHub(hub) {
 			writeError(w, http.StatusBadRequest, "Error.InvalidHub", "invalid hub name")
@@ -121,6 +153,12 @@ func (s *Server) restAuth(h restHandler) http.Handler {
 		}
 		h(w, r, hubKey(hub))
 	})
+}
+
+// unavailable answers a call the backplane could not serve (Redis down):
+// 503, which the SDKs retry.
+func unavailable(w http.ResponseWriter, err error) {
+	writeError(w, http.StatusServiceUnavailable, "Error.Unavailable", "backplane unavailable: "+err.Error())
 }
 
 func scopeOf(r *http.Request, kind scopeKind) scope {
@@ -164,15 +202,12 @@ func (s *Server) send(kind scopeKind) restHandler {
 			writeError(w, http.StatusBadRequest, "Error.InvalidBody", "target is required")
 			return
 		}
-		s.deliver(hub, scopeOf(r, kind), appendInvocation(nil, m.Target, m.Arguments))
+		if err := s.deliver(r.Context(), hub, scopeOf(r, kind), newOutbound(m.Target, m.Arguments)); err != nil {
+			unavailable(w, err)
+			return
+		}
 		w.WriteHeader(http.StatusAccepted)
 	}
-}
-
-// deliver queues one record for every connection in sc. It never blocks:
-// a client whose queue is full is dropped instead.
-func (s *Server) deliver(hub string, sc scope, frame []byte) {
-	s.reg.each(hub, sc, time.Now(), func(c *conn) { c.send(frame) })
 }
 
 // readBody reads at most the body limit; a larger body gets 413.
@@ -197,59 +232,81 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool)
 	return b, true
 }
 
-func (s *Server) exists(kind scopeKind) restHandler {
+func (s *Server) restExists(kind scopeKind) restHandler {
 	codes := map[scopeKind]string{scopeConn: "Warning.Connection.NotExisted", scopeGroup: "Warning.Group.NotExisted", scopeUser: "Warning.User.NotExisted"}
 	return func(w http.ResponseWriter, r *http.Request, hub string) {
-		if s.reg.count(hub, scopeOf(r, kind), time.Now()) == 0 {
+		ok, err := s.exists(r.Context(), hub, scopeOf(r, kind))
+		switch {
+		case err != nil:
+			unavailable(w, err)
+		case !ok:
 			writeError(w, http.StatusNotFound, codes[kind], "not found")
-			return
+		default:
+			w.WriteHeader(http.StatusOK)
 		}
-		w.WriteHeader(http.StatusOK)
 	}
 }
 
-func (s *Server) userInGroup(w http.ResponseWriter, r *http.Request, hub string) {
-	if !s.reg.userInGroup(hub, r.PathValue("group"), r.PathValue("user"), time.Now()) {
+func (s *Server) restUserInGroup(w http.ResponseWriter, r *http.Request, hub string) {
+	ok, err := s.userInGroup(r.Context(), hub, r.PathValue("group"), r.PathValue("user"))
+	switch {
+	case err != nil:
+		unavailable(w, err)
+	case !ok:
 		writeError(w, http.StatusNotFound, "Info.User.NotInGroup", "the user is not in the group")
-		return
+	default:
+		w.WriteHeader(http.StatusOK)
 	}
-	w.WriteHeader(http.StatusOK)
 }
 
 // closeConns sends the selected clients a Close message. allowReconnect is
 // true unless ?allowReconnect=false, as Azure and its emulator do: a closed
 // client with withAutomaticReconnect negotiates again.
-func (s *Server) closeConns(kind scopeKind, status int) restHandler {
+func (s *Server) restCloseConns(kind scopeKind, status int) restHandler {
 	return func(w http.ResponseWriter, r *http.Request, hub string) {
 		q := r.URL.Query()
 		allow := q.Get("allowReconnect") != "false"
 		sc := scopeOf(r, kind)
-		if kind == scopeConn && s.reg.count(hub, sc, time.Now()) == 0 {
-			writeError(w, http.StatusNotFound, "Warning.Connection.NotExisted", "no such connection")
+		if kind == scopeConn {
+			ok, err := s.exists(r.Context(), hub, sc)
+			if err != nil {
+				unavailable(w, err)
+				return
+			}
+			if !ok {
+				writeError(w, http.StatusNotFound, "Warning.Connection.NotExisted", "no such connection")
+				return
+			}
+		}
+		if err := s.closeConns(r.Context(), hub, sc, q.Get("reason"), allow); err != nil {
+			unavailable(w, err)
 			return
 		}
-		s.reg.each(hub, sc, time.Now(), func(c *conn) { c.close(q.Get("reason"), allow) })
 		w.WriteHeader(status)
 	}
 }
 
-func (s *Server) addConnToGroup(status int) restHandler {
-	return func(w http.ResponseWriter, r *http.Request, hub string) {
-		if !s.reg.addConnToGroup(hub, r.PathValue("group"), r.PathValue("connectionId")) {
-			writeError(w, http.StatusNotFound, "Error.Connection.NotExisted", "no such connection")
-			return
-		}
-		w.WriteHeader(status)
+func (s *Server) restAddConnToGroup(w http.ResponseWriter, r *http.Request, hub string) {
+	ok, err := s.addConnToGroup(r.Context(), hub, r.PathValue("group"), r.PathValue("connectionId"))
+	switch {
+	case err != nil:
+		unavailable(w, err)
+	case !ok:
+		writeError(w, http.StatusNotFound, "Error.Connection.NotExisted", "no such connection")
+	default:
+		w.WriteHeader(http.StatusOK)
 	}
 }
 
-func (s *Server) removeConnFromGroup(status int) restHandler {
-	return func(w http.ResponseWriter, r *http.Request, hub string) {
-		if !s.reg.removeConnFromGroups(hub, r.PathValue("group"), r.PathValue("connectionId")) {
-			writeError(w, http.StatusNotFound, "Warning.Connection.NotExisted", "no such connection")
-			return
-		}
-		w.WriteHeader(status)
+func (s *Server) restRemoveConnFromGroup(w http.ResponseWriter, r *http.Request, hub string) {
+	ok, err := s.removeConnFromGroups(r.Context(), hub, r.PathValue("group"), r.PathValue("connectionId"))
+	switch {
+	case err != nil:
+		unavailable(w, err)
+	case !ok:
+		writeError(w, http.StatusNotFound, "Warning.Connection.NotExisted", "no such connection")
+	default:
+		w.WriteHeader(http.StatusOK)
 	}
 }
 
@@ -259,7 +316,7 @@ const userGroupTTL = 365 * 24 * time.Hour
 
 // addUserToGroup adds the user to the group for ?ttl= seconds (none: a
 // year); ttl=0 adds only the user's open connections, as Azure does.
-func (s *Server) addUserToGroup(status int) restHandler {
+func (s *Server) restAddUserToGroup(status int) restHandler {
 	return func(w http.ResponseWriter, r *http.Request, hub string) {
 		ttl := userGroupTTL
 		if v := r.URL.Query().Get("ttl"); v != "" {
@@ -271,10 +328,15 @@ func (s *Server) addUserToGroup(status int) restHandler {
 			ttl = min(time.Duration(n)*time.Second, userGroupTTL)
 		}
 		group, user := r.PathValue("group"), r.PathValue("user")
+		var err error
 		if ttl == 0 {
-			s.reg.addUserConnsToGroup(hub, group, user)
+			err = s.addUserConnsToGroup(r.Context(), hub, group, user)
 		} else {
-			s.reg.addUserToGroup(hub, group, user, ttl, false, time.Now())
+			err = s.addUserToGroup(r.Context(), hub, group, user, ttl, false)
+		}
+		if err != nil {
+			unavailable(w, err)
+			return
 		}
 		w.WriteHeader(status)
 	}
@@ -282,9 +344,12 @@ func (s *Server) addUserToGroup(status int) restHandler {
 
 // removeUserFromGroup removes the user from {group}, or from all groups on
 // the routes without one.
-func (s *Server) removeUserFromGroup(status int) restHandler {
+func (s *Server) restRemoveUserFromGroup(status int) restHandler {
 	return func(w http.ResponseWriter, r *http.Request, hub string) {
-		s.reg.removeUserFromGroups(hub, r.PathValue("group"), r.PathValue("user"))
+		if err := s.removeUserFromGroups(r.Context(), hub, r.PathValue("group"), r.PathValue("user")); err != nil {
+			unavailable(w, err)
+			return
+		}
 		w.WriteHeader(status)
 	}
 }
@@ -319,9 +384,96 @@ func (s *Server) generateToken(w http.ResponseWriter, r *http.Request, hub strin
 	}{tok})
 }
 
-// listGroup lists a group's connections (2024-12-01), in one page.
-func (s *Server) listGroup(w http.ResponseWriter, r *http.Request, hub string) {
-	writeJSON(w, http.StatusOK, struct {
-		Value []connInfo `json:"value"`
-	}{s.reg.list(hub, scopeOf(r, scopeGroup), time.Now())})
+// Paging of the group listing (2024-12-01): maxpagesize is 1 to
+// maxPageSize.
+const maxPageSize = 200
+
+// listGroup lists a group's connections (2024-12-01), sorted by connection
+// id, in pages of maxpagesize (default and at most 200), at most top in
+// all; nextLink (with continuationToken) fetches the next page.
+func (s *Server) restListGroup(w http.ResponseWriter, r *http.Request, hub string) {
+	q := r.URL.Query()
+	size, top := maxPageSize, -1
+	bad := func(msg string) { writeError(w, http.StatusBadRequest, "Error.InvalidArgument", msg) }
+	if v := q.Get("maxpagesize"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > maxPageSize {
+			bad("maxpagesize is 1 to " + strconv.Itoa(maxPageSize))
+			return
+		}
+		size = n
+	}
+	if v := q.Get("top"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			bad("top is a positive number")
+			return
+		}
+		top = n
+	}
+	after := ""
+	if v := q.Get("continuationToken"); v != "" {
+		tok, err := parsePageToken(v)
+		if err != nil {
+			bad("continuationToken is not one this hub issued")
+			return
+		}
+		after, top = tok.After, tok.Left
+	}
+	all, err := s.listGroup(r.Context(), hub, r.PathValue("group"))
+	if err != nil {
+		unavailable(w, err)
+		return
+	}
+	i := 0
+	if after != "" {
+		i = sort.Search(len(all), func(i int) bool { return all[i].ConnectionID > after })
+	}
+	page := all[i:]
+	n := size
+	if top >= 0 {
+		n = min(n, top)
+	}
+	more := len(page) > n
+	page = page[:min(n, len(page))]
+	resp := struct {
+		Value    []connInfo `json:"value"`
+		NextLink string     `json:"nextLink,omitempty"`
+	}{Value: page}
+	if left := top - len(page); more && len(page) > 0 && (top < 0 || left > 0) {
+		if top < 0 {
+			left = -1
+		}
+		nq := url.Values{"api-version": q["api-version"], "maxpagesize": {strconv.Itoa(size)},
+			"continuationToken": {pageToken{After: page[len(page)-1].ConnectionID, Left: left}.String()}}
+		if app := q.Get("application"); app != "" {
+			nq.Set("application", app)
+		}
+		resp.NextLink = s.endpoint(r).base() + r.URL.EscapedPath() + "?" + nq.Encode()
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// pageToken is where the next page of a listing starts: after the id
+// After, with Left items at most (-1: no bound).
+type pageToken struct {
+	After string `json:"a"`
+	Left  int    `json:"l"`
+}
+
+func (p pageToken) String() string {
+	b, _ := json.Marshal(p)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func parsePageToken(s string) (pageToken, error) {
+	var p pageToken
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err == nil {
+		err = json.Unmarshal(b, &p)
+	}
+	if err == nil && (p.After == "" || p.Left < -1 || p.Left == 0) {
+		err = errors.New("bad token")
+	}
+	return p, err
 }

@@ -104,11 +104,11 @@ func TestRESTRoutes(t *testing.T) {
 	expect(c, "zed1")
 
 	// Bad input.
-	call("POST", "/api/hubs/chat/:send", `{"arguments":[]}`, 400)
-	call("POST", "/api/hubs/chat/:send", `[1`, 400)
-	call("POST", "/api/hubs/1chat/:send", `{"target":"x"}`, 400)
+	call("POST", "/api/hubs/chat/:send?api-version=2022-06-01", `{"arguments":[]}`, 400)
+	call("POST", "/api/hubs/chat/:send?api-version=2022-06-01", `[1`, 400)
+	call("POST", "/api/hubs/1chat/:send?api-version=2022-06-01", `{"target":"x"}`, 400)
 	call("PUT", "/api/hubs/chat/users/u/groups/%20%20?api-version=2022-06-01", "", 400)
-	code, _, _ := do(t, "POST", h.Endpoint()+"/api/hubs/chat/:send", "", []byte(`{"target":"x"}`), map[string]string{"Content-Type": "application/x-msgpack"})
+	code, _, _ := do(t, "POST", h.Endpoint()+"/api/hubs/chat/:send?api-version=2022-06-01", "", []byte(`{"target":"x"}`), map[string]string{"Content-Type": "application/x-msgpack"})
 	if code != 401 { // auth comes first
 		t.Fatalf("unauthenticated msgpack: %d", code)
 	}

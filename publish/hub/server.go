@@ -48,6 +48,10 @@ type options struct {
 	jwksClient       *http.Client
 	jwksRefetch      time.Duration
 	sweepEvery       time.Duration
+	pollTimeout      time.Duration
+	// From Config.StatefulReconnect.
+	statefulBufferBytes int
+	statefulWindow      time.Duration
 }
 
 func defaultOptions() options {
@@ -65,8 +69,13 @@ func defaultOptions() options {
 		jwksClient:       &http.Client{Timeout: 10 * time.Second},
 		jwksRefetch:      defaultJWKSRefetch,
 		sweepEvery:       defaultSweepEvery,
+		pollTimeout:      defaultPollTimeout,
 	}
 }
+
+// WithPollTimeout sets how long a long poll waits for data before it
+// answers empty (default 90 s, ASP.NET Core's).
+func WithPollTimeout(d time.Duration) Option { return func(o *options) { o.pollTimeout = d } }
 
 // WithLogger sets the logger (default slog.Default()). Tokens and keys are
 // never logged.
@@ -120,6 +129,12 @@ type Server struct {
 	neg     *Negotiator
 	handler http.Handler
 	refused *logLimiter
+	// transports are the enabled client transports; offered is negotiate's
+	// list of them.
+	transports map[transport]bool
+	offered    []transportOffered
+	// bp joins this node to the others; nil on a single node.
+	bp *backplane
 
 	listening     chan struct{}
 	listeningOnce sync.Once
@@ -146,6 +161,7 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 	for _, f := range opts {
 		f(&o)
 	}
+	o.statefulBufferBytes, o.statefulWindow = cfg.StatefulReconnect.BufferBytes, cfg.StatefulReconnect.Window
 	if cfg.Static != "" {
 		if st, err := os.Stat(cfg.Static); err != nil || !st.IsDir() {
 			return nil, fmt.Errorf("hub: static %q is not a folder", cfg.Static)
@@ -161,6 +177,22 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 		origins: newOrigins(cfg.CORSOrigins, cfg.PublicURL)}
 	if cfg.PublicURL != "" {
 		s.pub, _ = parsePublicURL(cfg.PublicURL) // valid: checked above
+	}
+	s.transports = map[transport]bool{}
+	for _, t := range cfg.Transports {
+		for _, k := range []transport{transportWebSockets, transportServerSentEvents, transportLongPolling} {
+			if k.String() == t {
+				s.transports[k] = true
+			}
+		}
+	}
+	s.offered = offeredTransports(cfg.Transports)
+	if cfg.Backplane != nil {
+		bp, err := newBackplane(*cfg.Backplane, s)
+		if err != nil {
+			return nil, err
+		}
+		s.bp = bp
 	}
 	s.baseCtx, s.cancelBase = context.WithCancel(context.Background())
 	mux := http.NewServeMux()
@@ -267,6 +299,32 @@ func (s *Server) Run(ctx context.Context) error {
 // go, cuts the rest and returns. With a nil ln it serves nothing itself and
 // only owns the connections accepted through Handler. Serve runs once.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	if s.bp != nil {
+		// Subscribed before serving, so that no send made to another node
+		// once this one answers is missed; the backplane outlives the
+		// connections (they leave it as they close).
+		bpErr := make(chan error, 1)
+		bpCtx, stopBP := context.WithCancel(context.Background())
+		go func() { bpErr <- s.bp.run(bpCtx) }()
+		defer func() {
+			stopBP()
+			if e := <-bpErr; e != nil {
+				s.o.log.Error("hub: backplane", "err", e)
+			}
+			s.bp.close()
+		}()
+		select {
+		case <-s.bp.ready:
+		case e := <-bpErr:
+			bpErr <- nil
+			s.listeningOnce.Do(func() { close(s.listening) })
+			if ln != nil {
+				ln.Close()
+			}
+			return e
+		case <-ctx.Done():
+		}
+	}
 	var srv *http.Server
 	errc := make(chan error, 1)
 	if ln != nil {
@@ -292,7 +350,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.listeningOnce.Do(func() { close(s.listening) })
 	sweepCtx, stopSweep := context.WithCancel(context.Background())
 	swept := make(chan struct{})
-	go func() { defer close(swept); sweepLoop(sweepCtx, s.reg, s.o.sweepEvery) }()
+	go func() { defer close(swept); s.sweepLoop(sweepCtx) }()
 	defer func() { stopSweep(); <-swept }()
 
 	var err error
@@ -321,6 +379,12 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		<-done
 	}
 	s.cancelBase()
+	// Connections without a transport (a long-polling client between
+	// polls, a stateful one waiting to come back) end here.
+	for _, c := range s.reg.liveConns() {
+		c.end(errServerClosed)
+		s.finish(c)
+	}
 	if srv != nil && err == nil {
 		if e := <-errc; !errors.Is(e, http.ErrServerClosed) {
 			err = e
@@ -340,18 +404,44 @@ func (s *Server) track() bool {
 	return true
 }
 
-// sweepLoop drops expired memberships and negotiated connections every
-// period until ctx ends: expiries are never handled on a request's path.
+// sweepLoop drops expired memberships, negotiated connections and
+// connections every period until ctx ends: expiries are never handled on a
+// request's path.
+func (s *Server) sweepLoop(ctx context.Context) {
+	tickLoop(ctx, s.o.sweepEvery, func(now time.Time) {
+		s.reg.sweep(now)
+		s.sweepConns(now)
+	})
+}
+
+// sweepLoop sweeps reg alone (tests of the registry).
 func sweepLoop(ctx context.Context, reg *registry, every time.Duration) {
+	tickLoop(ctx, every, reg.sweep)
+}
+
+// tickLoop calls fn every period until ctx ends.
+func tickLoop(ctx context.Context, every time.Duration, fn func(time.Time)) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
-			reg.sweep(time.Now())
+		case now := <-t.C:
+			fn(now)
 		}
+	}
+}
+
+// sweepConns ends the connections whose time is up (conn.expired) and
+// forgets the ended ones no transport handler is left to forget.
+func (s *Server) sweepConns(now time.Time) {
+	for _, c := range s.reg.liveConns() {
+		if err := c.expired(now, &s.o); err != nil {
+			c.log.Debug("hub: connection expired", "err", err)
+			c.end(err)
+		}
+		s.finish(c)
 	}
 }
 
@@ -361,6 +451,10 @@ func (s *Server) routes(mux *http.ServeMux) http.Handler {
 	mux.HandleFunc("POST /client/negotiate", s.clientNegotiate)
 	mux.HandleFunc("GET /client/{$}", s.clientConnect)
 	mux.HandleFunc("GET /client", s.clientConnect)
+	mux.HandleFunc("POST /client/{$}", s.clientSend)
+	mux.HandleFunc("POST /client", s.clientSend)
+	mux.HandleFunc("DELETE /client/{$}", s.clientDelete)
+	mux.HandleFunc("DELETE /client", s.clientDelete)
 	s.restRoutes(mux)
 	if s.cfg.Static != "" {
 		mux.Handle("GET /", http.FileServer(http.Dir(s.cfg.Static)))

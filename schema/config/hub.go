@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -26,6 +27,32 @@ type Hub struct {
 	Limits    HubLimits    `yaml:"limits,omitempty" json:"limits,omitempty" jsonschema_description:"Bounds on connections, group memberships and access token lifetimes."`
 	// Static serves a folder of files at / (the demo page).
 	Static string `yaml:"static,omitempty" json:"static,omitempty" jsonschema_description:"Folder served at / (e.g. a web app); empty serves nothing."`
+	// Transports are offered in this order; clients take the first they
+	// can use (MessagePack clients skip ServerSentEvents, text only).
+	Transports        []string             `yaml:"transports,omitempty" json:"transports,omitempty" jsonschema_description:"Client transports served, in the order negotiate offers them: WebSockets, ServerSentEvents, LongPolling. Default: all three, in that order."`
+	StatefulReconnect HubStatefulReconnect `yaml:"statefulReconnect,omitempty" json:"statefulReconnect,omitempty" jsonschema_description:"Stateful reconnect (withStatefulReconnect, handshake version 2, WebSockets): a client whose connection dropped comes back to it and gets every message it missed, once."`
+	// Backplane joins several hub processes behind one load balancer.
+	Backplane *HubBackplane `yaml:"backplane,omitempty" json:"backplane,omitempty" jsonschema_description:"Lets several hub processes behind one load balancer serve the same hubs (sends, groups, users and existence checks reach every node; any node answers negotiate). Server-Sent Events, long polling and stateful reconnect need sticky sessions."`
+}
+
+// HubStatefulReconnect bounds what the hub keeps for a client whose
+// transport dropped.
+type HubStatefulReconnect struct {
+	Disabled    bool     `yaml:"disabled,omitempty" json:"disabled,omitempty" jsonschema_description:"Do not offer stateful reconnect; clients that ask get the plain protocol."`
+	BufferBytes int      `yaml:"bufferBytes,omitempty" json:"bufferBytes,omitempty" jsonschema_description:"Bytes of messages kept for a client while its transport is gone; past it the connection ends and the client reconnects from scratch. Default 100000 (the clients' own buffer)."`
+	Window      Duration `yaml:"window,omitempty" json:"window,omitempty" jsonschema_description:"How long a connection whose transport dropped waits for its client. Default 30s."`
+}
+
+// HubBackplane is the shared state of several hub nodes.
+type HubBackplane struct {
+	Redis *HubRedis `yaml:"redis,omitempty" json:"redis,omitempty" jsonschema_description:"Redis pub/sub carries sends and membership changes between nodes; Redis keys hold memberships (with TTLs), live connections and negotiated connection tokens."`
+}
+
+// HubRedis is the backplane's Redis.
+type HubRedis struct {
+	URL     string   `yaml:"url,omitempty" json:"url,omitempty" jsonschema_description:"redis://[user:password@]host:port[/db] (rediss:// for TLS), e.g. ${CHANGECAST_REDIS_URL}. Required."`
+	Prefix  string   `yaml:"prefix,omitempty" json:"prefix,omitempty" jsonschema_description:"Prefix of every key and channel (several clusters can share one Redis). Default changecast:hub."`
+	NodeTTL Duration `yaml:"nodeTTL,omitempty" json:"nodeTTL,omitempty" jsonschema_description:"How long a dead node's connections stay known (nodes renew theirs every third of it). Default 15s."`
 }
 
 // HubLimits bound what callers can make the hub hold.
@@ -92,7 +119,16 @@ const (
 	DefaultMaxRESTTokenTTL       = Duration(time.Hour)
 	// MinAccessKeyBytes is the shortest hub.accessKey accepted.
 	MinAccessKeyBytes = 32
+	// Stateful reconnect and backplane defaults.
+	DefaultStatefulBufferBytes = 100_000
+	DefaultStatefulWindow      = Duration(30 * time.Second)
+	DefaultBackplanePrefix     = "changecast:hub"
+	DefaultBackplaneNodeTTL    = Duration(15 * time.Second)
 )
+
+// DefaultHubTransports are the client transports served by default, in
+// negotiate's order.
+var DefaultHubTransports = []string{"WebSockets", "ServerSentEvents", "LongPolling"}
 
 // ApplyDefaults fills the hub's optional fields left empty.
 func (h *Hub) ApplyDefaults() { h.applyDefaults() }
@@ -117,6 +153,15 @@ func (h *Hub) applyDefaults() {
 	setInt(&l.MaxGroupsPerUser, DefaultMaxGroupsPerUser)
 	setDur(&l.MaxClientTokenTTL, DefaultMaxClientTokenTTL.D())
 	setDur(&l.MaxRESTTokenTTL, DefaultMaxRESTTokenTTL.D())
+	if len(h.Transports) == 0 {
+		h.Transports = append([]string(nil), DefaultHubTransports...)
+	}
+	setInt(&h.StatefulReconnect.BufferBytes, DefaultStatefulBufferBytes)
+	setDur(&h.StatefulReconnect.Window, DefaultStatefulWindow.D())
+	if b := h.Backplane; b != nil && b.Redis != nil {
+		setStr(&b.Redis.Prefix, DefaultBackplanePrefix)
+		setDur(&b.Redis.NodeTTL, DefaultBackplaneNodeTTL.D())
+	}
 }
 
 func setInt(p *int, def int) {
@@ -237,6 +282,39 @@ func (h *Hub) validate(path string, p *problems) {
 	}{{"maxConnections", l.MaxConnections}, {"maxConnectionsPerUser", l.MaxConnectionsPerUser}, {"maxGroupsPerUser", l.MaxGroupsPerUser}} {
 		if f.v < 1 {
 			p.add(path+".limits."+f.name, "must be at least 1")
+		}
+	}
+	seen := map[string]bool{}
+	for i, t := range h.Transports {
+		if !slices.Contains(DefaultHubTransports, t) {
+			p.add(fmt.Sprintf("%s.transports[%d]", path, i), "%q is not WebSockets, ServerSentEvents or LongPolling", t)
+		} else if seen[t] {
+			p.add(fmt.Sprintf("%s.transports[%d]", path, i), "%q is listed twice", t)
+		}
+		seen[t] = true
+	}
+	if h.StatefulReconnect.BufferBytes < 1 {
+		p.add(path+".statefulReconnect.bufferBytes", "must be at least 1")
+	}
+	if h.StatefulReconnect.Window.D() < time.Second {
+		p.add(path+".statefulReconnect.window", "must be at least 1s")
+	}
+	if b := h.Backplane; b != nil {
+		if h.AccessKey == "" {
+			p.add(path+".accessKey", "is required with backplane: every node signs and checks tokens with it (changecast hub also takes it from $CHANGECAST_HUB_ACCESS_KEY)")
+		}
+		switch {
+		case b.Redis == nil:
+			p.add(path+".backplane.redis", "is required (the only backplane)")
+		case b.Redis.URL == "":
+			p.add(path+".backplane.redis.url", "is required, e.g. redis://redis:6379")
+		default:
+			if u, err := url.Parse(b.Redis.URL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
+				p.add(path+".backplane.redis.url", "is not a redis:// or rediss:// URL")
+			}
+			if b.Redis.NodeTTL.D() < 3*time.Second {
+				p.add(path+".backplane.redis.nodeTTL", "must be at least 3s")
+			}
 		}
 	}
 	for i, o := range h.CORS.Origins {

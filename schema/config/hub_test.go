@@ -32,6 +32,17 @@ func TestHubDefaults(t *testing.T) {
 		h.Negotiate.AnonymousGroupTTL != Duration(5*time.Minute) {
 		t.Errorf("defaults %+v %v", h.Limits, h.Negotiate.AnonymousGroupTTL)
 	}
+	if !reflect.DeepEqual(h.Transports, []string{"WebSockets", "ServerSentEvents", "LongPolling"}) ||
+		h.StatefulReconnect != (HubStatefulReconnect{BufferBytes: 100_000, Window: Duration(30 * time.Second)}) || h.Backplane != nil {
+		t.Errorf("defaults %v %+v %v", h.Transports, h.StatefulReconnect, h.Backplane)
+	}
+	c, err = Parse([]byte(hubBase+"hub: {accessKey: \"0123456789abcdef0123456789abcdef\", backplane: {redis: {url: \"redis://r:6379\"}}, negotiate: {auth: {anonymous: true}}}"), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := c.Hub.Backplane.Redis; r.Prefix != "changecast:hub" || r.NodeTTL != Duration(15*time.Second) {
+		t.Errorf("backplane defaults %+v", r)
+	}
 }
 
 // Every hub problem names its field (exit 2 in `config validate`).
@@ -52,6 +63,11 @@ func TestHubChecksNameTheField(t *testing.T) {
 		{"limits", `{limits: {maxConnections: -1, maxGroupsPerUser: -2}, negotiate: {auth: {anonymous: true}}}`,
 			[]string{"hub.limits.maxConnections", "hub.limits.maxGroupsPerUser"}},
 		{"token TTL over the cap", `{negotiate: {tokenTTL: 48h, auth: {anonymous: true}}}`, []string{"hub.negotiate.tokenTTL"}},
+		{"transports", `{transports: [WebSockets, Smoke], negotiate: {auth: {anonymous: true}}}`, []string{"hub.transports[1]"}},
+		{"stateful reconnect", `{statefulReconnect: {bufferBytes: -1, window: 10ms}, negotiate: {auth: {anonymous: true}}}`,
+			[]string{"hub.statefulReconnect.bufferBytes", "hub.statefulReconnect.window"}},
+		{"backplane without redis", `{backplane: {}, negotiate: {auth: {anonymous: true}}}`, []string{"hub.backplane.redis", "hub.accessKey"}},
+		{"backplane redis url", `{backplane: {redis: {url: "http://r"}}, negotiate: {auth: {anonymous: true}}}`, []string{"hub.backplane.redis.url"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse([]byte(hubBase+"hub: "+tc.hub), env(nil))

@@ -8,7 +8,7 @@
 //                             how app user tokens are signed (HS256)
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import crypto from 'node:crypto';
+import { hs256 } from './jwt.mjs';
 import * as signalR from '@microsoft/signalr';
 
 const env = (k) => {
@@ -26,12 +26,6 @@ const HUB = 'orders';
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-function hs256(claims, secret) {
-  const enc = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
-  const body = `${enc({ alg: 'HS256', typ: 'JWT' })}.${enc(claims)}`;
-  const sig = crypto.createHmac('sha256', Buffer.from(secret, 'utf8')).update(body).digest('base64url');
-  return `${body}.${sig}`;
-}
 
 const now = () => Math.floor(Date.now() / 1000);
 
