@@ -41,6 +41,7 @@ psql -q -v ON_ERROR_STOP=1 "$CHANGECAST_PG_URL" -f demo/schema.sql
 CHANGECAST_DEMO_SECRET=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
 export CHANGECAST_DEMO_SECRET
 export CHANGECAST_DEMO_HUB="127.0.0.1:$hub_port" CHANGECAST_DEMO_APP_PORT="$app_port"
+export CHANGECAST_DEMO_HISTORY="$CHANGECAST_PG_DIR/changecast-history"
 
 echo "demo: PostgreSQL on port $CHANGECAST_PG_PORT; table public.orders; a writer changes it every second" >&2
 CHANGECAST_LOG=text bin/changecast run -c demo/demo.yaml &

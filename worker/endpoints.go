@@ -57,13 +57,31 @@ func mountEndpoints(cfg *config.Config, mappings []publish.Mapping, neg *hub.Neg
 	return nil
 }
 
-// openHistory opens history.store: nil when off; close releases it.
-func openHistory(cfg *config.Config) (history.Store, func(), error) {
+// openHistory opens history.store: nil when off; close releases it (and
+// saves a memory store to history.file). Run calls close only after the
+// pipeline stopped, so the file holds every envelope that was appended.
+func openHistory(cfg *config.Config, log *slog.Logger) (history.Store, func(), error) {
 	h := cfg.History
 	lim := history.Limits{MaxMessages: h.MaxMessages, MaxAge: h.MaxAge.D(), MaxBytes: h.MaxBytes}
 	switch h.Store {
 	case "memory":
-		return history.NewMemory(lim), func() {}, nil
+		m := history.NewMemory(lim)
+		if h.File == "" {
+			return m, func() {}, nil
+		}
+		switch ok, err := m.LoadFile(h.File); {
+		case err != nil:
+			log.Warn("history: the saved history is unusable; clients will reload their snapshots", "file", h.File, "err", err)
+		case ok:
+			log.Info("history: resumed from the saved history", "file", h.File)
+		}
+		return m, func() {
+			if err := m.SaveFile(h.File); err != nil {
+				log.Error("history: not saved; clients will reload their snapshots after the restart", "err", err)
+				return
+			}
+			log.Info("history: saved", "file", h.File)
+		}, nil
 	case "redis":
 		c, err := connect.Redis(h.Redis.URL)
 		if err != nil {

@@ -78,7 +78,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	// kept only when there is one.
 	var hist history.Store
 	if pub.neg != nil {
-		h, closeHist, err := openHistory(cfg)
+		h, closeHist, err := openHistory(cfg, log)
 		if err != nil {
 			return err
 		}

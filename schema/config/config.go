@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"time"
@@ -36,6 +37,7 @@ type History struct {
 	MaxMessages int           `yaml:"maxMessages,omitempty" json:"maxMessages,omitempty" jsonschema_description:"Envelopes kept per stream. Default 10000."`
 	MaxAge      Duration      `yaml:"maxAge,omitempty" json:"maxAge,omitempty" jsonschema_description:"How long an envelope is kept. Default 10m."`
 	MaxBytes    int64         `yaml:"maxBytes,omitempty" json:"maxBytes,omitempty" jsonschema_description:"Memory store: bytes of envelopes kept in all, the oldest dropped first. Default 67108864 (64 MB)."`
+	File        string        `yaml:"file,omitempty" json:"file,omitempty" jsonschema_description:"Memory store: a file the histories are written to on a graceful stop and read back (then removed) at start, so clients catch up across a restart instead of reloading. Empty (default): a restart is a new epoch."`
 	Redis       *HistoryRedis `yaml:"redis,omitempty" json:"redis,omitempty" jsonschema_description:"With store: redis."`
 }
 
@@ -472,7 +474,13 @@ func (c *Config) Validate() error {
 		p.add("publish.shadowStore.url", "is required (a PostgreSQL database) unless the source is postgres")
 	}
 	switch h := c.History; h.Store {
-	case "memory", "off":
+	case "memory":
+		if h.File != "" {
+			if fi, err := os.Stat(filepath.Dir(h.File)); err != nil || !fi.IsDir() {
+				p.add("history.file", "the directory of %q does not exist", h.File)
+			}
+		}
+	case "off":
 	case "redis":
 		if h.Redis == nil || h.Redis.URL == "" {
 			p.add("history.redis.url", "is required with store: redis")
@@ -481,6 +489,9 @@ func (c *Config) Validate() error {
 		}
 	default:
 		p.add("history.store", "%q is not memory, redis or off", h.Store)
+	}
+	if h := c.History; h.File != "" && h.Store != "memory" {
+		p.add("history.file", "is only for store: memory (store is %s)", h.Store)
 	}
 	if c.History.MaxMessages < 1 {
 		p.add("history.maxMessages", "must be at least 1")

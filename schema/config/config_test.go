@@ -151,6 +151,8 @@ mappings: [{collection: public.t, hub: h}]
 		"history: {store: redis, redis: {url: http://x}}": `history.redis.url: "http://x" is not a redis://`,
 		"history: {store: disk}":                          `history.store: "disk" is not memory, redis or off`,
 		"history: {maxBytes: 10}":                         "history.maxBytes: must be at least",
+		"history: {file: /no/such/dir/h}":                 `history.file: the directory of "/no/such/dir/h" does not exist`,
+		"history: {store: off, file: /tmp/h}":             "history.file: is only for store: memory",
 	} {
 		_, err := Parse([]byte(base+yaml), env(nil))
 		if err == nil || !strings.Contains(err.Error(), want) {

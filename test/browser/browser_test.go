@@ -158,9 +158,11 @@ func TestLivePage(t *testing.T) {
 // refused until the test has changed rows), then changecast itself is
 // stopped and started again while rows change, then the hub closes the
 // connection without allowing a reconnect. Each time the page goes back
-// to live (the client reloads the snapshot; the last time the page starts
-// a new client) and shows exactly acme's rows, including the changes made
-// while it was disconnected, without a refetch.
+// to live and shows exactly acme's rows, including the changes made while
+// it was disconnected, without a refetch: the first two times the client
+// catches up from the history (kept across the restart in history.file),
+// without reloading its snapshot; the last time the page starts a new
+// client.
 func TestPageReconnect(t *testing.T) {
 	t.Parallel()
 	d := startDemo(t)
@@ -194,8 +196,8 @@ func TestPageReconnect(t *testing.T) {
 	checkRows(t, d.db, rows.Rows)
 	st = p.call(t, map[string]any{"cmd": "stats"})
 	t.Logf("after the dropped WebSocket: state %s, replica %v, client %v", st.State, st.Stats, st.Client)
-	if st.Client["reloads"] < 1 || st.Counters["reloads"] == "0" {
-		t.Errorf("client stats %v, counters %v: want a reload after the reconnect", st.Client, st.Counters)
+	if st.Client["catchUps"] != 1 || st.Client["reloads"] != 0 || st.Client["snapshots"] != 1 || st.Counters["reloads"] != "0" {
+		t.Errorf("client stats %v, counters %v: want a catch-up from the history, no reload", st.Client, st.Counters)
 	}
 	// Live again: a change shows.
 	testkit.Exec(t, d.db, `UPDATE orders SET status = 'back' WHERE id = 2`)
@@ -224,8 +226,11 @@ func TestPageReconnect(t *testing.T) {
 
 	st = p.call(t, map[string]any{"cmd": "stats"})
 	t.Logf("after the restart: state %s, replica %v, client %v", st.State, st.Stats, st.Client)
-	if st.Client["reloads"] < 2 {
-		t.Errorf("client stats %v: want a reload after each reconnect", st.Client)
+	if st.Client["catchUps"] != 2 || st.Client["reloads"] != 0 || st.Client["resyncs"] != 0 || st.Client["snapshots"] != 1 {
+		t.Errorf("client stats %v: want a catch-up from the saved history after the restart, no reload", st.Client)
+	}
+	if !strings.Contains(d.cc.logs(), "resumed from the saved history") {
+		t.Errorf("changecast did not resume its saved history:\n%s", d.cc.logs())
 	}
 	if st.Stats["refetches"] != 0 || st.Counters["refetches"] != "0" {
 		t.Errorf("refetches %d (the page shows %q), want 0", st.Stats["refetches"], st.Counters["refetches"])
@@ -357,6 +362,8 @@ func startDemo(t *testing.T) *demo {
 		// One key across restarts, as a deployment has.
 		"CHANGECAST_HUB_ACCESS_KEY="+d.accessKey,
 		"CHANGECAST_LOG=text",
+		// The history survives a graceful restart, as in make demo.
+		"CHANGECAST_DEMO_HISTORY="+filepath.Join(t.TempDir(), "history"),
 	)
 	d.ops = fmt.Sprintf("http://127.0.0.1:%d", srvPort)
 	d.startChangecast(t)
