@@ -19,8 +19,10 @@ import (
 // mountEndpoints serves, next to negotiate, GET {negotiate.path}/changes
 // from the history (when there is one) and GET {negotiate.path}/snapshot
 // for the mappings that enable snapshots (when the source can read them).
+// Call close once they are no longer served, before the source closes.
 func mountEndpoints(cfg *config.Config, mappings []publish.Mapping, neg *hub.Negotiator, src changefeed.Snapshotter,
-	hist history.Store, reg prometheus.Registerer, log *slog.Logger) error {
+	hist history.Store, reg prometheus.Registerer, log *slog.Logger) (close func(), err error) {
+	close = func() {}
 	if hist != nil {
 		hubs := map[string]string{}
 		for _, m := range mappings {
@@ -29,11 +31,11 @@ func mountEndpoints(cfg *config.Config, mappings []publish.Mapping, neg *hub.Neg
 		neg.Handle("GET /changes", &history.Handler{Store: hist, Auth: neg, Hubs: hubs, Logger: log.With("part", "changes")})
 	}
 	if src == nil {
-		return nil
+		return close, nil
 	}
 	routes, err := publish.CompileRoutes(mappings)
 	if err != nil {
-		return fatal(err)
+		return close, fatal(err)
 	}
 	var enabled []publish.Route
 	for i, rt := range routes {
@@ -42,7 +44,7 @@ func mountEndpoints(cfg *config.Config, mappings []publish.Mapping, neg *hub.Neg
 		}
 	}
 	if len(enabled) == 0 {
-		return nil
+		return close, nil
 	}
 	var streams snapshot.Streams
 	if hist != nil {
@@ -51,10 +53,10 @@ func mountEndpoints(cfg *config.Config, mappings []publish.Mapping, neg *hub.Neg
 	h, err := snapshot.NewHandler(snapshot.Config{Routes: enabled, Source: src, Auth: neg, Streams: streams,
 		Logger: log.With("part", "snapshot"), Metrics: snapshot.NewMetrics(reg)})
 	if err != nil {
-		return fmt.Errorf("snapshot: %w", err)
+		return close, fmt.Errorf("snapshot: %w", err)
 	}
 	neg.Handle("GET /snapshot", h)
-	return nil
+	return h.Close, nil
 }
 
 // openHistory opens history.store: nil when off; close releases it (and

@@ -96,9 +96,11 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	defer src.close()
 	runner := src.runner
 	if pub.neg != nil {
-		if err := mountEndpoints(cfg, mappings, pub.neg, src.snap, hist, reg, log); err != nil {
+		closeEndpoints, err := mountEndpoints(cfg, mappings, pub.neg, src.snap, hist, reg, log)
+		if err != nil {
 			return err
 		}
+		defer closeEndpoints()
 	}
 
 	if cfg.Server.Listen != "" {

@@ -23,6 +23,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -57,6 +58,10 @@ type Config struct {
 	// Limit is a page's default size; MaxLimit bounds what ?limit= asks.
 	// Defaults 1000 and 10000.
 	Limit, MaxLimit int
+	// Prefetch bounds the pages read ahead at once (the next page of a
+	// snapshot being read, for its next request). Default 8; negative:
+	// none.
+	Prefetch int
 	Logger          *slog.Logger
 	Metrics         *Metrics // nil: none
 }
@@ -70,11 +75,16 @@ type Streams interface {
 const (
 	DefaultLimit    = 1000
 	DefaultMaxLimit = 10000
+	DefaultPrefetch = 8
 )
 
 // Handler serves snapshots; mount it at GET {negotiate.path}/snapshot.
 type Handler struct {
-	cfg Config
+	cfg        Config
+	prefetched prefetchCache
+	ctx        context.Context // ends at Close: pages read ahead stop
+	cancel     context.CancelFunc
+	wg         sync.WaitGroup
 }
 
 // NewHandler checks cfg and returns the handler.
@@ -88,10 +98,15 @@ func NewHandler(cfg Config) (*Handler, error) {
 	if cfg.MaxLimit <= 0 {
 		cfg.MaxLimit = DefaultMaxLimit
 	}
+	if cfg.Prefetch == 0 {
+		cfg.Prefetch = DefaultPrefetch
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Handler{cfg: cfg}, nil
+	h := &Handler{cfg: cfg, prefetched: prefetchCache{pages: map[string]*prefetched{}, now: time.Now}}
+	h.ctx, h.cancel = context.WithCancel(context.Background())
+	return h, nil
 }
 
 // stream is one audience's documents under one mapping.
@@ -152,12 +167,64 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	streams := h.streams(caller, groups, narrowed != "")
+	req := pageRequest{caller: caller, groups: groups, narrowed: narrowed != "", limit: limit, cur: cur}
 	var (
-		buf  bytes.Buffer
+		body []byte
 		n    int
 		next string
 	)
+	if p := h.prefetched.take(req.key()); p != nil {
+		select {
+		case <-p.done:
+		case <-r.Context().Done():
+			return
+		}
+		body, n, next, err = p.body, p.n, p.next, p.err
+	}
+	if body == nil {
+		// Not read ahead, or that failed (the stream was not ready then).
+		body, n, next, err = h.page(r.Context(), req)
+	}
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	if next != "" {
+		// Read the next page while this one travels and is decoded: a
+		// client reads pages one after the other, and would otherwise wait
+		// for the source's round trip (watermark, SELECT, encoding) on
+		// every page.
+		h.prefetch(pageRequest{caller: caller, groups: groups, narrowed: narrowed != "", limit: limit, cur: mustCursor(next)})
+	}
+	h.cfg.Metrics.served(n, time.Since(start))
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.Write(body)
+}
+
+// pageRequest is one page of a caller's snapshot.
+type pageRequest struct {
+	caller   hub.Caller
+	groups   []string
+	narrowed bool
+	limit    int
+	cur      cursor
+}
+
+// key names the page for one caller: a prefetched page is served only to
+// a request of the same caller (hub, user, groups) for the same page.
+func (p pageRequest) key() string {
+	b, _ := json.Marshal([]any{p.caller.Hub, p.caller.User, p.caller.Anonymous, p.groups, p.narrowed, p.limit, p.cur})
+	return string(b)
+}
+
+// page reads and encodes one page: the documents from the cursor on, at
+// most limit, and the cursor of the next page ("" on the last).
+func (h *Handler) page(ctx context.Context, p pageRequest) (body []byte, n int, next string, err error) {
+	caller, groups, limit, cur := p.caller, p.groups, p.limit, p.cur
+	streams := h.streams(caller, groups, p.narrowed)
+	var buf bytes.Buffer
 	buf.WriteString(`{"hub":`)
 	buf.Write(wire.AppendString(nil, caller.Hub))
 	buf.WriteString(`,"groups":`)
@@ -165,9 +232,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	buf.Write(gs)
 	if h.cfg.Streams != nil && cur == (cursor{}) {
 		// Before any page is read: the snapshot begins after these.
-		if err := h.appendStreams(&buf, r.Context(), caller, groups, narrowed != ""); err != nil {
-			h.fail(w, r, err)
-			return
+		if err := h.appendStreams(&buf, ctx, caller, groups, p.narrowed); err != nil {
+			return nil, 0, "", err
 		}
 	}
 	buf.WriteString(`,"docs":[`)
@@ -178,11 +244,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			after = cur.After
 		}
 		for n < limit {
-			page, err := h.cfg.Source.Snapshot(r.Context(), changefeed.SnapshotQuery{Collection: st.route.Mapping().Collection,
+			page, err := h.cfg.Source.Snapshot(ctx, changefeed.SnapshotQuery{Collection: st.route.Mapping().Collection,
 				Match: st.match, After: after, Limit: limit - n})
 			if err != nil {
-				h.fail(w, r, err)
-				return
+				return nil, 0, "", err
 			}
 			for _, d := range page.Docs {
 				if h.appendDoc(&buf, n > 0, st, d) {
@@ -207,10 +272,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		buf.Write(wire.AppendString(nil, next))
 	}
 	buf.WriteString("}")
-	h.cfg.Metrics.served(n, time.Since(start))
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.Write(buf.Bytes())
+	return buf.Bytes(), n, next, nil
 }
 
 // appendStreams writes "streams": the position of every stream the caller
@@ -425,6 +487,13 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 		h.cfg.Logger.Error("snapshot failed", "err", err)
 		writeError(w, http.StatusInternalServerError, "the snapshot failed; retry")
 	}
+}
+
+func mustCursor(s string) cursor {
+	var c cursor
+	b, _ := base64.RawURLEncoding.DecodeString(s)
+	json.Unmarshal(b, &c)
+	return c
 }
 
 func encodeCursor(c cursor) string {
