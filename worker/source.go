@@ -80,10 +80,11 @@ func newSource(ctx context.Context, cfg *config.Config, mappings []publish.Mappi
 			return src, err
 		}
 		store, closers = s, append(closers, closeStore)
-		parts = &cosmos.Container{Client: client, Database: cs.Database, Container: cs.Container,
+		cont := &cosmos.Container{Client: client, Database: cs.Database, Container: cs.Container,
 			Feed: cosmos.FeedConfig{Start: start, PollInterval: cs.PollInterval.D(), MaxItems: cs.MaxItems,
 				DeleteField: cs.DeleteField, Logger: log.With("source", "cosmos")},
-			Processor: cfg.Lease.Processor, Metrics: cosmos.NewMetrics(reg)}
+			Processor: cfg.Lease.Processor, Metrics: cosmos.NewMetrics(reg), Leases: store}
+		parts, src.snap = cont, cont
 		// An instance holding none of the ranges (more instances than
 		// ranges) is healthy.
 		idleReady = true

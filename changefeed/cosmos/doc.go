@@ -7,9 +7,10 @@
 //
 //   - Container is the feed as a changefeed.Partitions: set Client,
 //     Database, Container, Feed (start, poll interval, page size, soft
-//     delete field) and Processor, and hand it to changefeed.NewRunner with
-//     a lease store (lease/cosmosstore, lease/pgstore, or a memory store
-//     for one instance). The first instance creates one lease per feed
+//     delete field), Processor and Leases, and hand it to
+//     changefeed.NewRunner with that lease store (lease/cosmosstore,
+//     lease/pgstore, or a memory store for one instance). It is also the
+//     container's changefeed.Snapshotter. The first instance creates one lease per feed
 //     range; instances share the ranges: leases are balanced, taken over
 //     after an instance stops renewing, and split with the partitions.
 //   - Feed reads one container for tools: Ranges, Leases (the
@@ -62,6 +63,22 @@
 // leases, which inherit the parent's last checkpoint, then deletes the
 // parent. Merges keep both leases; azcosmos sends no EPK filter headers, so
 // each reads the whole merged partition: duplicates, never loss.
+//
+// # Snapshots
+//
+// Container.Snapshot (changefeed.Snapshotter) reads a group's documents from
+// the change feed, where _lsn, the stream's version, is: one logical
+// partition's feed when the match is on the partition key path (its
+// effective partition key computed with the service's version 2 hash), else
+// every range's, from the beginning, filtering by the match's text. Each
+// document is answered at a version the stream reads: one at or below the
+// stream's checkpoint when the page began, or, for newer ones, after the
+// stream published past the read and a re-read of the range's tail showed
+// the document unchanged (the latest-version feed lets the stream skip
+// versions, and a patch is computed from the last version it read). Pages
+// wait until the streams published up to what they read; the positions come
+// from Container.Leases, so any instance sharing the store can answer. See
+// snapshot.go for the argument, docs/cosmos.md for the cost.
 //
 // # Lag
 //

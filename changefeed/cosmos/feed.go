@@ -64,6 +64,7 @@ func (c *FeedConfig) defaults() {
 type Feed struct {
 	c       *azcosmos.ContainerClient
 	rid     string
+	pk      azcosmos.PartitionKeyDefinition
 	cfg     FeedConfig
 	dec     decoder
 	metrics *Metrics
@@ -89,6 +90,7 @@ func NewFeed(ctx context.Context, c *azcosmos.ContainerClient, cfg FeedConfig, m
 		return nil, fmt.Errorf("cosmos: container %s has no resource id", c.ID())
 	}
 	f.rid = resp.ContainerProperties.ResourceID
+	f.pk = resp.ContainerProperties.PartitionKeyDefinition
 	return f, nil
 }
 

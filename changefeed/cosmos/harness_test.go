@@ -192,11 +192,22 @@ func (w *world) config(owner string, store lease.Store) workerConfig {
 	}
 }
 
+// container is the monitored container of c, as the worker assembles it
+// (snapshots read the streams' positions from the lease store).
+func (c workerConfig) container() *cosmos.Container {
+	return &cosmos.Container{Client: c.Client, Database: dbName, Container: c.Container, Feed: c.Feed, Processor: "test", Leases: c.Store}
+}
+
 // runner builds the changefeed.Runner of c, as the worker assembles it.
 func (c workerConfig) runner(t *testing.T) *changefeed.Runner {
 	t.Helper()
+	return c.runnerOf(t, c.container())
+}
+
+func (c workerConfig) runnerOf(t *testing.T, cont *cosmos.Container) *changefeed.Runner {
+	t.Helper()
 	r, err := changefeed.NewRunner(changefeed.RunnerConfig{
-		Partitions: &cosmos.Container{Client: c.Client, Database: dbName, Container: c.Container, Feed: c.Feed, Processor: "test"},
+		Partitions: cont,
 		Store:      c.Store,
 		NewConsumer: func(*lease.Lease) (changefeed.Consumer, error) {
 			m, err := c.NewMapper()

@@ -16,7 +16,8 @@ import (
 // Container is one monitored container as a changefeed.Partitions: its
 // feed ranges are the leases a changefeed.Runner balances across the
 // instances sharing a lease store (the change feed processor the Go SDK
-// does not have). Set the fields, then hand it to changefeed.NewRunner.
+// does not have), and the container's changefeed.Snapshotter (Snapshot).
+// Set the fields, then hand it to changefeed.NewRunner.
 type Container struct {
 	// Client is the account client; Database and Container name the
 	// monitored container. Required.
@@ -29,9 +30,15 @@ type Container struct {
 	Processor string
 	// Metrics may be nil.
 	Metrics *Metrics
+	// Leases is the store the Runner keeps this container's leases in.
+	// Snapshot reads the streams' checkpoints there, to answer only with
+	// versions the streams publish; without it Snapshot answers
+	// changefeed.ErrUnsupported.
+	Leases lease.Store
 
-	mu   sync.Mutex
-	feed *Feed
+	mu     sync.Mutex
+	feed   *Feed
+	prefix string
 }
 
 // Open reads the container's and the database's resource ids (a container
@@ -55,7 +62,7 @@ func (c *Container) Open(ctx context.Context) (string, error) {
 		return "", err
 	}
 	c.mu.Lock()
-	c.feed = feed
+	c.feed, c.prefix = feed, prefix
 	c.mu.Unlock()
 	feed.cfg.Logger.Info("cosmos: change feed open", "container", c.Database+"/"+c.Container, "start", feed.cfg.Start.String())
 	return prefix, nil
