@@ -97,6 +97,11 @@ func newSource(ctx context.Context, cfg *config.Config, mappings []publish.Mappi
 		return src, err
 	}
 	closers = append(closers, closeShadow)
+	if shadow == nil && cfg.Source.Cosmos != nil {
+		// One pipeline per lease: a split's children, or a range taken
+		// over here, learn from the others where documents were sent.
+		shadow = publish.NewMemoryShadowStore(cfg.Publish.ShadowSize)
+	}
 	pm := publish.NewMetrics(reg)
 	pipe := PipelineConfig(cfg, label)
 	pipe.Logger, pipe.Metrics, pipe.ShadowStore = log, pm, shadow
