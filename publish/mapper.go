@@ -52,9 +52,12 @@ type Mapper struct {
 	rules  map[string][]*rule
 	shadow *shadow
 	store  ShadowStore
-	max    int
-	log    *slog.Logger
-	Stats  MapperStats
+	// passReplays: the store's records do not mark what was delivered
+	// (see MemoryShadowStore.PassesReplays).
+	passReplays bool
+	max         int
+	log         *slog.Logger
+	Stats       MapperStats
 }
 
 // Mapping routes one collection (a table, or a Cosmos container) to a hub,
@@ -76,6 +79,9 @@ const DefaultMethod = "changes"
 // NewMapper compiles mappings.
 func NewMapper(mappings []Mapping, o MapperOptions) (*Mapper, error) {
 	m := &Mapper{rules: map[string][]*rule{}, shadow: newShadow(o.ShadowSize), store: o.Store, max: o.MaxChangeBytes, log: o.Logger}
+	if p, ok := o.Store.(interface{ PassesReplays() bool }); ok {
+		m.passReplays = p.PassesReplays()
+	}
 	if m.log == nil {
 		m.log = slog.Default()
 	}
@@ -140,6 +146,20 @@ func (m *Mapper) mapRule(r *rule, ch *changefeed.Change, out []Output) []Output 
 	base.ID = id
 	key := shadowKey{rule: r.idx, id: id}
 	prev, hasPrev, deletedAt := m.lookup(r, key)
+	if m.passReplays && ch.Version != "" {
+		// A version at or below one that only the store knows (another
+		// pipeline of this process sent it, not this one) is a replay a
+		// checkpoint reset asked for: it goes out, whole. Such a store
+		// (MemoryShadowStore) helps diffs and routing moves; it does not
+		// decide what was delivered.
+		if hasPrev && prev.loaded && wire.CompareVersions(ch.Version, prev.v) <= 0 {
+			prev, hasPrev = shadowEntry{}, false
+			m.shadow.del(key)
+		}
+		if deletedAt != "" && wire.CompareVersions(ch.Version, deletedAt) <= 0 {
+			deletedAt = ""
+		}
+	}
 	if ch.Version != "" && (hasPrev && wire.CompareVersions(ch.Version, prev.v) <= 0 ||
 		deletedAt != "" && wire.CompareVersions(ch.Version, deletedAt) <= 0) {
 		// A replay after a reconnect or restart: this version or a newer one
@@ -300,7 +320,7 @@ func (m *Mapper) lookup(r *rule, key shadowKey) (e shadowEntry, ok bool, deleted
 	if err := unmarshalNumber(rec.Doc, &doc); err != nil {
 		return shadowEntry{}, false, ""
 	}
-	e = shadowEntry{doc: doc, size: len(rec.Doc), v: rec.V, audience: rec.Audience}
+	e = shadowEntry{doc: doc, size: len(rec.Doc), v: rec.V, audience: rec.Audience, loaded: true}
 	m.shadow.put(key, e)
 	return e, true, ""
 }

@@ -19,6 +19,8 @@ type shadowEntry struct {
 	size     int // its encoded length
 	v        string
 	audience Audience
+	// loaded: read from the ShadowStore, not sent by this mapper.
+	loaded bool
 }
 
 // shadow is a bounded LRU of last-published documents. It is used only from

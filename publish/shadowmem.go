@@ -75,4 +75,12 @@ func (s *MemoryShadowStore) Save(_ context.Context, recs []ShadowRecord) error {
 	return nil
 }
 
+// PassesReplays reports that the store does not decide what was delivered:
+// a change at or below a version it holds goes out again when the pipeline
+// that reads it did not send that version itself. In one process such a
+// change is a replay someone asked for (changecast checkpoint reset --to
+// beginning), while a store that outlives the process (pgshadow) skips
+// replays after a crash.
+func (*MemoryShadowStore) PassesReplays() bool { return true }
+
 var _ ShadowStore = (*MemoryShadowStore)(nil)

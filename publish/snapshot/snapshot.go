@@ -62,8 +62,8 @@ type Config struct {
 	// snapshot being read, for its next request). Default 8; negative:
 	// none.
 	Prefetch int
-	Logger          *slog.Logger
-	Metrics         *Metrics // nil: none
+	Logger   *slog.Logger
+	Metrics  *Metrics // nil: none
 }
 
 // Streams tells where each stream's history is.
