@@ -24,7 +24,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"flag"
@@ -33,14 +32,13 @@ import (
 	"log"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/changecast/changecast/bench/internal/benchenv"
+	"github.com/changecast/changecast/bench/internal/centrifugo"
 	"github.com/changecast/changecast/publish"
 	"github.com/changecast/changecast/publish/signalr"
 	"github.com/changecast/changecast/schema/wire"
@@ -54,9 +52,6 @@ var (
 	seconds    = flag.Float64("seconds", 5, "length of the latency phase")
 	publishers = flag.Int("publishers", 4, "concurrent publish calls in the throughput phase")
 )
-
-// CentrifugoVersion is the server raced against.
-const CentrifugoVersion = "v6.9.1"
 
 // server is one system under test, seen through its HTTP API.
 type server struct {
@@ -92,7 +87,7 @@ func main() {
 	}
 	cent := race(startCentrifugo())
 	hub := race(startHub())
-	fmt.Printf("Centrifugo %s:        %9.0f deliveries/s, p50 %s, p99 %s\n", CentrifugoVersion, cent.rate, benchenv.Ms(cent.p50), benchenv.Ms(cent.p99))
+	fmt.Printf("Centrifugo %s:        %9.0f deliveries/s, p50 %s, p99 %s\n", centrifugo.Version, cent.rate, benchenv.Ms(cent.p50), benchenv.Ms(cent.p99))
 	fmt.Printf("changecast built-in hub: %9.0f deliveries/s, p50 %s, p99 %s\n", hub.rate, benchenv.Ms(hub.p50), benchenv.Ms(hub.p99))
 	fmt.Printf("ratio throughput changecast/Centrifugo: %.2f (target ≥ 1.00)\n", hub.rate/cent.rate)
 	fmt.Printf("ratio p99 changecast/Centrifugo: %.2f (target ≤ 1.00)\n", float64(hub.p99)/float64(max(cent.p99, 1)))
@@ -162,96 +157,15 @@ func race(s server) result {
 	return r
 }
 
-// startCentrifugo runs the Centrifugo server with a config of the same
-// shape as the hub's: HMAC client tokens, client-side subscriptions to
-// channels, the HTTP API with a key, errors-only logging.
+// startCentrifugo runs the Centrifugo server (see package centrifugo).
 func startCentrifugo() server {
-	bin := centrifugo()
-	dir, err := os.MkdirTemp("", "centrifugo-bench")
-	if err != nil {
-		log.Fatal(err)
-	}
-	port := benchenv.FreePort()
-	const secret, apiKey = "bench-hmac-secret-0123456789abcdef", "bench-api-key"
-	cfg := map[string]any{
-		"http_server": map[string]any{"address": "127.0.0.1", "port": port},
-		"log":         map[string]any{"level": "error"},
-		"client":      map[string]any{"token": map[string]any{"hmac_secret_key": secret}, "allowed_origins": []string{"*"}},
-		"http_api":    map[string]any{"key": apiKey},
-		"channel":     map[string]any{"without_namespace": map[string]any{"allow_subscribe_for_client": true}},
-	}
-	b, _ := json.Marshal(cfg)
-	cfgPath := filepath.Join(dir, "config.json")
-	if err := os.WriteFile(cfgPath, b, 0o600); err != nil {
-		log.Fatal(err)
-	}
-	cmd := benchenv.Command(benchenv.ServerCore, bin, "--config", cfgPath)
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Start(); err != nil {
-		log.Fatal(err)
-	}
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	benchenv.WaitTCP(addr, 30*time.Second)
-	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
-	api := "http://" + addr + "/api/publish"
+	srv := centrifugo.Start()
 	return server{
-		name: "Centrifugo",
-		load: benchenv.LoadConfig{Proto: "centrifugo", URL: "ws://" + addr + "/connection/websocket", Key: secret, Clients: *clients, Groups: *groups},
-		publish: func(ctx context.Context, group string, env []byte) error {
-			body := append(append([]byte(`{"channel":"`+group+`","data":`), env...), '}')
-			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, api, bytes.NewReader(body))
-			req.Header.Set("X-API-Key", apiKey)
-			req.Header.Set("Content-Type", "application/json")
-			resp, err := hc.Do(req)
-			if err != nil {
-				return err
-			}
-			defer resp.Body.Close()
-			out, _ := io.ReadAll(resp.Body)
-			if resp.StatusCode != http.StatusOK || bytes.Contains(out, []byte(`"error"`)) {
-				return fmt.Errorf("%s: %s", resp.Status, out)
-			}
-			return nil
-		},
-		stop: func() { cmd.Process.Kill(); cmd.Wait(); os.RemoveAll(dir) },
+		name:    "Centrifugo",
+		load:    benchenv.LoadConfig{Proto: "centrifugo", URL: srv.WebSocketURL(), Key: srv.Secret, Clients: *clients, Groups: *groups},
+		publish: srv.Publish,
+		stop:    srv.Stop,
 	}
-}
-
-// centrifugo is the server's binary, built into the cache folder when
-// missing.
-func centrifugo() string {
-	dir := os.Getenv("CHANGECAST_BENCH_CACHE")
-	if dir == "" {
-		home, _ := os.UserHomeDir()
-		dir = filepath.Join(home, ".cache", "changecast-bench")
-	}
-	bin := filepath.Join(dir, "centrifugo-"+CentrifugoVersion)
-	if _, err := os.Stat(bin); err == nil {
-		return bin
-	}
-	fmt.Printf("building Centrifugo %s into %s (go install; a few minutes, once)...\n", CentrifugoVersion, dir)
-	start := time.Now()
-	tmp, err := os.MkdirTemp("", "centrifugo-gobin")
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer os.RemoveAll(tmp)
-	cmd := exec.Command("go", "install", "github.com/centrifugal/centrifugo/v6@"+CentrifugoVersion)
-	// Outside this module: go install pkg@version ignores go.mod anyway.
-	cmd.Dir = tmp
-	cmd.Env = append(os.Environ(), "GOBIN="+tmp, "GOFLAGS=")
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Run(); err != nil {
-		log.Fatalf("go install centrifugo: %v", err)
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		log.Fatal(err)
-	}
-	if err := os.Rename(filepath.Join(tmp, "centrifugo"), bin); err != nil {
-		log.Fatal(err)
-	}
-	fmt.Printf("built Centrifugo in %v\n", time.Since(start).Round(time.Second))
-	return bin
 }
 
 // startHub runs `changecast hub` (the binary) and adds user u{i} to group
