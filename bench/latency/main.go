@@ -141,6 +141,7 @@ publish:
 hub:
   listen: %q
   accessKey: %q
+  negotiate: {auth: {anonymous: true}}
 `, db.URL, group, addr, key)
 	path := filepath.Join(dir, "changecast.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
