@@ -6,7 +6,7 @@ import (
 )
 
 func pendingFor(a Audience, ticket uint64, size int) Pending {
-	return Pending{Out: Output{Audience: a, Raw: make([]byte, size)}, Ticket: ticket}
+	return Pending{Out: &Output{Audience: a, Raw: make([]byte, size)}, Ticket: ticket}
 }
 
 // next takes the next batch or fails.

@@ -49,12 +49,13 @@ type MapperOptions struct {
 // it against the last version sent (the shadow). It is the pure core of the
 // pipeline: no I/O, and used from one goroutine.
 type Mapper struct {
-	rules  map[string][]*rule
-	shadow *shadow
-	store  ShadowStore
-	max    int
-	log    *slog.Logger
-	Stats  MapperStats
+	scratch []byte // encoding of the document being mapped
+	rules   map[string][]*rule
+	shadow  *shadow
+	store   ShadowStore
+	max     int
+	log     *slog.Logger
+	Stats   MapperStats
 }
 
 // Mapping routes one collection (a table, or a Cosmos container) to a hub,
@@ -217,7 +218,13 @@ func (oldAudience *Mapper) mapRule(r *rule, ch *changefeed.Change, out []Output)
 		return out
 	}
 	projected := r.project(after)
-	docBytes, err := wire.AppendValue(make([]byte, 0, max(prev.size+64, 256)), projected)
+	// The document is encoded into a scratch buffer: emit copies it into
+	// the output's encoding, and the output keeps that copy (one buffer per
+	// change, not two).
+	docBytes, err := wire.AppendValue(oldAudience.scratch[:0], projected)
+	if len(docBytes) <= 1<<20 {
+		oldAudience.scratch = docBytes[:0]
+	}
 	if err != nil {
 		return oldAudience.refetch(out, r, ch, key, prev, hasPrev, base, "unencodable")
 	}
@@ -255,7 +262,16 @@ func (oldAudience *Mapper) mapRule(r *rule, ch *changefeed.Change, out []Output)
 		c.Op, c.Doc = wire.OpUpsert, docBytes
 	}
 	oldAudience.shadow.put(key, shadowEntry{doc: projected, size: len(docBytes), v: ch.Version, audience: t})
-	return oldAudience.attach(oldAudience.emit(out, t, c, key), len(out), r, id, docBytes)
+	var saved []byte
+	if oldAudience.store != nil && c.Op == wire.OpPatch {
+		saved = bytes.Clone(docBytes) // the scratch buffer is reused
+	}
+	n := len(out)
+	out = oldAudience.emit(out, t, c, key)
+	if c.Op == wire.OpUpsert {
+		saved = out[len(out)-1].Change.Doc // the output's copy (nil if it became a refetch marker)
+	}
+	return oldAudience.attach(out, n, r, id, saved)
 }
 
 // attach, with a ShadowStore, marks the output emitted after index n with
@@ -372,7 +388,9 @@ func (m *Mapper) unroutable(r *rule, ch *changefeed.Change, err error) {
 // emit encodes c for t. A change over the size limit becomes a refetch
 // marker, and its shadow entry (key) is dropped since the client never got it.
 func (m *Mapper) emit(out []Output, t Audience, c wire.Entry, key ...shadowKey) []Output {
-	raw := c.AppendJSON(make([]byte, 0, len(c.Doc)+len(c.Patch)+len(c.Collection)+len(c.ID)+128))
+	raw, doc := c.AppendJSONDoc(make([]byte, 0, len(c.Doc)+len(c.Patch)+len(c.Collection)+len(c.ID)+len(c.V)+len(c.PV)+len(c.TS)+64))
+	// c.Doc may be the mapper's scratch buffer: keep the copy in raw.
+	c.Doc = doc
 	if len(raw) > m.max {
 		m.log.Warn("change too large to send as data; sending refetch marker", "collection", c.Collection, "id", c.ID, "bytes", len(raw))
 		m.Stats.Refetch++

@@ -137,7 +137,7 @@ func TestBuildBatchPayload(t *testing.T) {
 	var items []Pending
 	for i, id := range []string{"a", "b"} {
 		o := one(t, m.Map(&changefeed.Change{Collection: "c", ID: id, Op: changefeed.Insert, Version: "1", After: doc("x", i)}, nil))
-		items = append(items, Pending{Out: o, Ticket: uint64(i)})
+		items = append(items, Pending{Out: &o, Ticket: uint64(i)})
 	}
 	b := BuildBatch("src", items[0].Out.Audience, items)
 	want, _ := json.Marshal(b.Envelope)

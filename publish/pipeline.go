@@ -203,9 +203,16 @@ func (p *Pipeline) mapStage(in <-chan changefeed.Delivery, out chan<- []mapped, 
 	var last MapperStats
 	const maxRun = 256
 	var run []mapped
+	// Outputs are mapped into slabs, one allocation per few hundred changes
+	// rather than one per change; the batcher points into them.
+	var slab []Output
 	mapOne := func(d changefeed.Delivery) {
-		outs := p.m.Map(d.Change, nil)
-		run = append(run, mapped{seq: d.Seq, op: d.Change.Op, outs: outs})
+		if cap(slab)-len(slab) < 8 {
+			slab = make([]Output, 0, 256)
+		}
+		start := len(slab)
+		slab = p.m.Map(d.Change, slab)
+		run = append(run, mapped{seq: d.Seq, op: d.Change.Op, outs: slab[start:len(slab):len(slab)]})
 	}
 	for {
 		d, ok := <-in
@@ -258,8 +265,8 @@ func (l *loop) handle(m mapped, now time.Time) {
 		l.barrier()
 		defer l.barrier()
 	}
-	for _, o := range m.outs {
-		l.batcher.Add(Pending{Out: o, Ticket: m.seq}, now)
+	for i := range m.outs {
+		l.batcher.Add(Pending{Out: &m.outs[i], Ticket: m.seq}, now)
 	}
 }
 
@@ -358,7 +365,7 @@ func (l *loop) publishSplit(a Audience, items []Pending) bool {
 			// not offer it as a base for patches.
 			items[i].Out.Save = &ShadowRecord{Key: it.Out.Save.Key, V: it.Out.Save.V, Audience: a}
 		}
-		markers[i] = Pending{Out: Output{Audience: a, Change: c, Raw: c.AppendJSON(nil)}, Ticket: it.Ticket}
+		markers[i] = Pending{Out: &Output{Audience: a, Change: c, Raw: c.AppendJSON(nil)}, Ticket: it.Ticket}
 	}
 	if mt := l.cfg.Metrics; mt != nil {
 		mt.refetch.Add(float64(len(items)))

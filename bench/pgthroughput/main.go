@@ -135,12 +135,13 @@ func changecast(url string, changes int) time.Duration {
 	h, _, stopHub := benchenv.Hub()
 	defer stopHub()
 	hub := h.Publisher()
-	var published atomic.Int64
+	var published, batches atomic.Int64
 	done := make(chan struct{})
 	pub := publish.PublisherFunc(func(ctx context.Context, b *publish.Batch) error {
 		if err := hub.Publish(ctx, b); err != nil {
 			return err
 		}
+		batches.Add(1)
 		if published.Add(int64(len(b.Envelope.Changes))) == int64(changes) {
 			close(done)
 		}
@@ -164,5 +165,6 @@ func changecast(url string, changes int) time.Duration {
 	d := time.Since(start)
 	stop()
 	<-perr
+	fmt.Printf("changecast: %d batches, %.1f changes per batch\n", batches.Load(), float64(changes)/float64(batches.Load()))
 	return d
 }

@@ -19,6 +19,15 @@ import (
 // that raw fields (Patch, Doc) are copied as they are, not compacted (they
 // come from this package's encoders or jsondiff, already compact).
 func (c *Entry) AppendJSON(b []byte) []byte {
+	b, _ = c.AppendJSONDoc(b)
+	return b
+}
+
+// AppendJSONDoc is AppendJSON that also returns the part of the output
+// that holds Doc (nil without one), so a caller can keep the document
+// without a second copy of it.
+func (c *Entry) AppendJSONDoc(b []byte) (out, doc []byte) {
+	var docStart, docEnd int
 	b = append(b, `{"op":`...)
 	b = AppendString(b, c.Op)
 	b = append(b, `,"collection":`...)
@@ -39,7 +48,9 @@ func (c *Entry) AppendJSON(b []byte) []byte {
 	}
 	if len(c.Doc) > 0 {
 		b = append(b, `,"doc":`...)
+		docStart = len(b)
 		b = append(b, c.Doc...)
+		docEnd = len(b)
 	}
 	if c.TS != "" {
 		b = append(b, `,"ts":`...)
@@ -49,7 +60,11 @@ func (c *Entry) AppendJSON(b []byte) []byte {
 		b = append(b, `,"reason":`...)
 		b = AppendString(b, c.Reason)
 	}
-	return append(b, '}')
+	b = append(b, '}')
+	if docEnd > docStart {
+		doc = b[docStart:docEnd:docEnd]
+	}
+	return b, doc
 }
 
 // AppendValue appends v as JSON. Map keys are sorted, as encoding/json
