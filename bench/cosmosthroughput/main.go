@@ -188,4 +188,3 @@ func pipeline(ctx context.Context, client *azcosmos.Client) time.Duration {
 	<-rerr
 	return d
 }
-
