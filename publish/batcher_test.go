@@ -153,3 +153,35 @@ func TestBatcherLinger(t *testing.T) {
 		t.Fatalf("got %v, want 6 at +24ms", tickets(items))
 	}
 }
+
+// TestShadowLRU: the least recently used entry leaves when the shadow is
+// full, gets refresh recency, and deleted entries free their place.
+func TestShadowLRU(t *testing.T) {
+	s := newShadow(2)
+	k := func(id string) shadowKey { return shadowKey{id: id} }
+	s.put(k("a"), shadowEntry{v: "1"})
+	s.put(k("b"), shadowEntry{v: "1"})
+	s.get(k("a")) // b is now the least recent
+	s.put(k("c"), shadowEntry{v: "1"})
+	if _, ok := s.get(k("b")); ok {
+		t.Fatal("b survived as the least recent entry")
+	}
+	for _, id := range []string{"a", "c"} {
+		if _, ok := s.get(k(id)); !ok {
+			t.Fatalf("%s evicted", id)
+		}
+	}
+	s.put(k("a"), shadowEntry{v: "2"})
+	if e, _ := s.get(k("a")); e.v != "2" || len(s.m) != 2 {
+		t.Fatalf("update: %+v, %d entries", e, len(s.m))
+	}
+	s.del(k("c"))
+	s.put(k("d"), shadowEntry{v: "1"})
+	if _, ok := s.get(k("a")); !ok || len(s.m) != 2 {
+		t.Fatal("a deleted entry did not free its place")
+	}
+	s.dropRule(0)
+	if len(s.m) != 0 || s.head.next != &s.head {
+		t.Fatal("dropRule left entries")
+	}
+}

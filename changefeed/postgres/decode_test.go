@@ -3,6 +3,7 @@ package postgres
 import (
 	"encoding/json"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -319,5 +320,26 @@ func TestParseTuple(t *testing.T) {
 	bad[2] = 'q'
 	if _, _, err := parseTuple(bad, nil); err == nil {
 		t.Error("unknown column kind parsed")
+	}
+}
+
+// TestShortDecimal: the fast path of numeric agrees with the general rule
+// wherever it is taken.
+func TestShortDecimal(t *testing.T) {
+	for _, s := range []string{"0", "-0", "1.5", "1.50", "-12.25", "123456789012345", "0.000000000000001", "99999999999999.9",
+		"1234567890123456", "0.1", "-0.10", "10.", ".5", "-", "-.5", "1e5", "1.2.3", "", "12345678901234567890", "NaN"} {
+		fast := shortDecimal(s)
+		if !fast {
+			continue
+		}
+		f, err := strconv.ParseFloat(s, 64)
+		if err != nil || canonicalDecimal(strconv.FormatFloat(f, 'f', -1, 64)) != canonicalDecimal(s) {
+			t.Errorf("shortDecimal(%q) took the fast path, but a float64 reader gets %v", s, f)
+		}
+	}
+	for _, s := range []string{"1234567890123456", "10.", ".5", "-", "1e5", "NaN", "0.12345678901234567"} {
+		if shortDecimal(s) {
+			t.Errorf("shortDecimal(%q) = true", s)
+		}
 	}
 }
