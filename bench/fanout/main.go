@@ -56,6 +56,7 @@ var (
 // server is one system under test, seen through its HTTP API.
 type server struct {
 	name    string
+	pid     int
 	load    benchenv.LoadConfig
 	publish func(ctx context.Context, group string, env []byte) error
 	stop    func()
@@ -113,6 +114,7 @@ func race(s server) result {
 	// Latency at a steady rate.
 	n := int(float64(*rate) * *seconds)
 	start := time.Now()
+	cpu := benchenv.CPU(s.pid)
 	for i := 0; i < n; i++ {
 		if d := time.Until(start.Add(time.Duration(i) * time.Second / time.Duration(*rate))); d > 0 {
 			time.Sleep(d)
@@ -123,14 +125,16 @@ func race(s server) result {
 		}
 	}
 	lat := load.WaitFor(int64(n)*perGroup, 30*time.Second)
-	fmt.Printf("%s latency: %d msg/s to %d clients: %d deliveries, p50 %s, p90 %s, p99 %s, max %s\n", s.name, *rate, *clients,
-		lat.Deliveries, benchenv.Ms(lat.P50), benchenv.Ms(lat.P90), benchenv.Ms(lat.P99), benchenv.Ms(lat.Max))
+	fmt.Printf("%s latency: %d msg/s to %d clients: %d deliveries, p50 %s, p90 %s, p99 %s, max %s; server CPU %.1f µs per delivery (load average %s)\n", s.name, *rate, *clients,
+		lat.Deliveries, benchenv.Ms(lat.P50), benchenv.Ms(lat.P90), benchenv.Ms(lat.P99), benchenv.Ms(lat.Max),
+		float64((benchenv.CPU(s.pid)-cpu).Microseconds())/float64(max(lat.Deliveries, 1)), benchenv.LoadAvg())
 
 	// Throughput: everything at once from a few callers.
 	load.Reset()
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	start = time.Now()
+	cpu = benchenv.CPU(s.pid)
 	for range *publishers {
 		wg.Add(1)
 		go func() {
@@ -152,8 +156,9 @@ func race(s server) result {
 	thr := load.WaitFor(int64(*messages)*perGroup, 2*time.Minute)
 	span := time.Duration(thr.Last - start.UnixNano())
 	r := result{rate: float64(thr.Deliveries) / span.Seconds(), p50: lat.P50, p99: lat.P99, max: lat.Max, delivered: thr.Deliveries}
-	fmt.Printf("%s throughput: %d messages published in %v, %d deliveries in %v: %.0f deliveries/s (p99 under that load %s)\n", s.name, *messages,
-		published.Round(time.Millisecond), thr.Deliveries, span.Round(time.Millisecond), r.rate, benchenv.Ms(thr.P99))
+	fmt.Printf("%s throughput: %d messages published in %v, %d deliveries in %v: %.0f deliveries/s, server CPU %.1f µs per delivery (p99 under that load %s)\n", s.name, *messages,
+		published.Round(time.Millisecond), thr.Deliveries, span.Round(time.Millisecond), r.rate,
+		float64((benchenv.CPU(s.pid)-cpu).Microseconds())/float64(max(thr.Deliveries, 1)), benchenv.Ms(thr.P99))
 	return r
 }
 
@@ -162,6 +167,7 @@ func startCentrifugo() server {
 	srv := centrifugo.Start()
 	return server{
 		name:    "Centrifugo",
+		pid:     srv.Pid(),
 		load:    benchenv.LoadConfig{Proto: "centrifugo", URL: srv.WebSocketURL(), Key: srv.Secret, Clients: *clients, Groups: *groups},
 		publish: srv.Publish,
 		stop:    srv.Stop,
@@ -195,6 +201,7 @@ func startHub() server {
 	}
 	return server{
 		name: "changecast",
+		pid:  cmd.Process.Pid,
 		load: benchenv.LoadConfig{Proto: "signalr", URL: "ws://" + addr + "/client/?hub=orders", Key: key, Clients: *clients},
 		publish: func(ctx context.Context, group string, env []byte) error {
 			return pub.Publish(ctx, &publish.Batch{Audience: publish.Audience{Hub: "orders", Group: group, Method: "changes"}, Payload: env})

@@ -48,7 +48,10 @@ var (
 	reference = flag.Bool("centrifugo", true, "also run the Centrifugo server in the same harness")
 )
 
-type result struct{ p50, p90, p99, max, got, want int64 }
+type result struct {
+	p50, p90, p99, max, got, want int64
+	server, load                  float64 // CPU used over the measured phase, in cores
+}
 
 func main() {
 	flag.Parse()
@@ -81,14 +84,14 @@ func main() {
 }
 
 func print(w, who string, r result) {
-	fmt.Printf("%s, %s: %d of %d deliveries; commit→client p50 %s, p90 %s, p99 %s, max %s\n",
-		w, who, r.got, r.want, benchenv.Ms(r.p50), benchenv.Ms(r.p90), benchenv.Ms(r.p99), benchenv.Ms(r.max))
+	fmt.Printf("%s, %s: %d of %d deliveries; commit→client p50 %s, p90 %s, p99 %s, max %s; CPU: server %.0f%%, clients %.0f%% of a core (load average %s)\n",
+		w, who, r.got, r.want, benchenv.Ms(r.p50), benchenv.Ms(r.p90), benchenv.Ms(r.p99), benchenv.Ms(r.max), 100*r.server, 100*r.load, benchenv.LoadAvg())
 }
 
 // measure warms the clients up, then runs write at the steady rate and
 // collects what the clients timed; perChange is how many clients receive
 // each change.
-func measure(load *benchenv.Load, perChange int64, write func(i int)) result {
+func measure(load *benchenv.Load, server int, perChange int64, write func(i int)) result {
 	const warm = 200
 	for i := 0; i < warm; i++ {
 		write(i)
@@ -97,6 +100,7 @@ func measure(load *benchenv.Load, perChange int64, write func(i int)) result {
 	load.Reset()
 	total := int(float64(*rate) * *seconds)
 	start := time.Now()
+	cpuS, cpuL := benchenv.CPU(server), benchenv.CPU(load.Pid())
 	for i := 0; i < total; i++ {
 		if d := time.Until(start.Add(time.Duration(i) * time.Second / time.Duration(*rate))); d > 0 {
 			time.Sleep(d)
@@ -105,7 +109,9 @@ func measure(load *benchenv.Load, perChange int64, write func(i int)) result {
 	}
 	want := int64(total) * perChange
 	r := load.WaitFor(want, 60*time.Second)
-	return result{p50: r.P50, p90: r.P90, p99: r.P99, max: r.Max, got: r.Deliveries, want: want}
+	wall := time.Since(start).Seconds()
+	return result{p50: r.P50, p90: r.P90, p99: r.P99, max: r.Max, got: r.Deliveries, want: want,
+		server: (benchenv.CPU(server) - cpuS).Seconds() / wall, load: (benchenv.CPU(load.Pid()) - cpuL).Seconds() / wall}
 }
 
 func perChange(groups int) int64 {
@@ -179,7 +185,7 @@ hub:
 	}
 	load := benchenv.StartLoad(benchenv.LoadConfig{Proto: "signalr", URL: "ws://" + addr + "/client/?hub=orders", Key: key, Clients: *clients})
 	defer load.Stop()
-	return measure(load, perChange(groups), func(i int) {
+	return measure(load, cmd.Process.Pid, perChange(groups), func(i int) {
 		g := 0
 		if groups > 0 {
 			g = i % groups
@@ -200,7 +206,7 @@ func runCentrifugo(groups int) result {
 	load := benchenv.StartLoad(benchenv.LoadConfig{Proto: "centrifugo", URL: srv.WebSocketURL(), Key: srv.Secret, Clients: *clients, Groups: groups})
 	defer load.Stop()
 	ctx := context.Background()
-	return measure(load, perChange(groups), func(i int) {
+	return measure(load, srv.Pid(), perChange(groups), func(i int) {
 		ch := "all"
 		if groups > 0 {
 			ch = fmt.Sprintf("g%d", i%groups)

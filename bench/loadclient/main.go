@@ -126,8 +126,9 @@ func main() {
 				rerr = readSignalR(ctx, c, st, ready)
 			}
 			if rerr != nil && ctx.Err() == nil {
-				failed.Add(1)
-				log.Printf("loadclient: client %d: %v", i, rerr)
+				if n := failed.Add(1); n <= 3 || n%100 == 0 {
+					log.Printf("loadclient: client %d: %v (%d clients lost so far)", i, rerr, n)
+				}
 			}
 		}()
 	}

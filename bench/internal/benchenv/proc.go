@@ -248,3 +248,32 @@ func (l *Load) Stop() {
 		<-done
 	}
 }
+
+// CPU is the CPU time (user and system) process pid has used so far.
+func CPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command (which may hold spaces) start after ')'.
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	var ut, st int64
+	fmt.Sscan(f[11], &ut)
+	fmt.Sscan(f[12], &st)
+	return time.Duration(ut+st) * time.Second / 100 // USER_HZ
+}
+
+// Pid is the load process's id.
+func (l *Load) Pid() int { return l.cmd.Process.Pid }
+
+// LoadAvg is the machine's 1-minute load average, to say how busy it was.
+func LoadAvg() string {
+	b, _ := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); len(f) > 0 {
+		return f[0]
+	}
+	return "?"
+}

@@ -104,6 +104,9 @@ func Start() *Server {
 	return s
 }
 
+// Pid is the server's process id.
+func (s *Server) Pid() int { return s.cmd.Process.Pid }
+
 // WebSocketURL is where clients connect.
 func (s *Server) WebSocketURL() string { return "ws://" + s.Addr + "/connection/websocket" }
 
