@@ -50,12 +50,15 @@ type MapperOptions struct {
 // pipeline: no I/O, and used from one goroutine.
 type Mapper struct {
 	scratch []byte // encoding of the document being mapped
-	rules   map[string][]*rule
-	shadow  *shadow
-	store   ShadowStore
-	max     int
-	log     *slog.Logger
-	Stats   MapperStats
+	// the last commit time formatted, and its text
+	lastCommit time.Time
+	lastTS     string
+	rules      map[string][]*rule
+	shadow     *shadow
+	store      ShadowStore
+	max        int
+	log        *slog.Logger
+	Stats      MapperStats
 }
 
 // Mapping routes one collection (a table, or a Cosmos container) to a hub,
@@ -112,10 +115,7 @@ func (m *Mapper) Map(ch *changefeed.Change, out []Output) []Output {
 }
 
 func (oldAudience *Mapper) mapRule(r *rule, ch *changefeed.Change, out []Output) []Output {
-	base := wire.Entry{Collection: r.m.Collection, V: ch.Version}
-	if !ch.CommitTime.IsZero() {
-		base.TS = ch.CommitTime.UTC().Format(time.RFC3339Nano)
-	}
+	base := wire.Entry{Collection: r.m.Collection, V: ch.Version, TS: oldAudience.commitTS(ch.CommitTime)}
 	if ch.Op == changefeed.Truncate {
 		oldAudience.shadow.dropRule(r.idx)
 		c := base
@@ -272,6 +272,18 @@ func (oldAudience *Mapper) mapRule(r *rule, ch *changefeed.Change, out []Output)
 		saved = out[len(out)-1].Change.Doc // the output's copy (nil if it became a refetch marker)
 	}
 	return oldAudience.attach(out, n, r, id, saved)
+}
+
+// commitTS is t in RFC 3339, formatted once per transaction: the changes of
+// one transaction share its commit time.
+func (m *Mapper) commitTS(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	if !t.Equal(m.lastCommit) || m.lastTS == "" {
+		m.lastCommit, m.lastTS = t, t.UTC().Format(time.RFC3339Nano)
+	}
+	return m.lastTS
 }
 
 // attach, with a ShadowStore, marks the output emitted after index n with

@@ -100,7 +100,12 @@ func AppendValue(b []byte, v any) ([]byte, error) {
 		if len(x) == 0 {
 			return append(b, "{}"...), nil
 		}
-		keys := make([]string, 0, len(x))
+		// Rows have a handful of columns: sort their names on the stack.
+		var small [16]string
+		keys := small[:0]
+		if len(x) > len(small) {
+			keys = make([]string, 0, len(x))
+		}
 		for k := range x {
 			keys = append(keys, k)
 		}
