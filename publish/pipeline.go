@@ -63,7 +63,10 @@ func (c *PipelineConfig) defaults() {
 // Batcher, publishes batches through a Publisher (one in flight per
 // audience, so each audience keeps its order; several audiences in
 // parallel) and acknowledges a change once every output of it was
-// accepted. Run it with changefeed.NewProcessor(cfg, source, pipeline).
+// accepted. Batching is adaptive: a change for an audience with nothing in
+// flight is published at once; what arrives while a batch is in flight
+// goes out in the next one as soon as it completes, so batches grow with
+// the load and never wait on a fixed window. Run it with changefeed.NewProcessor(cfg, source, pipeline).
 //
 // Failure rules, so one bad document never stalls a stream: retryable
 // errors are retried with backoff (honouring the target's Retry-After); a
