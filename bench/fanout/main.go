@@ -32,6 +32,7 @@ import (
 	"log"
 	"net/http"
 	"os"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -51,6 +52,7 @@ var (
 	rate       = flag.Int("rate", 200, "messages per second in the latency phase")
 	seconds    = flag.Float64("seconds", 5, "length of the latency phase")
 	publishers = flag.Int("publishers", 4, "concurrent publish calls in the throughput phase")
+	hubProfile = flag.String("hubprofile", "", "profile the hub instead of racing: run it in this process (REST API on loopback as usual) and write a CPU profile of its throughput phase here")
 )
 
 // server is one system under test, seen through its HTTP API.
@@ -60,6 +62,7 @@ type server struct {
 	load    benchenv.LoadConfig
 	publish func(ctx context.Context, group string, env []byte) error
 	stop    func()
+	start   func() // optional, when the throughput phase starts
 }
 
 // envelope is one message: a batch envelope holding one change of about
@@ -81,6 +84,10 @@ type result struct {
 
 func main() {
 	flag.Parse()
+	if *hubProfile != "" {
+		profileHub()
+		return
+	}
 	benchenv.PinSelf()
 	if _, b := envelope(0, 1); true {
 		fmt.Printf("%d clients in %d groups, messages of %d bytes; latency at %d msg/s (%d deliveries/s) for %.0fs, throughput over %d messages; pinned: %v\n",
@@ -92,6 +99,38 @@ func main() {
 	fmt.Printf("changecast built-in hub: %9.0f deliveries/s, p50 %s, p99 %s\n", hub.rate, benchenv.Ms(hub.p50), benchenv.Ms(hub.p99))
 	fmt.Printf("ratio throughput changecast/Centrifugo: %.2f (target ≥ 1.00)\n", hub.rate/cent.rate)
 	fmt.Printf("ratio p99 changecast/Centrifugo: %.2f (target ≤ 1.00)\n", float64(hub.p99)/float64(max(cent.p99, 1)))
+}
+
+// profileHub runs the hub's fan-out in this process (its REST API on
+// loopback, the same out-of-process clients) and profiles the throughput
+// phase: where a delivery's server CPU goes. Not a measurement.
+func profileHub() {
+	h, addr, stop := benchenv.Hub()
+	key := h.AccessKey()
+	pub, err := signalr.New(h.ConnectionString(), signalr.WithHTTPClient(&http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}))
+	if err != nil {
+		log.Fatal(err)
+	}
+	for i := 0; i < *clients; i++ {
+		if err := pub.Client().AddUserToGroup(context.Background(), "orders", fmt.Sprintf("g%d", i%*groups), fmt.Sprintf("u%d", i), 0); err != nil {
+			log.Fatal(err)
+		}
+	}
+	f, err := os.Create(*hubProfile)
+	if err != nil {
+		log.Fatal(err)
+	}
+	*seconds = 0.1
+	race(server{name: "changecast (in-process, profiled)", pid: os.Getpid(),
+		load: benchenv.LoadConfig{Proto: "signalr", URL: "ws://" + addr + "/client/?hub=orders", Key: key, Clients: *clients},
+		publish: func(ctx context.Context, group string, env []byte) error {
+			return pub.Publish(ctx, &publish.Batch{Audience: publish.Audience{Hub: "orders", Group: group, Method: "changes"}, Payload: env})
+		},
+		stop:  stop,
+		start: func() { pprof.StartCPUProfile(f) },
+	})
+	pprof.StopCPUProfile()
+	f.Close()
 }
 
 func race(s server) result {
@@ -131,6 +170,9 @@ func race(s server) result {
 
 	// Throughput: everything at once from a few callers.
 	load.Reset()
+	if s.start != nil {
+		s.start()
+	}
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	start = time.Now()
