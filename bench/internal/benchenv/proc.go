@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -84,16 +85,27 @@ const (
 // Pinned reports whether there are cores to pin to.
 func Pinned() bool { return runtime.NumCPU() >= 2 && os.Getenv("CHANGECAST_BENCH_NOPIN") == "" }
 
-// PinSelf moves this process (every thread) to the load core.
+// PinSelf runs this program on the load core: it executes itself again
+// under taskset (once), so the Go runtime starts seeing one CPU, as the
+// pinned servers do (pinning a running process would leave GOMAXPROCS at 2
+// on one core, and the OS would time-slice the two).
 func PinSelf() {
-	if !Pinned() {
+	if !Pinned() || os.Getenv("CHANGECAST_BENCH_PINNED") != "" {
 		return
 	}
-	// -a: every thread the runtime has now; threads started later
-	// inherit the mask.
-	if err := exec.Command("taskset", "-a", "-p", "-c", fmt.Sprint(LoadCore), fmt.Sprint(os.Getpid())).Run(); err != nil {
+	ts, err := exec.LookPath("taskset")
+	if err != nil {
 		log.Printf("not pinned to core %d: %v", LoadCore, err)
+		return
 	}
+	self, err := os.Executable()
+	if err != nil {
+		log.Printf("not pinned to core %d: %v", LoadCore, err)
+		return
+	}
+	args := append([]string{ts, "-c", fmt.Sprint(LoadCore), self}, os.Args[1:]...)
+	err = syscall.Exec(ts, args, append(os.Environ(), "CHANGECAST_BENCH_PINNED=1"))
+	log.Printf("not pinned to core %d: %v", LoadCore, err)
 }
 
 // Command returns cmd pinned to core (when pinning) with taskset.
