@@ -83,7 +83,12 @@ const (
 )
 
 // Pinned reports whether there are cores to pin to.
-func Pinned() bool { return runtime.NumCPU() >= 2 && os.Getenv("CHANGECAST_BENCH_NOPIN") == "" }
+func Pinned() bool {
+	if os.Getenv("CHANGECAST_BENCH_PINNED") != "" {
+		return true // PinSelf ran: this process now sees only its core
+	}
+	return runtime.NumCPU() >= 2 && os.Getenv("CHANGECAST_BENCH_NOPIN") == ""
+}
 
 // PinSelf runs this program on the load core: it executes itself again
 // under taskset (once), so the Go runtime starts seeing one CPU, as the
