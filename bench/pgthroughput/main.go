@@ -3,10 +3,10 @@
 // pg_recvlogical writing the same WAL to a file, in the same run on the same
 // machine, and prints the ratio. For each replica identity (FULL and
 // DEFAULT) it writes inserts then updates of every row (about 150-byte rows,
-// 50 groups), with four slots created before the writes: the reference and
-// changecast each read two, alternated (reference, changecast, reference,
-// changecast), and the better run of each counts, so neither runs only on
-// a cold cache or only in a noisy moment.
+// 50 groups), with a slot per run created before the writes: the reference
+// and changecast each read the WAL -runs times (3), alternated, and the best
+// run of each counts, so neither runs only on a cold cache or only in a
+// noisy moment.
 //
 //	eval "$(scripts/pg.sh start)"; go run ./bench/pgthroughput -rows 200000
 //
@@ -23,6 +23,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -37,6 +38,7 @@ var (
 	rows       = flag.Int("rows", 200000, "rows to insert, then update (2 changes per row)")
 	identities = flag.String("identity", "full,default", "replica identities to measure")
 	cpuprofile = flag.String("cpuprofile", "", "write a CPU profile of the changecast runs here")
+	runs       = flag.Int("runs", 3, "runs of each, alternated; the best counts")
 	memprofile = flag.String("memprofile", "", "write an allocation profile of the changecast runs here")
 )
 
@@ -74,8 +76,9 @@ func run(db *benchenv.DB, recv, ident string) {
 	ctx := context.Background()
 	db.Table("bench_orders", `id int PRIMARY KEY, tenant text, status text, qty int, total numeric(10,2), note text, created timestamptz`, "bench")
 	db.Must(`ALTER TABLE bench_orders REPLICA IDENTITY ` + strings.ToUpper(ident))
-	for _, s := range []string{"bench_ref1", "bench_cc1", "bench_ref2", "bench_cc2"} {
-		db.Slot(s, true)
+	for i := 1; i <= *runs; i++ {
+		db.Slot(fmt.Sprintf("bench_ref%d", i), true)
+		db.Slot(fmt.Sprintf("bench_cc%d", i), true)
 	}
 	fmt.Printf("REPLICA IDENTITY %s: writing %d inserts and %d updates...\n", strings.ToUpper(ident), *rows, *rows)
 	for i := 0; i < *rows; i += 10000 {
@@ -92,16 +95,24 @@ func run(db *benchenv.DB, recv, ident string) {
 	}
 	changes := 2 * *rows
 
-	// Alternated, and the better of two for each: a shared machine's
+	// Alternated, and the best run of each counts: a shared machine's
 	// noise then costs neither side more than the other.
-	ref1 := reference(db.URL, recv, "bench_ref1", end)
-	cc1 := changecast(db.URL, "bench_cc1", changes)
-	ref2 := reference(db.URL, recv, "bench_ref2", end)
-	cc2 := changecast(db.URL, "bench_cc2", changes)
-	ref, cc := min(ref1, ref2), min(cc1, cc2)
+	var refs, ccs []time.Duration
+	for i := 1; i <= *runs; i++ {
+		refs = append(refs, reference(db.URL, recv, fmt.Sprintf("bench_ref%d", i), end))
+		ccs = append(ccs, changecast(db.URL, fmt.Sprintf("bench_cc%d", i), changes))
+	}
+	ref, cc := slices.Min(refs), slices.Min(ccs)
 	rate := func(d time.Duration) float64 { return float64(changes) / d.Seconds() }
-	fmt.Printf("pg_recvlogical (to a file), runs 1/2: %8.0f / %.0f changes/s (%v / %v)\n", rate(ref1), rate(ref2), ref1.Round(time.Millisecond), ref2.Round(time.Millisecond))
-	fmt.Printf("changecast (decode→map→batch→in-process hub, 50 groups), runs 1/2: %8.0f / %.0f changes/s (%v / %v)\n", rate(cc1), rate(cc2), cc1.Round(time.Millisecond), cc2.Round(time.Millisecond))
+	rates := func(ds []time.Duration) string {
+		var parts []string
+		for _, d := range ds {
+			parts = append(parts, fmt.Sprintf("%.0f", rate(d)))
+		}
+		return strings.Join(parts, " / ")
+	}
+	fmt.Printf("pg_recvlogical (to a file), runs: %s changes/s\n", rates(refs))
+	fmt.Printf("changecast (decode→map→batch→in-process hub, 50 groups), runs: %s changes/s\n", rates(ccs))
 	fmt.Printf("ratio %s changecast/pg_recvlogical: %.2f (target ≥ 1.00)\n", ident, rate(cc)/rate(ref))
 }
 
@@ -156,6 +167,7 @@ func changecast(url, slot string, changes int) time.Duration {
 	ctx, stop := context.WithCancel(context.Background())
 	perr := make(chan error, 1)
 	start := time.Now()
+	cpu := benchenv.CPU(os.Getpid())
 	go func() { perr <- proc.Run(ctx) }()
 	select {
 	case <-done:
@@ -165,7 +177,11 @@ func changecast(url, slot string, changes int) time.Duration {
 		log.Fatalf("pipeline published %d of %d changes in 10 minutes", published.Load(), changes)
 	}
 	d := time.Since(start)
+	cpuPerChange := (benchenv.CPU(os.Getpid()) - cpu) / time.Duration(changes)
 	stop()
 	<-perr
+	// CPU per change is steadier than throughput on a shared machine.
+	fmt.Printf("changecast: %v, %.1f µs of CPU per change (%.2f cores)\n", d.Round(time.Millisecond),
+		float64(cpuPerChange.Nanoseconds())/1000, float64(cpuPerChange*time.Duration(changes))/float64(d))
 	return d
 }
