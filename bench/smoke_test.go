@@ -47,6 +47,7 @@ func TestBenchmarksSmoke(t *testing.T) {
 		{"restcalls", []string{"-rate", "500", "-seconds", "1"}, true},
 		{"backlog", []string{"-rows", "5000", "-down", "500ms"}, true},
 		{"latency", []string{"-clients", "20", "-groups", "4", "-rate", "100", "-seconds", "1"}, true},
+		{"latprobe", []string{"-rate", "200", "-seconds", "0.5"}, true},
 		{"cosmosthroughput", []string{"-docs", "300"}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -28,6 +28,8 @@ echo "== Azure SignalR REST calls per change (REST publisher against the built-i
 "$B/restcalls"
 echo "== commit → client latency, out-of-process clients, vs Centrifugo $(grep -o 'Version = "[^"]*"' bench/internal/centrifugo/centrifugo.go | cut -d'"' -f2) in the same harness"
 "$B/latency" -clients "${BENCH_CLIENTS:-1000}" -groups "${BENCH_GROUPS:-100}" -rate 1000
+echo "== the part of that latency before the hub: commit → the hub's publish call, in process"
+"$B/latprobe" -rate 1000
 echo "== fan-out: the built-in hub vs the Centrifugo server, over their HTTP APIs"
 (cd bench/fanout && go run . -clients "${BENCH_FANOUT_CLIENTS:-5000}" -groups "${BENCH_FANOUT_GROUPS:-50}")
 echo "== memory with the target down and a 1M-change backlog"
