@@ -12,8 +12,10 @@
 //     wI2L/jsondiff, a bounded shadow cache), producing Outputs: patch,
 //     upsert, delete, refetch or truncate wire changes. Pure and
 //     single-goroutine.
-//   - Batcher: a passive policy that groups Outputs per Audience (a hub,
-//     or one group or user of it) by count, bytes and delay; BuildBatch
+//   - Batcher: adaptive batching as a passive policy, per Audience (a hub,
+//     or one group or user of it): an idle audience sends at once (or after
+//     an optional linger), changes that arrive while its batch is in flight
+//     go out together when it completes, cut by count and bytes; BuildBatch
 //     encodes a batch's envelope once.
 //   - Publisher: the contract every target implements. Errors say how to
 //     react: Retryable (with a wait), TooLarge (split), Permanent.

@@ -49,9 +49,13 @@ type MapperOptions struct {
 // it against the last version sent (the shadow). It is the pure core of the
 // pipeline: no I/O, and used from one goroutine.
 type Mapper struct {
-	rules  map[string][]*rule
-	shadow *shadow
-	store  ShadowStore
+	scratch []byte // encoding of the document being mapped
+	// the last commit time formatted, and its text
+	lastCommit time.Time
+	lastTS     string
+	rules      map[string][]*rule
+	shadow     *shadow
+	store      ShadowStore
 	// passReplays: the store's records do not mark what was delivered
 	// (see MemoryShadowStore.PassesReplays).
 	passReplays bool
@@ -117,10 +121,7 @@ func (m *Mapper) Map(ch *changefeed.Change, out []Output) []Output {
 }
 
 func (m *Mapper) mapRule(r *rule, ch *changefeed.Change, out []Output) []Output {
-	base := wire.Entry{Collection: r.m.Collection, V: ch.Version}
-	if !ch.CommitTime.IsZero() {
-		base.TS = ch.CommitTime.UTC().Format(time.RFC3339Nano)
-	}
+	base := wire.Entry{Collection: r.m.Collection, V: ch.Version, TS: m.commitTS(ch.CommitTime)}
 	if ch.Op == changefeed.Truncate {
 		m.shadow.dropRule(r.idx)
 		c := base
@@ -237,7 +238,13 @@ func (m *Mapper) mapRule(r *rule, ch *changefeed.Change, out []Output) []Output 
 		return out
 	}
 	projected := r.project(after)
-	docBytes, err := wire.AppendValue(make([]byte, 0, max(prev.size+64, 256)), projected)
+	// The document is encoded into a scratch buffer: emit copies it into
+	// the output's encoding, and the output keeps that copy (one buffer per
+	// change, not two).
+	docBytes, err := wire.AppendValue(m.scratch[:0], projected)
+	if len(docBytes) <= 1<<20 {
+		m.scratch = docBytes[:0]
+	}
 	if err != nil {
 		return m.refetch(out, r, ch, key, prev, hasPrev, base, "unencodable")
 	}
@@ -275,7 +282,28 @@ func (m *Mapper) mapRule(r *rule, ch *changefeed.Change, out []Output) []Output 
 		c.Op, c.Doc = wire.OpUpsert, docBytes
 	}
 	m.shadow.put(key, shadowEntry{doc: projected, size: len(docBytes), v: ch.Version, audience: t})
-	return m.attach(m.emit(out, t, c, key), len(out), r, id, docBytes)
+	var saved []byte
+	if m.store != nil && c.Op == wire.OpPatch {
+		saved = bytes.Clone(docBytes) // the scratch buffer is reused
+	}
+	n := len(out)
+	out = m.emit(out, t, c, key)
+	if c.Op == wire.OpUpsert {
+		saved = out[len(out)-1].Change.Doc // the output's copy (nil if it became a refetch marker)
+	}
+	return m.attach(out, n, r, id, saved)
+}
+
+// commitTS is t in RFC 3339, formatted once per transaction: the changes of
+// one transaction share its commit time.
+func (m *Mapper) commitTS(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	if !t.Equal(m.lastCommit) || m.lastTS == "" {
+		m.lastCommit, m.lastTS = t, t.UTC().Format(time.RFC3339Nano)
+	}
+	return m.lastTS
 }
 
 // attach, with a ShadowStore, marks the output emitted after index n with
@@ -392,7 +420,9 @@ func (m *Mapper) unroutable(r *rule, ch *changefeed.Change, err error) {
 // emit encodes c for t. A change over the size limit becomes a refetch
 // marker, and its shadow entry (key) is dropped since the client never got it.
 func (m *Mapper) emit(out []Output, t Audience, c wire.Entry, key ...shadowKey) []Output {
-	raw := c.AppendJSON(make([]byte, 0, len(c.Doc)+len(c.Patch)+len(c.Collection)+len(c.ID)+128))
+	raw, doc := c.AppendJSONDoc(make([]byte, 0, len(c.Doc)+len(c.Patch)+len(c.Collection)+len(c.ID)+len(c.V)+len(c.PV)+len(c.TS)+64))
+	// c.Doc may be the mapper's scratch buffer: keep the copy in raw.
+	c.Doc = doc
 	if len(raw) > m.max {
 		m.log.Warn("change too large to send as data; sending refetch marker", "collection", c.Collection, "id", c.ID, "bytes", len(raw))
 		m.Stats.Refetch++

@@ -137,44 +137,12 @@ func TestBuildBatchPayload(t *testing.T) {
 	var items []Pending
 	for i, id := range []string{"a", "b"} {
 		o := one(t, m.Map(&changefeed.Change{Collection: "c", ID: id, Op: changefeed.Insert, Version: "1", After: doc("x", i)}, nil))
-		items = append(items, Pending{Out: o, Ticket: uint64(i)})
+		items = append(items, Pending{Out: &o, Ticket: uint64(i)})
 	}
 	b := BuildBatch("src", items[0].Out.Audience, items)
 	want, _ := json.Marshal(b.Envelope)
 	if string(b.Payload) != string(want) {
 		t.Fatalf("payload\n%s\nwant\n%s", b.Payload, want)
-	}
-}
-
-func TestBatcherPolicy(t *testing.T) {
-	now := nowForTest()
-	b := NewBatcher(BatchLimits{MaxChanges: 3, MaxBytes: 4096, MaxDelay: 10 * ms})
-	tg := Audience{Hub: "h", Group: "g"}
-	p := Pending{Out: Output{Audience: tg, Raw: []byte(`{"op":"upsert"}`)}}
-	for i := 1; i < 3; i++ {
-		if b.Add(p, now) {
-			t.Fatalf("full after %d of MaxChanges 3", i)
-		}
-	}
-	if w := b.Ready(now, true); b.Len() != 2 || len(w) != 1 || w[0] != tg {
-		t.Fatalf("%d changes waiting, want 2 in %v's window", b.Len(), tg)
-	}
-	if len(b.Ready(now.Add(5*ms), false)) != 0 {
-		t.Fatal("due too early")
-	}
-	if got := b.Ready(now.Add(10*ms), false); len(got) != 1 || got[0] != tg {
-		t.Fatalf("not due after max delay: %v", got)
-	}
-	if !b.Add(p, now) {
-		t.Fatal("not full at MaxChanges")
-	}
-	if items := b.Take(tg); len(items) != 3 || b.Len() != 0 {
-		t.Fatalf("take: %d", len(items))
-	}
-	big := Pending{Out: Output{Audience: tg, Raw: make([]byte, 1500)}}
-	b.Add(big, now)
-	if !b.WouldOverflow(big) {
-		t.Fatal("a second 1.5 KB change must not fit a 4 KB batch with envelope room")
 	}
 }
 

@@ -63,7 +63,10 @@ func (c *PipelineConfig) defaults() {
 // Batcher, publishes batches through a Publisher (one in flight per
 // audience, so each audience keeps its order; several audiences in
 // parallel) and acknowledges a change once every output of it was
-// accepted. Run it with changefeed.NewProcessor(cfg, source, pipeline).
+// accepted. Batching is adaptive: a change for an audience with nothing in
+// flight is published at once; what arrives while a batch is in flight
+// goes out in the next one as soon as it completes, so batches grow with
+// the load and never wait on a fixed window. Run it with changefeed.NewProcessor(cfg, source, pipeline).
 //
 // Failure rules, so one bad document never stalls a stream: retryable
 // errors are retried with backoff (honouring the target's Retry-After); a
@@ -101,15 +104,12 @@ type mapped struct {
 // loop is the state of one Consume; only its goroutine touches it.
 type loop struct {
 	*Pipeline
-	ack      func(...uint64)
-	batcher  *Batcher
-	refs     map[uint64]int           // outputs not yet published, by change
-	queued   map[Audience][][]Pending // sealed batches waiting for their audience
-	qorder   []Audience
-	inflight map[Audience]bool
-	nflight  int
-	done     chan result
-	ctx      context.Context
+	ack     func(...uint64)
+	batcher *Batcher
+	refs    map[uint64]int // outputs not yet published, by change
+	nflight int
+	done    chan result
+	ctx     context.Context
 }
 
 const mappedBuffer = 128
@@ -121,14 +121,12 @@ func (p *Pipeline) Consume(ctx context.Context, in <-chan changefeed.Delivery, a
 		ack:      ack,
 		batcher:  NewBatcher(p.cfg.Batch),
 		refs:     map[uint64]int{},
-		queued:   map[Audience][][]Pending{},
-		inflight: map[Audience]bool{},
 		done:     make(chan result, p.cfg.Parallelism),
 		ctx:      ctx,
 	}
 	// Mapping (routing and diffing, the heaviest step) runs on its own
 	// goroutine, so it and batching use separate cores.
-	mappedCh := make(chan mapped, mappedBuffer)
+	mappedCh := make(chan []mapped, mappedBuffer)
 	quit := make(chan struct{})
 	stageDone := make(chan struct{})
 	go p.mapStage(in, mappedCh, quit, stageDone)
@@ -138,30 +136,47 @@ func (p *Pipeline) Consume(ctx context.Context, in <-chan changefeed.Delivery, a
 	}()
 
 	var (
-		inDone bool
-		timer  = time.NewTimer(time.Hour)
+		inDone  bool
+		timer   *time.Timer // armed only while a window lingers (MaxDelay > 0)
+		timerAt time.Time
+		timerC  <-chan time.Time
 	)
-	defer timer.Stop()
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
 	for {
-		var from <-chan mapped
+		var from <-chan []mapped
 		if !inDone && ctx.Err() == nil {
 			from = mappedCh
 		}
 		if dl, ok := l.batcher.NextDeadline(); ok && !inDone {
-			timer.Reset(time.Until(dl))
+			if !dl.Equal(timerAt) || timerC == nil {
+				if timer == nil {
+					timer = time.NewTimer(time.Until(dl))
+				} else {
+					timer.Reset(time.Until(dl))
+				}
+				timerAt, timerC = dl, timer.C
+			}
 		} else {
-			timer.Reset(time.Hour)
+			timerC = nil
 		}
 		select {
-		case m, ok := <-from:
+		case ms, ok := <-from:
 			if !ok {
 				inDone = true
 			} else {
-				l.handle(m)
+				now := time.Now()
+				for _, m := range ms {
+					l.handle(m, now)
+				}
 			}
 		case r := <-l.done:
 			l.complete(r)
-		case <-timer.C:
+		case <-timerC:
+			timerC = nil
 		case <-ctx.Done():
 		}
 		if ctx.Err() != nil {
@@ -173,22 +188,54 @@ func (p *Pipeline) Consume(ctx context.Context, in <-chan changefeed.Delivery, a
 			}
 			return nil
 		}
-		l.seal(time.Now(), inDone)
-		l.pump()
-		if inDone && l.nflight == 0 && l.batcher.Len() == 0 && len(l.qorder) == 0 {
+		l.pump(time.Now(), inDone)
+		if inDone && l.nflight == 0 && l.batcher.Len() == 0 {
 			return nil
 		}
 	}
 }
 
 // mapStage maps changes in source order on its own goroutine. The mapper is
-// used only here.
-func (p *Pipeline) mapStage(in <-chan changefeed.Delivery, out chan<- mapped, quit <-chan struct{}, done chan<- struct{}) {
+// used only here. It hands the batching loop every change mapped so far in
+// one slice, so a busy stream costs one channel operation (and at most one
+// wake-up of the loop) per burst rather than per change, while a quiet one
+// still hands each change over at once.
+func (p *Pipeline) mapStage(in <-chan changefeed.Delivery, out chan<- []mapped, quit <-chan struct{}, done chan<- struct{}) {
 	defer close(done)
 	defer close(out)
 	var last MapperStats
-	for d := range in {
-		outs := p.m.Map(d.Change, nil)
+	const maxRun = 256
+	var run []mapped
+	// Outputs are mapped into slabs, one allocation per few hundred changes
+	// rather than one per change; the batcher points into them.
+	var slab []Output
+	mapOne := func(d changefeed.Delivery) {
+		if cap(slab)-len(slab) < 8 {
+			slab = make([]Output, 0, 256)
+		}
+		start := len(slab)
+		slab = p.m.Map(d.Change, slab)
+		run = append(run, mapped{seq: d.Seq, op: d.Change.Op, outs: slab[start:len(slab):len(slab)]})
+	}
+	for {
+		d, ok := <-in
+		if !ok {
+			return
+		}
+		mapOne(d)
+		// Take what is already waiting, without blocking.
+	more:
+		for len(run) < maxRun {
+			select {
+			case d, ok := <-in:
+				if !ok {
+					break more
+				}
+				mapOne(d)
+			default:
+				break more
+			}
+		}
 		if mt := p.cfg.Metrics; mt != nil {
 			s := p.m.Stats
 			mt.refetch.Add(float64(s.Refetch - last.Refetch))
@@ -197,7 +244,8 @@ func (p *Pipeline) mapStage(in <-chan changefeed.Delivery, out chan<- mapped, qu
 			last = s
 		}
 		select {
-		case out <- mapped{seq: d.Seq, op: d.Change.Op, outs: outs}:
+		case out <- run:
+			run = make([]mapped, 0, len(run))
 		case <-quit:
 			for range in {
 				// The processor is stopping; let it close in.
@@ -207,7 +255,7 @@ func (p *Pipeline) mapStage(in <-chan changefeed.Delivery, out chan<- mapped, qu
 	}
 }
 
-func (l *loop) handle(m mapped) {
+func (l *loop) handle(m mapped, now time.Time) {
 	if len(m.outs) == 0 {
 		l.ack(m.seq)
 		return
@@ -220,78 +268,44 @@ func (l *loop) handle(m mapped) {
 		l.barrier()
 		defer l.barrier()
 	}
-	now := time.Now()
-	for _, o := range m.outs {
-		p := Pending{Out: o, Ticket: m.seq}
-		if l.batcher.WouldOverflow(p) {
-			l.enqueue(o.Audience)
-		}
-		if l.batcher.Add(p, now) {
-			l.enqueue(o.Audience)
-		}
+	for i := range m.outs {
+		l.batcher.Add(Pending{Out: &m.outs[i], Ticket: m.seq}, now)
 	}
 }
 
 // barrier publishes everything mapped so far and waits for it.
 func (l *loop) barrier() {
-	l.seal(time.Now(), true)
 	for {
-		l.pump()
-		if l.nflight == 0 && (len(l.qorder) == 0 || l.ctx.Err() != nil) {
+		l.pump(time.Now(), true)
+		if l.nflight == 0 && (l.batcher.Len() == 0 || l.ctx.Err() != nil) {
 			return
 		}
 		l.complete(<-l.done)
 	}
 }
 
-// enqueue seals a's window into its queue of batches.
-func (l *loop) enqueue(a Audience) {
-	items := l.batcher.Take(a)
-	if len(items) == 0 {
-		return
-	}
-	if len(l.queued[a]) == 0 {
-		l.qorder = append(l.qorder, a)
-	}
-	l.queued[a] = append(l.queued[a], items)
-}
-
-// seal queues every window that is due.
-func (l *loop) seal(now time.Time, flush bool) {
-	for _, a := range l.batcher.Ready(now, flush) {
-		l.enqueue(a)
-	}
-}
-
-// pump starts queued batches, at most one per audience and Parallelism in
-// all, oldest audience first.
-func (l *loop) pump() {
+// pump starts the batches that are due, at most one per audience (the
+// batcher keeps each audience's order) and Parallelism in all; flush makes
+// every window due.
+func (l *loop) pump(now time.Time, flush bool) {
 	if l.ctx.Err() != nil {
 		return
 	}
-	for i := 0; i < len(l.qorder) && l.nflight < l.cfg.Parallelism; {
-		a := l.qorder[i]
-		if l.inflight[a] {
-			i++
-			continue
+	for l.nflight < l.cfg.Parallelism {
+		a, items, ok := l.batcher.Next(now, flush)
+		if !ok {
+			return
 		}
-		items := l.queued[a][0]
-		l.queued[a] = l.queued[a][1:]
-		if len(l.queued[a]) == 0 {
-			delete(l.queued, a)
-			l.qorder = append(l.qorder[:i], l.qorder[i+1:]...)
-		} else {
-			i++
-		}
-		l.inflight[a] = true
 		l.nflight++
 		go func() { l.done <- l.deliver(a, items) }()
 	}
 }
 
 func (l *loop) complete(r result) {
-	delete(l.inflight, r.audience)
 	l.nflight--
+	// What accumulated while this batch was in flight is due now (or when
+	// its linger ends); pump sends it.
+	l.batcher.Done(r.audience, time.Now())
 	if !r.delivered {
 		return
 	}
@@ -354,7 +368,7 @@ func (l *loop) publishSplit(a Audience, items []Pending) bool {
 			// not offer it as a base for patches.
 			items[i].Out.Save = &ShadowRecord{Key: it.Out.Save.Key, V: it.Out.Save.V, Audience: a}
 		}
-		markers[i] = Pending{Out: Output{Audience: a, Change: c, Raw: c.AppendJSON(nil)}, Ticket: it.Ticket}
+		markers[i] = Pending{Out: &Output{Audience: a, Change: c, Raw: c.AppendJSON(nil)}, Ticket: it.Ticket}
 	}
 	if mt := l.cfg.Metrics; mt != nil {
 		mt.refetch.Add(float64(len(items)))

@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/changecast/changecast/changefeed"
@@ -391,4 +393,135 @@ func TestShadowSavedOnlyUnderWatermark(t *testing.T) {
 	if newest.V != "3" || newest.Doc == nil || newest.Audience.Group != "b" {
 		t.Fatalf("newest saved record of x %+v, want v3 in group b", newest)
 	}
+}
+
+// chanSource emits what the test sends on events, then waits for ctx.
+type chanSource struct {
+	events chan changefeed.Event
+	fakeSource
+}
+
+func (s *chanSource) Run(ctx context.Context, out chan<- changefeed.Event) error {
+	for {
+		select {
+		case e := <-s.events:
+			select {
+			case out <- e:
+			case <-ctx.Done():
+				return nil
+			}
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+// gate is a publisher whose calls block until released, recording when each
+// call started (fake time under synctest) and its changes.
+type gate struct {
+	mu      sync.Mutex
+	sizes   []int
+	at      []time.Time
+	release chan struct{}
+}
+
+func (g *gate) Publish(ctx context.Context, b *publish.Batch) error {
+	g.mu.Lock()
+	g.sizes = append(g.sizes, len(b.Envelope.Changes))
+	g.at = append(g.at, time.Now())
+	g.mu.Unlock()
+	select {
+	case <-g.release:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (g *gate) calls() ([]int, []time.Time) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return slices.Clone(g.sizes), slices.Clone(g.at)
+}
+
+// runGated runs a pipeline from a chanSource into a gate inside the
+// current synctest bubble; stop ends it softly.
+func runGated(t *testing.T, batch publish.BatchLimits) (src *chanSource, g *gate, stop func()) {
+	src = &chanSource{events: make(chan changefeed.Event)}
+	g = &gate{release: make(chan struct{})}
+	m, err := publish.NewMapper([]publish.Mapping{{Collection: "c", Hub: "h", Group: "{/g}", Method: "t"}}, publish.MapperOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := changefeed.NewProcessor(changefeed.ProcessorConfig{Logger: slog.New(slog.DiscardHandler)}, src,
+		publish.NewPipeline(pipelineConfig(publish.PipelineConfig{Batch: batch}), m, g))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	return src, g, func() {
+		close(g.release)
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+func emit(src *chanSource, evs ...changefeed.Event) {
+	for _, e := range evs {
+		src.events <- e
+	}
+}
+
+// TestAdaptiveBatching: without a linger, a change to an idle audience is
+// published at once (no time passes); changes that arrive while its batch
+// is in flight are published together as soon as it completes.
+func TestAdaptiveBatching(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		src, g, stop := runGated(t, publish.BatchLimits{MaxChanges: 100, MaxBytes: 64 << 10})
+		defer stop()
+		start := time.Now()
+		evs := inserts(5, 1)
+		emit(src, evs[:2]...)
+		synctest.Wait()
+		sizes, at := g.calls()
+		if len(sizes) != 1 || sizes[0] != 1 || !at[0].Equal(start) {
+			t.Fatalf("first change: calls %v at %v, want one of 1 change at once", sizes, at)
+		}
+		emit(src, evs[2:]...)
+		synctest.Wait()
+		if sizes, _ := g.calls(); len(sizes) != 1 {
+			t.Fatalf("published %v while the first batch was in flight", sizes)
+		}
+		g.release <- struct{}{}
+		synctest.Wait()
+		sizes, at = g.calls()
+		if len(sizes) != 2 || sizes[1] != 4 || !at[1].Equal(start) {
+			t.Fatalf("after completion: calls %v at %v, want the 4 waiting changes together at once", sizes, at)
+		}
+	})
+}
+
+// TestLinger: with MaxDelay, an idle audience's first change waits that
+// long for company.
+func TestLinger(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		src, g, stop := runGated(t, publish.BatchLimits{MaxChanges: 100, MaxBytes: 64 << 10, MaxDelay: 10 * time.Millisecond})
+		defer stop()
+		start := time.Now()
+		evs := inserts(2, 1)
+		emit(src, evs[:2]...)
+		time.Sleep(3 * time.Millisecond)
+		emit(src, evs[2:]...)
+		synctest.Wait()
+		if sizes, _ := g.calls(); len(sizes) != 0 {
+			t.Fatalf("published %v before the linger ended", sizes)
+		}
+		time.Sleep(7 * time.Millisecond)
+		synctest.Wait()
+		sizes, at := g.calls()
+		if len(sizes) != 1 || sizes[0] != 2 || at[0].Sub(start) != 10*time.Millisecond {
+			t.Fatalf("calls %v at %v, want both changes together after 10ms", sizes, at)
+		}
+	})
 }

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/changecast/changecast/changefeed/postgres"
 	"github.com/changecast/changecast/publish"
@@ -36,9 +37,13 @@ func MapperOptions(cfg *config.Config) publish.MapperOptions {
 // its envelopes.
 func PipelineConfig(cfg *config.Config, source string) publish.PipelineConfig {
 	b := cfg.Publish.Batch
+	var linger time.Duration
+	if b.MaxDelay != nil {
+		linger = b.MaxDelay.D()
+	}
 	return publish.PipelineConfig{
 		Source:      source,
-		Batch:       publish.BatchLimits{MaxChanges: b.MaxChanges, MaxBytes: b.MaxBytes, MaxDelay: b.MaxDelay.D()},
+		Batch:       publish.BatchLimits{MaxChanges: b.MaxChanges, MaxBytes: b.MaxBytes, MaxDelay: linger},
 		Parallelism: cfg.Publish.Parallelism,
 	}
 }

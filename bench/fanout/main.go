@@ -1,211 +1,258 @@
-// Command fanout compares the built-in hub's fan-out with Centrifugo's
-// (the centrifuge library that Centrifugo v6 is built on, in-process, memory
-// broker) in the same run: N WebSocket clients on loopback each receive M
-// messages of about the same size; it prints deliveries per second of each
-// and their ratio. It is its own module so the main one does not depend on
-// centrifuge.
+// Command fanout races changecast's built-in hub against the Centrifugo
+// v6.9.1 server, each deployed as a user would: its own process on
+// loopback (pinned to one core), published to over its HTTP API (the hub's
+// Azure-compatible REST API, Centrifugo's /api/publish), with the same
+// out-of-process clients (bench/loadclient, pinned to the other core with
+// the publisher) that decode every message the same way. Messages are one
+// change of about 400 bytes; N clients in G groups (channels).
 //
-//	cd bench/fanout && go run . -clients 2000 -messages 200
+// Two phases per server:
+//   - latency: a steady rate of messages (-rate, spread over the groups);
+//     p50/p99 from publish to client;
+//   - throughput: -messages published as fast as the server takes them
+//     (-publishers concurrent callers); deliveries/s from the first publish
+//     to the last delivery.
 //
-// The target (ARCHITECTURE.md §9): the hub delivers at least as many
-// messages per second as Centrifugo (ratio ≥ 1.0).
+// It prints each figure and the ratios changecast/Centrifugo. Targets
+// (ARCHITECTURE.md §9): throughput ratio ≥ 1.0, p99 ratio ≤ 1.0.
+//
+//	go run . -clients 5000 -groups 50      (from bench/fanout)
+//
+// Centrifugo is built once into ~/.cache/changecast-bench (go install, a
+// few minutes) when it is missing. It is its own module so the main one
+// never depends on anything of Centrifugo's.
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"log"
-	"net"
 	"net/http"
+	"os"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/centrifugal/centrifuge"
-	centrifugego "github.com/centrifugal/centrifuge-go"
-	"github.com/coder/websocket"
-
 	"github.com/changecast/changecast/bench/internal/benchenv"
+	"github.com/changecast/changecast/bench/internal/centrifugo"
 	"github.com/changecast/changecast/publish"
 	"github.com/changecast/changecast/publish/signalr"
 	"github.com/changecast/changecast/schema/wire"
 )
 
 var (
-	clients  = flag.Int("clients", 2000, "WebSocket clients")
-	messages = flag.Int("messages", 200, "messages each client receives")
+	clients    = flag.Int("clients", 5000, "WebSocket clients")
+	groups     = flag.Int("groups", 50, "groups (Centrifugo channels); client i is in group i mod groups")
+	messages   = flag.Int("messages", 4000, "messages published in the throughput phase")
+	rate       = flag.Int("rate", 200, "messages per second in the latency phase")
+	seconds    = flag.Float64("seconds", 5, "length of the latency phase")
+	publishers = flag.Int("publishers", 4, "concurrent publish calls in the throughput phase")
+	hubProfile = flag.String("hubprofile", "", "profile the hub instead of racing: run it in this process (REST API on loopback as usual) and write a CPU profile of its throughput phase here")
 )
 
-// payload is one change of about 400 bytes, the same for both systems.
-func payload(i int) wire.Entry {
-	return wire.Entry{Op: wire.OpUpsert, Collection: "public.orders", ID: fmt.Sprint(i), V: fmt.Sprintf("%d.1", 1000+i),
-		Doc: json.RawMessage(fmt.Sprintf(`{"id":%d,"status":"shipped","customer":"Grace Hopper","items":[{"sku":"A-1","qty":2},{"sku":"B-7","qty":1}],"note":"%s"}`, i, strings.Repeat("x", 200)))}
+// server is one system under test, seen through its HTTP API.
+type server struct {
+	name    string
+	pid     int
+	load    benchenv.LoadConfig
+	publish func(ctx context.Context, group string, env []byte) error
+	stop    func()
+	start   func() // optional, when the throughput phase starts
+}
+
+// envelope is one message: a batch envelope holding one change of about
+// 400 bytes, stamped with the time it is published.
+func envelope(i, groups int) (group string, b []byte) {
+	group = fmt.Sprintf("g%d", i%groups)
+	doc := fmt.Sprintf(`{"id":%d,"status":"shipped","customer":"Grace Hopper","items":[{"sku":"A-1","qty":2},{"sku":"B-7","qty":1}],"note":"%s"}`, i, strings.Repeat("x", 160))
+	e := wire.Entry{Op: wire.OpUpsert, Collection: "public.orders", ID: fmt.Sprint(i), V: fmt.Sprintf("%d.1", 1000+i),
+		Doc: json.RawMessage(doc), TS: time.Now().UTC().Format(time.RFC3339Nano)}
+	b, _ = json.Marshal(wire.Envelope{Source: "bench", Hub: "orders", Group: group, Changes: []wire.Entry{e}})
+	return group, b
+}
+
+type result struct {
+	cpu           float64 // server CPU µs per delivery, throughput phase
+	rate          float64 // deliveries/s, throughput phase
+	p50, p99, max int64   // µs, latency phase
+	delivered     int64
 }
 
 func main() {
 	flag.Parse()
-	cent := runCentrifuge()
-	own := runHub()
-	fmt.Printf("%d clients × %d messages\n", *clients, *messages)
-	fmt.Printf("centrifuge v0.40.1 (Centrifugo v6's engine): %9.0f deliveries/s\n", cent)
-	fmt.Printf("changecast built-in hub:                    %9.0f deliveries/s\n", own)
-	fmt.Printf("ratio hub/centrifuge: %.2f (target ≥ 1.00)\n", own/cent)
+	if *hubProfile != "" {
+		profileHub()
+		return
+	}
+	benchenv.PinSelf()
+	if _, b := envelope(0, 1); true {
+		fmt.Printf("%d clients in %d groups, messages of %d bytes; latency at %d msg/s (%d deliveries/s) for %.0fs, throughput over %d messages; pinned: %v\n",
+			*clients, *groups, len(b), *rate, *rate**clients / *groups, *seconds, *messages, benchenv.Pinned())
+	}
+	cent := race(startCentrifugo())
+	hub := race(startHub())
+	fmt.Printf("Centrifugo %s:        %9.0f deliveries/s, p50 %s, p99 %s\n", centrifugo.Version, cent.rate, benchenv.Ms(cent.p50), benchenv.Ms(cent.p99))
+	fmt.Printf("changecast built-in hub: %9.0f deliveries/s, p50 %s, p99 %s\n", hub.rate, benchenv.Ms(hub.p50), benchenv.Ms(hub.p99))
+	fmt.Printf("ratio throughput changecast/Centrifugo: %.2f (target ≥ 1.00)\n", hub.rate/cent.rate)
+	fmt.Printf("ratio p99 changecast/Centrifugo: %.2f (target ≤ 1.00)\n", float64(hub.p99)/float64(max(cent.p99, 1)))
+	// Steadier than deliveries/s on a shared machine, and what bounds
+	// them once a server's core is saturated.
+	fmt.Printf("ratio server CPU per delivery changecast/Centrifugo: %.2f (throughput at saturation is its inverse)\n", hub.cpu/cent.cpu)
 }
 
-func serve(h http.Handler) (addr string, stop func()) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		log.Fatal(err)
-	}
-	srv := &http.Server{Handler: h}
-	go srv.Serve(ln)
-	return ln.Addr().String(), func() { srv.Close() }
-}
-
-// wait blocks until got reaches want or a minute passes; it returns the
-// deliveries per second since start.
-func wait(got *atomic.Int64, want int64, start time.Time) float64 {
-	deadline := time.Now().Add(time.Minute)
-	for got.Load() < want && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
-	if got.Load() < want {
-		log.Printf("only %d of %d delivered in a minute", got.Load(), want)
-	}
-	return float64(got.Load()) / time.Since(start).Seconds()
-}
-
-func runCentrifuge() float64 {
-	node, err := centrifuge.New(centrifuge.Config{LogLevel: centrifuge.LogLevelNone})
-	if err != nil {
-		log.Fatal(err)
-	}
-	node.OnConnecting(func(ctx context.Context, e centrifuge.ConnectEvent) (centrifuge.ConnectReply, error) {
-		return centrifuge.ConnectReply{Credentials: &centrifuge.Credentials{UserID: "u"}}, nil
-	})
-	node.OnConnect(func(c *centrifuge.Client) {
-		c.OnSubscribe(func(e centrifuge.SubscribeEvent, cb centrifuge.SubscribeCallback) {
-			cb(centrifuge.SubscribeReply{}, nil)
-		})
-	})
-	if err := node.Run(); err != nil {
-		log.Fatal(err)
-	}
-	defer node.Shutdown(context.Background())
-	mux := http.NewServeMux()
-	mux.Handle("/connection/websocket", centrifuge.NewWebsocketHandler(node, centrifuge.WebsocketConfig{}))
-	addr, stop := serve(mux)
-	defer stop()
-
-	var got atomic.Int64
-	var subscribed sync.WaitGroup
-	var cs []*centrifugego.Client
-	for i := 0; i < *clients; i++ {
-		c := centrifugego.NewJsonClient("ws://"+addr+"/connection/websocket", centrifugego.Config{})
-		sub, err := c.NewSubscription("orders")
-		if err != nil {
-			log.Fatal(err)
-		}
-		subscribed.Add(1)
-		var once sync.Once
-		sub.OnSubscribed(func(centrifugego.SubscribedEvent) { once.Do(subscribed.Done) })
-		sub.OnPublication(func(e centrifugego.PublicationEvent) {
-			var ch wire.Entry
-			if json.Unmarshal(e.Data, &ch) == nil {
-				got.Add(1)
-			}
-		})
-		if err := c.Connect(); err != nil {
-			log.Fatal(err)
-		}
-		if err := sub.Subscribe(); err != nil {
-			log.Fatal(err)
-		}
-		cs = append(cs, c)
-	}
-	subscribed.Wait()
-	defer func() {
-		for _, c := range cs {
-			c.Close()
-		}
-	}()
-	start := time.Now()
-	for i := 0; i < *messages; i++ {
-		data, _ := json.Marshal(payload(i))
-		if _, err := node.Publish("orders", data); err != nil {
-			log.Fatal(err)
-		}
-	}
-	return wait(&got, int64(*clients)*int64(*messages), start)
-}
-
-func runHub() float64 {
+// profileHub runs the hub's fan-out in this process (its REST API on
+// loopback, the same out-of-process clients) and profiles the throughput
+// phase: where a delivery's server CPU goes. Not a measurement.
+func profileHub() {
 	h, addr, stop := benchenv.Hub()
-	defer stop()
-	aud := "http://" + addr + "/client/?hub=orders"
-
-	var got atomic.Int64
-	var ready sync.WaitGroup
-	cctx, stopClients := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	defer func() { stopClients(); wg.Wait() }()
+	key := h.AccessKey()
+	pub, err := signalr.New(h.ConnectionString(), signalr.WithHTTPClient(&http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}))
+	if err != nil {
+		log.Fatal(err)
+	}
 	for i := 0; i < *clients; i++ {
-		tok, err := signalr.SignAccessToken(h.AccessKey(), aud, fmt.Sprintf("u%d", i), time.Hour, time.Now())
-		if err != nil {
+		if err := pub.Client().AddUserToGroup(context.Background(), "orders", fmt.Sprintf("g%d", i%*groups), fmt.Sprintf("u%d", i), 0); err != nil {
 			log.Fatal(err)
 		}
-		ready.Add(1)
+	}
+	f, err := os.Create(*hubProfile)
+	if err != nil {
+		log.Fatal(err)
+	}
+	*seconds = 0.1
+	race(server{name: "changecast (in-process, profiled)", pid: os.Getpid(),
+		load: benchenv.LoadConfig{Proto: "signalr", URL: "ws://" + addr + "/client/?hub=orders", Key: key, Clients: *clients},
+		publish: func(ctx context.Context, group string, env []byte) error {
+			return pub.Publish(ctx, &publish.Batch{Audience: publish.Audience{Hub: "orders", Group: group, Method: "changes"}, Payload: env})
+		},
+		stop:  stop,
+		start: func() { pprof.StartCPUProfile(f) },
+	})
+	pprof.StopCPUProfile()
+	f.Close()
+}
+
+func race(s server) result {
+	defer s.stop()
+	load := benchenv.StartLoad(s.load)
+	defer load.Stop()
+	perGroup := int64(*clients / *groups)
+	ctx := context.Background()
+
+	// Warm up: a few messages to every group.
+	for i := 0; i < 2**groups; i++ {
+		g, b := envelope(i, *groups)
+		if err := s.publish(ctx, g, b); err != nil {
+			log.Fatalf("%s: publish: %v", s.name, err)
+		}
+	}
+	load.WaitFor(2*int64(*clients), 30*time.Second)
+	load.Reset()
+
+	// Latency at a steady rate.
+	n := int(float64(*rate) * *seconds)
+	start := time.Now()
+	cpu := benchenv.CPU(s.pid)
+	for i := 0; i < n; i++ {
+		if d := time.Until(start.Add(time.Duration(i) * time.Second / time.Duration(*rate))); d > 0 {
+			time.Sleep(d)
+		}
+		g, b := envelope(i, *groups)
+		if err := s.publish(ctx, g, b); err != nil {
+			log.Fatalf("%s: publish: %v", s.name, err)
+		}
+	}
+	lat := load.WaitFor(int64(n)*perGroup, 30*time.Second)
+	fmt.Printf("%s latency: %d msg/s to %d clients: %d deliveries, p50 %s, p90 %s, p99 %s, max %s; server CPU %.1f µs per delivery (load average %s)\n", s.name, *rate, *clients,
+		lat.Deliveries, benchenv.Ms(lat.P50), benchenv.Ms(lat.P90), benchenv.Ms(lat.P99), benchenv.Ms(lat.Max),
+		float64((benchenv.CPU(s.pid)-cpu).Microseconds())/float64(max(lat.Deliveries, 1)), benchenv.LoadAvg())
+
+	// Throughput: everything at once from a few callers.
+	load.Reset()
+	if s.start != nil {
+		s.start()
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	start = time.Now()
+	cpu = benchenv.CPU(s.pid)
+	for range *publishers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c, _, err := websocket.Dial(cctx, "ws://"+addr+"/client/?hub=orders&access_token="+tok, nil)
-			if err != nil {
-				log.Fatalf("dial: %v", err)
-			}
-			defer c.CloseNow()
-			c.SetReadLimit(16 << 20)
-			c.Write(cctx, websocket.MessageText, []byte("{\"protocol\":\"json\",\"version\":1}\x1e"))
-			first := true
 			for {
-				_, data, err := c.Read(cctx)
-				if err != nil {
-					if first {
-						ready.Done()
-					}
+				i := int(next.Add(1)) - 1
+				if i >= *messages {
 					return
 				}
-				if first { // the handshake answer
-					first = false
-					ready.Done()
-					continue
-				}
-				for _, rec := range bytes.Split(data, []byte{0x1e}) {
-					var inv struct {
-						Type      int             `json:"type"`
-						Arguments []wire.Envelope `json:"arguments"`
-					}
-					if len(rec) > 0 && json.Unmarshal(rec, &inv) == nil && inv.Type == 1 && len(inv.Arguments) == 1 {
-						got.Add(int64(len(inv.Arguments[0].Changes)))
-					}
+				g, b := envelope(i, *groups)
+				if err := s.publish(ctx, g, b); err != nil {
+					log.Fatalf("%s: publish: %v", s.name, err)
 				}
 			}
 		}()
 	}
-	ready.Wait()
-	pub := h.Publisher()
-	start := time.Now()
-	for i := 0; i < *messages; i++ {
-		b, err := publish.NewBatch(publish.Audience{Hub: "orders", Method: "changes"}, wire.Envelope{Source: "bench", Hub: "orders", Changes: []wire.Entry{payload(i)}})
-		if err != nil {
-			log.Fatal(err)
-		}
-		if err := pub.Publish(context.Background(), b); err != nil {
-			log.Fatal(err)
+	wg.Wait()
+	published := time.Since(start)
+	thr := load.WaitFor(int64(*messages)*perGroup, 2*time.Minute)
+	span := time.Duration(thr.Last - start.UnixNano())
+	r := result{rate: float64(thr.Deliveries) / span.Seconds(), p50: lat.P50, p99: lat.P99, max: lat.Max, delivered: thr.Deliveries,
+		cpu: float64((benchenv.CPU(s.pid) - cpu).Microseconds()) / float64(max(thr.Deliveries, 1))}
+	fmt.Printf("%s throughput: %d messages published in %v, %d deliveries in %v: %.0f deliveries/s, server CPU %.1f µs per delivery (p99 under that load %s)\n", s.name, *messages,
+		published.Round(time.Millisecond), thr.Deliveries, span.Round(time.Millisecond), r.rate,
+		r.cpu, benchenv.Ms(thr.P99))
+	return r
+}
+
+// startCentrifugo runs the Centrifugo server (see package centrifugo).
+func startCentrifugo() server {
+	srv := centrifugo.Start()
+	return server{
+		name:    "Centrifugo",
+		pid:     srv.Pid(),
+		load:    benchenv.LoadConfig{Proto: "centrifugo", URL: srv.WebSocketURL(), Key: srv.Secret, Clients: *clients, Groups: *groups},
+		publish: srv.Publish,
+		stop:    srv.Stop,
+	}
+}
+
+// startHub runs `changecast hub` (the binary) and adds user u{i} to group
+// g{i mod groups} over its REST API, as an app server would.
+func startHub() server {
+	bin := benchenv.Binary("changecast", "github.com/changecast/changecast/cmd/changecast")
+	port := benchenv.FreePort()
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	const key = "bench-access-key-0123456789abcdef-0123456789"
+	cmd := benchenv.Command(benchenv.ServerCore, bin, "hub", "-listen", addr, "-hub", "orders")
+	cmd.Env = append(os.Environ(), "CHANGECAST_HUB_ACCESS_KEY="+key)
+	cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr
+	if err := cmd.Start(); err != nil {
+		log.Fatal(err)
+	}
+	benchenv.WaitTCP(addr, 30*time.Second)
+	pub, err := signalr.New("Endpoint=http://"+addr+";AccessKey="+key+";Version=1.0;",
+		signalr.WithHTTPClient(&http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}))
+	if err != nil {
+		log.Fatal(err)
+	}
+	ctx := context.Background()
+	for i := 0; i < *clients; i++ {
+		if err := pub.Client().AddUserToGroup(ctx, "orders", fmt.Sprintf("g%d", i%*groups), fmt.Sprintf("u%d", i), 0); err != nil {
+			log.Fatalf("add user to group: %v", err)
 		}
 	}
-	return wait(&got, int64(*clients)*int64(*messages), start)
+	return server{
+		name: "changecast",
+		pid:  cmd.Process.Pid,
+		load: benchenv.LoadConfig{Proto: "signalr", URL: "ws://" + addr + "/client/?hub=orders", Key: key, Clients: *clients},
+		publish: func(ctx context.Context, group string, env []byte) error {
+			return pub.Publish(ctx, &publish.Batch{Audience: publish.Audience{Hub: "orders", Group: group, Method: "changes"}, Payload: env})
+		},
+		stop: func() { cmd.Process.Signal(os.Interrupt); cmd.Wait() },
+	}
 }

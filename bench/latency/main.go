@@ -1,185 +1,223 @@
-// Command latency measures end to end latency, PostgreSQL commit to a
-// WebSocket client of the built-in hub on loopback, at a steady change rate
-// with many connected clients (the official protocol: WebSocket, JSON hub
-// protocol, handshake). Latency is the receive time minus the change's
-// commit time (`ts`, from the same machine's clock). A sample of clients
-// decodes and times every message; all of them receive everything.
+// Command latency measures commit → client latency of changecast as a user
+// runs it (`changecast run` with the built-in hub, reading PostgreSQL), with
+// the clients in their own process (bench/loadclient: raw WebSocket, SignalR
+// JSON protocol, every message decoded and every change timed by its commit
+// time), at a steady rate of single-row transactions. Two workloads:
 //
-//	eval "$(scripts/pg.sh start)"; go run ./bench/latency -clients 1000 -rate 1000
+//   - grouped: N clients in G groups (user u{i} in group g{i mod G}), each
+//     change to one group;
+//   - broadcast: N clients, each change to all of them.
 //
-// Targets (ARCHITECTURE.md §9): p50 ≤ 5 ms, p99 ≤ 25 ms at 1k changes/s with
-// 1k clients; it prints each against its target as a ratio.
+// For comparison, the same harness drives the Centrifugo v6.9.1 server:
+// the same writer publishes the same envelope per change through its HTTP
+// API (stamped when published), to channel g{i mod G} or to one channel,
+// and the same clients (Centrifugo's JSON protocol) time it. Centrifugo's
+// path is shorter (no database, no WAL decoding): the comparison is
+// conservative for changecast.
+//
+// The servers run on one core, the clients and the writer on the other;
+// PostgreSQL floats. Targets (ARCHITECTURE.md §9): grouped p50 ≤ 3 ms, p99 ≤
+// 15 ms; p99 ≤ Centrifugo's.
+//
+//	eval "$(scripts/pg.sh start)"; go run ./bench/latency -clients 1000 -groups 100 -rate 1000
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"log"
 	"os"
-	"runtime/pprof"
-	"slices"
-	"sync"
-	"sync/atomic"
+	"path/filepath"
+	"strings"
 	"time"
 
-	"github.com/coder/websocket"
-
 	"github.com/changecast/changecast/bench/internal/benchenv"
-	"github.com/changecast/changecast/changefeed/postgres"
-	"github.com/changecast/changecast/publish"
+	"github.com/changecast/changecast/bench/internal/centrifugo"
 	"github.com/changecast/changecast/publish/signalr"
-	"github.com/changecast/changecast/schema/config"
 	"github.com/changecast/changecast/schema/wire"
 )
 
+var (
+	clients   = flag.Int("clients", 1000, "WebSocket clients")
+	groups    = flag.Int("groups", 100, "groups of the grouped workload")
+	rate      = flag.Int("rate", 1000, "changes per second")
+	seconds   = flag.Float64("seconds", 5, "how long to write")
+	workloads = flag.String("workloads", "grouped,broadcast", "which workloads")
+	reference = flag.Bool("centrifugo", true, "also run the Centrifugo server in the same harness")
+)
+
+type result struct {
+	p50, p90, p99, max, got, want int64
+	server, load                  float64 // CPU used over the measured phase, in cores
+}
+
 func main() {
-	clients := flag.Int("clients", 1000, "WebSocket clients")
-	sampled := flag.Int("sampled", 25, "clients that time every change")
-	rate := flag.Int("rate", 1000, "changes per second")
-	seconds := flag.Int("seconds", 5, "how long to write")
-	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the measured run here")
 	flag.Parse()
-	ctx := context.Background()
+	benchenv.PinSelf()
 	db := benchenv.Open()
 	defer db.Close()
-	url := db.URL
 	// The walsender sends only flushed WAL: commit synchronously (the test
 	// cluster defaults to synchronous_commit=off, which would add up to
 	// wal_writer_delay to every change).
 	db.Must(`SET synchronous_commit = on`)
-	db.Table("lat_orders", `id int PRIMARY KEY, status text, n int`, "lat")
-	db.Slot("lat", false) // the source creates it
-	quiet := benchenv.Quiet
-	h, addr, stopHub := benchenv.Hub()
-
-	// Clients connect straight to the WebSocket with a client token
-	// (skipNegotiation), do the JSON handshake and read until closed.
-	endpoint := "http://" + addr
-	aud := endpoint + "/client/?hub=orders"
-	var (
-		mu        sync.Mutex
-		latencies []time.Duration
-		received  atomic.Int64
-		wg        sync.WaitGroup
-	)
-	cctx, stopClients := context.WithCancel(ctx)
-	ready := make(chan struct{}, *clients)
-	for i := 0; i < *clients; i++ {
-		tok, err := signalr.SignAccessToken(h.AccessKey(), aud, fmt.Sprintf("u%d", i), time.Hour, time.Now())
-		if err != nil {
-			log.Fatal(err)
+	fmt.Printf("%d changes/s for %.0fs, %d clients (out of process); pinned: %v\n", *rate, *seconds, *clients, benchenv.Pinned())
+	for _, w := range strings.Split(*workloads, ",") {
+		g := *groups
+		if w == "broadcast" {
+			g = 0
+		} else if w != "grouped" {
+			log.Fatalf("unknown workload %q", w)
 		}
-		sample := i < *sampled
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c, _, err := websocket.Dial(cctx, "ws://"+addr+"/client/?hub=orders&access_token="+tok, nil)
-			if err != nil {
-				log.Printf("dial: %v", err)
-				ready <- struct{}{}
-				return
-			}
-			defer c.CloseNow()
-			c.SetReadLimit(16 << 20)
-			if err := c.Write(cctx, websocket.MessageText, []byte("{\"protocol\":\"json\",\"version\":1}\x1e")); err != nil {
-				ready <- struct{}{}
-				return
-			}
-			first := true
-			for {
-				_, data, err := c.Read(cctx)
-				if err != nil {
-					return
-				}
-				now := time.Now()
-				if first {
-					first = false
-					ready <- struct{}{}
-				}
-				for _, rec := range bytes.Split(data, []byte{0x1e}) {
-					if len(rec) == 0 || !bytes.Contains(rec, []byte(`"target":"changes"`)) {
-						continue
-					}
-					var inv struct {
-						Arguments []wire.Envelope `json:"arguments"`
-					}
-					if !sample {
-						received.Add(int64(bytes.Count(rec, []byte(`"op":`))))
-						continue
-					}
-					if json.Unmarshal(rec, &inv) != nil || len(inv.Arguments) == 0 {
-						continue
-					}
-					var ls []time.Duration
-					for _, ch := range inv.Arguments[0].Changes {
-						if ts, err := time.Parse(time.RFC3339Nano, ch.TS); err == nil {
-							ls = append(ls, now.Sub(ts))
-						}
-					}
-					received.Add(int64(len(ls)))
-					mu.Lock()
-					latencies = append(latencies, ls...)
-					mu.Unlock()
-				}
-			}
-		}()
-	}
-	for i := 0; i < *clients; i++ {
-		<-ready // the handshake answer arrived
-	}
-
-	src := postgres.New(postgres.Config{URL: url, Slot: "lat", Publication: "lat", Tables: []string{"public.lat_orders"}, Heartbeat: -1, Logger: quiet})
-	proc := benchenv.Pipeline(src, []publish.Mapping{{Collection: "public.lat_orders", Hub: "orders", Method: "changes"}}, publish.PipelineConfig{Batch: publish.BatchLimits{MaxChanges: config.DefaultMaxChanges, MaxBytes: config.DefaultMaxBytes, MaxDelay: config.DefaultMaxDelay}}, h.Publisher())
-	pctx, stop := context.WithCancel(ctx)
-	perr := make(chan error, 1)
-	go func() { perr <- proc.Run(pctx) }()
-	for !src.Ready() {
-		time.Sleep(10 * time.Millisecond)
-	}
-
-	if *cpuprofile != "" {
-		f, err := os.Create(*cpuprofile)
-		if err != nil {
-			log.Fatal(err)
+		cc := runChangecast(db, g)
+		print(w, "changecast", cc)
+		if g > 0 {
+			fmt.Printf("ratio %s p50/3ms: %.2f, p99/15ms: %.2f (targets ≤ 1.00)\n", w, float64(cc.p50)/3000, float64(cc.p99)/15000)
 		}
-		pprof.StartCPUProfile(f)
-		defer pprof.StopCPUProfile()
+		if *reference {
+			ref := runCentrifugo(g)
+			print(w, "Centrifugo "+centrifugo.Version, ref)
+			fmt.Printf("ratio %s p99 changecast/Centrifugo: %.2f (target ≤ 1.00)\n", w, float64(cc.p99)/float64(max(ref.p99, 1)))
+		}
 	}
-	total := *rate * *seconds
+}
+
+func print(w, who string, r result) {
+	fmt.Printf("%s, %s: %d of %d deliveries; commit→client p50 %s, p90 %s, p99 %s, max %s; CPU: server %.0f%%, clients %.0f%% of a core (load average %s)\n",
+		w, who, r.got, r.want, benchenv.Ms(r.p50), benchenv.Ms(r.p90), benchenv.Ms(r.p99), benchenv.Ms(r.max), 100*r.server, 100*r.load, benchenv.LoadAvg())
+}
+
+// measure warms the clients up, then runs write at the steady rate and
+// collects what the clients timed; perChange is how many clients receive
+// each change.
+func measure(load *benchenv.Load, server int, perChange int64, write func(i int)) result {
+	const warm = 200
+	for i := 0; i < warm; i++ {
+		write(i)
+	}
+	load.WaitFor(warm*perChange, 30*time.Second)
+	load.Reset()
+	total := int(float64(*rate) * *seconds)
 	start := time.Now()
+	cpuS, cpuL := benchenv.CPU(server), benchenv.CPU(load.Pid())
 	for i := 0; i < total; i++ {
 		if d := time.Until(start.Add(time.Duration(i) * time.Second / time.Duration(*rate))); d > 0 {
 			time.Sleep(d)
 		}
-		if _, err := db.Exec(ctx, `INSERT INTO lat_orders VALUES ($1, 'new', 0) ON CONFLICT (id) DO UPDATE SET n = lat_orders.n + 1, status = 'paid'`, i%2000); err != nil {
-			log.Fatal(err)
-		}
+		write(warm + i)
 	}
-	wrote := time.Since(start)
-	want := int64(total) * int64(*clients)
-	for deadline := time.Now().Add(30 * time.Second); received.Load() < want && time.Now().Before(deadline); {
+	want := int64(total) * perChange
+	r := load.WaitFor(want, 60*time.Second)
+	wall := time.Since(start).Seconds()
+	return result{p50: r.P50, p90: r.P90, p99: r.P99, max: r.Max, got: r.Deliveries, want: want,
+		server: (benchenv.CPU(server) - cpuS).Seconds() / wall, load: (benchenv.CPU(load.Pid()) - cpuL).Seconds() / wall}
+}
+
+func perChange(groups int) int64 {
+	if groups == 0 {
+		return int64(*clients)
+	}
+	return int64(*clients / groups)
+}
+
+// runChangecast runs `changecast run` on the table and times the clients.
+func runChangecast(db *benchenv.DB, groups int) result {
+	ctx := context.Background()
+	db.Table("lat_orders", `id int PRIMARY KEY, g text, status text, n int`, "lat")
+	db.Slot("lat", false) // changecast creates it
+	dir, err := os.MkdirTemp("", "changecast-latency")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	addr := fmt.Sprintf("127.0.0.1:%d", benchenv.FreePort())
+	const key = "bench-access-key-0123456789abcdef-0123456789"
+	group := ""
+	if groups > 0 {
+		group = `group: "{/g}"`
+	}
+	cfg := fmt.Sprintf(`source:
+  postgres: {url: %q, slot: lat, publication: lat, tables: [public.lat_orders]}
+lease: {store: memory}
+mappings:
+  - {collection: public.lat_orders, hub: orders, %s}
+publish:
+  target: hub
+hub:
+  listen: %q
+  accessKey: %q
+  negotiate: {auth: {anonymous: true}}
+`, db.URL, group, addr, key)
+	path := filepath.Join(dir, "changecast.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		log.Fatal(err)
+	}
+	cmd := benchenv.Command(benchenv.ServerCore, benchenv.Binary("changecast", "github.com/changecast/changecast/cmd/changecast"), "run", "-c", path)
+	cmd.Env = append(os.Environ(), "CHANGECAST_LOG_LEVEL=error", "CHANGECAST_LOG=text")
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		log.Fatal(err)
+	}
+	defer func() { cmd.Process.Signal(os.Interrupt); cmd.Wait() }()
+	benchenv.WaitTCP(addr, 30*time.Second)
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		var active bool
+		db.QueryRow(ctx, `SELECT coalesce((SELECT active FROM pg_replication_slots WHERE slot_name = 'lat'), false)`).Scan(&active)
+		if active {
+			break
+		}
+		if time.Now().After(deadline) {
+			log.Fatal("changecast did not start streaming in 30 s")
+		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	stop()
-	<-perr
-	stopClients()
-	wg.Wait()
-	stopHub()
-
-	mu.Lock()
-	slices.Sort(latencies)
-	n := len(latencies)
-	mu.Unlock()
-	if n == 0 {
-		log.Fatal("no latencies recorded")
+	if groups > 0 {
+		rest, err := signalr.New("Endpoint=http://" + addr + ";AccessKey=" + key + ";Version=1.0;")
+		if err != nil {
+			log.Fatal(err)
+		}
+		for i := 0; i < *clients; i++ {
+			if err := rest.Client().AddUserToGroup(ctx, "orders", fmt.Sprint(i%groups), fmt.Sprintf("u%d", i), 0); err != nil {
+				log.Fatal(err)
+			}
+		}
 	}
-	pct := func(p float64) time.Duration { return latencies[min(n-1, int(float64(n)*p))] }
-	p50, p99 := pct(0.50), pct(0.99)
-	fmt.Printf("%d changes at %.0f/s to %d clients: %d of %d deliveries received (%d timed)\n",
-		total, float64(total)/wrote.Seconds(), *clients, received.Load(), want, n)
-	fmt.Printf("latency commit→client: p50 %v, p90 %v, p99 %v, max %v\n", p50.Round(10*time.Microsecond), pct(0.90).Round(10*time.Microsecond), p99.Round(10*time.Microsecond), latencies[n-1].Round(time.Microsecond))
-	fmt.Printf("ratio p50/5ms: %.2f, p99/25ms: %.2f (targets ≤ 1.00)\n", p50.Seconds()/0.005, p99.Seconds()/0.025)
+	load := benchenv.StartLoad(benchenv.LoadConfig{Proto: "signalr", URL: "ws://" + addr + "/client/?hub=orders", Key: key, Clients: *clients})
+	defer load.Stop()
+	return measure(load, cmd.Process.Pid, perChange(groups), func(i int) {
+		g := 0
+		if groups > 0 {
+			g = i % groups
+		}
+		// One single-row transaction per change, as an application writes.
+		if _, err := db.Exec(ctx, `INSERT INTO lat_orders VALUES ($1, $2, 'new', 0)
+			ON CONFLICT (id) DO UPDATE SET n = lat_orders.n + 1, status = 'paid'`, i%2000, fmt.Sprint(g)); err != nil {
+			log.Fatal(err)
+		}
+	})
+}
+
+// runCentrifugo publishes an envelope per change to the Centrifugo server
+// and times the same clients.
+func runCentrifugo(groups int) result {
+	srv := centrifugo.Start()
+	defer srv.Stop()
+	load := benchenv.StartLoad(benchenv.LoadConfig{Proto: "centrifugo", URL: srv.WebSocketURL(), Key: srv.Secret, Clients: *clients, Groups: groups})
+	defer load.Stop()
+	ctx := context.Background()
+	return measure(load, srv.Pid(), perChange(groups), func(i int) {
+		ch := "all"
+		if groups > 0 {
+			ch = fmt.Sprintf("g%d", i%groups)
+		}
+		// A change of the same shape as the table's, as changecast sends it.
+		doc := fmt.Sprintf(`{"g":%q,"id":%d,"n":1,"status":"paid"}`, ch, i%2000)
+		env, _ := json.Marshal(wire.Envelope{Source: "postgres:bench/lat", Hub: "orders", Group: ch, Changes: []wire.Entry{{
+			Op: wire.OpUpsert, Collection: "public.lat_orders", ID: fmt.Sprint(i % 2000), V: fmt.Sprintf("%d.1", i),
+			Doc: json.RawMessage(doc), TS: time.Now().UTC().Format(time.RFC3339Nano)}}})
+		if err := srv.Publish(ctx, ch, env); err != nil {
+			log.Fatal(err)
+		}
+	})
 }

@@ -39,7 +39,7 @@ func main() {
 	rate := flag.Int("rate", 5000, "changes per second written")
 	seconds := flag.Int("seconds", 4, "how long to write")
 	groups := flag.Int("groups", 10, "tenants (groups)")
-	delay := flag.Duration("maxDelay", config.DefaultSignalRMaxDelay, "batch window (publish.batch.maxDelay; the signalr target's default)")
+	delay := flag.Duration("maxDelay", config.DefaultSignalRMaxDelay, "linger of an idle audience (publish.batch.maxDelay; the signalr target's default)")
 	flag.Parse()
 	ctx := context.Background()
 	db := benchenv.Open()
@@ -92,7 +92,7 @@ func main() {
 	<-perr
 	stopHub()
 	calls := tr.calls.Load()
-	fmt.Printf("%d changes written in %v (%.0f/s) across %d groups, batch window %v; %d published\n", total, wrote.Round(time.Millisecond), float64(total)/wrote.Seconds(), *groups, *delay, published.Load())
+	fmt.Printf("%d changes written in %v (%.0f/s) across %d groups, linger (maxDelay) %v; %d published\n", total, wrote.Round(time.Millisecond), float64(total)/wrote.Seconds(), *groups, *delay, published.Load())
 	fmt.Printf("REST calls: %d (reference, one per change: %d)\n", calls, total)
 	fmt.Printf("ratio reference/changecast calls: %.1f (target ≥ 50)\n", float64(total)/float64(max(calls, 1)))
 }

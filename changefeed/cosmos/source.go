@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"runtime"
 	"sync/atomic"
 	"time"
 
@@ -90,12 +91,30 @@ func (s *Source) Run(ctx context.Context, out chan<- changefeed.Event) error {
 	emitted := s.l.Continuation
 	backoff := s.f.cfg.MinBackoff
 	failures := 0
+	// While a page's items are decoded and handed on, the next page is
+	// already being read (profiling: decoding sat between reads, and the
+	// read loop ran at 0.87 of a bare azcosmos loop). At most one read is
+	// ahead; every return waits for it.
+	var ahead chan readResult
+	defer func() {
+		if ahead != nil {
+			<-ahead
+		}
+	}()
 	for {
 		if ctx.Err() != nil {
 			return nil
 		}
-		rctx, ropts := readContext(ctx, opts)
-		resp, err := s.f.c.ReadChangeFeed(rctx, &ropts)
+		var resp azcosmos.ChangeFeedResponse
+		var err error
+		if ahead != nil {
+			r := <-ahead
+			ahead = nil
+			resp, err = r.resp, r.err
+		} else {
+			rctx, ropts := readContext(ctx, opts)
+			resp, err = s.f.c.ReadChangeFeed(rctx, &ropts)
+		}
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -150,6 +169,14 @@ func (s *Source) Run(ctx context.Context, out chan<- changefeed.Event) error {
 			continue
 		}
 		s.f.metrics.read("page")
+		ahead = make(chan readResult, 1)
+		go func(opts azcosmos.ChangeFeedOptions) {
+			r, err := s.f.c.ReadChangeFeed(ctx, &opts)
+			ahead <- readResult{r, err}
+		}(opts)
+		// Let the read go out before decoding: with one P (GOMAXPROCS=1)
+		// it would otherwise wait for the whole page.
+		runtime.Gosched()
 		for i, item := range resp.Items {
 			ev := changefeed.Event{Change: s.f.dec.decode(item)}
 			if i == len(resp.Items)-1 {
@@ -161,6 +188,12 @@ func (s *Source) Run(ctx context.Context, out chan<- changefeed.Event) error {
 		}
 		emitted = tok
 	}
+}
+
+// readResult is a change feed read done ahead.
+type readResult struct {
+	resp azcosmos.ChangeFeedResponse
+	err  error
 }
 
 // readContext moves a time start out of opts into the request's

@@ -1,8 +1,8 @@
 package postgres
 
 import (
-	"bytes"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -25,7 +25,12 @@ import (
 // json/jsonb. known is false for types it does not know; their text form is
 // returned.
 func decodeValue(tm *pgtype.Map, oid uint32, text []byte) (v any, known bool, err error) {
-	s := string(text)
+	return decodeText(tm, oid, string(text))
+}
+
+// decodeText is decodeValue of a value already in a string (the stream's
+// tuples share one string per row).
+func decodeText(tm *pgtype.Map, oid uint32, s string) (v any, known bool, err error) {
 	switch oid {
 	case pgtype.Int2OID, pgtype.Int4OID, pgtype.Int8OID, pgtype.OIDOID, pgtype.XIDOID, pgtype.CIDOID:
 		// Kept as json.Number (checked, not converted): the JSON text is
@@ -62,7 +67,7 @@ func decodeValue(tm *pgtype.Map, oid uint32, text []byte) (v any, known bool, er
 		return s, true, nil
 	case pgtype.JSONOID, pgtype.JSONBOID:
 		var x any
-		d := json.NewDecoder(bytes.NewReader(text))
+		d := json.NewDecoder(strings.NewReader(s))
 		d.UseNumber()
 		if err := d.Decode(&x); err != nil {
 			return nil, true, fmt.Errorf("json: %w", err)
@@ -81,7 +86,7 @@ func decodeValue(tm *pgtype.Map, oid uint32, text []byte) (v any, known bool, er
 	}
 	if t, ok := tm.TypeForOID(oid); ok {
 		if ac, ok := t.Codec.(*pgtype.ArrayCodec); ok {
-			return decodeArray(tm, oid, ac, text)
+			return decodeArray(tm, oid, ac, s)
 		}
 	}
 	return s, false, nil
@@ -90,6 +95,9 @@ func decodeValue(tm *pgtype.Map, oid uint32, text []byte) (v any, known bool, er
 // numeric keeps a numeric as a JSON number when a float64 reader (every
 // JavaScript client) gets exactly the same value, and as a string otherwise.
 func numeric(s string) any {
+	if shortDecimal(s) {
+		return json.Number(s)
+	}
 	if s == "NaN" || s == "Infinity" || s == "-Infinity" {
 		return s
 	}
@@ -101,6 +109,32 @@ func numeric(s string) any {
 		return json.Number(s)
 	}
 	return s
+}
+
+// shortDecimal reports whether s is a plain decimal ("-12.50") of at most
+// 15 digits and 17 characters: every such decimal survives a float64 round
+// trip, so numeric keeps it as a number without formatting a float
+// (profiling: that was most of a numeric column's cost).
+func shortDecimal(s string) bool {
+	if len(s) == 0 || len(s) > 17 {
+		return false
+	}
+	i := 0
+	if s[0] == '-' {
+		i++
+	}
+	digits, dot := 0, false
+	for ; i < len(s); i++ {
+		switch c := s[i]; {
+		case c >= '0' && c <= '9':
+			digits++
+		case c == '.' && !dot:
+			dot = true
+		default:
+			return false
+		}
+	}
+	return digits > 0 && digits <= 15 && s[len(s)-1] != '.' && s[0] != '.' && !(s[0] == '-' && (len(s) == 1 || s[1] == '.'))
 }
 
 // canonicalDecimal strips insignificant zeros: "1.500" → "1.5", "-0.0" → "0".
@@ -131,6 +165,9 @@ var tsLayouts = []string{
 // tz, the same form without an offset (PostgreSQL does not know the zone).
 // ±infinity and BC dates keep PostgreSQL's text.
 func timestamp(s string, tz bool) (any, bool, error) {
+	if r, ok := fastTimestamp(s, tz); ok {
+		return r, true, nil
+	}
 	if s == "infinity" || s == "-infinity" || strings.HasSuffix(s, " BC") {
 		return s, true, nil
 	}
@@ -147,6 +184,73 @@ func timestamp(s string, tz bool) (any, bool, error) {
 		}
 	}
 	return nil, true, fmt.Errorf("timestamptz %q is not in ISO DateStyle", s)
+}
+
+// fastTimestamp rewrites the form the replication session always sends
+// (timezone UTC, DateStyle ISO): "2006-01-02 15:04:05[.ffffff]" and, with
+// tz, "+00" after it, into the RFC 3339 text timestamp would produce, without
+// parsing a time: PostgreSQL already drops a fraction's trailing zeros, as
+// RFC3339Nano does. Anything else (other offsets, years past 9999, BC,
+// infinity) takes the general path. (Profiling: time.Parse was most of a
+// timestamptz column's cost, and its failed layouts allocated errors.)
+func fastTimestamp(s string, tz bool) (string, bool) {
+	if tz {
+		if !strings.HasSuffix(s, "+00") {
+			return "", false
+		}
+		s = s[:len(s)-3]
+	}
+	const base = len("2006-01-02 15:04:05")
+	if len(s) < base || s[4] != '-' || s[7] != '-' || s[10] != ' ' || s[13] != ':' || s[16] != ':' {
+		return "", false
+	}
+	for _, i := range [...]int{0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18} {
+		if s[i] < '0' || s[i] > '9' {
+			return "", false
+		}
+	}
+	if len(s) > base {
+		frac := s[base:]
+		if len(frac) < 2 || len(frac) > 10 || frac[0] != '.' || frac[len(frac)-1] == '0' {
+			return "", false
+		}
+		for i := 1; i < len(frac); i++ {
+			if frac[i] < '0' || frac[i] > '9' {
+				return "", false
+			}
+		}
+	}
+	if s[0] == '0' && s[1] == '0' && s[2] == '0' && s[3] == '0' {
+		return "", false // year 0 is 1 BC: the general path refuses it too
+	}
+	// Reject what time.Parse would refuse (month 13, Feb 30, hour 24, …).
+	num := func(i int) int { return int(s[i]-'0')*10 + int(s[i+1]-'0') }
+	year := num(0)*100 + num(2)
+	month, day := num(5), num(8)
+	if month < 1 || month > 12 || day < 1 || day > daysIn(month, year) || num(11) > 23 || num(14) > 59 || num(17) > 59 {
+		return "", false
+	}
+	b := make([]byte, 0, len(s)+1)
+	b = append(b, s[:10]...)
+	b = append(b, 'T')
+	b = append(b, s[11:]...)
+	if tz {
+		b = append(b, 'Z')
+	}
+	return string(b), true
+}
+
+func daysIn(month, year int) int {
+	switch month {
+	case 2:
+		if year%4 == 0 && (year%100 != 0 || year%400 == 0) {
+			return 29
+		}
+		return 28
+	case 4, 6, 9, 11:
+		return 30
+	}
+	return 31
 }
 
 // byteaText decodes bytea's text output: hex ("\x0a0b") or, with
@@ -182,10 +286,10 @@ func byteaText(s string) ([]byte, error) {
 // decodeArray parses an array's text form with pgx's array codec, then
 // converts each element with decodeValue so elements follow the same rules
 // as columns. A multidimensional array becomes nested JSON arrays.
-func decodeArray(tm *pgtype.Map, oid uint32, ac *pgtype.ArrayCodec, text []byte) (any, bool, error) {
+func decodeArray(tm *pgtype.Map, oid uint32, ac *pgtype.ArrayCodec, text string) (any, bool, error) {
 	// Scan the elements as text, then convert each with the element's type.
 	var arr pgtype.Array[pgtype.Text]
-	if err := tm.Scan(oid, pgtype.TextFormatCode, text, &arr); err != nil {
+	if err := tm.Scan(oid, pgtype.TextFormatCode, []byte(text), &arr); err != nil {
 		return nil, true, fmt.Errorf("array: %w", err)
 	}
 	elemOID := ac.ElementType.OID
@@ -194,7 +298,7 @@ func decodeArray(tm *pgtype.Map, oid uint32, ac *pgtype.ArrayCodec, text []byte)
 		if !e.Valid {
 			continue
 		}
-		v, _, err := decodeValue(tm, elemOID, []byte(e.String))
+		v, _, err := decodeText(tm, elemOID, e.String)
 		if err != nil {
 			return nil, true, err
 		}
@@ -234,15 +338,70 @@ type rowResult struct {
 	err       error    // first column that could not be decoded
 }
 
+// tupleCol is one column of a pgoutput TupleData: its kind ('n' null, 'u'
+// unchanged TOAST, 't' text, 'b' binary) and, for text, its value.
+type tupleCol struct {
+	kind byte
+	text string
+}
+
+// parseTuple reads a pgoutput TupleData from data into cols (reused) and
+// returns the bytes after it. Every text value is a substring of one string
+// copied from data, so a row costs one copy however many columns it has
+// (pglogrepl's parser copies each column; profiling showed that and the
+// strings made from the copies as the decoder's largest cost), and the
+// values outlive data, which the connection reuses.
+func parseTuple(data []byte, cols []tupleCol) ([]tupleCol, []byte, error) {
+	if len(data) < 2 {
+		return nil, nil, fmt.Errorf("pgoutput: tuple: short")
+	}
+	n := int(binary.BigEndian.Uint16(data))
+	// First pass: find the tuple's end, so one string holds it all.
+	end := 2
+	for i := 0; i < n; i++ {
+		if end >= len(data) {
+			return nil, nil, fmt.Errorf("pgoutput: tuple: column %d missing", i)
+		}
+		switch data[end] {
+		case 'n', 'u':
+			end++
+		case 't', 'b':
+			if end+5 > len(data) {
+				return nil, nil, fmt.Errorf("pgoutput: tuple: column %d: short length", i)
+			}
+			l := int(binary.BigEndian.Uint32(data[end+1:]))
+			end += 5 + l
+			if l < 0 || end > len(data) {
+				return nil, nil, fmt.Errorf("pgoutput: tuple: column %d: %d bytes past the message", i, l)
+			}
+		default:
+			return nil, nil, fmt.Errorf("pgoutput: tuple: column %d: unknown kind %q", i, data[end])
+		}
+	}
+	all := string(data[:end])
+	cols = cols[:0]
+	for i, off := 0, 2; i < n; i++ {
+		c := tupleCol{kind: all[off]}
+		off++
+		if c.kind == 't' || c.kind == 'b' {
+			l := int(binary.BigEndian.Uint32(data[off:]))
+			c.text = all[off+4 : off+4+l]
+			off += 4 + l
+		}
+		cols = append(cols, c)
+	}
+	return cols, data[end:], nil
+}
+
 // decodeTuple turns a tuple into a document. onlyKey keeps only the key
 // columns (a 'K' old tuple, whose other slots are not NULL but absent).
 // unknown is called once per column of an unknown type.
-func decodeTuple(tm *pgtype.Map, rel *relation, tup *pglogrepl.TupleData, onlyKey bool, unknown func(col string, oid uint32)) rowResult {
+func decodeTuple(tm *pgtype.Map, rel *relation, tup []tupleCol, onlyKey bool, unknown func(col string, oid uint32)) rowResult {
 	if tup == nil {
 		return rowResult{doc: map[string]any{}}
 	}
-	r := rowResult{doc: make(map[string]any, len(tup.Columns))}
-	for i, c := range tup.Columns {
+	r := rowResult{doc: make(map[string]any, len(tup))}
+	for i, c := range tup {
 		if i >= len(rel.msg.Columns) {
 			break
 		}
@@ -250,13 +409,13 @@ func decodeTuple(tm *pgtype.Map, rel *relation, tup *pglogrepl.TupleData, onlyKe
 		if onlyKey && col.Flags&1 == 0 {
 			continue
 		}
-		switch c.DataType {
-		case pglogrepl.TupleDataTypeNull:
+		switch c.kind {
+		case 'n':
 			r.doc[col.Name] = nil
-		case pglogrepl.TupleDataTypeToast:
+		case 'u':
 			r.unchanged = append(r.unchanged, col.Name)
-		case pglogrepl.TupleDataTypeText:
-			v, known, err := decodeValue(tm, col.DataType, c.Data)
+		case 't':
+			v, known, err := decodeText(tm, col.DataType, c.text)
 			if err != nil {
 				if r.err == nil {
 					r.err = fmt.Errorf("column %s: %w", col.Name, err)
@@ -267,7 +426,7 @@ func decodeTuple(tm *pgtype.Map, rel *relation, tup *pglogrepl.TupleData, onlyKe
 				unknown(col.Name, col.DataType)
 			}
 			r.doc[col.Name] = v
-		case pglogrepl.TupleDataTypeBinary:
+		case 'b':
 			if r.err == nil {
 				r.err = fmt.Errorf("column %s: binary tuple data not requested", col.Name)
 			}

@@ -3,8 +3,10 @@ package postgres
 import (
 	"encoding/json"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5/pgtype"
@@ -150,17 +152,13 @@ func column(name string, oid uint32, key bool) *pglogrepl.RelationMessageColumn 
 	return c
 }
 
-func tuple(cols ...*pglogrepl.TupleDataColumn) *pglogrepl.TupleData {
-	return &pglogrepl.TupleData{ColumnNum: uint16(len(cols)), Columns: cols}
-}
+func tuple(cols ...tupleCol) []tupleCol { return cols }
 
-func textCol(s string) *pglogrepl.TupleDataColumn {
-	return &pglogrepl.TupleDataColumn{DataType: pglogrepl.TupleDataTypeText, Length: uint32(len(s)), Data: []byte(s)}
-}
+func textCol(s string) tupleCol { return tupleCol{kind: 't', text: s} }
 
 var (
-	nullCol  = &pglogrepl.TupleDataColumn{DataType: pglogrepl.TupleDataTypeNull}
-	toastCol = &pglogrepl.TupleDataColumn{DataType: pglogrepl.TupleDataTypeToast}
+	nullCol  = tupleCol{kind: 'n'}
+	toastCol = tupleCol{kind: 'u'}
 )
 
 func TestDecodeTuple(t *testing.T) {
@@ -205,7 +203,7 @@ func TestDecodeTuple(t *testing.T) {
 	})
 	t.Run("binary data was not requested", func(t *testing.T) {
 		r := decodeTuple(tm, relationOf(nil, column("a", pgtype.Int4OID, false)),
-			tuple(&pglogrepl.TupleDataColumn{DataType: pglogrepl.TupleDataTypeBinary, Length: 4, Data: []byte{0, 0, 0, 1}}), false, nil)
+			tuple(tupleCol{kind: 'b', text: "\x00\x00\x00\x01"}), false, nil)
 		if r.err == nil || !strings.Contains(r.err.Error(), "binary") {
 			t.Fatalf("err %v", r.err)
 		}
@@ -248,6 +246,100 @@ func TestDocID(t *testing.T) {
 		got, ok := docID(tc.rel, tc.doc)
 		if got != tc.want || ok != tc.ok {
 			t.Errorf("%s: docID = %q %v, want %q %v", tc.name, got, ok, tc.want, tc.ok)
+		}
+	}
+}
+
+// TestFastTimestamp: the fast path gives exactly what the general path
+// gives, and leaves to it everything it does not handle.
+func TestFastTimestamp(t *testing.T) {
+	general := func(s string, tz bool) any {
+		old := s
+		if tz {
+			for _, l := range tsLayouts {
+				if v, err := time.Parse(l, old); err == nil {
+					return v.UTC().Format(time.RFC3339Nano)
+				}
+			}
+			return nil
+		}
+		v, err := time.Parse("2006-01-02 15:04:05.999999999", s)
+		if err != nil {
+			return nil
+		}
+		return v.Format("2006-01-02T15:04:05.999999999")
+	}
+	for _, s := range []string{
+		"2026-11-26 16:00:00", "2026-11-26 16:00:00.5", "2026-11-26 16:00:00.123456", "1999-12-31 23:59:59.000001",
+		"2024-02-29 00:00:00.01", "0001-01-01 00:00:00",
+	} {
+		for _, tz := range []bool{false, true} {
+			in := s
+			if tz {
+				in += "+00"
+			}
+			got, ok := fastTimestamp(in, tz)
+			if !ok {
+				t.Errorf("fastTimestamp(%q, %v) not taken", in, tz)
+				continue
+			}
+			if want := general(in, tz); got != want {
+				t.Errorf("fastTimestamp(%q, %v) = %q, want %q", in, tz, got, want)
+			}
+		}
+	}
+	for _, in := range []string{"2026-11-26 16:00:00+05:30", "2026-13-01 00:00:00+00", "2026-02-30 00:00:00+00", "infinity",
+		"0044-03-15 12:00:00+00 BC", "12026-01-01 00:00:00+00", "2026-11-26 16:00:00.+00", "2026-11-26 16:00:00.50+00", "0000-01-01 00:00:00+00"} {
+		if got, ok := fastTimestamp(in, true); ok {
+			t.Errorf("fastTimestamp(%q) = %q; want the general path", in, got)
+		}
+	}
+}
+
+// TestParseTuple: well-formed tuples parse into columns whose values
+// outlive the buffer; malformed ones are errors, never panics.
+func TestParseTuple(t *testing.T) {
+	m := msg('x').tuple(txt("7"), datum{'n', ""}, datum{'u', ""}, txt("héllo"))
+	buf := append([]byte(nil), m.b[1:]...)
+	buf = append(buf, 'Z')
+	cols, rest, err := parseTuple(buf, nil)
+	if err != nil || string(rest) != "Z" || len(cols) != 4 || cols[0].text != "7" || cols[1].kind != 'n' || cols[2].kind != 'u' || cols[3].text != "héllo" {
+		t.Fatalf("cols %+v rest %q err %v", cols, rest, err)
+	}
+	clear(buf)
+	if cols[3].text != "héllo" {
+		t.Fatal("values share the connection's buffer")
+	}
+	good := m.b[1:]
+	for i := 0; i < len(good); i++ {
+		if _, _, err := parseTuple(good[:i], nil); err == nil {
+			t.Errorf("a tuple cut at %d of %d bytes parsed", i, len(good))
+		}
+	}
+	bad := append([]byte(nil), good...)
+	bad[2] = 'q'
+	if _, _, err := parseTuple(bad, nil); err == nil {
+		t.Error("unknown column kind parsed")
+	}
+}
+
+// TestShortDecimal: the fast path of numeric agrees with the general rule
+// wherever it is taken.
+func TestShortDecimal(t *testing.T) {
+	for _, s := range []string{"0", "-0", "1.5", "1.50", "-12.25", "123456789012345", "0.000000000000001", "99999999999999.9",
+		"1234567890123456", "0.1", "-0.10", "10.", ".5", "-", "-.5", "1e5", "1.2.3", "", "12345678901234567890", "NaN"} {
+		fast := shortDecimal(s)
+		if !fast {
+			continue
+		}
+		f, err := strconv.ParseFloat(s, 64)
+		if err != nil || canonicalDecimal(strconv.FormatFloat(f, 'f', -1, 64)) != canonicalDecimal(s) {
+			t.Errorf("shortDecimal(%q) took the fast path, but a float64 reader gets %v", s, f)
+		}
+	}
+	for _, s := range []string{"1234567890123456", "10.", ".5", "-", "1e5", "NaN", "0.12345678901234567"} {
+		if shortDecimal(s) {
+			t.Errorf("shortDecimal(%q) = true", s)
 		}
 	}
 }

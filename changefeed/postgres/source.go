@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -543,11 +544,20 @@ type decoder struct {
 	idx        int
 	txn        txnRecord // for snapshot windows: what this transaction changed
 	marks      []uint64  // snapshot watermarks this transaction carries
+	vprefix    string    // "commitLSN." of the open transaction
+
+	// Reused between messages (the stream loop is done with a message's
+	// events before it decodes the next).
+	oldCols, newCols []tupleCol
+	evs              []changefeed.Event
 }
 
 func (d *decoder) version() string {
 	d.idx++
-	return strconv.FormatUint(uint64(d.commitLSN), 10) + "." + strconv.Itoa(d.idx)
+	if d.vprefix == "" {
+		d.vprefix = strconv.FormatUint(uint64(d.commitLSN), 10) + "."
+	}
+	return d.vprefix + strconv.Itoa(d.idx)
 }
 
 func (d *decoder) rel(id uint32) (*relation, error) {
@@ -559,11 +569,18 @@ func (d *decoder) rel(id uint32) (*relation, error) {
 }
 
 func (d *decoder) decode(data []byte) ([]changefeed.Event, error) {
+	if len(data) > 0 {
+		switch data[0] {
+		case 'I', 'U', 'D':
+			// Row changes, the bulk of a stream, are parsed here without
+			// copying each column (see parseTuple).
+			return d.decodeRow(data)
+		}
+	}
 	msg, err := pglogrepl.Parse(data)
 	if err != nil {
 		return nil, fmt.Errorf("parse pgoutput message: %w", err)
 	}
-	tm := d.src.tm
 	switch m := msg.(type) {
 	case *pglogrepl.RelationMessage:
 		coll := m.Namespace + "." + m.RelationName
@@ -578,6 +595,8 @@ func (d *decoder) decode(data []byte) ([]changefeed.Event, error) {
 		d.rels[m.RelationID] = r
 	case *pglogrepl.BeginMessage:
 		d.inTx, d.commitLSN, d.commitTime, d.idx = true, m.FinalLSN, m.CommitTime, 0
+		// Every version of the transaction starts with its commit LSN.
+		d.vprefix = strconv.FormatUint(uint64(m.FinalLSN), 10) + "."
 		d.txn.xid, d.txn.keys, d.txn.truncs, d.marks = m.Xid, d.txn.keys[:0], d.txn.truncs[:0], d.marks[:0]
 	case *pglogrepl.CommitMessage:
 		d.inTx = false
@@ -600,62 +619,6 @@ func (d *decoder) decode(data []byte) ([]changefeed.Event, error) {
 		if m.Transactional && m.Prefix == resnapshotPrefix && (len(m.Content) == 0 || string(m.Content) == d.src.cfg.Slot) {
 			d.src.startResnapshot()
 		}
-	case *pglogrepl.InsertMessage:
-		r, err := d.rel(m.RelationID)
-		if err != nil {
-			return nil, err
-		}
-		after := decodeTuple(tm, r, m.Tuple, false, d.unknown(r))
-		return []changefeed.Event{{Change: d.change(r, changefeed.Insert, nil, false, after)}}, nil
-	case *pglogrepl.UpdateMessage:
-		r, err := d.rel(m.RelationID)
-		if err != nil {
-			return nil, err
-		}
-		after := decodeTuple(tm, r, m.NewTuple, false, d.unknown(r))
-		var before rowResult
-		partial := m.OldTupleType != pglogrepl.UpdateMessageTupleTypeOld
-		if m.OldTuple != nil {
-			before = decodeTuple(tm, r, m.OldTuple, partial, nil)
-		}
-		if !partial && len(after.unchanged) > 0 {
-			// REPLICA IDENTITY FULL: the old tuple carries the detoasted
-			// value that the new tuple left out.
-			var still []string
-			for _, col := range after.unchanged {
-				if v, ok := before.doc[col]; ok {
-					after.doc[col] = v
-				} else {
-					still = append(still, col)
-				}
-			}
-			after.unchanged = still
-		}
-		if m.OldTuple != nil {
-			oldID, ok1 := docID(r, before.doc)
-			newID, ok2 := docID(r, after.doc)
-			if ok1 && ok2 && oldID != newID {
-				// The key changed: to clients that is one document gone
-				// and another one new; the mapper sends both.
-				c := d.change(r, changefeed.Update, before.doc, partial, after)
-				c.PrevID = oldID
-				d.txn.keys = append(d.txn.keys, docKey{r.collection, oldID})
-				return []changefeed.Event{{Change: c}}, nil
-			}
-		}
-		var bdoc map[string]any
-		if m.OldTuple != nil {
-			bdoc = before.doc
-		}
-		return []changefeed.Event{{Change: d.change(r, changefeed.Update, bdoc, partial, after)}}, nil
-	case *pglogrepl.DeleteMessage:
-		r, err := d.rel(m.RelationID)
-		if err != nil {
-			return nil, err
-		}
-		partial := m.OldTupleType != pglogrepl.DeleteMessageTupleTypeOld
-		before := decodeTuple(tm, r, m.OldTuple, partial, nil)
-		return []changefeed.Event{{Change: d.change(r, changefeed.Delete, before.doc, partial, rowResult{})}}, nil
 	case *pglogrepl.TruncateMessage:
 		var evs []changefeed.Event
 		for _, id := range m.RelationIDs {
@@ -670,6 +633,99 @@ func (d *decoder) decode(data []byte) ([]changefeed.Event, error) {
 		return evs, nil
 	}
 	return nil, nil
+}
+
+// decodeRow decodes an Insert ('I'), Update ('U') or Delete ('D')
+// message: the relation id, then tuples each led by a byte saying which
+// ('N' new, 'K' old key, 'O' old row).
+func (d *decoder) decodeRow(data []byte) ([]changefeed.Event, error) {
+	kind := data[0]
+	if len(data) < 6 {
+		return nil, fmt.Errorf("parse pgoutput message: %c: short", kind)
+	}
+	r, err := d.rel(binary.BigEndian.Uint32(data[1:]))
+	if err != nil {
+		return nil, err
+	}
+	rest := data[5:]
+	var oldKind byte
+	var old, cur []tupleCol
+	if rest[0] == 'K' || rest[0] == 'O' {
+		oldKind = rest[0]
+		if old, rest, err = parseTuple(rest[1:], d.oldCols); err != nil {
+			return nil, err
+		}
+		d.oldCols = old
+	}
+	if kind != 'D' {
+		if len(rest) == 0 || rest[0] != 'N' {
+			return nil, fmt.Errorf("parse pgoutput message: %c: no new tuple", kind)
+		}
+		if cur, _, err = parseTuple(rest[1:], d.newCols); err != nil {
+			return nil, err
+		}
+		d.newCols = cur
+	}
+	switch kind {
+	case 'I':
+		after := decodeTuple(d.src.tm, r, cur, false, d.unknown(r))
+		return d.one(d.change(r, changefeed.Insert, nil, false, after)), nil
+	case 'D':
+		if old == nil {
+			return nil, fmt.Errorf("parse pgoutput message: D: no old tuple")
+		}
+		partial := oldKind != 'O'
+		before := decodeTuple(d.src.tm, r, old, partial, nil)
+		return d.one(d.change(r, changefeed.Delete, before.doc, partial, rowResult{})), nil
+	}
+	return d.update(r, old, oldKind, cur), nil
+}
+
+// one is the event list of one change, reusing the decoder's slice: the
+// stream loop emits the events before it decodes the next message.
+func (d *decoder) one(c *changefeed.Change) []changefeed.Event {
+	d.evs = append(d.evs[:0], changefeed.Event{Change: c})
+	return d.evs
+}
+
+func (d *decoder) update(r *relation, oldTup []tupleCol, oldKind byte, newTup []tupleCol) []changefeed.Event {
+	tm := d.src.tm
+	after := decodeTuple(tm, r, newTup, false, d.unknown(r))
+	var before rowResult
+	partial := oldKind != 'O'
+	if oldTup != nil {
+		before = decodeTuple(tm, r, oldTup, partial, nil)
+	}
+	if !partial && len(after.unchanged) > 0 {
+		// REPLICA IDENTITY FULL: the old tuple carries the detoasted
+		// value that the new tuple left out.
+		var still []string
+		for _, col := range after.unchanged {
+			if v, ok := before.doc[col]; ok {
+				after.doc[col] = v
+			} else {
+				still = append(still, col)
+			}
+		}
+		after.unchanged = still
+	}
+	if oldTup != nil {
+		oldID, ok1 := docID(r, before.doc)
+		newID, ok2 := docID(r, after.doc)
+		if ok1 && ok2 && oldID != newID {
+			// The key changed: to clients that is one document gone
+			// and another one new; the mapper sends both.
+			c := d.change(r, changefeed.Update, before.doc, partial, after)
+			c.PrevID = oldID
+			d.txn.keys = append(d.txn.keys, docKey{r.collection, oldID})
+			return d.one(c)
+		}
+	}
+	var bdoc map[string]any
+	if oldTup != nil {
+		bdoc = before.doc
+	}
+	return d.one(d.change(r, changefeed.Update, bdoc, partial, after))
 }
 
 func (d *decoder) unknown(r *relation) func(string, uint32) {

@@ -170,9 +170,15 @@ type Publish struct {
 
 // Batch bounds one batch per (hub, group or user) window.
 type Batch struct {
-	MaxChanges int      `yaml:"maxChanges,omitempty" json:"maxChanges,omitempty" jsonschema_description:"Default 500."`
-	MaxBytes   int      `yaml:"maxBytes,omitempty" json:"maxBytes,omitempty" jsonschema_description:"Default 524288; at most 1000000 (Azure SignalR's REST limit is 1 MB)."`
-	MaxDelay   Duration `yaml:"maxDelay,omitempty" json:"maxDelay,omitempty" jsonschema_description:"Default 10ms; 100ms with target signalr."`
+	MaxChanges int `yaml:"maxChanges,omitempty" json:"maxChanges,omitempty" jsonschema_description:"Default 500."`
+	MaxBytes   int `yaml:"maxBytes,omitempty" json:"maxBytes,omitempty" jsonschema_description:"Default 524288; at most 1000000 (Azure SignalR's REST limit is 1 MB)."`
+	// MaxDelay is an optional linger. Batching is adaptive: an audience
+	// with no batch in flight sends at once, and changes that arrive while
+	// its batch is in flight go out together when it completes. A linger
+	// makes an idle audience wait that long for more changes first: fewer,
+	// larger batches at the cost of latency. Azure SignalR keeps one
+	// (REST calls are costly and rate-limited); an explicit 0s turns it off.
+	MaxDelay *Duration `yaml:"maxDelay,omitempty" json:"maxDelay,omitempty" jsonschema_description:"Linger of an idle audience's window before it is sent. Default 0s (send at once when nothing is in flight; batches form while one is in flight); 100ms with target signalr, where an explicit 0s turns it off."`
 }
 
 // ShadowStore is a PostgreSQL table of last published documents.
@@ -225,10 +231,14 @@ const (
 	DefaultMethod         = "changes"
 	DefaultMaxChanges     = 500
 	DefaultMaxBytes       = 512 * 1024
-	DefaultMaxDelay       = 10 * time.Millisecond
-	// DefaultSignalRMaxDelay is the batch window for Azure SignalR: REST
-	// calls cost far more than frames on the built-in hub, and a unit
-	// handles only a few hundred REST sends per second.
+	// DefaultMaxDelay is no linger: adaptive batching alone (see
+	// Batch.MaxDelay).
+	DefaultMaxDelay = 0
+	// DefaultSignalRMaxDelay is the linger for Azure SignalR: REST calls
+	// cost far more than frames on the built-in hub, and a unit handles
+	// only a few hundred REST sends per second. Adaptive batching alone
+	// makes one call per change per group at low load; the linger keeps
+	// ≥ 50× fewer calls than changes (bench/restcalls).
 	DefaultSignalRMaxDelay = 100 * time.Millisecond
 	DefaultParallelism     = 8
 	DefaultMaxPending      = 20000
@@ -290,10 +300,13 @@ func (c *Config) ApplyDefaults() {
 	if b.MaxBytes == 0 {
 		b.MaxBytes = DefaultMaxBytes
 	}
-	if c.Publish.Target == "signalr" {
-		setDur(&b.MaxDelay, DefaultSignalRMaxDelay)
+	if b.MaxDelay == nil {
+		d := Duration(DefaultMaxDelay)
+		if c.Publish.Target == "signalr" {
+			d = Duration(DefaultSignalRMaxDelay)
+		}
+		b.MaxDelay = &d
 	}
-	setDur(&b.MaxDelay, DefaultMaxDelay)
 	if c.Publish.Parallelism == 0 {
 		c.Publish.Parallelism = DefaultParallelism
 	}
@@ -458,7 +471,7 @@ func (c *Config) Validate() error {
 	if b.MaxBytes < 1024 || b.MaxBytes > MaxBatchBytes {
 		p.add("publish.batch.maxBytes", "must be between 1024 and %d", MaxBatchBytes)
 	}
-	if b.MaxDelay.D() < 0 {
+	if b.MaxDelay != nil && b.MaxDelay.D() < 0 {
 		p.add("publish.batch.maxDelay", "must not be negative")
 	}
 	if c.Publish.Parallelism < 1 {

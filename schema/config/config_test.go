@@ -164,3 +164,32 @@ mappings: [{collection: public.t, hub: h}]
 		t.Fatalf("defaults: %+v %v", c.History, err)
 	}
 }
+
+// TestMaxDelayDefaults: no linger by default (adaptive batching alone),
+// 100ms for Azure SignalR, and an explicit 0s is honoured there too.
+func TestMaxDelayDefaults(t *testing.T) {
+	for _, tc := range []struct {
+		target, batch string
+		want          time.Duration
+	}{
+		{"hub", "", DefaultMaxDelay},
+		{"stdout", "", 0},
+		{"signalr", "", DefaultSignalRMaxDelay},
+		{"signalr", "batch: {maxDelay: 0s}", 0},
+		{"hub", "batch: {maxDelay: 5ms}", 5 * time.Millisecond},
+	} {
+		src := "source:\n  postgres: {url: \"postgres://x/db\", tables: [public.t]}\nmappings:\n  - {collection: public.t, hub: h}\n" +
+			"hub: {negotiate: {auth: {anonymous: true}}}\npublish:\n  target: " + tc.target + "\n" +
+			"  signalr: {connectionString: \"Endpoint=http://127.0.0.1;Port=1;AccessKey=abcdefghijabcdefghijabcdefghij0123456789abcdefgh;Version=1.0;\"}\n"
+		if tc.batch != "" {
+			src += "  " + tc.batch + "\n"
+		}
+		c, err := Parse([]byte(src), env(nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := c.Publish.Batch.MaxDelay; got == nil || got.D() != tc.want {
+			t.Errorf("target %s, %q: maxDelay %v, want %v", tc.target, tc.batch, got, tc.want)
+		}
+	}
+}

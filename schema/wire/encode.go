@@ -19,6 +19,15 @@ import (
 // that raw fields (Patch, Doc) are copied as they are, not compacted (they
 // come from this package's encoders or jsondiff, already compact).
 func (c *Entry) AppendJSON(b []byte) []byte {
+	b, _ = c.AppendJSONDoc(b)
+	return b
+}
+
+// AppendJSONDoc is AppendJSON that also returns the part of the output
+// that holds Doc (nil without one), so a caller can keep the document
+// without a second copy of it.
+func (c *Entry) AppendJSONDoc(b []byte) (out, doc []byte) {
+	var docStart, docEnd int
 	b = append(b, `{"op":`...)
 	b = AppendString(b, c.Op)
 	b = append(b, `,"collection":`...)
@@ -39,7 +48,9 @@ func (c *Entry) AppendJSON(b []byte) []byte {
 	}
 	if len(c.Doc) > 0 {
 		b = append(b, `,"doc":`...)
+		docStart = len(b)
 		b = append(b, c.Doc...)
+		docEnd = len(b)
 	}
 	if c.TS != "" {
 		b = append(b, `,"ts":`...)
@@ -49,7 +60,11 @@ func (c *Entry) AppendJSON(b []byte) []byte {
 		b = append(b, `,"reason":`...)
 		b = AppendString(b, c.Reason)
 	}
-	return append(b, '}')
+	b = append(b, '}')
+	if docEnd > docStart {
+		doc = b[docStart:docEnd:docEnd]
+	}
+	return b, doc
 }
 
 // AppendValue appends v as JSON. Map keys are sorted, as encoding/json
@@ -85,7 +100,12 @@ func AppendValue(b []byte, v any) ([]byte, error) {
 		if len(x) == 0 {
 			return append(b, "{}"...), nil
 		}
-		keys := make([]string, 0, len(x))
+		// Rows have a handful of columns: sort their names on the stack.
+		var small [16]string
+		keys := small[:0]
+		if len(x) > len(small) {
+			keys = make([]string, 0, len(x))
+		}
 		for k := range x {
 			keys = append(keys, k)
 		}

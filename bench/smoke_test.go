@@ -1,0 +1,65 @@
+// Package bench_test runs every benchmark program of bench/ with tiny
+// parameters, so none of them rots between `make bench` runs. It asserts
+// only that each program ran and printed its ratio line, never that a
+// target was met: timings on a shared machine would make that flaky.
+package bench_test
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/changecast/changecast/internal/testkit"
+)
+
+func TestBenchmarksSmoke(t *testing.T) {
+	base := testkit.Postgres(t) // skipped under -short
+	root := testkit.Root(t)
+	bin := t.TempDir()
+	build := exec.Command("go", "build", "-o", bin+string(filepath.Separator), "./cmd/changecast", "./bench/...")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	run := func(t *testing.T, dir, name string, args []string, env ...string) {
+		t.Helper()
+		cmd := exec.Command(name, args...)
+		cmd.Dir = dir
+		// Tests run beside other packages' tests: no pinning to cores.
+		cmd.Env = append(os.Environ(), append(env, "CHANGECAST_BENCH_BIN="+bin, "CHANGECAST_BENCH_NOPIN=1")...)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s %v: %v\n%s", filepath.Base(name), args, err, out)
+		}
+		if !strings.Contains(string(out), "ratio ") {
+			t.Fatalf("%s printed no ratio line:\n%s", filepath.Base(name), out)
+		}
+		t.Logf("%s", out)
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+		pg   bool
+	}{
+		{"pgthroughput", []string{"-rows", "2000"}, true},
+		{"restcalls", []string{"-rate", "500", "-seconds", "1"}, true},
+		{"backlog", []string{"-rows", "5000", "-down", "500ms"}, true},
+		{"latency", []string{"-clients", "20", "-groups", "4", "-rate", "100", "-seconds", "1"}, true},
+		{"latprobe", []string{"-rate", "200", "-seconds", "0.5"}, true},
+		{"cosmosthroughput", []string{"-docs", "300"}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var env []string
+			if tc.pg {
+				env = append(env, "CHANGECAST_PG_URL="+testkit.DatabaseOn(t, base))
+			}
+			run(t, root, filepath.Join(bin, tc.name), tc.args, env...)
+		})
+	}
+	t.Run("fanout", func(t *testing.T) {
+		// Its own module (bench/fanout/go.mod).
+		run(t, filepath.Join(root, "bench", "fanout"), "go", []string{"run", ".", "-clients", "40", "-groups", "4", "-messages", "100", "-rate", "50", "-seconds", "1"})
+	})
+}
