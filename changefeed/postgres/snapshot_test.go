@@ -64,6 +64,12 @@ func (h *history) at(coll, v string) map[string]map[string]any {
 	return out
 }
 
+func (h *history) len() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.changes)
+}
+
 func (h *history) last() string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -134,7 +140,7 @@ func TestSnapshotIsExact(t *testing.T) {
 			t.Error(err)
 		}
 	}()
-	testkit.Until(t, 10*time.Second, "a few hundred changes", func() bool { return len(h.changes) > 300 })
+	testkit.Until(t, 10*time.Second, "a few hundred changes", func() bool { return h.len() > 300 })
 
 	for i := range 12 {
 		q := changefeed.SnapshotQuery{Collection: "public.t", Limit: 40}

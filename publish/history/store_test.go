@@ -180,7 +180,7 @@ func TestPublisherAppendsOnce(t *testing.T) {
 		return nil
 	})
 	p := NewPublisher(m, next)
-	b := publish.BuildBatch("src", publish.Audience{Hub: "h", Group: "g"}, []publish.Pending{{Out: publish.Output{Raw: []byte(`{"op":"delete","collection":"c","id":"1","v":"1"}`)}}})
+	b := publish.BuildBatch("src", publish.Audience{Hub: "h", Group: "g"}, []publish.Pending{{Out: &publish.Output{Raw: []byte(`{"op":"delete","collection":"c","id":"1","v":"1"}`)}}})
 	if err := p.Publish(context.Background(), b); err == nil {
 		t.Fatal("the first send should fail")
 	}
