@@ -29,7 +29,7 @@ import (
 
 func main() {
 	docs := flag.Int("docs", 10000, "documents in the group (another group of as many shares the table)")
-	rounds := flag.Int("rounds", 5, "measurements of each, alternated; the best counts")
+	rounds := flag.Int("rounds", 15, "measurements of each, alternated; the best counts")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the measured rounds (the worker runs in this process)")
 	flag.Parse()
 	ctx := context.Background()

@@ -95,6 +95,8 @@ func TestDecodeValue(t *testing.T) {
 		{name: "jsonb[]", oid: pgtype.JSONBArrayOID, text: `{"{\"a\": 1}"}`, want: []any{map[string]any{"a": num("1")}}, known: true},
 		{name: "timestamptz[]", oid: pgtype.TimestamptzArrayOID, text: `{"2026-11-26 17:00:00+01"}`, want: []any{"2026-11-26T16:00:00Z"}, known: true},
 		{name: "empty array", oid: pgtype.Int4ArrayOID, text: "{}", want: []any{}, known: true},
+		{name: "text[] plain", oid: pgtype.TextArrayOID, text: "{a,NULLs,null,b3}", want: []any{"a", "NULLs", nil, "b3"}, known: true},
+		{name: "one element", oid: pgtype.VarcharArrayOID, text: "{only}", want: []any{"only"}, known: true},
 		{name: "two dimensions", oid: pgtype.Int4ArrayOID, text: "{{1,2,3},{4,5,6}}", want: []any{[]any{num("1"), num("2"), num("3")}, []any{num("4"), num("5"), num("6")}}, known: true},
 		{name: "three dimensions", oid: pgtype.TextArrayOID, text: "{{{a},{b}},{{c},{NULL}}}", want: []any{[]any{[]any{"a"}, []any{"b"}}, []any{[]any{"c"}, []any{nil}}}, known: true},
 		{name: "lower bound", oid: pgtype.Int4ArrayOID, text: "[0:1]={5,6}", want: []any{num("5"), num("6")}, known: true},

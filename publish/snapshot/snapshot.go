@@ -225,6 +225,7 @@ func (h *Handler) page(ctx context.Context, p pageRequest) (body []byte, n int, 
 	caller, groups, limit, cur := p.caller, p.groups, p.limit, p.cur
 	streams := h.streams(caller, groups, p.narrowed)
 	var buf bytes.Buffer
+	buf.Grow(min(limit, 1000) * 256)
 	buf.WriteString(`{"hub":`)
 	buf.Write(wire.AppendString(nil, caller.Hub))
 	buf.WriteString(`,"groups":`)
@@ -366,23 +367,19 @@ func (h *Handler) streams(c hub.Caller, groups []string, narrowed bool) []stream
 // a document the stream would not send this caller.
 func (h *Handler) appendDoc(buf *bytes.Buffer, comma bool, st stream, d changefeed.SnapshotDoc) bool {
 	id := d.ID
-	var doc []byte
 	if !d.Deleted {
 		a, err := st.route.Audience(d.Doc)
 		if err != nil || a.Group != st.aud.Group || a.User != st.aud.User {
 			return false
 		}
 		id = st.route.ID(d.Doc, d.ID)
-		var encErr error
-		if doc, encErr = st.route.Encode(nil, d.Doc); encErr != nil {
-			h.cfg.Logger.Warn("snapshot: a document cannot be encoded; left out (the stream sends it as a refetch marker)", "collection", st.route.Mapping().Collection, "id", id, "err", encErr)
-			return false
-		}
 	}
-	if comma {
-		buf.WriteByte(',')
-	}
+	// Written into the buffer's free space and committed once whole: a
+	// document that cannot be encoded leaves nothing behind.
 	b := buf.AvailableBuffer()
+	if comma {
+		b = append(b, ',')
+	}
 	b = append(b, `{"collection":`...)
 	b = wire.AppendString(b, st.route.Mapping().Collection)
 	b = append(b, `,"id":`...)
@@ -401,9 +398,17 @@ func (h *Handler) appendDoc(buf *bytes.Buffer, comma bool, st stream, d changefe
 		b = append(b, `,"deleted":true`...)
 	} else {
 		b = append(b, `,"doc":`...)
-		b = append(b, doc...)
+		var err error
+		if b, err = st.route.Encode(b, d.Doc); err != nil {
+			h.cfg.Logger.Warn("snapshot: a document cannot be encoded; left out (the stream sends it as a refetch marker)", "collection", st.route.Mapping().Collection, "id", id, "err", err)
+			return false
+		}
 	}
 	b = append(b, '}')
+	if len(b) > cap(buf.AvailableBuffer()) {
+		// It outgrew the free space (and was copied): grow for the next.
+		buf.Grow(2 * len(b))
+	}
 	buf.Write(b)
 	return true
 }
