@@ -49,6 +49,8 @@ func TestBenchmarksSmoke(t *testing.T) {
 		{"latency", []string{"-clients", "20", "-groups", "4", "-rate", "100", "-seconds", "1"}, true},
 		{"latprobe", []string{"-rate", "200", "-seconds", "0.5"}, true},
 		{"cosmosthroughput", []string{"-docs", "300"}, false},
+		{"snapshot", []string{"-docs", "300", "-rounds", "1"}, true},
+		{"resume", []string{"-docs", "100", "-changes", "200", "-clients", "5", "-rounds", "1"}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var env []string
