@@ -164,8 +164,9 @@ func TestChaosCosmos(t *testing.T) {
 	if s.duration >= 45*time.Second && tot.resyncs == 0 {
 		t.Error("no client resynced: the long drops did not outlast the history")
 	}
-	if c.kills == 0 || c.splits != 1 {
-		t.Errorf("%d kills, %d splits: the schedule did not run", c.kills, c.splits)
+	if c.kills != count(plan, evKill) || c.restarts != c.kills || c.splits != 1 {
+		t.Errorf("%d kills, %d restarts, %d splits: the schedule planned %d kills and one split",
+			c.kills, c.restarts, c.splits, count(plan, evKill))
 	}
 }
 

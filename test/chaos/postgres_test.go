@@ -178,7 +178,8 @@ func TestChaosPostgres(t *testing.T) {
 	if s.duration >= 45*time.Second && tot.resyncs == 0 {
 		t.Error("no client resynced: the long drops did not outlast the history")
 	}
-	if c.kills == 0 || c.pgRestarts != 1 {
-		t.Errorf("%d kills, %d PostgreSQL restarts: the schedule did not run", c.kills, c.pgRestarts)
+	if c.kills != count(plan, evKill) || c.restarts != c.kills || c.pgRestarts != 1 {
+		t.Errorf("%d kills, %d restarts, %d PostgreSQL restarts: the schedule planned %d kills and one PostgreSQL restart",
+			c.kills, c.restarts, c.pgRestarts, count(plan, evKill))
 	}
 }

@@ -42,6 +42,17 @@ func (e event) String() string {
 	return fmt.Sprintf("%s %s", secs(e.at), e.kind)
 }
 
+// count is how many events of kind a plan holds.
+func count(evs []event, kind eventKind) int {
+	n := 0
+	for _, e := range evs {
+		if e.kind == kind {
+			n++
+		}
+	}
+	return n
+}
+
 func secs(d time.Duration) string { return fmt.Sprintf("%.1fs", d.Seconds()) }
 
 type planConfig struct {
