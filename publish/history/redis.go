@@ -14,10 +14,13 @@ import (
 // Redis keeps the histories in Redis, shared by every worker: per stream a
 // counter (the last offset), an epoch, and a Redis stream of envelopes
 // whose ids are their offsets, each appended with its offset in one Lua
-// script (atomic), trimmed by length and age, the three keys expiring
-// together when the stream is quiet for twice MaxAge. A flushed or evicted
-// Redis loses the epoch key: the next append starts a new epoch, and
-// clients resync. Keys share a hash tag per stream, so it works on a
+// script (atomic), trimmed by length and age. The envelopes expire when
+// the stream is quiet for twice MaxAge; its position (epoch and counter)
+// is kept for a day at least (positionTTL), renewed by every append and
+// snapshot, so that a client of a quiet stream (the hub-wide one, a user's)
+// that reconnects learns that it missed nothing instead of reloading. A
+// flushed or evicted Redis loses the epoch key: the next append starts a
+// new epoch, and clients resync. Keys share a hash tag per stream, so it works on a
 // Redis Cluster too. Safe for concurrent use.
 type Redis struct {
 	c      redis.UniversalClient
@@ -48,7 +51,7 @@ func newEpoch() string {
 }
 
 // appendScript: KEYS seq, epoch, log; ARGV head, tail, candidate epoch,
-// max messages, now (ms), max age (ms), ttl (s).
+// max messages, now (ms), max age (ms), ttl (s), position ttl (s).
 var appendScript = redis.NewScript(`
 local epoch = redis.call('GET', KEYS[2])
 if not epoch then
@@ -65,8 +68,8 @@ for i = 1, 100 do
   if #first == 0 or tonumber(first[1][2][2]) >= cutoff then break end
   redis.call('XDEL', KEYS[3], first[1][1])
 end
-redis.call('EXPIRE', KEYS[1], ARGV[7])
-redis.call('EXPIRE', KEYS[2], ARGV[7])
+redis.call('EXPIRE', KEYS[1], ARGV[8])
+redis.call('EXPIRE', KEYS[2], ARGV[8])
 redis.call('EXPIRE', KEYS[3], ARGV[7])
 return {epoch, off, payload}
 `)
@@ -96,13 +99,16 @@ if #got > limit then out[2] = 1 end
 return out
 `)
 
-// lastScript: KEYS seq, epoch; ARGV candidate epoch, ttl (s).
+// lastScript: KEYS seq, epoch; ARGV candidate epoch, position ttl (s).
 var lastScript = redis.NewScript(`
 local epoch = redis.call('GET', KEYS[2])
 if not epoch then
   epoch = ARGV[1]
   redis.call('SET', KEYS[2], epoch, 'EX', ARGV[2])
   redis.call('DEL', KEYS[1])
+else
+  redis.call('EXPIRE', KEYS[2], ARGV[2])
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
 end
 return {epoch, tonumber(redis.call('GET', KEYS[1]) or '0')}
 `)
@@ -111,10 +117,18 @@ func (r *Redis) ttl() string {
 	return strconv.FormatInt(int64((2*r.lim.MaxAge)/time.Second)+1, 10)
 }
 
+// minPositionTTL is how long a quiet stream's epoch and counter are kept
+// at least (longer when twice MaxAge is).
+const minPositionTTL = 24 * time.Hour
+
+func (r *Redis) positionTTL() string {
+	return strconv.FormatInt(int64(max(2*r.lim.MaxAge, minPositionTTL)/time.Second)+1, 10)
+}
+
 // Append implements Store.
 func (r *Redis) Append(ctx context.Context, stream string, head, tail []byte) (Entry, error) {
 	res, err := appendScript.Run(ctx, r.c, r.keys(stream), head, tail, newEpoch(), r.lim.MaxMessages,
-		r.now().UnixMilli(), r.lim.MaxAge.Milliseconds(), r.ttl()).Slice()
+		r.now().UnixMilli(), r.lim.MaxAge.Milliseconds(), r.ttl(), r.positionTTL()).Slice()
 	if err != nil {
 		return Entry{}, fmt.Errorf("history: append to %s: %w", stream, err)
 	}
@@ -163,7 +177,7 @@ func (r *Redis) Read(ctx context.Context, stream, epoch string, after uint64, li
 // Last implements Store.
 func (r *Redis) Last(ctx context.Context, stream string) (string, uint64, error) {
 	k := r.keys(stream)
-	res, err := lastScript.Run(ctx, r.c, k[:2], newEpoch(), r.ttl()).Slice()
+	res, err := lastScript.Run(ctx, r.c, k[:2], newEpoch(), r.positionTTL()).Slice()
 	if err != nil {
 		return "", 0, fmt.Errorf("history: last of %s: %w", stream, err)
 	}
