@@ -72,7 +72,7 @@ export class Replica {
   releaseRefetches(): void;
   load(collection: string, id: string, doc: unknown, v: string, deleted?: boolean): boolean;
   beginReload(): void;
-  endReload(since: string | null): void;
+  endReload(): void;
   put(collection: string, id: string, doc: unknown, v?: string | null): boolean;
   get(collection: string, id: string): unknown;
   version(collection: string, id: string): string | null | undefined;

@@ -285,8 +285,8 @@ export class ChangecastClient {
           }
           for (const st of this._streams.values()) clearTimeout(st.timer);
           this._streams.clear();
-          const since = await this._loadSnapshot();
-          if (cause !== 'start') this.replica.endReload(since);
+          await this._loadSnapshot();
+          if (cause !== 'start') this.replica.endReload();
           // Everything appended since the snapshot began (older changes of
           // its documents among them, which settle gaps at once).
           for (const st of [...this._streams.values()]) await this._changes(st);
@@ -309,13 +309,11 @@ export class ChangecastClient {
     this.replica.releaseRefetches();
   }
 
-  // _loadSnapshot reads every page of the snapshot into the replica, takes
-  // the streams' positions from its first page, and returns the lowest
-  // version it holds (where it began).
+  // _loadSnapshot reads every page of the snapshot into the replica and
+  // takes the streams' positions from its first page.
   async _loadSnapshot() {
     this.stats.snapshots++;
     let cursor = null;
-    let since = null;
     do {
       let q = `hub=${encodeURIComponent(this.hub)}`;
       if (this._snapshotLimit) q += `&limit=${this._snapshotLimit}`;
@@ -328,11 +326,9 @@ export class ChangecastClient {
       for (const d of page.docs) {
         this.stats.snapshotDocs++;
         this.replica.load(d.collection, d.id, d.doc, d.v, d.deleted === true);
-        if (since == null || compareVersions(d.v, since) < 0) since = d.v;
       }
       cursor = page.next || null;
     } while (cursor);
-    return since;
   }
 
   // _readOne answers a refetch with the one-document snapshot.

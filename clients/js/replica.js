@@ -137,21 +137,22 @@ export class Replica {
 
   /**
    * beginReload starts loading a whole snapshot again (after a reconnect
-   * that lost changes); endReload(since) then removes the documents the
-   * new snapshot did not hold and that were not changed at or after since
-   * (the version the snapshot began at, for documents the snapshot could
-   * not have seen).
+   * whose history was lost); endReload then removes the documents the new
+   * snapshot did not hold. What changed after the snapshot began comes
+   * next, from the streams' history or the envelopes held meanwhile, so a
+   * document the snapshot missed because it was written after its page
+   * was read comes back with that change. (Versions are not compared here:
+   * those of different documents need not be comparable, e.g. Cosmos DB's
+   * _lsn per physical partition.)
    */
   beginReload() {
     this._mark++;
   }
 
-  endReload(since) {
+  endReload() {
     for (const [collection, col] of this._cols) {
       for (const [id, e] of [...col]) {
-        if (e.mark === this._mark) continue;
-        if (since != null && e.v != null && compareVersions(e.v, since) >= 0) continue;
-        this._remove(collection, id, null, 'snapshot');
+        if (e.mark !== this._mark) this._remove(collection, id, null, 'snapshot');
       }
     }
   }
