@@ -257,5 +257,5 @@ func BuildBatch(source string, t Audience, items []Pending) *Batch {
 		b = append(b, p.Out.Raw...)
 	}
 	b = append(b, "]}"...)
-	return &Batch{Audience: t, Envelope: env, Payload: b}
+	return &Batch{Audience: t, Envelope: env, Payload: b, Encoded: true}
 }

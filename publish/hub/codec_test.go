@@ -165,3 +165,20 @@ func TestSendQueueResume(t *testing.T) {
 		t.Fatal("the connected bound does not hold")
 	}
 }
+
+// TestQueueBetweenPolls: a long-polling connection has no transport
+// between two polls; its queue keeps the usual bound then (only stateful
+// reconnect bounds a detached queue by its buffer).
+func TestQueueBetweenPolls(t *testing.T) {
+	q := newSendQueue(1000)
+	q.release()
+	q.detach() // a poll ended
+	for i := range 10 {
+		if !q.push([]byte("a message of some bytes"), true) {
+			t.Fatalf("push %d between two polls refused", i)
+		}
+	}
+	if q.push(make([]byte, 1000), true) {
+		t.Fatal("the queue held more than its bound")
+	}
+}

@@ -120,7 +120,10 @@ func (q *sendQueue) push(b []byte, sequenced bool) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	limit := q.max
-	if q.detached {
+	if q.detached && q.stateful {
+		// Only stateful reconnect bounds a connection without transport
+		// by its buffer. A long-polling client is without one between
+		// polls, every time: its queue keeps the usual bound.
 		limit = q.detachedMax
 	}
 	held := q.bytes + q.unackedBytes
@@ -196,8 +199,8 @@ func (q *sendQueue) ack(n uint64) {
 	q.unacked = append(q.unacked[:0], q.unacked[i:]...)
 }
 
-// detach marks the connection as having no transport: pushes are bounded
-// by the stateful reconnect buffer until resume.
+// detach marks the connection as having no transport: with stateful
+// reconnect, pushes are bounded by its buffer until resume.
 func (q *sendQueue) detach() {
 	q.mu.Lock()
 	defer q.mu.Unlock()

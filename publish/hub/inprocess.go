@@ -31,8 +31,9 @@ func (p inprocPublisher) Publish(ctx context.Context, b *publish.Batch) error {
 		return publish.Permanent(fmt.Errorf("hub: publish to %s: no method", t))
 	case t.Group != "" && !validGroup(t.Group):
 		return publish.Permanent(fmt.Errorf("hub: publish to %s: invalid group name", t))
-	case !json.Valid(b.Payload):
-		// A broken payload would corrupt the record stream of every client.
+	case !b.Encoded && !json.Valid(b.Payload):
+		// A broken payload would corrupt the record stream of every client;
+		// the pipeline's own batches are valid by construction.
 		return publish.Permanent(errors.New("hub: publish: payload is not valid JSON"))
 	}
 	frame := appendInvocation(nil, t.Method, []json.RawMessage{b.Payload})

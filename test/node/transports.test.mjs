@@ -61,7 +61,7 @@ async function connect({ base = hubURL, transport, msgpack = false, stateful = f
   if (stateful) b = b.withStatefulReconnect();
   const conn = b.build();
   const got = [];
-  conn.on('changes', (arg) => got.push(arg));
+  conn.on('changes', (arg) => { got.push(arg); });
   await conn.start();
   return { conn, got };
 }
