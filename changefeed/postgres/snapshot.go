@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -62,6 +63,31 @@ type txnRecord struct {
 	xid    uint32
 	keys   []docKey
 	truncs []string // collections truncated
+	// wide: collections with more changed keys than a record keeps
+	// (maxTxnKeys); to a window they are as good as truncated (every row
+	// of its round is read again), which bounds the memory a bulk load
+	// costs here.
+	wide []string
+}
+
+// maxTxnKeys bounds the keys kept of one transaction.
+const maxTxnKeys = 4096
+
+// add records that the transaction changed k.
+func (r *txnRecord) add(k docKey) {
+	if len(r.keys) < maxTxnKeys {
+		r.keys = append(r.keys, k)
+		return
+	}
+	if !slices.Contains(r.wide, k.coll) {
+		r.wide = append(r.wide, k.coll)
+	}
+}
+
+// reset starts the record of transaction xid, reusing its buffers (at
+// most maxTxnKeys keys).
+func (r *txnRecord) reset(xid uint32) {
+	r.xid, r.keys, r.truncs, r.wide = xid, r.keys[:0], r.truncs[:0], r.wide[:0]
 }
 
 // xidSnapshot is a pg_current_snapshot(): transactions below xmin are
@@ -137,10 +163,8 @@ func (w *window) note(r *txnRecord) {
 			w.stale[k.id] = true
 		}
 	}
-	for _, c := range r.truncs {
-		if c == w.coll {
-			w.all = true
-		}
+	if slices.Contains(r.truncs, w.coll) || slices.Contains(r.wide, w.coll) {
+		w.all = true
 	}
 }
 
@@ -205,12 +229,14 @@ func (ws *windows) commit(r *txnRecord, commitLSN pglogrepl.LSN, marks []uint64)
 	slot.xid = r.xid
 	slot.keys = append(slot.keys[:0], r.keys...)
 	slot.truncs = append(slot.truncs[:0], r.truncs...)
+	slot.wide = append(slot.wide[:0], r.wide...)
 	for _, w := range ws.open {
 		if w.hw != "" {
 			continue
 		}
 		if w.snap == nil {
-			w.early = append(w.early, txnRecord{xid: r.xid, keys: append([]docKey(nil), r.keys...), truncs: append([]string(nil), r.truncs...)})
+			w.early = append(w.early, txnRecord{xid: r.xid, keys: append([]docKey(nil), r.keys...),
+				truncs: append([]string(nil), r.truncs...), wide: append([]string(nil), r.wide...)})
 		} else {
 			w.note(r)
 		}

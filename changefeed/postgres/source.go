@@ -597,7 +597,8 @@ func (d *decoder) decode(data []byte) ([]changefeed.Event, error) {
 		d.inTx, d.commitLSN, d.commitTime, d.idx = true, m.FinalLSN, m.CommitTime, 0
 		// Every version of the transaction starts with its commit LSN.
 		d.vprefix = strconv.FormatUint(uint64(m.FinalLSN), 10) + "."
-		d.txn.xid, d.txn.keys, d.txn.truncs, d.marks = m.Xid, d.txn.keys[:0], d.txn.truncs[:0], d.marks[:0]
+		d.txn.reset(m.Xid)
+		d.marks = d.marks[:0]
 	case *pglogrepl.CommitMessage:
 		d.inTx = false
 		d.src.wins.commit(&d.txn, d.commitLSN, d.marks)
@@ -717,7 +718,7 @@ func (d *decoder) update(r *relation, oldTup []tupleCol, oldKind byte, newTup []
 			// and another one new; the mapper sends both.
 			c := d.change(r, changefeed.Update, before.doc, partial, after)
 			c.PrevID = oldID
-			d.txn.keys = append(d.txn.keys, docKey{r.collection, oldID})
+			d.txn.add(docKey{r.collection, oldID})
 			return d.one(c)
 		}
 	}
@@ -742,6 +743,6 @@ func (d *decoder) change(r *relation, op changefeed.Op, before map[string]any, p
 	} else {
 		c.ID, _ = docID(r, before)
 	}
-	d.txn.keys = append(d.txn.keys, docKey{r.collection, c.ID})
+	d.txn.add(docKey{r.collection, c.ID})
 	return c
 }
