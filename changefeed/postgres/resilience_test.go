@@ -161,36 +161,11 @@ publish:
 	}
 }
 
-// startPrivateCluster starts a cluster of its own for a test that restarts
-// the server (so other tests are not disturbed).
-func startPrivateCluster(t *testing.T) (url, dir string) {
-	t.Helper()
-	testkit.Integration(t, "PostgreSQL binaries for scripts/pg.sh (a cluster of the test's own, restarted mid-stream)")
-	out, err := exec.Command(filepath.Join(testkit.Root(t), "scripts", "pg.sh"), "start").Output()
-	if err != nil {
-		t.Fatalf("pg.sh start: %v", err)
-	}
-	for _, f := range strings.Fields(strings.TrimPrefix(strings.TrimSpace(string(out)), "export ")) {
-		k, v, _ := strings.Cut(f, "=")
-		v = strings.Trim(v, "'")
-		switch k {
-		case "CHANGECAST_PG_URL":
-			url = v
-		case "CHANGECAST_PG_DIR":
-			dir = v
-		}
-	}
-	if url == "" || dir == "" {
-		t.Fatalf("pg.sh start printed %q", out)
-	}
-	t.Cleanup(func() { exec.Command(filepath.Join(testkit.Root(t), "scripts", "pg.sh"), "stop", dir).Run() })
-	return url, dir
-}
-
 // TestServerRestart restarts PostgreSQL mid-stream: the source reconnects,
 // resumes from confirmed_flush_lsn, and nothing is missing.
 func TestServerRestart(t *testing.T) {
-	base, dir := startPrivateCluster(t)
+	cluster := testkit.PrivateCluster(t)
+	base := cluster.URL
 	dbURL := testkit.DatabaseOn(t, base)
 	ctx := context.Background()
 	db, err := pgx.Connect(ctx, dbURL)
@@ -232,8 +207,8 @@ func TestServerRestart(t *testing.T) {
 		return nil
 	})
 	testkit.Until(t, 20*time.Second, "first changes", func() bool { return p.cap.rep.Counts().Changes > 50 })
-	if out, err := exec.Command(filepath.Join(testkit.Root(t), "scripts", "pg.sh"), "restart", dir).CombinedOutput(); err != nil {
-		t.Fatalf("restart: %v\n%s", err, out)
+	if err := cluster.Restart(); err != nil {
+		t.Fatal(err)
 	}
 	testkit.Until(t, 30*time.Second, "the source to reconnect", p.src.Ready)
 	testkit.Recv(t, writer, 2*time.Minute, "the writer to finish")

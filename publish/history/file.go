@@ -44,8 +44,8 @@ type fileEntry struct {
 	At      time.Time
 }
 
-// WriteTo writes every stream's epoch, last offset and kept envelopes.
-func (m *Memory) WriteTo(w io.Writer) (int64, error) {
+// write writes every stream's epoch, last offset and kept envelopes.
+func (m *Memory) write(w io.Writer) error {
 	m.mu.Lock()
 	img := fileImage{Magic: fileMagic, Saved: m.now()}
 	m.trim(img.Saved)
@@ -57,26 +57,23 @@ func (m *Memory) WriteTo(w io.Writer) (int64, error) {
 		img.Streams = append(img.Streams, fs)
 	}
 	m.mu.Unlock()
-	cw := &countWriter{w: w}
-	err := gob.NewEncoder(cw).Encode(&img)
-	return cw.n, err
+	return gob.NewEncoder(w).Encode(&img)
 }
 
-// ReadFrom replaces the store's streams with those written by WriteTo
-// (trimmed to the store's limits, by age from the time they were written
-// down). A file of another format is an error and changes nothing.
-func (m *Memory) ReadFrom(r io.Reader) (int64, error) {
-	cr := &countReader{r: r}
+// read replaces the store's streams with those written by write (trimmed
+// to the store's limits, by age from the time they were written down). A
+// file of another format is an error and changes nothing.
+func (m *Memory) read(r io.Reader) error {
 	var img fileImage
-	if err := gob.NewDecoder(cr).Decode(&img); err != nil {
-		return cr.n, fmt.Errorf("history: reading a saved history: %w", err)
+	if err := gob.NewDecoder(r).Decode(&img); err != nil {
+		return fmt.Errorf("history: reading a saved history: %w", err)
 	}
 	if img.Magic != fileMagic {
-		return cr.n, fmt.Errorf("history: a saved history of format %q, want %q", img.Magic, fileMagic)
+		return fmt.Errorf("history: a saved history of format %q, want %q", img.Magic, fileMagic)
 	}
 	for _, fs := range img.Streams {
 		if fs.Last < uint64(len(fs.Entries)) {
-			return cr.n, fmt.Errorf("history: saved stream %q holds %d envelopes up to offset %d", fs.Name, len(fs.Entries), fs.Last)
+			return fmt.Errorf("history: saved stream %q holds %d envelopes up to offset %d", fs.Name, len(fs.Entries), fs.Last)
 		}
 	}
 	m.mu.Lock()
@@ -110,7 +107,7 @@ func (m *Memory) ReadFrom(r io.Reader) (int64, error) {
 		}
 	}
 	m.trim(m.now())
-	return cr.n, nil
+	return nil
 }
 
 // SaveFile writes the store to path, atomically (a temporary file renamed
@@ -121,7 +118,7 @@ func (m *Memory) SaveFile(path string) error {
 		return fmt.Errorf("history.file: %w", err)
 	}
 	defer os.Remove(tmp.Name())
-	if _, err := m.WriteTo(tmp); err != nil {
+	if err := m.write(tmp); err != nil {
 		tmp.Close()
 		return fmt.Errorf("history.file: writing %s: %w", tmp.Name(), err)
 	}
@@ -150,7 +147,7 @@ func (m *Memory) LoadFile(path string) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("history.file: %w", err)
 	}
-	_, err = m.ReadFrom(f)
+	err = m.read(f)
 	f.Close()
 	if rerr := os.Remove(path); rerr != nil && err == nil {
 		// Kept, the file would bring this epoch back after a crash.
@@ -161,26 +158,4 @@ func (m *Memory) LoadFile(path string) (bool, error) {
 		return false, err
 	}
 	return err == nil, err
-}
-
-type countWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
-}
-
-type countReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
 }

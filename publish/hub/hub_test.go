@@ -56,6 +56,11 @@ func TestNegotiateConnectAndReceive(t *testing.T) {
 	if err := h.Publisher().Publish(ctx, &publish.Batch{Audience: publish.Audience{Hub: "orders", User: "bob", Method: "mine"}, Payload: json.RawMessage(`2`)}); err != nil {
 		t.Fatal(err)
 	}
+	// A payload not made by the pipeline's encoders is checked: a broken
+	// one is refused for good.
+	if err := h.Publisher().Publish(ctx, &publish.Batch{Audience: publish.Audience{Hub: "orders", Method: "all"}, Payload: json.RawMessage(`{"x":`)}); !publish.IsPermanent(err) {
+		t.Fatalf("a broken payload: %v, want a permanent error", err)
+	}
 
 	// a never got tenant-b's batch: it was sent first, so it would be first.
 	tgt, args := invocation(t, a.nextNonPing(5*time.Second))

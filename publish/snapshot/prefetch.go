@@ -26,7 +26,7 @@ type prefetched struct {
 	created time.Time
 	body    []byte
 	n       int
-	next    string
+	next    *cursor
 	err     error
 }
 

@@ -171,7 +171,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var (
 		body []byte
 		n    int
-		next string
+		next *cursor
 	)
 	if p := h.prefetched.take(req.key()); p != nil {
 		select {
@@ -189,12 +189,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	if next != "" {
+	if next != nil {
 		// Read the next page while this one travels and is decoded: a
 		// client reads pages one after the other, and would otherwise wait
 		// for the source's round trip (watermark, SELECT, encoding) on
 		// every page.
-		h.prefetch(pageRequest{caller: caller, groups: groups, narrowed: narrowed != "", limit: limit, cur: mustCursor(next)})
+		req.cur = *next
+		h.prefetch(req)
 	}
 	h.cfg.Metrics.served(n, time.Since(start))
 	w.Header().Set("Content-Type", "application/json")
@@ -220,8 +221,8 @@ func (p pageRequest) key() string {
 }
 
 // page reads and encodes one page: the documents from the cursor on, at
-// most limit, and the cursor of the next page ("" on the last).
-func (h *Handler) page(ctx context.Context, p pageRequest) (body []byte, n int, next string, err error) {
+// most limit, and the cursor of the next page (nil on the last).
+func (h *Handler) page(ctx context.Context, p pageRequest) (body []byte, n int, next *cursor, err error) {
 	caller, groups, limit, cur := p.caller, p.groups, p.limit, p.cur
 	streams := h.streams(caller, groups, p.narrowed)
 	var buf bytes.Buffer
@@ -234,7 +235,7 @@ func (h *Handler) page(ctx context.Context, p pageRequest) (body []byte, n int, 
 	if h.cfg.Streams != nil && cur == (cursor{}) {
 		// Before any page is read: the snapshot begins after these.
 		if err := h.appendStreams(&buf, ctx, caller, groups, p.narrowed); err != nil {
-			return nil, 0, "", err
+			return nil, 0, nil, err
 		}
 	}
 	buf.WriteString(`,"docs":[`)
@@ -248,7 +249,7 @@ func (h *Handler) page(ctx context.Context, p pageRequest) (body []byte, n int, 
 			page, err := h.cfg.Source.Snapshot(ctx, changefeed.SnapshotQuery{Collection: st.route.Mapping().Collection,
 				Match: st.match, After: after, Limit: limit - n})
 			if err != nil {
-				return nil, 0, "", err
+				return nil, 0, nil, err
 			}
 			for _, d := range page.Docs {
 				if h.appendDoc(&buf, n > 0, st, d) {
@@ -260,17 +261,17 @@ func (h *Handler) page(ctx context.Context, p pageRequest) (body []byte, n int, 
 			}
 			after = page.Next
 			if n >= limit {
-				next = encodeCursor(cursor{Stream: i, After: after})
+				next = &cursor{Stream: i, After: after}
 			}
 		}
-		if n >= limit && next == "" && i+1 < len(streams) {
-			next = encodeCursor(cursor{Stream: i + 1})
+		if n >= limit && next == nil && i+1 < len(streams) {
+			next = &cursor{Stream: i + 1}
 		}
 	}
 	buf.WriteString("]")
-	if next != "" {
+	if next != nil {
 		buf.WriteString(`,"next":`)
-		buf.Write(wire.AppendString(nil, next))
+		buf.Write(wire.AppendString(nil, encodeCursor(*next)))
 	}
 	buf.WriteString("}")
 	return buf.Bytes(), n, next, nil
@@ -492,13 +493,6 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 		h.cfg.Logger.Error("snapshot failed", "err", err)
 		writeError(w, http.StatusInternalServerError, "the snapshot failed; retry")
 	}
-}
-
-func mustCursor(s string) cursor {
-	var c cursor
-	b, _ := base64.RawURLEncoding.DecodeString(s)
-	json.Unmarshal(b, &c)
-	return c
 }
 
 func encodeCursor(c cursor) string {

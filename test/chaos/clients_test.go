@@ -357,6 +357,19 @@ func problems(reports []clientReport, losses []clientLoss) string {
 }
 
 // totals are the counters the run prints.
+// exercised fails the test when a run of d did not do what it is for:
+// catch-ups from the history, and (long enough to hold 30 s drops)
+// resyncs of clients that outlasted it.
+func (tot totals) exercised(t *testing.T, d time.Duration) {
+	t.Helper()
+	if tot.catchUps == 0 {
+		t.Error("no client caught up from the history after a drop: the run did not exercise /changes")
+	}
+	if d >= 45*time.Second && tot.resyncs == 0 {
+		t.Error("no client resynced: the long drops did not outlast the history")
+	}
+}
+
 type totals struct {
 	messages, changes, duplicates, ignored, gapsFilled, catchUps, resyncs, reloads, snapshots, snapshotDocs, refetches, drops, lost int
 }

@@ -2,9 +2,7 @@ package chaos_test
 
 import (
 	"context"
-	"fmt"
 	"net/http"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -48,32 +46,6 @@ server:
   listen: "{{SERVER_LISTEN}}"
 `
 
-// chaosCluster starts a PostgreSQL cluster of the test's own, which it
-// restarts mid-run (the shared one of make test serves other tests).
-func chaosCluster(t *testing.T) (url, dir string) {
-	t.Helper()
-	pgsh := filepath.Join(testkit.Root(t), "scripts", "pg.sh")
-	out, err := exec.Command(pgsh, "start").Output()
-	if err != nil {
-		t.Fatalf("pg.sh start: %v", err)
-	}
-	for _, f := range strings.Fields(strings.TrimPrefix(strings.TrimSpace(string(out)), "export ")) {
-		k, v, _ := strings.Cut(f, "=")
-		v = strings.Trim(v, "'")
-		switch k {
-		case "CHANGECAST_PG_URL":
-			url = v
-		case "CHANGECAST_PG_DIR":
-			dir = v
-		}
-	}
-	if url == "" || dir == "" {
-		t.Fatalf("pg.sh start printed %q", out)
-	}
-	t.Cleanup(func() { exec.Command(pgsh, "stop", dir).Run() })
-	return url, dir
-}
-
 // TestChaosPostgres is the chaos proof on PostgreSQL (see the package
 // comment): at the end every client's replica equals its tenant's rows
 // exactly, after kills of the active worker, a PostgreSQL restart and
@@ -87,7 +59,8 @@ func TestChaosPostgres(t *testing.T) {
 	s := loadSettings(t)
 	changecastBinary(t)
 
-	base, pgDir := chaosCluster(t)
+	cluster := testkit.PrivateCluster(t)
+	base := cluster.URL
 	dbURL := testkit.DatabaseOn(t, base)
 	db := testkit.Connect(t, dbURL)
 	testkit.CreateWorkloadTables(t, db, true, "public.orders")
@@ -146,13 +119,7 @@ func TestChaosPostgres(t *testing.T) {
 	})
 
 	c := &chaos{t: t, slots: slots, yaml: yaml, bal: bal, nc: nc,
-		pgRestart: func() error {
-			out, err := exec.Command(filepath.Join(testkit.Root(t), "scripts", "pg.sh"), "restart", pgDir).CombinedOutput()
-			if err != nil {
-				return fmt.Errorf("%v: %s", err, out)
-			}
-			return nil
-		}}
+		pgRestart: cluster.Restart}
 	c.run(plan, true)
 	testkit.Recv(t, writer, s.duration+time.Minute, "the writer to stop")
 	t.Logf("writer: %d transactions, %d failed (%d reconnects); chaos: %d kills, %d restarts, %d PostgreSQL restarts, %d drops",
@@ -172,12 +139,7 @@ func TestChaosPostgres(t *testing.T) {
 			return tn
 		})
 	})
-	if tot.catchUps == 0 {
-		t.Error("no client caught up from the history after a drop: the run did not exercise /changes")
-	}
-	if s.duration >= 45*time.Second && tot.resyncs == 0 {
-		t.Error("no client resynced: the long drops did not outlast the history")
-	}
+	tot.exercised(t, s.duration)
 	if c.kills != count(plan, evKill) || c.restarts != c.kills || c.pgRestarts != 1 {
 		t.Errorf("%d kills, %d restarts, %d PostgreSQL restarts: the schedule planned %d kills and one PostgreSQL restart",
 			c.kills, c.restarts, c.pgRestarts, count(plan, evKill))
