@@ -116,7 +116,7 @@ func main() {
 	fetch := func() int64 {
 		var size int64
 		for a := after; ; {
-			body := get(w, changesPath(epoch, a))
+			body := w.Read("acme", changesPath(epoch, a))
 			size += int64(len(body))
 			if !bytes.HasSuffix(bytes.TrimSpace(body), []byte(`"more":true}`)) {
 				return size
@@ -134,25 +134,8 @@ func main() {
 		}
 	}
 	reload := func() int {
-		n, cursor := 0, ""
-		for {
-			path := "/snapshot?hub=orders&group=tenant-acme"
-			if cursor != "" {
-				path += "&cursor=" + url.QueryEscape(cursor)
-			}
-			var page struct {
-				Docs []struct {
-					Doc map[string]any `json:"doc"`
-				} `json:"docs"`
-				Next string `json:"next"`
-			}
-			getJSON(w, path, &page)
-			n += len(page.Docs)
-			if page.Next == "" {
-				return n
-			}
-			cursor = page.Next
-		}
+		n, _ := w.Snapshot("acme", "tenant-acme")
+		return n
 	}
 
 	envs, chg := catchUp()
@@ -212,28 +195,9 @@ func changesPath(epoch string, after uint64) string {
 	return "/changes?hub=orders&group=tenant-acme&epoch=" + url.QueryEscape(epoch) + "&after=" + strconv.FormatUint(after, 10)
 }
 
-// get reads path as a user of acme, or exits.
-func get(w *benchenv.Worker, path string) []byte {
-	resp, err := w.Get("acme", path)
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var buf bytes.Buffer
-	if resp.ContentLength > 0 {
-		buf.Grow(int(resp.ContentLength) + bytes.MinRead)
-	}
-	_, err = buf.ReadFrom(resp.Body)
-	body := buf.Bytes()
-	if err != nil || resp.StatusCode != http.StatusOK {
-		log.Fatalf("GET %s: %d %v %s", path, resp.StatusCode, err, body)
-	}
-	return body
-}
-
 // getJSON reads path as a user of acme into v, or exits.
 func getJSON(w *benchenv.Worker, path string, v any) {
-	if err := json.Unmarshal(get(w, path), v); err != nil {
+	if err := json.Unmarshal(w.Read("acme", path), v); err != nil {
 		log.Fatalf("GET %s: %v", path, err)
 	}
 }

@@ -16,10 +16,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"io"
 	"log"
-	"net/http"
-	"net/url"
 	"os"
 	"runtime/pprof"
 	"time"
@@ -73,39 +70,7 @@ func main() {
 		}
 		return n, size
 	}
-	snapshot := func() (int, int64) {
-		n, size, cursor := 0, int64(0), ""
-		for {
-			path := "/snapshot?hub=orders&group=tenant-acme"
-			if cursor != "" {
-				path += "&cursor=" + url.QueryEscape(cursor)
-			}
-			resp, err := w.Get("acme", path)
-			if err != nil {
-				log.Fatal(err)
-			}
-			body, err := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if err != nil || resp.StatusCode != http.StatusOK {
-				log.Fatalf("GET %s: %d %v %s", path, resp.StatusCode, err, body)
-			}
-			var page struct {
-				Docs []struct {
-					Doc map[string]any `json:"doc"`
-				} `json:"docs"`
-				Next string `json:"next"`
-			}
-			if err := json.Unmarshal(body, &page); err != nil {
-				log.Fatal(err)
-			}
-			n += len(page.Docs)
-			size += int64(len(body))
-			if page.Next == "" {
-				return n, size
-			}
-			cursor = page.Next
-		}
-	}
+	snapshot := func() (int, int64) { return w.Snapshot("acme", "tenant-acme") }
 
 	best := func(d *time.Duration, f func() (int, int64)) (int, int64) {
 		start := time.Now()

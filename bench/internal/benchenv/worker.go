@@ -1,11 +1,14 @@
 package benchenv
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"log"
 	"net"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -99,6 +102,54 @@ func (w *Worker) Get(tid, path string) (*http.Response, error) {
 	}
 	req.Header.Set("Authorization", "Bearer "+Token(tid))
 	return http.DefaultClient.Do(req)
+}
+
+// Read requests Base+path as a user of tenant tid and returns the body,
+// or exits unless the answer is 200.
+func (w *Worker) Read(tid, path string) []byte {
+	resp, err := w.Get(tid, path)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var buf bytes.Buffer
+	if resp.ContentLength > 0 {
+		buf.Grow(int(resp.ContentLength) + bytes.MinRead)
+	}
+	_, err = buf.ReadFrom(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		log.Fatalf("GET %s: %d %v %s", path, resp.StatusCode, err, buf.Bytes())
+	}
+	return buf.Bytes()
+}
+
+// Snapshot reads every page of group's snapshot as a user of tenant tid,
+// decoding each document as a client does, and returns how many
+// documents and bytes it read.
+func (w *Worker) Snapshot(tid, group string) (docs int, size int64) {
+	cursor := ""
+	for {
+		path := "/snapshot?hub=orders&group=" + url.QueryEscape(group)
+		if cursor != "" {
+			path += "&cursor=" + url.QueryEscape(cursor)
+		}
+		body := w.Read(tid, path)
+		var page struct {
+			Docs []struct {
+				Doc map[string]any `json:"doc"`
+			} `json:"docs"`
+			Next string `json:"next"`
+		}
+		if err := json.Unmarshal(body, &page); err != nil {
+			log.Fatalf("GET %s: %v", path, err)
+		}
+		docs += len(page.Docs)
+		size += int64(len(body))
+		if page.Next == "" {
+			return docs, size
+		}
+		cursor = page.Next
+	}
 }
 
 // Token is a negotiate token of a user of tenant tid.
