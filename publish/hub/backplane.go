@@ -151,13 +151,15 @@ func (b *backplane) apply(m busMsg) {
 			b.joined(context.Background(), m.Hub, m.Group, m.Conn)
 		}
 	case opLeave:
-		r.removeConnFromGroups(m.Hub, m.Group, m.Conn)
+		if groups, _ := r.removeConnFromGroups(m.Hub, m.Group, m.Conn); len(groups) > 0 {
+			b.left(context.Background(), m.Hub, map[string][]string{m.Conn: groups})
+		}
 	case opAddUser:
 		r.addUserToGroup(m.Hub, m.Group, m.User, m.TTL, m.Keep, now)
 	case opUserConns:
 		r.addUserConnsToGroup(m.Hub, m.Group, m.User)
 	case opRemoveUser:
-		r.removeUserFromGroups(m.Hub, m.Group, m.User)
+		b.left(context.Background(), m.Hub, r.removeUserFromGroups(m.Hub, m.Group, m.User))
 	case opClose:
 		r.each(m.Hub, scope{kind: m.Kind, name: m.Name, excluded: m.Excluded}, now, func(c *conn) { c.close(m.Reason, m.Allow) })
 	}
@@ -235,6 +237,26 @@ func (b *backplane) joined(ctx context.Context, hub, group, id string) {
 	p.Expire(ctx, gk, b.cfg.NodeTTL)
 	if _, err := p.Exec(ctx); err != nil {
 		b.log.Warn("hub: backplane: recording a group membership failed", "err", err)
+	}
+}
+
+// left forgets connection-level memberships (connection id → the groups
+// it left), so questions asked through Redis see them gone before the
+// memberships would expire.
+func (b *backplane) left(ctx context.Context, hub string, groups map[string][]string) {
+	if len(groups) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	p := b.rdb.TxPipeline()
+	for id, gs := range groups {
+		for _, g := range gs {
+			p.ZRem(ctx, b.key("g", hub, g), id)
+		}
+	}
+	if _, err := p.Exec(ctx); err != nil {
+		b.log.Warn("hub: backplane: forgetting a group membership failed", "err", err)
 	}
 }
 
@@ -376,10 +398,25 @@ func (b *backplane) removeUser(ctx context.Context, hub, group, user string) err
 			return fmt.Errorf("hub: backplane: %w", err)
 		}
 	}
+	// The user's connections leave a named group now too (their nodes
+	// forget them from all groups when told).
+	var conns []any
+	if group != "" {
+		ids, err := b.userConns(ctx, hub, user)
+		if err != nil {
+			return fmt.Errorf("hub: backplane: %w", err)
+		}
+		for _, id := range ids {
+			conns = append(conns, id)
+		}
+	}
 	p := b.rdb.TxPipeline()
 	for _, g := range groups {
 		p.ZRem(ctx, b.key("gu", hub, g), user)
 		p.ZRem(ctx, ug, g)
+	}
+	if len(conns) > 0 {
+		p.ZRem(ctx, b.key("g", hub, group), conns...)
 	}
 	if _, err := p.Exec(ctx); err != nil {
 		return fmt.Errorf("hub: backplane: %w", err)

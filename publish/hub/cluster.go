@@ -41,10 +41,15 @@ func (s *Server) deliverLocal(hub string, sc scope, o *outbound) {
 }
 
 // exists reports whether sc (a connection, a group or a user) has a
-// connection on some node.
+// connection on some node. With a backplane, group questions go to Redis
+// alone: a membership another node removed may still be here for a moment
+// (its message on the channel not yet read), and Redis is written before
+// the call that changed it returns.
 func (s *Server) exists(ctx context.Context, hub string, sc scope) (bool, error) {
-	if local := s.reg.count(hub, sc, time.Now()) > 0; local || s.bp == nil {
-		return local, nil
+	if s.bp == nil || sc.kind != scopeGroup {
+		if local := s.reg.count(hub, sc, time.Now()) > 0; local || s.bp == nil {
+			return local, nil
+		}
 	}
 	switch sc.kind {
 	case scopeConn:
@@ -60,14 +65,15 @@ func (s *Server) exists(ctx context.Context, hub string, sc scope) (bool, error)
 	return false, nil
 }
 
-// listGroup lists the connections in group on every node, sorted by id.
+// listGroup lists the connections in group on every node, sorted by id
+// (with a backplane, as Redis has them: see exists).
 func (s *Server) listGroup(ctx context.Context, hub, group string) ([]connInfo, error) {
-	now := time.Now()
 	byID := map[string]string{}
-	for _, c := range s.reg.list(hub, scope{kind: scopeGroup, name: group}, now) {
-		byID[c.ConnectionID] = c.UserID
-	}
-	if s.bp != nil {
+	if s.bp == nil {
+		for _, c := range s.reg.list(hub, scope{kind: scopeGroup, name: group}, time.Now()) {
+			byID[c.ConnectionID] = c.UserID
+		}
+	} else {
 		conns, users, err := s.bp.groupMembers(ctx, hub, group)
 		if err != nil {
 			return nil, err
@@ -106,9 +112,11 @@ func (s *Server) listGroup(ctx context.Context, hub, group string) ([]connInfo, 
 	return out, nil
 }
 
+// userInGroup asks the registry, or with a backplane Redis alone (see
+// exists).
 func (s *Server) userInGroup(ctx context.Context, hub, group, user string) (bool, error) {
-	if local := s.reg.userInGroup(hub, group, user, time.Now()); local || s.bp == nil {
-		return local, nil
+	if s.bp == nil {
+		return s.reg.userInGroup(hub, group, user, time.Now()), nil
 	}
 	if ok, err := s.bp.userGroup(ctx, hub, group, user); ok || err != nil {
 		return ok, err
@@ -144,29 +152,31 @@ func (s *Server) addConnToGroup(ctx context.Context, hub, group, id string) (boo
 	if _, ok, err := s.bp.connUser(ctx, hub, id); !ok || err != nil {
 		return false, err
 	}
-	// Its node adds it, and records it.
+	// Recorded now, so the questions that follow see it; its node adds it
+	// and renews the record.
+	s.bp.joined(ctx, hub, group, id)
 	return true, s.bp.publish(ctx, busMsg{Op: opJoin, Hub: hub, Group: group, Conn: id})
 }
 
 // removeConnFromGroups removes a connection from group (all: ""); false
 // when it is not open anywhere.
 func (s *Server) removeConnFromGroups(ctx context.Context, hub, group, id string) (bool, error) {
-	found := s.reg.removeConnFromGroups(hub, group, id)
+	left, found := s.reg.removeConnFromGroups(hub, group, id)
 	if s.bp == nil {
 		return found, nil
 	}
-	if !found {
-		if _, ok, err := s.bp.connUser(ctx, hub, id); !ok || err != nil {
-			return false, err
-		}
+	if found {
+		s.bp.left(ctx, hub, map[string][]string{id: left})
+		return true, nil
 	}
+	if _, ok, err := s.bp.connUser(ctx, hub, id); !ok || err != nil {
+		return false, err
+	}
+	// Its node removes it (and forgets all its groups in Redis).
 	if group != "" {
 		if err := s.bp.rdb.ZRem(ctx, s.bp.key("g", hub, group), id).Err(); err != nil {
 			return false, err
 		}
-	}
-	if found {
-		return true, nil
 	}
 	return true, s.bp.publish(ctx, busMsg{Op: opLeave, Hub: hub, Group: group, Conn: id})
 }
@@ -194,10 +204,11 @@ func (s *Server) addUserConnsToGroup(ctx context.Context, hub, group, user strin
 }
 
 func (s *Server) removeUserFromGroups(ctx context.Context, hub, group, user string) error {
-	s.reg.removeUserFromGroups(hub, group, user)
+	left := s.reg.removeUserFromGroups(hub, group, user)
 	if s.bp == nil {
 		return nil
 	}
+	s.bp.left(ctx, hub, left)
 	if err := s.bp.removeUser(ctx, hub, group, user); err != nil {
 		return err
 	}

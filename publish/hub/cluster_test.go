@@ -293,3 +293,35 @@ func (b *balancer) serve(c net.Conn) {
 	<-done
 	<-done
 }
+
+// TestBackplaneAnswersFromRedis: with a backplane, membership questions
+// are answered from Redis, which the call that changed a membership wrote
+// before it returned, not from this node's copy, which another node's
+// message on the channel may not have reached yet (TestBackplaneNodes
+// failed that way now and then: a removal made through one node, asked
+// through another at once). The stale copy is made by hand: node b holds
+// a membership Redis does not have, as after a removal through node a
+// whose message b has not read yet.
+func TestBackplaneAnswersFromRedis(t *testing.T) {
+	t.Parallel()
+	url := testkit.Redis(t)
+	bp := &Backplane{RedisURL: url, Prefix: testkit.RedisPrefix(t, url)}
+	cfg := Config{Hubs: []string{"orders"}, Backplane: bp, AccessKey: strings.Repeat("k", 44),
+		Negotiate: NegotiateConfig{Auth: NegotiateAuth{Anonymous: true}}}
+	a, b := startHub(t, cfg), startHub(t, cfg)
+	ctx := t.Context()
+	if err := a.rest.AddUserToGroup(ctx, "orders", "vip", "bob", 0); err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range []*testHub{a, b} {
+		if ok, err := h.rest.UserInGroup(ctx, "orders", "vip", "bob"); err != nil || !ok {
+			t.Fatalf("bob in vip via %s: %v, %v; want true", h.Endpoint(), ok, err)
+		}
+	}
+	b.reg.addUserToGroup("orders", "gone", "bob", 0, false, time.Now())
+	for _, h := range []*testHub{a, b} {
+		if ok, err := h.rest.UserInGroup(ctx, "orders", "gone", "bob"); err != nil || ok {
+			t.Fatalf("bob in a group Redis does not have, via %s: %v, %v; want false", h.Endpoint(), ok, err)
+		}
+	}
+}

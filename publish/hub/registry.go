@@ -385,26 +385,27 @@ func (h *hubState) joinConn(group string, c *conn) {
 
 // removeConnFromGroups removes a connection from group, or from all its
 // groups when group is empty; false when the connection is unknown.
-func (r *registry) removeConnFromGroups(hub, group, id string) bool {
+func (r *registry) removeConnFromGroups(hub, group, id string) (left []string, found bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	h := r.hubs[hub]
 	if h == nil || h.conns[id] == nil {
-		return false
+		return nil, false
 	}
-	h.leaveConn(group, h.conns[id])
-	return true
+	return h.leaveConn(group, h.conns[id]), true
 }
 
 // leaveConn removes c from group, or from all its groups when group is
-// empty.
-func (h *hubState) leaveConn(group string, c *conn) {
+// empty, and returns the groups it left.
+func (h *hubState) leaveConn(group string, c *conn) (left []string) {
 	for g := range c.groups {
 		if group == "" || g == group {
 			removeFrom(h.groups, g, c)
 			delete(c.groups, g)
+			left = append(left, g)
 		}
 	}
+	return left
 }
 
 // addUserToGroup adds user-level membership, renewing it when it exists;
@@ -491,13 +492,14 @@ func (r *registry) drop(m *membership) {
 }
 
 // removeUserFromGroups removes user from group, or from all groups when
-// group is empty, both its membership and its connections'.
-func (r *registry) removeUserFromGroups(hub, group, user string) {
+// group is empty, both its membership and its connections', and returns
+// the groups each of the user's connections here left.
+func (r *registry) removeUserFromGroups(hub, group, user string) (left map[string][]string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	h := r.hubs[hub]
 	if h == nil {
-		return
+		return nil
 	}
 	if group == "" {
 		for _, m := range h.byUser[user] {
@@ -507,8 +509,14 @@ func (r *registry) removeUserFromGroups(hub, group, user string) {
 		r.drop(m)
 	}
 	for c := range h.users[user] {
-		h.leaveConn(group, c)
+		if gs := h.leaveConn(group, c); len(gs) > 0 {
+			if left == nil {
+				left = map[string][]string{}
+			}
+			left[c.id] = gs
+		}
 	}
+	return left
 }
 
 func (r *registry) userInGroup(hub, group, user string, now time.Time) bool {
