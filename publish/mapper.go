@@ -147,6 +147,9 @@ func (m *Mapper) mapRule(r *rule, ch *changefeed.Change, out []Output) []Output 
 	base.ID = id
 	key := shadowKey{rule: r.idx, id: id}
 	prev, hasPrev, deletedAt := m.lookup(r, key)
+	// A document changed again while in the shadow is kept decoded from
+	// now on (see shadowEntry.doc).
+	hot := hasPrev
 	if m.passReplays && ch.Version != "" {
 		// A version at or below one that only the store knows (another
 		// pipeline of this process sent it, not this one) is a replay a
@@ -214,8 +217,9 @@ func (m *Mapper) mapRule(r *rule, ch *changefeed.Change, out []Output) []Output 
 		if !hasFill {
 			return m.refetch(out, r, ch, key, prev, hasPrev, base, "unchanged_toast")
 		}
-		pd, ok := fill.doc.(map[string]any)
-		if !ok {
+		fd, err := fill.decoded()
+		pd, ok := fd.(map[string]any)
+		if err != nil || !ok {
 			return m.refetch(out, r, ch, key, prev, hasPrev, base, "unchanged_toast")
 		}
 		filled := make(map[string]any, len(after)+len(ch.Unchanged))
@@ -266,7 +270,11 @@ func (m *Mapper) mapRule(r *rule, ch *changefeed.Change, out []Output) []Output 
 	}
 	c := base
 	if hasPrev && !ch.Refresh {
-		patch, err := diff(prev.doc, projected)
+		pd, err := prev.decoded()
+		var patch jsondiff.Patch
+		if err == nil {
+			patch, err = diff(pd, projected)
+		}
 		if err == nil && len(patch) == 0 {
 			m.Stats.Unchanged++
 			return out
@@ -281,15 +289,28 @@ func (m *Mapper) mapRule(r *rule, ch *changefeed.Change, out []Output) []Output 
 	if c.Op == "" {
 		c.Op, c.Doc = wire.OpUpsert, docBytes
 	}
-	m.shadow.put(key, shadowEntry{doc: projected, size: len(docBytes), v: ch.Version, audience: t})
+	e := shadowEntry{size: len(docBytes), v: ch.Version, audience: t}
+	if hot {
+		e.doc = projected
+	}
 	var saved []byte
-	if m.store != nil && c.Op == wire.OpPatch {
+	if c.Op == wire.OpPatch && (m.store != nil || !hot) {
 		saved = bytes.Clone(docBytes) // the scratch buffer is reused
 	}
 	n := len(out)
-	out = m.emit(out, t, c, key)
-	if c.Op == wire.OpUpsert {
-		saved = out[len(out)-1].Change.Doc // the output's copy (nil if it became a refetch marker)
+	out = m.emit(out, t, c)
+	if o := &out[len(out)-1]; o.Change.Op == wire.OpRefetch {
+		// Too large to send: the client refetches, and nothing is kept to
+		// diff against.
+		m.shadow.del(key)
+	} else {
+		if c.Op == wire.OpUpsert {
+			saved = o.Change.Doc // the output's copy, never modified
+		}
+		if !hot {
+			e.raw = saved
+		}
+		m.shadow.put(key, e)
 	}
 	return m.attach(out, n, r, id, saved)
 }
@@ -419,7 +440,7 @@ func (m *Mapper) unroutable(r *rule, ch *changefeed.Change, err error) {
 
 // emit encodes c for t. A change over the size limit becomes a refetch
 // marker, and its shadow entry (key) is dropped since the client never got it.
-func (m *Mapper) emit(out []Output, t Audience, c wire.Entry, key ...shadowKey) []Output {
+func (m *Mapper) emit(out []Output, t Audience, c wire.Entry) []Output {
 	raw, doc := c.AppendJSONDoc(make([]byte, 0, len(c.Doc)+len(c.Patch)+len(c.Collection)+len(c.ID)+len(c.V)+len(c.PV)+len(c.TS)+64))
 	// c.Doc may be the mapper's scratch buffer: keep the copy in raw.
 	c.Doc = doc
@@ -427,9 +448,6 @@ func (m *Mapper) emit(out []Output, t Audience, c wire.Entry, key ...shadowKey) 
 		m.log.Warn("change too large to send as data; sending refetch marker", "collection", c.Collection, "id", c.ID, "bytes", len(raw))
 		m.Stats.Refetch++
 		c = wire.Entry{Op: wire.OpRefetch, Collection: c.Collection, ID: c.ID, V: c.V, TS: c.TS, Reason: "too_large"}
-		for _, k := range key {
-			m.shadow.del(k)
-		}
 		raw = c.AppendJSON(nil)
 	}
 	return append(out, Output{Audience: t, Change: c, Raw: raw})

@@ -163,3 +163,38 @@ func TestMapperMoveFromBeforeImage(t *testing.T) {
 		t.Fatalf("%+v", outs)
 	}
 }
+
+// TestMapperShadowKeepsColdDocumentsEncoded: a document seen once is kept
+// encoded (nothing for the garbage collector to walk), one changed again
+// decoded; patches are the same either way, values (numbers as written,
+// nested arrays) included.
+func TestMapperShadowKeepsColdDocumentsEncoded(t *testing.T) {
+	m := newTestMapper(t, Mapping{Collection: "c", Hub: "h", Method: "t"})
+	key := shadowKey{rule: 0, id: "1"}
+	entry := func() shadowEntry {
+		t.Helper()
+		n, ok := m.shadow.m[key]
+		if !ok {
+			t.Fatal("document not in the shadow")
+		}
+		return n.e
+	}
+	v1 := doc("id", json.Number("1"), "total", json.Number("1.50"), "tags", []any{"a", doc("b", json.Number("2"))}, "note", strings.Repeat("n", 80))
+	m.Map(&changefeed.Change{Collection: "c", ID: "1", Op: changefeed.Insert, Version: "1", After: v1}, nil)
+	if e := entry(); e.doc != nil || e.raw == nil {
+		t.Fatalf("seen once: doc %v, raw %q; want it kept encoded only", e.doc, e.raw)
+	}
+	v2 := doc("id", json.Number("1"), "total", json.Number("2.50"), "tags", []any{"a", doc("b", json.Number("2"))}, "note", strings.Repeat("n", 80))
+	o := one(t, m.Map(&changefeed.Change{Collection: "c", ID: "1", Op: changefeed.Update, Version: "2", After: v2}, nil))
+	if o.Change.Op != wire.OpPatch || string(o.Change.Patch) != `[{"op":"replace","path":"/total","value":2.50}]` {
+		t.Fatalf("patch against the encoded copy: %+v %s", o.Change, o.Change.Patch)
+	}
+	if e := entry(); e.doc == nil {
+		t.Fatal("changed again: want it kept decoded")
+	}
+	v3 := doc("id", json.Number("1"), "total", json.Number("2.50"), "tags", []any{"a", doc("b", json.Number("3"))}, "note", strings.Repeat("n", 80))
+	o = one(t, m.Map(&changefeed.Change{Collection: "c", ID: "1", Op: changefeed.Update, Version: "3", After: v3}, nil))
+	if o.Change.Op != wire.OpPatch || string(o.Change.Patch) != `[{"op":"replace","path":"/tags/1/b","value":3}]` {
+		t.Fatalf("patch against the decoded copy: %+v %s", o.Change, o.Change.Patch)
+	}
+}
