@@ -172,16 +172,16 @@ func TestShadowLRU(t *testing.T) {
 		}
 	}
 	s.put(k("a"), shadowEntry{v: "2"})
-	if e, _ := s.get(k("a")); e.v != "2" || len(s.m) != 2 {
-		t.Fatalf("update: %+v, %d entries", e, len(s.m))
+	if e, _ := s.get(k("a")); e.v != "2" || s.n != 2 {
+		t.Fatalf("update: %+v, %d entries", e, s.n)
 	}
 	s.del(k("c"))
 	s.put(k("d"), shadowEntry{v: "1"})
-	if _, ok := s.get(k("a")); !ok || len(s.m) != 2 {
+	if _, ok := s.get(k("a")); !ok || s.n != 2 {
 		t.Fatal("a deleted entry did not free its place")
 	}
 	s.dropRule(0)
-	if len(s.m) != 0 || s.head.next != &s.head {
+	if s.n != 0 || s.head.next != &s.head {
 		t.Fatal("dropRule left entries")
 	}
 }

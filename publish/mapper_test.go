@@ -173,7 +173,8 @@ func TestMapperShadowKeepsColdDocumentsEncoded(t *testing.T) {
 	key := shadowKey{rule: 0, id: "1"}
 	entry := func() shadowEntry {
 		t.Helper()
-		n, ok := m.shadow.m[key]
+		n := m.shadow.find(key)
+		ok := n != nil
 		if !ok {
 			t.Fatal("document not in the shadow")
 		}

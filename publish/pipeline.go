@@ -108,8 +108,15 @@ type loop struct {
 	batcher *Batcher
 	refs    map[uint64]int // outputs not yet published, by change
 	nflight int
+	jobs    chan job // to the publishing workers; never more than they are
 	done    chan result
 	ctx     context.Context
+}
+
+// job is one batch for a publishing worker.
+type job struct {
+	a     Audience
+	items []Pending
 }
 
 const mappedBuffer = 128
@@ -121,9 +128,26 @@ func (p *Pipeline) Consume(ctx context.Context, in <-chan changefeed.Delivery, a
 		ack:      ack,
 		batcher:  NewBatcher(p.cfg.Batch),
 		refs:     map[uint64]int{},
+		jobs:     make(chan job, p.cfg.Parallelism),
 		done:     make(chan result, p.cfg.Parallelism),
 		ctx:      ctx,
 	}
+	// Batches are published by long-lived workers, not a goroutine each:
+	// a new goroutine's stack grew again for every batch (profiling: stack
+	// copies were 6% of the pipeline's CPU).
+	var workers sync.WaitGroup
+	for range p.cfg.Parallelism {
+		workers.Go(func() {
+			for j := range l.jobs {
+				l.done <- l.deliver(j.a, j.items)
+			}
+		})
+	}
+	// Every return below has waited for the batches in flight first.
+	defer func() {
+		close(l.jobs)
+		workers.Wait()
+	}()
 	// Mapping (routing and diffing, the heaviest step) runs on its own
 	// goroutine, so it and batching use separate cores.
 	mappedCh := make(chan []mapped, mappedBuffer)
@@ -297,7 +321,7 @@ func (l *loop) pump(now time.Time, flush bool) {
 			return
 		}
 		l.nflight++
-		go func() { l.done <- l.deliver(a, items) }()
+		l.jobs <- job{a, items}
 	}
 }
 

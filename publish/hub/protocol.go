@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+
+	"github.com/changecast/changecast/schema/wire"
 )
 
 // The JSON hub protocol (dotnet/aspnetcore src/SignalR/docs/specs/HubProtocol.md):
@@ -132,9 +134,8 @@ func parseMessage(rec []byte) (message, error) {
 // appendInvocation appends a non-blocking Invocation record of target with
 // args (valid JSON each, never re-encoded).
 func appendInvocation(dst []byte, target string, args []json.RawMessage) []byte {
-	t, _ := json.Marshal(target)
 	dst = append(dst, `{"type":1,"target":`...)
-	dst = append(dst, t...)
+	dst = wire.AppendString(dst, target) // as encoding/json would, without its reflection
 	dst = append(dst, `,"arguments":[`...)
 	for i, a := range args {
 		if i > 0 {
