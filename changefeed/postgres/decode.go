@@ -446,6 +446,15 @@ func parseTuple(data []byte, cols []tupleCol) ([]tupleCol, []byte, error) {
 // columns (a 'K' old tuple, whose other slots are not NULL but absent).
 // unknown is called once per column of an unknown type.
 func decodeTuple(tm *pgtype.Map, rel *relation, tup []tupleCol, onlyKey bool, unknown func(col string, oid uint32)) rowResult {
+	return decodeTupleLike(tm, rel, tup, onlyKey, unknown, nil, nil)
+}
+
+// decodeTupleLike is decodeTuple where like, when not nil, is another
+// tuple of the same relation decoded into likeDoc: a column whose text
+// equals its column there takes its value (decoded values are never
+// modified), so the old tuple of an update under REPLICA IDENTITY FULL
+// costs a decode only for the columns that changed.
+func decodeTupleLike(tm *pgtype.Map, rel *relation, tup []tupleCol, onlyKey bool, unknown func(col string, oid uint32), like []tupleCol, likeDoc map[string]any) rowResult {
 	if tup == nil {
 		return rowResult{doc: map[string]any{}}
 	}
@@ -464,6 +473,12 @@ func decodeTuple(tm *pgtype.Map, rel *relation, tup []tupleCol, onlyKey bool, un
 		case 'u':
 			r.unchanged = append(r.unchanged, col.Name)
 		case 't':
+			if i < len(like) && like[i].kind == 't' && like[i].text == c.text {
+				if v, ok := likeDoc[col.Name]; ok {
+					r.doc[col.Name] = v
+					continue
+				}
+			}
 			v, known, err := decodeText(tm, col.DataType, c.text)
 			if err != nil {
 				if r.err == nil {

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"encoding/json"
+	"fmt"
 	"reflect"
 	"strconv"
 	"strings"
@@ -219,6 +220,21 @@ func TestDecodeTuple(t *testing.T) {
 	t.Run("no tuple", func(t *testing.T) {
 		if r := decodeTuple(tm, rel, nil, false, nil); len(r.doc) != 0 || r.err != nil {
 			t.Fatalf("doc %#v, err %v", r.doc, r.err)
+		}
+	})
+	t.Run("an old tuple like the new one shares its unchanged values", func(t *testing.T) {
+		jrel := relationOf([]int{0}, column("id", pgtype.Int8OID, true), column("name", pgtype.TextOID, false),
+			column("attrs", pgtype.JSONBOID, false), column("qty", pgtype.Int4OID, false))
+		newTup := tuple(textCol("7"), textCol("bob"), textCol(`{"a":[1,2]}`), toastCol)
+		oldTup := tuple(textCol("7"), textCol("ann"), textCol(`{"a":[1,2]}`), textCol("3"))
+		after := decodeTuple(tm, jrel, newTup, false, nil)
+		before := decodeTupleLike(tm, jrel, oldTup, false, nil, newTup, after.doc)
+		alone := decodeTuple(tm, jrel, oldTup, false, nil)
+		if before.err != nil || !reflect.DeepEqual(before.doc, alone.doc) {
+			t.Fatalf("doc %#v, err %v; want %#v as decoded alone", before.doc, before.err, alone.doc)
+		}
+		if fmt.Sprintf("%p", before.doc["attrs"]) != fmt.Sprintf("%p", after.doc["attrs"]) {
+			t.Fatal("the unchanged jsonb value was decoded again, not shared")
 		}
 	})
 }

@@ -695,7 +695,7 @@ func (d *decoder) update(r *relation, oldTup []tupleCol, oldKind byte, newTup []
 	var before rowResult
 	partial := oldKind != 'O'
 	if oldTup != nil {
-		before = decodeTuple(tm, r, oldTup, partial, nil)
+		before = decodeTupleLike(tm, r, oldTup, partial, nil, newTup, after.doc)
 	}
 	if !partial && len(after.unchanged) > 0 {
 		// REPLICA IDENTITY FULL: the old tuple carries the detoasted

@@ -5,6 +5,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -100,25 +101,26 @@ func AppendValue(b []byte, v any) ([]byte, error) {
 		if len(x) == 0 {
 			return append(b, "{}"...), nil
 		}
-		// Rows have a handful of columns: sort their names on the stack.
-		var small [16]string
-		keys := small[:0]
+		// Rows have a handful of columns: sort them on the stack, names
+		// with their values (no second lookup of each name).
+		var small [16]field
+		fields := small[:0]
 		if len(x) > len(small) {
-			keys = make([]string, 0, len(x))
+			fields = make([]field, 0, len(x))
 		}
-		for k := range x {
-			keys = append(keys, k)
+		for k, v := range x {
+			fields = append(fields, field{k, v})
 		}
-		slices.Sort(keys)
+		slices.SortFunc(fields, func(a, b field) int { return strings.Compare(a.k, b.k) })
 		b = append(b, '{')
-		for i, k := range keys {
+		for i, f := range fields {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = AppendString(b, k)
+			b = AppendString(b, f.k)
 			b = append(b, ':')
 			var err error
-			if b, err = AppendValue(b, x[k]); err != nil {
+			if b, err = AppendValue(b, f.v); err != nil {
 				return b, err
 			}
 		}
@@ -167,16 +169,32 @@ func appendFloat(b []byte, f float64) []byte {
 
 const hex = "0123456789abcdef"
 
+// field is one member of an object being encoded.
+type field struct {
+	k string
+	v any
+}
+
+// plain marks the ASCII bytes a JSON string carries as they are: one
+// lookup per byte instead of six comparisons (profiling: AppendString was
+// the encoder's largest cost).
+var plain = func() (t [utf8.RuneSelf]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\' && c != '<' && c != '>' && c != '&'
+	}
+	return t
+}()
+
 // AppendString appends s as a JSON string, escaping like encoding/json
 // (including <, > and & as \u003c etc., and U+2028/2029); invalid UTF-8
 // becomes U+FFFD.
 func AppendString(b []byte, s string) []byte {
-	b = append(b, '"')
+	b = append(slices.Grow(b, len(s)+2), '"')
 	start := 0
 	for i := 0; i < len(s); {
 		c := s[i]
 		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+			if plain[c] {
 				i++
 				continue
 			}
