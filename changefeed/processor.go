@@ -151,7 +151,8 @@ func (p *Processor) Run(ctx context.Context) error {
 
 	var (
 		tracker    Tracker
-		pending    *Delivery // read, not yet handed over
+		pending    Delivery // read, not yet handed over (when hasPending)
+		hasPending bool
 		srcErr     error
 		conErr     error
 		eventsDone bool
@@ -186,14 +187,14 @@ func (p *Processor) Run(ctx context.Context) error {
 		)
 		hard := conCtx.Err() != nil
 		switch {
-		case pending != nil && !hard:
-			handOut, next = in, *pending
+		case hasPending && !hard:
+			handOut, next = in, pending
 		case !eventsDone && (hard || tracker.Pending() < p.cfg.MaxPending):
 			// Under MaxPending (backpressure); once the consumer is
 			// stopped hard, read only to discard, so the source can end.
 			read = events
 		}
-		if eventsDone && !inClosed && (pending == nil || hard) {
+		if eventsDone && !inClosed && (!hasPending || hard) {
 			close(in)
 			inClosed = true
 		}
@@ -217,10 +218,19 @@ func (p *Processor) Run(ctx context.Context) error {
 				if mt != nil {
 					mt.read.Inc()
 				}
-				pending = &Delivery{Seq: tracker.Add(ev.Position), Change: ev.Change}
+				d := Delivery{Seq: tracker.Add(ev.Position), Change: ev.Change}
+				// Handed over at once when the consumer has room: one
+				// cheap send instead of another turn of the select
+				// (profiling: the two selects per change were 5% of a
+				// PostgreSQL stream's CPU).
+				select {
+				case in <- d:
+				default:
+					pending, hasPending = d, true
+				}
 			}
 		case handOut <- next:
-			pending = nil
+			pending, hasPending = Delivery{}, false
 		case <-box.notify:
 			seqs = box.take(seqs)
 			for _, s := range seqs {
