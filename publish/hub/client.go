@@ -549,7 +549,7 @@ func (s *Server) servePoll(w http.ResponseWriter, r *http.Request, c *conn) {
 	h := w.Header()
 	h.Set("Cache-Control", "no-store")
 	for {
-		frames, last, _, stale := c.q.take(gen)
+		frames, last, _, stale := c.q.take(gen, nil)
 		if len(frames) > 0 || last {
 			ct := "text/plain"
 			if cd := c.codecNow(); cd != nil && cd.binary() {

@@ -134,7 +134,7 @@ func TestSendQueueResume(t *testing.T) {
 		}
 	}
 	q.push([]byte("ping"), false)
-	frames, _, _, _ := q.take(0)
+	frames, _, _, _ := q.take(0, nil)
 	if len(frames) != 4 {
 		t.Fatalf("took %q", frames)
 	}
@@ -147,10 +147,10 @@ func TestSendQueueResume(t *testing.T) {
 		t.Fatal("the detached queue held more than its stateful buffer")
 	}
 	gen := q.resume(func(first uint64) []byte { return []byte("seq" + string(rune('0'+first))) })
-	if _, _, _, stale := q.take(0); !stale {
+	if _, _, _, stale := q.take(0, nil); !stale {
 		t.Fatal("the old transport still takes")
 	}
-	frames, _, _, _ = q.take(gen)
+	frames, _, _, _ = q.take(gen, nil)
 	var got []string
 	for _, f := range frames {
 		got = append(got, string(f))

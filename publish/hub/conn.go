@@ -165,17 +165,20 @@ func (q *sendQueue) signal() {
 	}
 }
 
-// take empties the queue for the taker of generation gen; closed reports
-// that nothing will follow, and code how to close the WebSocket then.
-// stale reports that a newer transport took over (nothing is taken).
-func (q *sendQueue) take(gen int) (frames [][]byte, closed bool, code websocket.StatusCode, stale bool) {
+// take empties the queue for the taker of generation gen, appending its
+// messages to frames[:0] (a writer passes the same slice each time, and
+// the queue keeps its own array: no allocation per delivery); closed
+// reports that nothing will follow, and code how to close the WebSocket
+// then. stale reports that a newer transport took over (nothing is taken).
+func (q *sendQueue) take(gen int, frames [][]byte) (_ [][]byte, closed bool, code websocket.StatusCode, stale bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	frames = frames[:0]
 	if gen != q.gen {
-		return nil, false, 0, true
+		return frames, false, 0, true
 	}
 	if q.held && !q.closed {
-		return nil, false, 0, false
+		return frames, false, 0, false
 	}
 	for _, it := range q.items {
 		frames = append(frames, it.b)
@@ -184,7 +187,13 @@ func (q *sendQueue) take(gen int) (frames [][]byte, closed bool, code websocket.
 			q.unackedBytes += len(it.b)
 		}
 	}
-	q.items, q.bytes = nil, 0
+	clear(q.items) // the messages are the taker's now
+	if cap(q.items) > 1024 {
+		q.items = nil // after a burst, not kept
+	} else {
+		q.items = q.items[:0]
+	}
+	q.bytes = 0
 	return frames, q.closed, q.code, false
 }
 
@@ -557,6 +566,7 @@ func (c *conn) pump(ctx context.Context, gen int, keepAlive time.Duration, write
 	ping := time.NewTimer(keepAlive)
 	defer ping.Stop()
 	var buf []byte
+	var frames [][]byte
 	for {
 		select {
 		case <-ctx.Done():
@@ -568,23 +578,29 @@ func (c *conn) pump(ctx context.Context, gen int, keepAlive time.Duration, write
 				}
 			}
 		case <-c.q.notify:
-			frames, last, code, stale := c.q.take(gen)
+			var last, stale bool
+			var code websocket.StatusCode
+			frames, last, code, stale = c.q.take(gen, frames)
 			if stale {
 				// The newer transport may have missed the signal.
 				c.q.signal()
 				return 0, errReplaced
 			}
-			for len(frames) > 0 {
-				buf = append(buf[:0], frames[0]...)
-				frames = frames[1:]
-				for len(frames) > 0 && len(buf)+len(frames[0]) <= maxWriteBatch {
-					buf = append(buf, frames[0]...)
-					frames = frames[1:]
+			for i := 0; i < len(frames); {
+				out := frames[i]
+				i++
+				if i < len(frames) && len(out)+len(frames[i]) <= maxWriteBatch {
+					buf = append(buf[:0], out...)
+					for ; i < len(frames) && len(buf)+len(frames[i]) <= maxWriteBatch; i++ {
+						buf = append(buf, frames[i]...)
+					}
+					out = buf
 				}
-				if err := write(buf); err != nil {
+				if err := write(out); err != nil {
 					return 0, err
 				}
 			}
+			clear(frames) // written: let them go
 			if last {
 				return code, errServerClosed
 			}
