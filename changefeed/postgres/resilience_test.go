@@ -129,11 +129,7 @@ publish:
 
 	rep := replica.New()
 	w1 := startWorker(t, cfg, rep)
-	testkit.Until(t, 20*time.Second, "slot created", func() bool {
-		var n int
-		db.QueryRow(ctx, "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'crash' AND active").Scan(&n)
-		return n == 1
-	})
+	testkit.Streaming(t, db, "crash", 30*time.Second)
 	wl := testkit.NewWorkload(testkit.Seed(t), tables...)
 	writer := testkit.Go(t, func() error {
 		wdb, err := pgx.Connect(ctx, dbURL)
@@ -351,11 +347,7 @@ publish:
 	}
 	rep := replica.New()
 	w1 := startWorker(t, cfgFor("one"), rep)
-	testkit.Until(t, 20*time.Second, "worker one to hold the slot", func() bool {
-		var n int
-		db.QueryRow(ctx, "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'ha' AND active").Scan(&n)
-		return n == 1
-	})
+	testkit.Streaming(t, db, "ha", 30*time.Second)
 	w2 := startWorker(t, cfgFor("two"), rep)
 	var owner string
 	testkit.Until(t, 10*time.Second, "the lease to name worker one", func() bool {

@@ -61,18 +61,9 @@ server: {listen: %q, adminToken: s3cret}
 	}()
 	waitUntil := func(what string, cond func() bool) {
 		t.Helper()
-		for deadline := time.Now().Add(20 * time.Second); !cond(); {
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting for %s", what)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+		testkit.Until(t, 20*time.Second, what, cond)
 	}
-	waitUntil("the worker to stream", func() bool {
-		var n int
-		db.QueryRow(ctx, "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'adm' AND active").Scan(&n)
-		return n == 1
-	})
+	testkit.Streaming(t, db, "adm", 30*time.Second)
 	db.Exec(ctx, "INSERT INTO t VALUES (1, 'a')")
 	waitUntil("the first change", func() bool { return strings.Contains(out.String(), `"id":"1"`) })
 

@@ -114,17 +114,7 @@ hub:
 	defer c.CloseNow()
 	c.Write(ctx, websocket.MessageText, []byte("{\"protocol\":\"json\",\"version\":1}\x1e"))
 
-	for deadline := time.Now().Add(20 * time.Second); ; {
-		var active bool
-		db.QueryRow(ctx, "SELECT coalesce(bool_or(active), false) FROM pg_replication_slots WHERE slot_name = 'sr'").Scan(&active)
-		if active {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("changecast did not start streaming")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testkit.Streaming(t, db, "sr", 30*time.Second)
 	if _, err := db.Exec(ctx, "INSERT INTO orders VALUES (7, 'new')"); err != nil {
 		t.Fatal(err)
 	}

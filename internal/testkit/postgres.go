@@ -117,3 +117,20 @@ func Exec(t testing.TB, db *pgx.Conn, sql string, args ...any) {
 		t.Fatalf("%s: %v", sql, err)
 	}
 }
+
+// Streaming waits until the walsender holding slot has started replication
+// (pg_stat_replication state catchup or streaming). A slot is already
+// active while CREATE_REPLICATION_SLOT waits for the transactions running
+// at its start (other tests') to end, before its consistent point: a row
+// written then is not in the slot's stream, and a test that waited only
+// for "active" waits for it in vain.
+func Streaming(t testing.TB, db *pgx.Conn, slot string, timeout time.Duration) {
+	t.Helper()
+	Until(t, timeout, "slot "+slot+" to stream", func() bool {
+		var ok bool
+		err := db.QueryRow(context.Background(), `SELECT EXISTS (SELECT 1 FROM pg_replication_slots s
+			JOIN pg_stat_replication r ON r.pid = s.active_pid
+			WHERE s.slot_name = $1 AND r.state IN ('catchup', 'streaming'))`, slot).Scan(&ok)
+		return err == nil && ok
+	})
+}

@@ -81,11 +81,7 @@ hub:
 	testkit.Run(t, func(ctx context.Context) error { return worker.Run(ctx, cfg, worker.Options{Logger: log}) })
 	base := "http://" + hubAddr + "/api"
 	db := testkit.Connect(t, dbURL)
-	testkit.Until(t, 30*time.Second, "the worker to stream", func() bool {
-		var active bool
-		db.QueryRow(context.Background(), "SELECT active FROM pg_replication_slots WHERE slot_name = $1", slot).Scan(&active)
-		return active
-	})
+	testkit.Streaming(t, db, slot, 30*time.Second)
 	// The slot is active a moment before the stream is: wait until
 	// snapshots can be read (they answer 503 until then).
 	testkit.Until(t, 30*time.Second, "snapshots to be served", func() bool {
