@@ -439,7 +439,7 @@ func (m *Mapper) unroutable(r *rule, ch *changefeed.Change, err error) {
 }
 
 // emit encodes c for t. A change over the size limit becomes a refetch
-// marker, and its shadow entry (key) is dropped since the client never got it.
+// marker (the caller then drops its shadow entry: the client never got it).
 func (m *Mapper) emit(out []Output, t Audience, c wire.Entry) []Output {
 	raw, doc := c.AppendJSONDoc(make([]byte, 0, len(c.Doc)+len(c.Patch)+len(c.Collection)+len(c.ID)+len(c.V)+len(c.PV)+len(c.TS)+64))
 	// c.Doc may be the mapper's scratch buffer: keep the copy in raw.
