@@ -50,6 +50,9 @@ type MapperOptions struct {
 // pipeline: no I/O, and used from one goroutine.
 type Mapper struct {
 	scratch []byte // encoding of the document being mapped
+	// differ is reused: its patch and working storage are kept between
+	// diffs (the patch is encoded before the next one).
+	differ jsondiff.Differ
 	// the last commit time formatted, and its text
 	lastCommit time.Time
 	lastTS     string
@@ -273,7 +276,7 @@ func (m *Mapper) mapRule(r *rule, ch *changefeed.Change, out []Output) []Output 
 		pd, err := prev.decoded()
 		var patch jsondiff.Patch
 		if err == nil {
-			patch, err = diff(pd, projected)
+			patch, err = m.diff(pd, projected)
 		}
 		if err == nil && len(patch) == 0 {
 			m.Stats.Unchanged++
@@ -441,7 +444,7 @@ func (m *Mapper) unroutable(r *rule, ch *changefeed.Change, err error) {
 // emit encodes c for t. A change over the size limit becomes a refetch
 // marker (the caller then drops its shadow entry: the client never got it).
 func (m *Mapper) emit(out []Output, t Audience, c wire.Entry) []Output {
-	raw, doc := c.AppendJSONDoc(make([]byte, 0, len(c.Doc)+len(c.Patch)+len(c.Collection)+len(c.ID)+len(c.V)+len(c.PV)+len(c.TS)+64))
+	raw, doc := c.AppendJSONDoc(make([]byte, 0, c.JSONSize()))
 	// c.Doc may be the mapper's scratch buffer: keep the copy in raw.
 	c.Doc = doc
 	if len(raw) > m.max {
@@ -463,8 +466,10 @@ func unmarshalNumber(b []byte, v any) error {
 // are compared as decoded values, with no encoding round trip; a value of a
 // type jsondiff does not know (anything json.Unmarshal would not produce,
 // e.g. an int from a custom source) falls back to comparing encodings.
-func diff(prev, cur any) (jsondiff.Patch, error) {
-	if p, err := jsondiff.CompareWithoutMarshal(prev, cur); err == nil {
+//
+// The patch is valid until the next call (the Differ keeps its storage).
+func (m *Mapper) diff(prev, cur any) (jsondiff.Patch, error) {
+	if p, ok := m.compare(prev, cur); ok {
 		return p, nil
 	}
 	pb, err := wire.AppendValue(nil, prev)
@@ -476,6 +481,21 @@ func diff(prev, cur any) (jsondiff.Patch, error) {
 		return nil, err
 	}
 	return jsondiff.CompareJSON(pb, cb, jsondiff.UnmarshalFunc(unmarshalNumber))
+}
+
+// compare diffs decoded values with the reused Differ; false when one holds
+// a type jsondiff does not know (it panics on those, as
+// jsondiff.CompareWithoutMarshal recovers).
+func (m *Mapper) compare(prev, cur any) (p jsondiff.Patch, ok bool) {
+	defer func() {
+		if recover() != nil {
+			m.differ = jsondiff.Differ{} // its state is half-written
+			p, ok = nil, false
+		}
+	}()
+	m.differ.Reset()
+	m.differ.Compare(prev, cur)
+	return m.differ.Patch(), true
 }
 
 // appendPatch encodes an RFC 6902 patch: op, path, and from or value as

@@ -517,3 +517,32 @@ func docID(rel *relation, doc map[string]any) (string, bool) {
 	id, err := wire.FormatID(vals...)
 	return id, err == nil
 }
+
+// lsnText is lsn as PostgreSQL writes it ("16/B374D848"): what
+// pglogrepl.LSN.String returns, without fmt (positions are formatted and
+// parsed for every transaction; fmt's were a visible share of a stream's
+// garbage).
+func lsnText(lsn pglogrepl.LSN) string {
+	var b [17]byte
+	out := strconv.AppendUint(b[:0], uint64(lsn)>>32, 16)
+	out = append(out, '/')
+	out = strconv.AppendUint(out, uint64(uint32(lsn)), 16)
+	for i, c := range out {
+		if c >= 'a' && c <= 'f' {
+			out[i] = c - 'a' + 'A'
+		}
+	}
+	return string(out)
+}
+
+// parseLSN reads "16/B374D848" (either case), as pglogrepl.ParseLSN does,
+// without fmt.
+func parseLSN(s string) (pglogrepl.LSN, error) {
+	hi, lo, ok := strings.Cut(s, "/")
+	h, herr := strconv.ParseUint(hi, 16, 32)
+	l, lerr := strconv.ParseUint(lo, 16, 32)
+	if !ok || herr != nil || lerr != nil {
+		return 0, fmt.Errorf("invalid LSN %q", s)
+	}
+	return pglogrepl.LSN(h<<32 | l), nil
+}

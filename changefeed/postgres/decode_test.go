@@ -3,6 +3,7 @@ package postgres
 import (
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"reflect"
 	"strconv"
 	"strings"
@@ -358,6 +359,35 @@ func TestShortDecimal(t *testing.T) {
 	for _, s := range []string{"1234567890123456", "10.", ".5", "-", "1e5", "NaN", "0.12345678901234567"} {
 		if shortDecimal(s) {
 			t.Errorf("shortDecimal(%q) = true", s)
+		}
+	}
+}
+
+// TestLSNText: positions read and written without fmt match pglogrepl's.
+func TestLSNText(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := 0; i < 2000; i++ {
+		lsn := pglogrepl.LSN(rng.Uint64())
+		switch i {
+		case 0:
+			lsn = 0
+		case 1:
+			lsn = pglogrepl.LSN(^uint64(0))
+		case 2:
+			lsn = 0x16_0000_0001
+		}
+		if got, want := lsnText(lsn), lsn.String(); got != want {
+			t.Fatalf("lsnText(%d) = %q, want %q", lsn, got, want)
+		}
+		for _, s := range []string{lsn.String(), strings.ToLower(lsn.String())} {
+			if got, err := parseLSN(s); err != nil || got != lsn {
+				t.Fatalf("parseLSN(%q) = %v, %v; want %v", s, got, err, lsn)
+			}
+		}
+	}
+	for _, bad := range []string{"", "16", "/1", "1/", "G/1", "1/2/3", "100000000/0"} {
+		if _, err := parseLSN(bad); err == nil {
+			t.Errorf("parseLSN(%q) accepted", bad)
 		}
 	}
 }

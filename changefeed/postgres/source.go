@@ -99,7 +99,7 @@ func (s *Source) Ready() bool { return s.ready.Load() }
 // standby status update reports it as the flush LSN. Older positions (from
 // replays after a reconnect) are ignored.
 func (s *Source) Checkpoint(_ context.Context, pos changefeed.Position) error {
-	lsn, err := pglogrepl.ParseLSN(string(pos))
+	lsn, err := parseLSN(string(pos))
 	if err != nil {
 		return fmt.Errorf("postgres checkpoint %q: %w", pos, err)
 	}
@@ -335,7 +335,7 @@ func (s *Source) stream(ctx context.Context, conn *pgconn.PgConn, out chan<- cha
 				// a server shutting down, which waits until the client has
 				// confirmed all it sent, is not held up.
 				if !d.inTx && s.flushed.Load() >= lastPos {
-					_ = s.Checkpoint(ctx, changefeed.Position(ka.ServerWALEnd.String()))
+					_ = s.Checkpoint(ctx, changefeed.Position(lsnText(ka.ServerWALEnd)))
 				}
 				if ka.ReplyRequested {
 					next = time.Time{}
@@ -351,7 +351,7 @@ func (s *Source) stream(ctx context.Context, conn *pgconn.PgConn, out chan<- cha
 				}
 				for _, ev := range evs {
 					if ev.Position != "" {
-						if lsn, err := pglogrepl.ParseLSN(string(ev.Position)); err == nil {
+						if lsn, err := parseLSN(string(ev.Position)); err == nil {
 							lastPos = uint64(lsn)
 						}
 					}
@@ -608,10 +608,10 @@ func (d *decoder) decode(data []byte) ([]changefeed.Event, error) {
 	case *pglogrepl.CommitMessage:
 		d.inTx = false
 		d.src.wins.commit(&d.txn, d.commitLSN, d.marks)
-		return []changefeed.Event{{Position: changefeed.Position(m.TransactionEndLSN.String())}}, nil
+		return []changefeed.Event{{Position: changefeed.Position(lsnText(m.TransactionEndLSN))}}, nil
 	case *pglogrepl.LogicalDecodingMessage:
 		if !m.Transactional && m.Prefix == heartbeatPrefix && !d.inTx {
-			return []changefeed.Event{{Position: changefeed.Position(m.LSN.String())}}, nil
+			return []changefeed.Event{{Position: changefeed.Position(lsnText(m.LSN))}}, nil
 		}
 		if m.Transactional && m.Prefix == watermarkPrefix {
 			if id, err := strconv.ParseUint(string(m.Content), 10, 64); err == nil {

@@ -77,3 +77,16 @@ func TestCompareVersions(t *testing.T) {
 		}
 	}
 }
+
+// TestJSONSize: an entry whose strings need no escaping fits the buffer
+// JSONSize sizes, every field present or not.
+func TestJSONSize(t *testing.T) {
+	full := Entry{Op: "refetch", Collection: "public.orders", ID: "17", V: "123.4", PV: "122.1",
+		Patch: json.RawMessage(`[{"op":"replace","path":"/a","value":1}]`), Doc: json.RawMessage(`{"a":1}`),
+		TS: "2026-12-01T00:00:00.123456Z", Reason: "unchanged_toast"}
+	for _, c := range []Entry{full, {Op: "upsert", Collection: "c", V: "1", Doc: json.RawMessage(`{}`)}, {Op: "truncate", Collection: "c", V: "1"}} {
+		if n := len(c.AppendJSON(nil)); n > c.JSONSize() {
+			t.Errorf("%+v: %d bytes, JSONSize %d", c, n, c.JSONSize())
+		}
+	}
+}
