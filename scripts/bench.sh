@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs every benchmark (make bench): each prints a ratio against a reference
 # measured in the same run on the same machine (machines here are shared;
-# absolute figures are noise). About 10 minutes on 2 cores, plus a few
-# minutes once to build Centrifugo into ~/.cache/changecast-bench.
+# absolute figures are noise). 4–8 minutes on 2 cores, plus 2–6 minutes
+# once to build Centrifugo into ~/.cache/changecast-bench.
 #
 # Knobs: BENCH_ROWS, BENCH_BACKLOG, BENCH_CLIENTS, BENCH_GROUPS,
 # BENCH_FANOUT_CLIENTS, BENCH_FANOUT_GROUPS, BENCH_COSMOS_DOCS,
