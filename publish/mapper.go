@@ -297,7 +297,7 @@ func (m *Mapper) mapRule(r *rule, ch *changefeed.Change, out []Output) []Output 
 		e.doc = projected
 	}
 	var saved []byte
-	if c.Op == wire.OpPatch && (m.store != nil || !hot) {
+	if m.store != nil && c.Op == wire.OpPatch {
 		saved = bytes.Clone(docBytes) // the scratch buffer is reused
 	}
 	n := len(out)
@@ -311,7 +311,7 @@ func (m *Mapper) mapRule(r *rule, ch *changefeed.Change, out []Output) []Output 
 			saved = o.Change.Doc // the output's copy, never modified
 		}
 		if !hot {
-			e.raw = saved
+			e.raw = saved // an upsert's copy (a patch needs a previous version, so a hot document)
 		}
 		m.shadow.put(key, e)
 	}
