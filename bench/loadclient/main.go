@@ -36,6 +36,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/changecast/changecast/bench/internal/benchenv"
 	"github.com/changecast/changecast/publish/signalr"
 )
 
@@ -381,21 +382,9 @@ func (s *stats) reset() {
 	s.errs.Store(0)
 }
 
-// report is what "report" prints: deliveries (changes received, summed
-// over clients), the first and last delivery time (unix ns), latency
-// percentiles in microseconds.
-type report struct {
-	Deliveries   int64 `json:"deliveries"`
-	First        int64 `json:"first"`
-	Last         int64 `json:"last"`
-	P50          int64 `json:"p50_us"`
-	P90          int64 `json:"p90_us"`
-	P99          int64 `json:"p99_us"`
-	P999         int64 `json:"p999_us"`
-	Max          int64 `json:"max_us"`
-	DecodeErrors int64 `json:"decode_errors"`
-	Failed       int64 `json:"failed_clients"`
-}
+// report is what "report" prints: the type the drivers read
+// (benchenv.Report).
+type report = benchenv.Report
 
 func (s *stats) report(failed int64) report {
 	h := make([]uint64, nBuckets)

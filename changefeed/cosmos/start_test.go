@@ -1,13 +1,11 @@
 package cosmos_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -68,24 +66,6 @@ func TestRefusedReadIsFatal(t *testing.T) {
 	}
 }
 
-// syncBuffer is a log sink read while the runner writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestStartRetriesTheFeed: failures reaching the container and its
 // partition key ranges at start (here refused keys) are retried with
 // backoff, not fatal; the runner is not ready meanwhile, logs once per
@@ -93,7 +73,7 @@ func (s *syncBuffer) String() string {
 func TestStartRetriesTheFeed(t *testing.T) {
 	w := newWorld(t, 1)
 	w.srv.FailNext(3, http.StatusUnauthorized, emulator.KindContainer, emulator.KindPKRanges)
-	var logs syncBuffer
+	var logs testkit.Buffer
 	cfg := w.config("r", lease.NewMemoryStore())
 	cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 	r := cfg.runner(t)

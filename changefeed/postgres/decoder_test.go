@@ -1,12 +1,10 @@
 package postgres
 
 import (
-	"bytes"
 	"encoding/binary"
 	"log/slog"
 	"reflect"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/changecast/changecast/changefeed"
+	"github.com/changecast/changecast/internal/testkit"
 )
 
 // The decoder is tested with pgoutput messages (protocol 1) built byte by
@@ -125,28 +124,10 @@ func logicalMsg(transactional bool, lsn uint64, prefix, content string) []byte {
 	return msg('M').u8(flags).u64(lsn).str(prefix).u32(uint32(len(content))).raw([]byte(content)).b
 }
 
-// logBuffer collects the decoder's log lines.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
 // newDecoder returns a session's decoder for a source whose set-up found
 // keys (table → key columns), and the source's log.
-func newDecoder(keys map[string][]string) (*decoder, *logBuffer) {
-	log := &logBuffer{}
+func newDecoder(keys map[string][]string) (*decoder, *testkit.Buffer) {
+	log := &testkit.Buffer{}
 	src := New(Config{Logger: slog.New(slog.NewTextHandler(log, nil))})
 	src.keys = keys
 	return &decoder{src: src, rels: map[uint32]*relation{}}, log

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,31 +16,13 @@ import (
 	"github.com/changecast/changecast/internal/testkit"
 )
 
-// syncBuffer lets the test read what the command prints while it runs.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestEmulateCosmosServesTheSDK runs `changecast emulate cosmos` in-process
 // on a real listener and drives it with azcosmos through the connection
 // string it prints: writes, change feed, an admin-route split, and a clean
 // exit on cancellation.
 func TestEmulateCosmosServesTheSDK(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
-	var stdout, stderr syncBuffer
+	var stdout, stderr testkit.Buffer
 	done := testkit.Go(t, func() error {
 		code := cmdEmulate(ctx, []string{"cosmos", "--listen", "127.0.0.1:0", "--partitions", "2", "--partition-key", "/pk"}, &stdout, &stderr)
 		if code != 0 {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/data/azcosmos"
 
+	"github.com/changecast/changecast/internal/testkit"
 	"github.com/changecast/changecast/schema/config"
 	"github.com/changecast/changecast/worker"
 )
@@ -128,7 +129,7 @@ publish:
 		t.Fatal(err)
 	}
 
-	var out syncBuffer
+	var out testkit.Buffer
 	wctx, stopWorker := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
@@ -177,7 +178,7 @@ publish:
 	}
 
 	// changecast leases list shows every lease owned, with a lag.
-	var lout, lerr syncBuffer
+	var lout, lerr testkit.Buffer
 	if code := cmdLeases(ctx, []string{"list", "-c", cfgPath}, &lout, &lerr); code != 0 {
 		t.Fatalf("leases list: exit %d: %s", code, lerr.String())
 	}
@@ -187,7 +188,7 @@ publish:
 
 	// changecast checkpoint reset --to beginning replays everything.
 	before := strings.Count(out.String(), `"id":"o00"`)
-	var rout, rerr syncBuffer
+	var rout, rerr testkit.Buffer
 	if code := cmdCheckpoint(ctx, []string{"reset", "-c", cfgPath, "--to", "beginning"}, &rout, &rerr); code != 0 {
 		t.Fatalf("checkpoint reset: exit %d: %s", code, rerr.String())
 	}
@@ -204,7 +205,7 @@ publish:
 }
 
 func TestLeasesCommandsUsage(t *testing.T) {
-	var out, errb syncBuffer
+	var out, errb testkit.Buffer
 	if code := cmdLeases(context.Background(), nil, &out, &errb); code != 2 {
 		t.Fatalf("leases without list: exit %d", code)
 	}

@@ -16,10 +16,10 @@ import (
 
 // runHub runs `changecast hub args` until it prints its negotiate line,
 // and returns what it printed; it stops it when the test ends.
-func runHub(t *testing.T, args ...string) (stdout, stderr *syncBuffer) {
+func runHub(t *testing.T, args ...string) (stdout, stderr *testkit.Buffer) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	stdout, stderr = &syncBuffer{}, &syncBuffer{}
+	stdout, stderr = &testkit.Buffer{}, &testkit.Buffer{}
 	done := testkit.Go(t, func() error {
 		if code := run(ctx, append([]string{"hub"}, args...), stdout, stderr); code != 0 {
 			return fmt.Errorf("exit code %d, stderr %q", code, stderr.String())
@@ -78,7 +78,7 @@ func TestHubCommandKeys(t *testing.T) {
 		"bad hub":   {"", []string{"-hub", "9x"}, `hub.hubs[0]: "9x" is not a valid hub name`},
 	} {
 		t.Setenv(envHubKey, tc.env)
-		var stdout, stderr syncBuffer
+		var stdout, stderr testkit.Buffer
 		if code := run(context.Background(), append([]string{"hub", "-listen", "127.0.0.1:0"}, tc.args...), &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), tc.want) {
 			t.Errorf("%s: exit %d, stderr %q", name, code, stderr.String())
 		}
@@ -118,7 +118,7 @@ hub:
 `), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	var stdout, stderr syncBuffer
+	var stdout, stderr testkit.Buffer
 	code := run(context.Background(), []string{"config", "validate", "-c", path}, &stdout, &stderr)
 	if code != 2 || !strings.Contains(stderr.String(), "hub.negotiate.auth.jwt.issuer: is required") ||
 		!strings.Contains(stderr.String(), "hub.negotiate.auth.jwt.audience: is required") {

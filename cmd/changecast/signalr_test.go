@@ -78,7 +78,7 @@ hub:
 	wctx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() {
-		done <- worker.Run(wctx, cfg, worker.Options{Stdout: &syncBuffer{}, Stderr: os.Stderr, Logger: quiet})
+		done <- worker.Run(wctx, cfg, worker.Options{Stdout: &testkit.Buffer{}, Stderr: os.Stderr, Logger: quiet})
 	}()
 	defer func() {
 		stop()

@@ -58,10 +58,10 @@ backplane:
 	var nodes []*exec.Cmd
 	var urls []string
 	for i := range 3 {
-		addr := freeAddr(t)
+		addr := testkit.FreeAddr(t)
 		cmd := exec.Command(filepath.Join(bin, "changecast"), "hub", "-hub-config", cfg, "-listen", addr)
 		cmd.Env = append(os.Environ(), "CHANGECAST_HUB_ACCESS_KEY="+key)
-		logs := &lockedBuffer{}
+		logs := &testkit.Buffer{}
 		cmd.Stdout, cmd.Stderr = logs, logs
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -101,7 +101,7 @@ backplane:
 	)
 	stdin, _ := script.StdinPipe()
 	stdout, _ := script.StdoutPipe()
-	var stderr lockedBuffer
+	var stderr testkit.Buffer
 	script.Stderr = &stderr
 	if err := script.Start(); err != nil {
 		t.Fatal(err)
@@ -128,32 +128,6 @@ backplane:
 	if err != nil {
 		t.Fatalf("cluster.mjs failed: %v", err)
 	}
-}
-
-func freeAddr(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // balancer is a round-robin TCP load balancer on loopback: each accepted

@@ -19,7 +19,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -336,12 +335,12 @@ func startDemo(t *testing.T) *demo {
 	}
 
 	secret := randomHex(t, 24)
-	hubPort, srvPort := freePort(t), freePort(t)
+	hubAddr, srvAddr := testkit.FreeAddr(t), testkit.FreeAddr(t)
 	env := append(os.Environ(), "CHANGECAST_DEMO_SECRET="+secret)
 
 	// The app first: changecast's CORS needs the page's origin.
 	d.app = start(t, filepath.Join(d.bin, "demoapp"), env, "-listen", "127.0.0.1:0", "-web", filepath.Join(d.root, "web"),
-		"-negotiate", fmt.Sprintf("http://127.0.0.1:%d/api", hubPort))
+		"-negotiate", "http://"+hubAddr+"/api")
 	line, err := d.app.line(10 * time.Second)
 	if err != nil || !strings.HasPrefix(line, "demoapp: serving ") {
 		t.Fatalf("demoapp did not start (%q, %v):\n%s", line, err, d.app.logs())
@@ -351,21 +350,21 @@ func startDemo(t *testing.T) *demo {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d.hubURL = fmt.Sprintf("http://127.0.0.1:%d", hubPort)
+	d.hubURL = "http://" + hubAddr
 	d.accessKey = randomHex(t, 32)
 	d.env = append(env,
 		"CHANGECAST_PG_URL="+dbURL,
 		"CHANGECAST_DEMO_SLOT="+databaseName(t, dbURL),
-		fmt.Sprintf("CHANGECAST_DEMO_HUB=127.0.0.1:%d", hubPort),
+		"CHANGECAST_DEMO_HUB="+hubAddr,
 		"CHANGECAST_DEMO_APP_PORT="+u.Port(),
-		fmt.Sprintf("CHANGECAST_DEMO_SERVER=127.0.0.1:%d", srvPort),
+		"CHANGECAST_DEMO_SERVER="+srvAddr,
 		// One key across restarts, as a deployment has.
 		"CHANGECAST_HUB_ACCESS_KEY="+d.accessKey,
 		"CHANGECAST_LOG=text",
 		// The history survives a graceful restart, as in make demo.
 		"CHANGECAST_DEMO_HISTORY="+filepath.Join(t.TempDir(), "history"),
 	)
-	d.ops = fmt.Sprintf("http://127.0.0.1:%d", srvPort)
+	d.ops = "http://" + srvAddr
 	d.startChangecast(t)
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -516,15 +515,6 @@ func randomHex(t *testing.T, n int) string {
 		t.Fatal(err)
 	}
 	return hex.EncodeToString(b)
-}
-
-func freePort(t *testing.T) int {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 func httpOK(u string) bool {

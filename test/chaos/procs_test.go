@@ -29,16 +29,6 @@ const (
 	appAudience = "changecast-chaos"
 )
 
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // proc is a changecast process. Its output goes to a log file, whose tail
 // the test prints when it fails.
 type proc struct {
@@ -150,7 +140,7 @@ func logTail(t *testing.T, dir string) {
 // endpoint.
 func startHub(t *testing.T, dir string) string {
 	t.Helper()
-	addr := freeAddr(t)
+	addr := testkit.FreeAddr(t)
 	p := startProc(t, "hub", filepath.Join(dir, "hub.log"), []string{"CHANGECAST_HUB_ACCESS_KEY=" + hubKey},
 		"hub", "-hub", hubName, "-listen", addr)
 	endpoint := "http://" + addr
@@ -185,7 +175,7 @@ type workerSlot struct {
 // newWorkerSlot picks the slot's addresses.
 func newWorkerSlot(t *testing.T, dir, name string) *workerSlot {
 	t.Helper()
-	return &workerSlot{name: name, dir: dir, cfg: filepath.Join(dir, name+".yaml"), hub: freeAddr(t), server: freeAddr(t)}
+	return &workerSlot{name: name, dir: dir, cfg: filepath.Join(dir, name+".yaml"), hub: testkit.FreeAddr(t), server: testkit.FreeAddr(t)}
 }
 
 // start runs a new process of the slot (a new lease owner each time):

@@ -2,7 +2,6 @@ package client_test
 
 import (
 	"encoding/json"
-	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -29,21 +28,12 @@ type changesPage struct {
 
 func getChanges(t *testing.T, base, query, token string) (int, changesPage, string) {
 	t.Helper()
-	req, _ := http.NewRequest("GET", base+"/changes?"+query, nil)
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
+	status, b, length, err := get(base+"/changes?"+query, token)
 	if err != nil {
 		t.Fatalf("changes %s: %v", query, err)
 	}
-	if resp.ContentLength >= 0 && int64(len(b)) != resp.ContentLength {
-		t.Fatalf("changes %s: %d bytes, Content-Length %d", query, len(b), resp.ContentLength)
+	if length >= 0 && int64(len(b)) != length {
+		t.Fatalf("changes %s: %d bytes, Content-Length %d", query, len(b), length)
 	}
 	var p changesPage
 	if len(b) > 0 {
@@ -51,7 +41,7 @@ func getChanges(t *testing.T, base, query, token string) (int, changesPage, stri
 			t.Fatalf("changes %s: %s: %v", query, b, err)
 		}
 	}
-	return resp.StatusCode, p, string(b)
+	return status, p, string(b)
 }
 
 // TestChangesEndpoint checks GET {negotiate}/changes from outside: what a

@@ -31,7 +31,7 @@ const (
 // it returns the negotiate base URL once snapshots are served.
 func startCosmosWorker(t *testing.T, srv *cosmostest.Server, shadowURL string) string {
 	t.Helper()
-	hubAddr := freeAddr(t)
+	hubAddr := testkit.FreeAddr(t)
 	shadow := ""
 	if shadowURL != "" {
 		shadow = fmt.Sprintf("\n  shadowStore: {url: %q}", shadowURL)
@@ -62,14 +62,8 @@ hub:
 	// Snapshots answer 503 until the container is open and its ranges
 	// stream; a one-document read of a missing id then answers 404.
 	testkit.Until(t, 30*time.Second, "snapshots to be served", func() bool {
-		req, _ := http.NewRequest("GET", base+"/snapshot?hub=orders&collection="+cosmosColl+"&id=-1", nil)
-		req.Header.Set("Authorization", "Bearer "+appToken("probe", "probe"))
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusNotFound
+		status, _, _, err := get(base+"/snapshot?hub=orders&collection="+cosmosColl+"&id=-1", appToken("probe", "probe"))
+		return err == nil && status == http.StatusNotFound
 	})
 	return base
 }

@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -43,21 +42,11 @@ const (
 	appAudience = "changecast-test"
 )
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // startWorker runs changecast (worker.Run) on dbURL's public.orders with
 // the built-in hub and JWT negotiate; it returns the negotiate base URL.
 func startWorker(t *testing.T, dbURL, slot string, extra string) string {
 	t.Helper()
-	hubAddr := freeAddr(t)
+	hubAddr := testkit.FreeAddr(t)
 	yaml := fmt.Sprintf(`
 source:
   postgres: {url: %q, slot: %s, publication: %s, tables: [public.orders], heartbeat: 1s, statusInterval: 500ms}
@@ -82,19 +71,32 @@ hub:
 	base := "http://" + hubAddr + "/api"
 	db := testkit.Connect(t, dbURL)
 	testkit.Streaming(t, db, slot, 30*time.Second)
-	// The slot is active a moment before the stream is: wait until
-	// snapshots can be read (they answer 503 until then).
+	// Snapshots answer 503 until the stream is under way in the worker:
+	// wait until they can be read.
 	testkit.Until(t, 30*time.Second, "snapshots to be served", func() bool {
-		req, _ := http.NewRequest("GET", base+"/snapshot?hub=orders&collection=public.orders&id=-1", nil)
-		req.Header.Set("Authorization", "Bearer "+appToken("probe", "probe"))
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode != http.StatusServiceUnavailable
+		status, _, _, err := get(base+"/snapshot?hub=orders&collection=public.orders&id=-1", appToken("probe", "probe"))
+		return err == nil && status != http.StatusServiceUnavailable
 	})
 	return base
+}
+
+// get reads u with the app token (none when empty): the status, the body
+// and the Content-Length header (-1 when absent).
+func get(u, token string) (status int, body []byte, length int64, err error) {
+	req, err := http.NewRequest("GET", u, nil)
+	if err != nil {
+		return 0, nil, 0, err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, nil, 0, err
+	}
+	defer resp.Body.Close()
+	body, err = io.ReadAll(resp.Body)
+	return resp.StatusCode, body, resp.ContentLength, err
 }
 
 type testWriter struct{ t testing.TB }

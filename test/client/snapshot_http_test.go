@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
-	"io"
 	"net/http"
 	"os"
 	"runtime"
@@ -46,23 +45,17 @@ type snapshotPage struct {
 
 func getSnapshot(t *testing.T, base, query, token string) (int, snapshotPage, string) {
 	t.Helper()
-	req, _ := http.NewRequest("GET", base+"/snapshot?"+query, nil)
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := http.DefaultClient.Do(req)
+	status, b, _, err := get(base+"/snapshot?"+query, token)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("snapshot %s: %v", query, err)
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
 	var p snapshotPage
-	if resp.StatusCode == 200 {
+	if status == 200 {
 		if err := json.Unmarshal(b, &p); err != nil {
 			t.Fatalf("snapshot body %s: %v", b, err)
 		}
 	}
-	return resp.StatusCode, p, string(b)
+	return status, p, string(b)
 }
 
 // TestSnapshotAuthorization: a snapshot shows a caller exactly what its
