@@ -13,6 +13,13 @@ const (
 	Update   Op = "update"
 	Delete   Op = "delete"
 	Truncate Op = "truncate" // every row of Collection; no ID, Before or After
+	// Reset says the stream lost continuity with what was published
+	// before it (a PostgreSQL slot invalidated or dropped and created
+	// anew): every document may have changed or gone without the stream
+	// saying so. Consumers forget what they sent and make clients reload
+	// (a new epoch for every stream). No Collection, ID, Before or After;
+	// Version orders it before every later change.
+	Reset Op = "reset"
 )
 
 // Position is a source's resumable position: a PostgreSQL LSN ("0/16B3748")

@@ -64,7 +64,10 @@ type Mapper struct {
 	passReplays bool
 	max         int
 	log         *slog.Logger
-	Stats       MapperStats
+	// floor: versions below it were published before the stream was
+	// reset (Forget); stored records older than it are not trusted.
+	floor string
+	Stats MapperStats
 }
 
 // Mapping routes one collection (a table, or a Cosmos container) to a hub,
@@ -110,6 +113,50 @@ func (m *Mapper) Collections() []string {
 	out := make([]string, 0, len(m.rules))
 	for c := range m.rules {
 		out = append(out, c)
+	}
+	return out
+}
+
+// Forget drops every document the mapper knows, after the stream was reset
+// (changefeed.Reset at version v): what it sent before may no longer be
+// what the source holds, so nothing is diffed against it, and a
+// ShadowStore's older records are ignored from now on (ForgetRecords makes
+// the store forget them too).
+func (m *Mapper) Forget(v string) {
+	for _, rs := range m.rules {
+		for _, r := range rs {
+			m.shadow.dropRule(r.idx)
+		}
+	}
+	if m.floor == "" || wire.CompareVersions(v, m.floor) > 0 {
+		m.floor = v
+	}
+}
+
+// ForgetRecords are the ShadowStore records that forget every document of
+// every mapping older than v (see Forget).
+func (m *Mapper) ForgetRecords(v string) []ShadowRecord {
+	var out []ShadowRecord
+	for _, rs := range m.rules {
+		for _, r := range rs {
+			out = append(out, ShadowRecord{Key: r.fp + "/", V: v, Prefix: true})
+		}
+	}
+	return out
+}
+
+// Hubs lists each hub of the mappings once, with the method of its first
+// mapping: the hub-wide audiences.
+func (m *Mapper) Hubs() []Audience {
+	var out []Audience
+	seen := map[string]bool{}
+	for _, rs := range m.rules {
+		for _, r := range rs {
+			if !seen[r.m.Hub] {
+				seen[r.m.Hub] = true
+				out = append(out, Audience{Hub: r.m.Hub, Method: r.m.Method})
+			}
+		}
 	}
 	return out
 }
@@ -362,7 +409,7 @@ func (m *Mapper) lookup(r *rule, key shadowKey) (e shadowEntry, ok bool, deleted
 		m.log.Warn("shadow store lookup failed; sending the whole document", "id", key.id, "err", err)
 		return shadowEntry{}, false, ""
 	}
-	if !found {
+	if !found || m.floor != "" && wire.CompareVersions(rec.V, m.floor) < 0 {
 		return shadowEntry{}, false, ""
 	}
 	if rec.Doc == nil {

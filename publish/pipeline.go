@@ -79,6 +79,21 @@ type Pipeline struct {
 
 	mu    sync.Mutex
 	saves map[uint64][]ShadowRecord // records of published outputs, by change
+	// saveMu orders ShadowStore saves: records are taken and saved under
+	// it, so a reset's forgetting records are saved after every record of
+	// an earlier change.
+	saveMu sync.Mutex
+}
+
+// StreamRenewer is a publisher that keeps a history per stream (package
+// history). After a changefeed.Reset the pipeline renews every stream, so
+// clients that were away get a resync from the changes endpoint, and
+// publishes an empty envelope to each, so clients that are connected see
+// the new epoch and reload.
+type StreamRenewer interface {
+	// RenewStreams starts a new epoch for every stream the publisher
+	// keeps and returns their audiences (Method left empty).
+	RenewStreams(ctx context.Context) ([]Audience, error)
 }
 
 // NewPipeline returns the pipeline of one stream. The mapper is used by the
@@ -99,6 +114,11 @@ type mapped struct {
 	seq  uint64
 	op   changefeed.Op
 	outs []Output
+	// reset, for a changefeed.Reset: its version, and closed by the loop
+	// once everything before it was published, when the map stage forgets
+	// its shadow and maps on.
+	reset   string
+	resumed chan struct{}
 }
 
 // loop is the state of one Consume; only its goroutine touches it.
@@ -234,6 +254,10 @@ func (p *Pipeline) mapStage(in <-chan changefeed.Delivery, out chan<- []mapped, 
 	// rather than one per change; the batcher points into them.
 	var slab []Output
 	mapOne := func(d changefeed.Delivery) {
+		if d.Change.Op == changefeed.Reset {
+			run = append(run, mapped{seq: d.Seq, op: changefeed.Reset, reset: d.Change.Version, resumed: make(chan struct{})})
+			return
+		}
 		if cap(slab)-len(slab) < 8 {
 			slab = make([]Output, 0, 256)
 		}
@@ -249,7 +273,7 @@ func (p *Pipeline) mapStage(in <-chan changefeed.Delivery, out chan<- []mapped, 
 		mapOne(d)
 		// Take what is already waiting, without blocking.
 	more:
-		for len(run) < maxRun {
+		for len(run) < maxRun && run[len(run)-1].resumed == nil {
 			select {
 			case d, ok := <-in:
 				if !ok {
@@ -267,6 +291,7 @@ func (p *Pipeline) mapStage(in <-chan changefeed.Delivery, out chan<- []mapped, 
 			mt.replays.Add(float64(s.Replays - last.Replays))
 			last = s
 		}
+		last := run[len(run)-1]
 		select {
 		case out <- run:
 			run = make([]mapped, 0, len(run))
@@ -276,10 +301,26 @@ func (p *Pipeline) mapStage(in <-chan changefeed.Delivery, out chan<- []mapped, 
 			}
 			return
 		}
+		if last.resumed != nil {
+			// Nothing after a reset is mapped against the shadow of before:
+			// wait until the loop has published what came before it.
+			select {
+			case <-last.resumed:
+				p.m.Forget(last.reset)
+			case <-quit:
+				for range in {
+				}
+				return
+			}
+		}
 	}
 }
 
 func (l *loop) handle(m mapped, now time.Time) {
+	if m.op == changefeed.Reset {
+		l.reset(m)
+		return
+	}
 	if len(m.outs) == 0 {
 		l.ack(m.seq)
 		return
@@ -294,6 +335,77 @@ func (l *loop) handle(m mapped, now time.Time) {
 	}
 	for i := range m.outs {
 		l.batcher.Add(Pending{Out: &m.outs[i], Ticket: m.seq}, now)
+	}
+}
+
+// reset handles a changefeed.Reset: everything before it is published and
+// its shadow records saved, then the store forgets every document, the map
+// stage its shadow, and every stream starts a new epoch with an empty
+// envelope that tells connected clients to reload.
+func (l *loop) reset(m mapped) {
+	l.barrier()
+	if l.ctx.Err() != nil {
+		return // not acknowledged: the reset comes again after a restart
+	}
+	if st := l.cfg.ShadowStore; st != nil {
+		l.retry("shadow store: forget every document", func() error {
+			l.saveMu.Lock()
+			defer l.saveMu.Unlock()
+			if recs := l.takeSaves(^uint64(0)); len(recs) > 0 {
+				if err := st.Save(l.ctx, recs); err != nil {
+					return err
+				}
+			}
+			return st.Save(l.ctx, l.m.ForgetRecords(m.reset))
+		})
+	}
+	close(m.resumed)
+	methods := map[string]string{}
+	auds := l.m.Hubs()
+	for _, a := range auds {
+		methods[a.Hub] = a.Method
+	}
+	if r, ok := l.pub.(StreamRenewer); ok {
+		var renewed []Audience
+		l.retry("history: renew every stream", func() (err error) {
+			renewed, err = r.RenewStreams(l.ctx)
+			return err
+		})
+		for _, a := range renewed {
+			if mth, ok := methods[a.Hub]; ok && (a.Group != "" || a.User != "") {
+				a.Method = mth
+				auds = append(auds, a)
+			}
+		}
+		for _, a := range auds {
+			b, err := NewBatch(a, wire.Envelope{Source: l.cfg.Source, Hub: a.Hub, Group: a.Group, User: a.User, Changes: []wire.Entry{}})
+			if err == nil {
+				err = l.publishRetry(b)
+			}
+			if err != nil && l.ctx.Err() == nil {
+				l.cfg.Logger.Error("could not tell a stream's clients to reload after the reset", "audience", a.String(), "err", err)
+			}
+		}
+		l.cfg.Logger.Info("stream reset: every stream starts a new epoch; clients reload from a snapshot", "streams", len(auds))
+	}
+	l.ack(m.seq)
+}
+
+// retry runs f until it succeeds or the pipeline stops, logging failures.
+func (l *loop) retry(what string, f func() error) {
+	backoff := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := f()
+		if err == nil || l.ctx.Err() != nil {
+			return
+		}
+		l.cfg.Logger.Error(what+" failed; retrying", "attempt", attempt, "err", err)
+		select {
+		case <-time.After(backoff):
+		case <-l.ctx.Done():
+			return
+		}
+		backoff = min(backoff*2, l.cfg.MaxBackoff)
 	}
 }
 
@@ -463,7 +575,21 @@ func (p *Pipeline) Commit(ctx context.Context, below uint64) {
 	if p.cfg.ShadowStore == nil {
 		return
 	}
+	p.saveMu.Lock()
+	defer p.saveMu.Unlock()
+	recs := p.takeSaves(below)
+	if len(recs) == 0 {
+		return
+	}
+	if err := p.cfg.ShadowStore.Save(ctx, recs); err != nil && ctx.Err() == nil {
+		p.cfg.Logger.Warn("shadow store save failed", "records", len(recs), "err", err)
+	}
+}
+
+// takeSaves removes and returns the records of the changes below seq.
+func (p *Pipeline) takeSaves(below uint64) []ShadowRecord {
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	var recs []ShadowRecord
 	for seq, rs := range p.saves {
 		if seq < below {
@@ -471,11 +597,5 @@ func (p *Pipeline) Commit(ctx context.Context, below uint64) {
 			delete(p.saves, seq)
 		}
 	}
-	p.mu.Unlock()
-	if len(recs) == 0 {
-		return
-	}
-	if err := p.cfg.ShadowStore.Save(ctx, recs); err != nil && ctx.Err() == nil {
-		p.cfg.Logger.Warn("shadow store save failed", "records", len(recs), "err", err)
-	}
+	return recs
 }

@@ -54,6 +54,8 @@ func newSource(ctx context.Context, cfg *config.Config, mappings []publish.Mappi
 			return src, fatal(err)
 		}
 		pc.Logger = log.With("source", "postgres")
+		pc.ErrorAfter = cfg.Source.ErrorAfter.D()
+		pc.Metrics = postgres.NewMetrics(reg)
 		label = "postgres:" + pgDatabase(pg.URL) + "/" + pg.Slot
 		slot := &postgres.Slot{Config: pc, Processor: cfg.Lease.Processor}
 		parts, src.snap = slot, slot

@@ -52,7 +52,8 @@ func PipelineConfig(cfg *config.Config, source string) publish.PipelineConfig {
 // and its mappings (their key pointers override a table's primary key).
 func PostgresConfig(pg *config.PostgresSource, mappings []config.Mapping) (postgres.Config, error) {
 	c := postgres.Config{URL: pg.URL, Slot: pg.Slot, Publication: pg.Publication, Tables: pg.Tables,
-		StatusInterval: pg.StatusInterval.D(), Heartbeat: pg.Heartbeat.D(), Keys: map[string][]string{}}
+		StatusInterval: pg.StatusInterval.D(), Heartbeat: pg.Heartbeat.D(), Keys: map[string][]string{},
+		ReplicaIdentity: pg.ReplicaIdentity, OnSlotLost: pg.OnSlotLost, WALWarnFraction: pg.WALWarnFraction}
 	for i, m := range mappings {
 		if len(m.Key) == 0 {
 			continue

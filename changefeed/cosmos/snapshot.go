@@ -8,11 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/http"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/data/azcosmos"
 
 	"github.com/changecast/changecast/changefeed"
@@ -390,6 +392,15 @@ func (r *run) readOnce(ctx context.Context, e tokenRange, pk *azcosmos.Partition
 		rctx, opts = readContext(ctx, opts)
 	}
 	resp, err := r.f.c.ReadChangeFeed(rctx, &opts)
+	for wait := 100 * time.Millisecond; err != nil && snapshotRetryable(err) && wait <= 2*time.Second && ctx.Err() == nil; wait *= 2 {
+		// A split in progress: the SDK's range cache, or the gateway,
+		// asks to be asked again.
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+		}
+		resp, err = r.f.c.ReadChangeFeed(rctx, &opts)
+	}
 	if err != nil {
 		return nil, nil, from, fmt.Errorf("cosmos snapshot: read the change feed of [%s, %s): %w", e.Min, e.Max, err)
 	}
@@ -741,3 +752,18 @@ func (e tokenRange) sameRange(o tokenRange) bool {
 }
 
 func (e tokenRange) rng() lease.FeedRange { return lease.FeedRange{Min: e.Min, Max: normMax(e.Max)} }
+
+// snapshotRetryable: errors a snapshot read retries a few times before
+// failing the request: the SDK's partition key range cache gave up while a
+// split invalidated it (its documented advice is to retry), and the
+// gateway's 410 (a range gone in a split), 429 and 503.
+func snapshotRetryable(err error) bool {
+	var re *azcore.ResponseError
+	if errors.As(err, &re) {
+		switch re.StatusCode {
+		case http.StatusGone, http.StatusTooManyRequests, http.StatusServiceUnavailable:
+			return true
+		}
+	}
+	return strings.Contains(err.Error(), "partition key range cache")
+}

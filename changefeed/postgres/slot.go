@@ -43,9 +43,12 @@ func (s *Slot) Bootstrap(_ context.Context, prefix string) ([]*lease.Lease, erro
 // confirmed_flush_lsn is the stream's position; the lease also records it
 // (at most once a second), so `changecast leases list` shows where the
 // slot is.
-func (s *Slot) Source(_ *lease.Lease, cp lease.Checkpointer) (changefeed.Source, error) {
+func (s *Slot) Source(l *lease.Lease, cp lease.Checkpointer) (changefeed.Source, error) {
 	src := New(s.Config)
 	src.wins = &s.wins
+	if l != nil {
+		src.resumeFrom = l.Continuation
+	}
 	return &leasedSource{Source: src, cp: cp, slot: s}, nil
 }
 

@@ -39,8 +39,40 @@ type Config struct {
 	Heartbeat  time.Duration
 	MinBackoff time.Duration // default 200 ms
 	MaxBackoff time.Duration // default 15 s
+	// ReplicaIdentity is IdentityFull (the default) or IdentityKeep: see
+	// those.
+	ReplicaIdentity string
+	// OnSlotLost is SlotRecreate (the default) or SlotStop: what to do when
+	// the slot was invalidated or dropped.
+	OnSlotLost string
+	// WALWarnFraction: a WARN when the WAL the slot may still hold back
+	// (safe_wal_size) falls under this fraction of max_slot_wal_keep_size.
+	// Default 0.2; negative disables.
+	WALWarnFraction float64
+	// ErrorAfter: connection failures are logged at WARN, and at ERROR
+	// once they have lasted this long. Default 2 minutes.
+	ErrorAfter time.Duration
 	Logger     *slog.Logger
+	Metrics    *Metrics // nil: none
 }
+
+// ReplicaIdentity and OnSlotLost choices.
+const (
+	// IdentityFull sets REPLICA IDENTITY FULL on every streamed table that
+	// does not have it, at start: deletes and updates then carry the whole
+	// old row, so the groups a row leaves are always known (see
+	// docs/postgres.md).
+	IdentityFull = "full"
+	// IdentityKeep leaves tables as they are; a delete or a routing move of
+	// a row whose old values the stream does not carry, and that
+	// changecast has not seen, is sent to the whole hub as a delete.
+	IdentityKeep = "keep"
+	// SlotRecreate creates a lost slot anew and starts a new epoch for
+	// every stream: clients reload from snapshots.
+	SlotRecreate = "recreate"
+	// SlotStop stops with a FatalError, for a person to decide.
+	SlotStop = "stop"
+)
 
 // Defaults of Config.
 const (
@@ -64,6 +96,21 @@ func (c *Config) defaults() {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	if c.ReplicaIdentity == "" {
+		c.ReplicaIdentity = IdentityFull
+	}
+	if c.OnSlotLost == "" {
+		c.OnSlotLost = SlotRecreate
+	}
+	if c.WALWarnFraction == 0 {
+		c.WALWarnFraction = 0.2
+	}
+	if c.ErrorAfter <= 0 {
+		c.ErrorAfter = 2 * time.Minute
+	}
+	if c.Metrics == nil {
+		c.Metrics = &Metrics{}
+	}
 }
 
 // Source streams a PostgreSQL publication from a permanent logical
@@ -84,6 +131,12 @@ type Source struct {
 	mu     sync.Mutex
 	keys   map[string][]string // table → key columns, from setup
 	warned map[string]bool     // table.column of unknown types already warned about
+
+	warnedIdentity map[string]bool // tables warned about at setup (once per Source)
+	// resumeFrom is the position the lease store holds (see Slot.Source):
+	// a slot missing while it is set was dropped, not never created.
+	resumeFrom string
+	streamed   bool // a session of this Source started streaming
 }
 
 // New returns a source; Run starts it.
@@ -128,13 +181,16 @@ func fatalf(format string, args ...any) error { return &FatalError{fmt.Errorf(fo
 
 // Run streams until ctx ends. It reconnects with backoff after a dropped
 // connection or a server restart and resumes from confirmed_flush_lsn; it
-// returns early only with a *FatalError.
+// returns early only with a *FatalError: a configuration problem, or an
+// error retrying cannot fix (a wrong password, a role without REPLICATION,
+// a database that does not exist; see permanent).
 func (s *Source) Run(ctx context.Context, out chan<- changefeed.Event) error {
 	s.runCtx = ctx
 	defer s.jobs.Wait()
 	backoff := s.cfg.MinBackoff
 	var failingSince, lastLog time.Time
 	attempts := 0
+	loud := false // logged at ERROR already in this failure
 	for {
 		started := time.Now()
 		err := s.session(ctx, out)
@@ -146,18 +202,27 @@ func (s *Source) Run(ctx context.Context, out chan<- changefeed.Event) error {
 		if errors.As(err, &fe) {
 			return err
 		}
+		if fe := permanent(err, s.cfg); fe != nil {
+			return fe
+		}
 		if time.Since(started) > 30*time.Second {
 			// It was streaming for a while: a fresh failure, not a storm.
-			backoff, attempts, failingSince = s.cfg.MinBackoff, 0, time.Time{}
+			backoff, attempts, failingSince, loud = s.cfg.MinBackoff, 0, time.Time{}, false
 		}
 		attempts++
 		if failingSince.IsZero() {
 			failingSince = time.Now()
 		}
-		// One line per attempt window, not one per attempt.
-		if attempts == 1 || time.Since(lastLog) >= 30*time.Second {
-			s.cfg.Logger.Warn("postgres replication connection failed; retrying with backoff",
-				"err", err, "attempts", attempts, "failing_for", time.Since(failingSince).Round(time.Second).String(), "next_in", backoff)
+		// One line per attempt window, not one per attempt; at ERROR once
+		// the failure has lasted ErrorAfter (readiness is false all along).
+		failing := time.Since(failingSince)
+		if attempts == 1 || time.Since(lastLog) >= 30*time.Second || !loud && failing >= s.cfg.ErrorAfter {
+			lvl := slog.LevelWarn
+			if failing >= s.cfg.ErrorAfter {
+				lvl, loud = slog.LevelError, true
+			}
+			s.cfg.Logger.Log(ctx, lvl, "postgres replication connection failed; retrying with backoff",
+				"err", err, "attempts", attempts, "failing_for", failing.Round(time.Second).String(), "next_in", backoff.String())
 			lastLog = time.Now()
 		}
 		select {
@@ -169,6 +234,31 @@ func (s *Source) Run(ctx context.Context, out chan<- changefeed.Event) error {
 	}
 }
 
+// permanent turns the errors that retrying cannot fix into a *FatalError
+// naming the fix; nil for the others (connection refused, a server
+// starting or shutting down, too many connections: retried).
+func permanent(err error, cfg Config) error {
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) {
+		return nil
+	}
+	switch {
+	case pe.Code == "28P01":
+		return fatalf("PostgreSQL refused the password (%s). Fix: correct the password in source.postgres.url", pe.Message)
+	case pe.Code == "28000":
+		return fatalf("PostgreSQL refused the connection (%s). Fix: check the user in source.postgres.url and that pg_hba.conf lets it connect to the database", pe.Message)
+	case pe.Code == "3D000":
+		return fatalf("%s. Fix: create the database or correct source.postgres.url", pe.Message)
+	case pe.Code == "42501" && strings.Contains(pe.Message, "replication"):
+		return fatalf("the role of source.postgres.url may not use logical replication (%s). Fix: ALTER ROLE <user> REPLICATION (on Azure: grant azure_pg_admin and set azure.replication_support), or connect as a role that has it", pe.Message)
+	case pe.Code == "42501":
+		return fatalf("%s. Fix: grant the role of source.postgres.url what it needs (it reads the streamed tables, creates publication %s when missing, and sets REPLICA IDENTITY FULL unless source.postgres.replicaIdentity is keep)", pe.Message, cfg.Publication)
+	case pe.Code == "42704" && strings.Contains(pe.Message, "publication"):
+		return fatalf("%s: the slot reads publications as they were when its changes were written. Fix: create the publication again (it must exist at the slot's position), or drop slot %s to start anew", pe.Message, cfg.Slot)
+	}
+	return nil
+}
+
 // session is one connection's life: setup, start, stream.
 func (s *Source) session(ctx context.Context, out chan<- changefeed.Event) error {
 	db, err := pgx.Connect(ctx, s.cfg.URL)
@@ -176,9 +266,31 @@ func (s *Source) session(ctx context.Context, out chan<- changefeed.Event) error
 		return err
 	}
 	defer db.Close(context.WithoutCancel(ctx))
-	slotExists, err := s.setup(ctx, db)
+	slot, err := s.setup(ctx, db)
 	if err != nil {
 		return err
+	}
+	if !slot.exists && slot.lost == "" && (s.resumeFrom != "" || s.streamed) {
+		slot.lost = "dropped (it no longer exists, though changecast streamed from it before)"
+	}
+	reset := false
+	if slot.lost != "" {
+		if s.cfg.OnSlotLost == SlotStop {
+			return fatalf("replication slot %s was %s: the changes it held are gone, so clients may hold stale documents. "+
+				"Fix: raise max_slot_wal_keep_size (and idle_replication_slot_timeout on PostgreSQL 18) so that it does not happen again, "+
+				"then start with source.postgres.onSlotLost: recreate: the slot is created anew and every client reloads from a snapshot", s.cfg.Slot, slot.lost)
+		}
+		if slot.exists {
+			if _, err := db.Exec(ctx, "SELECT pg_drop_replication_slot($1)", s.cfg.Slot); err != nil {
+				return fmt.Errorf("drop the lost replication slot %s: %w", s.cfg.Slot, err)
+			}
+			slot.exists = false
+		}
+		s.cfg.Logger.Error("replication slot lost; creating it anew: every stream starts a new epoch and clients reload from a snapshot",
+			"slot", s.cfg.Slot, "cause", slot.lost,
+			"fix", "raise max_slot_wal_keep_size (and idle_replication_slot_timeout on PostgreSQL 18) so that a stopped or slow changecast keeps its slot; source.postgres.onSlotLost: stop stops instead")
+		s.cfg.Metrics.recreated()
+		reset = true
 	}
 
 	rcfg, err := pgconn.ParseConfig(s.cfg.URL)
@@ -196,18 +308,31 @@ func (s *Source) session(ctx context.Context, out chan<- changefeed.Event) error
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 
-	if !slotExists {
+	messages := s.serverVersion.Load() >= 140000
+	if !slot.exists {
 		// The publication exists by now: a slot created before its
 		// publication can report it missing.
-		_, err := pglogrepl.CreateReplicationSlot(ctx, conn, s.cfg.Slot, "pgoutput",
+		res, err := pglogrepl.CreateReplicationSlot(ctx, conn, s.cfg.Slot, "pgoutput",
 			pglogrepl.CreateReplicationSlotOptions{SnapshotAction: "NOEXPORT_SNAPSHOT"})
 		if err != nil {
 			return fmt.Errorf("create replication slot %s: %w", s.cfg.Slot, err)
 		}
 		s.cfg.Logger.Info("created replication slot", "slot", s.cfg.Slot)
+		if reset {
+			// The reset travels in the new slot's stream, so it is durable:
+			// it is handled before any change after it, by whichever worker
+			// streams next.
+			if !messages {
+				cp, _ := pglogrepl.ParseLSN(res.ConsistentPoint)
+				if err := s.emitReset(ctx, out, strconv.FormatUint(uint64(cp), 10)+".0"); err != nil {
+					return err
+				}
+			} else if _, err := db.Exec(ctx, ResetSQL, s.cfg.Slot); err != nil {
+				return fmt.Errorf("write the reset message for slot %s: %w", s.cfg.Slot, err)
+			}
+		}
 	}
 	args := []string{"proto_version '1'", "publication_names " + quoteLiteral(quoteIdent(s.cfg.Publication))}
-	messages := s.serverVersion.Load() >= 140000
 	if messages {
 		// Heartbeats and snapshot watermarks are logical messages
 		// (PostgreSQL 14 or later).
@@ -224,38 +349,96 @@ func (s *Source) session(ctx context.Context, out chan<- changefeed.Event) error
 		return fmt.Errorf("start replication: %w", err)
 	}
 	s.ready.Store(true)
+	s.streamed = true
 	s.cfg.Logger.Info("streaming", "slot", s.cfg.Slot, "publication", s.cfg.Publication, "from", s.FlushedLSN().String())
 
-	var hbErr chan error
-	if s.cfg.Heartbeat > 0 && messages {
-		hbCtx, stop := context.WithCancel(ctx)
-		defer stop()
-		hbErr = make(chan error, 1)
-		go func() { hbErr <- s.heartbeat(hbCtx, db) }()
-		defer func() { stop(); <-hbErr }()
-	}
+	upCtx, stopUpkeep := context.WithCancel(ctx)
+	upErr := make(chan error, 1)
+	go func() { upErr <- s.upkeep(upCtx, db, messages) }()
+	defer func() { stopUpkeep(); <-upErr }()
 	return s.stream(ctx, conn, out)
 }
 
-// heartbeat writes a tiny non-transactional logical message on the normal
-// connection every interval, so the stream gets an LSN to confirm even when
-// the published tables are quiet while others write WAL.
-func (s *Source) heartbeat(ctx context.Context, db *pgx.Conn) error {
-	t := time.NewTicker(s.cfg.Heartbeat)
-	defer t.Stop()
+// slotCheckInterval is how often the WAL a slot holds back is measured.
+const slotCheckInterval = 15 * time.Second
+
+// upkeep runs beside the stream on the normal connection: heartbeats (a
+// tiny non-transactional logical message every interval, so the stream
+// gets an LSN to confirm even when the published tables are quiet while
+// others write WAL) and the slot's WAL headroom.
+func (s *Source) upkeep(ctx context.Context, db *pgx.Conn, messages bool) error {
+	var hb <-chan time.Time
+	if s.cfg.Heartbeat > 0 && messages {
+		t := time.NewTicker(s.cfg.Heartbeat)
+		defer t.Stop()
+		hb = t.C
+	}
+	check := time.NewTicker(slotCheckInterval)
+	defer check.Stop()
+	var warned time.Time
+	s.checkSlot(ctx, db, &warned)
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-t.C:
+		case <-hb:
 			if _, err := db.Exec(ctx, "SELECT pg_logical_emit_message(false, $1, '')", heartbeatPrefix); err != nil && ctx.Err() == nil {
 				s.cfg.Logger.Debug("heartbeat failed", "err", err)
 			}
+		case <-check.C:
+			s.checkSlot(ctx, db, &warned)
 		}
 	}
 }
 
+// checkSlot exports the WAL the slot retains and what may still be written
+// before PostgreSQL invalidates it, and warns (at most every 5 minutes)
+// when that headroom falls under WALWarnFraction of max_slot_wal_keep_size.
+func (s *Source) checkSlot(ctx context.Context, db *pgx.Conn, warned *time.Time) {
+	if s.serverVersion.Load() < 130000 {
+		return
+	}
+	var retained, safe, keepMB int64
+	err := db.QueryRow(ctx, `SELECT coalesce(pg_current_wal_lsn() - restart_lsn, 0)::int8, coalesce(safe_wal_size, -1)::int8,
+		(SELECT setting::int8 FROM pg_settings WHERE name = 'max_slot_wal_keep_size')
+		FROM pg_replication_slots WHERE slot_name = $1`, s.cfg.Slot).Scan(&retained, &safe, &keepMB)
+	if err != nil {
+		if ctx.Err() == nil {
+			s.cfg.Logger.Debug("slot check failed", "err", err)
+		}
+		return
+	}
+	s.cfg.Metrics.setWAL(float64(retained), float64(safe))
+	if keepMB <= 0 || s.cfg.WALWarnFraction <= 0 || safe < 0 {
+		return
+	}
+	if float64(safe) < s.cfg.WALWarnFraction*float64(keepMB<<20) && time.Since(*warned) >= 5*time.Minute {
+		*warned = time.Now()
+		s.cfg.Logger.Warn("the replication slot is close to being invalidated: it holds back more WAL than max_slot_wal_keep_size soon allows",
+			"slot", s.cfg.Slot, "retained_bytes", retained, "safe_wal_bytes", safe, "max_slot_wal_keep_size_mb", keepMB,
+			"fix", "find why changecast falls behind (its target down, a slow client), or raise max_slot_wal_keep_size")
+	}
+}
+
 const heartbeatPrefix = "changecast.heartbeat"
+
+// resetPrefix marks a slot created anew after the old one was lost; its
+// content is the slot's name. The stream turns it into a changefeed.Reset.
+const resetPrefix = "changecast.reset"
+
+// ResetSQL writes the reset message for the slot named $1.
+const ResetSQL = "SELECT pg_logical_emit_message(true, '" + resetPrefix + "', $1)"
+
+// emitReset hands a changefeed.Reset to the pipeline directly (servers
+// before PostgreSQL 14, whose streams carry no logical messages).
+func (s *Source) emitReset(ctx context.Context, out chan<- changefeed.Event, version string) error {
+	select {
+	case out <- changefeed.Event{Change: &changefeed.Change{Op: changefeed.Reset, Version: version, CommitTime: time.Now()}}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
 
 // stream reads the replication stream and emits events until an error.
 func (s *Source) stream(ctx context.Context, conn *pgconn.PgConn, out chan<- changefeed.Event) error {
@@ -370,18 +553,18 @@ func (s *Source) stream(ctx context.Context, conn *pgconn.PgConn, out chan<- cha
 
 // setup checks the server and the tables, creates the publication, and
 // reports whether the slot exists. Problems the user must fix are fatal.
-func (s *Source) setup(ctx context.Context, db *pgx.Conn) (slotExists bool, err error) {
+func (s *Source) setup(ctx context.Context, db *pgx.Conn) (st slotState, err error) {
 	var walLevel string
 	if err := db.QueryRow(ctx, "SHOW wal_level").Scan(&walLevel); err != nil {
-		return false, err
+		return slotState{}, err
 	}
 	var version int64
 	if err := db.QueryRow(ctx, "SELECT current_setting('server_version_num')::int8").Scan(&version); err != nil {
-		return false, err
+		return slotState{}, err
 	}
 	s.serverVersion.Store(version)
 	if walLevel != "logical" {
-		return false, fatalf("PostgreSQL has wal_level=%s; logical replication needs wal_level=logical. "+
+		return slotState{}, fatalf("PostgreSQL has wal_level=%s; logical replication needs wal_level=logical. "+
 			"Fix: run ALTER SYSTEM SET wal_level = logical; then restart PostgreSQL", walLevel)
 	}
 	keys := map[string][]string{}
@@ -397,23 +580,48 @@ func (s *Source) setup(ctx context.Context, db *pgx.Conn) (slotExists bool, err 
 			continue
 		}
 		if err != nil {
-			return false, err
+			return slotState{}, err
 		}
 		cols, err := queryStrings(ctx, db, `SELECT attname FROM pg_attribute WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped`, oid)
 		if err != nil {
-			return false, err
+			return slotState{}, err
 		}
 		pk, err := queryStrings(ctx, db, `SELECT a.attname FROM pg_index i
 			JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
 			WHERE i.indrelid = $1 AND i.indisprimary ORDER BY array_position(i.indkey::int2[], a.attnum)`, oid)
 		if err != nil {
-			return false, err
+			return slotState{}, err
 		}
+		if ident != "f" && s.cfg.ReplicaIdentity == IdentityFull {
+			// Deletes and updates then carry the whole old row: the groups
+			// a row leaves are known whether or not changecast saw it.
+			was := identityName(ident)
+			if err := setIdentityFull(ctx, db, t); err != nil {
+				var pe *pgconn.PgError
+				if errors.As(err, &pe) && pe.Code == "42501" {
+					problems = append(problems, fmt.Sprintf("table %s has REPLICA IDENTITY %s and the role of source.postgres.url cannot change it (%s). "+
+						"Fix: run ALTER TABLE %s REPLICA IDENTITY FULL as the table's owner, or set source.postgres.replicaIdentity: keep "+
+						"to accept that deletes and moves of rows changecast has not seen are sent to the whole hub", t, was, pe.Message, t))
+					continue
+				}
+				return slotState{}, fmt.Errorf("ALTER TABLE %s REPLICA IDENTITY FULL: %w", t, err)
+			}
+			s.cfg.Logger.Info("set REPLICA IDENTITY FULL, so every delete and move reaches the groups that held the row", "table", t, "was", was)
+			ident = "f"
+		}
+		s.cfg.Metrics.setIdentity(t, ident == "f")
 		switch {
 		case ident == "n":
-			problems = append(problems, fmt.Sprintf("table %s has REPLICA IDENTITY NOTHING: its updates and deletes would fail once published; run ALTER TABLE %s REPLICA IDENTITY DEFAULT (with a primary key) or FULL", t, t))
+			problems = append(problems, fmt.Sprintf("table %s has REPLICA IDENTITY NOTHING: its updates and deletes would fail once published; run ALTER TABLE %s REPLICA IDENTITY FULL", t, t))
 		case ident == "d" && len(pk) == 0:
 			problems = append(problems, fmt.Sprintf("table %s has no primary key and REPLICA IDENTITY DEFAULT: its updates and deletes would fail once published; add a primary key or run ALTER TABLE %s REPLICA IDENTITY FULL", t, t))
+		case ident != "f" && !s.warnedIdentity[t]:
+			if s.warnedIdentity == nil {
+				s.warnedIdentity = map[string]bool{}
+			}
+			s.warnedIdentity[t] = true
+			s.cfg.Logger.Warn("table does not have REPLICA IDENTITY FULL (source.postgres.replicaIdentity: keep): a delete or a move to another group of a row changecast has not seen is sent to the whole hub as a delete",
+				"table", t, "replica_identity", identityName(ident))
 		}
 		key := pk
 		if k, ok := s.cfg.Keys[t]; ok {
@@ -430,39 +638,95 @@ func (s *Source) setup(ctx context.Context, db *pgx.Conn) (slotExists bool, err 
 		keys[t] = key
 	}
 	if len(problems) > 0 {
-		return false, fatalf("%s", strings.Join(problems, "; "))
+		return slotState{}, fatalf("%s", strings.Join(problems, "; "))
 	}
 	s.mu.Lock()
 	s.keys = keys
 	s.mu.Unlock()
 
 	if err := s.ensurePublication(ctx, db); err != nil {
-		return false, err
+		return slotState{}, err
 	}
-	var plugin, slotDB, thisDB string
+	var plugin, slotDB, thisDB, walStatus, invalidation string
 	var confirmed *string
-	err = db.QueryRow(ctx, `SELECT plugin, coalesce(database, ''), current_database(), confirmed_flush_lsn::text
-		FROM pg_replication_slots WHERE slot_name = $1`, s.cfg.Slot).Scan(&plugin, &slotDB, &thisDB, &confirmed)
+	// wal_status (PostgreSQL 13) says 'lost' once the slot fell more than
+	// max_slot_wal_keep_size behind; invalidation_reason (17) says why.
+	cols := "''::text, NULL::text"
+	if version >= 170000 {
+		cols = "coalesce(wal_status, ''), invalidation_reason"
+	} else if version >= 130000 {
+		cols = "coalesce(wal_status, ''), NULL::text"
+	}
+	var reason *string
+	err = db.QueryRow(ctx, `SELECT plugin, coalesce(database, ''), current_database(), confirmed_flush_lsn::text, `+cols+`
+		FROM pg_replication_slots WHERE slot_name = $1`, s.cfg.Slot).Scan(&plugin, &slotDB, &thisDB, &confirmed, &walStatus, &reason)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return false, nil
+		return slotState{}, nil
 	}
 	if err != nil {
-		return false, err
+		return slotState{}, err
+	}
+	if reason != nil {
+		invalidation = *reason
 	}
 	if slotDB != thisDB {
 		// Slot names are global to the server; a logical slot belongs to one
 		// database.
-		return false, fatalf("replication slot %s belongs to database %q, not %q; choose another source.postgres.slot", s.cfg.Slot, slotDB, thisDB)
+		return slotState{}, fatalf("replication slot %s belongs to database %q, not %q; choose another source.postgres.slot", s.cfg.Slot, slotDB, thisDB)
 	}
 	if plugin != "pgoutput" {
-		return false, fatalf("replication slot %s uses plugin %s, not pgoutput; drop it or choose another source.postgres.slot", s.cfg.Slot, plugin)
+		return slotState{}, fatalf("replication slot %s uses plugin %s, not pgoutput; drop it or choose another source.postgres.slot", s.cfg.Slot, plugin)
 	}
-	if confirmed != nil {
+	st.exists = true
+	switch {
+	case invalidation != "":
+		st.lost = "invalidated (" + invalidation + ")"
+	case walStatus == "lost":
+		st.lost = "invalidated (wal_status lost: it fell more than max_slot_wal_keep_size behind)"
+	}
+	if confirmed != nil && st.lost == "" {
 		if lsn, err := pglogrepl.ParseLSN(*confirmed); err == nil {
 			_ = s.Checkpoint(ctx, changefeed.Position(lsn.String()))
 		}
 	}
-	return true, nil
+	return st, nil
+}
+
+// slotState is what setup found of the slot.
+type slotState struct {
+	exists bool
+	lost   string // why the slot can no longer stream, when it cannot
+}
+
+func identityName(ident string) string {
+	switch ident {
+	case "d":
+		return "DEFAULT"
+	case "n":
+		return "NOTHING"
+	case "i":
+		return "USING INDEX"
+	}
+	return "FULL"
+}
+
+// setIdentityFull alters the table, waiting at most a few seconds for its
+// lock: ALTER TABLE queues behind long transactions on the table and, while
+// queued, blocks every other query on it.
+func setIdentityFull(ctx context.Context, db *pgx.Conn, table string) error {
+	sch, name, _ := splitTable(table)
+	tx, err := db.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, "SET LOCAL lock_timeout = '5s'"); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, "ALTER TABLE "+pgx.Identifier{sch, name}.Sanitize()+" REPLICA IDENTITY FULL"); err != nil {
+		return err
+	}
+	return tx.Commit(ctx)
 }
 
 func (s *Source) ensurePublication(ctx context.Context, db *pgx.Conn) error {
@@ -625,6 +889,9 @@ func (d *decoder) decode(data []byte) ([]changefeed.Event, error) {
 		}
 		if m.Transactional && m.Prefix == resnapshotPrefix && (len(m.Content) == 0 || string(m.Content) == d.src.cfg.Slot) {
 			d.src.startResnapshot()
+		}
+		if m.Transactional && m.Prefix == resetPrefix && string(m.Content) == d.src.cfg.Slot {
+			return d.one(&changefeed.Change{Op: changefeed.Reset, Version: d.version(), CommitTime: d.commitTime}), nil
 		}
 	case *pglogrepl.TruncateMessage:
 		var evs []changefeed.Event

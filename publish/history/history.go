@@ -19,6 +19,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/changecast/changecast/publish"
@@ -158,4 +159,46 @@ func appendUint(b []byte, n uint64) []byte {
 		}
 	}
 	return append(b, d[i:]...)
+}
+
+// Renewer is a store that can start every stream anew (Memory, Redis).
+type Renewer interface {
+	// Renew starts a new epoch for every stream it keeps, with no
+	// envelopes, and returns their names. A stream it no longer keeps
+	// starts a new epoch when it is next appended to or read.
+	Renew(ctx context.Context) ([]string, error)
+}
+
+// RenewStreams implements publish.StreamRenewer: after the source lost
+// continuity (a replication slot recreated), every stream's history is
+// wrong, so every stream starts a new epoch and clients reload.
+func (p *Publisher) RenewStreams(ctx context.Context) ([]publish.Audience, error) {
+	r, ok := p.store.(Renewer)
+	if !ok {
+		return nil, errors.New("history: the store cannot renew its streams")
+	}
+	names, err := r.Renew(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]publish.Audience, 0, len(names))
+	for _, n := range names {
+		out = append(out, ParseStream(n))
+	}
+	return out, nil
+}
+
+// ParseStream is the audience of a stream name (Stream's inverse; hub
+// names hold no slash).
+func ParseStream(name string) publish.Audience {
+	hub, rest, ok := strings.Cut(name, "/")
+	switch {
+	case !ok:
+		return publish.Audience{Hub: name}
+	case strings.HasPrefix(rest, "g/"):
+		return publish.Audience{Hub: hub, Group: rest[2:]}
+	case strings.HasPrefix(rest, "u/"):
+		return publish.Audience{Hub: hub, User: rest[2:]}
+	}
+	return publish.Audience{Hub: name}
 }

@@ -156,3 +156,23 @@ func (m *Memory) Last(_ context.Context, stream string) (string, uint64, error) 
 	s := m.stream(stream, m.now())
 	return s.epoch, s.last, nil
 }
+
+// Renew implements Renewer: a new process epoch, and every stream emptied
+// in it.
+func (m *Memory) Renew(context.Context) ([]string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var b [6]byte
+	rand.Read(b[:])
+	m.epoch = hex.EncodeToString(b[:])
+	names := make([]string, 0, len(m.streams))
+	for name := range m.streams {
+		names = append(names, name)
+	}
+	m.streams = map[string]*memStream{}
+	m.fifo, m.head, m.bytes = nil, 0, 0
+	for _, name := range names {
+		m.stream(name, m.now())
+	}
+	return names, nil
+}

@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"fmt"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -187,4 +189,47 @@ func (r *Redis) Last(ctx context.Context, stream string) (string, uint64, error)
 	epoch, _ := res[0].(string)
 	off, _ := res[1].(int64)
 	return epoch, uint64(off), nil
+}
+
+// Renew implements Renewer: every stream's keys are deleted, so its next
+// append (or Last) starts a new epoch. Streams are found by their epoch
+// keys (SCAN, on every master of a cluster).
+func (r *Redis) Renew(ctx context.Context) ([]string, error) {
+	head, tail := r.prefix+":{", "}:epoch"
+	var names []string
+	scan := func(ctx context.Context, c redis.Cmdable) error {
+		it := c.Scan(ctx, 0, head+"*"+tail, 1000).Iterator()
+		var found []string
+		for it.Next(ctx) {
+			k := it.Val()
+			if strings.HasPrefix(k, head) && strings.HasSuffix(k, tail) && len(k) >= len(head)+len(tail) {
+				found = append(found, k[len(head):len(k)-len(tail)])
+			}
+		}
+		if err := it.Err(); err != nil {
+			return err
+		}
+		for _, name := range found {
+			if err := r.c.Del(ctx, r.keys(name)...).Err(); err != nil {
+				return err
+			}
+		}
+		names = append(names, found...)
+		return nil
+	}
+	var err error
+	if cc, ok := r.c.(*redis.ClusterClient); ok {
+		var mu sync.Mutex
+		err = cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
+			mu.Lock()
+			defer mu.Unlock()
+			return scan(ctx, c)
+		})
+	} else {
+		err = scan(ctx, r.c)
+	}
+	if err != nil {
+		return names, fmt.Errorf("history: renew: %w", err)
+	}
+	return names, nil
 }

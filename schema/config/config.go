@@ -51,6 +51,10 @@ type HistoryRedis struct {
 type Source struct {
 	Postgres *PostgresSource `yaml:"postgres,omitempty" json:"postgres,omitempty"`
 	Cosmos   *CosmosSource   `yaml:"cosmos,omitempty" json:"cosmos,omitempty"`
+	// ErrorAfter: a source that cannot read (connection refused, 503s,
+	// timeouts) retries with backoff, not ready, logging at WARN, and at
+	// ERROR once the failure has lasted this long.
+	ErrorAfter Duration `yaml:"errorAfter,omitempty" json:"errorAfter,omitempty" jsonschema_description:"Retried read failures are logged at WARN, and at ERROR once they have lasted this long. Default 2m."`
 }
 
 // PostgresSource reads a PostgreSQL database through logical replication
@@ -66,6 +70,17 @@ type PostgresSource struct {
 	// StatusInterval is how often a standby status update is sent; it must
 	// be well inside the server's wal_sender_timeout (60 s by default).
 	StatusInterval Duration `yaml:"statusInterval,omitempty" json:"statusInterval,omitempty" jsonschema_description:"Interval of standby status updates (flush LSN). Default 5s."`
+	// ReplicaIdentity full makes deletes and updates carry the whole old
+	// row, so every delete and routing move reaches the groups that held
+	// the row, whether or not changecast saw it (docs/postgres.md).
+	ReplicaIdentity string `yaml:"replicaIdentity,omitempty" json:"replicaIdentity,omitempty" jsonschema:"enum=full,enum=keep" jsonschema_description:"full (default): at start, set REPLICA IDENTITY FULL on every streamed table that lacks it (needs the table's owner), so every delete and move reaches the groups that held the row. keep: leave tables as they are; a delete or move of a row changecast has not seen is sent to the whole hub as a delete."`
+	// OnSlotLost: what to do when the slot was invalidated
+	// (max_slot_wal_keep_size) or dropped.
+	OnSlotLost string `yaml:"onSlotLost,omitempty" json:"onSlotLost,omitempty" jsonschema:"enum=recreate,enum=stop" jsonschema_description:"When the replication slot was invalidated (max_slot_wal_keep_size) or dropped: recreate (default) creates it anew and starts a new epoch for every stream, so every client reloads from a snapshot; stop exits with code 2 for a person to decide."`
+	// WALWarnFraction: a WARN when the WAL the slot may still hold back
+	// before it is invalidated falls under this fraction of
+	// max_slot_wal_keep_size.
+	WALWarnFraction float64 `yaml:"walWarnFraction,omitempty" json:"walWarnFraction,omitempty" jsonschema_description:"WARN when the slot's safe_wal_size falls under this fraction of max_slot_wal_keep_size. Default 0.2; negative disables."`
 }
 
 // CosmosSource reads an Azure Cosmos DB container's change feed.
@@ -264,7 +279,13 @@ func (c *Config) ApplyDefaults() {
 		setStr(&p.Publication, DefaultPublication)
 		setDur(&p.Heartbeat, DefaultHeartbeat)
 		setDur(&p.StatusInterval, DefaultStatusInterval)
+		setStr(&p.ReplicaIdentity, "full")
+		setStr(&p.OnSlotLost, "recreate")
+		if p.WALWarnFraction == 0 {
+			p.WALWarnFraction = 0.2
+		}
 	}
+	setDur(&c.Source.ErrorAfter, 2*time.Minute)
 	if cs := c.Source.Cosmos; cs != nil {
 		setStr(&cs.StartFrom, "now")
 		setDur(&cs.PollInterval, DefaultPollInterval)
@@ -392,6 +413,15 @@ func (c *Config) Validate() error {
 		}
 		if pg.StatusInterval.D() <= 0 || pg.StatusInterval.D() > 30*time.Second {
 			p.add("source.postgres.statusInterval", "must be between 0 and 30s (wal_sender_timeout is 60s by default)")
+		}
+		if pg.ReplicaIdentity != "full" && pg.ReplicaIdentity != "keep" {
+			p.add("source.postgres.replicaIdentity", "%q is not full or keep", pg.ReplicaIdentity)
+		}
+		if pg.OnSlotLost != "recreate" && pg.OnSlotLost != "stop" {
+			p.add("source.postgres.onSlotLost", "%q is not recreate or stop", pg.OnSlotLost)
+		}
+		if pg.WALWarnFraction >= 1 {
+			p.add("source.postgres.walWarnFraction", "must be below 1 (a fraction of max_slot_wal_keep_size)")
 		}
 	}
 	if cs := c.Source.Cosmos; cs != nil {
