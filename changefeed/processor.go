@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/changecast/changecast/lease"
 )
 
 // Delivery is one change handed to a Consumer, with the sequence number the
@@ -205,7 +207,17 @@ func (p *Processor) Run(ctx context.Context) error {
 				eventsDone = true
 				if err := <-srcDone; err != nil && ctx.Err() == nil {
 					srcErr = err
-					log.Error("source failed; draining and stopping", "err", err)
+					var split *lease.SplitError
+					switch {
+					case errors.As(err, &split):
+						// A split is routine: the children take over.
+						log.Info("feed range split; draining and stopping", "children", len(split.Children))
+					case IsFatal(err):
+						// The process stops: its caller logs the one line.
+						log.Info("source stopped for good; draining", "err", err)
+					default:
+						log.Error("source failed; draining and stopping", "err", err)
+					}
 				}
 				stop()
 			case hard:

@@ -392,7 +392,13 @@ loop:
 	case errors.As(werr, &split):
 		m.split(parent, split.Children)
 	default:
-		if werr != nil && !errors.Is(werr, context.Canceled) && !errors.Is(werr, ErrShutdown) {
+		var fatal interface{ Fatal() bool }
+		switch {
+		case werr == nil || errors.Is(werr, context.Canceled) || errors.Is(werr, ErrShutdown):
+		case errors.As(werr, &fatal) && fatal.Fatal():
+			// The process stops (changefeed.IsFatal): no retry to announce.
+			m.log.Info("lease: worker stopped for good; releasing the lease", "lease", h.id)
+		default:
 			m.log.Error("lease: worker failed; releasing the lease to retry from its checkpoint", "lease", h.id, "err", werr)
 		}
 		m.release(parent)

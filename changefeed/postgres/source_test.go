@@ -13,8 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/changecast/changecast/changefeed"
 	"github.com/changecast/changecast/changefeed/postgres"
 	"github.com/changecast/changecast/internal/testkit"
@@ -169,19 +167,23 @@ func TestStartupErrors(t *testing.T) {
 	ctx := context.Background()
 	testkit.Exec(t, db, `CREATE TABLE nokey (a int)`)
 	testkit.Exec(t, db, `CREATE TABLE good (id int PRIMARY KEY)`)
+	testkit.Exec(t, db, `CREATE TABLE nokey2 (a int)`)
 	cases := []struct {
 		name   string
 		tables []string
 		keys   map[string][]string
+		ident  string
 		want   string
 	}{
-		{"missing table", []string{"public.nope"}, nil, "table public.nope does not exist"},
-		{"no replica identity", []string{"public.nokey"}, nil, "public.nokey has no primary key and REPLICA IDENTITY DEFAULT"},
-		{"missing key column", []string{"public.good"}, map[string][]string{"public.good": {"uid"}}, "key column uid does not exist in table public.good"},
+		{"missing table", []string{"public.nope"}, nil, "", "table public.nope does not exist"},
+		{"no replica identity", []string{"public.nokey"}, nil, postgres.IdentityKeep, "public.nokey has no primary key and REPLICA IDENTITY DEFAULT"},
+		// Made FULL, its changes can be published, but documents need a key.
+		{"no key", []string{"public.nokey2"}, nil, "", "table public.nokey2 has no primary key; set key: [/column] in its mapping"},
+		{"missing key column", []string{"public.good"}, map[string][]string{"public.good": {"uid"}}, "", "key column uid does not exist in table public.good"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			src := postgres.New(postgres.Config{URL: dbURL, Slot: "s", Publication: "p", Tables: c.tables, Keys: c.keys, Heartbeat: -1})
+			src := postgres.New(postgres.Config{URL: dbURL, Slot: "s", Publication: "p", Tables: c.tables, Keys: c.keys, Heartbeat: -1, ReplicaIdentity: c.ident})
 			ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 			defer cancel()
 			err := src.Run(ctx, make(chan changefeed.Event))
@@ -190,31 +192,6 @@ func TestStartupErrors(t *testing.T) {
 				t.Fatalf("err = %v, want a FatalError containing %q", err, c.want)
 			}
 		})
-	}
-}
-
-// TestWalLevel: a server without wal_level=logical gets one error that says
-// how to fix it. The machine's main PostgreSQL (wal_level=replica) serves
-// when it is there.
-func TestWalLevel(t *testing.T) {
-	testkit.Integration(t, "a PostgreSQL with wal_level=replica on 127.0.0.1:5432 (skipped too when there is none)")
-	const url = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable&connect_timeout=3"
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	db, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Skipf("no PostgreSQL with wal_level=replica on :5432 to test against: %v", err)
-	}
-	var lvl string
-	db.QueryRow(ctx, "SHOW wal_level").Scan(&lvl)
-	db.Close(ctx)
-	if lvl == "logical" {
-		t.Skip("the server on :5432 already has wal_level=logical")
-	}
-	src := postgres.New(postgres.Config{URL: url, Slot: "s", Publication: "p", Tables: []string{"public.x"}, Heartbeat: -1})
-	err = src.Run(ctx, make(chan changefeed.Event))
-	if err == nil || !strings.Contains(err.Error(), "wal_level=logical") || !strings.Contains(err.Error(), "ALTER SYSTEM SET wal_level = logical") {
-		t.Fatalf("err = %v", err)
 	}
 }
 
