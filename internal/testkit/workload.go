@@ -44,6 +44,15 @@ func NewWorkload(seed uint64, tables ...string) *Workload {
 	return &Workload{rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), tables: tables, ids: map[string][]int{}, nextID: 1}
 }
 
+// Adopt makes rows written outside the workload (ids) its own: later steps
+// update, move and delete them too.
+func (w *Workload) Adopt(tb string, ids ...int) {
+	w.ids[tb] = append(w.ids[tb], ids...)
+	for _, id := range ids {
+		w.nextID = max(w.nextID, id+1)
+	}
+}
+
 func (w *Workload) bigText() any {
 	switch w.rng.IntN(4) {
 	case 0:

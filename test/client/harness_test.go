@@ -37,7 +37,8 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 const (
-	appSecret   = "test-secret-of-at-least-32-bytes!!"
+	hubAccessKey = "an-access-key-of-at-least-32-bytes-long"
+	appSecret    = "test-secret-of-at-least-32-bytes!!"
 	appIssuer   = "changecast-test"
 	appAudience = "changecast-test"
 )
@@ -56,12 +57,12 @@ publish:
   target: hub
 hub:
   listen: %q
-  accessKey: "an-access-key-of-at-least-32-bytes-long"
+  accessKey: %q
   negotiate:
     path: /api
     auth: {jwt: {hs256Secret: %q, issuer: %s, audience: %s}}
     groups: ["tenant-{claims.tid}"]
-%s`, dbURL, slot, slot, hubAddr, appSecret, appIssuer, appAudience, extra)
+%s`, dbURL, slot, slot, hubAddr, hubAccessKey, appSecret, appIssuer, appAudience, extra)
 	cfg, err := config.Parse([]byte(yaml), func(string) (string, bool) { return "", false })
 	if err != nil {
 		t.Fatal(err)
@@ -127,6 +128,8 @@ type nodeClients struct {
 	lines chan string
 	mu    sync.Mutex
 	seen  []string
+	// started counts the clients that reported they are live.
+	started int
 }
 
 func startClients(t *testing.T, base string, n int, tenants []string, join time.Duration) *nodeClients {
@@ -136,6 +139,7 @@ func startClients(t *testing.T, base string, n int, tenants []string, join time.
 	cmd := exec.Command(node, "replicas.mjs")
 	cmd.Dir = filepath.Join(testkit.Root(t), "test", "node")
 	cmd.Env = append(os.Environ(), "CHANGECAST_NEGOTIATE_URL="+base, "CHANGECAST_HUB=orders",
+		"CHANGECAST_HUB_URL="+strings.TrimSuffix(base, "/api"), "CHANGECAST_HUB_KEY="+hubAccessKey,
 		"CHANGECAST_APP_SECRET="+appSecret, "CHANGECAST_APP_ISSUER="+appIssuer, "CHANGECAST_APP_AUDIENCE="+appAudience,
 		fmt.Sprintf("CLIENTS=%d", n), "TENANTS="+strings.Join(tenants, ","), fmt.Sprintf("JOIN_MS=%d", join.Milliseconds()))
 	cmd.Stderr = testWriter{t}
@@ -176,21 +180,57 @@ func startClients(t *testing.T, base string, n int, tenants []string, join time.
 func (nc *nodeClients) waitStarted(n int, timeout time.Duration) {
 	nc.t.Helper()
 	deadline := time.After(timeout)
-	started := 0
-	for started < n {
+	for nc.started < n {
 		select {
 		case l, ok := <-nc.lines:
 			if !ok {
 				nc.t.Fatal("the node clients exited")
 			}
-			switch {
-			case strings.HasPrefix(l, "started "):
-				started++
-			case strings.HasPrefix(l, "failed "):
-				nc.t.Fatalf("a client failed to start: %s", l)
-			}
+			nc.note(l)
 		case <-deadline:
-			nc.t.Fatalf("%d of %d clients started within %v", started, n, timeout)
+			nc.t.Fatalf("%d of %d clients started within %v", nc.started, n, timeout)
+		}
+	}
+}
+
+// note counts a "started" line and fails on a "failed" one; it reports
+// whether l was one of them.
+func (nc *nodeClients) note(l string) bool {
+	switch {
+	case strings.HasPrefix(l, "started "):
+		nc.started++
+	case strings.HasPrefix(l, "failed "):
+		nc.t.Fatalf("a client failed to start: %s", l)
+	default:
+		return false
+	}
+	return true
+}
+
+// drop closes client i's connections through the hub's REST API and keeps
+// it away for d (it cannot get a token meanwhile); it returns once the hub
+// answered.
+func (nc *nodeClients) drop(i int, d time.Duration) {
+	nc.t.Helper()
+	if _, err := fmt.Fprintf(nc.stdin, "drop %d %d\n", i, d.Milliseconds()); err != nil {
+		nc.t.Fatal(err)
+	}
+	want := fmt.Sprintf("dropped %d ", i)
+	for {
+		select {
+		case l, ok := <-nc.lines:
+			if !ok {
+				nc.t.Fatal("the node clients exited")
+			}
+			if nc.note(l) || !strings.HasPrefix(l, want) {
+				continue
+			}
+			if st := strings.TrimPrefix(l, want); st != "200" && st != "204" {
+				nc.t.Fatalf("drop of client %d: the hub answered %s", i, st)
+			}
+			return
+		case <-time.After(30 * time.Second):
+			nc.t.Fatalf("no answer to the drop of client %d", i)
 		}
 	}
 }
@@ -206,7 +246,7 @@ func (nc *nodeClients) dump() []clientReport {
 			if !ok {
 				nc.t.Fatal("the node clients exited")
 			}
-			if !strings.HasPrefix(l, "[") {
+			if nc.note(l) || !strings.HasPrefix(l, "[") {
 				continue
 			}
 			var out []clientReport
