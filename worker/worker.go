@@ -89,7 +89,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 		}
 	}
 
-	src, err := newSource(ctx, cfg, mappings, pub, reg, log)
+	src, err := newSource(ctx, cfg, mappings, pub.Publisher, reg, log)
 	if err != nil {
 		return err
 	}

@@ -47,7 +47,14 @@ const (
 // the built-in hub and JWT negotiate; it returns the negotiate base URL.
 func startWorker(t *testing.T, dbURL, slot string, extra string) string {
 	t.Helper()
-	hubAddr := testkit.FreeAddr(t)
+	base, _ := startWorkerAt(t, dbURL, slot, testkit.FreeAddr(t), extra)
+	return base
+}
+
+// startWorkerAt is startWorker with the hub on hubAddr; stop stops the
+// worker (a clean stop) before the test ends.
+func startWorkerAt(t *testing.T, dbURL, slot, hubAddr, extra string) (base string, stop func() error) {
+	t.Helper()
 	yaml := fmt.Sprintf(`
 source:
   postgres: {url: %q, slot: %s, publication: %s, tables: [public.orders], heartbeat: 1s, statusInterval: 500ms}
@@ -68,8 +75,8 @@ hub:
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	testkit.Run(t, func(ctx context.Context) error { return worker.Run(ctx, cfg, worker.Options{Logger: log}) })
-	base := "http://" + hubAddr + "/api"
+	stop = testkit.Run(t, func(ctx context.Context) error { return worker.Run(ctx, cfg, worker.Options{Logger: log}) })
+	base = "http://" + hubAddr + "/api"
 	db := testkit.Connect(t, dbURL)
 	testkit.Streaming(t, db, slot, 30*time.Second)
 	// Snapshots answer 503 until the stream is under way in the worker:
@@ -78,7 +85,7 @@ hub:
 		status, _, _, err := get(base+"/snapshot?hub=orders&collection=public.orders&id=-1", appToken("probe", "probe"))
 		return err == nil && status != http.StatusServiceUnavailable
 	})
-	return base
+	return base, stop
 }
 
 // get reads u with the app token (none when empty): the status, the body
