@@ -39,8 +39,8 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 const (
 	hubAccessKey = "an-access-key-of-at-least-32-bytes-long"
 	appSecret    = "test-secret-of-at-least-32-bytes!!"
-	appIssuer   = "changecast-test"
-	appAudience = "changecast-test"
+	appIssuer    = "changecast-test"
+	appAudience  = "changecast-test"
 )
 
 // startWorker runs changecast (worker.Run) on dbURL's public.orders with
