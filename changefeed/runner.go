@@ -171,7 +171,9 @@ func (r *Runner) open(ctx context.Context) (string, error) {
 			return "", nil
 		case <-t.C:
 		}
-		backoff = min(backoff*2, 30*time.Second)
+		// Opening is one cheap read: retried often enough that a source
+		// waiting for something to appear (a Cosmos container) notices soon.
+		backoff = min(backoff*2, 5*time.Second)
 	}
 }
 

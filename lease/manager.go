@@ -198,7 +198,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	m.base = context.WithoutCancel(ctx)
 	defer m.shutdown()
 	if m.cfg.Bootstrap != nil {
-		if err := m.bootstrap(ctx); err != nil {
+		if err := m.bootstrapRetrying(ctx); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -215,6 +215,36 @@ func (m *Manager) Run(ctx context.Context) error {
 			return nil
 		case <-t.C:
 		}
+	}
+}
+
+// bootstrapRetrying bootstraps, retrying failures (a 503 reading the feed
+// ranges, a store that is briefly down) with backoff like every other
+// read, until ctx ends or an error says retrying cannot help (Fatal()).
+func (m *Manager) bootstrapRetrying(ctx context.Context) error {
+	backoff := 500 * time.Millisecond
+	var since, logged time.Time
+	for {
+		err := m.bootstrap(ctx)
+		var fatal interface{ Fatal() bool }
+		if err == nil || ctx.Err() != nil || errors.As(err, &fatal) && fatal.Fatal() {
+			return err
+		}
+		if since.IsZero() {
+			since = time.Now()
+		}
+		if time.Since(logged) >= 30*time.Second {
+			m.log.Warn("lease: bootstrap failed; retrying with backoff", "err", err, "failing_for", time.Since(since).Round(time.Second).String(), "next_in", backoff.String())
+			logged = time.Now()
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+		backoff = min(backoff*2, 30*time.Second)
 	}
 }
 

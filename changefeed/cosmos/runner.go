@@ -3,9 +3,11 @@ package cosmos
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"net/url"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/data/azcosmos"
 
@@ -39,18 +41,42 @@ type Container struct {
 	mu     sync.Mutex
 	feed   *Feed
 	prefix string
+	// missingSince is when Open first found the database or container
+	// missing: it is waited for missingGrace, then the worker stops.
+	missingSince time.Time
 }
 
-// Open reads the container's and the database's resource ids (a container
-// that does not exist yet fails here, and the Runner retries) and returns
-// the lease prefix.
+// missingGrace is how long a missing database or container is waited for
+// (created by the app starting beside the worker) before the worker stops.
+const missingGrace = 20 * time.Second
+
+// Open reads the container's and the database's resource ids and returns
+// the lease prefix. The Runner retries its errors, but for those retrying
+// cannot fix (*ConfigError): credentials the account refuses (401, 403),
+// and a database or container still missing after missingGrace.
 func (c *Container) Open(ctx context.Context) (string, error) {
 	cc, err := c.Client.NewContainer(c.Database, c.Container)
 	if err != nil {
 		return "", err
 	}
 	feed, err := NewFeed(ctx, cc, c.Feed, c.Metrics)
-	if err != nil {
+	switch st := statusOf(err); {
+	case st == http.StatusUnauthorized || st == http.StatusForbidden:
+		return "", &ConfigError{Field: "source.cosmos.key", Err: fmt.Errorf("the account refused the credentials (HTTP %d): "+
+			"check source.cosmos.key (or, with credential: azure, that the identity has the Cosmos DB Built-in Data Reader or Contributor role on the account)", st)}
+	case st == http.StatusNotFound:
+		c.mu.Lock()
+		if c.missingSince.IsZero() {
+			c.missingSince = time.Now()
+		}
+		waited := time.Since(c.missingSince)
+		c.mu.Unlock()
+		if waited >= missingGrace {
+			return "", &ConfigError{Field: "source.cosmos.container", Err: fmt.Errorf("database %q or container %q does not exist (waited %s): "+
+				"create it, or correct source.cosmos.database and source.cosmos.container", c.Database, c.Container, waited.Round(time.Second))}
+		}
+		return "", err
+	case err != nil:
 		return "", err
 	}
 	processor := c.Processor
