@@ -83,7 +83,9 @@ func TestRunCosmosPermanentErrors(t *testing.T) {
 		rctx, cancel := context.WithCancel(ctx)
 		done := make(chan int, 1)
 		var errb testkit.Buffer
-		go func() { done <- run(rctx, []string{"run", "-c", cosmosConfig(t, emu.URL(), emu.Key(), "orders")}, out, &errb) }()
+		go func() {
+			done <- run(rctx, []string{"run", "-c", cosmosConfig(t, emu.URL(), emu.Key(), "orders")}, out, &errb)
+		}()
 		testkit.Eventually(t, 30*time.Second, "the document after three failed pkranges reads", func() string {
 			select {
 			case code := <-done:
