@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"math"
 	"strconv"
 	"sync"
@@ -179,58 +178,9 @@ func (msgpackCodec) split(buf []byte) ([][]byte, []byte, error) {
 	return msgs, buf, nil
 }
 
-func (msgpackCodec) parse(m []byte) (message, error) {
-	var arr []any
-	if err := msgpack.Unmarshal(m, &arr); err != nil {
-		return message{}, fmt.Errorf("message is not a MessagePack array: %w", err)
-	}
-	if len(arr) == 0 {
-		return message{}, errors.New("message has no type")
-	}
-	typ, ok := mpInt(arr[0])
-	if !ok {
-		return message{}, errors.New("message type is not a number")
-	}
-	msg := message{Type: int(typ)}
-	switch msg.Type {
-	case typeInvocation, typeStreamInvocation:
-		if len(arr) > 2 {
-			msg.InvocationID, _ = arr[2].(string)
-		}
-	case typeAck, typeSequence:
-		if len(arr) < 2 {
-			return message{}, errors.New("message has no sequence id")
-		}
-		n, ok := mpInt(arr[1])
-		if !ok || n < 0 {
-			return message{}, errors.New("sequence id is not a number")
-		}
-		msg.SequenceID = uint64(n)
-	}
-	return msg, nil
-}
-
-func mpInt(v any) (int64, bool) {
-	switch x := v.(type) {
-	case int8:
-		return int64(x), true
-	case int16:
-		return int64(x), true
-	case int32:
-		return int64(x), true
-	case int64:
-		return x, true
-	case uint8:
-		return int64(x), true
-	case uint16:
-		return int64(x), true
-	case uint32:
-		return int64(x), true
-	case uint64:
-		return int64(x), x <= math.MaxInt64
-	}
-	return 0, false
-}
+// parse reads a client's message with mpReader, never trusting a length
+// or depth the message declares (parseMessagePack).
+func (msgpackCodec) parse(m []byte) (message, error) { return parseMessagePack(m) }
 
 func mpEncode(v ...any) []byte {
 	b, _ := msgpack.Marshal(v)
