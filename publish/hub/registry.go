@@ -239,6 +239,14 @@ func (r *registry) takePending(key, hub, user string, now time.Time) (pendingCon
 	return p, nil
 }
 
+// forgetPending drops the negotiated connection key, if held (with a
+// backplane the registry holds reservations: see Server.putPending).
+func (r *registry) forgetPending(key string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.pending, key)
+}
+
 // add registers c (its hub is served); false once the registry is closed
 // (shutting down).
 func (r *registry) add(c *conn) bool {
