@@ -2,7 +2,9 @@ package hub
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
+	"math"
 	"reflect"
 	"strings"
 	"testing"
@@ -100,23 +102,38 @@ func TestMessagePackClientMessages(t *testing.T) {
 	}
 }
 
-// FuzzMessagePackSplit: splitting never loses or invents bytes and never
-// panics.
+// FuzzMessagePackSplit: split accounts for every input byte: each message
+// is the bytes its length prefix announces, where that prefix stands, one
+// after the other from the start; the rest is what follows the last one:
+// an incomplete message, or (with an error) a bad length prefix.
 func FuzzMessagePackSplit(f *testing.F) {
 	f.Add([]byte{0x02, 0x91, 0x06, 0x03})
 	f.Add([]byte{0x80, 0x80, 0x80, 0x80, 0x08})
+	f.Add([]byte{0x00, 0x02, 0x91, 0x06, 0x00}) // empty messages
+	f.Add([]byte{0x81, 0x00, 0x02, 0x91, 0x06}) // a length in two bytes
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0x01})
 	f.Fuzz(func(t *testing.T, in []byte) {
 		msgs, rest, err := msgpackCodec{}.split(in)
-		if err != nil {
-			return
+		pos := 0
+		for i, m := range msgs {
+			n, k := binary.Uvarint(in[pos:])
+			if k <= 0 || n != uint64(len(m)) || !bytes.Equal(in[pos+k:pos+k+len(m)], m) {
+				t.Fatalf("message %d (%x) is not the one prefixed at byte %d of %x", i, m, pos, in)
+			}
+			pos += k + len(m)
 		}
-		n := len(rest)
-		for _, m := range msgs {
-			n += len(m)
-			_, _ = msgpackCodec{}.parse(m)
+		if !bytes.Equal(in[pos:], rest) {
+			t.Fatalf("rest %x is not the %d bytes after the messages of %x", rest, len(in)-pos, in)
 		}
-		if n > len(in) || !bytes.HasSuffix(in, rest) {
-			t.Fatalf("split %d of %d bytes", n, len(in))
+		n, k := binary.Uvarint(rest)
+		bad := k < 0 || k > 5 || n > math.MaxInt32 || (k == 0 && len(rest) >= 5)
+		switch {
+		case err != nil && !bad:
+			t.Fatalf("error %v with a good prefix in %x", err, rest)
+		case err == nil && bad:
+			t.Fatalf("bad prefix in %x taken as an incomplete message", rest)
+		case err == nil && k > 0 && uint64(len(rest)-k) >= n:
+			t.Fatalf("a whole message left in the rest %x", rest)
 		}
 	})
 }
