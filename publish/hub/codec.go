@@ -19,9 +19,10 @@ type codec interface {
 	// binary reports whether the protocol needs the Binary transfer format
 	// (WebSocket binary frames; not possible on Server-Sent Events).
 	binary() bool
-	// split returns the whole messages at the start of buf and the
-	// incomplete rest; the messages alias buf.
-	split(buf []byte) (msgs [][]byte, rest []byte, err error)
+	// next returns the first whole message of buf (ok) and what follows
+	// it, or !ok and buf when no message is whole yet; msg aliases buf.
+	// One at a time: a buffer of many tiny messages costs no list of them.
+	next(buf []byte) (msg, rest []byte, ok bool, err error)
 	parse(msg []byte) (message, error)
 	ping() []byte
 	close(errMsg string, allowReconnect bool) []byte
@@ -42,9 +43,12 @@ func codecFor(protocol string) codec {
 type jsonCodec struct{}
 
 func (jsonCodec) binary() bool { return false }
-func (jsonCodec) split(buf []byte) ([][]byte, []byte, error) {
-	recs, rest := splitRecords(buf)
-	return recs, rest, nil
+func (jsonCodec) next(buf []byte) ([]byte, []byte, bool, error) {
+	i := bytes.IndexByte(buf, recordSeparator)
+	if i < 0 {
+		return nil, buf, false, nil
+	}
+	return buf[:i], buf[i+1:], true, nil
 }
 func (jsonCodec) parse(m []byte) (message, error)       { return parseMessage(m) }
 func (jsonCodec) ping() []byte                          { return pingFrame }
@@ -159,23 +163,17 @@ var (
 
 func (msgpackCodec) binary() bool { return true }
 
-func (msgpackCodec) split(buf []byte) ([][]byte, []byte, error) {
-	var msgs [][]byte
-	for len(buf) > 0 {
-		n, k := binary.Uvarint(buf)
-		switch {
-		case k == 0 && len(buf) < 5:
-			return msgs, buf, nil // the prefix is incomplete
-		case k <= 0 || k > 5 || n > math.MaxInt32:
-			return msgs, buf, errBadLength
-		}
-		if uint64(len(buf)-k) < n {
-			return msgs, buf, nil
-		}
-		msgs = append(msgs, buf[k:k+int(n)])
-		buf = buf[k+int(n):]
+func (msgpackCodec) next(buf []byte) ([]byte, []byte, bool, error) {
+	n, k := binary.Uvarint(buf)
+	switch {
+	case k == 0 && len(buf) < 5:
+		return nil, buf, false, nil // the prefix is incomplete
+	case k <= 0 || k > 5 || n > math.MaxInt32:
+		return nil, buf, false, errBadLength
+	case uint64(len(buf)-k) < n:
+		return nil, buf, false, nil
 	}
-	return msgs, buf, nil
+	return buf[k : k+int(n)], buf[k+int(n):], true, nil
 }
 
 // parse reads a client's message with mpReader, never trusting a length

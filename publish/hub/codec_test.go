@@ -19,7 +19,7 @@ func TestMessagePackInvocationCarriesTheSameStructure(t *testing.T) {
 		"big":9007199254740991,"huge":18446744073709551615,"tags":["a","ü"],"note":null,"paid":true}}]}`
 	o := newOutbound("changes", []json.RawMessage{json.RawMessage(env), json.RawMessage(`2`)})
 	b := o.msgpack()
-	msgs, rest, err := msgpackCodec{}.split(b)
+	msgs, rest, err := split(msgpackCodec{}, b)
 	if err != nil || len(msgs) != 1 || len(rest) != 0 {
 		t.Fatalf("split: %d messages, rest %d, %v", len(msgs), len(rest), err)
 	}
@@ -71,7 +71,7 @@ func TestMessagePackClientMessages(t *testing.T) {
 		in = append(in, frameBinary(b)...)
 	}
 	c := msgpackCodec{}
-	msgs, rest, err := c.split(append(in, 0x85)) // and a length prefix cut short
+	msgs, rest, err := split(c, append(in, 0x85)) // and a length prefix cut short
 	if err != nil || len(msgs) != 5 || !bytes.Equal(rest, []byte{0x85}) {
 		t.Fatalf("split: %d %q %v", len(msgs), rest, err)
 	}
@@ -83,7 +83,7 @@ func TestMessagePackClientMessages(t *testing.T) {
 			t.Errorf("message %d: %+v %v, want %+v", i, got, err, want[i])
 		}
 	}
-	if _, _, err := c.split([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0x01}); err == nil {
+	if _, _, err := split(c, []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0x01}); err == nil {
 		t.Error("a 6-byte length prefix was accepted")
 	}
 	if _, err := c.parse([]byte{0xc1}); err == nil {
@@ -102,6 +102,24 @@ func TestMessagePackClientMessages(t *testing.T) {
 	}
 }
 
+// split is every whole message at the start of buf, by cd.next, and the
+// rest (with the error that stopped it).
+func split(cd codec, buf []byte) (msgs [][]byte, rest []byte, err error) {
+	for {
+		m, r, ok, err := cd.next(buf)
+		if err != nil || !ok {
+			return msgs, buf, err
+		}
+		msgs, buf = append(msgs, m), r
+	}
+}
+
+// splitRecords is split for JSON records, which never fails.
+func splitRecords(buf []byte) ([][]byte, []byte) {
+	recs, rest, _ := split(jsonCodec{}, buf)
+	return recs, rest
+}
+
 // FuzzMessagePackSplit: split accounts for every input byte: each message
 // is the bytes its length prefix announces, where that prefix stands, one
 // after the other from the start; the rest is what follows the last one:
@@ -113,7 +131,7 @@ func FuzzMessagePackSplit(f *testing.F) {
 	f.Add([]byte{0x81, 0x00, 0x02, 0x91, 0x06}) // a length in two bytes
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0x01})
 	f.Fuzz(func(t *testing.T, in []byte) {
-		msgs, rest, err := msgpackCodec{}.split(in)
+		msgs, rest, err := split(msgpackCodec{}, in)
 		pos := 0
 		for i, m := range msgs {
 			n, k := binary.Uvarint(in[pos:])

@@ -117,7 +117,7 @@ func TestHostileMessagesOnEveryTransport(t *testing.T) {
 // isErrorClose reports whether b is the MessagePack Close message with an
 // error (length prefix included).
 func isErrorClose(b []byte) bool {
-	msgs, _, err := msgpackCodec{}.split(b)
+	msgs, _, err := split(msgpackCodec{}, b)
 	if err != nil || len(msgs) != 1 {
 		return false
 	}
@@ -231,5 +231,40 @@ func hostileSSE(t *testing.T, h *testHub, body string) string {
 			}
 			data = nil
 		}
+	}
+}
+
+// TestReceiveInTinyPieces: a message that arrives a byte at a time (one
+// WebSocket message or POST each) costs allocation and scanning in
+// proportion to its size, not to its size squared: each piece must not
+// copy, or search for a separator in, what arrived before.
+func TestReceiveInTinyPieces(t *testing.T) {
+	msgpackInv, _ := msgpack.Marshal([]any{typeInvocation, map[string]any{}, "7", "x", []any{strings.Repeat("a", 30_000)}})
+	for name, c := range map[string]struct {
+		kind      transport
+		handshake string
+		message   []byte
+	}{
+		"JSON": {transportServerSentEvents, `{"protocol":"json","version":1}`,
+			[]byte(`{"type":1,"invocationId":"7","target":"x","arguments":["` + strings.Repeat("a", 30_000) + `"]}` + "\x1e")},
+		"MessagePack": {transportLongPolling, `{"protocol":"messagepack","version":1}`, frameBinary(msgpackInv)},
+	} {
+		conn := fuzzConn(c.kind)
+		in := append([]byte(c.handshake+strings.Repeat(" ", 20_000)+"\x1e"), c.message...)
+		a := bytesAllocated(func() {
+			for i := range in {
+				if err := conn.receive(in[i:i+1], &options{}); err != nil {
+					t.Fatalf("%s: byte %d: %v", name, i, err)
+				}
+			}
+		})
+		frames, _, _, _ := conn.q.take(0, nil)
+		if len(frames) != 2 || !bytes.Contains(frames[1], []byte("7")) {
+			t.Errorf("%s: queued %q, want the handshake answer and a completion for invocation 7", name, frames)
+		}
+		if a > 4<<20 {
+			t.Errorf("%s: %d MB allocated receiving %d bytes one at a time", name, a>>20, len(in))
+		}
+		conn.cancel(nil)
 	}
 }

@@ -12,16 +12,11 @@ import (
 // message nests. mpReader allocates nothing, checks every declared length
 // against the bytes that remain (an element takes at least one byte, so an
 // array of n elements needs n more bytes), and bounds nesting at
-// maxMessagePackDepth; it takes from a message only what the hub acts on
-// and walks over the rest, so a message is either valid whole or refused.
-
-// maxMessagePackDepth bounds the nesting of arrays and maps in a client's
-// MessagePack message (the message's own array is level 1).
-const maxMessagePackDepth = 64
+// maxMessageDepth; it takes from a message only what the hub acts on and
+// walks over the rest, so a message is either valid whole or refused.
 
 var (
 	errMPShort = errors.New("MessagePack value declares more bytes than the message holds")
-	errMPDepth = errors.New("MessagePack message nests deeper than the hub accepts")
 	errMPByte  = errors.New("MessagePack message holds the never-used byte 0xc1")
 )
 
@@ -205,8 +200,8 @@ func (r *mpReader) skipIn(h mpHead, depth int) error {
 	default:
 		return nil
 	}
-	if depth > maxMessagePackDepth {
-		return errMPDepth
+	if depth > maxMessageDepth {
+		return errTooDeep
 	}
 	for range n {
 		if err := r.skip(depth + 1); err != nil {
