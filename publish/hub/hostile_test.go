@@ -7,6 +7,8 @@ import (
 	"io"
 	"net/http"
 	"runtime"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -266,5 +268,35 @@ func TestReceiveInTinyPieces(t *testing.T) {
 			t.Errorf("%s: %d MB allocated receiving %d bytes one at a time", name, a>>20, len(in))
 		}
 		conn.cancel(nil)
+	}
+}
+
+// TestLongExcludedList: a send's excluded ids (a REST caller's list, as
+// long as a URL allows) leave out exactly those connections, looked up
+// in a set once the list is long (before, every connection was compared
+// with every id: connections times ids under the registry's lock).
+func TestLongExcludedList(t *testing.T) {
+	reg := newRegistry([]string{"chat"}, limits{maxConns: 100, maxPerUser: 100, maxGroupsPerUser: 100})
+	var excluded []string
+	for i := range 20 {
+		c := fuzzConn(transportWebSockets)
+		c.id, c.token = "c"+strconv.Itoa(i), "t"+strconv.Itoa(i)
+		if reg.open(c) != nil || !reg.add(c) {
+			t.Fatal("open")
+		}
+		if i%2 == 0 {
+			excluded = append(excluded, c.id, "gone"+c.id)
+		}
+		c.cancel(nil)
+	}
+	for _, n := range []int{2, len(excluded)} {
+		got := map[string]bool{}
+		reg.each("chat", scope{kind: scopeAll, excluded: excluded[:n]}, time.Now(), func(c *conn) { got[c.id] = true })
+		for i := range 20 {
+			id := "c" + strconv.Itoa(i)
+			if want := !slices.Contains(excluded[:n], id); got[id] != want {
+				t.Errorf("%d excluded ids: %s reached %v, want %v", n, id, got[id], want)
+			}
+		}
 	}
 }

@@ -61,6 +61,9 @@ func parseHandshake(buf []byte) (handshake, []byte, error) {
 	if i < 0 {
 		return handshake{}, buf, errIncomplete
 	}
+	if !jsonDepthWithin(buf[:i], maxMessageDepth) {
+		return handshake{}, nil, errors.New("Handshake request nests too deep.")
+	}
 	var raw struct {
 		Protocol *string `json:"protocol"`
 		Version  *int    `json:"version"`
@@ -122,7 +125,8 @@ func parseMessage(rec []byte) (message, error) {
 }
 
 // maxMessageDepth bounds the nesting of arrays and objects (or maps) in a
-// client's message, the message's own included, in both protocols: a
+// client's message, the message's own included, in both protocols and in
+// the handshake: a
 // serverless hub reads only a few top-level fields, and encoding/json
 // alone would go 10,000 levels deep, with a stack entry for each.
 const maxMessageDepth = 64

@@ -25,6 +25,8 @@ func TestParseHandshake(t *testing.T) {
 		{in: `{"protocol":"json","version":3}` + "\x1e", err: "The server does not support version 3 of the 'json' protocol."},
 		{in: `{"protocol":"xml","version":1}` + "\x1e", err: "Requested protocol 'xml' is not available."},
 		{in: "\x1e", err: "Handshake request is not a JSON object."},
+		{in: `{"protocol":"json","version":1,"x":` + strings.Repeat("[", maxMessageDepth) + strings.Repeat("]", maxMessageDepth) + "}\x1e", err: "Handshake request nests too deep."},
+		{in: `{"protocol":"json","version":1,"x":` + strings.Repeat("[", maxMessageDepth-1) + strings.Repeat("]", maxMessageDepth-1) + "}\x1e", rest: ""},
 	} {
 		h, rest, err := parseHandshake([]byte(tc.in))
 		if tc.err != "" {
