@@ -1,7 +1,6 @@
 package hub
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"io"
@@ -200,12 +199,7 @@ func hostileSSE(t *testing.T, h *testHub, body string) string {
 	u := n.URL + "&id=" + clientNegotiate(t, n).ConnectionToken
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, "GET", u+"&access_token="+n.AccessToken, nil)
-	req.Header.Set("Accept", "text/event-stream")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp, next := sseStream(t, ctx, u, n.AccessToken)
 	defer resp.Body.Close()
 	if resp.StatusCode != 200 {
 		t.Fatalf("stream: %d", resp.StatusCode)
@@ -213,25 +207,17 @@ func hostileSSE(t *testing.T, h *testHub, body string) string {
 	if r, _ := clientReq(t, "POST", u, n.AccessToken, body, nil); r.StatusCode != 200 {
 		t.Fatalf("POST: %d", r.StatusCode)
 	}
-	events := bufio.NewReader(resp.Body)
 	var last string
-	var data []string
 	for {
-		line, err := events.ReadString('\n')
+		ev, err := next()
 		if err == io.EOF {
 			return last
 		}
 		if err != nil {
 			t.Fatalf("stream: %v", err)
 		}
-		line = strings.TrimRight(line, "\n")
-		if d, ok := strings.CutPrefix(line, "data: "); ok {
-			data = append(data, d)
-		} else if line == "" && len(data) > 0 {
-			if ev := strings.Join(data, "\n"); ev != "{}\x1e" && ev != string(pingFrame) {
-				last = ev
-			}
-			data = nil
+		if ev != "{}\x1e" && ev != string(pingFrame) {
+			last = ev
 		}
 	}
 }
