@@ -170,6 +170,15 @@ func ms(t time.Time) float64 { return float64(t.UnixMilli()) }
 // never is the score of memberships without expiry.
 const never = math.MaxInt64 / 4
 
+// prune removes the members of the sorted set key whose score (their
+// expiry) has passed. Writes renew a set's key, so while traffic goes on
+// the key never expires and its expired members would pile up; every
+// write and read of a set prunes it (ZRANGEBYSCORE from "(now" already
+// skips what this removes).
+func prune(ctx context.Context, p redis.Pipeliner, key string) {
+	p.ZRemRangeByScore(ctx, key, "-inf", strconv.FormatInt(time.Now().UnixMilli(), 10))
+}
+
 func (b *backplane) ctx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), 5*time.Second)
 }
@@ -183,6 +192,7 @@ func (b *backplane) connected(c *conn) {
 	p.Set(ctx, b.key("c", c.hub, c.id), c.user, b.cfg.NodeTTL)
 	if c.user != "" {
 		uk := b.key("u", c.hub, c.user)
+		prune(ctx, p, uk)
 		p.ZAdd(ctx, uk, redis.Z{Score: ms(exp), Member: c.id})
 		p.Expire(ctx, uk, b.cfg.NodeTTL)
 	}
@@ -233,6 +243,7 @@ func (b *backplane) disconnected(c *conn, groups []string) {
 func (b *backplane) joined(ctx context.Context, hub, group, id string) {
 	gk := b.key("g", hub, group)
 	p := b.rdb.TxPipeline()
+	prune(ctx, p, gk)
 	p.ZAdd(ctx, gk, redis.Z{Score: ms(time.Now().Add(b.cfg.NodeTTL)), Member: id})
 	p.Expire(ctx, gk, b.cfg.NodeTTL)
 	if _, err := p.Exec(ctx); err != nil {
@@ -273,20 +284,25 @@ func (b *backplane) renew(ctx context.Context) error {
 		}
 		n = 0
 	}
+	pruned := map[string]bool{} // each set once per renewal
+	zadd := func(key, id string) {
+		if !pruned[key] {
+			pruned[key] = true
+			prune(ctx, p, key)
+			n++
+		}
+		p.ZAdd(ctx, key, redis.Z{Score: exp, Member: id})
+		p.Expire(ctx, key, b.cfg.NodeTTL)
+		n += 2
+	}
 	for _, c := range b.s.reg.presence() {
 		p.Set(ctx, b.key("c", c.hub, c.id), c.user, b.cfg.NodeTTL)
 		n++
 		if c.user != "" {
-			uk := b.key("u", c.hub, c.user)
-			p.ZAdd(ctx, uk, redis.Z{Score: exp, Member: c.id})
-			p.Expire(ctx, uk, b.cfg.NodeTTL)
-			n += 2
+			zadd(b.key("u", c.hub, c.user), c.id)
 		}
 		for _, g := range c.groups {
-			gk := b.key("g", c.hub, g)
-			p.ZAdd(ctx, gk, redis.Z{Score: exp, Member: c.id})
-			p.Expire(ctx, gk, b.cfg.NodeTTL)
-			n += 2
+			zadd(b.key("g", c.hub, g), c.id)
 		}
 		if n >= 1000 {
 			flush()
@@ -348,15 +364,25 @@ func (b *backplane) connUser(ctx context.Context, hub, id string) (string, bool,
 
 // userConns are the open connections of user of hub on every node.
 func (b *backplane) userConns(ctx context.Context, hub, user string) ([]string, error) {
-	return b.rdb.ZRangeByScore(ctx, b.key("u", hub, user), &redis.ZRangeBy{Min: nowScore(), Max: "+inf"}).Result()
+	uk := b.key("u", hub, user)
+	p := b.rdb.Pipeline()
+	prune(ctx, p, uk)
+	ids := p.ZRangeByScore(ctx, uk, &redis.ZRangeBy{Min: nowScore(), Max: "+inf"})
+	if _, err := p.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("hub: backplane: %w", err)
+	}
+	return ids.Val(), nil
 }
 
 // groupMembers are the connections in group (connection-level) and the
 // users in it (user-level, not expired).
 func (b *backplane) groupMembers(ctx context.Context, hub, group string) (conns, users []string, err error) {
+	gk, gu := b.key("g", hub, group), b.key("gu", hub, group)
 	p := b.rdb.Pipeline()
-	cs := p.ZRangeByScore(ctx, b.key("g", hub, group), &redis.ZRangeBy{Min: nowScore(), Max: "+inf"})
-	us := p.ZRangeByScore(ctx, b.key("gu", hub, group), &redis.ZRangeBy{Min: nowScore(), Max: "+inf"})
+	prune(ctx, p, gk)
+	prune(ctx, p, gu)
+	cs := p.ZRangeByScore(ctx, gk, &redis.ZRangeBy{Min: nowScore(), Max: "+inf"})
+	us := p.ZRangeByScore(ctx, gu, &redis.ZRangeBy{Min: nowScore(), Max: "+inf"})
 	if _, err := p.Exec(ctx); err != nil {
 		return nil, nil, fmt.Errorf("hub: backplane: %w", err)
 	}
@@ -376,6 +402,7 @@ func (b *backplane) addUser(ctx context.Context, hub, group, user string, ttl ti
 	gu, ug := b.key("gu", hub, group), b.key("ug", hub, user)
 	p := b.rdb.TxPipeline()
 	for _, kv := range [][2]string{{gu, user}, {ug, group}} {
+		prune(ctx, p, kv[0])
 		p.ZAdd(ctx, kv[0], redis.Z{Score: score, Member: kv[1]})
 		p.ExpireNX(ctx, kv[0], life)
 		p.ExpireGT(ctx, kv[0], life)
@@ -427,7 +454,12 @@ func (b *backplane) removeUser(ctx context.Context, hub, group, user string) err
 // userGroup reports whether user is a member of group (user-level, not
 // expired).
 func (b *backplane) userGroup(ctx context.Context, hub, group, user string) (bool, error) {
-	sc, err := b.rdb.ZScore(ctx, b.key("gu", hub, group), user).Result()
+	gu := b.key("gu", hub, group)
+	p := b.rdb.Pipeline()
+	prune(ctx, p, gu)
+	score := p.ZScore(ctx, gu, user)
+	_, _ = p.Exec(ctx) // the error is score's (redis.Nil: not a member) or the pipeline's
+	sc, err := score.Result()
 	if errors.Is(err, redis.Nil) {
 		return false, nil
 	}

@@ -44,11 +44,11 @@ func (s *Server) clientNegotiate(w http.ResponseWriter, r *http.Request) {
 	}
 	p := pendingConn{id: id, hub: hubKey(hub), user: user, expires: time.Now().Add(s.o.connectTokenTTL), stateful: stateful}
 	if err := s.putPending(r.Context(), key, p); err != nil {
-		status, code := http.StatusTooManyRequests, "Error.TooManyConnections"
-		if !errors.Is(err, errTooManyConns) {
-			status, code = http.StatusServiceUnavailable, "Error.Unavailable"
+		if errors.Is(err, errTooManyConns) {
+			s.refuse(w, "client negotiate", http.StatusTooManyRequests, "Error.TooManyConnections", err.Error(), err)
+		} else {
+			s.unavailable(w, "client negotiate", err)
 		}
-		s.refuse(w, "client negotiate", status, code, err.Error(), err)
 		return
 	}
 	resp := struct {
@@ -189,8 +189,11 @@ func (s *Server) clientConnect(w http.ResponseWriter, r *http.Request) {
 		// refuses a token of another user as well.
 		s.refuse(w, "client connect", http.StatusForbidden, "Error.Forbidden.User", "the connection belongs to another user", err)
 		return
-	case err != nil:
+	case errors.Is(err, errNoPending):
 		writeError(w, http.StatusNotFound, "Error.Connection.NotExisted", err.Error())
+		return
+	case err != nil:
+		s.unavailable(w, "client connect", err)
 		return
 	}
 	c, err := s.newConn(p, id, kind)

@@ -12,18 +12,30 @@ import (
 // the other nodes (sends and membership changes through the channel,
 // questions through Redis).
 
+// putPending records a negotiated connection. The registry bounds them,
+// with a backplane too (where Redis holds them for whichever node takes
+// the WebSocket): it keeps a reservation for each until it expires or this
+// node takes it, so one node hands out at most MaxConnections at a time.
 func (s *Server) putPending(ctx context.Context, key string, p pendingConn) error {
-	if s.bp != nil {
-		return s.bp.putPending(ctx, key, p)
+	if err := s.reg.addPending(key, p); err != nil || s.bp == nil {
+		return err
 	}
-	return s.reg.addPending(key, p)
+	if err := s.bp.putPending(ctx, key, p); err != nil {
+		s.reg.forgetPending(key)
+		return err
+	}
+	return nil
 }
 
 func (s *Server) takePending(ctx context.Context, key, hub, user string) (pendingConn, error) {
-	if s.bp != nil {
-		return s.bp.takePending(ctx, key, hub, user)
+	if s.bp == nil {
+		return s.reg.takePending(key, hub, user, time.Now())
 	}
-	return s.reg.takePending(key, hub, user, time.Now())
+	p, err := s.bp.takePending(ctx, key, hub, user)
+	if err == nil {
+		s.reg.forgetPending(key)
+	}
+	return p, err
 }
 
 // deliver queues o for every connection in sc, here and on the other

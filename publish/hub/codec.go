@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"math"
 	"strconv"
 	"sync"
@@ -20,9 +19,10 @@ type codec interface {
 	// binary reports whether the protocol needs the Binary transfer format
 	// (WebSocket binary frames; not possible on Server-Sent Events).
 	binary() bool
-	// split returns the whole messages at the start of buf and the
-	// incomplete rest; the messages alias buf.
-	split(buf []byte) (msgs [][]byte, rest []byte, err error)
+	// next returns the first whole message of buf (ok) and what follows
+	// it, or !ok and buf when no message is whole yet; msg aliases buf.
+	// One at a time: a buffer of many tiny messages costs no list of them.
+	next(buf []byte) (msg, rest []byte, ok bool, err error)
 	parse(msg []byte) (message, error)
 	ping() []byte
 	close(errMsg string, allowReconnect bool) []byte
@@ -43,9 +43,12 @@ func codecFor(protocol string) codec {
 type jsonCodec struct{}
 
 func (jsonCodec) binary() bool { return false }
-func (jsonCodec) split(buf []byte) ([][]byte, []byte, error) {
-	recs, rest := splitRecords(buf)
-	return recs, rest, nil
+func (jsonCodec) next(buf []byte) ([]byte, []byte, bool, error) {
+	i := bytes.IndexByte(buf, recordSeparator)
+	if i < 0 {
+		return nil, buf, false, nil
+	}
+	return buf[:i], buf[i+1:], true, nil
 }
 func (jsonCodec) parse(m []byte) (message, error)       { return parseMessage(m) }
 func (jsonCodec) ping() []byte                          { return pingFrame }
@@ -160,77 +163,22 @@ var (
 
 func (msgpackCodec) binary() bool { return true }
 
-func (msgpackCodec) split(buf []byte) ([][]byte, []byte, error) {
-	var msgs [][]byte
-	for len(buf) > 0 {
-		n, k := binary.Uvarint(buf)
-		switch {
-		case k == 0 && len(buf) < 5:
-			return msgs, buf, nil // the prefix is incomplete
-		case k <= 0 || k > 5 || n > math.MaxInt32:
-			return msgs, buf, errBadLength
-		}
-		if uint64(len(buf)-k) < n {
-			return msgs, buf, nil
-		}
-		msgs = append(msgs, buf[k:k+int(n)])
-		buf = buf[k+int(n):]
+func (msgpackCodec) next(buf []byte) ([]byte, []byte, bool, error) {
+	n, k := binary.Uvarint(buf)
+	switch {
+	case k == 0 && len(buf) < 5:
+		return nil, buf, false, nil // the prefix is incomplete
+	case k <= 0 || k > 5 || n > math.MaxInt32:
+		return nil, buf, false, errBadLength
+	case uint64(len(buf)-k) < n:
+		return nil, buf, false, nil
 	}
-	return msgs, buf, nil
+	return buf[k : k+int(n)], buf[k+int(n):], true, nil
 }
 
-func (msgpackCodec) parse(m []byte) (message, error) {
-	var arr []any
-	if err := msgpack.Unmarshal(m, &arr); err != nil {
-		return message{}, fmt.Errorf("message is not a MessagePack array: %w", err)
-	}
-	if len(arr) == 0 {
-		return message{}, errors.New("message has no type")
-	}
-	typ, ok := mpInt(arr[0])
-	if !ok {
-		return message{}, errors.New("message type is not a number")
-	}
-	msg := message{Type: int(typ)}
-	switch msg.Type {
-	case typeInvocation, typeStreamInvocation:
-		if len(arr) > 2 {
-			msg.InvocationID, _ = arr[2].(string)
-		}
-	case typeAck, typeSequence:
-		if len(arr) < 2 {
-			return message{}, errors.New("message has no sequence id")
-		}
-		n, ok := mpInt(arr[1])
-		if !ok || n < 0 {
-			return message{}, errors.New("sequence id is not a number")
-		}
-		msg.SequenceID = uint64(n)
-	}
-	return msg, nil
-}
-
-func mpInt(v any) (int64, bool) {
-	switch x := v.(type) {
-	case int8:
-		return int64(x), true
-	case int16:
-		return int64(x), true
-	case int32:
-		return int64(x), true
-	case int64:
-		return x, true
-	case uint8:
-		return int64(x), true
-	case uint16:
-		return int64(x), true
-	case uint32:
-		return int64(x), true
-	case uint64:
-		return int64(x), x <= math.MaxInt64
-	}
-	return 0, false
-}
+// parse reads a client's message with mpReader, never trusting a length
+// or depth the message declares (parseMessagePack).
+func (msgpackCodec) parse(m []byte) (message, error) { return parseMessagePack(m) }
 
 func mpEncode(v ...any) []byte {
 	b, _ := msgpack.Marshal(v)

@@ -2,7 +2,9 @@ package hub
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
+	"math"
 	"reflect"
 	"strings"
 	"testing"
@@ -17,7 +19,7 @@ func TestMessagePackInvocationCarriesTheSameStructure(t *testing.T) {
 		"big":9007199254740991,"huge":18446744073709551615,"tags":["a","ü"],"note":null,"paid":true}}]}`
 	o := newOutbound("changes", []json.RawMessage{json.RawMessage(env), json.RawMessage(`2`)})
 	b := o.msgpack()
-	msgs, rest, err := msgpackCodec{}.split(b)
+	msgs, rest, err := split(msgpackCodec{}, b)
 	if err != nil || len(msgs) != 1 || len(rest) != 0 {
 		t.Fatalf("split: %d messages, rest %d, %v", len(msgs), len(rest), err)
 	}
@@ -69,7 +71,7 @@ func TestMessagePackClientMessages(t *testing.T) {
 		in = append(in, frameBinary(b)...)
 	}
 	c := msgpackCodec{}
-	msgs, rest, err := c.split(append(in, 0x85)) // and a length prefix cut short
+	msgs, rest, err := split(c, append(in, 0x85)) // and a length prefix cut short
 	if err != nil || len(msgs) != 5 || !bytes.Equal(rest, []byte{0x85}) {
 		t.Fatalf("split: %d %q %v", len(msgs), rest, err)
 	}
@@ -81,7 +83,7 @@ func TestMessagePackClientMessages(t *testing.T) {
 			t.Errorf("message %d: %+v %v, want %+v", i, got, err, want[i])
 		}
 	}
-	if _, _, err := c.split([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0x01}); err == nil {
+	if _, _, err := split(c, []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0x01}); err == nil {
 		t.Error("a 6-byte length prefix was accepted")
 	}
 	if _, err := c.parse([]byte{0xc1}); err == nil {
@@ -100,23 +102,56 @@ func TestMessagePackClientMessages(t *testing.T) {
 	}
 }
 
-// FuzzMessagePackSplit: splitting never loses or invents bytes and never
-// panics.
+// split is every whole message at the start of buf, by cd.next, and the
+// rest (with the error that stopped it).
+func split(cd codec, buf []byte) (msgs [][]byte, rest []byte, err error) {
+	for {
+		m, r, ok, err := cd.next(buf)
+		if err != nil || !ok {
+			return msgs, buf, err
+		}
+		msgs, buf = append(msgs, m), r
+	}
+}
+
+// splitRecords is split for JSON records, which never fails.
+func splitRecords(buf []byte) ([][]byte, []byte) {
+	recs, rest, _ := split(jsonCodec{}, buf)
+	return recs, rest
+}
+
+// FuzzMessagePackSplit: split accounts for every input byte: each message
+// is the bytes its length prefix announces, where that prefix stands, one
+// after the other from the start; the rest is what follows the last one:
+// an incomplete message, or (with an error) a bad length prefix.
 func FuzzMessagePackSplit(f *testing.F) {
 	f.Add([]byte{0x02, 0x91, 0x06, 0x03})
 	f.Add([]byte{0x80, 0x80, 0x80, 0x80, 0x08})
+	f.Add([]byte{0x00, 0x02, 0x91, 0x06, 0x00}) // empty messages
+	f.Add([]byte{0x81, 0x00, 0x02, 0x91, 0x06}) // a length in two bytes
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0x01})
 	f.Fuzz(func(t *testing.T, in []byte) {
-		msgs, rest, err := msgpackCodec{}.split(in)
-		if err != nil {
-			return
+		msgs, rest, err := split(msgpackCodec{}, in)
+		pos := 0
+		for i, m := range msgs {
+			n, k := binary.Uvarint(in[pos:])
+			if k <= 0 || n != uint64(len(m)) || !bytes.Equal(in[pos+k:pos+k+len(m)], m) {
+				t.Fatalf("message %d (%x) is not the one prefixed at byte %d of %x", i, m, pos, in)
+			}
+			pos += k + len(m)
 		}
-		n := len(rest)
-		for _, m := range msgs {
-			n += len(m)
-			_, _ = msgpackCodec{}.parse(m)
+		if !bytes.Equal(in[pos:], rest) {
+			t.Fatalf("rest %x is not the %d bytes after the messages of %x", rest, len(in)-pos, in)
 		}
-		if n > len(in) || !bytes.HasSuffix(in, rest) {
-			t.Fatalf("split %d of %d bytes", n, len(in))
+		n, k := binary.Uvarint(rest)
+		bad := k < 0 || k > 5 || n > math.MaxInt32 || (k == 0 && len(rest) >= 5)
+		switch {
+		case err != nil && !bad:
+			t.Fatalf("error %v with a good prefix in %x", err, rest)
+		case err == nil && bad:
+			t.Fatalf("bad prefix in %x taken as an incomplete message", rest)
+		case err == nil && k > 0 && uint64(len(rest)-k) >= n:
+			t.Fatalf("a whole message left in the rest %x", rest)
 		}
 	})
 }

@@ -143,7 +143,9 @@ type Backplane struct {
 type Limits struct {
 	// MaxConnections bounds the open client connections, and apart from
 	// them the negotiated ones waiting for their WebSocket; over it
-	// negotiate answers 429 and the WebSocket upgrade 503.
+	// negotiate answers 429 and the WebSocket upgrade 503. With a
+	// Backplane each node bounds its own: the connections it holds and
+	// those it negotiated (until they expire or connect to it).
 	MaxConnections int
 	// MaxConnectionsPerUser bounds one user id's open connections, with
 	// the same answers.

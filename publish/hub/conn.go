@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -418,8 +419,28 @@ func (c *conn) expired(now time.Time, o *options) error {
 func (c *conn) receive(data []byte, o *options) error {
 	c.mu.Lock()
 	c.lastSeen = time.Now()
+	// buf is the connection's own (appending to a nil inbuf copies data),
+	// and an incomplete tail stays in it: a message arriving in many
+	// pieces is copied once, not once per piece.
 	buf := append(c.inbuf, data...)
 	c.inbuf = nil
+	// The handshake and JSON records end with a separator: when the piece
+	// holds none, what was incomplete still is, without searching it all
+	// again.
+	if len(buf) > len(data) && (!c.handshaken || !c.codec.binary()) && bytes.IndexByte(data, recordSeparator) < 0 {
+		handshaken := c.handshaken
+		if len(buf) <= maxReceive {
+			c.inbuf = buf
+		}
+		c.mu.Unlock()
+		switch {
+		case len(buf) <= maxReceive:
+			return nil
+		case !handshaken:
+			return c.refuseHandshake(errors.New("Handshake request is too large."), websocket.StatusMessageTooBig)
+		}
+		return c.tooLarge()
+	}
 	var registered bool
 	if !c.handshaken {
 		h, rest, err := parseHandshake(buf)
@@ -429,7 +450,7 @@ func (c *conn) receive(data []byte, o *options) error {
 				c.mu.Unlock()
 				return c.refuseHandshake(errors.New("Handshake request is too large."), websocket.StatusMessageTooBig)
 			}
-			c.inbuf = append([]byte(nil), buf...) // buf may alias the caller's read buffer
+			c.inbuf = buf
 			c.mu.Unlock()
 			return nil
 		case err == nil && len(buf)-len(rest)-1 > maxReceive:
@@ -466,24 +487,29 @@ func (c *conn) receive(data []byte, o *options) error {
 			return errServerClosed
 		}
 	}
-	msgs, rest, err := cd.split(buf)
-	if err != nil {
-		return c.protocolError(err)
-	}
-	for _, m := range msgs {
+	rest := buf
+	for {
+		m, r, ok, err := cd.next(rest)
+		if err != nil {
+			return c.protocolError(err)
+		}
+		if !ok {
+			break
+		}
 		if len(m) > maxReceive {
 			return c.tooLarge()
 		}
 		if err := c.handle(cd, m); err != nil {
 			return err
 		}
+		rest = r
 	}
 	if len(rest) > maxReceive {
 		return c.tooLarge()
 	}
 	if len(rest) > 0 {
 		c.mu.Lock()
-		c.inbuf = append([]byte(nil), rest...)
+		c.inbuf = append(buf[:0], rest...) // to the front of buf, whose messages are handled
 		c.mu.Unlock()
 	}
 	return nil

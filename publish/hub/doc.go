@@ -49,6 +49,13 @@
 // memberships and unused connection tokens once a second, never on a
 // request's path.
 //
+// Client input is bounded whatever it declares: maxReceive bytes per
+// message, body and handshake, maxMessageDepth levels of nesting, and
+// MessagePack read by mpReader, which checks every declared length against
+// the bytes that remain; a violation closes that connection only. With a
+// backplane, errors of Redis reach clients as a generic 503 (the cause is
+// logged).
+//
 // Options (WithLogger, WithKeepAlive …) tune the parts that are not
 // configuration: timeouts, queue and body bounds, the logger.
 //

@@ -61,6 +61,9 @@ func parseHandshake(buf []byte) (handshake, []byte, error) {
 	if i < 0 {
 		return handshake{}, buf, errIncomplete
 	}
+	if !jsonDepthWithin(buf[:i], maxMessageDepth) {
+		return handshake{}, nil, errors.New("Handshake request nests too deep.")
+	}
 	var raw struct {
 		Protocol *string `json:"protocol"`
 		Version  *int    `json:"version"`
@@ -92,19 +95,6 @@ func handshakeError(msg string) []byte {
 	return append(b, recordSeparator)
 }
 
-// splitRecords returns the whole records in buf (without separators) and
-// the incomplete tail. The records alias buf.
-func splitRecords(buf []byte) (records [][]byte, rest []byte) {
-	for {
-		i := bytes.IndexByte(buf, recordSeparator)
-		if i < 0 {
-			return records, buf
-		}
-		records = append(records, buf[:i])
-		buf = buf[i+1:]
-	}
-}
-
 // message is what the hub needs of a client message; arguments, results and
 // stream items are not kept since a serverless hub does not run methods.
 type message struct {
@@ -117,6 +107,9 @@ type message struct {
 // says to ignore them); a record that is not an object with a numeric type
 // is a protocol error.
 func parseMessage(rec []byte) (message, error) {
+	if !jsonDepthWithin(rec, maxMessageDepth) {
+		return message{}, errTooDeep
+	}
 	var raw struct {
 		Type         *int   `json:"type"`
 		InvocationID string `json:"invocationId"`
@@ -129,6 +122,44 @@ func parseMessage(rec []byte) (message, error) {
 		return message{}, errors.New("message has no type")
 	}
 	return message{Type: *raw.Type, InvocationID: raw.InvocationID, SequenceID: raw.SequenceID}, nil
+}
+
+// maxMessageDepth bounds the nesting of arrays and objects (or maps) in a
+// client's message, the message's own included, in both protocols and in
+// the handshake: a
+// serverless hub reads only a few top-level fields, and encoding/json
+// alone would go 10,000 levels deep, with a stack entry for each.
+const maxMessageDepth = 64
+
+var errTooDeep = errors.New("message nests deeper than the hub accepts")
+
+// jsonDepthWithin reports whether the arrays and objects of rec nest at
+// most max levels deep (rec need not be valid JSON: the decoder judges
+// that).
+func jsonDepthWithin(rec []byte, max int) bool {
+	depth, inString, escaped := 0, false, false
+	for _, c := range rec {
+		switch {
+		case inString:
+			switch {
+			case escaped:
+				escaped = false
+			case c == '\\':
+				escaped = true
+			case c == '"':
+				inString = false
+			}
+		case c == '"':
+			inString = true
+		case c == '[' || c == '{':
+			if depth++; depth > max {
+				return false
+			}
+		case c == ']' || c == '}':
+			depth--
+		}
+	}
+	return true
 }
 
 // appendInvocation appends a non-blocking Invocation record of target with

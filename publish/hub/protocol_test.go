@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -24,6 +25,8 @@ func TestParseHandshake(t *testing.T) {
 		{in: `{"protocol":"json","version":3}` + "\x1e", err: "The server does not support version 3 of the 'json' protocol."},
 		{in: `{"protocol":"xml","version":1}` + "\x1e", err: "Requested protocol 'xml' is not available."},
 		{in: "\x1e", err: "Handshake request is not a JSON object."},
+		{in: `{"protocol":"json","version":1,"x":` + strings.Repeat("[", maxMessageDepth) + strings.Repeat("]", maxMessageDepth) + "}\x1e", err: "Handshake request nests too deep."},
+		{in: `{"protocol":"json","version":1,"x":` + strings.Repeat("[", maxMessageDepth-1) + strings.Repeat("]", maxMessageDepth-1) + "}\x1e", rest: ""},
 	} {
 		h, rest, err := parseHandshake([]byte(tc.in))
 		if tc.err != "" {
@@ -87,7 +90,12 @@ func FuzzHandshake(f *testing.F) {
 	f.Add([]byte(`{"protocol":"messagepack","version":1}` + "\x1e"))
 	f.Add([]byte("\x1e\x1e"))
 	f.Fuzz(func(t *testing.T, in []byte) {
-		h, rest, err := parseHandshake(in)
+		var h handshake
+		var rest []byte
+		var err error
+		if a := bytesAllocated(func() { h, rest, err = parseHandshake(in) }); a > allocBound(len(in)) {
+			t.Fatalf("%d bytes allocated parsing %d", a, len(in))
+		}
 		switch {
 		case errors.Is(err, errIncomplete):
 			if bytes.IndexByte(in, recordSeparator) >= 0 {
@@ -107,12 +115,15 @@ func FuzzHandshake(f *testing.F) {
 }
 
 // FuzzRecords: splitting never loses or invents bytes, and parsing any
-// record never panics; a parsed record is a JSON object.
+// record never panics and allocates at most a small multiple of it; a
+// parsed record is a JSON object nesting at most maxMessageDepth levels.
 func FuzzRecords(f *testing.F) {
 	f.Add([]byte(`{"type":6}` + "\x1e" + `{"type":1,"target":"a","arguments":[1]}` + "\x1e"))
 	f.Add([]byte(`{"type":7,"error":"x","allowReconnect":true}` + "\x1e{\"ty"))
 	f.Add([]byte(`{"type":3,"invocationId":"1","result":null}` + "\x1e"))
 	f.Add([]byte("\x1e\x1e{}\x1e"))
+	f.Add([]byte(`{"type":6,"a":` + strings.Repeat("[", 20_000) + "\x1e"))
+	f.Add([]byte(`{"type":6,"a":"\\\"[[[[","b":[[]]}` + "\x1e"))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		recs, rest := splitRecords(in)
 		var joined []byte
@@ -123,10 +134,17 @@ func FuzzRecords(f *testing.F) {
 			joined = append(append(joined, r...), recordSeparator)
 			// Keys match case-insensitively (encoding/json), which is
 			// lenient but harmless: the official clients write "type".
-			if _, err := parseMessage(r); err == nil {
+			var err error
+			if a := bytesAllocated(func() { _, err = parseMessage(r) }); a > allocBound(len(r)) {
+				t.Fatalf("%d bytes allocated parsing %d", a, len(r))
+			}
+			if err == nil {
 				var probe map[string]json.RawMessage
 				if json.Unmarshal(r, &probe) != nil {
 					t.Fatalf("parsed a non-object %q", r)
+				}
+				if !jsonDepthWithin(r, maxMessageDepth) {
+					t.Fatalf("parsed a record nesting deeper than %d", maxMessageDepth)
 				}
 			}
 		}

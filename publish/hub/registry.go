@@ -239,6 +239,14 @@ func (r *registry) takePending(key, hub, user string, now time.Time) (pendingCon
 	return p, nil
 }
 
+// forgetPending drops the negotiated connection key, if held (with a
+// backplane the registry holds reservations: see Server.putPending).
+func (r *registry) forgetPending(key string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.pending, key)
+}
+
 // add registers c (its hub is served); false once the registry is closed
 // (shutting down).
 func (r *registry) add(c *conn) bool {
@@ -312,7 +320,19 @@ func (r *registry) each(hub string, sc scope, now time.Time, fn func(*conn)) {
 	if h == nil {
 		return
 	}
+	// excluded comes from the caller: a long list is looked up in a set,
+	// so a send costs connections plus ids, not their product.
+	var excluded map[string]bool
+	if len(sc.excluded) > 8 {
+		excluded = make(map[string]bool, len(sc.excluded))
+		for _, id := range sc.excluded {
+			excluded[id] = true
+		}
+	}
 	skip := func(c *conn) bool {
+		if excluded != nil {
+			return excluded[c.id]
+		}
 		for _, id := range sc.excluded {
 			if id == c.id {
 				return true

@@ -155,10 +155,18 @@ func (s *Server) restAuth(h restHandler) http.Handler {
 	})
 }
 
-// unavailable answers a call the backplane could not serve (Redis down):
-// 503, which the SDKs retry.
-func unavailable(w http.ResponseWriter, err error) {
-	writeError(w, http.StatusServiceUnavailable, "Error.Unavailable", "backplane unavailable: "+err.Error())
+// backplaneUnavailable is the answer to a request the backplane could not
+// serve; the cause (Redis's address, its error) goes to the log only.
+const backplaneUnavailable = "the hub's backplane is unavailable; try again"
+
+// unavailable answers a request the backplane could not serve (Redis
+// down): 503, which the SDKs and clients retry, with a generic message;
+// the cause is logged, at most once a second.
+func (s *Server) unavailable(w http.ResponseWriter, what string, err error) {
+	if ok, dropped := s.refused.allow("Error.Unavailable", time.Now()); ok {
+		s.o.log.Warn("hub: "+what+": backplane unavailable", "err", err, "suppressed", dropped)
+	}
+	writeError(w, http.StatusServiceUnavailable, "Error.Unavailable", backplaneUnavailable)
 }
 
 func scopeOf(r *http.Request, kind scopeKind) scope {
@@ -203,7 +211,7 @@ func (s *Server) send(kind scopeKind) restHandler {
 			return
 		}
 		if err := s.deliver(r.Context(), hub, scopeOf(r, kind), newOutbound(m.Target, m.Arguments)); err != nil {
-			unavailable(w, err)
+			s.unavailable(w, "REST call", err)
 			return
 		}
 		w.WriteHeader(http.StatusAccepted)
@@ -238,7 +246,7 @@ func (s *Server) restExists(kind scopeKind) restHandler {
 		ok, err := s.exists(r.Context(), hub, scopeOf(r, kind))
 		switch {
 		case err != nil:
-			unavailable(w, err)
+			s.unavailable(w, "REST call", err)
 		case !ok:
 			writeError(w, http.StatusNotFound, codes[kind], "not found")
 		default:
@@ -251,7 +259,7 @@ func (s *Server) restUserInGroup(w http.ResponseWriter, r *http.Request, hub str
 	ok, err := s.userInGroup(r.Context(), hub, r.PathValue("group"), r.PathValue("user"))
 	switch {
 	case err != nil:
-		unavailable(w, err)
+		s.unavailable(w, "REST call", err)
 	case !ok:
 		writeError(w, http.StatusNotFound, "Info.User.NotInGroup", "the user is not in the group")
 	default:
@@ -270,7 +278,7 @@ func (s *Server) restCloseConns(kind scopeKind, status int) restHandler {
 		if kind == scopeConn {
 			ok, err := s.exists(r.Context(), hub, sc)
 			if err != nil {
-				unavailable(w, err)
+				s.unavailable(w, "REST call", err)
 				return
 			}
 			if !ok {
@@ -279,7 +287,7 @@ func (s *Server) restCloseConns(kind scopeKind, status int) restHandler {
 			}
 		}
 		if err := s.closeConns(r.Context(), hub, sc, q.Get("reason"), allow); err != nil {
-			unavailable(w, err)
+			s.unavailable(w, "REST call", err)
 			return
 		}
 		w.WriteHeader(status)
@@ -290,7 +298,7 @@ func (s *Server) restAddConnToGroup(w http.ResponseWriter, r *http.Request, hub 
 	ok, err := s.addConnToGroup(r.Context(), hub, r.PathValue("group"), r.PathValue("connectionId"))
 	switch {
 	case err != nil:
-		unavailable(w, err)
+		s.unavailable(w, "REST call", err)
 	case !ok:
 		writeError(w, http.StatusNotFound, "Error.Connection.NotExisted", "no such connection")
 	default:
@@ -302,7 +310,7 @@ func (s *Server) restRemoveConnFromGroup(w http.ResponseWriter, r *http.Request,
 	ok, err := s.removeConnFromGroups(r.Context(), hub, r.PathValue("group"), r.PathValue("connectionId"))
 	switch {
 	case err != nil:
-		unavailable(w, err)
+		s.unavailable(w, "REST call", err)
 	case !ok:
 		writeError(w, http.StatusNotFound, "Warning.Connection.NotExisted", "no such connection")
 	default:
@@ -335,7 +343,7 @@ func (s *Server) restAddUserToGroup(status int) restHandler {
 			err = s.addUserToGroup(r.Context(), hub, group, user, ttl, false)
 		}
 		if err != nil {
-			unavailable(w, err)
+			s.unavailable(w, "REST call", err)
 			return
 		}
 		w.WriteHeader(status)
@@ -347,7 +355,7 @@ func (s *Server) restAddUserToGroup(status int) restHandler {
 func (s *Server) restRemoveUserFromGroup(status int) restHandler {
 	return func(w http.ResponseWriter, r *http.Request, hub string) {
 		if err := s.removeUserFromGroups(r.Context(), hub, r.PathValue("group"), r.PathValue("user")); err != nil {
-			unavailable(w, err)
+			s.unavailable(w, "REST call", err)
 			return
 		}
 		w.WriteHeader(status)
@@ -422,7 +430,7 @@ func (s *Server) restListGroup(w http.ResponseWriter, r *http.Request, hub strin
 	}
 	all, err := s.listGroup(r.Context(), hub, r.PathValue("group"))
 	if err != nil {
-		unavailable(w, err)
+		s.unavailable(w, "REST call", err)
 		return
 	}
 	i := 0

@@ -112,33 +112,18 @@ func TestServerSentEvents(t *testing.T) {
 	u := n.URL + "&id=" + cn.ConnectionToken
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, "GET", u+"&access_token="+n.AccessToken, nil)
-	req.Header.Set("Accept", "text/event-stream")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp, nextEvent := sseStream(t, ctx, u, n.AccessToken)
 	defer resp.Body.Close()
 	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream" {
 		t.Fatalf("stream: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
-	events := bufio.NewReader(resp.Body)
 	next := func() string {
 		t.Helper()
-		var data []string
-		for {
-			line, err := events.ReadString('\n')
-			if err != nil {
-				t.Fatalf("stream: %v", err)
-			}
-			line = strings.TrimRight(line, "\n")
-			if line == "" && len(data) > 0 {
-				return strings.Join(data, "\n")
-			}
-			if d, ok := strings.CutPrefix(line, "data: "); ok {
-				data = append(data, d)
-			}
+		ev, err := nextEvent()
+		if err != nil {
+			t.Fatalf("stream: %v", err)
 		}
+		return ev
 	}
 	if r, _ := clientReq(t, "POST", u, n.AccessToken, `{"protocol":"json","version":1}`+"\x1e", nil); r.StatusCode != 200 {
 		t.Fatalf("handshake POST: %d", r.StatusCode)
@@ -173,6 +158,36 @@ func TestServerSentEvents(t *testing.T) {
 	b, _ := io.ReadAll(resp2.Body)
 	if !strings.Contains(string(b), "does not support 'Binary' transfer format") {
 		t.Fatalf("messagepack over SSE: %q", b)
+	}
+}
+
+// sseStream opens the Server-Sent Events stream of the connection at u
+// and returns the response and a reader of its events (the data lines of
+// one event joined by \n; io.EOF once the stream ends).
+func sseStream(t *testing.T, ctx context.Context, u, token string) (*http.Response, func() (string, error)) {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(ctx, "GET", u+"&access_token="+token, nil)
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	events := bufio.NewReader(resp.Body)
+	return resp, func() (string, error) {
+		var data []string
+		for {
+			line, err := events.ReadString('\n')
+			if err != nil {
+				return "", err
+			}
+			line = strings.TrimRight(line, "\n")
+			if line == "" && len(data) > 0 {
+				return strings.Join(data, "\n"), nil
+			}
+			if d, ok := strings.CutPrefix(line, "data: "); ok {
+				data = append(data, d)
+			}
+		}
 	}
 }
 
