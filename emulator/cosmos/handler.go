@@ -814,13 +814,21 @@ func (s *Server) changeFeedLocked(c *container, h http.Header) *reply {
 		set(hdrAltContentPath, "dbs/"+c.db.id+"/colls/"+c.id).set(hdrContentPath, c.rid)
 }
 
-// parseFeedTime accepts HTTP dates and the "…UTC" variant azcosmos sends
-// (time.RFC1123 formatting of a UTC time).
+// parseFeedTime reads If-Modified-Since. It accepts an HTTP date (RFC 9110:
+// IMF-fixdate in GMT, or the obsolete RFC 850 and asctime forms) and the
+// same RFC 1123 date with the zone written "UTC", which is what azcosmos
+// v1.5.0 sends for ChangeFeedOptions.StartFrom (it formats a UTC time with
+// time.RFC1123). The service accepts what its SDKs send; anything that is
+// not such a date is refused.
 func parseFeedTime(v string) (time.Time, error) {
-	// Only an HTTP date (RFC 9110: IMF-fixdate in GMT, or the obsolete
-	// RFC 850 and asctime forms), as the service requires; azcosmos
-	// v1.5.0's own StartFrom writes "UTC" and is refused here.
-	return http.ParseTime(v)
+	v = strings.TrimSpace(v)
+	if t, err := http.ParseTime(v); err == nil {
+		return t.UTC(), nil
+	}
+	if rest, ok := strings.CutSuffix(v, " UTC"); ok {
+		return time.Parse(http.TimeFormat, rest+" GMT")
+	}
+	return time.Time{}, fmt.Errorf("not an RFC 1123 date in GMT or UTC: %q", v)
 }
 
 // ---- queries ----
