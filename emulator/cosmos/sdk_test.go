@@ -635,3 +635,36 @@ func TestTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// The advertised region is the name the SDK routes by and reports in its
+// diagnostics; the consistency level is what the account read says.
+func TestAccountRegionAndConsistency(t *testing.T) {
+	srv, client := newSDK(t, cosmos.WithRegion("West Europe"), cosmos.WithConsistencyLevel("Eventual"))
+	c := mkContainer(t, client, "app", "orders", 0)
+	put(t, c, item{ID: "a", PK: "p"})
+	resp, err := c.ReadItem(ctxT(t), azcosmos.NewPartitionKeyString("p"), "a", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := resp.Diagnostics.String(); !strings.Contains(d, `"RegionsContacted":["westeurope"]`) {
+		t.Fatalf("diagnostics do not name the region: %s", d)
+	}
+	var acct struct {
+		Writable []struct {
+			Name string `json:"name"`
+		} `json:"writableLocations"`
+		Consistency struct {
+			Level string `json:"defaultConsistencyLevel"`
+		} `json:"userConsistencyPolicy"`
+	}
+	code, _, body := srv.Do(t, http.MethodGet, "/", nil, nil)
+	if err := json.Unmarshal(body, &acct); code != http.StatusOK || err != nil {
+		t.Fatalf("account read: %d %v", code, err)
+	}
+	if len(acct.Writable) != 1 || acct.Writable[0].Name != "West Europe" || acct.Consistency.Level != "Eventual" {
+		t.Fatalf("account: %+v", acct)
+	}
+	if _, err := cosmos.NewServer(cosmos.WithConsistencyLevel("Sometimes")); err == nil {
+		t.Fatal("an unknown consistency level was accepted")
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -29,6 +30,7 @@ type config struct {
 	admin        bool
 	endpoint     string
 	region       string
+	consistency  string
 	now          func() time.Time
 	maxPageItems int
 }
@@ -64,6 +66,21 @@ func WithAdminRoutes(on bool) Option { return func(c *config) { c.admin = on } }
 // be sent back to (it rewrites every request's host to that endpoint).
 func WithAdvertisedEndpoint(u string) Option { return func(c *config) { c.endpoint = u } }
 
+// WithRegion sets the region name the account read advertises in
+// writableLocations/readableLocations, the name SDKs match against their
+// preferred regions and report in diagnostics. Default "Local".
+func WithRegion(name string) Option { return func(c *config) { c.region = name } }
+
+// ConsistencyLevels are the account default consistency levels the service
+// knows, in its spelling.
+var ConsistencyLevels = []string{"Strong", "BoundedStaleness", "Session", "ConsistentPrefix", "Eventual"}
+
+// WithConsistencyLevel sets the default consistency level the account read
+// advertises (userConsistencyPolicy.defaultConsistencyLevel). Default
+// "Session", the service's default. NewServer refuses a level not in
+// ConsistencyLevels. The emulator itself is always strongly consistent.
+func WithConsistencyLevel(level string) Option { return func(c *config) { c.consistency = level } }
+
 // WithClock sets the time source for _ts, the modification times a change
 // feed read from a point in time compares, and x-ms-date checks.
 func WithClock(now func() time.Time) Option { return func(c *config) { c.now = now } }
@@ -92,9 +109,15 @@ type Server struct {
 // not base64, which the SDKs would refuse too.
 func NewServer(opts ...Option) (*Server, error) {
 	cfg := config{key: DefaultKey, partitions: 1, pkPath: "/id", autoCreate: true, region: "Local",
-		now: time.Now, maxPageItems: 100}
+		consistency: "Session", now: time.Now, maxPageItems: 100}
 	for _, o := range opts {
 		o(&cfg)
+	}
+	if !slices.Contains(ConsistencyLevels, cfg.consistency) {
+		return nil, fmt.Errorf("cosmos emulator: consistency level %q is not one of %s", cfg.consistency, strings.Join(ConsistencyLevels, ", "))
+	}
+	if strings.TrimSpace(cfg.region) == "" {
+		return nil, errors.New("cosmos emulator: the region name is empty")
 	}
 	key, err := base64.StdEncoding.DecodeString(cfg.key)
 	if err != nil {
