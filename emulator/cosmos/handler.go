@@ -892,25 +892,73 @@ func (s *Server) queryLocked(c *container, h http.Header, q *sqlQuery, params ma
 		docs = append(docs, d)
 	}
 	slices.SortFunc(docs, func(a, b *document) int { return cmp.Compare(a.seq, b.seq) })
+	start := time.Now()
 	rows := make([]queryRow, len(docs))
 	for i, d := range docs {
 		rows[i] = queryRow{value: d.value, json: c.docJSON(d, false)}
 	}
+	loaded := time.Now()
 	out, err := q.run(rows, params)
 	if err != nil {
 		return errReply(http.StatusBadRequest, 0, "%s", err.Error())
 	}
-	return s.pageLocked(c.rid, "Documents", out, h)
+	ran := time.Now()
+	rep, page := s.pageLocked(c.rid, "Documents", out, h)
+	if isTrue(h.Get(hdrPopulateQueryMetrics)) {
+		m := queryMetrics{retrieved: len(rows), output: len(page), load: loaded.Sub(start), vm: ran.Sub(loaded),
+			total: time.Since(start)}
+		for _, r := range rows {
+			m.retrievedSize += len(r.json)
+		}
+		for _, p := range page {
+			m.outputSize += len(p)
+		}
+		rep.set(hdrQueryMetrics, m.String())
+	}
+	if isTrue(h.Get(hdrPopulateIndexMetrics)) {
+		rep.set(hdrIndexUtilization, indexUtilization)
+	}
+	return rep
 }
+
+// queryMetrics is what x-ms-documentdb-query-metrics reports for one page:
+// the emulator scans every document of the partitions in scope (it has no
+// index), so retrieved counts are the scan and the times are measured.
+type queryMetrics struct {
+	retrieved, retrievedSize, output, outputSize int
+	load, vm, total                              time.Duration
+}
+
+// String renders the service's semicolon-separated name=value form.
+func (m queryMetrics) String() string {
+	ms := func(d time.Duration) string { return strconv.FormatFloat(float64(d.Microseconds())/1000, 'f', 2, 64) }
+	ratio := 0.0
+	if m.retrieved > 0 {
+		ratio = float64(m.output) / float64(m.retrieved)
+	}
+	return "totalExecutionTimeInMs=" + ms(m.total) + ";queryCompileTimeInMs=0.00;queryLogicalPlanBuildTimeInMs=0.00" +
+		";queryPhysicalPlanBuildTimeInMs=0.00;queryOptimizationTimeInMs=0.00;VMExecutionTimeInMs=" + ms(m.vm) +
+		";indexLookupTimeInMs=0.00;documentLoadTimeInMs=" + ms(m.load) +
+		";systemFunctionExecuteTimeInMs=0.00;userFunctionExecuteTimeInMs=0.00" +
+		";retrievedDocumentCount=" + strconv.Itoa(m.retrieved) + ";retrievedDocumentSize=" + strconv.Itoa(m.retrievedSize) +
+		";outputDocumentCount=" + strconv.Itoa(m.output) + ";outputDocumentSize=" + strconv.Itoa(m.outputSize) +
+		";writeOutputTimeInMs=0.00;indexUtilizationRatio=" + strconv.FormatFloat(ratio, 'f', 2, 64)
+}
+
+// indexUtilization is x-ms-cosmos-index-utilization as the service sends it
+// (base64 of a JSON object). The emulator has no indexes, so it reports
+// none used and none to add.
+var indexUtilization = base64.StdEncoding.EncodeToString([]byte(
+	`{"UtilizedSingleIndexes":[],"PotentialSingleIndexes":[],"UtilizedCompositeIndexes":[],"PotentialCompositeIndexes":[]}`))
 
 // pageLocked slices a result into pages by x-ms-max-item-count, with an
 // opaque x-ms-continuation that the SDK echoes back.
-func (s *Server) pageLocked(rid, field string, out []json.RawMessage, h http.Header) *reply {
+func (s *Server) pageLocked(rid, field string, out []json.RawMessage, h http.Header) (*reply, []json.RawMessage) {
 	start := 0
 	if ct := h.Get(hdrContinuation); ct != "" {
 		n, err := strconv.Atoi(strings.TrimPrefix(ct, "fake-offset:"))
 		if err != nil || n < 0 {
-			return errReply(http.StatusBadRequest, 0, "invalid continuation token %q", ct)
+			return errReply(http.StatusBadRequest, 0, "invalid continuation token %q", ct), nil
 		}
 		start = min(n, len(out))
 	}
@@ -932,13 +980,14 @@ func (s *Server) pageLocked(rid, field string, out []json.RawMessage, h http.Hea
 	if end < len(out) {
 		rep.set(hdrContinuation, "fake-offset:"+strconv.Itoa(end))
 	}
-	return rep
+	return rep, page
 }
 
 func (s *Server) listLocked(field string, rows []queryRow, params map[string]any, h http.Header) *reply {
 	q := &sqlQuery{star: true, top: -1, limit: -1, alias: "c"}
 	out, _ := q.run(rows, params)
-	return s.pageLocked("", field, out, h)
+	rep, _ := s.pageLocked("", field, out, h)
+	return rep
 }
 
 func (s *Server) queryResourcesLocked(field string, rows []queryRow, h http.Header, body []byte) *reply {
@@ -950,7 +999,8 @@ func (s *Server) queryResourcesLocked(field string, rows []queryRow, h http.Head
 	if err != nil {
 		return errReply(http.StatusBadRequest, 0, "%s", err.Error())
 	}
-	return s.pageLocked("", field, out, h)
+	rep, _ = s.pageLocked("", field, out, h)
+	return rep
 }
 
 // queryPlanLocked answers the gateway query-plan request that .NET, Java

@@ -2,6 +2,7 @@ package cosmos_test
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -666,5 +667,44 @@ func TestAccountRegionAndConsistency(t *testing.T) {
 	}
 	if _, err := cosmos.NewServer(cosmos.WithConsistencyLevel("Sometimes")); err == nil {
 		t.Fatal("an unknown consistency level was accepted")
+	}
+}
+
+// Every SDK asks for query metrics (azcosmos always sends
+// x-ms-documentdb-populatequerymetrics: true) and index metrics on request.
+func TestQueryMetrics(t *testing.T) {
+	_, client := newSDK(t)
+	c := mkContainer(t, client, "app", "orders", 0)
+	for i := 0; i < 4; i++ {
+		put(t, c, item{ID: fmt.Sprintf("o%d", i), PK: "p", V: i})
+	}
+	page, err := c.NewQueryItemsPager("SELECT * FROM c WHERE c.v >= 1", azcosmos.NewPartitionKeyString("p"),
+		&azcosmos.QueryOptions{PopulateIndexMetrics: true}).NextPage(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if page.QueryMetrics == nil {
+		t.Fatal("no query metrics")
+	}
+	m := map[string]string{}
+	for _, kv := range strings.Split(*page.QueryMetrics, ";") {
+		k, v, _ := strings.Cut(kv, "=")
+		m[k] = v
+	}
+	if m["retrievedDocumentCount"] != "4" || m["outputDocumentCount"] != "3" || m["totalExecutionTimeInMs"] == "" {
+		t.Fatalf("query metrics: %s", *page.QueryMetrics)
+	}
+	if page.IndexMetrics == nil {
+		t.Fatal("no index metrics")
+	}
+	raw, err := base64.StdEncoding.DecodeString(*page.IndexMetrics)
+	var im map[string][]any
+	if err != nil || json.Unmarshal(raw, &im) != nil || im["UtilizedSingleIndexes"] == nil {
+		t.Fatalf("index metrics are not base64 JSON: %q", *page.IndexMetrics)
+	}
+	// Index metrics only when asked.
+	page, err = c.NewQueryItemsPager("SELECT * FROM c", azcosmos.NewPartitionKeyString("p"), nil).NextPage(ctxT(t))
+	if err != nil || page.IndexMetrics != nil || page.QueryMetrics == nil {
+		t.Fatalf("without PopulateIndexMetrics: %v index %v query %v", err, page.IndexMetrics, page.QueryMetrics)
 	}
 }
