@@ -31,3 +31,24 @@ func FuzzParseFeedTime(f *testing.F) {
 		}
 	})
 }
+
+// FuzzAnalyzeQuery: the query text is outside bytes; the gateway's
+// pre-check must not panic, and a query it says is pinned to a partition
+// key must really hold an equality on that path.
+func FuzzAnalyzeQuery(f *testing.F) {
+	for _, s := range []string{"SELECT * FROM c WHERE c.pk = 'a' ORDER BY c.v", "SELECT * FROM c WHERE ((c.pk = @p) AND c.v > 1)",
+		"SELECT DISTINCT c.x FROM root r WHERE r['pk'] = -1", "SELECT VALUE COUNT(1) FROM c WHERE (c.a = 1 OR c.pk = 2)", "((", "))"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, q string) {
+		sc, err := analyzeQuery(q, map[string]any{"@p": "x"})
+		if err != nil {
+			return
+		}
+		for path := range sc.pins {
+			if !strings.Contains(q, "=") || path == "" {
+				t.Fatalf("%q pins %q without an equality", q, path)
+			}
+		}
+	})
+}

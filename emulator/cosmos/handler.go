@@ -858,11 +858,44 @@ func decodeQuery(body []byte) (*sqlQuery, map[string]any, *reply) {
 }
 
 func (s *Server) queryRequestLocked(c *container, h http.Header, body []byte) *reply {
+	var qb queryBody
+	if err := json.Unmarshal(body, &qb); err != nil {
+		return errReply(http.StatusBadRequest, 0, "the query body is not valid JSON: %v", err)
+	}
+	if rep := crossPartitionCheck(c, h, qb); rep != nil {
+		return rep
+	}
 	q, params, rep := decodeQuery(body)
 	if rep != nil {
 		return rep
 	}
 	return s.queryLocked(c, h, q, params)
+}
+
+// crossPartitionCheck applies the gateway's rules for queries that name
+// no partition (see crosspart.go) before the query runs.
+func crossPartitionCheck(c *container, h http.Header, qb queryBody) *reply {
+	if h.Get(hdrPartitionKey) != "" || h.Get(hdrPKRangeID) != "" {
+		return nil
+	}
+	params := map[string]any{}
+	for _, p := range qb.Parameters {
+		params[p.Name] = p.Value
+	}
+	sc, err := analyzeQuery(qb.Query, params)
+	if err != nil {
+		return errReply(http.StatusBadRequest, 0, "%s", err.Error())
+	}
+	if sc.pinsPartitionKey(c.pkPaths) {
+		return nil
+	}
+	if !isTrue(h.Get(hdrEnableCrossPart)) {
+		return errReply(http.StatusBadRequest, 0, "%s", msgCrossPartitionDisabled)
+	}
+	if sc.feature != "" {
+		return errReply(http.StatusBadRequest, subCrossPartitionNotServed, "%s", msgCrossPartitionNotServed)
+	}
+	return nil
 }
 
 func (s *Server) queryLocked(c *container, h http.Header, q *sqlQuery, params map[string]any) *reply {

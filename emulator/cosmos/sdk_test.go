@@ -271,17 +271,17 @@ func TestQueriesForALeaseStore(t *testing.T) {
 	if h := srv.Requests(cosmos.KindQuery)[0].Header; h.Get("x-ms-documentdb-query") != "True" || h.Get("Content-Type") != "application/query+json" {
 		t.Errorf("unexpected query headers: %v", h)
 	}
-	got = query("SELECT * FROM c WHERE c.owner = 'a' ORDER BY c.v DESC", azcosmos.NewPartitionKey(), nil)
-	if !slices.Equal(ids(got), []string{"other..6", "proc..4", "proc..2", "proc..0"}) {
-		t.Fatalf("filter + order: %v", ids(got))
+	got = query("SELECT * FROM c WHERE c.pk = 'p4' ORDER BY c.v DESC", azcosmos.NewPartitionKey(), nil)
+	if !slices.Equal(ids(got), []string{"proc..4"}) {
+		t.Fatalf("filter + order in one partition: %v", ids(got))
 	}
 	got = query("SELECT * FROM c", azcosmos.NewPartitionKeyString("p3"), nil)
 	if len(got) != 1 || got[0].ID != "proc..3" {
 		t.Fatalf("single-partition query: %v", ids(got))
 	}
-	pager := c.NewQueryItemsPager("SELECT VALUE COUNT(1) FROM c WHERE c.v >= 2", azcosmos.NewPartitionKey(), nil)
+	pager := c.NewQueryItemsPager("SELECT VALUE COUNT(1) FROM c WHERE c.v >= 2", azcosmos.NewPartitionKeyString("p3"), nil)
 	page, err := pager.NextPage(ctxT(t))
-	if err != nil || len(page.Items) != 1 || string(page.Items[0]) != "5" {
+	if err != nil || len(page.Items) != 1 || string(page.Items[0]) != "1" {
 		t.Fatalf("COUNT: %v %q", err, page.Items)
 	}
 	_, err = c.NewQueryItemsPager("SELEKT nope", azcosmos.NewPartitionKey(), nil).NextPage(ctxT(t))
@@ -706,5 +706,79 @@ func TestQueryMetrics(t *testing.T) {
 	page, err = c.NewQueryItemsPager("SELECT * FROM c", azcosmos.NewPartitionKeyString("p"), nil).NextPage(ctxT(t))
 	if err != nil || page.IndexMetrics != nil || page.QueryMetrics == nil {
 		t.Fatalf("without PopulateIndexMetrics: %v index %v query %v", err, page.IndexMetrics, page.QueryMetrics)
+	}
+}
+
+// Cross-partition queries follow the gateway's rules: code that works
+// against the emulator works against Azure.
+func TestCrossPartitionQueryRulesAsTheGateway(t *testing.T) {
+	_, client := newSDK(t, cosmos.WithPartitions(3))
+	c := mkContainer(t, client, "app", "orders", 0)
+	for i := 0; i < 6; i++ {
+		put(t, c, item{ID: fmt.Sprintf("o%d", i), PK: fmt.Sprintf("p%d", i%2), V: i})
+	}
+	run := func(q string, pk azcosmos.PartitionKey, opts *azcosmos.QueryOptions) ([]string, error) {
+		var out []string
+		pager := c.NewQueryItemsPager(q, pk, opts)
+		for pager.More() {
+			page, err := pager.NextPage(ctxT(t))
+			if err != nil {
+				return out, err
+			}
+			for _, raw := range page.Items {
+				var it item
+				_ = json.Unmarshal(raw, &it)
+				out = append(out, it.ID)
+			}
+		}
+		return out, nil
+	}
+	// Clauses that need state across partitions: 400 with substatus 1004
+	// and the gateway's message when sent without a query plan.
+	for _, q := range []string{
+		"SELECT * FROM c ORDER BY c.v",
+		"SELECT VALUE COUNT(1) FROM c",
+		"SELECT c.id, MAX(c.v) AS m FROM c",
+		"SELECT DISTINCT c.pk FROM c",
+		"SELECT c.pk FROM c GROUP BY c.pk",
+		"SELECT * FROM c OFFSET 1 LIMIT 2",
+		"SELECT TOP 2 * FROM c",
+		"SELECT * FROM c WHERE c.pk = 'p0' OR c.v > 3 ORDER BY c.v",
+	} {
+		_, err := run(q, azcosmos.NewPartitionKey(), nil)
+		var re *azcore.ResponseError
+		if !errors.As(err, &re) || re.StatusCode != http.StatusBadRequest || re.RawResponse.Header.Get("x-ms-substatus") != "1004" ||
+			!strings.Contains(err.Error(), "can not be directly served by the gateway") {
+			t.Errorf("%s: want 400/1004 from the gateway, got %v", q, err)
+		}
+	}
+	// Filters and projections are served across partitions...
+	got, err := run("SELECT * FROM c WHERE c.v >= 4", azcosmos.NewPartitionKey(), nil)
+	if err != nil || len(got) != 2 {
+		t.Fatalf("cross-partition filter: %v %v", got, err)
+	}
+	// ...but only with x-ms-documentdb-query-enablecrosspartition.
+	off := false
+	_, err = run("SELECT * FROM c WHERE c.v >= 4", azcosmos.NewPartitionKey(), &azcosmos.QueryOptions{EnableCrossPartitionQuery: &off})
+	if statusOf(err) != http.StatusBadRequest || !strings.Contains(err.Error(), "Cross partition query is required but disabled") {
+		t.Fatalf("enablecrosspartition off: %v", err)
+	}
+	// A partition key, in the header or pinned by the WHERE clause, makes
+	// the query single-partition: ORDER BY and aggregates are served.
+	for _, tc := range []struct {
+		q    string
+		pk   azcosmos.PartitionKey
+		opts *azcosmos.QueryOptions
+	}{
+		{"SELECT * FROM c ORDER BY c.v DESC", azcosmos.NewPartitionKeyString("p1"), nil},
+		{"SELECT * FROM c WHERE c.pk = 'p1' ORDER BY c.v DESC", azcosmos.NewPartitionKey(), nil},
+		{"SELECT * FROM c WHERE (c.v > 0 AND c['pk'] = @pk) ORDER BY c.v DESC", azcosmos.NewPartitionKey(),
+			&azcosmos.QueryOptions{QueryParameters: []azcosmos.QueryParameter{{Name: "@pk", Value: "p1"}}}},
+		{"SELECT * FROM c WHERE c.pk = 'p1' ORDER BY c.v DESC", azcosmos.NewPartitionKey(), &azcosmos.QueryOptions{EnableCrossPartitionQuery: &off}},
+	} {
+		got, err := run(tc.q, tc.pk, tc.opts)
+		if err != nil || !slices.Equal(got, []string{"o5", "o3", "o1"}) {
+			t.Errorf("%s: %v %v", tc.q, got, err)
+		}
 	}
 }
