@@ -173,6 +173,8 @@ func (s *Server) dispatchLocked(r *http.Request, rt route, body []byte) *reply {
 		return s.databaseLocked(r, rt, body)
 	case KindContainer:
 		return s.containerLocked(r, rt, body)
+	case KindOffer:
+		return s.offersLocked(r, rt, body)
 	case KindUnknown:
 		return errReply(http.StatusBadRequest, 0, "the fake gateway does not serve %s %s", r.Method, r.URL.Path)
 	}
@@ -252,10 +254,17 @@ func (s *Server) databaseLocked(r *http.Request, rt route, body []byte) *reply {
 			if err := validateID(in.ID); err != nil {
 				return errReply(http.StatusBadRequest, 0, "%s", err.Error())
 			}
+			tp, err := throughputFromHeaders(r.Header)
+			if err != nil {
+				return errReply(http.StatusBadRequest, 0, "%s", err.Error())
+			}
 			if s.dbs[in.ID] != nil {
 				return errReply(http.StatusConflict, 0, "Entity with the specified id already exists in the system.")
 			}
 			d := s.createDatabaseLocked(in.ID)
+			if !tp.none() {
+				s.newOfferLocked("dbs/"+d.rid+"/", d.rid, tp)
+			}
 			return jsonReply(http.StatusCreated, s.dbJSON(d)).set("etag", d.etag)
 		}
 		return errReply(http.StatusMethodNotAllowed, 0, "method %s is not allowed on /dbs", r.Method)
@@ -274,6 +283,11 @@ func (s *Server) databaseLocked(r *http.Request, rt route, body []byte) *reply {
 		if d == nil {
 			return errReply(http.StatusNotFound, 0, "Resource Not Found. Database %s does not exist", rt.db)
 		}
+		rids := []string{d.rid}
+		for _, c := range d.colls {
+			rids = append(rids, c.rid)
+		}
+		s.dropOffersLocked(rids...)
 		delete(s.dbs, rt.db)
 		return &reply{status: http.StatusNoContent}
 	}
@@ -352,7 +366,11 @@ func (s *Server) containerLocked(r *http.Request, rt route, body []byte) *reply 
 			if _, ok := value["indexingPolicy"]; !ok {
 				members = append(members, member{key: "indexingPolicy", raw: json.RawMessage(defaultIndexingPolicy)})
 			}
-			c := s.createContainerLocked(d, id, members, partitionsFor(r.Header, s.cfg.partitions))
+			tp, err := throughputFromHeaders(r.Header)
+			if err != nil {
+				return errReply(http.StatusBadRequest, 0, "%s", err.Error())
+			}
+			c := s.createContainerLocked(d, id, members, max(s.cfg.partitions, (tp.ru()+9999)/10000), tp)
 			return jsonReply(http.StatusCreated, s.collJSON(c)).set("etag", c.etag)
 		}
 		return errReply(http.StatusMethodNotAllowed, 0, "method %s is not allowed on a container feed", r.Method)
@@ -401,6 +419,7 @@ func (s *Server) containerLocked(r *http.Request, rt route, body []byte) *reply 
 		if c == nil {
 			return errReply(http.StatusNotFound, 0, "Resource Not Found")
 		}
+		s.dropOffersLocked(c.rid)
 		delete(d.colls, rt.coll)
 		return &reply{status: http.StatusNoContent}
 	}
@@ -429,17 +448,6 @@ func withHashV2(members []member) []member {
 		members[i].raw, _ = json.Marshal(pk)
 	}
 	return members
-}
-
-// partitionsFor picks a new container's range count: the default, or
-// one range per 10,000 RU/s of requested manual throughput, as the
-// service provisions physical partitions.
-func partitionsFor(h http.Header, def int) int {
-	n := def
-	if v, err := strconv.Atoi(h.Get("x-ms-offer-throughput")); err == nil && v > 0 {
-		n = max(n, (v+9999)/10000)
-	}
-	return n
 }
 
 func isQueryRequest(h http.Header) bool {

@@ -27,6 +27,7 @@ const (
 	KindPatch      Kind = "patch"      // PATCH …/docs/{id}
 	KindDelete     Kind = "delete"     // DELETE …/docs/{id}
 	KindBatch      Kind = "batch"      // POST …/docs with x-ms-cosmos-is-batch-request
+	KindOffer      Kind = "offer"      // GET/POST /offers, GET/PUT /offers/{id} (throughput)
 	KindUnknown    Kind = "unknown"    // anything else (answered 400/404/405)
 )
 
@@ -84,6 +85,7 @@ type route struct {
 	db      string
 	coll    string
 	doc     string
+	offer   string
 	// shape is the number of path segments (0 = account).
 	shape int
 }
@@ -131,6 +133,16 @@ func classify(method, escapedPath string, h http.Header) route {
 	default:
 		r.resType = segs[len(segs)-2]
 		r.resLink = strings.Join(segs, "/")
+	}
+	if segs[0] == "offers" && len(segs) <= 2 {
+		// Offers are addressed by id (rid-based): clients sign the
+		// lower-cased offer id as the resource link.
+		r.kind = KindOffer
+		if len(segs) == 2 {
+			r.offer = segs[1]
+			r.resLink = strings.ToLower(segs[1])
+		}
+		return r
 	}
 	if segs[0] != "dbs" {
 		r.kind = KindUnknown

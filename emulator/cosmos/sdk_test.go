@@ -782,3 +782,85 @@ func TestCrossPartitionQueryRulesAsTheGateway(t *testing.T) {
 		}
 	}
 }
+
+// ReadThroughput/ReplaceThroughput query /offers for the resource's _rid,
+// read the offer and PUT it back: manual and autoscale, databases and
+// containers.
+func TestThroughputOffers(t *testing.T) {
+	srv, client := newSDK(t)
+	ctx := ctxT(t)
+	auto := azcosmos.NewAutoscaleThroughputPropertiesWithIncrement(4000, 10)
+	if _, err := client.CreateDatabase(ctx, azcosmos.DatabaseProperties{ID: "shared"}, &azcosmos.CreateDatabaseOptions{ThroughputProperties: &auto}); err != nil {
+		t.Fatal(err)
+	}
+	db, _ := client.NewDatabase("shared")
+	tr, err := db.ReadThroughput(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, ok := tr.ThroughputProperties.AutoscaleMaxThroughput(); !ok || m != 4000 {
+		t.Fatalf("database autoscale max: %d %v", m, ok)
+	}
+	if inc, ok := tr.ThroughputProperties.AutoscaleIncrement(); !ok || inc != 10 {
+		t.Fatalf("database autoscale increment: %d %v", inc, ok)
+	}
+	if tr.MinThroughput == nil || *tr.MinThroughput != 1000 {
+		t.Fatalf("min throughput: %v", tr.MinThroughput)
+	}
+	tr, err = db.ReplaceThroughput(ctx, azcosmos.NewAutoscaleThroughputProperties(6000), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, _ := tr.ThroughputProperties.AutoscaleMaxThroughput(); m != 6000 {
+		t.Fatalf("replaced autoscale max: %d", m)
+	}
+	// A container in a shared-throughput database has no offer of its own.
+	if _, err := db.CreateContainer(ctx, azcosmos.ContainerProperties{ID: "inshared",
+		PartitionKeyDefinition: azcosmos.PartitionKeyDefinition{Paths: []string{"/pk"}}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	inShared, _ := db.NewContainer("inshared")
+	if _, err := inShared.ReadThroughput(ctx, nil); statusOf(err) != http.StatusNotFound {
+		t.Fatalf("container in a shared database: %v, want 404", err)
+	}
+
+	c := mkContainer(t, client, "app", "orders", 1000)
+	tr, err = c.ReadThroughput(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, ok := tr.ThroughputProperties.ManualThroughput(); !ok || n != 1000 {
+		t.Fatalf("container manual throughput: %d %v", n, ok)
+	}
+	etag := *tr.ThroughputProperties.ETag
+	if _, err := c.ReplaceThroughput(ctx, azcosmos.NewManualThroughputProperties(2500), nil); err != nil {
+		t.Fatal(err)
+	}
+	tr, err = c.ReadThroughput(ctx, nil)
+	if n, _ := tr.ThroughputProperties.ManualThroughput(); err != nil || n != 2500 {
+		t.Fatalf("after replace: %d %v", n, err)
+	}
+	// The service's limits and preconditions.
+	if _, err := c.ReplaceThroughput(ctx, azcosmos.NewManualThroughputProperties(250), nil); statusOf(err) != http.StatusBadRequest {
+		t.Fatalf("250 RU/s: %v, want 400", err)
+	}
+	if _, err := c.ReplaceThroughput(ctx, azcosmos.NewManualThroughputProperties(3000), &azcosmos.ThroughputOptions{IfMatchEtag: &etag}); statusOf(err) != http.StatusPreconditionFailed {
+		t.Fatalf("stale etag: %v, want 412", err)
+	}
+	// The offers feed lists every offer: the database's and the container's.
+	code, _, body := srv.Do(t, http.MethodGet, "/offers", nil, nil)
+	var feed struct {
+		Offers []struct {
+			Resource string `json:"resource"`
+		} `json:"Offers"`
+	}
+	if err := json.Unmarshal(body, &feed); code != http.StatusOK || err != nil || len(feed.Offers) != 2 {
+		t.Fatalf("GET /offers: %d %s", code, body)
+	}
+	if err := (func() error { _, err := c.Delete(ctx, nil); return err })(); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, body = srv.Do(t, http.MethodGet, "/offers", nil, nil); strings.Count(string(body), `"resource"`) != 1 {
+		t.Fatalf("a deleted container's offer is still listed: %s", body)
+	}
+}

@@ -102,6 +102,9 @@ type Server struct {
 	etagSeq uint64
 	counts  map[Kind]int
 	faults  []*Fault
+	// offers hold the throughput of databases and containers (offers.go).
+	offers   []*offer
+	offerSeq uint32
 }
 
 // NewServer builds a gateway. It has no listener of its own: serve
@@ -309,7 +312,7 @@ func (s *Server) CreateContainer(db, coll string, spec ContainerSpec) error {
 	if n <= 0 {
 		n = s.cfg.partitions
 	}
-	s.createContainerLocked(d, coll, defaultContainerProps(coll, paths), n)
+	s.createContainerLocked(d, coll, defaultContainerProps(coll, paths), n, throughputSpec{})
 	return nil
 }
 
@@ -331,7 +334,10 @@ func (s *Server) createDatabaseLocked(id string) *database {
 	return d
 }
 
-func (s *Server) createContainerLocked(d *database, id string, props []member, partitions int) *container {
+// createContainerLocked creates a container with the throughput t asks for;
+// with none, it gets defaultContainerRU unless its database has shared
+// throughput.
+func (s *Server) createContainerLocked(d *database, id string, props []member, partitions int, t throughputSpec) *container {
 	d.collSeq++
 	dbRID, _ := base64.StdEncoding.DecodeString(d.rid)
 	rid := make([]byte, 8)
@@ -349,6 +355,12 @@ func (s *Server) createContainerLocked(d *database, id string, props []member, p
 	}
 	c.nextRangeID = partitions
 	d.colls[id] = c
+	if t.none() && !s.hasOfferLocked(d.rid) {
+		t.manual = defaultContainerRU
+	}
+	if !t.none() {
+		s.newOfferLocked("dbs/"+d.rid+"/colls/"+c.rid+"/", c.rid, t)
+	}
 	return c
 }
 
@@ -580,7 +592,7 @@ func (s *Server) ensureContainerLocked(db, coll string, create bool) *container 
 	}
 	c := d.colls[coll]
 	if c == nil && create {
-		c = s.createContainerLocked(d, coll, defaultContainerProps(coll, []string{s.cfg.pkPath}), s.cfg.partitions)
+		c = s.createContainerLocked(d, coll, defaultContainerProps(coll, []string{s.cfg.pkPath}), s.cfg.partitions, throughputSpec{})
 	}
 	return c
 }
