@@ -52,3 +52,29 @@ func FuzzAnalyzeQuery(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDecodeBatch: a batch body is outside bytes; whatever is accepted
+// holds 1 to 100 known operations.
+func FuzzDecodeBatch(f *testing.F) {
+	for _, s := range []string{`[{"operationType":"Create","resourceBody":{"id":"a"}}]`, `[]`, `{}`, `[{"operationType":"Nope"}]`,
+		`[{"operationType":"Patch","id":"a","resourceBody":{"operations":[{"op":"incr","path":"/v","value":1}]}}]`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ops, rep := decodeBatch(b)
+		if rep != nil {
+			if rep.status < 400 {
+				t.Fatalf("error reply with status %d", rep.status)
+			}
+			return
+		}
+		if len(ops) == 0 || len(ops) > maxBatchOperations {
+			t.Fatalf("accepted %d operations", len(ops))
+		}
+		for _, op := range ops {
+			if _, ok := batchKinds[strings.ToLower(op.OperationType)]; !ok {
+				t.Fatalf("accepted operation type %q", op.OperationType)
+			}
+		}
+	})
+}

@@ -195,7 +195,7 @@ func (s *Server) dispatchLocked(r *http.Request, rt route, body []byte) *reply {
 	case KindQueryPlan:
 		return s.queryPlanLocked(c, body)
 	case KindBatch:
-		return errReply(http.StatusBadRequest, 0, "transactional batch is not supported by the fake gateway")
+		return s.batchLocked(c, r.Header, body)
 	default:
 		return s.itemLocked(c, rt, r.Header, body)
 	}
@@ -553,68 +553,77 @@ func (s *Server) itemLocked(c *container, rt route, h http.Header, body []byte) 
 		return rep
 	}
 	minimal := strings.EqualFold(strings.TrimSpace(h.Get(hdrPrefer)), valPreferMinimal)
-	ifMatch := h.Get("If-Match")
+	d, status, rep := s.docOpLocked(c, rt.kind, pk, rt.doc, body, h.Get("If-Match"))
+	if rep != nil {
+		return rep
+	}
 	switch rt.kind {
-	case KindCreate, KindUpsert, KindReplace:
-		members, value, err := parseObject(body)
-		if err != nil {
-			return errReply(http.StatusBadRequest, 0, "%s", err.Error())
-		}
-		if pkString(c.extractPK(value)) != pkString(pk) {
-			return errReply(http.StatusBadRequest, 1001,
-				"PartitionKey extracted from document doesn't match the one specified in the header.")
-		}
-		d, created, rep := s.writeDocLocked(c, rt.kind, rt.doc, pk, members, value, ifMatch)
-		if rep != nil {
-			return rep
-		}
-		status := http.StatusOK
-		if created {
-			status = http.StatusCreated
-		}
-		return s.docReply(c, d, status, minimal)
-	case KindPatch:
-		d := c.docs[c.docKey(pk, rt.doc)]
-		if d == nil {
-			return errReply(http.StatusNotFound, 0, "Entity with the specified id does not exist in the system.")
-		}
-		if ifMatch != "" && ifMatch != "*" && ifMatch != d.etag {
-			return errReply(http.StatusPreconditionFailed, 0, "One of the specified pre-condition is not met.")
-		}
-		value, rep := applyPatch(d.value, body)
-		if rep != nil {
-			return rep
-		}
-		if id, _ := value["id"].(string); id != d.id || pkString(c.extractPK(value)) != pkString(pk) {
-			return errReply(http.StatusBadRequest, 0, "a patch cannot change the id or the partition key")
-		}
-		d, _, rep = s.writeDocLocked(c, KindReplace, d.id, pk, mapToMembers(d.members, value), value, "")
-		if rep != nil {
-			return rep
-		}
-		return s.docReply(c, d, http.StatusOK, minimal)
 	case KindRead:
-		d := c.docs[c.docKey(pk, rt.doc)]
-		if d == nil {
-			return errReply(http.StatusNotFound, 0, "Entity with the specified id does not exist in the system.")
-		}
 		if inm := h.Get("If-None-Match"); inm != "" && (inm == d.etag || inm == "*") {
 			return (&reply{status: http.StatusNotModified}).set("etag", d.etag)
 		}
 		return s.docReply(c, d, http.StatusOK, false)
 	case KindDelete:
-		d := c.docs[c.docKey(pk, rt.doc)]
-		if d == nil {
-			return errReply(http.StatusNotFound, 0, "Entity with the specified id does not exist in the system.")
-		}
-		if ifMatch != "" && ifMatch != "*" && ifMatch != d.etag {
-			return errReply(http.StatusPreconditionFailed, 0, "One of the specified pre-condition is not met.")
-		}
-		rg := s.deleteDocLocked(c, d)
+		rg := c.rangeForEPK(d.epk)
 		return (&reply{status: http.StatusNoContent}).set(hdrSessionToken, sessionToken(rg)).
 			set(hdrRequestCharge, "5.71").set(hdrLSN, strconv.FormatInt(rg.lsn, 10))
 	}
-	return errReply(http.StatusBadRequest, 0, "unsupported document operation")
+	return s.docReply(c, d, status, minimal)
+}
+
+// docOpLocked performs one document operation in the logical partition pk;
+// point operations and the operations of a transactional batch share it.
+// id is the addressed id (replace, patch, read, delete). It returns the
+// document written or read (for a delete, the one removed) and the
+// operation's status, or the error reply.
+func (s *Server) docOpLocked(c *container, kind Kind, pk []any, id string, body []byte, ifMatch string) (*document, int, *reply) {
+	switch kind {
+	case KindCreate, KindUpsert, KindReplace:
+		members, value, err := parseObject(body)
+		if err != nil {
+			return nil, 0, errReply(http.StatusBadRequest, 0, "%s", err.Error())
+		}
+		if pkString(c.extractPK(value)) != pkString(pk) {
+			return nil, 0, errReply(http.StatusBadRequest, 1001,
+				"PartitionKey extracted from document doesn't match the one specified in the header.")
+		}
+		d, created, rep := s.writeDocLocked(c, kind, id, pk, members, value, ifMatch)
+		if rep != nil {
+			return nil, 0, rep
+		}
+		if created {
+			return d, http.StatusCreated, nil
+		}
+		return d, http.StatusOK, nil
+	case KindPatch, KindRead, KindDelete:
+		d := c.docs[c.docKey(pk, id)]
+		if d == nil {
+			return nil, 0, errReply(http.StatusNotFound, 0, "Entity with the specified id does not exist in the system.")
+		}
+		if kind != KindRead && ifMatch != "" && ifMatch != "*" && ifMatch != d.etag {
+			return nil, 0, errReply(http.StatusPreconditionFailed, 0, "One of the specified pre-condition is not met.")
+		}
+		switch kind {
+		case KindRead:
+			return d, http.StatusOK, nil
+		case KindDelete:
+			s.deleteDocLocked(c, d)
+			return d, http.StatusNoContent, nil
+		}
+		value, rep := applyPatch(d.value, body)
+		if rep != nil {
+			return nil, 0, rep
+		}
+		if id, _ := value["id"].(string); id != d.id || pkString(c.extractPK(value)) != pkString(pk) {
+			return nil, 0, errReply(http.StatusBadRequest, 0, "a patch cannot change the id or the partition key")
+		}
+		d, _, rep = s.writeDocLocked(c, KindReplace, d.id, pk, mapToMembers(d.members, value), value, "")
+		if rep != nil {
+			return nil, 0, rep
+		}
+		return d, http.StatusOK, nil
+	}
+	return nil, 0, errReply(http.StatusBadRequest, 0, "unsupported document operation")
 }
 
 func (s *Server) docReply(c *container, d *document, status int, minimal bool) *reply {
@@ -675,6 +684,8 @@ func (s *Server) writeDocLocked(c *container, kind Kind, urlID string, pk []any,
 	now := s.cfg.now()
 	d := &document{id: id, pk: pk, pkKey: pkString(pk), epk: epk, members: members, value: value,
 		etag: s.newEtag(), ts: now.Unix(), mtime: now, lsn: rg.lsn}
+	c.writeSeq++
+	d.wseq = c.writeSeq
 	if old != nil {
 		d.rid, d.seq = old.rid, old.seq
 	} else {
@@ -795,15 +806,23 @@ func (s *Server) changeFeedLocked(c *container, h http.Header) *reply {
 		}
 		docs = append(docs, d)
 	}
-	slices.SortFunc(docs, func(a, b *document) int { return cmp.Compare(a.lsn, b.lsn) })
+	slices.SortFunc(docs, func(a, b *document) int { return cmp.Or(cmp.Compare(a.lsn, b.lsn), cmp.Compare(a.wseq, b.wseq)) })
 
 	// The continuation is the range's current LSN once everything is
 	// returned (skipping LSNs used by deletes and other logical
 	// partitions), else the LSN of the last document in the page.
 	next := max(since, rg.lsn)
 	if len(docs) > limit {
-		docs = docs[:limit]
-		next = docs[len(docs)-1].lsn
+		// A page never splits one LSN (a transactional batch's documents
+		// share it): the continuation is an LSN, and a split would lose
+		// the rest.
+		for limit < len(docs) && docs[limit].lsn == docs[limit-1].lsn {
+			limit++
+		}
+		if limit < len(docs) {
+			docs = docs[:limit]
+			next = docs[len(docs)-1].lsn
+		}
 	}
 	etag := fmt.Sprintf("%q", strconv.FormatInt(next, 10))
 	var rep *reply

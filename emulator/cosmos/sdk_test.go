@@ -864,3 +864,105 @@ func TestThroughputOffers(t *testing.T) {
 		t.Fatalf("a deleted container's offer is still listed: %s", body)
 	}
 }
+
+// ExecuteTransactionalBatch: one logical partition, all or nothing, one
+// result per operation; a failed batch is 207 with the failing operation's
+// status and 424 for the others, and changes nothing.
+func TestTransactionalBatch(t *testing.T) {
+	_, client := newSDK(t, cosmos.WithPartitions(2))
+	c := mkContainer(t, client, "app", "orders", 0)
+	ctx := ctxT(t)
+	etagB := put(t, c, item{ID: "b", PK: "p", V: 1})
+	put(t, c, item{ID: "c", PK: "p", V: 1})
+	_, tok := drain(t, c, azcosmos.ChangeFeedOptions{FeedRange: &everything})
+
+	doc := func(id string, v int) []byte { b, _ := json.Marshal(item{ID: id, PK: "p", V: v}); return b }
+	batch := c.NewTransactionalBatch(azcosmos.NewPartitionKeyString("p"))
+	batch.CreateItem(doc("a", 1), nil)
+	batch.ReplaceItem("b", doc("b", 2), &azcosmos.TransactionalBatchItemOptions{IfMatchETag: &etagB})
+	batch.UpsertItem(doc("u", 3), nil)
+	patch := azcosmos.PatchOperations{}
+	patch.AppendIncrement("/v", 10)
+	batch.PatchItem("c", patch, nil)
+	batch.ReadItem("a", nil)
+	batch.DeleteItem("u", nil)
+	resp, err := c.ExecuteTransactionalBatch(ctx, batch, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var codes []int32
+	for _, r := range resp.OperationResults {
+		codes = append(codes, r.StatusCode)
+	}
+	if !resp.Success || !slices.Equal(codes, []int32{201, 200, 201, 200, 200, 204}) {
+		t.Fatalf("batch: success %v, statuses %v", resp.Success, codes)
+	}
+	var read item
+	if err := json.Unmarshal(resp.OperationResults[4].ResourceBody, &read); err != nil || read.ID != "a" {
+		t.Fatalf("read result %q: %v", resp.OperationResults[4].ResourceBody, err)
+	}
+	// azcosmos asks for bodies of writes when the batch holds a read, and
+	// sends Prefer: return=minimal otherwise.
+	if resp.OperationResults[0].ResourceBody == nil {
+		t.Fatal("no body for the create of a batch with a read")
+	}
+	minimal := c.NewTransactionalBatch(azcosmos.NewPartitionKeyString("p"))
+	minimal.UpsertItem(doc("m", 1), nil)
+	minimal.DeleteItem("m", nil)
+	if r, err := c.ExecuteTransactionalBatch(ctx, minimal, nil); err != nil || !r.Success || r.OperationResults[0].ResourceBody != nil {
+		t.Fatalf("minimal batch: %v %+v", err, r.OperationResults)
+	}
+	if resp.OperationResults[1].ETag == "" || resp.OperationResults[1].ETag == etagB {
+		t.Fatalf("replace result etag %q", resp.OperationResults[1].ETag)
+	}
+	// The change feed shows the batch as one transaction: its documents
+	// share one LSN and arrive together even with a page size of 1.
+	one := int32(1)
+	got, _ := drain(t, c, azcosmos.ChangeFeedOptions{Continuation: &tok, MaxItemCount: one})
+	if !slices.Equal(ids(got), []string{"a", "b", "c"}) || got[0].LSN != got[2].LSN {
+		t.Fatalf("batch in the change feed: %+v", got)
+	}
+
+	// All or nothing: the conflict on "a" undoes the upsert before it.
+	batch = c.NewTransactionalBatch(azcosmos.NewPartitionKeyString("p"))
+	batch.UpsertItem(doc("x", 1), nil)
+	batch.CreateItem(doc("a", 9), nil)
+	batch.DeleteItem("b", nil)
+	resp, err = c.ExecuteTransactionalBatch(ctx, batch, &azcosmos.TransactionalBatchOptions{EnableContentResponseOnWrite: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	codes = codes[:0]
+	for _, r := range resp.OperationResults {
+		codes = append(codes, r.StatusCode)
+	}
+	if resp.Success || resp.RawResponse.StatusCode != http.StatusMultiStatus || !slices.Equal(codes, []int32{424, 409, 424}) {
+		t.Fatalf("failed batch: success %v status %d, statuses %v", resp.Success, resp.RawResponse.StatusCode, codes)
+	}
+	if _, err := c.ReadItem(ctx, azcosmos.NewPartitionKeyString("p"), "x", nil); statusOf(err) != http.StatusNotFound {
+		t.Fatalf("the failed batch's upsert stayed: %v", err)
+	}
+	if _, err := c.ReadItem(ctx, azcosmos.NewPartitionKeyString("p"), "b", nil); err != nil {
+		t.Fatalf("the failed batch's delete stayed: %v", err)
+	}
+	if got, _ := drain(t, c, azcosmos.ChangeFeedOptions{Continuation: &tok}); len(got) != 3 {
+		t.Fatalf("the failed batch shows in the change feed: %v", ids(got))
+	}
+
+	// One logical partition: a document of another one fails the batch.
+	batch = c.NewTransactionalBatch(azcosmos.NewPartitionKeyString("p"))
+	other, _ := json.Marshal(item{ID: "o", PK: "q"})
+	batch.CreateItem(other, nil)
+	resp, err = c.ExecuteTransactionalBatch(ctx, batch, nil)
+	if err != nil || resp.Success || resp.OperationResults[0].StatusCode != http.StatusBadRequest {
+		t.Fatalf("cross-partition batch: %v %+v", err, resp.OperationResults)
+	}
+	// At most 100 operations.
+	batch = c.NewTransactionalBatch(azcosmos.NewPartitionKeyString("p"))
+	for i := 0; i < 101; i++ {
+		batch.ReadItem("a", nil)
+	}
+	if _, err := c.ExecuteTransactionalBatch(ctx, batch, nil); statusOf(err) != http.StatusBadRequest {
+		t.Fatalf("101 operations: %v, want 400", err)
+	}
+}

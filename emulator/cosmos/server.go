@@ -239,6 +239,7 @@ type container struct {
 	nextRangeID int
 	docs        map[string]*document // key: pkString + "\x00" + id
 	docSeq      uint64
+	writeSeq    uint64
 }
 
 type pkRange struct {
@@ -268,6 +269,8 @@ type document struct {
 	mtime   time.Time
 	lsn     int64
 	seq     uint64
+	// wseq orders writes that share an LSN (a transactional batch's).
+	wseq uint64
 }
 
 func (s *Server) nextRID(n int) []byte {
