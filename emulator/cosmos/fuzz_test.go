@@ -78,3 +78,21 @@ func FuzzDecodeBatch(f *testing.F) {
 		}
 	})
 }
+
+// FuzzClassify: the request path is outside bytes. A route never has an
+// empty database, container or document name, and an unaddressable route
+// is always a document route.
+func FuzzClassify(f *testing.F) {
+	for _, s := range []string{"/dbs/a/colls/b/docs/c", "/dbs/a/colls/b/docs/a%2Fb", "/dbs/a/colls/b/docs/x/y/z", "/offers/AbCd", "//", "/dbs/%zz"} {
+		f.Add("GET", s)
+	}
+	f.Fuzz(func(t *testing.T, method, path string) {
+		r := classify(method, path, http.Header{})
+		if r.unaddressable && r.doc == "" {
+			t.Fatalf("%s %q: unaddressable without a document id: %+v", method, path, r)
+		}
+		if r.kind != KindUnknown && r.kind != KindAccount && r.kind != KindOffer && r.db == "" && r.shape > 1 {
+			t.Fatalf("%s %q: %s route without a database: %+v", method, path, r.kind, r)
+		}
+	})
+}

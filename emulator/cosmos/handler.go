@@ -69,7 +69,12 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rt := classify(r.Method, r.URL.EscapedPath(), r.Header)
-	rep := s.handle(r, rt)
+	var rep *reply
+	if rt.badPath {
+		rep = errReply(http.StatusBadRequest, 0, "the request path is not validly percent-encoded or has an empty segment")
+	} else {
+		rep = s.handle(r, rt)
+	}
 	s.write(w, r, rep)
 }
 
@@ -177,6 +182,12 @@ func (s *Server) dispatchLocked(r *http.Request, rt route, body []byte) *reply {
 		return s.offersLocked(r, rt, body)
 	case KindUnknown:
 		return errReply(http.StatusBadRequest, 0, "the fake gateway does not serve %s %s", r.Method, r.URL.Path)
+	}
+	if rt.unaddressable {
+		// The gateway resolves "/" in the path (also escaped as %2F) as a
+		// separator, so a document whose id holds "/" cannot be addressed.
+		return errReply(http.StatusNotFound, 0,
+			"The value '%s' specified for the resource does not resolve to a document: a document id that contains '/' cannot be addressed by URL", rt.resLink)
 	}
 	// Everything else addresses a container.
 	c := s.ensureContainerLocked(rt.db, rt.coll, s.cfg.autoCreate && rt.kind != KindDelete)
@@ -651,7 +662,7 @@ func (s *Server) writeDocLocked(c *container, kind Kind, urlID string, pk []any,
 		return nil, false, errReply(http.StatusBadRequest, 0,
 			"The input content is invalid because the required properties - 'id; ' - are missing")
 	}
-	if err := validateID(id); err != nil {
+	if err := validateItemID(id); err != nil {
 		return nil, false, errReply(http.StatusBadRequest, 0, "%s", err.Error())
 	}
 	if kind == KindReplace && id != urlID {

@@ -86,13 +86,18 @@ type route struct {
 	coll    string
 	doc     string
 	offer   string
+	// unaddressable marks a document URL whose id spans more than one path
+	// segment once "%2F" is read as "/", as the gateway reads it.
+	unaddressable bool
+	// badPath marks a path that is not validly percent-encoded.
+	badPath bool
 	// shape is the number of path segments (0 = account).
 	shape int
 }
 
 // splitPath turns an escaped URL path into unescaped segments. Splitting
-// before unescaping keeps an escaped "/" inside an id from becoming a
-// separator.
+// before unescaping keeps an escaped "/" inside one segment, where
+// classify finds it.
 func splitPath(escapedPath string) ([]string, bool) {
 	p := strings.Trim(escapedPath, "/")
 	if p == "" {
@@ -117,8 +122,22 @@ func splitPath(escapedPath string) ([]string, bool) {
 func classify(method, escapedPath string, h http.Header) route {
 	segs, ok := splitPath(escapedPath)
 	if !ok {
-		return route{kind: KindUnknown}
+		return route{kind: KindUnknown, badPath: true}
 	}
+	// A document id holding "/" (sent raw or as %2F) makes the path longer
+	// than a document's: it is one unaddressable document route whose
+	// signature covers the whole path, as clients sign it.
+	if len(segs) >= 6 && segs[0] == "dbs" && segs[2] == "colls" && segs[4] == "docs" {
+		if id := strings.Join(segs[5:], "/"); len(segs) > 6 || strings.Contains(id, "/") {
+			r := classifySegs(method, append(segs[:5:5], id), h)
+			r.unaddressable = true
+			return r
+		}
+	}
+	return classifySegs(method, segs, h)
+}
+
+func classifySegs(method string, segs []string, h http.Header) route {
 	r := route{shape: len(segs)}
 	switch {
 	case len(segs) == 0:

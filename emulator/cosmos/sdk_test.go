@@ -966,3 +966,69 @@ func TestTransactionalBatch(t *testing.T) {
 		t.Fatalf("101 operations: %v, want 400", err)
 	}
 }
+
+// Document ids as the service treats them: the restricted characters are
+// accepted on write, "/" makes a document unaddressable by URL, trailing
+// spaces and escaped characters round-trip, and the limit is 1,023 bytes.
+func TestDocumentIDs(t *testing.T) {
+	srv, client := newSDK(t)
+	c := mkContainer(t, client, "app", "orders", 0)
+	ctx := ctxT(t)
+	pk := azcosmos.NewPartitionKeyString("p")
+	create := func(id string) error {
+		b, _ := json.Marshal(item{ID: id, PK: "p"})
+		_, err := c.CreateItem(ctx, pk, b, nil)
+		return err
+	}
+	// Addressable ids: written, read back by URL, replaced and deleted.
+	for _, id := range []string{"trailing ", "  both  ", "hash#tag", "what?", `back\slash`, "50%off", "%2F", "ünïcødé", "tab\there",
+		strings.Repeat("x", 1023)} {
+		if err := create(id); err != nil {
+			t.Errorf("create %q: %v", id, err)
+			continue
+		}
+		r, err := c.ReadItem(ctx, pk, id, nil)
+		var got item
+		if err == nil {
+			err = json.Unmarshal(r.Value, &got)
+		}
+		if err != nil || got.ID != id {
+			t.Errorf("read %q: %q %v", id, got.ID, err)
+		}
+		if _, err := c.DeleteItem(ctx, pk, id, nil); err != nil {
+			t.Errorf("delete %q: %v", id, err)
+		}
+	}
+	// A trailing space is part of the id: "trailing" is another document.
+	if err := create("trailing "); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.ReadItem(ctx, pk, "trailing", nil); statusOf(err) != http.StatusNotFound {
+		t.Fatalf(`read "trailing" (the document is "trailing "): %v, want 404`, err)
+	}
+	// "/" is accepted on create, listed by queries, but not addressable.
+	if err := create("a/b"); err != nil {
+		t.Fatalf(`create "a/b": %v`, err)
+	}
+	if _, err := c.ReadItem(ctx, pk, "a/b", nil); statusOf(err) != http.StatusNotFound {
+		t.Fatalf(`read "a/b": %v, want 404`, err)
+	}
+	if _, err := c.DeleteItem(ctx, pk, "a/b", nil); statusOf(err) != http.StatusNotFound {
+		t.Fatalf(`delete "a/b": %v, want 404`, err)
+	}
+	page, err := c.NewQueryItemsPager("SELECT * FROM c WHERE c.id = 'a/b'", pk, nil).NextPage(ctx)
+	if err != nil || len(page.Items) != 1 {
+		t.Fatalf(`query for "a/b": %v %d items`, err, len(page.Items))
+	}
+	// Longer than 1,023 bytes, or empty: 400.
+	for _, id := range []string{strings.Repeat("é", 512), ""} {
+		if err := create(id); statusOf(err) != http.StatusBadRequest {
+			t.Errorf("create an id of %d bytes: %v, want 400", len(id), err)
+		}
+	}
+	// A path with an empty segment: 400, before anything else (net/http
+	// itself answers 400 to a path that is not validly percent-encoded).
+	if code, _, body := srv.Do(t, http.MethodGet, "/dbs/app/colls/orders/docs//x", http.Header{"x-ms-documentdb-partitionkey": {`["p"]`}}, nil); code != http.StatusBadRequest {
+		t.Fatalf("empty segment: %d %s", code, body)
+	}
+}
