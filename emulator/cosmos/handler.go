@@ -25,6 +25,11 @@ type reply struct {
 	header  http.Header
 	body    []byte
 	message string // error text, for the {"code","message"} body
+	// additionalErrorInfo, when set, is sent as the error body's
+	// additionalErrorInfo: the gateway puts the query plan there when it
+	// cannot serve a cross-partition query, and SDKs (@azure/cosmos) retry
+	// with it only when it is present.
+	additionalErrorInfo string
 }
 
 func errReply(status, sub int, format string, args ...any) *reply {
@@ -153,7 +158,11 @@ func (s *Server) write(w http.ResponseWriter, r *http.Request, rep *reply) {
 		if code == "" {
 			code = http.StatusText(rep.status)
 		}
-		body, _ = json.Marshal(map[string]string{"code": code, "message": rep.message})
+		e := map[string]string{"code": code, "message": rep.message}
+		if rep.additionalErrorInfo != "" {
+			e["additionalErrorInfo"] = rep.additionalErrorInfo
+		}
+		body, _ = json.Marshal(e)
 	}
 	if len(body) > 0 || rep.status >= 400 {
 		h.Set("Content-Type", contentTypeJSON)
@@ -931,7 +940,9 @@ func crossPartitionCheck(c *container, h http.Header, qb queryBody) *reply {
 		return errReply(http.StatusBadRequest, 0, "%s", msgCrossPartitionDisabled)
 	}
 	if sc.feature != "" {
-		return errReply(http.StatusBadRequest, subCrossPartitionNotServed, "%s", msgCrossPartitionNotServed)
+		rep := errReply(http.StatusBadRequest, subCrossPartitionNotServed, "%s", msgCrossPartitionNotServed)
+		rep.additionalErrorInfo = string(queryPlan())
+		return rep
 	}
 	return nil
 }
@@ -1086,6 +1097,13 @@ func (s *Server) queryPlanLocked(c *container, body []byte) *reply {
 	if _, err := parseQuery(qb.Query); err != nil {
 		return errReply(http.StatusBadRequest, 0, "%s", err.Error())
 	}
+	return jsonReply(http.StatusOK, queryPlan())
+}
+
+// queryPlan is the plan the emulator gives for every query: fan it out
+// over the whole EPK space with no client-side ordering or aggregation
+// (the emulator evaluates those per range).
+func queryPlan() []byte {
 	plan := map[string]any{
 		"partitionedQueryExecutionInfoVersion": 2,
 		"queryInfo": map[string]any{
@@ -1097,5 +1115,5 @@ func (s *Server) queryPlanLocked(c *container, body []byte) *reply {
 		"queryRanges": []any{map[string]any{"min": "", "max": "FF", "isMinInclusive": true, "isMaxInclusive": false}},
 	}
 	b, _ := json.Marshal(plan)
-	return jsonReply(http.StatusOK, b)
+	return b
 }

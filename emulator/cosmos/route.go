@@ -154,12 +154,13 @@ func classifySegs(method string, segs []string, h http.Header) route {
 		r.resLink = strings.Join(segs, "/")
 	}
 	if segs[0] == "offers" && len(segs) <= 2 {
-		// Offers are addressed by id (rid-based): clients sign the
-		// lower-cased offer id as the resource link.
+		// Offers are addressed by id (rid-based): the resource link is the
+		// offer id, which azcosmos lower-cases before signing
+		// (authRequest accepts both).
 		r.kind = KindOffer
 		if len(segs) == 2 {
 			r.offer = segs[1]
-			r.resLink = strings.ToLower(segs[1])
+			r.resLink = segs[1]
 		}
 		return r
 	}

@@ -733,8 +733,9 @@ func TestCrossPartitionQueryRulesAsTheGateway(t *testing.T) {
 		}
 		return out, nil
 	}
-	// Clauses that need state across partitions: 400 with substatus 1004
-	// and the gateway's message when sent without a query plan.
+	// Clauses that need state across partitions: 400 with substatus 1004,
+	// the gateway's message and a query plan in additionalErrorInfo (which
+	// @azure/cosmos needs to retry per range) when sent without a plan.
 	for _, q := range []string{
 		"SELECT * FROM c ORDER BY c.v",
 		"SELECT VALUE COUNT(1) FROM c",
@@ -748,7 +749,8 @@ func TestCrossPartitionQueryRulesAsTheGateway(t *testing.T) {
 		_, err := run(q, azcosmos.NewPartitionKey(), nil)
 		var re *azcore.ResponseError
 		if !errors.As(err, &re) || re.StatusCode != http.StatusBadRequest || re.RawResponse.Header.Get("x-ms-substatus") != "1004" ||
-			!strings.Contains(err.Error(), "can not be directly served by the gateway") {
+			!strings.Contains(err.Error(), "can not be directly served by the gateway") ||
+			!strings.Contains(err.Error(), `"additionalErrorInfo"`) {
 			t.Errorf("%s: want 400/1004 from the gateway, got %v", q, err)
 		}
 	}
