@@ -96,3 +96,30 @@ func FuzzClassify(f *testing.F) {
 		}
 	})
 }
+
+// FuzzThroughputFromHeaders: throughput headers are outside bytes; what is
+// accepted is either nothing or within the service's limits.
+func FuzzThroughputFromHeaders(f *testing.F) {
+	f.Add("400", "")
+	f.Add("", `{"maxThroughput":4000,"autoUpgradePolicy":{"throughputPolicy":{"incrementPercent":10}}}`)
+	f.Add("abc", "{")
+	f.Fuzz(func(t *testing.T, manual, auto string) {
+		h := http.Header{}
+		if manual != "" {
+			h.Set(hdrOfferThroughput, manual)
+		}
+		if auto != "" {
+			h.Set(hdrOfferAutoscale, auto)
+		}
+		tp, err := throughputFromHeaders(h)
+		if err != nil || tp.none() {
+			return
+		}
+		if tp.manual != 0 && tp.autoMax != 0 {
+			t.Fatalf("both manual and autoscale accepted: %+v", tp)
+		}
+		if tp.manual != 0 && (tp.manual < minManualRU || tp.manual%100 != 0) || tp.autoMax != 0 && (tp.autoMax < minAutoscaleRU || tp.autoMax%1000 != 0) {
+			t.Fatalf("out of limits: %+v", tp)
+		}
+	})
+}
