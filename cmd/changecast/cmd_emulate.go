@@ -11,13 +11,16 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
+	"strings"
 	"time"
 
 	emulator "github.com/changecast/changecast/emulator/cosmos"
 )
 
 const emulateUsage = `Usage:
-  changecast emulate cosmos [--listen 127.0.0.1:8081] [--partitions N] [--key K] [flags]
+  changecast emulate cosmos [--listen 127.0.0.1:8081] [--partitions N] [--key K]
+                            [--region NAME] [--consistency LEVEL] [flags]
 
 Serves an in-memory Azure Cosmos DB gateway (REST API, master-key auth,
 change feed, partition key ranges, splits) for local development with the
@@ -51,12 +54,22 @@ func cmdEmulate(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	pkPath := fs.String("partition-key", "/id", "partition key path of containers created on first use")
 	noAuto := fs.Bool("no-auto-create", false, "answer 404 for missing databases and containers, like the service")
 	allowAAD := fs.Bool("allow-aad", false, "accept any Microsoft Entra ID bearer token without checking it")
+	region := fs.String("region", "Local", "region name the account advertises (what SDKs' preferred regions match and diagnostics show)")
+	consistency := fs.String("consistency", "Session", "default consistency level the account advertises: "+strings.Join(emulator.ConsistencyLevels, ", "))
 	verbose := fs.Bool("v", false, "log every request")
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
 	}
 	if *partitions < 1 {
 		fmt.Fprintln(stderr, "changecast emulate cosmos: --partitions must be at least 1")
+		return 2
+	}
+	if !slices.Contains(emulator.ConsistencyLevels, *consistency) {
+		fmt.Fprintf(stderr, "changecast emulate cosmos: --consistency %q is not one of %s\n", *consistency, strings.Join(emulator.ConsistencyLevels, ", "))
+		return 2
+	}
+	if strings.TrimSpace(*region) == "" {
+		fmt.Fprintln(stderr, "changecast emulate cosmos: --region must not be empty")
 		return 2
 	}
 	if _, err := base64.StdEncoding.DecodeString(*key); err != nil || *key == "" {
@@ -70,6 +83,8 @@ func cmdEmulate(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		emulator.WithAutoCreate(!*noAuto),
 		emulator.WithAllowAAD(*allowAAD),
 		emulator.WithAdminRoutes(true),
+		emulator.WithRegion(*region),
+		emulator.WithConsistencyLevel(*consistency),
 	)
 	if err != nil {
 		fmt.Fprintln(stderr, "changecast emulate cosmos:", err)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/data/azcosmos"
 
+	emulator "github.com/changecast/changecast/emulator/cosmos"
 	"github.com/changecast/changecast/internal/testkit"
 )
 
@@ -24,7 +25,8 @@ func TestEmulateCosmosServesTheSDK(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var stdout, stderr testkit.Buffer
 	done := testkit.Go(t, func() error {
-		code := cmdEmulate(ctx, []string{"cosmos", "--listen", "127.0.0.1:0", "--partitions", "2", "--partition-key", "/pk"}, &stdout, &stderr)
+		code := cmdEmulate(ctx, []string{"cosmos", "--listen", "127.0.0.1:0", "--partitions", "2", "--partition-key", "/pk",
+			"--region", "West Europe", "--consistency", "Eventual"}, &stdout, &stderr)
 		if code != 0 {
 			return fmt.Errorf("exit code %d, stderr %q", code, stderr.String())
 		}
@@ -77,6 +79,30 @@ func TestEmulateCosmosServesTheSDK(t *testing.T) {
 		t.Fatal("no 304")
 		return
 	}
+	// --region and --consistency are what the account read advertises.
+	req, _ := http.NewRequest(http.MethodGet, endpoint, nil)
+	key := m[1][strings.Index(m[1], "AccountKey=")+len("AccountKey=") : len(m[1])-1]
+	if err := emulator.SignRequest(req, key, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	acctResp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var acct struct {
+		Readable []struct {
+			Name string `json:"name"`
+		} `json:"readableLocations"`
+		Consistency struct {
+			Level string `json:"defaultConsistencyLevel"`
+		} `json:"userConsistencyPolicy"`
+	}
+	err = json.NewDecoder(acctResp.Body).Decode(&acct)
+	acctResp.Body.Close()
+	if err != nil || len(acct.Readable) != 1 || acct.Readable[0].Name != "West Europe" || acct.Consistency.Level != "Eventual" {
+		t.Fatalf("account read: %+v %v", acct, err)
+	}
+
 	n, tok := read(azcosmos.ChangeFeedOptions{FeedRange: &all})
 	if n != 4 {
 		t.Fatalf("change feed from beginning: %d items", n)
@@ -109,5 +135,9 @@ func TestEmulateRejectsBadUsage(t *testing.T) {
 	}
 	if code := cmdEmulate(context.Background(), []string{"cosmos", "--key", "not base64!"}, &out, &errb); code != 2 {
 		t.Fatalf("bad key: exit %d", code)
+	}
+	errb.Reset()
+	if code := cmdEmulate(context.Background(), []string{"cosmos", "--consistency", "Sometimes"}, &out, &errb); code != 2 || !strings.Contains(errb.String(), "--consistency") {
+		t.Fatalf("bad consistency: exit %d, %q", code, errb.String())
 	}
 }

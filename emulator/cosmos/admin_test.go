@@ -100,7 +100,8 @@ func TestKindOf(t *testing.T) {
 		{"GET", "/dbs/a/colls/b/docs", map[string]string{"A-IM": "Incremental Feed"}, cosmos.KindChangeFeed},
 		{"POST", "/dbs/a/colls/b/docs", map[string]string{"x-ms-documentdb-is-upsert": "True"}, cosmos.KindUpsert},
 		{"PATCH", "/dbs/a/colls/b/docs/x%2Fy", nil, cosmos.KindPatch},
-		{"GET", "/offers", nil, cosmos.KindUnknown},
+		{"GET", "/offers", nil, cosmos.KindOffer},
+		{"GET", "/triggers", nil, cosmos.KindUnknown},
 	} {
 		r, _ := http.NewRequest(c.method, "http://emulator"+c.path, strings.NewReader(""))
 		for k, v := range c.header {

@@ -33,7 +33,7 @@
 //     of a missing database or container answers 404, as the service does,
 //     so SDKs' createIfNotExists creates it with the caller's settings. A
 //     container gets WithPartitions ranges, or one per 10,000 RU/s of
-//     x-ms-offer-throughput.
+//     requested throughput (x-ms-offer-throughput or the autoscale maximum).
 //   - Partition key ranges as a change feed: 200 with an etag, then 304 for
 //     the same etag; splits and merges list new ranges with "parents".
 //   - Documents: create/upsert/replace/read/patch/delete with If-Match (412),
@@ -41,23 +41,26 @@
 //     return=minimal", system properties _rid/_self/_etag/_attachments/_ts.
 //     Documents are placed on ranges by the service's V2 hash.
 //   - Queries (x-ms-documentdb-query or x-ms-documentdb-isquery) in the SQL
-//     subset described in query.go, with paging by x-ms-continuation, and
-//     the query-plan request other SDKs send first.
+//     subset described in query.go, with paging by x-ms-continuation, query
+//     and index metrics when asked, the gateway's cross-partition rules
+//     (crosspart.go), and the query-plan request other SDKs send first.
 //   - Change feed (A-IM: Incremental Feed) per partition key range: from
 //     the beginning, from If-None-Match "<lsn>" or "*" (now), or from
-//     If-Modified-Since; 304 with the current LSN as etag when nothing is
-//     new; latest-version semantics (an update moves a document to the tail
-//     with a new _lsn, deletes are not shown); x-ms-session-token
+//     If-Modified-Since (GMT or UTC); 304 with the current LSN as etag when
+//     nothing is new; latest-version semantics (an update moves a document
+//     to the tail with a new _lsn, deletes are not shown); x-ms-session-token
 //     "<range>:-1#<lsn>"; x-ms-start-epk/x-ms-end-epk filters; 410 with
 //     substatus 1002 for a range that was split or merged away.
+//   - Throughput offers (offers.go) and transactional batch (batch.go).
 //   - Master-key signature checks on every request (401 otherwise), with a
 //     15-minute x-ms-date window. Entra ID tokens only with WithAllowAAD.
 //
-// Not implemented: transactional batch, stored procedures/triggers/UDFs,
-// TTL expiry, "all versions and deletes" change feed, resource tokens,
-// multiple regions. The V1 hash is not implemented: containers always use
-// the V2 hash, and a create without partitionKey.version is stored as
-// version 2 (azcosmos ReadManyItems would otherwise route with V1).
+// Not implemented: stored procedures/triggers/UDFs, TTL expiry, "all
+// versions and deletes" change feed, resource tokens, multiple regions,
+// full-text and vector search. The V1 hash is not implemented: containers
+// always use the V2 hash, and a create without partitionKey.version is
+// stored as version 2 (azcosmos ReadManyItems would otherwise route with
+// V1).
 //
 // # In-process controls
 //

@@ -25,6 +25,11 @@ type reply struct {
 	header  http.Header
 	body    []byte
 	message string // error text, for the {"code","message"} body
+	// additionalErrorInfo, when set, is sent as the error body's
+	// additionalErrorInfo: the gateway puts the query plan there when it
+	// cannot serve a cross-partition query, and SDKs (@azure/cosmos) retry
+	// with it only when it is present.
+	additionalErrorInfo string
 }
 
 func errReply(status, sub int, format string, args ...any) *reply {
@@ -69,7 +74,12 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rt := classify(r.Method, r.URL.EscapedPath(), r.Header)
-	rep := s.handle(r, rt)
+	var rep *reply
+	if rt.badPath {
+		rep = errReply(http.StatusBadRequest, 0, "the request path is not validly percent-encoded or has an empty segment")
+	} else {
+		rep = s.handle(r, rt)
+	}
 	s.write(w, r, rep)
 }
 
@@ -148,7 +158,11 @@ func (s *Server) write(w http.ResponseWriter, r *http.Request, rep *reply) {
 		if code == "" {
 			code = http.StatusText(rep.status)
 		}
-		body, _ = json.Marshal(map[string]string{"code": code, "message": rep.message})
+		e := map[string]string{"code": code, "message": rep.message}
+		if rep.additionalErrorInfo != "" {
+			e["additionalErrorInfo"] = rep.additionalErrorInfo
+		}
+		body, _ = json.Marshal(e)
 	}
 	if len(body) > 0 || rep.status >= 400 {
 		h.Set("Content-Type", contentTypeJSON)
@@ -173,8 +187,16 @@ func (s *Server) dispatchLocked(r *http.Request, rt route, body []byte) *reply {
 		return s.databaseLocked(r, rt, body)
 	case KindContainer:
 		return s.containerLocked(r, rt, body)
+	case KindOffer:
+		return s.offersLocked(r, rt, body)
 	case KindUnknown:
 		return errReply(http.StatusBadRequest, 0, "the fake gateway does not serve %s %s", r.Method, r.URL.Path)
+	}
+	if rt.unaddressable {
+		// The gateway resolves "/" in the path (also escaped as %2F) as a
+		// separator, so a document whose id holds "/" cannot be addressed.
+		return errReply(http.StatusNotFound, 0,
+			"The value '%s' specified for the resource does not resolve to a document: a document id that contains '/' cannot be addressed by URL", rt.resLink)
 	}
 	// Everything else addresses a container.
 	c := s.ensureContainerLocked(rt.db, rt.coll, s.cfg.autoCreate && rt.kind != KindDelete)
@@ -193,7 +215,7 @@ func (s *Server) dispatchLocked(r *http.Request, rt route, body []byte) *reply {
 	case KindQueryPlan:
 		return s.queryPlanLocked(c, body)
 	case KindBatch:
-		return errReply(http.StatusBadRequest, 0, "transactional batch is not supported by the fake gateway")
+		return s.batchLocked(c, r.Header, body)
 	default:
 		return s.itemLocked(c, rt, r.Header, body)
 	}
@@ -219,7 +241,7 @@ func (s *Server) accountLocked(r *http.Request) *reply {
 		"writableLocations": loc, "readableLocations": loc,
 		"enableMultipleWriteLocations": false,
 		"userReplicationPolicy":        map[string]any{"asyncReplication": false, "minReplicaSetSize": 1, "maxReplicasetSize": 4},
-		"userConsistencyPolicy":        map[string]any{"defaultConsistencyLevel": "Session"},
+		"userConsistencyPolicy":        map[string]any{"defaultConsistencyLevel": s.cfg.consistency, "maxStalenessPrefix": 100, "maxIntervalInSeconds": 5},
 		"systemReplicationPolicy":      map[string]any{"minReplicaSetSize": 1, "maxReplicasetSize": 4},
 		"readPolicy":                   map[string]any{"primaryReadCoefficient": 1, "secondaryReadCoefficient": 1},
 		"queryEngineConfiguration":     `{"maxSqlQueryInputLength":262144,"maxJoinsPerSqlQuery":5,"maxLogicalAndPerSqlQuery":500,"maxLogicalOrPerSqlQuery":500,"maxUdfRefPerSqlQuery":10,"maxInExpressionItemsCount":16000,"queryMaxInMemorySortDocumentCount":500,"maxQueryRequestTimeoutFraction":0.9,"sqlAllowNonFiniteNumbers":false,"sqlAllowAggregateFunctions":true,"sqlAllowSubQuery":true,"sqlAllowScalarSubQuery":true,"allowNewKeywords":true,"sqlAllowLike":true,"sqlAllowGroupByClause":true,"maxSpatialQueryCells":12,"spatialMaxGeometryPointCount":256,"sqlDisableOptimizationFlags":0,"sqlAllowTop":true,"enableSpatialIndexing":true}`,
@@ -252,10 +274,17 @@ func (s *Server) databaseLocked(r *http.Request, rt route, body []byte) *reply {
 			if err := validateID(in.ID); err != nil {
 				return errReply(http.StatusBadRequest, 0, "%s", err.Error())
 			}
+			tp, err := throughputFromHeaders(r.Header)
+			if err != nil {
+				return errReply(http.StatusBadRequest, 0, "%s", err.Error())
+			}
 			if s.dbs[in.ID] != nil {
 				return errReply(http.StatusConflict, 0, "Entity with the specified id already exists in the system.")
 			}
 			d := s.createDatabaseLocked(in.ID)
+			if !tp.none() {
+				s.newOfferLocked("dbs/"+d.rid+"/", d.rid, tp)
+			}
 			return jsonReply(http.StatusCreated, s.dbJSON(d)).set("etag", d.etag)
 		}
 		return errReply(http.StatusMethodNotAllowed, 0, "method %s is not allowed on /dbs", r.Method)
@@ -274,6 +303,11 @@ func (s *Server) databaseLocked(r *http.Request, rt route, body []byte) *reply {
 		if d == nil {
 			return errReply(http.StatusNotFound, 0, "Resource Not Found. Database %s does not exist", rt.db)
 		}
+		rids := []string{d.rid}
+		for _, c := range d.colls {
+			rids = append(rids, c.rid)
+		}
+		s.dropOffersLocked(rids...)
 		delete(s.dbs, rt.db)
 		return &reply{status: http.StatusNoContent}
 	}
@@ -352,7 +386,11 @@ func (s *Server) containerLocked(r *http.Request, rt route, body []byte) *reply 
 			if _, ok := value["indexingPolicy"]; !ok {
 				members = append(members, member{key: "indexingPolicy", raw: json.RawMessage(defaultIndexingPolicy)})
 			}
-			c := s.createContainerLocked(d, id, members, partitionsFor(r.Header, s.cfg.partitions))
+			tp, err := throughputFromHeaders(r.Header)
+			if err != nil {
+				return errReply(http.StatusBadRequest, 0, "%s", err.Error())
+			}
+			c := s.createContainerLocked(d, id, members, max(s.cfg.partitions, (tp.ru()+9999)/10000), tp)
 			return jsonReply(http.StatusCreated, s.collJSON(c)).set("etag", c.etag)
 		}
 		return errReply(http.StatusMethodNotAllowed, 0, "method %s is not allowed on a container feed", r.Method)
@@ -401,6 +439,7 @@ func (s *Server) containerLocked(r *http.Request, rt route, body []byte) *reply 
 		if c == nil {
 			return errReply(http.StatusNotFound, 0, "Resource Not Found")
 		}
+		s.dropOffersLocked(c.rid)
 		delete(d.colls, rt.coll)
 		return &reply{status: http.StatusNoContent}
 	}
@@ -429,17 +468,6 @@ func withHashV2(members []member) []member {
 		members[i].raw, _ = json.Marshal(pk)
 	}
 	return members
-}
-
-// partitionsFor picks a new container's range count: the default, or
-// one range per 10,000 RU/s of requested manual throughput, as the
-// service provisions physical partitions.
-func partitionsFor(h http.Header, def int) int {
-	n := def
-	if v, err := strconv.Atoi(h.Get("x-ms-offer-throughput")); err == nil && v > 0 {
-		n = max(n, (v+9999)/10000)
-	}
-	return n
 }
 
 func isQueryRequest(h http.Header) bool {
@@ -545,68 +573,77 @@ func (s *Server) itemLocked(c *container, rt route, h http.Header, body []byte) 
 		return rep
 	}
 	minimal := strings.EqualFold(strings.TrimSpace(h.Get(hdrPrefer)), valPreferMinimal)
-	ifMatch := h.Get("If-Match")
+	d, status, rep := s.docOpLocked(c, rt.kind, pk, rt.doc, body, h.Get("If-Match"))
+	if rep != nil {
+		return rep
+	}
 	switch rt.kind {
-	case KindCreate, KindUpsert, KindReplace:
-		members, value, err := parseObject(body)
-		if err != nil {
-			return errReply(http.StatusBadRequest, 0, "%s", err.Error())
-		}
-		if pkString(c.extractPK(value)) != pkString(pk) {
-			return errReply(http.StatusBadRequest, 1001,
-				"PartitionKey extracted from document doesn't match the one specified in the header.")
-		}
-		d, created, rep := s.writeDocLocked(c, rt.kind, rt.doc, pk, members, value, ifMatch)
-		if rep != nil {
-			return rep
-		}
-		status := http.StatusOK
-		if created {
-			status = http.StatusCreated
-		}
-		return s.docReply(c, d, status, minimal)
-	case KindPatch:
-		d := c.docs[c.docKey(pk, rt.doc)]
-		if d == nil {
-			return errReply(http.StatusNotFound, 0, "Entity with the specified id does not exist in the system.")
-		}
-		if ifMatch != "" && ifMatch != "*" && ifMatch != d.etag {
-			return errReply(http.StatusPreconditionFailed, 0, "One of the specified pre-condition is not met.")
-		}
-		value, rep := applyPatch(d.value, body)
-		if rep != nil {
-			return rep
-		}
-		if id, _ := value["id"].(string); id != d.id || pkString(c.extractPK(value)) != pkString(pk) {
-			return errReply(http.StatusBadRequest, 0, "a patch cannot change the id or the partition key")
-		}
-		d, _, rep = s.writeDocLocked(c, KindReplace, d.id, pk, mapToMembers(d.members, value), value, "")
-		if rep != nil {
-			return rep
-		}
-		return s.docReply(c, d, http.StatusOK, minimal)
 	case KindRead:
-		d := c.docs[c.docKey(pk, rt.doc)]
-		if d == nil {
-			return errReply(http.StatusNotFound, 0, "Entity with the specified id does not exist in the system.")
-		}
 		if inm := h.Get("If-None-Match"); inm != "" && (inm == d.etag || inm == "*") {
 			return (&reply{status: http.StatusNotModified}).set("etag", d.etag)
 		}
 		return s.docReply(c, d, http.StatusOK, false)
 	case KindDelete:
-		d := c.docs[c.docKey(pk, rt.doc)]
-		if d == nil {
-			return errReply(http.StatusNotFound, 0, "Entity with the specified id does not exist in the system.")
-		}
-		if ifMatch != "" && ifMatch != "*" && ifMatch != d.etag {
-			return errReply(http.StatusPreconditionFailed, 0, "One of the specified pre-condition is not met.")
-		}
-		rg := s.deleteDocLocked(c, d)
+		rg := c.rangeForEPK(d.epk)
 		return (&reply{status: http.StatusNoContent}).set(hdrSessionToken, sessionToken(rg)).
 			set(hdrRequestCharge, "5.71").set(hdrLSN, strconv.FormatInt(rg.lsn, 10))
 	}
-	return errReply(http.StatusBadRequest, 0, "unsupported document operation")
+	return s.docReply(c, d, status, minimal)
+}
+
+// docOpLocked performs one document operation in the logical partition pk;
+// point operations and the operations of a transactional batch share it.
+// id is the addressed id (replace, patch, read, delete). It returns the
+// document written or read (for a delete, the one removed) and the
+// operation's status, or the error reply.
+func (s *Server) docOpLocked(c *container, kind Kind, pk []any, id string, body []byte, ifMatch string) (*document, int, *reply) {
+	switch kind {
+	case KindCreate, KindUpsert, KindReplace:
+		members, value, err := parseObject(body)
+		if err != nil {
+			return nil, 0, errReply(http.StatusBadRequest, 0, "%s", err.Error())
+		}
+		if pkString(c.extractPK(value)) != pkString(pk) {
+			return nil, 0, errReply(http.StatusBadRequest, 1001,
+				"PartitionKey extracted from document doesn't match the one specified in the header.")
+		}
+		d, created, rep := s.writeDocLocked(c, kind, id, pk, members, value, ifMatch)
+		if rep != nil {
+			return nil, 0, rep
+		}
+		if created {
+			return d, http.StatusCreated, nil
+		}
+		return d, http.StatusOK, nil
+	case KindPatch, KindRead, KindDelete:
+		d := c.docs[c.docKey(pk, id)]
+		if d == nil {
+			return nil, 0, errReply(http.StatusNotFound, 0, "Entity with the specified id does not exist in the system.")
+		}
+		if kind != KindRead && ifMatch != "" && ifMatch != "*" && ifMatch != d.etag {
+			return nil, 0, errReply(http.StatusPreconditionFailed, 0, "One of the specified pre-condition is not met.")
+		}
+		switch kind {
+		case KindRead:
+			return d, http.StatusOK, nil
+		case KindDelete:
+			s.deleteDocLocked(c, d)
+			return d, http.StatusNoContent, nil
+		}
+		value, rep := applyPatch(d.value, body)
+		if rep != nil {
+			return nil, 0, rep
+		}
+		if id, _ := value["id"].(string); id != d.id || pkString(c.extractPK(value)) != pkString(pk) {
+			return nil, 0, errReply(http.StatusBadRequest, 0, "a patch cannot change the id or the partition key")
+		}
+		d, _, rep = s.writeDocLocked(c, KindReplace, d.id, pk, mapToMembers(d.members, value), value, "")
+		if rep != nil {
+			return nil, 0, rep
+		}
+		return d, http.StatusOK, nil
+	}
+	return nil, 0, errReply(http.StatusBadRequest, 0, "unsupported document operation")
 }
 
 func (s *Server) docReply(c *container, d *document, status int, minimal bool) *reply {
@@ -634,7 +671,7 @@ func (s *Server) writeDocLocked(c *container, kind Kind, urlID string, pk []any,
 		return nil, false, errReply(http.StatusBadRequest, 0,
 			"The input content is invalid because the required properties - 'id; ' - are missing")
 	}
-	if err := validateID(id); err != nil {
+	if err := validateItemID(id); err != nil {
 		return nil, false, errReply(http.StatusBadRequest, 0, "%s", err.Error())
 	}
 	if kind == KindReplace && id != urlID {
@@ -667,6 +704,8 @@ func (s *Server) writeDocLocked(c *container, kind Kind, urlID string, pk []any,
 	now := s.cfg.now()
 	d := &document{id: id, pk: pk, pkKey: pkString(pk), epk: epk, members: members, value: value,
 		etag: s.newEtag(), ts: now.Unix(), mtime: now, lsn: rg.lsn}
+	c.writeSeq++
+	d.wseq = c.writeSeq
 	if old != nil {
 		d.rid, d.seq = old.rid, old.seq
 	} else {
@@ -787,15 +826,23 @@ func (s *Server) changeFeedLocked(c *container, h http.Header) *reply {
 		}
 		docs = append(docs, d)
 	}
-	slices.SortFunc(docs, func(a, b *document) int { return cmp.Compare(a.lsn, b.lsn) })
+	slices.SortFunc(docs, func(a, b *document) int { return cmp.Or(cmp.Compare(a.lsn, b.lsn), cmp.Compare(a.wseq, b.wseq)) })
 
 	// The continuation is the range's current LSN once everything is
 	// returned (skipping LSNs used by deletes and other logical
 	// partitions), else the LSN of the last document in the page.
 	next := max(since, rg.lsn)
 	if len(docs) > limit {
-		docs = docs[:limit]
-		next = docs[len(docs)-1].lsn
+		// A page never splits one LSN (a transactional batch's documents
+		// share it): the continuation is an LSN, and a split would lose
+		// the rest.
+		for limit < len(docs) && docs[limit].lsn == docs[limit-1].lsn {
+			limit++
+		}
+		if limit < len(docs) {
+			docs = docs[:limit]
+			next = docs[len(docs)-1].lsn
+		}
 	}
 	etag := fmt.Sprintf("%q", strconv.FormatInt(next, 10))
 	var rep *reply
@@ -814,13 +861,21 @@ func (s *Server) changeFeedLocked(c *container, h http.Header) *reply {
 		set(hdrAltContentPath, "dbs/"+c.db.id+"/colls/"+c.id).set(hdrContentPath, c.rid)
 }
 
-// parseFeedTime accepts HTTP dates and the "…UTC" variant azcosmos sends
-// (time.RFC1123 formatting of a UTC time).
+// parseFeedTime reads If-Modified-Since. It accepts an HTTP date (RFC 9110:
+// IMF-fixdate in GMT, or the obsolete RFC 850 and asctime forms) and the
+// same RFC 1123 date with the zone written "UTC", which is what azcosmos
+// v1.5.0 sends for ChangeFeedOptions.StartFrom (it formats a UTC time with
+// time.RFC1123). The service accepts what its SDKs send; anything that is
+// not such a date is refused.
 func parseFeedTime(v string) (time.Time, error) {
-	// Only an HTTP date (RFC 9110: IMF-fixdate in GMT, or the obsolete
-	// RFC 850 and asctime forms), as the service requires; azcosmos
-	// v1.5.0's own StartFrom writes "UTC" and is refused here.
-	return http.ParseTime(v)
+	v = strings.TrimSpace(v)
+	if t, err := http.ParseTime(v); err == nil {
+		return t.UTC(), nil
+	}
+	if rest, ok := strings.CutSuffix(v, " UTC"); ok {
+		return time.Parse(http.TimeFormat, rest+" GMT")
+	}
+	return time.Time{}, fmt.Errorf("not an RFC 1123 date in GMT or UTC: %q", v)
 }
 
 // ---- queries ----
@@ -850,11 +905,46 @@ func decodeQuery(body []byte) (*sqlQuery, map[string]any, *reply) {
 }
 
 func (s *Server) queryRequestLocked(c *container, h http.Header, body []byte) *reply {
+	var qb queryBody
+	if err := json.Unmarshal(body, &qb); err != nil {
+		return errReply(http.StatusBadRequest, 0, "the query body is not valid JSON: %v", err)
+	}
+	if rep := crossPartitionCheck(c, h, qb); rep != nil {
+		return rep
+	}
 	q, params, rep := decodeQuery(body)
 	if rep != nil {
 		return rep
 	}
 	return s.queryLocked(c, h, q, params)
+}
+
+// crossPartitionCheck applies the gateway's rules for queries that name
+// no partition (see crosspart.go) before the query runs.
+func crossPartitionCheck(c *container, h http.Header, qb queryBody) *reply {
+	if h.Get(hdrPartitionKey) != "" || h.Get(hdrPKRangeID) != "" {
+		return nil
+	}
+	params := map[string]any{}
+	for _, p := range qb.Parameters {
+		params[p.Name] = p.Value
+	}
+	sc, err := analyzeQuery(qb.Query, params)
+	if err != nil {
+		return errReply(http.StatusBadRequest, 0, "%s", err.Error())
+	}
+	if sc.pinsPartitionKey(c.pkPaths) {
+		return nil
+	}
+	if !isTrue(h.Get(hdrEnableCrossPart)) {
+		return errReply(http.StatusBadRequest, 0, "%s", msgCrossPartitionDisabled)
+	}
+	if sc.feature != "" {
+		rep := errReply(http.StatusBadRequest, subCrossPartitionNotServed, "%s", msgCrossPartitionNotServed)
+		rep.additionalErrorInfo = string(queryPlan())
+		return rep
+	}
+	return nil
 }
 
 func (s *Server) queryLocked(c *container, h http.Header, q *sqlQuery, params map[string]any) *reply {
@@ -884,25 +974,73 @@ func (s *Server) queryLocked(c *container, h http.Header, q *sqlQuery, params ma
 		docs = append(docs, d)
 	}
 	slices.SortFunc(docs, func(a, b *document) int { return cmp.Compare(a.seq, b.seq) })
+	start := time.Now()
 	rows := make([]queryRow, len(docs))
 	for i, d := range docs {
 		rows[i] = queryRow{value: d.value, json: c.docJSON(d, false)}
 	}
+	loaded := time.Now()
 	out, err := q.run(rows, params)
 	if err != nil {
 		return errReply(http.StatusBadRequest, 0, "%s", err.Error())
 	}
-	return s.pageLocked(c.rid, "Documents", out, h)
+	ran := time.Now()
+	rep, page := s.pageLocked(c.rid, "Documents", out, h)
+	if isTrue(h.Get(hdrPopulateQueryMetrics)) {
+		m := queryMetrics{retrieved: len(rows), output: len(page), load: loaded.Sub(start), vm: ran.Sub(loaded),
+			total: time.Since(start)}
+		for _, r := range rows {
+			m.retrievedSize += len(r.json)
+		}
+		for _, p := range page {
+			m.outputSize += len(p)
+		}
+		rep.set(hdrQueryMetrics, m.String())
+	}
+	if isTrue(h.Get(hdrPopulateIndexMetrics)) {
+		rep.set(hdrIndexUtilization, indexUtilization)
+	}
+	return rep
 }
+
+// queryMetrics is what x-ms-documentdb-query-metrics reports for one page:
+// the emulator scans every document of the partitions in scope (it has no
+// index), so retrieved counts are the scan and the times are measured.
+type queryMetrics struct {
+	retrieved, retrievedSize, output, outputSize int
+	load, vm, total                              time.Duration
+}
+
+// String renders the service's semicolon-separated name=value form.
+func (m queryMetrics) String() string {
+	ms := func(d time.Duration) string { return strconv.FormatFloat(float64(d.Microseconds())/1000, 'f', 2, 64) }
+	ratio := 0.0
+	if m.retrieved > 0 {
+		ratio = float64(m.output) / float64(m.retrieved)
+	}
+	return "totalExecutionTimeInMs=" + ms(m.total) + ";queryCompileTimeInMs=0.00;queryLogicalPlanBuildTimeInMs=0.00" +
+		";queryPhysicalPlanBuildTimeInMs=0.00;queryOptimizationTimeInMs=0.00;VMExecutionTimeInMs=" + ms(m.vm) +
+		";indexLookupTimeInMs=0.00;documentLoadTimeInMs=" + ms(m.load) +
+		";systemFunctionExecuteTimeInMs=0.00;userFunctionExecuteTimeInMs=0.00" +
+		";retrievedDocumentCount=" + strconv.Itoa(m.retrieved) + ";retrievedDocumentSize=" + strconv.Itoa(m.retrievedSize) +
+		";outputDocumentCount=" + strconv.Itoa(m.output) + ";outputDocumentSize=" + strconv.Itoa(m.outputSize) +
+		";writeOutputTimeInMs=0.00;indexUtilizationRatio=" + strconv.FormatFloat(ratio, 'f', 2, 64)
+}
+
+// indexUtilization is x-ms-cosmos-index-utilization as the service sends it
+// (base64 of a JSON object). The emulator has no indexes, so it reports
+// none used and none to add.
+var indexUtilization = base64.StdEncoding.EncodeToString([]byte(
+	`{"UtilizedSingleIndexes":[],"PotentialSingleIndexes":[],"UtilizedCompositeIndexes":[],"PotentialCompositeIndexes":[]}`))
 
 // pageLocked slices a result into pages by x-ms-max-item-count, with an
 // opaque x-ms-continuation that the SDK echoes back.
-func (s *Server) pageLocked(rid, field string, out []json.RawMessage, h http.Header) *reply {
+func (s *Server) pageLocked(rid, field string, out []json.RawMessage, h http.Header) (*reply, []json.RawMessage) {
 	start := 0
 	if ct := h.Get(hdrContinuation); ct != "" {
 		n, err := strconv.Atoi(strings.TrimPrefix(ct, "fake-offset:"))
 		if err != nil || n < 0 {
-			return errReply(http.StatusBadRequest, 0, "invalid continuation token %q", ct)
+			return errReply(http.StatusBadRequest, 0, "invalid continuation token %q", ct), nil
 		}
 		start = min(n, len(out))
 	}
@@ -924,13 +1062,14 @@ func (s *Server) pageLocked(rid, field string, out []json.RawMessage, h http.Hea
 	if end < len(out) {
 		rep.set(hdrContinuation, "fake-offset:"+strconv.Itoa(end))
 	}
-	return rep
+	return rep, page
 }
 
 func (s *Server) listLocked(field string, rows []queryRow, params map[string]any, h http.Header) *reply {
 	q := &sqlQuery{star: true, top: -1, limit: -1, alias: "c"}
 	out, _ := q.run(rows, params)
-	return s.pageLocked("", field, out, h)
+	rep, _ := s.pageLocked("", field, out, h)
+	return rep
 }
 
 func (s *Server) queryResourcesLocked(field string, rows []queryRow, h http.Header, body []byte) *reply {
@@ -942,7 +1081,8 @@ func (s *Server) queryResourcesLocked(field string, rows []queryRow, h http.Head
 	if err != nil {
 		return errReply(http.StatusBadRequest, 0, "%s", err.Error())
 	}
-	return s.pageLocked("", field, out, h)
+	rep, _ = s.pageLocked("", field, out, h)
+	return rep
 }
 
 // queryPlanLocked answers the gateway query-plan request that .NET, Java
@@ -957,6 +1097,13 @@ func (s *Server) queryPlanLocked(c *container, body []byte) *reply {
 	if _, err := parseQuery(qb.Query); err != nil {
 		return errReply(http.StatusBadRequest, 0, "%s", err.Error())
 	}
+	return jsonReply(http.StatusOK, queryPlan())
+}
+
+// queryPlan is the plan the emulator gives for every query: fan it out
+// over the whole EPK space with no client-side ordering or aggregation
+// (the emulator evaluates those per range).
+func queryPlan() []byte {
 	plan := map[string]any{
 		"partitionedQueryExecutionInfoVersion": 2,
 		"queryInfo": map[string]any{
@@ -968,5 +1115,5 @@ func (s *Server) queryPlanLocked(c *container, body []byte) *reply {
 		"queryRanges": []any{map[string]any{"min": "", "max": "FF", "isMinInclusive": true, "isMaxInclusive": false}},
 	}
 	b, _ := json.Marshal(plan)
-	return jsonReply(http.StatusOK, b)
+	return b
 }

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // member is one top-level property of a JSON object, kept in the order the
@@ -203,16 +204,37 @@ func pkString(components []any) string {
 	return "[" + strings.Join(parts, ",") + "]"
 }
 
-// validateID applies the service's id rules.
+// validateID applies the service's rules for database and container ids:
+// at most 255 characters, none of '/', '\\', '?', '#'.
 func validateID(id string) error {
 	if id == "" {
 		return errors.New("the input content is invalid because the required property, id, is missing or empty")
 	}
-	if len(id) > 255 {
+	if utf8.RuneCountInString(id) > 255 {
 		return errors.New("the id is longer than 255 characters")
 	}
 	if strings.ContainsAny(id, "/\\?#") {
 		return errors.New("the id contains an invalid character ('/', '\\\\', '?' or '#')")
+	}
+	return nil
+}
+
+// maxItemIDBytes is the service's limit on a document id (its quotas page:
+// 1,023 bytes).
+const maxItemIDBytes = 1023
+
+// validateItemID applies the rules the service enforces on a document's id
+// when it is written. The service documents '/', '\\', '?' and '#' as
+// restricted, yet accepts them on create/upsert (users report creating
+// such documents); a document whose id holds '/' is then listed by queries
+// and the change feed but cannot be addressed by its URL (see
+// route.unaddressable). Trailing spaces are valid.
+func validateItemID(id string) error {
+	if id == "" {
+		return errors.New("the input content is invalid because the required property, id, is missing or empty")
+	}
+	if len(id) > maxItemIDBytes {
+		return fmt.Errorf("the id is %d bytes long; at most %d are allowed", len(id), maxItemIDBytes)
 	}
 	return nil
 }

@@ -25,9 +25,9 @@ import (
 // IS_ARRAY IS_OBJECT ARRAY_CONTAINS ARRAY_LENGTH ABS. SELECT VALUE may be
 // an aggregate: COUNT SUM MIN MAX AVG.
 //
-// Unlike the real gateway, the emulator also serves cross-partition ORDER BY
-// and aggregates; a query that works here may need a partition key on a
-// real account.
+// Like the real gateway, the emulator refuses cross-partition queries that
+// need state across partitions (crosspart.go); with a partition key, or
+// per range as SDKs with a query plan send them, it serves them.
 
 // undefinedT is the query language's "undefined" (a missing property).
 type undefinedT struct{}

@@ -27,46 +27,51 @@ const (
 	KindPatch      Kind = "patch"      // PATCH …/docs/{id}
 	KindDelete     Kind = "delete"     // DELETE …/docs/{id}
 	KindBatch      Kind = "batch"      // POST …/docs with x-ms-cosmos-is-batch-request
+	KindOffer      Kind = "offer"      // GET/POST /offers, GET/PUT /offers/{id} (throughput)
 	KindUnknown    Kind = "unknown"    // anything else (answered 400/404/405)
 )
 
 // Header names the gateway reads or writes. Go canonicalises them, so the
 // spelling here only matters for readability.
 const (
-	hdrAIM              = "A-IM"
-	hdrActivityID       = "x-ms-activity-id"
-	hdrAltContentPath   = "x-ms-alt-content-path"
-	hdrContentPath      = "x-ms-content-path"
-	hdrContinuation     = "x-ms-continuation"
-	hdrDate             = "x-ms-date"
-	hdrEndEPK           = "x-ms-end-epk"
-	hdrEnableCrossPart  = "x-ms-documentdb-query-enablecrosspartition"
-	hdrGlobalLSN        = "x-ms-global-committed-lsn"
-	hdrIsBatch          = "x-ms-cosmos-is-batch-request"
-	hdrIsQuery          = "x-ms-documentdb-isquery"
-	hdrIsQueryPlan      = "x-ms-cosmos-is-query-plan-request"
-	hdrIsUpsert         = "x-ms-documentdb-is-upsert"
-	hdrItemCount        = "x-ms-item-count"
-	hdrLSN              = "lsn"
-	hdrMaxItemCount     = "x-ms-max-item-count"
-	hdrPartitionKey     = "x-ms-documentdb-partitionkey"
-	hdrPKRangeID        = "x-ms-documentdb-partitionkeyrangeid"
-	hdrPrefer           = "Prefer"
-	hdrQuery            = "x-ms-documentdb-query"
-	hdrReadKeyType      = "x-ms-read-key-type"
-	hdrRequestCharge    = "x-ms-request-charge"
-	hdrRetryAfterMs     = "x-ms-retry-after-ms"
-	hdrSessionToken     = "x-ms-session-token"
-	hdrStartEPK         = "x-ms-start-epk"
-	hdrSubStatus        = "x-ms-substatus"
-	hdrGatewayVersion   = "x-ms-gatewayversion"
-	hdrServiceVersion   = "x-ms-serviceversion"
-	hdrSchemaVersion    = "x-ms-schemaversion"
-	valIncrementalFeed  = "incremental feed"
-	valPreferMinimal    = "return=minimal"
-	contentTypeQuery    = "application/query+json"
-	contentTypeJSON     = "application/json"
-	readKeyTypeEPKRange = "EffectivePartitionKeyRange"
+	hdrAIM                  = "A-IM"
+	hdrActivityID           = "x-ms-activity-id"
+	hdrAltContentPath       = "x-ms-alt-content-path"
+	hdrContentPath          = "x-ms-content-path"
+	hdrContinuation         = "x-ms-continuation"
+	hdrDate                 = "x-ms-date"
+	hdrEndEPK               = "x-ms-end-epk"
+	hdrEnableCrossPart      = "x-ms-documentdb-query-enablecrosspartition"
+	hdrGlobalLSN            = "x-ms-global-committed-lsn"
+	hdrIsBatch              = "x-ms-cosmos-is-batch-request"
+	hdrIsQuery              = "x-ms-documentdb-isquery"
+	hdrIsQueryPlan          = "x-ms-cosmos-is-query-plan-request"
+	hdrIsUpsert             = "x-ms-documentdb-is-upsert"
+	hdrItemCount            = "x-ms-item-count"
+	hdrLSN                  = "lsn"
+	hdrMaxItemCount         = "x-ms-max-item-count"
+	hdrPartitionKey         = "x-ms-documentdb-partitionkey"
+	hdrPKRangeID            = "x-ms-documentdb-partitionkeyrangeid"
+	hdrPrefer               = "Prefer"
+	hdrPopulateQueryMetrics = "x-ms-documentdb-populatequerymetrics"
+	hdrQueryMetrics         = "x-ms-documentdb-query-metrics"
+	hdrPopulateIndexMetrics = "x-ms-cosmos-populateindexmetrics"
+	hdrIndexUtilization     = "x-ms-cosmos-index-utilization"
+	hdrQuery                = "x-ms-documentdb-query"
+	hdrReadKeyType          = "x-ms-read-key-type"
+	hdrRequestCharge        = "x-ms-request-charge"
+	hdrRetryAfterMs         = "x-ms-retry-after-ms"
+	hdrSessionToken         = "x-ms-session-token"
+	hdrStartEPK             = "x-ms-start-epk"
+	hdrSubStatus            = "x-ms-substatus"
+	hdrGatewayVersion       = "x-ms-gatewayversion"
+	hdrServiceVersion       = "x-ms-serviceversion"
+	hdrSchemaVersion        = "x-ms-schemaversion"
+	valIncrementalFeed      = "incremental feed"
+	valPreferMinimal        = "return=minimal"
+	contentTypeQuery        = "application/query+json"
+	contentTypeJSON         = "application/json"
+	readKeyTypeEPKRange     = "EffectivePartitionKeyRange"
 )
 
 // route is what a request addresses, decided from the method, the path
@@ -80,13 +85,19 @@ type route struct {
 	db      string
 	coll    string
 	doc     string
+	offer   string
+	// unaddressable marks a document URL whose id spans more than one path
+	// segment once "%2F" is read as "/", as the gateway reads it.
+	unaddressable bool
+	// badPath marks a path that is not validly percent-encoded.
+	badPath bool
 	// shape is the number of path segments (0 = account).
 	shape int
 }
 
 // splitPath turns an escaped URL path into unescaped segments. Splitting
-// before unescaping keeps an escaped "/" inside an id from becoming a
-// separator.
+// before unescaping keeps an escaped "/" inside one segment, where
+// classify finds it.
 func splitPath(escapedPath string) ([]string, bool) {
 	p := strings.Trim(escapedPath, "/")
 	if p == "" {
@@ -111,8 +122,22 @@ func splitPath(escapedPath string) ([]string, bool) {
 func classify(method, escapedPath string, h http.Header) route {
 	segs, ok := splitPath(escapedPath)
 	if !ok {
-		return route{kind: KindUnknown}
+		return route{kind: KindUnknown, badPath: true}
 	}
+	// A document id holding "/" (sent raw or as %2F) makes the path longer
+	// than a document's: it is one unaddressable document route whose
+	// signature covers the whole path, as clients sign it.
+	if len(segs) >= 6 && segs[0] == "dbs" && segs[2] == "colls" && segs[4] == "docs" {
+		if id := strings.Join(segs[5:], "/"); len(segs) > 6 || strings.Contains(id, "/") {
+			r := classifySegs(method, append(segs[:5:5], id), h)
+			r.unaddressable = true
+			return r
+		}
+	}
+	return classifySegs(method, segs, h)
+}
+
+func classifySegs(method string, segs []string, h http.Header) route {
 	r := route{shape: len(segs)}
 	switch {
 	case len(segs) == 0:
@@ -127,6 +152,17 @@ func classify(method, escapedPath string, h http.Header) route {
 	default:
 		r.resType = segs[len(segs)-2]
 		r.resLink = strings.Join(segs, "/")
+	}
+	if segs[0] == "offers" && len(segs) <= 2 {
+		// Offers are addressed by id (rid-based): the resource link is the
+		// offer id, which azcosmos lower-cases before signing
+		// (authRequest accepts both).
+		r.kind = KindOffer
+		if len(segs) == 2 {
+			r.offer = segs[1]
+			r.resLink = segs[1]
+		}
+		return r
 	}
 	if segs[0] != "dbs" {
 		r.kind = KindUnknown

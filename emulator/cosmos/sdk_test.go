@@ -2,6 +2,7 @@ package cosmos_test
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -270,17 +271,17 @@ func TestQueriesForALeaseStore(t *testing.T) {
 	if h := srv.Requests(cosmos.KindQuery)[0].Header; h.Get("x-ms-documentdb-query") != "True" || h.Get("Content-Type") != "application/query+json" {
 		t.Errorf("unexpected query headers: %v", h)
 	}
-	got = query("SELECT * FROM c WHERE c.owner = 'a' ORDER BY c.v DESC", azcosmos.NewPartitionKey(), nil)
-	if !slices.Equal(ids(got), []string{"other..6", "proc..4", "proc..2", "proc..0"}) {
-		t.Fatalf("filter + order: %v", ids(got))
+	got = query("SELECT * FROM c WHERE c.pk = 'p4' ORDER BY c.v DESC", azcosmos.NewPartitionKey(), nil)
+	if !slices.Equal(ids(got), []string{"proc..4"}) {
+		t.Fatalf("filter + order in one partition: %v", ids(got))
 	}
 	got = query("SELECT * FROM c", azcosmos.NewPartitionKeyString("p3"), nil)
 	if len(got) != 1 || got[0].ID != "proc..3" {
 		t.Fatalf("single-partition query: %v", ids(got))
 	}
-	pager := c.NewQueryItemsPager("SELECT VALUE COUNT(1) FROM c WHERE c.v >= 2", azcosmos.NewPartitionKey(), nil)
+	pager := c.NewQueryItemsPager("SELECT VALUE COUNT(1) FROM c WHERE c.v >= 2", azcosmos.NewPartitionKeyString("p3"), nil)
 	page, err := pager.NextPage(ctxT(t))
-	if err != nil || len(page.Items) != 1 || string(page.Items[0]) != "5" {
+	if err != nil || len(page.Items) != 1 || string(page.Items[0]) != "1" {
 		t.Fatalf("COUNT: %v %q", err, page.Items)
 	}
 	_, err = c.NewQueryItemsPager("SELEKT nope", azcosmos.NewPartitionKey(), nil).NextPage(ctxT(t))
@@ -418,12 +419,14 @@ func TestChangeFeedStartNowAndStartTime(t *testing.T) {
 	skew.Add(int64(2 * time.Second))
 	start := clock()
 	put(t, c, item{ID: "after", PK: "p"})
-	// azcosmos's own StartFrom writes the date with "UTC", not an HTTP
-	// date: refused with 400, as the service does with malformed dates.
-	_, err = c.ReadChangeFeed(context.Background(), &azcosmos.ChangeFeedOptions{FeedRange: &everything, StartFrom: &start})
-	var re *azcore.ResponseError
-	if !errors.As(err, &re) || re.StatusCode != http.StatusBadRequest {
-		t.Fatalf("StartFrom with a UTC date: %v, want 400", err)
+	// azcosmos's own StartFrom writes the date with "UTC" (time.RFC1123 of a
+	// UTC time); the service accepts what its SDK sends.
+	resp, err = c.ReadChangeFeed(ctxT(t), &azcosmos.ChangeFeedOptions{FeedRange: &everything, StartFrom: &start})
+	if err != nil {
+		t.Fatalf("StartFrom (a UTC date): %v", err)
+	}
+	if got := feedIDs(t, resp); !slices.Equal(got, []string{"after"}) {
+		t.Fatalf("StartFrom (a UTC date): %v, want [after]", got)
 	}
 	// The header as changefeed/cosmos sends it: GMT.
 	gmt := policy.WithHTTPHeader(context.Background(), http.Header{"If-Modified-Since": {start.UTC().Format(http.TimeFormat)}})
@@ -431,15 +434,28 @@ func TestChangeFeedStartNowAndStartTime(t *testing.T) {
 	if err != nil {
 		t.Fatalf("start from a GMT date: %v", err)
 	}
-	var got2 []string
+	if got := feedIDs(t, resp); !slices.Equal(got, []string{"after"}) {
+		t.Fatalf("start from a GMT date: %v", got)
+	}
+	// A header that is not a date at all stays 400.
+	bad := policy.WithHTTPHeader(context.Background(), http.Header{"If-Modified-Since": {"yesterday"}})
+	_, err = c.ReadChangeFeed(bad, &azcosmos.ChangeFeedOptions{FeedRange: &everything})
+	if statusOf(err) != http.StatusBadRequest {
+		t.Fatalf("If-Modified-Since: yesterday: %v, want 400", err)
+	}
+}
+
+func feedIDs(t *testing.T, resp azcosmos.ChangeFeedResponse) []string {
+	t.Helper()
+	var out []string
 	for _, raw := range resp.Items {
 		var it item
-		json.Unmarshal(raw, &it)
-		got2 = append(got2, it.ID)
+		if err := json.Unmarshal(raw, &it); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, it.ID)
 	}
-	if !slices.Equal(got2, []string{"after"}) {
-		t.Fatalf("start from a GMT date: %v", got2)
-	}
+	return out
 }
 
 func TestSplitAnswers410AndChildrenContinueFromParentToken(t *testing.T) {
@@ -618,5 +634,403 @@ func TestTLS(t *testing.T) {
 	c, _ := client.NewContainer("db", "c")
 	if _, err := c.UpsertItem(ctxT(t), azcosmos.NewPartitionKeyString("x"), []byte(`{"id":"x"}`), nil); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The advertised region is the name the SDK routes by and reports in its
+// diagnostics; the consistency level is what the account read says.
+func TestAccountRegionAndConsistency(t *testing.T) {
+	srv, client := newSDK(t, cosmos.WithRegion("West Europe"), cosmos.WithConsistencyLevel("Eventual"))
+	c := mkContainer(t, client, "app", "orders", 0)
+	put(t, c, item{ID: "a", PK: "p"})
+	resp, err := c.ReadItem(ctxT(t), azcosmos.NewPartitionKeyString("p"), "a", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := resp.Diagnostics.String(); !strings.Contains(d, `"RegionsContacted":["westeurope"]`) {
+		t.Fatalf("diagnostics do not name the region: %s", d)
+	}
+	var acct struct {
+		Writable []struct {
+			Name string `json:"name"`
+		} `json:"writableLocations"`
+		Consistency struct {
+			Level string `json:"defaultConsistencyLevel"`
+		} `json:"userConsistencyPolicy"`
+	}
+	code, _, body := srv.Do(t, http.MethodGet, "/", nil, nil)
+	if err := json.Unmarshal(body, &acct); code != http.StatusOK || err != nil {
+		t.Fatalf("account read: %d %v", code, err)
+	}
+	if len(acct.Writable) != 1 || acct.Writable[0].Name != "West Europe" || acct.Consistency.Level != "Eventual" {
+		t.Fatalf("account: %+v", acct)
+	}
+	if _, err := cosmos.NewServer(cosmos.WithConsistencyLevel("Sometimes")); err == nil {
+		t.Fatal("an unknown consistency level was accepted")
+	}
+}
+
+// Every SDK asks for query metrics (azcosmos always sends
+// x-ms-documentdb-populatequerymetrics: true) and index metrics on request.
+func TestQueryMetrics(t *testing.T) {
+	_, client := newSDK(t)
+	c := mkContainer(t, client, "app", "orders", 0)
+	for i := 0; i < 4; i++ {
+		put(t, c, item{ID: fmt.Sprintf("o%d", i), PK: "p", V: i})
+	}
+	page, err := c.NewQueryItemsPager("SELECT * FROM c WHERE c.v >= 1", azcosmos.NewPartitionKeyString("p"),
+		&azcosmos.QueryOptions{PopulateIndexMetrics: true}).NextPage(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if page.QueryMetrics == nil {
+		t.Fatal("no query metrics")
+	}
+	m := map[string]string{}
+	for _, kv := range strings.Split(*page.QueryMetrics, ";") {
+		k, v, _ := strings.Cut(kv, "=")
+		m[k] = v
+	}
+	if m["retrievedDocumentCount"] != "4" || m["outputDocumentCount"] != "3" || m["totalExecutionTimeInMs"] == "" {
+		t.Fatalf("query metrics: %s", *page.QueryMetrics)
+	}
+	if page.IndexMetrics == nil {
+		t.Fatal("no index metrics")
+	}
+	raw, err := base64.StdEncoding.DecodeString(*page.IndexMetrics)
+	var im map[string][]any
+	if err != nil || json.Unmarshal(raw, &im) != nil || im["UtilizedSingleIndexes"] == nil {
+		t.Fatalf("index metrics are not base64 JSON: %q", *page.IndexMetrics)
+	}
+	// Index metrics only when asked.
+	page, err = c.NewQueryItemsPager("SELECT * FROM c", azcosmos.NewPartitionKeyString("p"), nil).NextPage(ctxT(t))
+	if err != nil || page.IndexMetrics != nil || page.QueryMetrics == nil {
+		t.Fatalf("without PopulateIndexMetrics: %v index %v query %v", err, page.IndexMetrics, page.QueryMetrics)
+	}
+}
+
+// Cross-partition queries follow the gateway's rules: code that works
+// against the emulator works against Azure.
+func TestCrossPartitionQueryRulesAsTheGateway(t *testing.T) {
+	_, client := newSDK(t, cosmos.WithPartitions(3))
+	c := mkContainer(t, client, "app", "orders", 0)
+	for i := 0; i < 6; i++ {
+		put(t, c, item{ID: fmt.Sprintf("o%d", i), PK: fmt.Sprintf("p%d", i%2), V: i})
+	}
+	run := func(q string, pk azcosmos.PartitionKey, opts *azcosmos.QueryOptions) ([]string, error) {
+		var out []string
+		pager := c.NewQueryItemsPager(q, pk, opts)
+		for pager.More() {
+			page, err := pager.NextPage(ctxT(t))
+			if err != nil {
+				return out, err
+			}
+			for _, raw := range page.Items {
+				var it item
+				_ = json.Unmarshal(raw, &it)
+				out = append(out, it.ID)
+			}
+		}
+		return out, nil
+	}
+	// Clauses that need state across partitions: 400 with substatus 1004,
+	// the gateway's message and a query plan in additionalErrorInfo (which
+	// @azure/cosmos needs to retry per range) when sent without a plan.
+	for _, q := range []string{
+		"SELECT * FROM c ORDER BY c.v",
+		"SELECT VALUE COUNT(1) FROM c",
+		"SELECT c.id, MAX(c.v) AS m FROM c",
+		"SELECT DISTINCT c.pk FROM c",
+		"SELECT c.pk FROM c GROUP BY c.pk",
+		"SELECT * FROM c OFFSET 1 LIMIT 2",
+		"SELECT TOP 2 * FROM c",
+		"SELECT * FROM c WHERE c.pk = 'p0' OR c.v > 3 ORDER BY c.v",
+	} {
+		_, err := run(q, azcosmos.NewPartitionKey(), nil)
+		var re *azcore.ResponseError
+		if !errors.As(err, &re) || re.StatusCode != http.StatusBadRequest || re.RawResponse.Header.Get("x-ms-substatus") != "1004" ||
+			!strings.Contains(err.Error(), "can not be directly served by the gateway") ||
+			!strings.Contains(err.Error(), `"additionalErrorInfo"`) {
+			t.Errorf("%s: want 400/1004 from the gateway, got %v", q, err)
+		}
+	}
+	// Filters and projections are served across partitions...
+	got, err := run("SELECT * FROM c WHERE c.v >= 4", azcosmos.NewPartitionKey(), nil)
+	if err != nil || len(got) != 2 {
+		t.Fatalf("cross-partition filter: %v %v", got, err)
+	}
+	// ...but only with x-ms-documentdb-query-enablecrosspartition.
+	off := false
+	_, err = run("SELECT * FROM c WHERE c.v >= 4", azcosmos.NewPartitionKey(), &azcosmos.QueryOptions{EnableCrossPartitionQuery: &off})
+	if statusOf(err) != http.StatusBadRequest || !strings.Contains(err.Error(), "Cross partition query is required but disabled") {
+		t.Fatalf("enablecrosspartition off: %v", err)
+	}
+	// A partition key, in the header or pinned by the WHERE clause, makes
+	// the query single-partition: ORDER BY and aggregates are served.
+	for _, tc := range []struct {
+		q    string
+		pk   azcosmos.PartitionKey
+		opts *azcosmos.QueryOptions
+	}{
+		{"SELECT * FROM c ORDER BY c.v DESC", azcosmos.NewPartitionKeyString("p1"), nil},
+		{"SELECT * FROM c WHERE c.pk = 'p1' ORDER BY c.v DESC", azcosmos.NewPartitionKey(), nil},
+		{"SELECT * FROM c WHERE (c.v > 0 AND c['pk'] = @pk) ORDER BY c.v DESC", azcosmos.NewPartitionKey(),
+			&azcosmos.QueryOptions{QueryParameters: []azcosmos.QueryParameter{{Name: "@pk", Value: "p1"}}}},
+		{"SELECT * FROM c WHERE c.pk = 'p1' ORDER BY c.v DESC", azcosmos.NewPartitionKey(), &azcosmos.QueryOptions{EnableCrossPartitionQuery: &off}},
+	} {
+		got, err := run(tc.q, tc.pk, tc.opts)
+		if err != nil || !slices.Equal(got, []string{"o5", "o3", "o1"}) {
+			t.Errorf("%s: %v %v", tc.q, got, err)
+		}
+	}
+}
+
+// ReadThroughput/ReplaceThroughput query /offers for the resource's _rid,
+// read the offer and PUT it back: manual and autoscale, databases and
+// containers.
+func TestThroughputOffers(t *testing.T) {
+	srv, client := newSDK(t)
+	ctx := ctxT(t)
+	auto := azcosmos.NewAutoscaleThroughputPropertiesWithIncrement(4000, 10)
+	if _, err := client.CreateDatabase(ctx, azcosmos.DatabaseProperties{ID: "shared"}, &azcosmos.CreateDatabaseOptions{ThroughputProperties: &auto}); err != nil {
+		t.Fatal(err)
+	}
+	db, _ := client.NewDatabase("shared")
+	tr, err := db.ReadThroughput(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, ok := tr.ThroughputProperties.AutoscaleMaxThroughput(); !ok || m != 4000 {
+		t.Fatalf("database autoscale max: %d %v", m, ok)
+	}
+	if inc, ok := tr.ThroughputProperties.AutoscaleIncrement(); !ok || inc != 10 {
+		t.Fatalf("database autoscale increment: %d %v", inc, ok)
+	}
+	if tr.MinThroughput == nil || *tr.MinThroughput != 1000 {
+		t.Fatalf("min throughput: %v", tr.MinThroughput)
+	}
+	tr, err = db.ReplaceThroughput(ctx, azcosmos.NewAutoscaleThroughputProperties(6000), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, _ := tr.ThroughputProperties.AutoscaleMaxThroughput(); m != 6000 {
+		t.Fatalf("replaced autoscale max: %d", m)
+	}
+	// A container in a shared-throughput database has no offer of its own.
+	if _, err := db.CreateContainer(ctx, azcosmos.ContainerProperties{ID: "inshared",
+		PartitionKeyDefinition: azcosmos.PartitionKeyDefinition{Paths: []string{"/pk"}}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	inShared, _ := db.NewContainer("inshared")
+	if _, err := inShared.ReadThroughput(ctx, nil); statusOf(err) != http.StatusNotFound {
+		t.Fatalf("container in a shared database: %v, want 404", err)
+	}
+
+	c := mkContainer(t, client, "app", "orders", 1000)
+	tr, err = c.ReadThroughput(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, ok := tr.ThroughputProperties.ManualThroughput(); !ok || n != 1000 {
+		t.Fatalf("container manual throughput: %d %v", n, ok)
+	}
+	etag := *tr.ThroughputProperties.ETag
+	if _, err := c.ReplaceThroughput(ctx, azcosmos.NewManualThroughputProperties(2500), nil); err != nil {
+		t.Fatal(err)
+	}
+	tr, err = c.ReadThroughput(ctx, nil)
+	if n, _ := tr.ThroughputProperties.ManualThroughput(); err != nil || n != 2500 {
+		t.Fatalf("after replace: %d %v", n, err)
+	}
+	// The service's limits and preconditions.
+	if _, err := c.ReplaceThroughput(ctx, azcosmos.NewManualThroughputProperties(250), nil); statusOf(err) != http.StatusBadRequest {
+		t.Fatalf("250 RU/s: %v, want 400", err)
+	}
+	if _, err := c.ReplaceThroughput(ctx, azcosmos.NewManualThroughputProperties(3000), &azcosmos.ThroughputOptions{IfMatchEtag: &etag}); statusOf(err) != http.StatusPreconditionFailed {
+		t.Fatalf("stale etag: %v, want 412", err)
+	}
+	// The offers feed lists every offer: the database's and the container's.
+	code, _, body := srv.Do(t, http.MethodGet, "/offers", nil, nil)
+	var feed struct {
+		Offers []struct {
+			Resource string `json:"resource"`
+		} `json:"Offers"`
+	}
+	if err := json.Unmarshal(body, &feed); code != http.StatusOK || err != nil || len(feed.Offers) != 2 {
+		t.Fatalf("GET /offers: %d %s", code, body)
+	}
+	if err := (func() error { _, err := c.Delete(ctx, nil); return err })(); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, body = srv.Do(t, http.MethodGet, "/offers", nil, nil); strings.Count(string(body), `"resource"`) != 1 {
+		t.Fatalf("a deleted container's offer is still listed: %s", body)
+	}
+}
+
+// ExecuteTransactionalBatch: one logical partition, all or nothing, one
+// result per operation; a failed batch is 207 with the failing operation's
+// status and 424 for the others, and changes nothing.
+func TestTransactionalBatch(t *testing.T) {
+	_, client := newSDK(t, cosmos.WithPartitions(2))
+	c := mkContainer(t, client, "app", "orders", 0)
+	ctx := ctxT(t)
+	etagB := put(t, c, item{ID: "b", PK: "p", V: 1})
+	put(t, c, item{ID: "c", PK: "p", V: 1})
+	_, tok := drain(t, c, azcosmos.ChangeFeedOptions{FeedRange: &everything})
+
+	doc := func(id string, v int) []byte { b, _ := json.Marshal(item{ID: id, PK: "p", V: v}); return b }
+	batch := c.NewTransactionalBatch(azcosmos.NewPartitionKeyString("p"))
+	batch.CreateItem(doc("a", 1), nil)
+	batch.ReplaceItem("b", doc("b", 2), &azcosmos.TransactionalBatchItemOptions{IfMatchETag: &etagB})
+	batch.UpsertItem(doc("u", 3), nil)
+	patch := azcosmos.PatchOperations{}
+	patch.AppendIncrement("/v", 10)
+	batch.PatchItem("c", patch, nil)
+	batch.ReadItem("a", nil)
+	batch.DeleteItem("u", nil)
+	resp, err := c.ExecuteTransactionalBatch(ctx, batch, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var codes []int32
+	for _, r := range resp.OperationResults {
+		codes = append(codes, r.StatusCode)
+	}
+	if !resp.Success || !slices.Equal(codes, []int32{201, 200, 201, 200, 200, 204}) {
+		t.Fatalf("batch: success %v, statuses %v", resp.Success, codes)
+	}
+	var read item
+	if err := json.Unmarshal(resp.OperationResults[4].ResourceBody, &read); err != nil || read.ID != "a" {
+		t.Fatalf("read result %q: %v", resp.OperationResults[4].ResourceBody, err)
+	}
+	// azcosmos asks for bodies of writes when the batch holds a read, and
+	// sends Prefer: return=minimal otherwise.
+	if resp.OperationResults[0].ResourceBody == nil {
+		t.Fatal("no body for the create of a batch with a read")
+	}
+	minimal := c.NewTransactionalBatch(azcosmos.NewPartitionKeyString("p"))
+	minimal.UpsertItem(doc("m", 1), nil)
+	minimal.DeleteItem("m", nil)
+	if r, err := c.ExecuteTransactionalBatch(ctx, minimal, nil); err != nil || !r.Success || r.OperationResults[0].ResourceBody != nil {
+		t.Fatalf("minimal batch: %v %+v", err, r.OperationResults)
+	}
+	if resp.OperationResults[1].ETag == "" || resp.OperationResults[1].ETag == etagB {
+		t.Fatalf("replace result etag %q", resp.OperationResults[1].ETag)
+	}
+	// The change feed shows the batch as one transaction: its documents
+	// share one LSN and arrive together even with a page size of 1.
+	one := int32(1)
+	got, _ := drain(t, c, azcosmos.ChangeFeedOptions{Continuation: &tok, MaxItemCount: one})
+	if !slices.Equal(ids(got), []string{"a", "b", "c"}) || got[0].LSN != got[2].LSN {
+		t.Fatalf("batch in the change feed: %+v", got)
+	}
+
+	// All or nothing: the conflict on "a" undoes the upsert before it.
+	batch = c.NewTransactionalBatch(azcosmos.NewPartitionKeyString("p"))
+	batch.UpsertItem(doc("x", 1), nil)
+	batch.CreateItem(doc("a", 9), nil)
+	batch.DeleteItem("b", nil)
+	resp, err = c.ExecuteTransactionalBatch(ctx, batch, &azcosmos.TransactionalBatchOptions{EnableContentResponseOnWrite: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	codes = codes[:0]
+	for _, r := range resp.OperationResults {
+		codes = append(codes, r.StatusCode)
+	}
+	if resp.Success || resp.RawResponse.StatusCode != http.StatusMultiStatus || !slices.Equal(codes, []int32{424, 409, 424}) {
+		t.Fatalf("failed batch: success %v status %d, statuses %v", resp.Success, resp.RawResponse.StatusCode, codes)
+	}
+	if _, err := c.ReadItem(ctx, azcosmos.NewPartitionKeyString("p"), "x", nil); statusOf(err) != http.StatusNotFound {
+		t.Fatalf("the failed batch's upsert stayed: %v", err)
+	}
+	if _, err := c.ReadItem(ctx, azcosmos.NewPartitionKeyString("p"), "b", nil); err != nil {
+		t.Fatalf("the failed batch's delete stayed: %v", err)
+	}
+	if got, _ := drain(t, c, azcosmos.ChangeFeedOptions{Continuation: &tok}); len(got) != 3 {
+		t.Fatalf("the failed batch shows in the change feed: %v", ids(got))
+	}
+
+	// One logical partition: a document of another one fails the batch.
+	batch = c.NewTransactionalBatch(azcosmos.NewPartitionKeyString("p"))
+	other, _ := json.Marshal(item{ID: "o", PK: "q"})
+	batch.CreateItem(other, nil)
+	resp, err = c.ExecuteTransactionalBatch(ctx, batch, nil)
+	if err != nil || resp.Success || resp.OperationResults[0].StatusCode != http.StatusBadRequest {
+		t.Fatalf("cross-partition batch: %v %+v", err, resp.OperationResults)
+	}
+	// At most 100 operations.
+	batch = c.NewTransactionalBatch(azcosmos.NewPartitionKeyString("p"))
+	for i := 0; i < 101; i++ {
+		batch.ReadItem("a", nil)
+	}
+	if _, err := c.ExecuteTransactionalBatch(ctx, batch, nil); statusOf(err) != http.StatusBadRequest {
+		t.Fatalf("101 operations: %v, want 400", err)
+	}
+}
+
+// Document ids as the service treats them: the restricted characters are
+// accepted on write, "/" makes a document unaddressable by URL, trailing
+// spaces and escaped characters round-trip, and the limit is 1,023 bytes.
+func TestDocumentIDs(t *testing.T) {
+	srv, client := newSDK(t)
+	c := mkContainer(t, client, "app", "orders", 0)
+	ctx := ctxT(t)
+	pk := azcosmos.NewPartitionKeyString("p")
+	create := func(id string) error {
+		b, _ := json.Marshal(item{ID: id, PK: "p"})
+		_, err := c.CreateItem(ctx, pk, b, nil)
+		return err
+	}
+	// Addressable ids: written, read back by URL, replaced and deleted.
+	for _, id := range []string{"trailing ", "  both  ", "hash#tag", "what?", `back\slash`, "50%off", "%2F", "ünïcødé", "tab\there",
+		strings.Repeat("x", 1023)} {
+		if err := create(id); err != nil {
+			t.Errorf("create %q: %v", id, err)
+			continue
+		}
+		r, err := c.ReadItem(ctx, pk, id, nil)
+		var got item
+		if err == nil {
+			err = json.Unmarshal(r.Value, &got)
+		}
+		if err != nil || got.ID != id {
+			t.Errorf("read %q: %q %v", id, got.ID, err)
+		}
+		if _, err := c.DeleteItem(ctx, pk, id, nil); err != nil {
+			t.Errorf("delete %q: %v", id, err)
+		}
+	}
+	// A trailing space is part of the id: "trailing" is another document.
+	if err := create("trailing "); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.ReadItem(ctx, pk, "trailing", nil); statusOf(err) != http.StatusNotFound {
+		t.Fatalf(`read "trailing" (the document is "trailing "): %v, want 404`, err)
+	}
+	// "/" is accepted on create, listed by queries, but not addressable.
+	if err := create("a/b"); err != nil {
+		t.Fatalf(`create "a/b": %v`, err)
+	}
+	if _, err := c.ReadItem(ctx, pk, "a/b", nil); statusOf(err) != http.StatusNotFound {
+		t.Fatalf(`read "a/b": %v, want 404`, err)
+	}
+	if _, err := c.DeleteItem(ctx, pk, "a/b", nil); statusOf(err) != http.StatusNotFound {
+		t.Fatalf(`delete "a/b": %v, want 404`, err)
+	}
+	page, err := c.NewQueryItemsPager("SELECT * FROM c WHERE c.id = 'a/b'", pk, nil).NextPage(ctx)
+	if err != nil || len(page.Items) != 1 {
+		t.Fatalf(`query for "a/b": %v %d items`, err, len(page.Items))
+	}
+	// Longer than 1,023 bytes, or empty: 400.
+	for _, id := range []string{strings.Repeat("é", 512), ""} {
+		if err := create(id); statusOf(err) != http.StatusBadRequest {
+			t.Errorf("create an id of %d bytes: %v, want 400", len(id), err)
+		}
+	}
+	// A path with an empty segment: 400, before anything else (net/http
+	// itself answers 400 to a path that is not validly percent-encoded).
+	if code, _, body := srv.Do(t, http.MethodGet, "/dbs/app/colls/orders/docs//x", http.Header{"x-ms-documentdb-partitionkey": {`["p"]`}}, nil); code != http.StatusBadRequest {
+		t.Fatalf("empty segment: %d %s", code, body)
 	}
 }

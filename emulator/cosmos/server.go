@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -29,6 +30,7 @@ type config struct {
 	admin        bool
 	endpoint     string
 	region       string
+	consistency  string
 	now          func() time.Time
 	maxPageItems int
 }
@@ -64,6 +66,21 @@ func WithAdminRoutes(on bool) Option { return func(c *config) { c.admin = on } }
 // be sent back to (it rewrites every request's host to that endpoint).
 func WithAdvertisedEndpoint(u string) Option { return func(c *config) { c.endpoint = u } }
 
+// WithRegion sets the region name the account read advertises in
+// writableLocations/readableLocations, the name SDKs match against their
+// preferred regions and report in diagnostics. Default "Local".
+func WithRegion(name string) Option { return func(c *config) { c.region = name } }
+
+// ConsistencyLevels are the account default consistency levels the service
+// knows, in its spelling.
+var ConsistencyLevels = []string{"Strong", "BoundedStaleness", "Session", "ConsistentPrefix", "Eventual"}
+
+// WithConsistencyLevel sets the default consistency level the account read
+// advertises (userConsistencyPolicy.defaultConsistencyLevel). Default
+// "Session", the service's default. NewServer refuses a level not in
+// ConsistencyLevels. The emulator itself is always strongly consistent.
+func WithConsistencyLevel(level string) Option { return func(c *config) { c.consistency = level } }
+
 // WithClock sets the time source for _ts, the modification times a change
 // feed read from a point in time compares, and x-ms-date checks.
 func WithClock(now func() time.Time) Option { return func(c *config) { c.now = now } }
@@ -85,6 +102,9 @@ type Server struct {
 	etagSeq uint64
 	counts  map[Kind]int
 	faults  []*Fault
+	// offers hold the throughput of databases and containers (offers.go).
+	offers   []*offer
+	offerSeq uint32
 }
 
 // NewServer builds a gateway. It has no listener of its own: serve
@@ -92,9 +112,15 @@ type Server struct {
 // not base64, which the SDKs would refuse too.
 func NewServer(opts ...Option) (*Server, error) {
 	cfg := config{key: DefaultKey, partitions: 1, pkPath: "/id", autoCreate: true, region: "Local",
-		now: time.Now, maxPageItems: 100}
+		consistency: "Session", now: time.Now, maxPageItems: 100}
 	for _, o := range opts {
 		o(&cfg)
+	}
+	if !slices.Contains(ConsistencyLevels, cfg.consistency) {
+		return nil, fmt.Errorf("cosmos emulator: consistency level %q is not one of %s", cfg.consistency, strings.Join(ConsistencyLevels, ", "))
+	}
+	if strings.TrimSpace(cfg.region) == "" {
+		return nil, errors.New("cosmos emulator: the region name is empty")
 	}
 	key, err := base64.StdEncoding.DecodeString(cfg.key)
 	if err != nil {
@@ -213,6 +239,7 @@ type container struct {
 	nextRangeID int
 	docs        map[string]*document // key: pkString + "\x00" + id
 	docSeq      uint64
+	writeSeq    uint64
 }
 
 type pkRange struct {
@@ -242,6 +269,8 @@ type document struct {
 	mtime   time.Time
 	lsn     int64
 	seq     uint64
+	// wseq orders writes that share an LSN (a transactional batch's).
+	wseq uint64
 }
 
 func (s *Server) nextRID(n int) []byte {
@@ -286,7 +315,7 @@ func (s *Server) CreateContainer(db, coll string, spec ContainerSpec) error {
 	if n <= 0 {
 		n = s.cfg.partitions
 	}
-	s.createContainerLocked(d, coll, defaultContainerProps(coll, paths), n)
+	s.createContainerLocked(d, coll, defaultContainerProps(coll, paths), n, throughputSpec{})
 	return nil
 }
 
@@ -308,7 +337,10 @@ func (s *Server) createDatabaseLocked(id string) *database {
 	return d
 }
 
-func (s *Server) createContainerLocked(d *database, id string, props []member, partitions int) *container {
+// createContainerLocked creates a container with the throughput t asks for;
+// with none, it gets defaultContainerRU unless its database has shared
+// throughput.
+func (s *Server) createContainerLocked(d *database, id string, props []member, partitions int, t throughputSpec) *container {
 	d.collSeq++
 	dbRID, _ := base64.StdEncoding.DecodeString(d.rid)
 	rid := make([]byte, 8)
@@ -326,6 +358,12 @@ func (s *Server) createContainerLocked(d *database, id string, props []member, p
 	}
 	c.nextRangeID = partitions
 	d.colls[id] = c
+	if t.none() && !s.hasOfferLocked(d.rid) {
+		t.manual = defaultContainerRU
+	}
+	if !t.none() {
+		s.newOfferLocked("dbs/"+d.rid+"/colls/"+c.rid+"/", c.rid, t)
+	}
 	return c
 }
 
@@ -557,7 +595,7 @@ func (s *Server) ensureContainerLocked(db, coll string, create bool) *container 
 	}
 	c := d.colls[coll]
 	if c == nil && create {
-		c = s.createContainerLocked(d, coll, defaultContainerProps(coll, []string{s.cfg.pkPath}), s.cfg.partitions)
+		c = s.createContainerLocked(d, coll, defaultContainerProps(coll, []string{s.cfg.pkPath}), s.cfg.partitions, throughputSpec{})
 	}
 	return c
 }

@@ -35,7 +35,8 @@ func TestClassify(t *testing.T) {
 		{"POST", "/dbs/db1/colls/c1/docs", nil, KindCreate, "docs", "dbs/db1/colls/c1"},
 		{"PUT", "/dbs/db1/colls/c1/docs/a%20b", nil, KindReplace, "docs", "dbs/db1/colls/c1/docs/a b"},
 		{"DELETE", "/dbs/db1/colls/c1/docs/x", nil, KindDelete, "docs", "dbs/db1/colls/c1/docs/x"},
-		{"GET", "/offers", nil, KindUnknown, "offers", ""},
+		{"GET", "/offers", nil, KindOffer, "offers", ""},
+		{"PUT", "/offers/AbCd", nil, KindOffer, "offers", "AbCd"},
 	}
 	for _, c := range cases {
 		h := c.h

@@ -21,6 +21,10 @@ func TestCosmosJavaScriptSDK(t *testing.T) {
 	cmd.Env = append(os.Environ(), "COSMOS_ENDPOINT="+srv.URL(), "COSMOS_KEY="+srv.Key())
 	out, err := cmd.CombinedOutput()
 	if err != nil {
+		// The queries and their headers tell which path the SDK took.
+		for _, r := range srv.Requests(emulator.KindQuery, emulator.KindQueryPlan, emulator.KindBatch, emulator.KindOffer) {
+			t.Logf("%s %s %s -> %d/%d %v", r.Kind, r.Method, r.Path, r.Status, r.SubStatus, r.Header)
+		}
 		t.Fatalf("node --test cosmos.test.mjs: %v\n%s", err, out)
 	}
 	t.Logf("%s", out)
