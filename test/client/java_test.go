@@ -1,0 +1,252 @@
+package client_test
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/changecast/changecast/internal/testkit"
+)
+
+// TestJavaClient: app users on the official SignalR Java client
+// (com.microsoft.signalr:signalr, test/java), one JVM for all of them,
+// connect through changecast's app negotiate with their JWTs while a writer
+// changes rows: on WebSockets and on Long Polling, with the JSON protocol.
+// Each keeps a replica of its tenant's group from the snapshot, the live
+// `changes` envelopes and the stream offsets. Half of them then lose their
+// connection while rows change and reconnect: they must catch up from
+// /changes (a catch-up, no snapshot reload). At the end every replica equals
+// its tenant's rows in the table, and none needed a refetch.
+//
+// MessagePack is not covered: the Java client's MessagePack module
+// (com.microsoft.signalr.messagepack:signalr-messagepack) is not served by
+// the Maven registry these machines reach (README, "Clients and protocols").
+func TestJavaClient(t *testing.T) {
+	testkit.Postgres(t)
+	classpath := buildJava(t)
+	dbURL := testkit.Database(t)
+	db := testkit.Connect(t, dbURL)
+	testkit.CreateWorkloadTables(t, db, false, "public.orders")
+	base := startWorker(t, dbURL, "javaclient", "")
+
+	w := testkit.NewWorkload(testkit.Seed(t), "public.orders")
+	// write changes about 500 rows a second for d.
+	write := func(d time.Duration) {
+		t.Helper()
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for end := time.Now().Add(d); time.Now().Before(end); <-tick.C {
+			if err := w.Run(db, 5); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	write(500 * time.Millisecond) // rows before anyone connects: the snapshots are not empty
+
+	type user struct {
+		transport, tenant string
+		drop              bool
+	}
+	users := []user{
+		{"websockets", "t0", false}, {"longpolling", "t1", false},
+		{"websockets", "t2", true}, {"longpolling", "t3", true},
+		{"websockets", "t1", true}, {"longpolling", "t0", false},
+	}
+	jc := startJava(t, classpath, base)
+	for i, u := range users {
+		jc.send("start %d %s %s %s", i, u.transport, u.tenant, appToken(fmt.Sprintf("java-%d", i), u.tenant))
+	}
+	write(2 * time.Second) // the users join while rows change
+	jc.await("started", len(users), 60*time.Second)
+	write(2 * time.Second)
+
+	dropped := 0
+	for i, u := range users {
+		if u.drop {
+			jc.send("drop %d", i)
+			dropped++
+		}
+	}
+	jc.await("dropped", dropped, 30*time.Second)
+	write(2 * time.Second) // what the dropped users must catch up on
+	for i, u := range users {
+		if u.drop {
+			jc.send("resume %d", i)
+		}
+	}
+	jc.await("resumed", dropped, 60*time.Second)
+	write(time.Second)
+
+	var reports []clientReport
+	testkit.Eventually(t, 60*time.Second, "every Java replica to equal its tenant's rows", func() string {
+		reports = jc.dump()
+		return diffClients(t, reports, tenantRows(t, db))
+	})
+	var patches int
+	for _, r := range reports {
+		u := users[r.I]
+		patches += r.Stats["patches"]
+		if r.Stats["refetches"] != 0 || len(r.Errors) != 0 {
+			t.Errorf("user %d (%s): %d refetches; errors %v", r.I, u.transport, r.Stats["refetches"], r.Errors)
+		}
+		if r.Client["envelopes"] == 0 {
+			t.Errorf("user %d (%s): no live envelope received", r.I, u.transport)
+		}
+		// One snapshot each: a reconnect is caught up from the histories.
+		if r.Client["snapshots"] != 1 || r.Client["reloads"] != 0 {
+			t.Errorf("user %d (%s): %d snapshots, %d reloads; want 1 and 0", r.I, u.transport, r.Client["snapshots"], r.Client["reloads"])
+		}
+		if want := map[bool]int{true: 1, false: 0}[u.drop]; r.Client["catchUps"] != want {
+			t.Errorf("user %d (%s, dropped %v): %d catch-ups from /changes, want %d", r.I, u.transport, u.drop, r.Client["catchUps"], want)
+		}
+		t.Logf("user %d (%s, %s, dropped %v): %d docs; replica %v; client %v", r.I, u.transport, u.tenant, u.drop, len(r.Docs), r.Stats, r.Client)
+	}
+	if patches == 0 {
+		t.Error("no patch was applied: the run did not exercise the version rule")
+	}
+}
+
+var javaBuild struct {
+	once      sync.Once
+	classpath string
+	err       error
+}
+
+// buildJava builds test/java with Maven (once per test binary; offline
+// when scripts/setup.sh has filled ~/.m2) and returns the program's class
+// path. It skips the test when java or mvn is missing: scripts/setup.sh
+// installs them (Debian's openjdk-17-jdk-headless and maven).
+func buildJava(t *testing.T) string {
+	t.Helper()
+	testkit.Integration(t, "Java 17 and Maven (scripts/setup.sh installs them and fills ~/.m2)")
+	for _, tool := range []string{"java", "mvn"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s is not installed: run scripts/setup.sh (Debian's openjdk-17-jdk-headless and maven)", tool)
+		}
+	}
+	javaBuild.once.Do(func() {
+		dir := filepath.Join(testkit.Root(t), "test", "java")
+		start := time.Now()
+		out, err := exec.Command("mvn", "-q", "-B", "-o", "-f", filepath.Join(dir, "pom.xml"), "package").CombinedOutput()
+		if err != nil {
+			// Not all of it is in ~/.m2 yet: let Maven download it.
+			out, err = exec.Command("mvn", "-q", "-B", "-f", filepath.Join(dir, "pom.xml"), "package").CombinedOutput()
+		}
+		if err != nil {
+			javaBuild.err = fmt.Errorf("mvn package in test/java: %v\n%s", err, out)
+			return
+		}
+		t.Logf("test/java built in %v", time.Since(start).Round(time.Second))
+		javaBuild.classpath = filepath.Join(dir, "target", "classes") + string(os.PathListSeparator) + filepath.Join(dir, "target", "lib", "*")
+	})
+	if javaBuild.err != nil {
+		t.Fatal(javaBuild.err)
+	}
+	return javaBuild.classpath
+}
+
+// javaClients is the JVM of test/java, driven by lines on its stdin.
+type javaClients struct {
+	t     *testing.T
+	stdin io.Writer
+	lines chan string
+}
+
+func startJava(t *testing.T, classpath, base string) *javaClients {
+	t.Helper()
+	cmd := exec.Command("java", "-cp", classpath, "changecast.javatest.Main")
+	cmd.Env = append(os.Environ(), "CHANGECAST_NEGOTIATE_URL="+base, "CHANGECAST_HUB=orders")
+	cmd.Stderr = testWriter{t}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	jc := &javaClients{t: t, stdin: stdin, lines: make(chan string, 64)}
+	done := testkit.Go(t, func() error {
+		sc := bufio.NewScanner(stdout)
+		sc.Buffer(make([]byte, 1<<20), 256<<20)
+		for sc.Scan() {
+			jc.lines <- sc.Text()
+		}
+		close(jc.lines)
+		cmd.Wait()
+		return nil // its exit status says nothing the replicas do not
+	})
+	t.Cleanup(func() {
+		io.WriteString(stdin, "stop\n")
+		select {
+		case <-done:
+		case <-time.After(15 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+	})
+	return jc
+}
+
+func (jc *javaClients) send(format string, args ...any) {
+	jc.t.Helper()
+	if _, err := fmt.Fprintf(jc.stdin, format+"\n", args...); err != nil {
+		jc.t.Fatal(err)
+	}
+}
+
+// await waits for n lines "<word> I"; a "failed I why" line fails the test.
+func (jc *javaClients) await(word string, n int, timeout time.Duration) {
+	jc.t.Helper()
+	deadline := time.After(timeout)
+	for got := 0; got < n; {
+		select {
+		case l, ok := <-jc.lines:
+			switch {
+			case !ok:
+				jc.t.Fatal("the Java program exited")
+			case strings.HasPrefix(l, word+" "):
+				got++
+			case strings.HasPrefix(l, "failed "):
+				jc.t.Fatalf("a Java user failed: %s", l)
+			}
+		case <-deadline:
+			jc.t.Fatalf("%d of %d Java users %s within %v", got, n, word, timeout)
+		}
+	}
+}
+
+func (jc *javaClients) dump() []clientReport {
+	jc.t.Helper()
+	jc.send("dump")
+	for {
+		select {
+		case l, ok := <-jc.lines:
+			if !ok {
+				jc.t.Fatal("the Java program exited")
+			}
+			if !strings.HasPrefix(l, "[") {
+				continue
+			}
+			var out []clientReport
+			if err := json.Unmarshal([]byte(l), &out); err != nil {
+				jc.t.Fatal(err)
+			}
+			return out
+		case <-time.After(60 * time.Second):
+			jc.t.Fatal("no dump from the Java program")
+		}
+	}
+}
+
