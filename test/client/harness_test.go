@@ -108,10 +108,11 @@ func (w testWriter) Write(b []byte) (int, error) {
 
 // clientReport is what test/node/replicas.mjs reports of one client.
 type clientReport struct {
-	I      int    `json:"i"`
-	Tenant string `json:"tenant"`
-	State  string `json:"state"`
-	Docs   map[string]struct {
+	I       int    `json:"i"`
+	Tenant  string `json:"tenant"`
+	SignalR string `json:"signalr"` // the @microsoft/signalr version it ran on
+	State   string `json:"state"`
+	Docs    map[string]struct {
 		Doc json.RawMessage `json:"doc"`
 		V   string          `json:"v"`
 	} `json:"docs"`

@@ -249,4 +249,3 @@ func (jc *javaClients) dump() []clientReport {
 		}
 	}
 }
-

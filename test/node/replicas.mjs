@@ -9,13 +9,18 @@
 //   CLIENTS                   how many clients (default 20)
 //   TENANTS                   comma-separated tenants, given out in turn
 //   JOIN_MS                   clients start at random moments within this many ms
+//   SIGNALR_PACKAGE           the @microsoft/signalr to use: signalr10 or signalr11
+//                             (aliases of the two majors); default @microsoft/signalr
+//   SIGNALR_TRANSPORT         WebSockets, ServerSentEvents or LongPolling; default
+//                             the client's choice
+//   SIGNALR_PROTOCOL          json (default) or messagepack
 //
 // It prints "started <i>" as each client is live, and answers each "dump"
 // line on stdin with one JSON line: every client's tenant, state, documents
 // (after its refetches settled) and counters.
 import crypto from 'node:crypto';
 import readline from 'node:readline';
-import * as signalR from '@microsoft/signalr';
+import { MessagePackHubProtocol } from '@microsoft/signalr-protocol-msgpack';
 import { ChangecastClient } from '../../clients/js/index.js';
 
 const env = (k, d) => {
@@ -31,6 +36,22 @@ const audience = env('CHANGECAST_APP_AUDIENCE');
 const n = Number(env('CLIENTS', '20'));
 const tenants = env('TENANTS').split(',');
 const joinMS = Number(env('JOIN_MS', '0'));
+const signalR = await import(env('SIGNALR_PACKAGE', '@microsoft/signalr'));
+const transport = env('SIGNALR_TRANSPORT', '');
+const protocol = env('SIGNALR_PROTOCOL', 'json');
+console.error(`replicas.mjs: @microsoft/signalr ${signalR.VERSION}, transport ${transport || 'any'}, protocol ${protocol}`);
+// configureFor picks the transport and the hub protocol the environment
+// asks for (withUrl again, with the user's token, to set the transport).
+const configureFor = (tok) => (b) => {
+  if (transport) {
+    const t = signalR.HttpTransportType[transport];
+    if (t == null) throw new Error(`SIGNALR_TRANSPORT ${transport}: not a transport`);
+    b = b.withUrl(`${url}?hub=${encodeURIComponent(hub)}`, { transport: t, accessTokenFactory: () => tok });
+  }
+  if (protocol === 'messagepack') b = b.withHubProtocol(new MessagePackHubProtocol());
+  else if (protocol !== 'json') throw new Error(`SIGNALR_PROTOCOL ${protocol}: not json or messagepack`);
+  return b;
+};
 
 function hs256(claims) {
   const enc = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
@@ -48,6 +69,7 @@ for (let i = 0; i < n; i++) {
   const c = new ChangecastClient({
     url, hub, signalR,
     accessTokenFactory: () => tok,
+    configure: configureFor(tok),
     onError: (err) => {
       const list = errors.get(i) || [];
       if (list.length < 5) list.push(String(err?.message ?? err));
@@ -71,7 +93,7 @@ rl.on('line', async (line) => {
       for (const coll of c.collections()) {
         for (const [id, doc] of c.entries(coll)) docs[`${coll}/${id}`] = { doc, v: c.version(coll, id) };
       }
-      return { i, tenant, state: c.state, docs, stats: c.replicaStats, client: c.stats, errors: errors.get(i) || [] };
+      return { i, tenant, signalr: signalR.VERSION, state: c.state, docs, stats: c.replicaStats, client: c.stats, errors: errors.get(i) || [] };
     });
     console.log(JSON.stringify(out));
   } else if (line.trim() === 'stop') {
