@@ -107,6 +107,15 @@ func TestJavaClient(t *testing.T) {
 		if want := map[bool]int{true: 1, false: 0}[u.drop]; r.Client["catchUps"] != want {
 			t.Errorf("user %d (%s, dropped %v): %d catch-ups from /changes, want %d", r.I, u.transport, u.drop, r.Client["catchUps"], want)
 		}
+		// What was written while it was away came from /changes when it
+		// reconnected, not from a gap noticed later: one worker sends each
+		// stream in offset order, so no envelope ever skips one.
+		if u.drop && r.Client["caughtUp"] == 0 {
+			t.Errorf("user %d (%s): no envelope read from /changes on reconnect", r.I, u.transport)
+		}
+		if r.Client["gapsFilled"] != 0 {
+			t.Errorf("user %d (%s): %d offset gaps filled from /changes; one worker sends in order", r.I, u.transport, r.Client["gapsFilled"])
+		}
 		t.Logf("user %d (%s, %s, dropped %v): %d docs; replica %v; client %v", r.I, u.transport, u.tenant, u.drop, len(r.Docs), r.Stats, r.Client)
 	}
 	if patches == 0 {

@@ -63,7 +63,7 @@ final class Client {
     private final Map<String, Stream> streams = new HashMap<>();
     private final Map<String, Replica.Gap> pending = new HashMap<>();
     private boolean settleScheduled;
-    private List<JsonNode> held; // live envelopes while the first snapshot loads
+    private List<JsonNode> held; // live envelopes while the snapshot loads or a reconnect catches up
     final Map<String, Long> stats = new TreeMap<>();
     final List<String> errors = new ArrayList<>();
     volatile String state = "new";
@@ -75,7 +75,7 @@ final class Client {
         this.tenant = tenant;
         this.token = token;
         for (String k : List.of("envelopes", "snapshots", "snapshotDocs", "reloads", "catchUps", "resyncs",
-                "gapsFilled", "duplicates", "refetches")) {
+                "gapsFilled", "duplicates", "refetches", "caughtUp")) {
             stats.put(k, 0L);
         }
         this.transport = transport;
@@ -185,11 +185,14 @@ final class Client {
      */
     void resume() throws Exception {
         state = "reconnecting";
+        loop.submit(() -> held = new ArrayList<>()).get();
         connect().start().blockingAwait(30, TimeUnit.SECONDS);
         loop.submit(() -> {
             boolean ok = true;
             for (Map.Entry<String, Stream> s : streams.entrySet()) {
+                long before = s.getValue().offset;
                 ok &= catchUp(s.getKey(), s.getValue());
+                stats.merge("caughtUp", s.getValue().offset - before, Long::sum); // envelopes read from /changes
             }
             if (ok) {
                 count("catchUps");
@@ -197,6 +200,9 @@ final class Client {
                 count("resyncs");
                 reload();
             }
+            List<JsonNode> h = held;
+            held = null;
+            h.forEach(this::onEnvelope);
             state = "live";
             return null;
         }).get(120, TimeUnit.SECONDS);
