@@ -22,7 +22,6 @@ import (
 	"reflect"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -121,24 +120,18 @@ type clientReport struct {
 	Errors []string       `json:"errors"`
 }
 
-// nodeClients runs test/node/replicas.mjs.
-type nodeClients struct {
+// lineProc is a child process driven by lines: commands on its stdin,
+// answers on its stdout (test/node/replicas.mjs, the test/java program).
+type lineProc struct {
 	t     *testing.T
-	stdin io.WriteCloser
+	stdin io.Writer
 	lines chan string
-	mu    sync.Mutex
-	seen  []string
 }
 
-func startClients(t *testing.T, base string, n int, tenants []string, join time.Duration) *nodeClients {
+// startLineProc starts cmd (its stderr goes to the test log) and, when the
+// test ends, writes "stop" and waits for it to exit (killing it after 15 s).
+func startLineProc(t *testing.T, cmd *exec.Cmd) *lineProc {
 	t.Helper()
-	node := testkit.NeedNode(t, "test/node", "@microsoft/signalr")
-	testkit.NeedNode(t, "clients/js", "fast-json-patch", "@microsoft/signalr")
-	cmd := exec.Command(node, "replicas.mjs")
-	cmd.Dir = filepath.Join(testkit.Root(t), "test", "node")
-	cmd.Env = append(os.Environ(), "CHANGECAST_NEGOTIATE_URL="+base, "CHANGECAST_HUB=orders",
-		"CHANGECAST_APP_SECRET="+appSecret, "CHANGECAST_APP_ISSUER="+appIssuer, "CHANGECAST_APP_AUDIENCE="+appAudience,
-		fmt.Sprintf("CLIENTS=%d", n), "TENANTS="+strings.Join(tenants, ","), fmt.Sprintf("JOIN_MS=%d", join.Milliseconds()))
 	cmd.Stderr = testWriter{t}
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -151,72 +144,116 @@ func startClients(t *testing.T, base string, n int, tenants []string, join time.
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	nc := &nodeClients{t: t, stdin: stdin, lines: make(chan string, 64)}
+	p := &lineProc{t: t, stdin: stdin, lines: make(chan string, 64)}
 	done := testkit.Go(t, func() error {
 		sc := bufio.NewScanner(stdout)
 		sc.Buffer(make([]byte, 1<<20), 256<<20)
 		for sc.Scan() {
-			nc.lines <- sc.Text()
+			p.lines <- sc.Text()
 		}
-		close(nc.lines)
+		close(p.lines)
 		return cmd.Wait()
 	})
 	t.Cleanup(func() {
 		io.WriteString(stdin, "stop\n")
 		select {
 		case <-done:
-		case <-time.After(10 * time.Second):
+		case <-time.After(15 * time.Second):
 			cmd.Process.Kill()
 			<-done
 		}
 	})
-	return nc
+	return p
 }
 
-// waitStarted waits until n clients reported they are live.
-func (nc *nodeClients) waitStarted(n int, timeout time.Duration) {
-	nc.t.Helper()
+func (p *lineProc) send(format string, args ...any) {
+	p.t.Helper()
+	if _, err := fmt.Fprintf(p.stdin, format+"\n", args...); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+// await waits for n lines "<word> I"; a "failed I why" line fails the test.
+func (p *lineProc) await(word string, n int, timeout time.Duration) {
+	p.t.Helper()
 	deadline := time.After(timeout)
-	started := 0
-	for started < n {
+	for got := 0; got < n; {
 		select {
-		case l, ok := <-nc.lines:
-			if !ok {
-				nc.t.Fatal("the node clients exited")
-			}
+		case l, ok := <-p.lines:
 			switch {
-			case strings.HasPrefix(l, "started "):
-				started++
+			case !ok:
+				p.t.Fatal("the clients' process exited")
+			case strings.HasPrefix(l, word+" "):
+				got++
 			case strings.HasPrefix(l, "failed "):
-				nc.t.Fatalf("a client failed to start: %s", l)
+				p.t.Fatalf("a client failed: %s", l)
 			}
 		case <-deadline:
-			nc.t.Fatalf("%d of %d clients started within %v", started, n, timeout)
+			p.t.Fatalf("%d of %d clients %s within %v", got, n, word, timeout)
 		}
 	}
 }
 
-func (nc *nodeClients) dump() []clientReport {
-	nc.t.Helper()
-	if _, err := io.WriteString(nc.stdin, "dump\n"); err != nil {
-		nc.t.Fatal(err)
-	}
+// dump asks for every client's report (one JSON line).
+func (p *lineProc) dump() []clientReport {
+	p.t.Helper()
+	p.send("dump")
 	for {
 		select {
-		case l, ok := <-nc.lines:
+		case l, ok := <-p.lines:
 			if !ok {
-				nc.t.Fatal("the node clients exited")
+				p.t.Fatal("the clients' process exited")
 			}
 			if !strings.HasPrefix(l, "[") {
 				continue
 			}
 			var out []clientReport
 			if err := json.Unmarshal([]byte(l), &out); err != nil {
-				nc.t.Fatal(err)
+				p.t.Fatal(err)
 			}
 			return out
 		case <-time.After(60 * time.Second):
-			nc.t.Fatal("no dump from the node clients")
+			p.t.Fatal("no dump from the clients' process")
+		}
+	}
+}
+
+// nodeClients runs test/node/replicas.mjs.
+type nodeClients struct{ *lineProc }
+
+func startClients(t *testing.T, base string, n int, tenants []string, join time.Duration) *nodeClients {
+	t.Helper()
+	node := testkit.NeedNode(t, "test/node", "@microsoft/signalr")
+	testkit.NeedNode(t, "clients/js", "fast-json-patch", "@microsoft/signalr")
+	cmd := exec.Command(node, "replicas.mjs")
+	cmd.Dir = filepath.Join(testkit.Root(t), "test", "node")
+	cmd.Env = append(os.Environ(), "CHANGECAST_NEGOTIATE_URL="+base, "CHANGECAST_HUB=orders",
+		"CHANGECAST_APP_SECRET="+appSecret, "CHANGECAST_APP_ISSUER="+appIssuer, "CHANGECAST_APP_AUDIENCE="+appAudience,
+		fmt.Sprintf("CLIENTS=%d", n), "TENANTS="+strings.Join(tenants, ","), fmt.Sprintf("JOIN_MS=%d", join.Milliseconds()))
+	return &nodeClients{startLineProc(t, cmd)}
+}
+
+// waitStarted waits until n clients reported they are live.
+func (nc *nodeClients) waitStarted(n int, timeout time.Duration) {
+	nc.t.Helper()
+	nc.await("started", n, timeout)
+}
+
+// writeFor runs the workload on db at about 500 changes a second for d.
+func writeFor(t *testing.T, w *testkit.Workload, db *pgx.Conn, d time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			if err := w.Run(db, 5); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 }

@@ -1,14 +1,10 @@
 package client_test
 
 import (
-	"bufio"
-	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -38,18 +34,7 @@ func TestJavaClient(t *testing.T) {
 	base := startWorker(t, dbURL, "javaclient", "")
 
 	w := testkit.NewWorkload(testkit.Seed(t), "public.orders")
-	// write changes about 500 rows a second for d.
-	write := func(d time.Duration) {
-		t.Helper()
-		tick := time.NewTicker(10 * time.Millisecond)
-		defer tick.Stop()
-		for end := time.Now().Add(d); time.Now().Before(end); <-tick.C {
-			if err := w.Run(db, 5); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	write(500 * time.Millisecond) // rows before anyone connects: the snapshots are not empty
+	writeFor(t, w, db, 500*time.Millisecond) // rows before anyone connects: the snapshots are not empty
 
 	type user struct {
 		transport, tenant string
@@ -64,9 +49,9 @@ func TestJavaClient(t *testing.T) {
 	for i, u := range users {
 		jc.send("start %d %s %s %s", i, u.transport, u.tenant, appToken(fmt.Sprintf("java-%d", i), u.tenant))
 	}
-	write(2 * time.Second) // the users join while rows change
+	writeFor(t, w, db, 2*time.Second) // the users join while rows change
 	jc.await("started", len(users), 60*time.Second)
-	write(2 * time.Second)
+	writeFor(t, w, db, 2*time.Second)
 
 	dropped := 0
 	for i, u := range users {
@@ -76,14 +61,14 @@ func TestJavaClient(t *testing.T) {
 		}
 	}
 	jc.await("dropped", dropped, 30*time.Second)
-	write(2 * time.Second) // what the dropped users must catch up on
+	writeFor(t, w, db, 2*time.Second) // what the dropped users must catch up on
 	for i, u := range users {
 		if u.drop {
 			jc.send("resume %d", i)
 		}
 	}
 	jc.await("resumed", dropped, 60*time.Second)
-	write(time.Second)
+	writeFor(t, w, db, time.Second)
 
 	var reports []clientReport
 	testkit.Eventually(t, 60*time.Second, "every Java replica to equal its tenant's rows", func() string {
@@ -162,99 +147,10 @@ func buildJava(t *testing.T) string {
 	return javaBuild.classpath
 }
 
-// javaClients is the JVM of test/java, driven by lines on its stdin.
-type javaClients struct {
-	t     *testing.T
-	stdin io.Writer
-	lines chan string
-}
-
-func startJava(t *testing.T, classpath, base string) *javaClients {
+// startJava runs the test/java program, driven by lines (Main.java).
+func startJava(t *testing.T, classpath, base string) *lineProc {
 	t.Helper()
 	cmd := exec.Command("java", "-cp", classpath, "changecast.javatest.Main")
 	cmd.Env = append(os.Environ(), "CHANGECAST_NEGOTIATE_URL="+base, "CHANGECAST_HUB=orders")
-	cmd.Stderr = testWriter{t}
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	jc := &javaClients{t: t, stdin: stdin, lines: make(chan string, 64)}
-	done := testkit.Go(t, func() error {
-		sc := bufio.NewScanner(stdout)
-		sc.Buffer(make([]byte, 1<<20), 256<<20)
-		for sc.Scan() {
-			jc.lines <- sc.Text()
-		}
-		close(jc.lines)
-		cmd.Wait()
-		return nil // its exit status says nothing the replicas do not
-	})
-	t.Cleanup(func() {
-		io.WriteString(stdin, "stop\n")
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
-	})
-	return jc
-}
-
-func (jc *javaClients) send(format string, args ...any) {
-	jc.t.Helper()
-	if _, err := fmt.Fprintf(jc.stdin, format+"\n", args...); err != nil {
-		jc.t.Fatal(err)
-	}
-}
-
-// await waits for n lines "<word> I"; a "failed I why" line fails the test.
-func (jc *javaClients) await(word string, n int, timeout time.Duration) {
-	jc.t.Helper()
-	deadline := time.After(timeout)
-	for got := 0; got < n; {
-		select {
-		case l, ok := <-jc.lines:
-			switch {
-			case !ok:
-				jc.t.Fatal("the Java program exited")
-			case strings.HasPrefix(l, word+" "):
-				got++
-			case strings.HasPrefix(l, "failed "):
-				jc.t.Fatalf("a Java user failed: %s", l)
-			}
-		case <-deadline:
-			jc.t.Fatalf("%d of %d Java users %s within %v", got, n, word, timeout)
-		}
-	}
-}
-
-func (jc *javaClients) dump() []clientReport {
-	jc.t.Helper()
-	jc.send("dump")
-	for {
-		select {
-		case l, ok := <-jc.lines:
-			if !ok {
-				jc.t.Fatal("the Java program exited")
-			}
-			if !strings.HasPrefix(l, "[") {
-				continue
-			}
-			var out []clientReport
-			if err := json.Unmarshal([]byte(l), &out); err != nil {
-				jc.t.Fatal(err)
-			}
-			return out
-		case <-time.After(60 * time.Second):
-			jc.t.Fatal("no dump from the Java program")
-		}
-	}
+	return startLineProc(t, cmd)
 }

@@ -1,7 +1,6 @@
 package client_test
 
 import (
-	"context"
 	"strings"
 	"testing"
 	"time"
@@ -41,25 +40,11 @@ func TestClientSignalRMajors(t *testing.T) {
 				runs = append(runs, startClients(t, base, 4, tenants, 2*time.Second))
 			}
 
-			// About 500 changes a second for four seconds while they join.
-			ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
-			defer cancel()
-			tick := time.NewTicker(10 * time.Millisecond)
-			defer tick.Stop()
-		write:
-			for {
-				select {
-				case <-ctx.Done():
-					break write
-				case <-tick.C:
-					if err := w.Run(db, 5); err != nil {
-						t.Fatal(err)
-					}
-				}
-			}
+			writeFor(t, w, db, 4*time.Second) // while they join
 			for _, r := range runs {
 				r.waitStarted(4, 30*time.Second)
 			}
+			writeFor(t, w, db, time.Second) // live changes for every client, however late it joined
 			for i, r := range runs {
 				var reports []clientReport
 				testkit.Eventually(t, 30*time.Second, "every replica to equal its tenant's rows", func() string {

@@ -155,14 +155,21 @@ final class Client {
         return URLEncoder.encode(s, StandardCharsets.UTF_8);
     }
 
-    /** start connects, then loads the snapshot and catches up; it returns once live. */
-    void start() throws Exception {
-        state = "connecting";
+    /** A step run on the loop thread once connected, while live envelopes are held. */
+    private interface Step {
+        void run() throws Exception;
+    }
+
+    /**
+     * connectThen connects (holding live envelopes from the first one),
+     * runs step on the loop, then applies what it held; it returns once live.
+     */
+    private void connectThen(String during, Step step) throws Exception {
         loop.submit(() -> held = new ArrayList<>()).get();
         connect().start().blockingAwait(30, TimeUnit.SECONDS);
         loop.submit(() -> {
-            state = "loading";
-            load();
+            state = during;
+            step.run();
             List<JsonNode> h = held;
             held = null;
             h.forEach(this::onEnvelope);
@@ -171,11 +178,16 @@ final class Client {
         }).get(120, TimeUnit.SECONDS);
     }
 
+    /** start connects, then loads the snapshot and catches up. */
+    void start() throws Exception {
+        state = "connecting";
+        connectThen("loading", this::load);
+    }
+
     /** drop closes the connection; the replica stays. */
     void drop() {
         state = "dropped";
         conn.stop().blockingAwait(30, TimeUnit.SECONDS);
-        state = "dropped";
     }
 
     /**
@@ -185,9 +197,7 @@ final class Client {
      */
     void resume() throws Exception {
         state = "reconnecting";
-        loop.submit(() -> held = new ArrayList<>()).get();
-        connect().start().blockingAwait(30, TimeUnit.SECONDS);
-        loop.submit(() -> {
+        connectThen("catching up", () -> {
             boolean ok = true;
             for (Map.Entry<String, Stream> s : streams.entrySet()) {
                 long before = s.getValue().offset;
@@ -200,12 +210,7 @@ final class Client {
                 count("resyncs");
                 reload();
             }
-            List<JsonNode> h = held;
-            held = null;
-            h.forEach(this::onEnvelope);
-            state = "live";
-            return null;
-        }).get(120, TimeUnit.SECONDS);
+        });
     }
 
     void close() {
