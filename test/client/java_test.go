@@ -2,10 +2,10 @@ package client_test
 
 import (
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -108,16 +108,12 @@ func TestJavaClient(t *testing.T) {
 	}
 }
 
-var javaBuild struct {
-	once      sync.Once
-	classpath string
-	err       error
-}
-
-// buildJava builds test/java with Maven (once per test binary; offline
-// when scripts/setup.sh has filled ~/.m2) and returns the program's class
-// path. It skips the test when java or mvn is missing: scripts/setup.sh
-// installs them (Debian's openjdk-17-jdk-headless and maven).
+// buildJava builds test/java with Maven unless scripts/setup.sh (or an
+// earlier run) built it from the current sources, and returns the program's
+// class path. It builds offline first (~/.m2 filled by setup.sh), online
+// when something is missing. It skips the test when java or mvn is
+// missing: scripts/setup.sh installs them (Debian's openjdk-17-jdk-headless
+// and maven).
 func buildJava(t *testing.T) string {
 	t.Helper()
 	testkit.Integration(t, "Java 17 and Maven (scripts/setup.sh installs them and fills ~/.m2)")
@@ -126,25 +122,49 @@ func buildJava(t *testing.T) string {
 			t.Skipf("%s is not installed: run scripts/setup.sh (Debian's openjdk-17-jdk-headless and maven)", tool)
 		}
 	}
-	javaBuild.once.Do(func() {
-		dir := filepath.Join(testkit.Root(t), "test", "java")
-		start := time.Now()
-		out, err := exec.Command("mvn", "-q", "-B", "-o", "-f", filepath.Join(dir, "pom.xml"), "package").CombinedOutput()
-		if err != nil {
-			// Not all of it is in ~/.m2 yet: let Maven download it.
-			out, err = exec.Command("mvn", "-q", "-B", "-f", filepath.Join(dir, "pom.xml"), "package").CombinedOutput()
-		}
-		if err != nil {
-			javaBuild.err = fmt.Errorf("mvn package in test/java: %v\n%s", err, out)
-			return
-		}
-		t.Logf("test/java built in %v", time.Since(start).Round(time.Second))
-		javaBuild.classpath = filepath.Join(dir, "target", "classes") + string(os.PathListSeparator) + filepath.Join(dir, "target", "lib", "*")
-	})
-	if javaBuild.err != nil {
-		t.Fatal(javaBuild.err)
+	dir := filepath.Join(testkit.Root(t), "test", "java")
+	lib := filepath.Join(dir, "target", "lib")
+	classpath := filepath.Join(dir, "target", "classes") + string(os.PathListSeparator) + filepath.Join(lib, "*")
+	if built, err := os.Stat(lib); err == nil && !newerThan(t, dir, built.ModTime()) {
+		return classpath
 	}
-	return javaBuild.classpath
+	start := time.Now()
+	pom := filepath.Join(dir, "pom.xml")
+	out, err := exec.Command("mvn", "-q", "-B", "-o", "-f", pom, "package").CombinedOutput()
+	if err != nil {
+		out, err = exec.Command("mvn", "-q", "-B", "-f", pom, "package").CombinedOutput()
+	}
+	if err != nil {
+		t.Fatalf("mvn package in test/java: %v\n%s", err, out)
+	}
+	now := time.Now()
+	if err := os.Chtimes(lib, now, now); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("test/java built in %v", now.Sub(start).Round(time.Second))
+	return classpath
+}
+
+// newerThan says whether test/java's pom.xml or a file under its src/
+// changed after at.
+func newerThan(t *testing.T, dir string, at time.Time) bool {
+	t.Helper()
+	newer := false
+	for _, root := range []string{filepath.Join(dir, "pom.xml"), filepath.Join(dir, "src")} {
+		err := filepath.WalkDir(root, func(_ string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if info, err := d.Info(); err == nil && info.ModTime().After(at) {
+				newer = true
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return newer
 }
 
 // startJava runs the test/java program, driven by lines (Main.java).
