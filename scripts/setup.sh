@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the tests and the demo need, when it is missing: PostgreSQL
-# binaries (for the private cluster), Chromium (browser tests), and the npm
-# packages of the Node tests. Idempotent; safe to run on every `make test`.
+# binaries (for the private cluster), Chromium (browser tests), Java 17 and
+# Maven (the SignalR Java client's test, test/java), the npm packages of the
+# Node tests, and the Maven dependencies of test/java (in ~/.m2). Idempotent;
+# safe to run on every `make test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +15,8 @@ command -v initdb >/dev/null 2>&1 && have_pg=1
 if [ "${CHANGECAST_NO_BROWSER:-}" = "" ] && ! [ -x /usr/bin/chromium ]; then
   need_apt+=(chromium)
 fi
+command -v mvn >/dev/null 2>&1 || need_apt+=(maven)
+command -v javac >/dev/null 2>&1 || need_apt+=(openjdk-17-jdk-headless)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]} with apt-get" >&2
   apt-get update -qq >&2
@@ -32,3 +36,14 @@ for dir in clients/js test/node web; do
     fi
   fi
 done
+
+# test/java: the first build downloads the Java client and the plugins into
+# ~/.m2 (about 75 s on these machines); later ones run offline.
+if [ ! -d test/java/target/lib ] || [ test/java/pom.xml -nt test/java/target/lib ]; then
+  echo "setup: mvn package in test/java (the first time downloads its dependencies into ~/.m2)" >&2
+  start=$(date +%s)
+  rm -rf test/java/target/lib # copy-dependencies adds; a jar the pom dropped must go
+  mvn -q -B -f test/java/pom.xml package >&2
+  touch test/java/target/lib
+  echo "setup: test/java built in $(( $(date +%s) - start )) s" >&2
+fi

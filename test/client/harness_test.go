@@ -22,7 +22,6 @@ import (
 	"reflect"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -116,10 +115,11 @@ func (w testWriter) Write(b []byte) (int, error) {
 
 // clientReport is what test/node/replicas.mjs reports of one client.
 type clientReport struct {
-	I      int    `json:"i"`
-	Tenant string `json:"tenant"`
-	State  string `json:"state"`
-	Docs   map[string]struct {
+	I       int    `json:"i"`
+	Tenant  string `json:"tenant"`
+	SignalR string `json:"signalr"` // the @microsoft/signalr version it ran on
+	State   string `json:"state"`
+	Docs    map[string]struct {
 		Doc json.RawMessage `json:"doc"`
 		V   string          `json:"v"`
 	} `json:"docs"`
@@ -128,27 +128,20 @@ type clientReport struct {
 	Errors []string       `json:"errors"`
 }
 
-// nodeClients runs test/node/replicas.mjs.
-type nodeClients struct {
+// lineProc is a child process driven by lines: commands on its stdin,
+// answers on its stdout (test/node/replicas.mjs, the test/java program).
+type lineProc struct {
 	t     *testing.T
-	stdin io.WriteCloser
+	stdin io.Writer
 	lines chan string
-	mu    sync.Mutex
-	seen  []string
-	// started counts the clients that reported they are live.
-	started int
+	// seen counts the lines read so far by their first word ("started").
+	seen map[string]int
 }
 
-func startClients(t *testing.T, base string, n int, tenants []string, join time.Duration) *nodeClients {
+// startLineProc starts cmd (its stderr goes to the test log) and, when the
+// test ends, writes "stop" and waits for it to exit (killing it after 15 s).
+func startLineProc(t *testing.T, cmd *exec.Cmd) *lineProc {
 	t.Helper()
-	node := testkit.NeedNode(t, "test/node", "@microsoft/signalr")
-	testkit.NeedNode(t, "clients/js", "fast-json-patch", "@microsoft/signalr")
-	cmd := exec.Command(node, "replicas.mjs")
-	cmd.Dir = filepath.Join(testkit.Root(t), "test", "node")
-	cmd.Env = append(os.Environ(), "CHANGECAST_NEGOTIATE_URL="+base, "CHANGECAST_HUB=orders",
-		"CHANGECAST_HUB_URL="+strings.TrimSuffix(base, "/api"), "CHANGECAST_HUB_KEY="+hubAccessKey,
-		"CHANGECAST_APP_SECRET="+appSecret, "CHANGECAST_APP_ISSUER="+appIssuer, "CHANGECAST_APP_AUDIENCE="+appAudience,
-		fmt.Sprintf("CLIENTS=%d", n), "TENANTS="+strings.Join(tenants, ","), fmt.Sprintf("JOIN_MS=%d", join.Milliseconds()))
 	cmd.Stderr = testWriter{t}
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -161,57 +154,115 @@ func startClients(t *testing.T, base string, n int, tenants []string, join time.
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	nc := &nodeClients{t: t, stdin: stdin, lines: make(chan string, 64)}
+	p := &lineProc{t: t, stdin: stdin, lines: make(chan string, 64), seen: map[string]int{}}
 	done := testkit.Go(t, func() error {
 		sc := bufio.NewScanner(stdout)
 		sc.Buffer(make([]byte, 1<<20), 256<<20)
 		for sc.Scan() {
-			nc.lines <- sc.Text()
+			p.lines <- sc.Text()
 		}
-		close(nc.lines)
+		close(p.lines)
 		return cmd.Wait()
 	})
 	t.Cleanup(func() {
 		io.WriteString(stdin, "stop\n")
 		select {
 		case <-done:
-		case <-time.After(10 * time.Second):
+		case <-time.After(15 * time.Second):
 			cmd.Process.Kill()
 			<-done
 		}
 	})
-	return nc
+	return p
+}
+
+func (p *lineProc) send(format string, args ...any) {
+	p.t.Helper()
+	if _, err := fmt.Fprintf(p.stdin, format+"\n", args...); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+// await waits for n lines "<word> I"; a "failed I why" line fails the test.
+func (p *lineProc) await(word string, n int, timeout time.Duration) {
+	p.t.Helper()
+	p.awaitTotal(word, p.seen[word]+n, timeout)
+}
+
+// awaitTotal waits until n lines "<word> I" were read in all (by any call).
+func (p *lineProc) awaitTotal(word string, n int, timeout time.Duration) {
+	p.t.Helper()
+	deadline := time.After(timeout)
+	for p.seen[word] < n {
+		select {
+		case l, ok := <-p.lines:
+			if !ok {
+				p.t.Fatal("the clients' process exited")
+			}
+			p.note(l)
+		case <-deadline:
+			p.t.Fatalf("%d of %d clients %s within %v", p.seen[word], n, word, timeout)
+		}
+	}
+}
+
+// note counts a line by its first word; a "failed I why" line fails the
+// test.
+func (p *lineProc) note(l string) {
+	p.t.Helper()
+	if strings.HasPrefix(l, "failed ") {
+		p.t.Fatalf("a client failed: %s", l)
+	}
+	if w, _, ok := strings.Cut(l, " "); ok {
+		p.seen[w]++
+	}
+}
+
+// dump asks for every client's report (one JSON line).
+func (p *lineProc) dump() []clientReport {
+	p.t.Helper()
+	p.send("dump")
+	for {
+		select {
+		case l, ok := <-p.lines:
+			if !ok {
+				p.t.Fatal("the clients' process exited")
+			}
+			if !strings.HasPrefix(l, "[") {
+				p.note(l)
+				continue
+			}
+			var out []clientReport
+			if err := json.Unmarshal([]byte(l), &out); err != nil {
+				p.t.Fatal(err)
+			}
+			return out
+		case <-time.After(60 * time.Second):
+			p.t.Fatal("no dump from the clients' process")
+		}
+	}
+}
+
+// nodeClients runs test/node/replicas.mjs.
+type nodeClients struct{ *lineProc }
+
+func startClients(t *testing.T, base string, n int, tenants []string, join time.Duration) *nodeClients {
+	t.Helper()
+	node := testkit.NeedNode(t, "test/node", "@microsoft/signalr")
+	testkit.NeedNode(t, "clients/js", "fast-json-patch", "@microsoft/signalr")
+	cmd := exec.Command(node, "replicas.mjs")
+	cmd.Dir = filepath.Join(testkit.Root(t), "test", "node")
+	cmd.Env = append(os.Environ(), "CHANGECAST_NEGOTIATE_URL="+base, "CHANGECAST_HUB=orders",
+		"CHANGECAST_HUB_URL="+strings.TrimSuffix(base, "/api"), "CHANGECAST_HUB_KEY="+hubAccessKey,
+		"CHANGECAST_APP_SECRET="+appSecret, "CHANGECAST_APP_ISSUER="+appIssuer, "CHANGECAST_APP_AUDIENCE="+appAudience,
+		fmt.Sprintf("CLIENTS=%d", n), "TENANTS="+strings.Join(tenants, ","), fmt.Sprintf("JOIN_MS=%d", join.Milliseconds()))
+	return &nodeClients{startLineProc(t, cmd)}
 }
 
 // waitStarted waits until n clients reported they are live.
 func (nc *nodeClients) waitStarted(n int, timeout time.Duration) {
 	nc.t.Helper()
-	deadline := time.After(timeout)
-	for nc.started < n {
-		select {
-		case l, ok := <-nc.lines:
-			if !ok {
-				nc.t.Fatal("the node clients exited")
-			}
-			nc.note(l)
-		case <-deadline:
-			nc.t.Fatalf("%d of %d clients started within %v", nc.started, n, timeout)
-		}
-	}
-}
-
-// note counts a "started" line and fails on a "failed" one; it reports
-// whether l was one of them.
-func (nc *nodeClients) note(l string) bool {
-	switch {
-	case strings.HasPrefix(l, "started "):
-		nc.started++
-	case strings.HasPrefix(l, "failed "):
-		nc.t.Fatalf("a client failed to start: %s", l)
-	default:
-		return false
-	}
-	return true
+	nc.awaitTotal("started", n, timeout)
 }
 
 // drop closes client i's connections through the hub's REST API and keeps
@@ -219,50 +270,44 @@ func (nc *nodeClients) note(l string) bool {
 // answered.
 func (nc *nodeClients) drop(i int, d time.Duration) {
 	nc.t.Helper()
-	if _, err := fmt.Fprintf(nc.stdin, "drop %d %d\n", i, d.Milliseconds()); err != nil {
-		nc.t.Fatal(err)
-	}
+	nc.send("drop %d %d", i, d.Milliseconds())
 	want := fmt.Sprintf("dropped %d ", i)
+	deadline := time.After(30 * time.Second)
 	for {
 		select {
 		case l, ok := <-nc.lines:
 			if !ok {
-				nc.t.Fatal("the node clients exited")
+				nc.t.Fatal("the clients' process exited")
 			}
-			if nc.note(l) || !strings.HasPrefix(l, want) {
+			nc.note(l)
+			if !strings.HasPrefix(l, want) {
 				continue
 			}
 			if st := strings.TrimPrefix(l, want); st != "200" && st != "204" {
 				nc.t.Fatalf("drop of client %d: the hub answered %s", i, st)
 			}
 			return
-		case <-time.After(30 * time.Second):
+		case <-deadline:
 			nc.t.Fatalf("no answer to the drop of client %d", i)
 		}
 	}
 }
 
-func (nc *nodeClients) dump() []clientReport {
-	nc.t.Helper()
-	if _, err := io.WriteString(nc.stdin, "dump\n"); err != nil {
-		nc.t.Fatal(err)
-	}
+// writeFor runs the workload on db at about 500 changes a second for d.
+func writeFor(t *testing.T, w *testkit.Workload, db *pgx.Conn, d time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
 	for {
 		select {
-		case l, ok := <-nc.lines:
-			if !ok {
-				nc.t.Fatal("the node clients exited")
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			if err := w.Run(db, 5); err != nil {
+				t.Fatal(err)
 			}
-			if nc.note(l) || !strings.HasPrefix(l, "[") {
-				continue
-			}
-			var out []clientReport
-			if err := json.Unmarshal([]byte(l), &out); err != nil {
-				nc.t.Fatal(err)
-			}
-			return out
-		case <-time.After(60 * time.Second):
-			nc.t.Fatal("no dump from the node clients")
 		}
 	}
 }

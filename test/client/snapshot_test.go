@@ -1,7 +1,6 @@
 package client_test
 
 import (
-	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -38,22 +37,7 @@ func TestSnapshotDifferential(t *testing.T) {
 			tenants := []string{"t0", "t1", "t2", "t3"}
 			clients := startClients(t, base, 20, tenants, 4*time.Second)
 
-			// About 500 changes a second for six seconds.
-			ctx, cancel := context.WithTimeout(context.Background(), 6*time.Second)
-			defer cancel()
-			tick := time.NewTicker(10 * time.Millisecond)
-			defer tick.Stop()
-		write:
-			for {
-				select {
-				case <-ctx.Done():
-					break write
-				case <-tick.C:
-					if err := w.Run(db, 5); err != nil {
-						t.Fatal(err)
-					}
-				}
-			}
+			writeFor(t, w, db, 6*time.Second) // while the clients join
 			clients.waitStarted(20, 30*time.Second)
 
 			var reports []clientReport

@@ -9,6 +9,11 @@
 //   CLIENTS                   how many clients (default 20)
 //   TENANTS                   comma-separated tenants, given out in turn
 //   JOIN_MS                   clients start at random moments within this many ms
+//   SIGNALR_PACKAGE           the @microsoft/signalr to use: signalr10 or signalr11
+//                             (aliases of the two majors); default @microsoft/signalr
+//   SIGNALR_TRANSPORT         WebSockets, ServerSentEvents or LongPolling; default
+//                             the client's choice
+//   SIGNALR_PROTOCOL          json (default) or messagepack
 //
 //   CHANGECAST_HUB_URL, CHANGECAST_HUB_KEY
 //                             the hub's endpoint and access key, for "drop"
@@ -20,7 +25,7 @@
 // I's connections through the hub's REST API and keeps it away (no token)
 // for MS ms; it answers "dropped I STATUS".
 import readline from 'node:readline';
-import * as signalR from '@microsoft/signalr';
+import { MessagePackHubProtocol } from '@microsoft/signalr-protocol-msgpack';
 import { ChangecastClient } from '../../clients/js/index.js';
 import { hs256 as sign } from './jwt.mjs';
 
@@ -37,6 +42,22 @@ const audience = env('CHANGECAST_APP_AUDIENCE');
 const n = Number(env('CLIENTS', '20'));
 const tenants = env('TENANTS').split(',');
 const joinMS = Number(env('JOIN_MS', '0'));
+const signalR = await import(env('SIGNALR_PACKAGE', '@microsoft/signalr'));
+const transport = env('SIGNALR_TRANSPORT', '');
+const protocol = env('SIGNALR_PROTOCOL', 'json');
+console.error(`replicas.mjs: @microsoft/signalr ${signalR.VERSION}, transport ${transport || 'any'}, protocol ${protocol}`);
+// configureFor picks the transport and the hub protocol the environment
+// asks for (withUrl again, with the user's token, to set the transport).
+const configureFor = (tokenFactory) => (b) => {
+  if (transport) {
+    const t = signalR.HttpTransportType[transport];
+    if (t == null) throw new Error(`SIGNALR_TRANSPORT ${transport}: not a transport`);
+    b = b.withUrl(`${url}?hub=${encodeURIComponent(hub)}`, { transport: t, accessTokenFactory: tokenFactory });
+  }
+  if (protocol === 'messagepack') b = b.withHubProtocol(new MessagePackHubProtocol());
+  else if (protocol !== 'json') throw new Error(`SIGNALR_PROTOCOL ${protocol}: not json or messagepack`);
+  return b;
+};
 
 const hubURL = (process.env.CHANGECAST_HUB_URL || '').replace(/\/+$/, '');
 const hubKey = process.env.CHANGECAST_HUB_KEY || '';
@@ -50,15 +71,16 @@ for (let i = 0; i < n; i++) {
   const tenant = tenants[i % tenants.length];
   const tok = token(`user-${i}`, tenant);
   const away = { until: 0 };
+  // Away (dropped): no token until it is back, so nothing reconnects.
+  const tokenFor = async () => {
+    const wait = away.until - Date.now();
+    if (wait > 0) await sleep(wait);
+    return tok;
+  };
   const c = new ChangecastClient({
     url, hub, signalR,
-    // Away (dropped): no token until it is back, so nothing reconnects.
-    accessTokenFactory: async () => {
-      const wait = away.until - Date.now();
-      if (wait > 0) await sleep(wait);
-      return tok;
-    },
-    configure: (b) => b.configureLogging(signalR.LogLevel.None),
+    accessTokenFactory: tokenFor,
+    configure: (b) => configureFor(tokenFor)(b.configureLogging(signalR.LogLevel.None)),
     onError: (err) => {
       const list = errors.get(i) || [];
       if (list.length < 5) list.push(String(err?.message ?? err));
@@ -96,7 +118,7 @@ rl.on('line', async (line) => {
       for (const coll of c.collections()) {
         for (const [id, doc] of c.entries(coll)) docs[`${coll}/${id}`] = { doc, v: c.version(coll, id) };
       }
-      return { i, tenant, state: c.state, docs, stats: c.replicaStats, client: c.stats, errors: errors.get(i) || [] };
+      return { i, tenant, signalr: signalR.VERSION, state: c.state, docs, stats: c.replicaStats, client: c.stats, errors: errors.get(i) || [] };
     });
     console.log(JSON.stringify(out));
   } else if (line.trim() === 'stop') {
