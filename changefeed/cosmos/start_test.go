@@ -67,12 +67,12 @@ func TestRefusedReadIsFatal(t *testing.T) {
 }
 
 // TestStartRetriesTheFeed: failures reaching the container and its
-// partition key ranges at start (here refused keys) are retried with
+// partition key ranges at start (here 503s) are retried with
 // backoff, not fatal; the runner is not ready meanwhile, logs once per
 // window, and streams once the feed answers.
 func TestStartRetriesTheFeed(t *testing.T) {
 	w := newWorld(t, 1)
-	w.srv.FailNext(3, http.StatusUnauthorized, emulator.KindContainer, emulator.KindPKRanges)
+	w.srv.FailNext(3, http.StatusServiceUnavailable, emulator.KindContainer, emulator.KindPKRanges)
 	var logs testkit.Buffer
 	cfg := w.config("r", lease.NewMemoryStore())
 	cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
