@@ -125,3 +125,60 @@ hub:
 		t.Fatalf("exit %d, stderr %q", code, stderr.String())
 	}
 }
+
+// Issue 17: `config validate` names every identity provider field that is
+// wrong (a CIDR that does not parse, an http authority on a non-loopback
+// host, a webhook without a URL), with exit code 2.
+func TestConfigValidateNamesIdentityProviderFields(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	if err := os.WriteFile(path, []byte(`
+source: {postgres: {url: "postgres://x/db", tables: [public.orders]}}
+mappings: [{collection: public.orders, hub: orders}]
+publish: {target: hub}
+hub:
+  negotiate:
+    auth:
+      jwt: {authority: "http://login.example.com/tenant/v2.0", audience: api://app}
+      appService: {trustedProxies: [127.0.0.1/32, "10.0.0.0/99"]}
+      proxy: {trustedProxies: []}
+      webhook: {timeout: 2s}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr testkit.Buffer
+	code := run(context.Background(), []string{"config", "validate", "-c", path}, &stdout, &stderr)
+	if code != 2 {
+		t.Fatalf("exit %d, stderr %q", code, stderr.String())
+	}
+	for _, want := range []string{
+		`hub.negotiate.auth.jwt.authority: "http://login.example.com/tenant/v2.0" is not an https URL`,
+		`hub.negotiate.auth.appService.trustedProxies[1]: "10.0.0.0/99" is not a CIDR`,
+		`hub.negotiate.auth.proxy.trustedProxies: is required`,
+		`hub.negotiate.auth.webhook.url: is required`,
+	} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("stderr does not say %q:\n%s", want, stderr.String())
+		}
+	}
+	if strings.Contains(stderr.String(), "appService.trustedProxies[0]") {
+		t.Errorf("a good CIDR is reported: %s", stderr.String())
+	}
+	// The same methods, right, validate.
+	if err := os.WriteFile(path, []byte(`
+source: {postgres: {url: "postgres://x/db", tables: [public.orders]}}
+mappings: [{collection: public.orders, hub: orders}]
+publish: {target: hub}
+hub:
+  negotiate:
+    auth:
+      jwt: {authority: "https://login.microsoftonline.com/common/v2.0", audience: api://app}
+      appService: {trustedProxies: [127.0.0.1/32, "::1"]}
+      webhook: {url: "http://app:8080/auth", timeout: 2s, headers: [Authorization, Cookie], cacheTTL: 30s}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var stderr2 testkit.Buffer
+	if code := run(context.Background(), []string{"config", "validate", "-c", path}, &stdout, &stderr2); code != 0 {
+		t.Fatalf("good config: exit %d, stderr %q", code, stderr2.String())
+	}
+}
