@@ -205,6 +205,20 @@ func newAuthenticators(a NegotiateAuth, o options) (authenticators, error) {
 // not. Errors are 401 unless they are *AuthError (the webhook's 403 and
 // 503).
 func (a *authenticators) authenticate(ctx context.Context, r *http.Request, hub string) (*identity, error) {
+	id, err := a.identify(ctx, r, hub)
+	if err != nil && !errors.As(err, new(*AuthError)) {
+		// Say in the (debug) log when platform headers were ignored: it is
+		// how a wrong trustedProxies shows.
+		if a.appService != nil && !a.appService.trusted.has(r) && r.Header.Get(headerPrincipalID) != "" {
+			err = fmt.Errorf("%w (%s from %s ignored: not in appService.trustedProxies)", err, headerPrincipalID, r.RemoteAddr)
+		} else if a.proxy != nil && !a.proxy.trusted.has(r) && r.Header.Get("X-Forwarded-User") != "" {
+			err = fmt.Errorf("%w (X-Forwarded-User from %s ignored: not in proxy.trustedProxies)", err, r.RemoteAddr)
+		}
+	}
+	return id, err
+}
+
+func (a *authenticators) identify(ctx context.Context, r *http.Request, hub string) (*identity, error) {
 	if a.appService != nil {
 		if id, err := a.appService.authenticate(r); id != nil || err != nil {
 			return id, err

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -177,4 +178,25 @@ func FuzzParseClientPrincipal(f *testing.F) {
 			t.Fatal("nil claims without error")
 		}
 	})
+}
+
+// A refusal of headers from an untrusted address says so in its reason
+// (the debug log), which is how a wrong trustedProxies shows.
+func TestUntrustedHeadersAreNamedInTheReason(t *testing.T) {
+	t.Parallel()
+	cfg := Config{Hubs: testHubs, Negotiate: NegotiateConfig{Auth: NegotiateAuth{AppService: &AppServiceAuth{TrustedProxies: []string{"10.0.0.0/8"}}}}}
+	n, err := NewNegotiator(cfg, &fakeService{}, WithLogger(testLogger(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := httptest.NewRequest("POST", "/api/negotiate", nil) // from 192.0.2.1
+	r.Header.Set("X-MS-CLIENT-PRINCIPAL-ID", "user-1")
+	_, err = n.Authorize(r, "chat")
+	if StatusOf(err) != 401 || !strings.Contains(err.Error(), "from 192.0.2.1:1234 ignored: not in appService.trustedProxies") {
+		t.Fatalf("%v", err)
+	}
+	r.RemoteAddr = "10.1.2.3:5555"
+	if c, err := n.Authorize(r, "chat"); err != nil || c.User != "user-1" {
+		t.Fatalf("from 10.1.2.3: %+v %v", c, err)
+	}
 }
