@@ -192,7 +192,7 @@ func newAuthenticators(a NegotiateAuth, o options) (authenticators, error) {
 		}
 	}
 	if w := a.Webhook; w != nil {
-		out.webhook = newWebhookAuth(*w)
+		out.webhook = newWebhookAuth(*w, o.log)
 	}
 	return out, nil
 }

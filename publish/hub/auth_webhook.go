@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"sync"
 	"time"
@@ -23,6 +24,8 @@ type webhookAuth struct {
 	headers  []string
 	cacheTTL time.Duration
 	client   *http.Client
+	log      *slog.Logger
+	logged   *logLimiter
 
 	mu    sync.Mutex
 	cache map[[32]byte]webhookEntry
@@ -33,8 +36,8 @@ type webhookEntry struct {
 	expires time.Time
 }
 
-func newWebhookAuth(c WebhookAuth) *webhookAuth {
-	w := &webhookAuth{url: c.URL, timeout: c.Timeout, headers: c.Headers, cacheTTL: c.CacheTTL,
+func newWebhookAuth(c WebhookAuth, log *slog.Logger) *webhookAuth {
+	w := &webhookAuth{url: c.URL, timeout: c.Timeout, headers: c.Headers, cacheTTL: c.CacheTTL, log: log, logged: newLogLimiter(time.Second),
 		// No redirects: the credential goes to the configured URL only.
 		client: &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
 	if w.timeout == 0 {
@@ -87,6 +90,13 @@ func (w *webhookAuth) authenticate(ctx context.Context, r *http.Request, hub str
 		}
 	}
 	id, ttl, err := w.call(ctx, r, hub)
+	if ae := (*AuthError)(nil); errors.As(err, &ae) && ae.Status >= 500 {
+		// The app is down or answers what negotiate cannot use: the
+		// operator's problem, logged as a warning (once a second).
+		if ok, dropped := w.logged.allow(ae.Code, time.Now()); ok {
+			w.log.Warn("hub: negotiate: identity webhook failed", "url", redactURL(w.url), "err", ae.Err, "suppressed", dropped)
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
