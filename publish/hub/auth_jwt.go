@@ -97,6 +97,10 @@ func (v *jwtVerifier) verify(ctx context.Context, tok string) (jwt.MapClaims, er
 	}
 	claims := jwt.MapClaims{}
 	if _, err := jwt.ParseWithClaims(tok, claims, keyFunc, opts...); err != nil {
+		if ku := (*keysUnavailable)(nil); errors.As(err, &ku) {
+			return nil, &AuthError{Status: http.StatusServiceUnavailable, Code: "Error.Unavailable",
+				Msg: "the identity provider's keys could not be fetched; try again", Err: err}
+		}
 		return nil, err
 	}
 	if v.oidc != nil && v.issuer == "" {
@@ -242,10 +246,20 @@ func (k *jwks) key(ctx context.Context, kid string) (jwk, error) {
 	close(ch)
 	k.mu.Unlock()
 	if err != nil {
-		return jwk{}, err
+		return jwk{}, &keysUnavailable{err}
 	}
 	return k.lookup(kid)
 }
+
+// keysUnavailable is a token whose key could not be fetched: the
+// provider is down or unreachable, not the token bad, so the caller is
+// told to retry (503) rather than to sign in again.
+type keysUnavailable struct{ err error }
+
+func (e *keysUnavailable) Error() string {
+	return "identity provider keys unavailable: " + e.err.Error()
+}
+func (e *keysUnavailable) Unwrap() error { return e.err }
 
 func (k *jwks) lookup(kid string) (jwk, error) {
 	k.mu.Lock()

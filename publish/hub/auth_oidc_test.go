@@ -218,13 +218,33 @@ func TestNegotiateOIDCKeyRotation(t *testing.T) {
 	if code, _ := negotiateStatus(t, base, signWith(t, jwt.SigningMethodES256, k1, "k1", claims), nil); code != 401 {
 		t.Fatalf("retired k1: %d", code)
 	}
-	// Down: a refetch fails, the cached k2 still serves.
+	// Down: a refetch fails (503: retry, not sign in again), the cached
+	// k2 still serves.
 	idp.down.Store(true)
-	if code, _ := negotiateStatus(t, base, signWith(t, jwt.SigningMethodES256, k1, "k1", claims), nil); code != 401 {
-		t.Fatalf("unknown kid while down: %d", code)
+	if code, _ := negotiateStatus(t, base, signWith(t, jwt.SigningMethodES256, k1, "k1", claims), nil); code != 503 {
+		t.Fatalf("unknown kid while down: %d, want 503", code)
 	}
 	if code, _ := negotiateStatus(t, base, signWith(t, jwt.SigningMethodEdDSA, k2, "k2", claims), nil); code != 200 {
 		t.Fatalf("k2 while down: %d", code)
+	}
+}
+
+// A provider down before any key was fetched: 503, and the keys once it
+// is back.
+func TestNegotiateOIDCProviderDownAtStart(t *testing.T) {
+	t.Parallel()
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	idp := newTestIssuer(t)
+	idp.setKeys(ecJWKJSON("k", &k.PublicKey))
+	idp.down.Store(true)
+	base, _ := oidcNegotiator(t, idp.srv.URL, func(o *options) { o.jwksRefetch = 0 })
+	tok := signWith(t, jwt.SigningMethodES256, k, "k", jwt.MapClaims{"sub": "u", "iss": idp.srv.URL, "aud": "app", "exp": time.Now().Add(time.Hour).Unix()})
+	if code, _ := negotiateStatus(t, base, tok, nil); code != 503 {
+		t.Fatalf("down: %d, want 503", code)
+	}
+	idp.down.Store(false)
+	if code, _ := negotiateStatus(t, base, tok, nil); code != 200 {
+		t.Fatalf("back: %d", code)
 	}
 }
 
