@@ -245,7 +245,7 @@ func (h *Hub) validate(path string, p *problems) {
 		p.add(path+".negotiate.hub", "%q is not one of %s.hubs", n.Hub, path)
 	}
 	a := n.Auth
-	if !a.Anonymous && a.JWT == nil && a.AppService == nil && a.Proxy == nil && a.Webhook == nil {
+	if !a.Any() {
 		p.add(path+".negotiate.auth", "set anonymous: true, jwt, appService, proxy or webhook")
 	}
 	a.validateProviders(path+".negotiate.auth", p)
@@ -373,6 +373,12 @@ func isLoopbackHost(h string) bool {
 	}
 	ip := net.ParseIP(h)
 	return ip != nil && ip.IsLoopback()
+}
+
+// Any says whether some caller may negotiate: anonymous, or an identity
+// provider. Without it, negotiate is not served next to Azure SignalR.
+func (a NegotiateAuth) Any() bool {
+	return a.Anonymous || a.JWT != nil || a.AppService != nil || a.Proxy != nil || a.Webhook != nil
 }
 
 // validateProviders checks appService, proxy, webhook and jwt.authority.

@@ -95,6 +95,18 @@ func TestHubChecksNameTheField(t *testing.T) {
 	if !hasField(err, "hub.negotiate.auth.jwt.issuer") {
 		t.Errorf("signalr target: %v", err)
 	}
+	// Also when only an identity provider other than jwt is set.
+	for auth, field := range map[string]string{
+		"{webhook: {timeout: 1s}}":          "hub.negotiate.auth.webhook.url",
+		"{appService: {userClaim: oid}}":    "hub.negotiate.auth.appService.trustedProxies",
+		"{proxy: {trustedProxies: [nope]}}": "hub.negotiate.auth.proxy.trustedProxies[0]",
+	} {
+		_, err := Parse([]byte(strings.Replace(hubBase, "target: hub", "target: signalr, signalr: {connectionString: x}", 1)+
+			"hub: {negotiate: {auth: "+auth+"}}"), env(nil))
+		if !hasField(err, field) {
+			t.Errorf("signalr target, %s: %v", auth, err)
+		}
+	}
 	// A good section passes.
 	if _, err := Parse([]byte(hubBase+`hub: {publicURL: "https://hub.example", accessKey: "0123456789abcdef0123456789abcdef",
   negotiate: {hub: audit, auth: {jwt: {jwksURL: "https://idp.example/keys", issuer: i, audience: a}}}}`), env(nil)); err != nil {
