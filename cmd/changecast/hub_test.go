@@ -105,24 +105,33 @@ func TestHubCommandCORS(t *testing.T) {
 	}
 }
 
-// Item 5: `config validate` refuses a JWKS without issuer and audience,
-// naming both fields, with exit code 2.
-func TestConfigValidateJWKSNeedsIssuerAndAudience(t *testing.T) {
+// validateHubConfig runs `changecast config validate` on a config whose
+// hub section is hub (YAML, indented under hub:), and returns the exit
+// code and stderr.
+func validateHubConfig(t *testing.T, hub string) (int, string) {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "c.yaml")
 	if err := os.WriteFile(path, []byte(`
 source: {postgres: {url: "postgres://x/db", tables: [public.orders]}}
 mappings: [{collection: public.orders, hub: orders}]
 publish: {target: hub}
 hub:
-  negotiate: {auth: {jwt: {jwksURL: "https://idp.example/keys"}}}
-`), 0o644); err != nil {
+`+hub), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	var stdout, stderr testkit.Buffer
 	code := run(context.Background(), []string{"config", "validate", "-c", path}, &stdout, &stderr)
-	if code != 2 || !strings.Contains(stderr.String(), "hub.negotiate.auth.jwt.issuer: is required") ||
-		!strings.Contains(stderr.String(), "hub.negotiate.auth.jwt.audience: is required") {
-		t.Fatalf("exit %d, stderr %q", code, stderr.String())
+	return code, stderr.String()
+}
+
+// Item 5: `config validate` refuses a JWKS without issuer and audience,
+// naming both fields, with exit code 2.
+func TestConfigValidateJWKSNeedsIssuerAndAudience(t *testing.T) {
+	code, stderr := validateHubConfig(t, `  negotiate: {auth: {jwt: {jwksURL: "https://idp.example/keys"}}}
+`)
+	if code != 2 || !strings.Contains(stderr, "hub.negotiate.auth.jwt.issuer: is required") ||
+		!strings.Contains(stderr, "hub.negotiate.auth.jwt.audience: is required") {
+		t.Fatalf("exit %d, stderr %q", code, stderr)
 	}
 }
 
@@ -130,25 +139,15 @@ hub:
 // wrong (a CIDR that does not parse, an http authority on a non-loopback
 // host, a webhook without a URL), with exit code 2.
 func TestConfigValidateNamesIdentityProviderFields(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "c.yaml")
-	if err := os.WriteFile(path, []byte(`
-source: {postgres: {url: "postgres://x/db", tables: [public.orders]}}
-mappings: [{collection: public.orders, hub: orders}]
-publish: {target: hub}
-hub:
-  negotiate:
+	code, stderr := validateHubConfig(t, `  negotiate:
     auth:
       jwt: {authority: "http://login.example.com/tenant/v2.0", audience: api://app}
       appService: {trustedProxies: [127.0.0.1/32, "10.0.0.0/99"]}
       proxy: {trustedProxies: []}
       webhook: {timeout: 2s}
-`), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	var stdout, stderr testkit.Buffer
-	code := run(context.Background(), []string{"config", "validate", "-c", path}, &stdout, &stderr)
+`)
 	if code != 2 {
-		t.Fatalf("exit %d, stderr %q", code, stderr.String())
+		t.Fatalf("exit %d, stderr %q", code, stderr)
 	}
 	for _, want := range []string{
 		`hub.negotiate.auth.jwt.authority: "http://login.example.com/tenant/v2.0" is not an https URL`,
@@ -156,29 +155,20 @@ hub:
 		`hub.negotiate.auth.proxy.trustedProxies: is required`,
 		`hub.negotiate.auth.webhook.url: is required`,
 	} {
-		if !strings.Contains(stderr.String(), want) {
-			t.Errorf("stderr does not say %q:\n%s", want, stderr.String())
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr does not say %q:\n%s", want, stderr)
 		}
 	}
-	if strings.Contains(stderr.String(), "appService.trustedProxies[0]") {
-		t.Errorf("a good CIDR is reported: %s", stderr.String())
+	if strings.Contains(stderr, "appService.trustedProxies[0]") {
+		t.Errorf("a good CIDR is reported: %s", stderr)
 	}
 	// The same methods, right, validate.
-	if err := os.WriteFile(path, []byte(`
-source: {postgres: {url: "postgres://x/db", tables: [public.orders]}}
-mappings: [{collection: public.orders, hub: orders}]
-publish: {target: hub}
-hub:
-  negotiate:
+	if code, stderr := validateHubConfig(t, `  negotiate:
     auth:
       jwt: {authority: "https://login.microsoftonline.com/common/v2.0", audience: api://app}
       appService: {trustedProxies: [127.0.0.1/32, "::1"]}
       webhook: {url: "http://app:8080/auth", timeout: 2s, headers: [Authorization, Cookie], cacheTTL: 30s}
-`), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	var stderr2 testkit.Buffer
-	if code := run(context.Background(), []string{"config", "validate", "-c", path}, &stdout, &stderr2); code != 0 {
-		t.Fatalf("good config: exit %d, stderr %q", code, stderr2.String())
+`); code != 0 {
+		t.Fatalf("good config: exit %d, stderr %q", code, stderr)
 	}
 }

@@ -3,7 +3,6 @@ package hub
 import (
 	"encoding/base64"
 	"encoding/json"
-	"net/http"
 	"net/http/httptest"
 	"reflect"
 	"slices"
@@ -35,29 +34,12 @@ func principal(t *testing.T, claims ...[2]string) string {
 	return base64.StdEncoding.EncodeToString(b)
 }
 
-// headerNegotiator serves a Negotiator with auth on loopback, with a
-// snapshot-like endpoint next to it that answers the Caller Authorize
-// gives (what /snapshot and /changes do).
+// headerNegotiator serves a Negotiator with auth and groups over the
+// headers' claims.
 func headerNegotiator(t *testing.T, auth NegotiateAuth) (string, *fakeService) {
 	t.Helper()
-	cfg := Config{Hubs: testHubs, Negotiate: NegotiateConfig{Auth: auth,
-		Groups: []string{"tenant-{claims.http://schemas.microsoft.com/identity/claims/tenantid}", "role-{claims.roles}", "idp-{claims.idp}", "team-{claims.groups}"}}}
-	svc := &fakeService{}
-	n, err := NewNegotiator(cfg, svc, WithLogger(testLogger(t)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	n.Handle("GET /snapshot", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, err := n.Authorize(r, r.URL.Query().Get("hub"))
-		if err != nil {
-			n.Refuse(w, err)
-			return
-		}
-		writeJSON(w, 200, c)
-	}))
-	srv := httptest.NewServer(n.Handler())
-	t.Cleanup(srv.Close)
-	return srv.URL, svc
+	return serveNegotiator(t, auth, []string{"tenant-{claims.http://schemas.microsoft.com/identity/claims/tenantid}",
+		"role-{claims.roles}", "idp-{claims.idp}", "team-{claims.groups}"})
 }
 
 func snapshotCaller(t *testing.T, base string, hdr map[string]string) (int, Caller) {

@@ -107,20 +107,43 @@ func negotiateStatus(t *testing.T, base, token string, hdr map[string]string) (i
 	return code, strings.TrimPrefix(n.AccessToken, "token-for-")
 }
 
-func oidcNegotiator(t *testing.T, authority string, opts ...Option) (string, *fakeService) {
+// serveNegotiator serves a stand-alone Negotiator for auth on loopback
+// (a fakeService stands in for Azure SignalR), with GET /api/snapshot
+// answering the Caller Authorize gives, as /snapshot and /changes use it.
+func serveNegotiator(t *testing.T, auth NegotiateAuth, groups []string, opts ...Option) (string, *fakeService) {
 	t.Helper()
-	cfg := Config{Hubs: testHubs, Negotiate: NegotiateConfig{
-		Auth:   NegotiateAuth{JWT: &JWTAuth{Authority: authority, Audience: "app"}},
-		Groups: []string{"tenant-{claims.tid}"},
-	}}
+	cfg := Config{Hubs: testHubs, Negotiate: NegotiateConfig{Auth: auth, Groups: groups}}
 	svc := &fakeService{}
 	n, err := NewNegotiator(cfg, svc, append([]Option{WithLogger(testLogger(t))}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
+	n.Handle("GET /snapshot", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := n.Authorize(r, r.URL.Query().Get("hub"))
+		if err != nil {
+			n.Refuse(w, err)
+			return
+		}
+		writeJSON(w, 200, c)
+	}))
 	srv := httptest.NewServer(n.Handler())
 	t.Cleanup(srv.Close)
 	return srv.URL, svc
+}
+
+func oidcNegotiator(t *testing.T, authority string, opts ...Option) (string, *fakeService) {
+	t.Helper()
+	return serveNegotiator(t, NegotiateAuth{JWT: &JWTAuth{Authority: authority, Audience: "app"}}, []string{"tenant-{claims.tid}"}, opts...)
+}
+
+// ecKey gives the issuer one P-256 key, kid "k".
+func (ti *testIssuer) ecKey(t *testing.T) *ecdsa.PrivateKey {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ti.setKeys(ecJWKJSON("k", &k.PublicKey))
+	return k
 }
 
 // Issue 17, items 2 and 3: an OpenID Connect provider's discovery gives
@@ -233,9 +256,8 @@ func TestNegotiateOIDCKeyRotation(t *testing.T) {
 // is back.
 func TestNegotiateOIDCProviderDownAtStart(t *testing.T) {
 	t.Parallel()
-	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	idp := newTestIssuer(t)
-	idp.setKeys(ecJWKJSON("k", &k.PublicKey))
+	k := idp.ecKey(t)
 	idp.down.Store(true)
 	base, _ := oidcNegotiator(t, idp.srv.URL, func(o *options) { o.jwksRefetch = 0 })
 	tok := signWith(t, jwt.SigningMethodES256, k, "k", jwt.MapClaims{"sub": "u", "iss": idp.srv.URL, "aud": "app", "exp": time.Now().Add(time.Hour).Unix()})
@@ -252,9 +274,8 @@ func TestNegotiateOIDCProviderDownAtStart(t *testing.T) {
 // token must carry its own tenant's issuer.
 func TestNegotiateOIDCTenantIssuer(t *testing.T) {
 	t.Parallel()
-	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	idp := newTestIssuer(t)
-	idp.setKeys(ecJWKJSON("k", &k.PublicKey))
+	k := idp.ecKey(t)
 	idp.mu.Lock()
 	idp.issuer = idp.srv.URL + "/{tenantid}/v2.0"
 	idp.mu.Unlock()

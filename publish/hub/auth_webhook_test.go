@@ -77,16 +77,7 @@ func (a *webhookApp) callsOf(cred string) int {
 
 func webhookNegotiator(t *testing.T, w WebhookAuth, anonymous bool) (string, *fakeService) {
 	t.Helper()
-	cfg := Config{Hubs: testHubs, Negotiate: NegotiateConfig{Auth: NegotiateAuth{Anonymous: anonymous, Webhook: &w},
-		Groups: []string{"tenant-{claims.tid}", "all"}}}
-	svc := &fakeService{}
-	n, err := NewNegotiator(cfg, svc, WithLogger(testLogger(t)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(n.Handler())
-	t.Cleanup(srv.Close)
-	return srv.URL, svc
+	return serveNegotiator(t, NegotiateAuth{Anonymous: anonymous, Webhook: &w}, []string{"tenant-{claims.tid}", "all"})
 }
 
 // Issue 17, item 4: the app's webhook decides users and groups; its 401
