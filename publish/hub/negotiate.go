@@ -221,9 +221,11 @@ func StatusOf(err error) int {
 // Authorize applies negotiate's rules to a request for hub (empty: the
 // configured Negotiate.Hub): the hub must be a valid name (400), the
 // configured one when Negotiate.Hub is set (403) and served (404); the
-// caller must be anonymous where that is allowed, or carry a valid bearer
-// token with a user claim (401) holding a usable user id (400). The
-// groups are the ones the caller's claims grant. Errors are *AuthError;
+// caller must be anonymous where that is allowed, or be recognised by an
+// identity provider (401; see authenticators: the platform's headers, a
+// bearer token with a user claim, the app's webhook, whose 403, 502 and
+// 503 pass through) with a usable user id (400). The groups are the ones
+// the caller's claims grant, after those the webhook gave. Errors are *AuthError;
 // answer them with Refuse.
 func (n *Negotiator) Authorize(r *http.Request, hub string) (Caller, error) {
 	if hub == "" {
