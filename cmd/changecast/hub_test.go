@@ -172,3 +172,33 @@ func TestConfigValidateNamesIdentityProviderFields(t *testing.T) {
 		t.Fatalf("good config: exit %d, stderr %q", code, stderr)
 	}
 }
+
+// Issue 17: the README's identity provider example is a valid hub section,
+// with its commented-out methods too.
+func TestReadmeIdentityProvidersExampleValidates(t *testing.T) {
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(b), "- **Identity providers**")
+	_, rest, ok2 := strings.Cut(rest, "```yaml\n  hub:\n")
+	block, _, ok3 := strings.Cut(rest, "  ```")
+	if !ok || !ok2 || !ok3 {
+		t.Fatal("README has no identity providers example")
+	}
+	var hub strings.Builder
+	for _, l := range strings.Split(block, "\n") {
+		l = strings.TrimPrefix(l, "  ")
+		// Uncomment the alternatives ("# proxy: {...}"), not the prose.
+		if t := strings.TrimLeft(l, " "); strings.HasPrefix(t, "# proxy:") || strings.HasPrefix(t, "# webhook:") {
+			l = strings.Replace(l, "# ", "", 1)
+		}
+		hub.WriteString(l + "\n")
+	}
+	if !strings.Contains(hub.String(), "\n      proxy:") || !strings.Contains(hub.String(), "\n      webhook:") {
+		t.Fatalf("the alternatives were not uncommented:\n%s", hub.String())
+	}
+	if code, stderr := validateHubConfig(t, hub.String()); code != 0 {
+		t.Fatalf("exit %d: %s\n%s", code, stderr, hub.String())
+	}
+}
