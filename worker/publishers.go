@@ -51,8 +51,7 @@ func newPublisher(cfg *config.Config, log *slog.Logger, stdout, stderr io.Writer
 		if err != nil {
 			return publisher{}, fatal(fmt.Errorf("publish.signalr.connectionString: %w", err))
 		}
-		a := cfg.Hub.Negotiate.Auth
-		if !a.Anonymous && a.JWT == nil {
+		if !cfg.Hub.Negotiate.Auth.Any() {
 			return publisher{Publisher: p}, nil
 		}
 		neg, err := hub.NewNegotiator(HubConfig(cfg.Hub), p.Client(), hub.WithLogger(log.With("part", "negotiate")))

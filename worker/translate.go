@@ -117,9 +117,19 @@ func HubConfig(h config.Hub) hub.Config {
 			HS256Secret: j.HS256Secret,
 			JWKSFile:    j.JWKSFile,
 			JWKSURL:     j.JWKSURL,
+			Authority:   j.Authority,
 			Issuer:      j.Issuer,
 			Audience:    j.Audience,
 		}
+	}
+	if s := n.Auth.AppService; s != nil {
+		c.Negotiate.Auth.AppService = &hub.AppServiceAuth{TrustedProxies: s.TrustedProxies, UserClaim: s.UserClaim}
+	}
+	if x := n.Auth.Proxy; x != nil {
+		c.Negotiate.Auth.Proxy = &hub.ProxyAuth{TrustedProxies: x.TrustedProxies}
+	}
+	if w := n.Auth.Webhook; w != nil {
+		c.Negotiate.Auth.Webhook = &hub.WebhookAuth{URL: w.URL, Timeout: w.Timeout.D(), Headers: w.Headers, CacheTTL: w.CacheTTL.D()}
 	}
 	return c
 }

@@ -18,7 +18,11 @@ func TestHubConfigCopiesEveryField(t *testing.T) {
 		Negotiate: config.HubNegotiate{
 			Path: "/p", Hub: "h", UserClaim: "oid", Groups: []string{"g", "t-{claims.tid}"},
 			Auth: config.NegotiateAuth{Anonymous: true, JWT: &config.JWTAuth{
-				HS256Secret: "s", JWKSFile: "f", JWKSURL: "u", Issuer: "i", Audience: "a"}},
+				HS256Secret: "s", JWKSFile: "f", JWKSURL: "u", Authority: "o", Issuer: "i", Audience: "a"},
+				AppService: &config.AppServiceAuth{TrustedProxies: []string{"10.0.0.0/8"}, UserClaim: "oid"},
+				Proxy:      &config.ProxyAuth{TrustedProxies: []string{"127.0.0.1"}},
+				Webhook: &config.WebhookAuth{URL: "http://app/auth", Timeout: config.Duration(time.Second),
+					Headers: []string{"Cookie"}, CacheTTL: config.Duration(time.Minute)}},
 			GroupTTL: config.Duration(time.Minute), AnonymousGroupTTL: config.Duration(time.Second), TokenTTL: config.Duration(2 * time.Hour),
 		},
 		CORS: config.HubCORS{Origins: []string{"*"}},
@@ -37,7 +41,11 @@ func TestHubConfigCopiesEveryField(t *testing.T) {
 		Negotiate: hub.NegotiateConfig{
 			Path: "/p", Hub: "h", UserClaim: "oid", Groups: []string{"g", "t-{claims.tid}"},
 			Auth: hub.NegotiateAuth{Anonymous: true, JWT: &hub.JWTAuth{
-				HS256Secret: "s", JWKSFile: "f", JWKSURL: "u", Issuer: "i", Audience: "a"}},
+				HS256Secret: "s", JWKSFile: "f", JWKSURL: "u", Authority: "o", Issuer: "i", Audience: "a"},
+				AppService: &hub.AppServiceAuth{TrustedProxies: []string{"10.0.0.0/8"}, UserClaim: "oid"},
+				Proxy:      &hub.ProxyAuth{TrustedProxies: []string{"127.0.0.1"}},
+				Webhook: &hub.WebhookAuth{URL: "http://app/auth", Timeout: time.Second,
+					Headers: []string{"Cookie"}, CacheTTL: time.Minute}},
 			GroupTTL: time.Minute, AnonymousGroupTTL: time.Second, TokenTTL: 2 * time.Hour,
 		},
 		CORSOrigins: []string{"*"},
@@ -97,6 +105,19 @@ func TestHubConfigValidatesAlike(t *testing.T) {
 		"redis url":             {Hubs: hs, Negotiate: config.HubNegotiate{Auth: anon}, Backplane: &config.HubBackplane{Redis: &config.HubRedis{URL: "http://r"}}},
 		"backplane without key": {Hubs: hs, Negotiate: config.HubNegotiate{Auth: anon}, Backplane: &config.HubBackplane{Redis: &config.HubRedis{URL: "redis://r:6379"}}},
 		"good redis":            {Hubs: hs, AccessKey: "0123456789abcdef0123456789abcdef", Negotiate: config.HubNegotiate{Auth: anon}, Backplane: &config.HubBackplane{Redis: &config.HubRedis{URL: "redis://r:6379"}}},
+		"authority":             jwks(config.JWTAuth{Authority: "https://login.example/t/v2.0", Audience: "a"}),
+		"authority http":        jwks(config.JWTAuth{Authority: "http://login.example/t/v2.0", Audience: "a"}),
+		"authority loopback":    jwks(config.JWTAuth{Authority: "http://localhost:9", Audience: "a"}),
+		"authority no aud":      jwks(config.JWTAuth{Authority: "https://login.example/t/v2.0"}),
+		"authority and jwks":    jwks(config.JWTAuth{Authority: "https://login.example", JWKSURL: "https://x", Audience: "a"}),
+		"app service":           {Hubs: hs, Negotiate: config.HubNegotiate{Auth: config.NegotiateAuth{AppService: &config.AppServiceAuth{TrustedProxies: []string{"10.0.0.0/8", "::1"}}}}},
+		"app service no cidrs":  {Hubs: hs, Negotiate: config.HubNegotiate{Auth: config.NegotiateAuth{AppService: &config.AppServiceAuth{}}}},
+		"app service bad cidr":  {Hubs: hs, Negotiate: config.HubNegotiate{Auth: config.NegotiateAuth{AppService: &config.AppServiceAuth{TrustedProxies: []string{"10.0.0.0/33"}}}}},
+		"proxy bad cidr":        {Hubs: hs, Negotiate: config.HubNegotiate{Auth: config.NegotiateAuth{Proxy: &config.ProxyAuth{TrustedProxies: []string{"somewhere"}}}}},
+		"webhook":               {Hubs: hs, Negotiate: config.HubNegotiate{Auth: config.NegotiateAuth{Webhook: &config.WebhookAuth{URL: "http://app:8080/auth"}}}},
+		"webhook no url":        {Hubs: hs, Negotiate: config.HubNegotiate{Auth: config.NegotiateAuth{Webhook: &config.WebhookAuth{}}}},
+		"webhook bad header":    {Hubs: hs, Negotiate: config.HubNegotiate{Auth: config.NegotiateAuth{Webhook: &config.WebhookAuth{URL: "https://app/auth", Headers: []string{"X: y"}}}}},
+		"webhook negative":      {Hubs: hs, Negotiate: config.HubNegotiate{Auth: config.NegotiateAuth{Webhook: &config.WebhookAuth{URL: "https://app/auth", Timeout: -1}}}},
 		"short node TTL":        {Hubs: hs, AccessKey: "0123456789abcdef0123456789abcdef", Negotiate: config.HubNegotiate{Auth: anon}, Backplane: &config.HubBackplane{Redis: &config.HubRedis{URL: "redis://r:6379", NodeTTL: config.Duration(time.Second)}}},
 	} {
 		h.ApplyDefaults()

@@ -105,23 +105,100 @@ func TestHubCommandCORS(t *testing.T) {
 	}
 }
 
-// Item 5: `config validate` refuses a JWKS without issuer and audience,
-// naming both fields, with exit code 2.
-func TestConfigValidateJWKSNeedsIssuerAndAudience(t *testing.T) {
+// validateHubConfig runs `changecast config validate` on a config whose
+// hub section is hub (YAML, indented under hub:), and returns the exit
+// code and stderr.
+func validateHubConfig(t *testing.T, hub string) (int, string) {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "c.yaml")
 	if err := os.WriteFile(path, []byte(`
 source: {postgres: {url: "postgres://x/db", tables: [public.orders]}}
 mappings: [{collection: public.orders, hub: orders}]
 publish: {target: hub}
 hub:
-  negotiate: {auth: {jwt: {jwksURL: "https://idp.example/keys"}}}
-`), 0o644); err != nil {
+`+hub), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	var stdout, stderr testkit.Buffer
 	code := run(context.Background(), []string{"config", "validate", "-c", path}, &stdout, &stderr)
-	if code != 2 || !strings.Contains(stderr.String(), "hub.negotiate.auth.jwt.issuer: is required") ||
-		!strings.Contains(stderr.String(), "hub.negotiate.auth.jwt.audience: is required") {
-		t.Fatalf("exit %d, stderr %q", code, stderr.String())
+	return code, stderr.String()
+}
+
+// Item 5: `config validate` refuses a JWKS without issuer and audience,
+// naming both fields, with exit code 2.
+func TestConfigValidateJWKSNeedsIssuerAndAudience(t *testing.T) {
+	code, stderr := validateHubConfig(t, `  negotiate: {auth: {jwt: {jwksURL: "https://idp.example/keys"}}}
+`)
+	if code != 2 || !strings.Contains(stderr, "hub.negotiate.auth.jwt.issuer: is required") ||
+		!strings.Contains(stderr, "hub.negotiate.auth.jwt.audience: is required") {
+		t.Fatalf("exit %d, stderr %q", code, stderr)
+	}
+}
+
+// Issue 17: `config validate` names every identity provider field that is
+// wrong (a CIDR that does not parse, an http authority on a non-loopback
+// host, a webhook without a URL), with exit code 2.
+func TestConfigValidateNamesIdentityProviderFields(t *testing.T) {
+	code, stderr := validateHubConfig(t, `  negotiate:
+    auth:
+      jwt: {authority: "http://login.example.com/tenant/v2.0", audience: api://app}
+      appService: {trustedProxies: [127.0.0.1/32, "10.0.0.0/99"]}
+      proxy: {trustedProxies: []}
+      webhook: {timeout: 2s}
+`)
+	if code != 2 {
+		t.Fatalf("exit %d, stderr %q", code, stderr)
+	}
+	for _, want := range []string{
+		`hub.negotiate.auth.jwt.authority: "http://login.example.com/tenant/v2.0" is not an https URL`,
+		`hub.negotiate.auth.appService.trustedProxies[1]: "10.0.0.0/99" is not a CIDR`,
+		`hub.negotiate.auth.proxy.trustedProxies: is required`,
+		`hub.negotiate.auth.webhook.url: is required`,
+	} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr does not say %q:\n%s", want, stderr)
+		}
+	}
+	if strings.Contains(stderr, "appService.trustedProxies[0]") {
+		t.Errorf("a good CIDR is reported: %s", stderr)
+	}
+	// The same methods, right, validate.
+	if code, stderr := validateHubConfig(t, `  negotiate:
+    auth:
+      jwt: {authority: "https://login.microsoftonline.com/common/v2.0", audience: api://app}
+      appService: {trustedProxies: [127.0.0.1/32, "::1"]}
+      webhook: {url: "http://app:8080/auth", timeout: 2s, headers: [Authorization, Cookie], cacheTTL: 30s}
+`); code != 0 {
+		t.Fatalf("good config: exit %d, stderr %q", code, stderr)
+	}
+}
+
+// Issue 17: the README's identity provider example is a valid hub section,
+// with its commented-out methods too.
+func TestReadmeIdentityProvidersExampleValidates(t *testing.T) {
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(b), "- **Identity providers**")
+	_, rest, ok2 := strings.Cut(rest, "```yaml\n  hub:\n")
+	block, _, ok3 := strings.Cut(rest, "  ```")
+	if !ok || !ok2 || !ok3 {
+		t.Fatal("README has no identity providers example")
+	}
+	var hub strings.Builder
+	for _, l := range strings.Split(block, "\n") {
+		l = strings.TrimPrefix(l, "  ")
+		// Uncomment the alternatives ("# proxy: {...}"), not the prose.
+		if t := strings.TrimLeft(l, " "); strings.HasPrefix(t, "# proxy:") || strings.HasPrefix(t, "# webhook:") {
+			l = strings.Replace(l, "# ", "", 1)
+		}
+		hub.WriteString(l + "\n")
+	}
+	if !strings.Contains(hub.String(), "\n      proxy:") || !strings.Contains(hub.String(), "\n      webhook:") {
+		t.Fatalf("the alternatives were not uncommented:\n%s", hub.String())
+	}
+	if code, stderr := validateHubConfig(t, hub.String()); code != 0 {
+		t.Fatalf("exit %d: %s\n%s", code, stderr, hub.String())
 	}
 }

@@ -210,10 +210,19 @@ type NegotiateAuth struct {
 	// JWT verifies the caller's "Authorization: Bearer" token; nil: no
 	// token is looked at.
 	JWT *JWTAuth
+	// AppService takes the user from the headers App Service or Container
+	// Apps authentication sets (X-MS-CLIENT-PRINCIPAL…), from trusted
+	// proxies only.
+	AppService *AppServiceAuth
+	// Proxy takes the user from the headers an authenticating proxy such
+	// as oauth2-proxy sets (X-Forwarded-User…), from trusted proxies only.
+	Proxy *ProxyAuth
+	// Webhook asks the app who the caller is.
+	Webhook *WebhookAuth
 }
 
 // JWTAuth verifies app users' tokens. Exactly one of HS256Secret,
-// JWKSFile and JWKSURL is set.
+// JWKSFile, JWKSURL and Authority is set.
 type JWTAuth struct {
 	// HS256Secret is the shared secret of HS256 tokens (its UTF-8 bytes,
 	// at least 16).
@@ -225,6 +234,11 @@ type JWTAuth struct {
 	// Web Key Set of RSA keys (RS256 tokens), fetched on first use and
 	// again on an unknown kid.
 	JWKSURL string
+	// Authority is an OpenID Connect issuer (https, http only on a
+	// loopback host): {Authority}/.well-known/openid-configuration gives
+	// the JWKS URL and the issuer tokens must carry (Issuer, when set,
+	// replaces it). Keys are fetched like JWKSURL's.
+	Authority string
 	// Issuer is the required iss. Required with a JWKS (an identity
 	// provider's keys sign tokens for every app it serves); zero with
 	// HS256Secret: any.
@@ -383,18 +397,19 @@ func (c Config) validateNegotiate() []error {
 	} else if n.Hub != "" && !served[hubKey(n.Hub)] {
 		bad("Negotiate.Hub", "%q is not one of Hubs", n.Hub)
 	}
-	if !n.Auth.Anonymous && n.Auth.JWT == nil {
-		bad("Negotiate.Auth", "set Anonymous or JWT")
+	if a := n.Auth; !a.Anonymous && a.JWT == nil && a.AppService == nil && a.Proxy == nil && a.Webhook == nil {
+		bad("Negotiate.Auth", "set Anonymous, JWT, AppService, Proxy or Webhook")
 	}
+	errs = append(errs, validateAuthMethods(n.Auth)...)
 	if j := n.Auth.JWT; j != nil {
 		set := 0
-		for _, s := range []string{j.HS256Secret, j.JWKSFile, j.JWKSURL} {
+		for _, s := range []string{j.HS256Secret, j.JWKSFile, j.JWKSURL, j.Authority} {
 			if s != "" {
 				set++
 			}
 		}
 		if set != 1 {
-			bad("Negotiate.Auth.JWT", "set exactly one of HS256Secret, JWKSFile, JWKSURL")
+			bad("Negotiate.Auth.JWT", "set exactly one of HS256Secret, JWKSFile, JWKSURL, Authority")
 		}
 		if j.HS256Secret != "" && len(j.HS256Secret) < 16 {
 			bad("Negotiate.Auth.JWT.HS256Secret", "is shorter than 16 bytes")

@@ -2,21 +2,12 @@ package hub
 
 import (
 	"context"
-	"crypto/rsa"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"math/big"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
-	"sync"
 	"time"
-
-	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/changecast/changecast/schema/template"
 	"github.com/changecast/changecast/schema/wire"
@@ -101,7 +92,7 @@ type Negotiator struct {
 	cfg     NegotiateConfig // defaults applied
 	hubs    map[string]bool // served, by hubKey
 	svc     service
-	verify  *jwtVerifier // nil: anonymous only
+	auth    authenticators
 	groups  []*template.Claims
 	origins origins
 	o       options
@@ -145,25 +136,9 @@ func newNegotiator(cfg Config, svc service, o options, shared *http.ServeMux) (*
 		}
 		n.groups = append(n.groups, t)
 	}
-	if j := cfg.Negotiate.Auth.JWT; j != nil {
-		v := &jwtVerifier{issuer: j.Issuer, audience: j.Audience}
-		switch {
-		case j.HS256Secret != "":
-			v.hs = []byte(j.HS256Secret)
-		case j.JWKSFile != "":
-			b, err := os.ReadFile(j.JWKSFile)
-			if err != nil {
-				return nil, fmt.Errorf("hub: negotiate jwksFile: %w", err)
-			}
-			keys, err := parseJWKS(b)
-			if err != nil {
-				return nil, fmt.Errorf("hub: negotiate jwksFile %s: %w", j.JWKSFile, err)
-			}
-			v.jwks = &jwks{keys: keys}
-		default:
-			v.jwks = &jwks{url: j.JWKSURL, client: o.jwksClient, every: o.jwksRefetch}
-		}
-		n.verify = v
+	var err error
+	if n.auth, err = newAuthenticators(cfg.Negotiate.Auth, o); err != nil {
+		return nil, err
 	}
 	n.Handle("POST /negotiate", n)
 	return n, nil
@@ -246,9 +221,11 @@ func StatusOf(err error) int {
 // Authorize applies negotiate's rules to a request for hub (empty: the
 // configured Negotiate.Hub): the hub must be a valid name (400), the
 // configured one when Negotiate.Hub is set (403) and served (404); the
-// caller must be anonymous where that is allowed, or carry a valid bearer
-// token with a user claim (401) holding a usable user id (400). The
-// groups are the ones the caller's claims grant. Errors are *AuthError;
+// caller must be anonymous where that is allowed, or be recognised by an
+// identity provider (401; see authenticators: the platform's headers, a
+// bearer token with a user claim, the app's webhook, whose 403, 502 and
+// 503 pass through) with a usable user id (400). The groups are the ones
+// the caller's claims grant, after those the webhook gave. Errors are *AuthError;
 // answer them with Refuse.
 func (n *Negotiator) Authorize(r *http.Request, hub string) (Caller, error) {
 	if hub == "" {
@@ -264,13 +241,21 @@ func (n *Negotiator) Authorize(r *http.Request, hub string) (Caller, error) {
 	case !n.hubs[hubKey(hub)]:
 		return Caller{}, &AuthError{Status: http.StatusNotFound, Code: "Error.Hub.NotExisted", Msg: "no such hub"}
 	}
-	claims, err := n.authenticate(r)
-	if err != nil {
+	id, err := n.auth.authenticate(r.Context(), r, hubKey(hub))
+	if ae := (*AuthError)(nil); errors.As(err, &ae) {
+		return Caller{}, ae
+	} else if err != nil {
 		return Caller{}, &AuthError{Status: http.StatusUnauthorized, Code: "Error.Unauthorized", Msg: "invalid token", Err: err}
 	}
 	c := Caller{Hub: hubKey(hub)}
-	if claims != nil {
-		u, ok := wire.ScalarString(claims[n.cfg.UserClaim])
+	var claims map[string]any
+	var given []string
+	if id != nil {
+		claims, given = id.claims, id.groups
+		u, ok := id.user, true
+		if u == "" {
+			u, ok = wire.ScalarString(claims[n.cfg.UserClaim])
+		}
 		if !ok || u == "" {
 			return Caller{}, &AuthError{Status: http.StatusUnauthorized, Code: "Error.Unauthorized", Msg: "invalid token",
 				Err: errors.New("token has no " + n.cfg.UserClaim + " claim")}
@@ -285,7 +270,7 @@ func (n *Negotiator) Authorize(r *http.Request, hub string) (Caller, error) {
 		// holes can still be joined per user.
 		c.User, c.Anonymous = "anonymous-"+newID(), true
 	}
-	c.Groups = joinGroups(n.groups, claims)
+	c.Groups = joinGroups(n.groups, claims, given...)
 	return c, nil
 }
 
@@ -356,10 +341,17 @@ func (n *Negotiator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // joinGroups renders the group rules for claims (nil: anonymous, only rules
-// without holes), valid names only, each once.
-func joinGroups(rules []*template.Claims, claims map[string]any) []string {
+// without holes), valid names only, each once, after the groups given (an
+// identity webhook's).
+func joinGroups(rules []*template.Claims, claims map[string]any, given ...string) []string {
 	var out []string
 	seen := map[string]bool{}
+	for _, g := range given {
+		if validGroup(g) && !seen[g] {
+			seen[g] = true
+			out = append(out, g)
+		}
+	}
 	for _, t := range rules {
 		for _, g := range t.Render(claims) {
 			if validGroup(g) && !seen[g] {
@@ -369,194 +361,4 @@ func joinGroups(rules []*template.Claims, claims map[string]any) []string {
 		}
 	}
 	return out
-}
-
-// authenticate returns the caller's verified claims, or nil for an
-// anonymous caller where that is allowed. With both anonymous and jwt
-// configured, a token is optional but checked when present.
-func (n *Negotiator) authenticate(r *http.Request) (map[string]any, error) {
-	tok := bearer(r, false)
-	if tok == "" && r.Header.Get("Authorization") != "" {
-		return nil, errors.New("Authorization is not a Bearer token")
-	}
-	if tok == "" {
-		if n.cfg.Auth.Anonymous {
-			return nil, nil
-		}
-		return nil, errors.New("no bearer token")
-	}
-	if n.verify == nil {
-		return nil, nil // anonymous only: a token is not looked at
-	}
-	return n.verify.verify(r.Context(), tok)
-}
-
-// jwtVerifier checks app users' tokens: HS256 with a secret, or RS256 with
-// keys from a JWKS.
-type jwtVerifier struct {
-	hs               []byte
-	jwks             *jwks
-	issuer, audience string
-}
-
-func (v *jwtVerifier) verify(ctx context.Context, tok string) (jwt.MapClaims, error) {
-	opts := []jwt.ParserOption{jwt.WithExpirationRequired(), jwt.WithLeeway(tokenLeeway)}
-	if v.issuer != "" {
-		opts = append(opts, jwt.WithIssuer(v.issuer))
-	}
-	if v.audience != "" {
-		opts = append(opts, jwt.WithAudience(v.audience))
-	}
-	var keyFunc jwt.Keyfunc
-	if v.hs != nil {
-		opts = append(opts, jwt.WithValidMethods([]string{"HS256"}))
-		keyFunc = func(*jwt.Token) (any, error) { return v.hs, nil }
-	} else {
-		opts = append(opts, jwt.WithValidMethods([]string{"RS256"}))
-		keyFunc = func(t *jwt.Token) (any, error) {
-			kid, _ := t.Header["kid"].(string)
-			return v.jwks.key(ctx, kid)
-		}
-	}
-	claims := jwt.MapClaims{}
-	if _, err := jwt.ParseWithClaims(tok, claims, keyFunc, opts...); err != nil {
-		return nil, err
-	}
-	return claims, nil
-}
-
-// jwks holds RSA keys by kid, from a file (fixed) or a URL (fetched on
-// first use and again, at most once per every, when a kid is unknown, which
-// is how key rotation shows). A fetch runs outside the lock: lookups of
-// known kids never wait for one; lookups of unknown kids wait for the
-// fetch in flight instead of starting another.
-type jwks struct {
-	url    string
-	client *http.Client
-	every  time.Duration
-
-	mu       sync.Mutex
-	keys     map[string]*rsa.PublicKey // replaced whole, never changed
-	fetched  time.Time
-	inflight chan struct{} // closed when the fetch in flight ends; nil: none
-}
-
-func (k *jwks) key(ctx context.Context, kid string) (*rsa.PublicKey, error) {
-	k.mu.Lock()
-	if key := lookupKey(k.keys, kid); key != nil {
-		k.mu.Unlock()
-		return key, nil
-	}
-	if ch := k.inflight; ch != nil {
-		k.mu.Unlock()
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-		return k.lookup(kid)
-	}
-	if k.url == "" || (!k.fetched.IsZero() && time.Since(k.fetched) < k.every) {
-		k.mu.Unlock()
-		return nil, fmt.Errorf("no key with kid %q", truncate(kid, 64))
-	}
-	ch := make(chan struct{})
-	k.inflight, k.fetched = ch, time.Now()
-	k.mu.Unlock()
-
-	// Detached from the request: the fetch serves every waiter, and one
-	// caller going away must not fail it for the others.
-	keys, err := k.fetch(context.Background())
-	k.mu.Lock()
-	if err == nil {
-		k.keys = keys
-	}
-	k.inflight = nil
-	close(ch)
-	k.mu.Unlock()
-	if err != nil {
-		return nil, err
-	}
-	return k.lookup(kid)
-}
-
-func (k *jwks) lookup(kid string) (*rsa.PublicKey, error) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if key := lookupKey(k.keys, kid); key != nil {
-		return key, nil
-	}
-	return nil, fmt.Errorf("no key with kid %q", truncate(kid, 64))
-}
-
-func (k *jwks) fetch(ctx context.Context) (map[string]*rsa.PublicKey, error) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, k.url, nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := k.client.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("fetch JWKS: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("fetch JWKS: %s", resp.Status)
-	}
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return nil, fmt.Errorf("fetch JWKS: %w", err)
-	}
-	return parseJWKS(b)
-}
-
-// lookupKey finds kid; a token without kid matches a set of one key.
-func lookupKey(keys map[string]*rsa.PublicKey, kid string) *rsa.PublicKey {
-	if key := keys[kid]; key != nil {
-		return key
-	}
-	if kid == "" && len(keys) == 1 {
-		for _, key := range keys {
-			return key
-		}
-	}
-	return nil
-}
-
-// parseJWKS reads the RSA signing keys of a JSON Web Key Set (RFC 7517);
-// other key types are skipped.
-func parseJWKS(b []byte) (map[string]*rsa.PublicKey, error) {
-	var set struct {
-		Keys []struct {
-			Kty string `json:"kty"`
-			Use string `json:"use"`
-			Kid string `json:"kid"`
-			N   string `json:"n"`
-			E   string `json:"e"`
-		} `json:"keys"`
-	}
-	if err := json.Unmarshal(b, &set); err != nil {
-		return nil, fmt.Errorf("not a JWKS: %w", err)
-	}
-	keys := map[string]*rsa.PublicKey{}
-	for _, k := range set.Keys {
-		if k.Kty != "RSA" || (k.Use != "" && k.Use != "sig") {
-			continue
-		}
-		n, err1 := base64.RawURLEncoding.DecodeString(strings.TrimRight(k.N, "="))
-		e, err2 := base64.RawURLEncoding.DecodeString(strings.TrimRight(k.E, "="))
-		if err1 != nil || err2 != nil || len(n) == 0 || len(e) == 0 || len(e) > 4 {
-			return nil, fmt.Errorf("key %q: bad n or e", k.Kid)
-		}
-		ev := int(new(big.Int).SetBytes(e).Int64())
-		if ev < 3 {
-			return nil, fmt.Errorf("key %q: bad exponent", k.Kid)
-		}
-		keys[k.Kid] = &rsa.PublicKey{N: new(big.Int).SetBytes(n), E: ev}
-	}
-	if len(keys) == 0 {
-		return nil, errors.New("no RSA signing keys")
-	}
-	return keys, nil
 }

@@ -114,7 +114,8 @@ func WithReadTimeout(d time.Duration) Option { return func(o *options) { o.readT
 // its next request (default 2 min).
 func WithIdleTimeout(d time.Duration) Option { return func(o *options) { o.idleTimeout = d } }
 
-// WithJWKSClient sets the HTTP client that fetches negotiate.auth.jwt.jwksURL.
+// WithJWKSClient sets the HTTP client that fetches negotiate.auth.jwt.jwksURL,
+// and an authority's discovery document and keys.
 func WithJWKSClient(c *http.Client) Option { return func(o *options) { o.jwksClient = c } }
 
 // Server is the built-in hub: client endpoints, the REST API, app negotiate

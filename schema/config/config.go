@@ -558,7 +558,7 @@ func (c *Config) Validate() error {
 				p.add(fmt.Sprintf("mappings[%d].hub", i), "%q is not one of hub.hubs: its changes would reach nobody", m.Hub)
 			}
 		}
-	case c.Publish.Target == "signalr" && (a.Anonymous || a.JWT != nil):
+	case c.Publish.Target == "signalr" && a.Any():
 		// The app negotiate for Azure SignalR uses the hub section too.
 		c.Hub.validate("hub", &p)
 	}

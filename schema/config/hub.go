@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strings"
@@ -69,7 +70,7 @@ type HubLimits struct {
 type HubNegotiate struct {
 	Path      string        `yaml:"path,omitempty" json:"path,omitempty" jsonschema_description:"Prefix of POST {path}/negotiate. Default /api."`
 	Hub       string        `yaml:"hub,omitempty" json:"hub,omitempty" jsonschema_description:"Hub used when the negotiate request has no ?hub= query; empty makes hub= required."`
-	Auth      NegotiateAuth `yaml:"auth,omitempty" json:"auth,omitempty" jsonschema_description:"Who may negotiate: anonymous: true, or a JWT bearer (both: the token is optional but checked when present)."`
+	Auth      NegotiateAuth `yaml:"auth,omitempty" json:"auth,omitempty" jsonschema_description:"Who may negotiate (also the snapshot and /changes): anonymous: true, a JWT bearer, App Service authentication, an authenticating proxy or an app webhook; several may be set (asked in that order: appService, proxy, jwt, webhook; with anonymous a caller without a credential is let in)."`
 	UserClaim string        `yaml:"userClaim,omitempty" json:"userClaim,omitempty" jsonschema_description:"Claim holding the user id. Default sub."`
 	Groups    []string      `yaml:"groups,omitempty" json:"groups,omitempty" jsonschema_description:"Groups the user joins, templates over claims, e.g. tenant-{claims.tid}. A claim holding an array gives one group per element; a missing claim gives no group."`
 	// GroupTTL bounds how long a negotiate's group membership outlives it.
@@ -89,15 +90,42 @@ type HubNegotiate struct {
 type NegotiateAuth struct {
 	Anonymous bool     `yaml:"anonymous,omitempty" json:"anonymous,omitempty" jsonschema_description:"Anyone may negotiate (development). Anonymous users join only groups without claim holes."`
 	JWT       *JWTAuth `yaml:"jwt,omitempty" json:"jwt,omitempty" jsonschema_description:"Verify the caller's Authorization: Bearer token."`
+	// AppService, Proxy and Webhook are the identity providers besides a
+	// JWT (see docs/auth.md).
+	AppService *AppServiceAuth `yaml:"appService,omitempty" json:"appService,omitempty" jsonschema_description:"App Service or Container Apps authentication: the user comes from the X-MS-CLIENT-PRINCIPAL headers the platform's front end sets, taken only from trustedProxies."`
+	Proxy      *ProxyAuth      `yaml:"proxy,omitempty" json:"proxy,omitempty" jsonschema_description:"An authenticating proxy such as oauth2-proxy: the user comes from X-Forwarded-User (X-Forwarded-Email, X-Forwarded-Groups as claims email and groups), taken only from trustedProxies."`
+	Webhook    *WebhookAuth    `yaml:"webhook,omitempty" json:"webhook,omitempty" jsonschema_description:"Ask the app: negotiate POSTs the caller's headers to url and the app answers {userId, groups, claims, ttl} or 401/403."`
+}
+
+// AppServiceAuth trusts App Service / Container Apps authentication's
+// headers. Anyone can send them; only the platform's front end strips and
+// sets them, so they count only from its addresses.
+type AppServiceAuth struct {
+	TrustedProxies []string `yaml:"trustedProxies" json:"trustedProxies" jsonschema_description:"CIDRs the headers are taken from (e.g. 127.0.0.1/32 for Container Apps' sidecar); from any other address they are ignored. Required, no default."`
+	UserClaim      string   `yaml:"userClaim,omitempty" json:"userClaim,omitempty" jsonschema_description:"The principal's claim type holding the user id. Default: the X-MS-CLIENT-PRINCIPAL-ID header."`
+}
+
+// ProxyAuth trusts an authenticating proxy's X-Forwarded-User headers.
+type ProxyAuth struct {
+	TrustedProxies []string `yaml:"trustedProxies" json:"trustedProxies" jsonschema_description:"CIDRs of the proxy; from any other address the headers are ignored. Required, no default."`
+}
+
+// WebhookAuth asks the app who the caller is.
+type WebhookAuth struct {
+	URL      string   `yaml:"url" json:"url" jsonschema_description:"The app's endpoint (http or https) negotiate POSTs {\"hub\"} and the caller's headers to. Required."`
+	Timeout  Duration `yaml:"timeout,omitempty" json:"timeout,omitempty" jsonschema_description:"How long negotiate waits for the app; then 503. Default 3s."`
+	Headers  []string `yaml:"headers,omitempty" json:"headers,omitempty" jsonschema_description:"The caller's request headers forwarded. Default [Authorization, Cookie]."`
+	CacheTTL Duration `yaml:"cacheTTL,omitempty" json:"cacheTTL,omitempty" jsonschema_description:"Keep an answer this long for callers with the same forwarded headers and hub (the answer's ttl may shorten it). Default 0: ask the app every time."`
 }
 
 // JWTAuth verifies the caller's bearer token.
 type JWTAuth struct {
 	HS256Secret string `yaml:"hs256Secret,omitempty" json:"hs256Secret,omitempty" jsonschema_description:"Shared secret of HS256 tokens (its UTF-8 bytes)."`
 	JWKSFile    string `yaml:"jwksFile,omitempty" json:"jwksFile,omitempty" jsonschema_description:"File holding a JSON Web Key Set of RSA keys (RS256 tokens)."`
-	JWKSURL     string `yaml:"jwksURL,omitempty" json:"jwksURL,omitempty" jsonschema_description:"https URL (http only on a loopback host) of a JSON Web Key Set of RSA keys (RS256 tokens); fetched on first use and again on an unknown kid."`
-	Issuer      string `yaml:"issuer,omitempty" json:"issuer,omitempty" jsonschema_description:"Required iss. Required with jwksFile or jwksURL; with hs256Secret empty accepts any."`
-	Audience    string `yaml:"audience,omitempty" json:"audience,omitempty" jsonschema_description:"Required aud. Required with jwksFile or jwksURL; with hs256Secret empty accepts any."`
+	JWKSURL     string `yaml:"jwksURL,omitempty" json:"jwksURL,omitempty" jsonschema_description:"https URL (http only on a loopback host) of a JSON Web Key Set (RSA, EC, Ed25519 keys); fetched on first use and again on an unknown kid."`
+	Authority   string `yaml:"authority,omitempty" json:"authority,omitempty" jsonschema_description:"OpenID Connect issuer URL (https; http only on a loopback host), e.g. https://login.microsoftonline.com/{tenant}/v2.0: its /.well-known/openid-configuration gives the JWKS and the issuer tokens must carry."`
+	Issuer      string `yaml:"issuer,omitempty" json:"issuer,omitempty" jsonschema_description:"Required iss. Required with jwksFile or jwksURL; with authority it replaces the discovered issuer; with hs256Secret empty accepts any."`
+	Audience    string `yaml:"audience,omitempty" json:"audience,omitempty" jsonschema_description:"Required aud. Required with jwksFile, jwksURL or authority; with hs256Secret empty accepts any."`
 }
 
 // HubCORS lists the origins allowed to call negotiate from a browser.
@@ -217,18 +245,19 @@ func (h *Hub) validate(path string, p *problems) {
 		p.add(path+".negotiate.hub", "%q is not one of %s.hubs", n.Hub, path)
 	}
 	a := n.Auth
-	if !a.Anonymous && a.JWT == nil {
-		p.add(path+".negotiate.auth", "set anonymous: true or jwt")
+	if !a.Any() {
+		p.add(path+".negotiate.auth", "set anonymous: true, jwt, appService, proxy or webhook")
 	}
+	a.validateProviders(path+".negotiate.auth", p)
 	if j := a.JWT; j != nil {
 		n := 0
-		for _, s := range []string{j.HS256Secret, j.JWKSFile, j.JWKSURL} {
+		for _, s := range []string{j.HS256Secret, j.JWKSFile, j.JWKSURL, j.Authority} {
 			if s != "" {
 				n++
 			}
 		}
 		if n != 1 {
-			p.add(path+".negotiate.auth.jwt", "set exactly one of hs256Secret, jwksFile, jwksURL")
+			p.add(path+".negotiate.auth.jwt", "set exactly one of hs256Secret, jwksFile, jwksURL, authority")
 		}
 		if j.HS256Secret != "" && len(j.HS256Secret) < 16 {
 			p.add(path+".negotiate.auth.jwt.hs256Secret", "is shorter than 16 bytes")
@@ -344,4 +373,65 @@ func isLoopbackHost(h string) bool {
 	}
 	ip := net.ParseIP(h)
 	return ip != nil && ip.IsLoopback()
+}
+
+// Any says whether some caller may negotiate: anonymous, or an identity
+// provider. Without it, negotiate is not served next to Azure SignalR.
+func (a NegotiateAuth) Any() bool {
+	return a.Anonymous || a.JWT != nil || a.AppService != nil || a.Proxy != nil || a.Webhook != nil
+}
+
+// validateProviders checks appService, proxy, webhook and jwt.authority.
+func (a NegotiateAuth) validateProviders(path string, p *problems) {
+	cidrs := func(field string, list []string) {
+		if len(list) == 0 {
+			p.add(field, "is required: the addresses of the proxy that sets the headers (anyone could send them)")
+		}
+		for i, c := range list {
+			if !validCIDR(c) {
+				p.add(fmt.Sprintf("%s[%d]", field, i), "%q is not a CIDR such as 10.0.0.0/8", c)
+			}
+		}
+	}
+	if s := a.AppService; s != nil {
+		cidrs(path+".appService.trustedProxies", s.TrustedProxies)
+	}
+	if x := a.Proxy; x != nil {
+		cidrs(path+".proxy.trustedProxies", x.TrustedProxies)
+	}
+	if w := a.Webhook; w != nil {
+		if w.URL == "" {
+			p.add(path+".webhook.url", "is required: the app's endpoint that says who the caller is")
+		} else if u, err := url.Parse(w.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			p.add(path+".webhook.url", "%q is not an http(s) URL", w.URL)
+		}
+		if w.Timeout < 0 {
+			p.add(path+".webhook.timeout", "must not be negative")
+		}
+		if w.CacheTTL < 0 {
+			p.add(path+".webhook.cacheTTL", "must not be negative")
+		}
+		for i, h := range w.Headers {
+			if h == "" || strings.ContainsAny(h, " :\t\r\n") {
+				p.add(fmt.Sprintf("%s.webhook.headers[%d]", path, i), "%q is not a header name", h)
+			}
+		}
+	}
+	if j := a.JWT; j != nil && j.Authority != "" {
+		if u, err := url.Parse(j.Authority); err != nil || u.Host == "" || (u.Scheme != "https" && !(u.Scheme == "http" && isLoopbackHost(u.Hostname()))) {
+			p.add(path+".jwt.authority", "%q is not an https URL (http only on a loopback host)", j.Authority)
+		}
+		if j.Audience == "" {
+			p.add(path+".jwt.audience", "is required with authority (the provider's keys sign tokens for every app it serves)")
+		}
+	}
+}
+
+// validCIDR accepts a CIDR or a single address.
+func validCIDR(s string) bool {
+	if _, err := netip.ParsePrefix(strings.TrimSpace(s)); err == nil {
+		return true
+	}
+	_, err := netip.ParseAddr(strings.TrimSpace(s))
+	return err == nil
 }

@@ -55,6 +55,17 @@ func TestHubChecksNameTheField(t *testing.T) {
 			[]string{"hub.negotiate.auth.jwt.issuer", "hub.negotiate.auth.jwt.audience"}},
 		{"jwks url over http", `{negotiate: {auth: {jwt: {jwksURL: "http://idp.example/keys", issuer: i, audience: a}}}}`,
 			[]string{"hub.negotiate.auth.jwt.jwksURL"}},
+		{"authority over http", `{negotiate: {auth: {jwt: {authority: "http://login.example/tenant/v2.0"}}}}`,
+			[]string{"hub.negotiate.auth.jwt.authority", "hub.negotiate.auth.jwt.audience"}},
+		{"app service without trusted proxies", `{negotiate: {auth: {appService: {userClaim: oid}}}}`,
+			[]string{"hub.negotiate.auth.appService.trustedProxies"}},
+		{"app service bad cidr", `{negotiate: {auth: {appService: {trustedProxies: [10.0.0.0/8, 10.0.0.0/40]}}}}`,
+			[]string{"hub.negotiate.auth.appService.trustedProxies[1]"}},
+		{"proxy bad cidr", `{negotiate: {auth: {proxy: {trustedProxies: [proxy.local]}}}}`,
+			[]string{"hub.negotiate.auth.proxy.trustedProxies[0]"}},
+		{"webhook without url", `{negotiate: {auth: {webhook: {timeout: 2s}}}}`, []string{"hub.negotiate.auth.webhook.url"}},
+		{"webhook fields", `{negotiate: {auth: {webhook: {url: "ftp://app", timeout: -1s, cacheTTL: -1s, headers: ["X Y"]}}}}`,
+			[]string{"hub.negotiate.auth.webhook.url", "hub.negotiate.auth.webhook.timeout", "hub.negotiate.auth.webhook.cacheTTL", "hub.negotiate.auth.webhook.headers[0]"}},
 		{"short key", `{accessKey: abc, negotiate: {auth: {anonymous: true}}}`, []string{"hub.accessKey"}},
 		{"hubs without a mapping's hub", `{hubs: [orders], negotiate: {auth: {anonymous: true}}}`, []string{"mappings[2].hub"}},
 		{"bad hub", `{hubs: [orders, audit, "9x"], negotiate: {auth: {anonymous: true}}}`, []string{"hub.hubs[2]"}},
@@ -83,6 +94,18 @@ func TestHubChecksNameTheField(t *testing.T) {
 		"hub: {negotiate: {auth: {jwt: {jwksURL: \"https://idp.example/keys\"}}}}"), env(nil))
 	if !hasField(err, "hub.negotiate.auth.jwt.issuer") {
 		t.Errorf("signalr target: %v", err)
+	}
+	// Also when only an identity provider other than jwt is set.
+	for auth, field := range map[string]string{
+		"{webhook: {timeout: 1s}}":          "hub.negotiate.auth.webhook.url",
+		"{appService: {userClaim: oid}}":    "hub.negotiate.auth.appService.trustedProxies",
+		"{proxy: {trustedProxies: [nope]}}": "hub.negotiate.auth.proxy.trustedProxies[0]",
+	} {
+		_, err := Parse([]byte(strings.Replace(hubBase, "target: hub", "target: signalr, signalr: {connectionString: x}", 1)+
+			"hub: {negotiate: {auth: "+auth+"}}"), env(nil))
+		if !hasField(err, field) {
+			t.Errorf("signalr target, %s: %v", auth, err)
+		}
 	}
 	// A good section passes.
 	if _, err := Parse([]byte(hubBase+`hub: {publicURL: "https://hub.example", accessKey: "0123456789abcdef0123456789abcdef",
