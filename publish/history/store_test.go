@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -161,6 +163,32 @@ func testStore(t *testing.T, mk newStore) {
 		}
 		if envs, _, err := s.Read(ctx, "h/u/x", e.Epoch, 5, 10); err != nil || len(envs) != 1 {
 			t.Fatalf("read of the fresh envelope: %d %v", len(envs), err)
+		}
+	})
+	t.Run("Renew", func(t *testing.T) {
+		c := &clock{t: time.Now()}
+		s := mk(t, Limits{}, c)
+		old := map[string]Entry{}
+		for _, st := range []string{"h/g/a", "h/u/x", "h"} {
+			old[st] = appendN(t, s, st, 2)
+		}
+		names, err := s.(Renewer).Renew(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		slices.Sort(names)
+		if strings.Join(names, " ") != "h h/g/a h/u/x" {
+			t.Fatalf("Renew returned %q, want every stream", names)
+		}
+		for st, e := range old {
+			// A client catching up with the old epoch is told to reload.
+			if _, _, err := s.Read(ctx, st, e.Epoch, 2, 10); !IsResync(err) {
+				t.Errorf("%s: read with the old epoch after Renew: %v, want a resync", st, err)
+			}
+			n := appendN(t, s, st, 1)
+			if n.Epoch == e.Epoch || n.Offset != 1 {
+				t.Errorf("%s: append after Renew %+v, want offset 1 of a new epoch (not %s)", st, n, e.Epoch)
+			}
 		}
 	})
 }
