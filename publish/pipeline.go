@@ -546,7 +546,7 @@ func (l *loop) publishRetry(b *Batch) error {
 		}
 		wait := max(after, backoff/2+rand.N(backoff/2+1))
 		if attempt == 0 || attempt%20 == 0 {
-			l.cfg.Logger.Warn("publish failed; retrying", "audience", b.Audience.String(), "attempt", attempt+1, "wait", wait, "err", err)
+			l.cfg.Logger.Warn("publish failed; retrying", "audience", b.Audience.String(), "attempt", attempt+1, "wait", wait.String(), "err", err)
 		}
 		if mt := l.cfg.Metrics; mt != nil {
 			mt.retries.Inc()

@@ -44,7 +44,7 @@ func (s *Source) startResnapshot() {
 		case err != nil:
 			s.cfg.Logger.Error("resnapshot failed; run it again", "rows", n, "err", err)
 		default:
-			s.cfg.Logger.Info("resnapshot done", "rows", n, "took", time.Since(start).Round(time.Millisecond))
+			s.cfg.Logger.Info("resnapshot done", "rows", n, "took", time.Since(start).Round(time.Millisecond).String())
 		}
 	})
 }
