@@ -24,6 +24,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -52,9 +53,37 @@ func TestClientPackage(t *testing.T) {
 	if err != nil {
 		t.Fatalf("@changecast/client unit tests failed: %v", err)
 	}
-	if !bytes.Contains(out, []byte("pass ")) {
-		t.Fatalf("node --test ran no tests")
+	pass, fail, ok := nodeTestCounts(out)
+	switch {
+	case !ok:
+		t.Fatalf("node --test printed no pass and fail counts")
+	case fail != 0:
+		t.Fatalf("node --test: %d tests failed", fail)
+	case pass == 0:
+		t.Fatalf("node --test ran no tests (pass 0): clients/js/test has no test that ran")
 	}
+}
+
+// nodeTestCounts reads the summary the spec reporter prints at the end
+// ("ℹ pass 18", "ℹ fail 0"); an empty test directory prints "pass 0" too,
+// so the counts, not the word, tell whether tests ran.
+func nodeTestCounts(out []byte) (pass, fail int, ok bool) {
+	re := regexp.MustCompile(`(?m)^\S*\s*(pass|fail) (\d+)\s*$`)
+	seen := map[string]bool{}
+	for _, m := range re.FindAllSubmatch(out, -1) {
+		n, err := strconv.Atoi(string(m[2]))
+		if err != nil {
+			return 0, 0, false
+		}
+		// The last summary wins: a test's own output cannot stand for it.
+		if string(m[1]) == "pass" {
+			pass = n
+		} else {
+			fail = n
+		}
+		seen[string(m[1])] = true
+	}
+	return pass, fail, seen["pass"] && seen["fail"]
 }
 
 // TestLivePage runs the demo (demo/demo.yaml with changecast's built-in
