@@ -14,8 +14,7 @@
 // /readyz answers 200, and 20 clients (test/node/chaos.mjs).
 //
 // TestChaosCosmos: the same against the Cosmos DB emulator with three
-// workers sharing the Cosmos lease container and a split mid-run; it skips
-// while the worker serves no Cosmos snapshots.
+// workers sharing the Cosmos lease container and a split mid-run.
 //
 // Settings (environment):
 //
