@@ -289,6 +289,14 @@ func TestPageReconnect(t *testing.T) {
 		t.Errorf("refetches %d (the page shows %q), want 0", st.Stats["refetches"], st.Counters["refetches"])
 	}
 	p.quit(t)
+	// The README: a key of yours is never printed or logged. Both runs had
+	// the deployment's key (CHANGECAST_HUB_ACCESS_KEY) and served REST
+	// calls signed with it; their stdout and log hold no trace of it.
+	for i, cc := range d.ccs {
+		if out := cc.logs(); out == "" || strings.Contains(out, d.accessKey) {
+			t.Errorf("changecast run %d printed or logged the access key (or wrote nothing to check):\n%s", i+1, out)
+		}
+	}
 }
 
 // closeConnection closes a client connection through the hub's REST API
@@ -591,7 +599,7 @@ func waitFor(t *testing.T, d time.Duration, what string, p *proc, ok func() bool
 }
 
 // proc is a child process with its stdout read line by line and its
-// stderr kept for the test's failure messages. It is stopped with SIGTERM
+// stdout and stderr kept for the test's failure messages and checks. It is stopped with SIGTERM
 // when the test ends.
 type proc struct {
 	cmd   *exec.Cmd
@@ -622,6 +630,7 @@ func start(t *testing.T, name string, env []string, args ...string) *proc {
 		sc := bufio.NewScanner(stdout)
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
 		for sc.Scan() {
+			lockedWriter{p}.Write([]byte(sc.Text() + "\n"))
 			p.lines <- sc.Text()
 		}
 		p.err = p.cmd.Wait()
