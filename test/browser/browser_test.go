@@ -179,6 +179,52 @@ func TestLivePage(t *testing.T) {
 		t.Logf("screenshot: %s", path)
 	}
 	p.quit(t)
+	checkREADMEMetrics(t, d)
+}
+
+// checkREADMEMetrics checks that /metrics exports every name the README's
+// Operations section lists, and that those the demo run must have moved
+// did: changes were read, published in batches and timed, snapshots
+// served and timed, and a snapshot without a token refused (401).
+func checkREADMEMetrics(t *testing.T, d *demo) {
+	t.Helper()
+	readme, err := os.ReadFile(filepath.Join(d.root, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The Operations bullet: "- `server.listen` serves … (Prometheus: …)."
+	_, ops, _ := strings.Cut(string(readme), "- `server.listen` serves")
+	ops, _, _ = strings.Cut(ops, "\n- ")
+	names := regexp.MustCompile("`(changecast_[a-z_]+)(?:\\{[a-z]+\\})?`").FindAllStringSubmatch(ops, -1)
+	if len(names) < 10 {
+		t.Fatalf("found %d metric names in the README's Operations section, want its list", len(names))
+	}
+	res, err := http.Get(d.hubURL + "/api/snapshot?hub=orders")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("snapshot without a token: %d, want 401", res.StatusCode)
+	}
+	res, err = http.Get(d.ops + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	for _, m := range names {
+		if !regexp.MustCompile(`(?m)^# TYPE ` + m[1] + ` `).Match(body) {
+			t.Errorf("/metrics has no %s, which the README lists", m[1])
+		}
+	}
+	for _, name := range []string{"changecast_changes_read_total", "changecast_changes_published_total", "changecast_batches_published_total",
+		"changecast_publish_seconds_count", "changecast_snapshots_served_total", "changecast_snapshot_documents_total",
+		"changecast_snapshot_seconds_count", `changecast_snapshot_refused_total{status="401"}`} {
+		if !regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + ` [1-9]`).Match(body) {
+			t.Errorf("/metrics: %s is not positive after the run", name)
+		}
+	}
 }
 
 // TestPageReconnect checks that the page survives losing its connection:
