@@ -43,7 +43,7 @@ import (
 // `node --test` in clients/js, which runs the files under clients/js/test.
 func TestClientPackage(t *testing.T) {
 	t.Parallel()
-	node := testkit.NeedNode(t, "clients/js", "fast-json-patch", "@microsoft/signalr")
+	node := testkit.NeedNode(t, "clients/js", "fast-json-patch", "@microsoft/signalr", "typescript")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, node, "--test", "--test-reporter=spec")
