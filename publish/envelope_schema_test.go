@@ -25,19 +25,7 @@ func envelopeSchema(t *testing.T) *jsonschema.Schema {
 	if err != nil {
 		t.Fatal(err)
 	}
-	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(raw))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := jsonschema.NewCompiler()
-	if err := c.AddResource("envelope.json", doc); err != nil {
-		t.Fatal(err)
-	}
-	s, err := c.Compile("envelope.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return testkit.JSONSchema(t, raw)[0]
 }
 
 // The envelope JSON Schema accepts the envelopes the pipeline really sends

@@ -28,12 +28,7 @@ func TestBackplaneDeadNodeExpires(t *testing.T) {
 	redisURL := testkit.Redis(t)
 	prefix := testkit.RedisPrefix(t, redisURL)
 	const nodeTTL = 3 * time.Second
-	bin := t.TempDir()
-	build := exec.Command("go", "build", "-o", bin, "./cmd/changecast")
-	build.Dir = testkit.Root(t)
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	changecast := buildChangecast(t)
 	cfgPath := filepath.Join(t.TempDir(), "hub.yaml")
 	if err := writeFile(cfgPath, fmt.Sprintf(`hubs: [orders]
 negotiate:
@@ -45,7 +40,7 @@ backplane:
 	}
 	key := NewAccessKey()
 	addr := testkit.FreeAddr(t)
-	dead := exec.Command(filepath.Join(bin, "changecast"), "hub", "-hub-config", cfgPath, "-listen", addr)
+	dead := exec.Command(changecast, "hub", "-hub-config", cfgPath, "-listen", addr)
 	dead.Env = append(os.Environ(), "CHANGECAST_HUB_ACCESS_KEY="+key)
 	logs := &testkit.Buffer{}
 	dead.Stdout, dead.Stderr = logs, logs
@@ -129,4 +124,17 @@ backplane:
 	if len(left) > 0 {
 		t.Errorf("keys of the dead node's connection left in Redis: %v", left)
 	}
+}
+
+// buildChangecast builds cmd/changecast into the test's temporary folder,
+// for tests that run hub nodes as processes (SIGKILL is real).
+func buildChangecast(t *testing.T) string {
+	t.Helper()
+	bin := t.TempDir()
+	build := exec.Command("go", "build", "-o", bin, "./cmd/changecast")
+	build.Dir = testkit.Root(t)
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return filepath.Join(bin, "changecast")
 }

@@ -25,21 +25,8 @@ func compileSchema(t *testing.T) (whole, hub *jsonschema.Schema) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(raw))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := jsonschema.NewCompiler()
-	if err := c.AddResource("config.json", doc); err != nil {
-		t.Fatal(err)
-	}
-	if whole, err = c.Compile("config.json"); err != nil {
-		t.Fatal(err)
-	}
-	if hub, err = c.Compile("config.json#/properties/hub"); err != nil {
-		t.Fatal(err)
-	}
-	return whole, hub
+	s := testkit.JSONSchema(t, raw, "/properties/hub")
+	return s[0], s[1]
 }
 
 // yamlValue reads YAML as the JSON value the schema validates.
