@@ -3,7 +3,9 @@
 // schedule kills the active worker with SIGKILL, restarts PostgreSQL and
 // drops client connections (some for 30 s, longer than the history
 // keeps). At the end every client's replica must equal the rows of its
-// groups exactly: lost = 0.
+// groups exactly: lost = 0; and nothing may have been repaired on the way
+// beyond what the schedule explains: no refetch, and no more reloads than
+// the client's drops longer than the history keeps.
 //
 // TestChaosPostgres: a writer at a steady rate on PostgreSQL (inserts,
 // updates of plain, NULL and TOASTed columns, routing moves, key changes,

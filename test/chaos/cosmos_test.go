@@ -45,7 +45,7 @@ lease:
 history:
   store: redis
   redis: {url: "{{REDIS}}", prefix: "{{PREFIX}}"}
-  maxAge: 15s
+  maxAge: "{{MAX_AGE}}"
 mappings:
   - {collection: orders, hub: orders, group: "tenant-{/tenant}"}
 publish:
@@ -89,7 +89,7 @@ func TestChaosCosmos(t *testing.T) {
 	hubURL := startHub(t, dir)
 	yaml := strings.NewReplacer("{{ENDPOINT}}", emu.URL(), "{{KEY}}", emu.Key(), "{{REDIS}}", redisURL,
 		"{{PREFIX}}", testkit.RedisPrefix(t, redisURL)+":history", "{{SHADOW_DB}}", shadowDB,
-		"{{HUB}}", hubURL, "{{APP_SECRET}}", appSecret, "{{APP_ISSUER}}", appIssuer, "{{APP_AUDIENCE}}", appAudience).Replace(cosmosWorkerYAML)
+		"{{HUB}}", hubURL, "{{APP_SECRET}}", appSecret, "{{APP_ISSUER}}", appIssuer, "{{APP_AUDIENCE}}", appAudience, "{{MAX_AGE}}", historyKeeps.String()).Replace(cosmosWorkerYAML)
 	validateConfig(t, dir, yaml)
 	slots := []*workerSlot{newWorkerSlot(t, dir, "w1"), newWorkerSlot(t, dir, "w2"), newWorkerSlot(t, dir, "w3")}
 	for _, w := range slots {
@@ -146,7 +146,7 @@ func TestChaosCosmos(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tot, _ := converge(t, nc, 30*time.Second, func() map[string]map[string]row {
+	tot, reports := converge(t, nc, 30*time.Second, func() map[string]map[string]row {
 		return rowsOf(t, wr.read(t, container), func(d map[string]any) string {
 			if del, _ := d["_deleted"].(bool); del {
 				return ""
@@ -156,6 +156,7 @@ func TestChaosCosmos(t *testing.T) {
 		})
 	})
 	tot.exercised(t, s.duration)
+	checkRepairs(t, reports, plan, historyKeeps)
 	if c.kills != count(plan, evKill) || c.restarts != c.kills || c.splits != 1 {
 		t.Errorf("%d kills, %d restarts, %d splits: the schedule planned %d kills and one split",
 			c.kills, c.restarts, c.splits, count(plan, evKill))

@@ -26,6 +26,10 @@ func appToken(t testing.TB, sub, tid string) string {
 	return s
 }
 
+// historyKeeps is the workers' history.maxAge: a client away longer has
+// lost its streams' history and must reload.
+const historyKeeps = 15 * time.Second
+
 // waitServing waits until the balancer serves snapshots (a worker is
 // ready and reads beside its stream) rather than 503, and fails the test
 // unless the answer is then 200: both sources serve snapshots, so a 404 or
