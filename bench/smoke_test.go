@@ -39,23 +39,29 @@ func TestBenchmarksSmoke(t *testing.T) {
 		t.Logf("%s", out)
 	}
 	for _, tc := range []struct {
-		name string
-		args []string
-		pg   bool
+		name  string
+		args  []string
+		pg    bool
+		redis bool
 	}{
-		{"pgthroughput", []string{"-rows", "2000"}, true},
-		{"restcalls", []string{"-rate", "500", "-seconds", "1"}, true},
-		{"backlog", []string{"-rows", "5000", "-down", "500ms"}, true},
-		{"latency", []string{"-clients", "20", "-groups", "4", "-rate", "100", "-seconds", "1"}, true},
-		{"latprobe", []string{"-rate", "200", "-seconds", "0.5"}, true},
-		{"cosmosthroughput", []string{"-docs", "300"}, false},
-		{"snapshot", []string{"-docs", "300", "-rounds", "1"}, true},
-		{"resume", []string{"-docs", "100", "-changes", "200", "-clients", "5", "-rounds", "1"}, true},
+		{"pgthroughput", []string{"-rows", "2000"}, true, false},
+		{"restcalls", []string{"-rate", "500", "-seconds", "1"}, true, false},
+		{"backlog", []string{"-rows", "5000", "-down", "500ms"}, true, false},
+		{"latency", []string{"-clients", "20", "-groups", "4", "-rate", "100", "-seconds", "1"}, true, false},
+		{"latprobe", []string{"-rate", "200", "-seconds", "0.5"}, true, false},
+		{"cosmosthroughput", []string{"-docs", "300"}, false, false},
+		{"snapshot", []string{"-docs", "300", "-rounds", "1"}, true, false},
+		{"resume", []string{"-docs", "100", "-changes", "200", "-clients", "5", "-rounds", "1"}, true, false},
+		{"backplane", []string{"-clients", "30", "-messages", "5", "-latency-clients", "6", "-latency-messages", "20", "-runs", "1"}, false, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var env []string
 			if tc.pg {
 				env = append(env, "CHANGECAST_PG_URL="+testkit.DatabaseOn(t, base))
+			}
+			if tc.redis {
+				// The program keys its hub nodes under a prefix of its own.
+				env = append(env, "CHANGECAST_REDIS_URL="+testkit.Redis(t))
 			}
 			run(t, root, filepath.Join(bin, tc.name), tc.args, env...)
 		})

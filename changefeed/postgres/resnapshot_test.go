@@ -54,3 +54,37 @@ func TestResnapshot(t *testing.T) {
 		t.Fatalf("%d rows would need a refetch: %v", len(dirty), dirty)
 	}
 }
+
+// TestResnapshotAskedWhileDown: a resnapshot asked while no worker streams
+// the slot (the logical message waits in the slot's WAL) runs when a
+// worker is back: its client, which saw no row change, gets every row.
+func TestResnapshotAskedWhileDown(t *testing.T) {
+	dbURL := testkit.Database(t)
+	db := testkit.Connect(t, dbURL)
+	testkit.CreateWorkloadTables(t, db, true, "public.orders")
+	w := testkit.NewWorkload(testkit.Seed(t), "public.orders")
+	if err := w.Run(db, 100); err != nil {
+		t.Fatal(err)
+	}
+	opts := pipeOpts{tables: []string{"public.orders"}, slot: "resnapdown",
+		mappings: []publish.Mapping{{Collection: "public.orders", Hub: "h", Group: "g-{/tenant}"}}}
+	// The first worker creates the slot after the rows were written, and
+	// stops: nothing of them is in the stream.
+	first := startPipeline(t, dbURL, opts)
+	first.close(t)
+
+	testkit.Exec(t, db, postgres.ResnapshotSQL, "resnapdown")
+
+	opts.cap = newCapture()
+	back := startPipeline(t, dbURL, opts)
+	want := testkit.DBDocs(t, db, "public.orders", "id")
+	if len(want) == 0 {
+		t.Fatal("the workload wrote no rows")
+	}
+	testkit.Eventually(t, 30*time.Second, "the worker that is back to republish every row", func() string {
+		return diffReplica(t, back.cap.rep, want, tenantAudience, "public.orders")
+	})
+	if n := first.cap.rep.Counts().Changes; n != 0 {
+		t.Errorf("the first worker published %d changes: the rows should reach the client only by the resnapshot", n)
+	}
+}

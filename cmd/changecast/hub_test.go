@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
 	"net/http"
 	"os"
@@ -10,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/changecast/changecast/internal/testkit"
 )
@@ -37,12 +40,13 @@ func runHub(t *testing.T, args ...string) (stdout, stderr *testkit.Buffer) {
 }
 
 // Item 7: a key of the user's (from the environment, never a flag) is
-// never printed; a generated one is, with the connection string; short
-// keys are refused.
+// never printed nor logged (stdout and the log on stderr, at the -v level,
+// after negotiates and refused calls); a generated one is printed, with the
+// connection string; short keys are refused.
 func TestHubCommandKeys(t *testing.T) {
 	key := "k3y-from-the-environment-0123456789abcdef"
 	t.Setenv(envHubKey, key)
-	out, _ := runHub(t, "-listen", "127.0.0.1:0", "-hub", "orders", "-hub", "audit")
+	out, logs := runHub(t, "-v", "-listen", "127.0.0.1:0", "-hub", "orders", "-hub", "audit")
 	if strings.Contains(out.String(), key) || strings.Contains(out.String(), "AccessKey=") {
 		t.Fatalf("the key was printed:\n%s", out)
 	}
@@ -58,6 +62,22 @@ func TestHubCommandKeys(t *testing.T) {
 		resp.Body.Close()
 		if resp.StatusCode != want {
 			t.Errorf("negotiate %s: %d, want %d", hub, resp.StatusCode, want)
+		}
+	}
+	// A REST call with a token signed by another key is refused, and -v
+	// logs refused requests: the log below has lines to leak the key in.
+	endpoint := strings.TrimSuffix(negURL[1], "/api/negotiate")
+	req, _ := http.NewRequest("POST", endpoint+"/api/hubs/orders/:send?api-version=2022-06-01", strings.NewReader(`{"target":"x","arguments":[]}`))
+	req.Header.Set("Authorization", "Bearer "+signHS256(t, "not-"+key, endpoint+"/api/hubs/orders/:send"))
+	if resp, err := http.DefaultClient.Do(req); err != nil {
+		t.Fatal(err)
+	} else if resp.Body.Close(); resp.StatusCode != 401 {
+		t.Errorf("REST call signed with another key: %d, want 401", resp.StatusCode)
+	}
+	testkit.Until(t, 10*time.Second, "the hub to log the refused call", func() bool { return strings.Contains(logs.String(), "401") })
+	for _, l := range []*testkit.Buffer{out, logs} {
+		if s := l.String(); strings.Contains(s, key) || strings.Contains(s, base64.StdEncoding.EncodeToString([]byte(key))) {
+			t.Fatalf("the key was printed or logged:\nstdout:\n%s\nstderr:\n%s", out, logs)
 		}
 	}
 
@@ -201,4 +221,14 @@ func TestReadmeIdentityProvidersExampleValidates(t *testing.T) {
 	if code, stderr := validateHubConfig(t, hub.String()); code != 0 {
 		t.Fatalf("exit %d: %s\n%s", code, stderr, hub.String())
 	}
+}
+
+// signHS256 is an access-key token for aud signed with key.
+func signHS256(t *testing.T, key, aud string) string {
+	t.Helper()
+	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"aud": aud, "exp": time.Now().Add(time.Hour).Unix()}).SignedString([]byte(key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }

@@ -34,12 +34,7 @@ func TestBackplaneNodes(t *testing.T) {
 	node := testkit.NeedNode(t, "test/node", "@microsoft/signalr")
 	prefix := testkit.RedisPrefix(t, redisURL)
 	root := testkit.Root(t)
-	bin := t.TempDir()
-	build := exec.Command("go", "build", "-o", bin, "./cmd/changecast")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	changecast := buildChangecast(t)
 
 	lb := startBalancer(t)
 	const issuer, aud = "changecast-test", "changecast-app"
@@ -59,7 +54,7 @@ backplane:
 	var urls []string
 	for i := range 3 {
 		addr := testkit.FreeAddr(t)
-		cmd := exec.Command(filepath.Join(bin, "changecast"), "hub", "-hub-config", cfg, "-listen", addr)
+		cmd := exec.Command(changecast, "hub", "-hub-config", cfg, "-listen", addr)
 		cmd.Env = append(os.Environ(), "CHANGECAST_HUB_ACCESS_KEY="+key)
 		logs := &testkit.Buffer{}
 		cmd.Stdout, cmd.Stderr = logs, logs

@@ -92,13 +92,28 @@ func TestLongPolling(t *testing.T) {
 // timeout.
 func TestLongPollingClientGone(t *testing.T) {
 	t.Parallel()
-	h := startHub(t, anonCfg(), WithClientTimeout(300*time.Millisecond), withSweepEvery(50*time.Millisecond))
+	h := startHub(t, anonCfg(), WithClientTimeout(time.Second), withSweepEvery(50*time.Millisecond))
 	n := h.appNegotiate(t, "chat", "")
 	cn := clientNegotiate(t, n)
 	u := n.URL + "&id=" + cn.ConnectionToken
-	clientReq(t, "GET", u, n.AccessToken, "", nil)
-	clientReq(t, "POST", u, n.AccessToken, `{"protocol":"json","version":1}`+"\x1e", nil)
-	testkit.Until(t, 5*time.Second, "the silent long-polling client to be dropped", func() bool { return h.reg.stats().Conns == 0 })
+	if resp, body := clientReq(t, "GET", u, n.AccessToken, "", nil); resp.StatusCode != 200 || body != "" {
+		t.Fatalf("first poll: %d %q", resp.StatusCode, body)
+	}
+	if resp, _ := clientReq(t, "POST", u, n.AccessToken, `{"protocol":"json","version":1}`+"\x1e", nil); resp.StatusCode != 200 {
+		t.Fatalf("handshake POST: %d", resp.StatusCode)
+	}
+	// The connection existed: the hub holds it under its token, and the
+	// drop below is of this connection, not of one that never opened.
+	if h.reg.lookup(cn.ConnectionToken, "chat") == nil || h.reg.stats().Conns != 1 {
+		t.Fatalf("after the handshake the hub holds %d connections, this one: %v", h.reg.stats().Conns, h.reg.lookup(cn.ConnectionToken, "chat") != nil)
+	}
+	testkit.Until(t, 5*time.Second, "the silent long-polling client to be dropped", func() bool {
+		return h.reg.lookup(cn.ConnectionToken, "chat") == nil && h.reg.stats().Conns == 0
+	})
+	// Gone for the client too: its next poll is refused, not served.
+	if resp, _ := clientReq(t, "GET", u, n.AccessToken, "", nil); resp.StatusCode != 404 && resp.StatusCode != 204 {
+		t.Fatalf("poll after the drop: %d", resp.StatusCode)
+	}
 }
 
 // Server-Sent Events: every message is one event of "data:" lines (a

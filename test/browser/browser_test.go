@@ -24,6 +24,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -42,7 +43,7 @@ import (
 // `node --test` in clients/js, which runs the files under clients/js/test.
 func TestClientPackage(t *testing.T) {
 	t.Parallel()
-	node := testkit.NeedNode(t, "clients/js", "fast-json-patch", "@microsoft/signalr")
+	node := testkit.NeedNode(t, "clients/js", "fast-json-patch", "@microsoft/signalr", "typescript")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, node, "--test", "--test-reporter=spec")
@@ -52,9 +53,37 @@ func TestClientPackage(t *testing.T) {
 	if err != nil {
 		t.Fatalf("@changecast/client unit tests failed: %v", err)
 	}
-	if !bytes.Contains(out, []byte("pass ")) {
-		t.Fatalf("node --test ran no tests")
+	pass, fail, ok := nodeTestCounts(out)
+	switch {
+	case !ok:
+		t.Fatalf("node --test printed no pass and fail counts")
+	case fail != 0:
+		t.Fatalf("node --test: %d tests failed", fail)
+	case pass == 0:
+		t.Fatalf("node --test ran no tests (pass 0): clients/js/test has no test that ran")
 	}
+}
+
+// nodeTestCounts reads the summary the spec reporter prints at the end
+// ("ℹ pass 18", "ℹ fail 0"); an empty test directory prints "pass 0" too,
+// so the counts, not the word, tell whether tests ran.
+func nodeTestCounts(out []byte) (pass, fail int, ok bool) {
+	re := regexp.MustCompile(`(?m)^\S*\s*(pass|fail) (\d+)\s*$`)
+	seen := map[string]bool{}
+	for _, m := range re.FindAllSubmatch(out, -1) {
+		n, err := strconv.Atoi(string(m[2]))
+		if err != nil {
+			return 0, 0, false
+		}
+		// The last summary wins: a test's own output cannot stand for it.
+		if string(m[1]) == "pass" {
+			pass = n
+		} else {
+			fail = n
+		}
+		seen[string(m[1])] = true
+	}
+	return pass, fail, seen["pass"] && seen["fail"]
 }
 
 // TestLivePage runs the demo (demo/demo.yaml with changecast's built-in
@@ -150,6 +179,52 @@ func TestLivePage(t *testing.T) {
 		t.Logf("screenshot: %s", path)
 	}
 	p.quit(t)
+	checkREADMEMetrics(t, d)
+}
+
+// checkREADMEMetrics checks that /metrics exports every name the README's
+// Operations section lists, and that those the demo run must have moved
+// did: changes were read, published in batches and timed, snapshots
+// served and timed, and a snapshot without a token refused (401).
+func checkREADMEMetrics(t *testing.T, d *demo) {
+	t.Helper()
+	readme, err := os.ReadFile(filepath.Join(d.root, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The Operations bullet: "- `server.listen` serves … (Prometheus: …)."
+	_, ops, _ := strings.Cut(string(readme), "- `server.listen` serves")
+	ops, _, _ = strings.Cut(ops, "\n- ")
+	names := regexp.MustCompile("`(changecast_[a-z_]+)(?:\\{[a-z]+\\})?`").FindAllStringSubmatch(ops, -1)
+	if len(names) < 10 {
+		t.Fatalf("found %d metric names in the README's Operations section, want its list", len(names))
+	}
+	res, err := http.Get(d.hubURL + "/api/snapshot?hub=orders")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("snapshot without a token: %d, want 401", res.StatusCode)
+	}
+	res, err = http.Get(d.ops + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	for _, m := range names {
+		if !regexp.MustCompile(`(?m)^# TYPE ` + m[1] + ` `).Match(body) {
+			t.Errorf("/metrics has no %s, which the README lists", m[1])
+		}
+	}
+	for _, name := range []string{"changecast_changes_read_total", "changecast_changes_published_total", "changecast_batches_published_total",
+		"changecast_publish_seconds_count", "changecast_snapshots_served_total", "changecast_snapshot_documents_total",
+		"changecast_snapshot_seconds_count", `changecast_snapshot_refused_total{status="401"}`} {
+		if !regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + ` [1-9]`).Match(body) {
+			t.Errorf("/metrics: %s is not positive after the run", name)
+		}
+	}
 }
 
 // TestPageReconnect checks that the page survives losing its connection:
@@ -260,6 +335,14 @@ func TestPageReconnect(t *testing.T) {
 		t.Errorf("refetches %d (the page shows %q), want 0", st.Stats["refetches"], st.Counters["refetches"])
 	}
 	p.quit(t)
+	// The README: a key of yours is never printed or logged. Both runs had
+	// the deployment's key (CHANGECAST_HUB_ACCESS_KEY) and served REST
+	// calls signed with it; their stdout and log hold no trace of it.
+	for i, cc := range d.ccs {
+		if out := cc.logs(); out == "" || strings.Contains(out, d.accessKey) {
+			t.Errorf("changecast run %d printed or logged the access key (or wrote nothing to check):\n%s", i+1, out)
+		}
+	}
 }
 
 // closeConnection closes a client connection through the hub's REST API
@@ -562,7 +645,7 @@ func waitFor(t *testing.T, d time.Duration, what string, p *proc, ok func() bool
 }
 
 // proc is a child process with its stdout read line by line and its
-// stderr kept for the test's failure messages. It is stopped with SIGTERM
+// stdout and stderr kept for the test's failure messages and checks. It is stopped with SIGTERM
 // when the test ends.
 type proc struct {
 	cmd   *exec.Cmd
@@ -593,6 +676,7 @@ func start(t *testing.T, name string, env []string, args ...string) *proc {
 		sc := bufio.NewScanner(stdout)
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
 		for sc.Scan() {
+			lockedWriter{p}.Write([]byte(sc.Text() + "\n"))
 			p.lines <- sc.Text()
 		}
 		p.err = p.cmd.Wait()

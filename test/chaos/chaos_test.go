@@ -3,7 +3,9 @@
 // schedule kills the active worker with SIGKILL, restarts PostgreSQL and
 // drops client connections (some for 30 s, longer than the history
 // keeps). At the end every client's replica must equal the rows of its
-// groups exactly: lost = 0.
+// groups exactly: lost = 0; and nothing may have been repaired on the way
+// beyond what the schedule explains: no refetch, and no more reloads than
+// the client's drops longer than the history keeps.
 //
 // TestChaosPostgres: a writer at a steady rate on PostgreSQL (inserts,
 // updates of plain, NULL and TOASTed columns, routing moves, key changes,
@@ -14,8 +16,7 @@
 // /readyz answers 200, and 20 clients (test/node/chaos.mjs).
 //
 // TestChaosCosmos: the same against the Cosmos DB emulator with three
-// workers sharing the Cosmos lease container and a split mid-run; it skips
-// while the worker serves no Cosmos snapshots.
+// workers sharing the Cosmos lease container and a split mid-run.
 //
 // Settings (environment):
 //

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"net/http"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -46,7 +45,7 @@ lease:
 history:
   store: redis
   redis: {url: "{{REDIS}}", prefix: "{{PREFIX}}"}
-  maxAge: 15s
+  maxAge: "{{MAX_AGE}}"
 mappings:
   - {collection: orders, hub: orders, group: "tenant-{/tenant}"}
 publish:
@@ -67,9 +66,9 @@ server:
 // TestChaosCosmos is the chaos proof on the Cosmos DB emulator: three
 // workers sharing the lease container, a writer of upserts, tenant moves
 // and soft deletes, random SIGKILLs and restarts of workers, a split
-// mid-run, and the same 20 clients. It needs snapshots of the Cosmos DB
-// source (the client builds its replica from them): while the worker
-// answers 404 or 501 to GET {path}/snapshot, it skips.
+// mid-run, and the same 20 clients. The clients build their replicas from
+// the Cosmos DB source's snapshots: a worker that answers GET
+// {path}/snapshot with 404 or 501 fails the run.
 func TestChaosCosmos(t *testing.T) {
 	testkit.Integration(t, "Redis (CHANGECAST_REDIS_URL), PostgreSQL (CHANGECAST_PG_URL, the shadow store), Node.js and the npm packages of test/node and clients/js; make test or make chaos provide them")
 	redisURL := testkit.Redis(t)
@@ -90,16 +89,14 @@ func TestChaosCosmos(t *testing.T) {
 	hubURL := startHub(t, dir)
 	yaml := strings.NewReplacer("{{ENDPOINT}}", emu.URL(), "{{KEY}}", emu.Key(), "{{REDIS}}", redisURL,
 		"{{PREFIX}}", testkit.RedisPrefix(t, redisURL)+":history", "{{SHADOW_DB}}", shadowDB,
-		"{{HUB}}", hubURL, "{{APP_SECRET}}", appSecret, "{{APP_ISSUER}}", appIssuer, "{{APP_AUDIENCE}}", appAudience).Replace(cosmosWorkerYAML)
+		"{{HUB}}", hubURL, "{{APP_SECRET}}", appSecret, "{{APP_ISSUER}}", appIssuer, "{{APP_AUDIENCE}}", appAudience, "{{MAX_AGE}}", historyKeeps.String()).Replace(cosmosWorkerYAML)
 	validateConfig(t, dir, yaml)
 	slots := []*workerSlot{newWorkerSlot(t, dir, "w1"), newWorkerSlot(t, dir, "w2"), newWorkerSlot(t, dir, "w3")}
 	for _, w := range slots {
 		w.start(t, yaml)
 	}
 	bal := startBalancer(t, slots, false)
-	if status := waitServing(t, bal); status == http.StatusNotFound || status == http.StatusNotImplemented {
-		t.Skipf("skipped: the worker serves no snapshots of a Cosmos DB source yet (GET /api/snapshot answered %d): the clients build their replicas from them", status)
-	}
+	waitServing(t, bal)
 
 	wr := newCosmosWriter(s.seed, emu.Server)
 	for range 1000 {
@@ -149,7 +146,7 @@ func TestChaosCosmos(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tot, _ := converge(t, nc, 30*time.Second, func() map[string]map[string]row {
+	tot, reports := converge(t, nc, 30*time.Second, func() map[string]map[string]row {
 		return rowsOf(t, wr.read(t, container), func(d map[string]any) string {
 			if del, _ := d["_deleted"].(bool); del {
 				return ""
@@ -159,6 +156,7 @@ func TestChaosCosmos(t *testing.T) {
 		})
 	})
 	tot.exercised(t, s.duration)
+	checkRepairs(t, reports, plan, historyKeeps)
 	if c.kills != count(plan, evKill) || c.restarts != c.kills || c.splits != 1 {
 		t.Errorf("%d kills, %d restarts, %d splits: the schedule planned %d kills and one split",
 			c.kills, c.restarts, c.splits, count(plan, evKill))

@@ -2,7 +2,6 @@ package chaos_test
 
 import (
 	"context"
-	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -29,7 +28,7 @@ lease:
 history:
   store: redis
   redis: {url: "{{REDIS}}", prefix: "{{PREFIX}}"}
-  maxAge: 15s
+  maxAge: "{{MAX_AGE}}"
 mappings:
   - {collection: public.orders, hub: orders, group: "tenant-{/tenant}"}
 publish:
@@ -69,16 +68,14 @@ func TestChaosPostgres(t *testing.T) {
 	dir := logDir(t)
 	hubURL := startHub(t, dir)
 	yaml := strings.NewReplacer("{{DB}}", dbURL, "{{REDIS}}", redisURL, "{{PREFIX}}", testkit.RedisPrefix(t, redisURL)+":history",
-		"{{HUB}}", hubURL, "{{APP_SECRET}}", appSecret, "{{APP_ISSUER}}", appIssuer, "{{APP_AUDIENCE}}", appAudience).Replace(pgWorkerYAML)
+		"{{HUB}}", hubURL, "{{APP_SECRET}}", appSecret, "{{APP_ISSUER}}", appIssuer, "{{APP_AUDIENCE}}", appAudience, "{{MAX_AGE}}", historyKeeps.String()).Replace(pgWorkerYAML)
 	validateConfig(t, dir, yaml)
 	slots := []*workerSlot{newWorkerSlot(t, dir, "w1"), newWorkerSlot(t, dir, "w2")}
 	for _, w := range slots {
 		w.start(t, yaml)
 	}
 	bal := startBalancer(t, slots, true)
-	if status := waitServing(t, bal); status != http.StatusOK {
-		t.Fatalf("GET /api/snapshot answered %d", status)
-	}
+	waitServing(t, bal)
 
 	// Rows before anyone connects, so the first snapshots are not empty.
 	ctx := context.Background()
@@ -129,17 +126,16 @@ func TestChaosPostgres(t *testing.T) {
 	}
 
 	// Everything up again: the replicas must now reach the rows.
-	if status := waitServing(t, bal); status != http.StatusOK {
-		t.Fatalf("GET /api/snapshot answered %d", status)
-	}
+	waitServing(t, bal)
 	final := testkit.Connect(t, dbURL)
-	tot, _ := converge(t, nc, 30*time.Second, func() map[string]map[string]row {
+	tot, reports := converge(t, nc, 30*time.Second, func() map[string]map[string]row {
 		return rowsOf(t, testkit.DBDocs(t, final, "public.orders", "id"), func(d map[string]any) string {
 			tn, _ := d["tenant"].(string)
 			return tn
 		})
 	})
 	tot.exercised(t, s.duration)
+	checkRepairs(t, reports, plan, historyKeeps)
 	if c.kills != count(plan, evKill) || c.restarts != c.kills || c.pgRestarts != 1 {
 		t.Errorf("%d kills, %d restarts, %d PostgreSQL restarts: the schedule planned %d kills and one PostgreSQL restart",
 			c.kills, c.restarts, c.pgRestarts, count(plan, evKill))

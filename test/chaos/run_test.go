@@ -26,10 +26,15 @@ func appToken(t testing.TB, sub, tid string) string {
 	return s
 }
 
+// historyKeeps is the workers' history.maxAge: a client away longer has
+// lost its streams' history and must reload.
+const historyKeeps = 15 * time.Second
+
 // waitServing waits until the balancer serves snapshots (a worker is
-// ready and reads beside its stream) rather than 503, and returns the
-// status of the answer: 200, or 404 or 501 for a source that serves none.
-func waitServing(t *testing.T, bal *balancer) int {
+// ready and reads beside its stream) rather than 503, and fails the test
+// unless the answer is then 200: both sources serve snapshots, so a 404 or
+// 501 is a regression, not a reason to skip the run.
+func waitServing(t *testing.T, bal *balancer) {
 	t.Helper()
 	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	var status int
@@ -47,7 +52,9 @@ func waitServing(t *testing.T, bal *balancer) int {
 		}
 		return ""
 	})
-	return status
+	if status != http.StatusOK {
+		t.Fatalf("GET /api/snapshot answered %d, want 200: the clients build their replicas from snapshots", status)
+	}
 }
 
 // chaos runs a plan against the processes of a run.

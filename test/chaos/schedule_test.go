@@ -205,3 +205,25 @@ func TestPlan(t *testing.T) {
 		}
 	}
 }
+
+// TestRepairs checks the bound on repairs: a reload per planned history
+// loss (a drop longer than the history keeps) and no refetch.
+func TestRepairs(t *testing.T) {
+	plan := []event{
+		{kind: evDrop, client: 1, away: 30 * time.Second},
+		{kind: evDrop, client: 1, away: 2 * time.Second},
+		{kind: evDrop, client: 2, away: 4 * time.Second},
+		{kind: evKill},
+	}
+	report := func(i, reloads, refetches int) clientReport {
+		return clientReport{I: i, Client: map[string]int{"reloads": reloads}, Stats: map[string]int{"refetches": refetches}}
+	}
+	if got := repairs([]clientReport{report(0, 0, 0), report(1, 1, 0), report(2, 0, 0)}, plan, 15*time.Second); len(got) != 0 {
+		t.Errorf("repairs the plan explains were flagged: %v", got)
+	}
+	got := repairs([]clientReport{report(0, 1, 0), report(1, 2, 0), report(2, 0, 1)}, plan, 15*time.Second)
+	if len(got) != 3 || !strings.Contains(got[0], "client 0 reloaded") || !strings.Contains(got[1], "client 1 reloaded its snapshot 2 times; the plan lost its history 1 times") ||
+		!strings.Contains(got[2], "client 2 refetched 1") {
+		t.Errorf("repairs beyond the plan: %q", got)
+	}
+}
