@@ -88,6 +88,17 @@ func (s *Source) Run(ctx context.Context, out chan<- changefeed.Event) error {
 		return err
 	}
 	opts := rs.options(s.f.rid, s.l.Range, s.f.cfg.MaxItems)
+	// prev gives each change where the version clients hold went (see
+	// route.go): the routing index, seeded before the first read, or,
+	// with the index off, "unknown" for every change.
+	prev, follow := unknownAll, func(*changefeed.Change) {}
+	if s.f.cfg.RoutingIndex {
+		x, ok := s.seedRetrying(ctx)
+		if !ok {
+			return nil
+		}
+		prev, follow = x.before, x.follow
+	}
 	emitted := s.l.Continuation
 	backoff := s.f.cfg.MinBackoff
 	failures := 0
@@ -179,6 +190,9 @@ func (s *Source) Run(ctx context.Context, out chan<- changefeed.Event) error {
 		runtime.Gosched()
 		for i, item := range resp.Items {
 			ev := changefeed.Event{Change: s.f.dec.decode(item)}
+			// Before the send: the change then belongs to the pipeline.
+			prev(ev.Change)
+			follow(ev.Change)
 			if i == len(resp.Items)-1 {
 				ev.Position = changefeed.Position(tok)
 			}
@@ -187,6 +201,28 @@ func (s *Source) Run(ctx context.Context, out chan<- changefeed.Event) error {
 			}
 		}
 		emitted = tok
+	}
+}
+
+// seedRetrying seeds the routing index, retrying failed reads with backoff
+// as the stream does; ok is false when ctx ended first.
+func (s *Source) seedRetrying(ctx context.Context) (*routeIndex, bool) {
+	backoff := s.f.cfg.MinBackoff
+	for attempt := 1; ; attempt++ {
+		x, err := s.seed(ctx)
+		if err == nil {
+			return x, true
+		}
+		if ctx.Err() != nil {
+			return nil, false
+		}
+		if attempt == 1 || attempt%20 == 0 {
+			s.log.Warn("cosmos: routing index seed failed; retrying", "attempt", attempt, "wait", backoff, "err", err)
+		}
+		if !sleep(ctx, backoff/2+rand.N(backoff/2+1)) {
+			return nil, false
+		}
+		backoff = min(backoff*2, s.f.cfg.MaxBackoff)
 	}
 }
 
