@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/data/azcosmos"
+	"github.com/prometheus/client_golang/prometheus"
 
 	emulator "github.com/changecast/changecast/emulator/cosmos"
 	"github.com/changecast/changecast/emulator/cosmos/cosmostest"
@@ -25,20 +26,35 @@ const (
 	cosmosColl = "orders"
 )
 
+// cosmosRun is how startCosmosWorker runs the worker.
+type cosmosRun struct {
+	shadowURL string // publish.shadowStore; empty: none
+	startFrom string // default beginning
+	extra     string // more source.cosmos settings, e.g. "routingIndex: false, "
+	registry  *prometheus.Registry
+}
+
+// hubAccessKey signs the built-in hub's REST calls (test/node's drop).
+const hubAccessKey = "an-access-key-of-at-least-32-bytes-long"
+
 // startCosmosWorker runs changecast (worker.Run) on the emulator's
 // app/orders, leases in memory, with the built-in hub and the same JWT
 // negotiate as startWorker (and publish.shadowStore when shadowURL is set);
-// it returns the negotiate base URL once snapshots are served.
-func startCosmosWorker(t *testing.T, srv *cosmostest.Server, shadowURL string) string {
+// it returns the negotiate base URL once snapshots are served, and the
+// hub's address.
+func startCosmosWorker(t *testing.T, srv *cosmostest.Server, run cosmosRun) (base, hubAddr string) {
 	t.Helper()
-	hubAddr := testkit.FreeAddr(t)
+	hubAddr = testkit.FreeAddr(t)
 	shadow := ""
-	if shadowURL != "" {
-		shadow = fmt.Sprintf("\n  shadowStore: {url: %q}", shadowURL)
+	if run.shadowURL != "" {
+		shadow = fmt.Sprintf("\n  shadowStore: {url: %q}", run.shadowURL)
+	}
+	if run.startFrom == "" {
+		run.startFrom = "beginning"
 	}
 	yaml := fmt.Sprintf(`
 source:
-  cosmos: {endpoint: %q, key: %q, database: %s, container: %s, startFrom: beginning, pollInterval: 20ms, deleteField: /_deleted}
+  cosmos: {%sendpoint: %q, key: %q, database: %s, container: %s, startFrom: %s, pollInterval: 20ms, deleteField: /_deleted}
 lease: {store: memory, acquireInterval: 200ms, renewInterval: 500ms, expiry: 5s}
 mappings:
   - {collection: %s, hub: orders, group: "tenant-{/tenant}"}
@@ -46,26 +62,28 @@ publish:
   target: hub%s
 hub:
   listen: %q
-  accessKey: "an-access-key-of-at-least-32-bytes-long"
+  accessKey: %q
   negotiate:
     path: /api
     auth: {jwt: {hs256Secret: %q, issuer: %s, audience: %s}}
     groups: ["tenant-{claims.tid}"]
-`, srv.URL(), srv.Key(), cosmosDB, cosmosColl, cosmosColl, shadow, hubAddr, appSecret, appIssuer, appAudience)
+`, run.extra, srv.URL(), srv.Key(), cosmosDB, cosmosColl, run.startFrom, cosmosColl, shadow, hubAddr, hubAccessKey, appSecret, appIssuer, appAudience)
 	cfg, err := config.Parse([]byte(yaml), func(string) (string, bool) { return "", false })
 	if err != nil {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	testkit.Run(t, func(ctx context.Context) error { return worker.Run(ctx, cfg, worker.Options{Logger: log}) })
-	base := "http://" + hubAddr + "/api"
+	testkit.Run(t, func(ctx context.Context) error {
+		return worker.Run(ctx, cfg, worker.Options{Logger: log, Registry: run.registry})
+	})
+	base = "http://" + hubAddr + "/api"
 	// Snapshots answer 503 until the container is open and its ranges
 	// stream; a one-document read of a missing id then answers 404.
 	testkit.Until(t, 30*time.Second, "snapshots to be served", func() bool {
 		status, _, _, err := get(base+"/snapshot?hub=orders&collection="+cosmosColl+"&id=-1", appToken("probe", "probe"))
 		return err == nil && status == http.StatusNotFound
 	})
-	return base
+	return base, hubAddr
 }
 
 // cosmosWriter changes documents at random: creates, updates (arrays that
@@ -223,7 +241,7 @@ func cosmosDifferential(t *testing.T, split bool, shadowURL string) {
 	for range 300 {
 		wr.step()
 	}
-	base := startCosmosWorker(t, srv, shadowURL)
+	base, _ := startCosmosWorker(t, srv, cosmosRun{shadowURL: shadowURL})
 	clients := startClients(t, base, 20, tenants, 4*time.Second)
 
 	// About 600 changes a second for six seconds; with split, a range

@@ -125,11 +125,18 @@ type nodeClients struct {
 	t     *testing.T
 	stdin io.WriteCloser
 	lines chan string
+	// dropped are the "dropped I STATUS" lines read so far, started the
+	// clients that printed "started I".
+	dropped []string
+	started map[int]bool
 	mu    sync.Mutex
 	seen  []string
 }
 
-func startClients(t *testing.T, base string, n int, tenants []string, join time.Duration) *nodeClients {
+// startClients starts n clients of test/node/replicas.mjs joining within
+// join; env adds to its environment (CHANGECAST_HUB_URL and
+// CHANGECAST_HUB_KEY enable drop).
+func startClients(t *testing.T, base string, n int, tenants []string, join time.Duration, env ...string) *nodeClients {
 	t.Helper()
 	node := testkit.NeedNode(t, "test/node", "@microsoft/signalr")
 	testkit.NeedNode(t, "clients/js", "fast-json-patch", "@microsoft/signalr")
@@ -138,6 +145,7 @@ func startClients(t *testing.T, base string, n int, tenants []string, join time.
 	cmd.Env = append(os.Environ(), "CHANGECAST_NEGOTIATE_URL="+base, "CHANGECAST_HUB=orders",
 		"CHANGECAST_APP_SECRET="+appSecret, "CHANGECAST_APP_ISSUER="+appIssuer, "CHANGECAST_APP_AUDIENCE="+appAudience,
 		fmt.Sprintf("CLIENTS=%d", n), "TENANTS="+strings.Join(tenants, ","), fmt.Sprintf("JOIN_MS=%d", join.Milliseconds()))
+	cmd.Env = append(cmd.Env, env...)
 	cmd.Stderr = testWriter{t}
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -172,25 +180,60 @@ func startClients(t *testing.T, base string, n int, tenants []string, join time.
 	return nc
 }
 
-// waitStarted waits until n clients reported they are live.
-func (nc *nodeClients) waitStarted(n int, timeout time.Duration) {
+// drop closes client i's connections through the hub's REST API and keeps
+// it away for d (it prints "dropped I STATUS", which dump skips).
+func (nc *nodeClients) drop(i int, d time.Duration) {
 	nc.t.Helper()
-	deadline := time.After(timeout)
-	started := 0
-	for started < n {
+	if _, err := fmt.Fprintf(nc.stdin, "drop %d %d\n", i, d.Milliseconds()); err != nil {
+		nc.t.Fatal(err)
+	}
+}
+
+// note records a line of the clients that is not a dump.
+func (nc *nodeClients) note(l string) {
+	switch {
+	case strings.HasPrefix(l, "dropped "):
+		nc.dropped = append(nc.dropped, l)
+	case strings.HasPrefix(l, "started "):
+		if nc.started == nil {
+			nc.started = map[int]bool{}
+		}
+		var i int
+		fmt.Sscanf(l, "started %d", &i)
+		nc.started[i] = true
+	case strings.HasPrefix(l, "failed "):
+		nc.t.Fatalf("a client failed to start: %s", l)
+	}
+}
+
+// poll records the lines already printed, without waiting.
+func (nc *nodeClients) poll() {
+	for {
 		select {
 		case l, ok := <-nc.lines:
 			if !ok {
 				nc.t.Fatal("the node clients exited")
 			}
-			switch {
-			case strings.HasPrefix(l, "started "):
-				started++
-			case strings.HasPrefix(l, "failed "):
-				nc.t.Fatalf("a client failed to start: %s", l)
+			nc.note(l)
+		default:
+			return
+		}
+	}
+}
+
+// waitStarted waits until n clients reported they are live.
+func (nc *nodeClients) waitStarted(n int, timeout time.Duration) {
+	nc.t.Helper()
+	deadline := time.After(timeout)
+	for len(nc.started) < n {
+		select {
+		case l, ok := <-nc.lines:
+			if !ok {
+				nc.t.Fatal("the node clients exited")
 			}
+			nc.note(l)
 		case <-deadline:
-			nc.t.Fatalf("%d of %d clients started within %v", started, n, timeout)
+			nc.t.Fatalf("%d of %d clients started within %v", len(nc.started), n, timeout)
 		}
 	}
 }
@@ -207,6 +250,7 @@ func (nc *nodeClients) dump() []clientReport {
 				nc.t.Fatal("the node clients exited")
 			}
 			if !strings.HasPrefix(l, "[") {
+				nc.note(l)
 				continue
 			}
 			var out []clientReport
