@@ -129,8 +129,8 @@ type nodeClients struct {
 	// clients that printed "started I".
 	dropped []string
 	started map[int]bool
-	mu    sync.Mutex
-	seen  []string
+	mu      sync.Mutex
+	seen    []string
 }
 
 // startClients starts n clients of test/node/replicas.mjs joining within
