@@ -15,18 +15,20 @@ import (
 )
 
 // TestCosmosStartNowMoves is issue 15's differential proof on Cosmos DB
-// with startFrom: now, the .NET processor's default: 300 documents exist
+// with startFrom: now, the .NET processor's default: 400 documents exist
 // before the worker starts, so no pipeline has seen them, and the
 // latest-version change feed carries no before-image. A writer then
 // upserts, moves documents between tenants (the routing field) and
 // soft-deletes them; 20 @changecast/client clients join at different
-// moments and drop their connections now and then (the hub's REST API
-// closes them, and they stay away up to 1.5 s), and a feed range splits
-// mid-run. At the end every replica equals its tenant's documents, and
+// moments (half before the writer starts, half while it runs) and drop
+// their connections now and then (the hub's REST API closes them, and
+// they stay away up to 1.5 s), and a feed range splits mid-run. At the end every replica equals its tenant's documents, and
 // nothing was unroutable.
 //
 // "index": the routing index (default) tells each move and soft delete
-// the group that held the document, so nothing falls back to the hub;
+// the group that held the document (only documents changed after the
+// checkpoint a lease starts from, as the split's children do, fall back
+// to the hub);
 // "no-index": with source.cosmos.routingIndex false, they go to the whole
 // hub as deletes (changecast_route_fallback_total counts them), and the
 // replicas are exact all the same.
@@ -51,13 +53,19 @@ func cosmosStartNow(t *testing.T, extra string, indexed bool) {
 	tenants := []string{"t0", "t1", "t2", "t3"}
 	seed := testkit.Seed(t)
 	wr := &cosmosWriter{t: t, srv: srv, rng: rand.New(rand.NewPCG(seed, 5)), tenants: tenants}
-	for range 300 {
+	// Enough documents that the first change of many after the start
+	// moves them.
+	for len(wr.live) < 400 {
 		wr.step()
 	}
 	reg := prometheus.NewRegistry()
 	base, hubAddr := startCosmosWorker(t, srv, cosmosRun{startFrom: "now", extra: extra, registry: reg})
-	clients := startClients(t, base, 20, tenants, 2*time.Second,
+	clients := startClients(t, base, 20, tenants, 4*time.Second,
 		"CHANGECAST_HUB_URL=http://"+hubAddr, "CHANGECAST_HUB_KEY="+hubAccessKey)
+	// Half the clients hold the documents from their snapshots before the
+	// writes begin (so their first changes are the moves no pipeline can
+	// know the old group of); the others join while the writer runs.
+	clients.waitStarted(10, 30*time.Second)
 
 	// About 600 changes a second for six seconds; a client drops every
 	// 300 ms from the first second on; a range splits after three.
