@@ -201,12 +201,20 @@ func (m *Mapper) mapRule(r *rule, ch *changefeed.Change, out []Output) []Output 
 	// fill is the previous version the unchanged columns come from: the
 	// document itself, or, when its key changed, the document it was.
 	fill, hasFill := prev, hasPrev
-	if ch.PrevID != "" {
-		oldID, err := r.id(ch.Before, ch.PrevID)
+	prevID := ch.PrevID
+	if prevID == "" && ch.BeforeRoutes && ch.Op == changefeed.Update {
+		// A routing index entry holds the key fields too: under a mapping
+		// keyed by fields that changed, the document held had another id.
+		prevID = ch.ID
+	}
+	keyMoved := false
+	if prevID != "" {
+		oldID, err := r.id(ch.Before, prevID)
 		if err != nil {
-			oldID = ch.PrevID
+			oldID = prevID
 		}
 		if oldID != id {
+			keyMoved = true
 			oldKey := shadowKey{rule: r.idx, id: oldID}
 			old, hasOld, _ := m.lookup(r, oldKey)
 			m.shadow.del(oldKey)
@@ -278,7 +286,7 @@ func (m *Mapper) mapRule(r *rule, ch *changefeed.Change, out []Output) []Output 
 	// (a delete never undoes an upsert of its own version, in either
 	// order).
 	oldT, hasOld := prev.audience, hasPrev
-	if !hasPrev && ch.Op == changefeed.Update && ch.PrevID == "" && ch.Before != nil && (!ch.BeforePartial || ch.BeforeRoutes) && r.routed() {
+	if !hasPrev && ch.Op == changefeed.Update && ch.PrevID == "" && !keyMoved && ch.Before != nil && (!ch.BeforePartial || ch.BeforeRoutes) && r.routed() {
 		if bt, err := r.audience(ch.Before); err == nil {
 			oldT, hasOld = bt, true
 		}

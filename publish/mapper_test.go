@@ -254,3 +254,21 @@ func TestMapperPrevUnknownFallsBackToHub(t *testing.T) {
 		t.Fatalf("hub-wide mapping: %+v %+v", o, hm.Stats)
 	}
 }
+
+// Under a mapping keyed by the routing field, a move changes the key: the
+// index entry's key fields name the id the old group holds.
+func TestMapperRoutingIndexKeyMove(t *testing.T) {
+	m := newTestMapper(t, Mapping{Collection: "c", Hub: "h", Group: "g-{/tenant}", Key: []string{"/tenant", "/id"}, Method: "t"})
+	outs := m.Map(&changefeed.Change{Collection: "c", ID: "4", Op: changefeed.Update, Version: "9",
+		Before: doc("tenant", "acme", "id", "4"), BeforePartial: true, BeforeRoutes: true, After: doc("id", "4", "tenant", "globex")}, nil)
+	if len(outs) != 2 || outs[0].Audience.Group != "g-acme" || outs[0].Change.Op != wire.OpDelete || outs[0].Change.ID != `["acme","4"]` ||
+		outs[1].Audience.Group != "g-globex" || outs[1].Change.Op != wire.OpUpsert || outs[1].Change.ID != `["globex","4"]` {
+		t.Fatalf("key move from an index entry: %+v", outs)
+	}
+	// Unmoved: one upsert, no delete.
+	outs = m.Map(&changefeed.Change{Collection: "c", ID: "5", Op: changefeed.Update, Version: "10",
+		Before: doc("tenant", "acme", "id", "5"), BeforePartial: true, BeforeRoutes: true, After: doc("id", "5", "tenant", "acme")}, nil)
+	if o := one(t, outs); o.Change.Op != wire.OpUpsert || o.Audience.Group != "g-acme" {
+		t.Fatalf("%+v", outs)
+	}
+}
