@@ -93,9 +93,9 @@ func (s *Source) Run(ctx context.Context, out chan<- changefeed.Event) error {
 	// with the index off, "unknown" for every change.
 	prev, follow := unknownAll, func(*changefeed.Change) {}
 	if s.f.cfg.RoutingIndex {
-		x, ok := s.seedRetrying(ctx)
-		if !ok {
-			return nil
+		x, err := s.seedRetrying(ctx)
+		if x == nil {
+			return err // nil: ctx ended
 		}
 		prev, follow = x.before, x.follow
 	}
@@ -205,22 +205,33 @@ func (s *Source) Run(ctx context.Context, out chan<- changefeed.Event) error {
 }
 
 // seedRetrying seeds the routing index, retrying failed reads with backoff
-// as the stream does; ok is false when ctx ended first.
-func (s *Source) seedRetrying(ctx context.Context) (*routeIndex, bool) {
+// as the stream does. A nil index with a nil error: ctx ended first.
+func (s *Source) seedRetrying(ctx context.Context) (*routeIndex, error) {
 	backoff := s.f.cfg.MinBackoff
 	for attempt := 1; ; attempt++ {
 		x, err := s.seed(ctx)
 		if err == nil {
-			return x, true
+			return x, nil
 		}
 		if ctx.Err() != nil {
-			return nil, false
+			return nil, nil
+		}
+		if isPermanent(err) {
+			// The range no longer maps to the container (it split): the
+			// stream's first read reports it. Until then nothing is
+			// known.
+			return &routeIndex{blind: true}, nil
+		}
+		if statusOf(err) == http.StatusBadRequest {
+			// The service refuses a plain read of the range from the
+			// beginning: sending it again cannot help.
+			return nil, &ConfigError{Field: "source.cosmos.routingIndex", Err: fmt.Errorf("the seed read of lease %s was refused (false turns the index off): %w", s.l.Token, err)}
 		}
 		if attempt == 1 || attempt%20 == 0 {
 			s.log.Warn("cosmos: routing index seed failed; retrying", "attempt", attempt, "wait", backoff, "err", err)
 		}
 		if !sleep(ctx, backoff/2+rand.N(backoff/2+1)) {
-			return nil, false
+			return nil, nil
 		}
 		backoff = min(backoff*2, s.f.cfg.MaxBackoff)
 	}
