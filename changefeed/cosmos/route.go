@@ -97,7 +97,7 @@ func (x *routeIndex) before(ch *changefeed.Change) {
 		b := make(map[string]any, len(x.fields))
 		for i, p := range x.fields {
 			if e.vals[i] != nil {
-				setPointer(b, p, e.vals[i])
+				p.Set(b, e.vals[i])
 			}
 		}
 		ch.Before, ch.BeforePartial, ch.BeforeRoutes = b, true, true
@@ -126,22 +126,6 @@ func unknownAll(ch *changefeed.Change) {
 	if ch.Err == nil {
 		ch.PrevUnknown = true
 	}
-}
-
-func setPointer(dst map[string]any, p template.Pointer, v any) {
-	if len(p) == 0 {
-		return
-	}
-	cur := dst
-	for _, t := range p[:len(p)-1] {
-		next, ok := cur[t].(map[string]any)
-		if !ok {
-			next = map[string]any{}
-			cur[t] = next
-		}
-		cur = next
-	}
-	cur[p[len(p)-1]] = v
 }
 
 // seedItemRaw decodes one change feed item for the seed: its id, _lsn, the

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -223,12 +224,27 @@ func TestCosmosSnapshotDifferential(t *testing.T) {
 			if name == "split-pgshadow" {
 				shadowURL = testkit.Database(t)
 			}
-			cosmosDifferential(t, name != "moves", shadowURL)
+			t.Log(cosmosDifferential(t, cosmosDiff{run: cosmosRun{shadowURL: shadowURL}, split: name != "moves"}))
 		})
 	}
 }
 
-func cosmosDifferential(t *testing.T, split bool, shadowURL string) {
+// cosmosDiff is one run of cosmosDifferential.
+type cosmosDiff struct {
+	run   cosmosRun
+	split bool // a feed range splits mid-run
+	// preexisting is how many live documents exist before the worker
+	// starts; held, how many clients start before the writer does (the
+	// others join while it runs).
+	preexisting, held int
+	drops             bool // clients drop their connections now and then
+}
+
+// cosmosDifferential runs a writer on the emulator (about 600 changes a
+// second for six seconds) while 20 clients of @changecast/client join
+// within four seconds, and waits until every replica equals its tenant's
+// documents. It returns the summary of the clients' reports.
+func cosmosDifferential(t *testing.T, d cosmosDiff) string {
 	srv := cosmostest.Start(t, emulator.WithPartitions(2))
 	if err := srv.CreateContainer(cosmosDB, cosmosColl, emulator.ContainerSpec{PartitionKeyPaths: []string{"/pk"}, Partitions: 2}); err != nil {
 		t.Fatal(err)
@@ -241,14 +257,24 @@ func cosmosDifferential(t *testing.T, split bool, shadowURL string) {
 	for range 300 {
 		wr.step()
 	}
-	base, _ := startCosmosWorker(t, srv, cosmosRun{shadowURL: shadowURL})
-	clients := startClients(t, base, 20, tenants, 4*time.Second)
+	for len(wr.live) < d.preexisting {
+		wr.step()
+	}
+	base, hubAddr := startCosmosWorker(t, srv, d.run)
+	clients := startClients(t, base, 20, tenants, 4*time.Second,
+		"CHANGECAST_HUB_URL=http://"+hubAddr, "CHANGECAST_HUB_KEY="+hubAccessKey)
+	if d.held > 0 {
+		clients.waitStarted(d.held, 30*time.Second)
+	}
 
-	// About 600 changes a second for six seconds; with split, a range
-	// splits after two.
+	// With split, a range splits after two seconds; with drops, a client
+	// drops every 300 ms from the first second on.
+	rng := rand.New(rand.NewPCG(seed, 6))
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Second)
 	defer cancel()
-	splitAt := time.Now().Add(2 * time.Second)
+	start := time.Now()
+	split, nextDrop := d.split, start.Add(time.Second)
+	drops, lastDrop := 0, map[int]time.Time{}
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 write:
@@ -260,7 +286,18 @@ write:
 			for range 6 {
 				wr.step()
 			}
-			if split && time.Now().After(splitAt) {
+			clients.poll()
+			if i := rng.IntN(20); d.drops && time.Now().After(nextDrop) && clients.started[i] && time.Since(lastDrop[i]) > 3*time.Second {
+				// Only a client that is live, and not dropped just before:
+				// a drop while the client catches up makes
+				// @changecast/client run two catch-ups at once, which it
+				// does not survive (a bug of the client, reported).
+				clients.drop(i, time.Duration(200+rng.IntN(1300))*time.Millisecond)
+				lastDrop[i] = time.Now()
+				drops++
+				nextDrop = time.Now().Add(300 * time.Millisecond)
+			}
+			if split && time.Since(start) > 2*time.Second {
 				split = false
 				rs, err := srv.PartitionKeyRanges(cosmosDB, cosmosColl)
 				if err != nil {
@@ -281,6 +318,14 @@ write:
 		return diffClients(t, reports, cosmosTenantDocs(t, sdk))
 	})
 	summary := checkReports(t, reports)
+	if len(clients.dropped) != drops {
+		t.Errorf("%d drops sent, %d answered", drops, len(clients.dropped))
+	}
+	for _, l := range clients.dropped {
+		if !strings.HasSuffix(l, " 204") {
+			t.Errorf("a drop failed: %s", l)
+		}
+	}
 	rs, _ := srv.PartitionKeyRanges(cosmosDB, cosmosColl)
-	t.Logf("%s; %d feed ranges", summary, len(rs))
+	return fmt.Sprintf("%s; %d drops; %d feed ranges", summary, drops, len(rs))
 }
