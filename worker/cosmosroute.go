@@ -11,7 +11,9 @@ import (
 
 // CosmosRouteFields lists the JSON Pointers the mappings of container route
 // and key by: the fields of their group and user templates and their key
-// pointers, once each. The Cosmos routing index keeps these per document.
+// pointers, once each. The Cosmos routing index keeps these per document;
+// with none (hub-wide mappings keyed by id) it is not needed, since their
+// audience never changes.
 func CosmosRouteFields(mappings []publish.Mapping, container string) ([]template.Pointer, error) {
 	var out []template.Pointer
 	seen := map[string]bool{}
