@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
-	"strings"
 	"testing"
 	"time"
 
@@ -35,17 +34,13 @@ type cosmosRun struct {
 	registry  *prometheus.Registry
 }
 
-// hubAccessKey signs the built-in hub's REST calls (test/node's drop).
-const hubAccessKey = "an-access-key-of-at-least-32-bytes-long"
-
 // startCosmosWorker runs changecast (worker.Run) on the emulator's
 // app/orders, leases in memory, with the built-in hub and the same JWT
 // negotiate as startWorker (and publish.shadowStore when shadowURL is set);
-// it returns the negotiate base URL once snapshots are served, and the
-// hub's address.
-func startCosmosWorker(t *testing.T, srv *cosmostest.Server, run cosmosRun) (base, hubAddr string) {
+// it returns the negotiate base URL once snapshots are served.
+func startCosmosWorker(t *testing.T, srv *cosmostest.Server, run cosmosRun) string {
 	t.Helper()
-	hubAddr = testkit.FreeAddr(t)
+	hubAddr := testkit.FreeAddr(t)
 	shadow := ""
 	if run.shadowURL != "" {
 		shadow = fmt.Sprintf("\n  shadowStore: {url: %q}", run.shadowURL)
@@ -77,14 +72,14 @@ hub:
 	testkit.Run(t, func(ctx context.Context) error {
 		return worker.Run(ctx, cfg, worker.Options{Logger: log, Registry: run.registry})
 	})
-	base = "http://" + hubAddr + "/api"
+	base := "http://" + hubAddr + "/api"
 	// Snapshots answer 503 until the container is open and its ranges
 	// stream; a one-document read of a missing id then answers 404.
 	testkit.Until(t, 30*time.Second, "snapshots to be served", func() bool {
 		status, _, _, err := get(base+"/snapshot?hub=orders&collection="+cosmosColl+"&id=-1", appToken("probe", "probe"))
 		return err == nil && status == http.StatusNotFound
 	})
-	return base, hubAddr
+	return base
 }
 
 // cosmosWriter changes documents at random: creates, updates (arrays that
@@ -260,20 +255,19 @@ func cosmosDifferential(t *testing.T, d cosmosDiff) string {
 	for len(wr.live) < d.preexisting {
 		wr.step()
 	}
-	base, hubAddr := startCosmosWorker(t, srv, d.run)
-	clients := startClients(t, base, 20, tenants, 4*time.Second,
-		"CHANGECAST_HUB_URL=http://"+hubAddr, "CHANGECAST_HUB_KEY="+hubAccessKey)
+	base := startCosmosWorker(t, srv, d.run)
+	clients := startClients(t, base, 20, tenants, 4*time.Second)
 	if d.held > 0 {
 		clients.waitStarted(d.held, 30*time.Second)
 	}
 
 	// With split, a range splits after two seconds; with drops, a client
-	// drops every 300 ms from the first second on.
+	// drops every 300 ms once all have started (from the fifth second on).
 	rng := rand.New(rand.NewPCG(seed, 6))
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Second)
 	defer cancel()
 	start := time.Now()
-	split, nextDrop := d.split, start.Add(time.Second)
+	split, dropping, nextDrop := d.split, false, start.Add(4500*time.Millisecond)
 	drops, lastDrop := 0, map[int]time.Time{}
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
@@ -286,16 +280,19 @@ write:
 			for range 6 {
 				wr.step()
 			}
-			clients.poll()
-			if i := rng.IntN(20); d.drops && time.Now().After(nextDrop) && clients.started[i] && time.Since(lastDrop[i]) > 3*time.Second {
-				// Only a client that is live, and not dropped just before:
-				// a drop while the client catches up makes
-				// @changecast/client run two catch-ups at once, which it
-				// does not survive (a bug of the client, reported).
-				clients.drop(i, time.Duration(200+rng.IntN(1300))*time.Millisecond)
+			if d.drops && !dropping && time.Now().After(nextDrop) {
+				// A drop while a client is still starting (or catching up
+				// after an earlier drop) makes @changecast/client run two
+				// catch-ups at once, which it does not survive ("held is
+				// not iterable", reported): drop live clients only.
+				clients.waitStarted(20, 30*time.Second)
+				dropping = true
+			}
+			if i := rng.IntN(20); dropping && time.Now().After(nextDrop) && time.Since(lastDrop[i]) > 3*time.Second {
+				clients.drop(i, time.Duration(200+rng.IntN(800))*time.Millisecond)
 				lastDrop[i] = time.Now()
 				drops++
-				nextDrop = time.Now().Add(300 * time.Millisecond)
+				nextDrop = time.Now().Add(150 * time.Millisecond)
 			}
 			if split && time.Since(start) > 2*time.Second {
 				split = false
@@ -318,13 +315,8 @@ write:
 		return diffClients(t, reports, cosmosTenantDocs(t, sdk))
 	})
 	summary := checkReports(t, reports)
-	if len(clients.dropped) != drops {
-		t.Errorf("%d drops sent, %d answered", drops, len(clients.dropped))
-	}
-	for _, l := range clients.dropped {
-		if !strings.HasSuffix(l, " 204") {
-			t.Errorf("a drop failed: %s", l)
-		}
+	if d.drops && drops == 0 {
+		t.Error("no client dropped its connection: the run did not exercise catch-up")
 	}
 	rs, _ := srv.PartitionKeyRanges(cosmosDB, cosmosColl)
 	return fmt.Sprintf("%s; %d drops; %d feed ranges", summary, drops, len(rs))

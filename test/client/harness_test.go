@@ -37,9 +37,10 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 const (
-	appSecret   = "test-secret-of-at-least-32-bytes!!"
-	appIssuer   = "changecast-test"
-	appAudience = "changecast-test"
+	hubAccessKey = "an-access-key-of-at-least-32-bytes-long"
+	appSecret    = "test-secret-of-at-least-32-bytes!!"
+	appIssuer    = "changecast-test"
+	appAudience  = "changecast-test"
 )
 
 // startWorker runs changecast (worker.Run) on dbURL's public.orders with
@@ -125,27 +126,22 @@ type nodeClients struct {
 	t     *testing.T
 	stdin io.WriteCloser
 	lines chan string
-	// dropped are the "dropped I STATUS" lines read so far, started the
-	// clients that printed "started I".
-	dropped []string
-	started map[int]bool
-	mu      sync.Mutex
-	seen    []string
+	// count counts the lines read so far by their first word ("started").
+	count map[string]int
+	mu    sync.Mutex
+	seen  []string
 }
 
-// startClients starts n clients of test/node/replicas.mjs joining within
-// join; env adds to its environment (CHANGECAST_HUB_URL and
-// CHANGECAST_HUB_KEY enable drop).
-func startClients(t *testing.T, base string, n int, tenants []string, join time.Duration, env ...string) *nodeClients {
+func startClients(t *testing.T, base string, n int, tenants []string, join time.Duration) *nodeClients {
 	t.Helper()
 	node := testkit.NeedNode(t, "test/node", "@microsoft/signalr")
 	testkit.NeedNode(t, "clients/js", "fast-json-patch", "@microsoft/signalr")
 	cmd := exec.Command(node, "replicas.mjs")
 	cmd.Dir = filepath.Join(testkit.Root(t), "test", "node")
 	cmd.Env = append(os.Environ(), "CHANGECAST_NEGOTIATE_URL="+base, "CHANGECAST_HUB=orders",
+		"CHANGECAST_HUB_URL="+strings.TrimSuffix(base, "/api"), "CHANGECAST_HUB_KEY="+hubAccessKey,
 		"CHANGECAST_APP_SECRET="+appSecret, "CHANGECAST_APP_ISSUER="+appIssuer, "CHANGECAST_APP_AUDIENCE="+appAudience,
 		fmt.Sprintf("CLIENTS=%d", n), "TENANTS="+strings.Join(tenants, ","), fmt.Sprintf("JOIN_MS=%d", join.Milliseconds()))
-	cmd.Env = append(cmd.Env, env...)
 	cmd.Stderr = testWriter{t}
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -180,52 +176,26 @@ func startClients(t *testing.T, base string, n int, tenants []string, join time.
 	return nc
 }
 
-// drop closes client i's connections through the hub's REST API and keeps
-// it away for d (it prints "dropped I STATUS", which dump skips).
-func (nc *nodeClients) drop(i int, d time.Duration) {
-	nc.t.Helper()
-	if _, err := fmt.Fprintf(nc.stdin, "drop %d %d\n", i, d.Milliseconds()); err != nil {
-		nc.t.Fatal(err)
-	}
-}
-
-// note records a line of the clients that is not a dump.
+// note counts a line by its first word; a "failed I why" line fails the
+// test.
 func (nc *nodeClients) note(l string) {
-	switch {
-	case strings.HasPrefix(l, "dropped "):
-		nc.dropped = append(nc.dropped, l)
-	case strings.HasPrefix(l, "started "):
-		if nc.started == nil {
-			nc.started = map[int]bool{}
-		}
-		var i int
-		fmt.Sscanf(l, "started %d", &i)
-		nc.started[i] = true
-	case strings.HasPrefix(l, "failed "):
+	nc.t.Helper()
+	if strings.HasPrefix(l, "failed ") {
 		nc.t.Fatalf("a client failed to start: %s", l)
 	}
-}
-
-// poll records the lines already printed, without waiting.
-func (nc *nodeClients) poll() {
-	for {
-		select {
-		case l, ok := <-nc.lines:
-			if !ok {
-				nc.t.Fatal("the node clients exited")
-			}
-			nc.note(l)
-		default:
-			return
+	if w, _, ok := strings.Cut(l, " "); ok {
+		if nc.count == nil {
+			nc.count = map[string]int{}
 		}
+		nc.count[w]++
 	}
 }
 
-// waitStarted waits until n clients reported they are live.
+// waitStarted waits until n clients reported they are live (in all).
 func (nc *nodeClients) waitStarted(n int, timeout time.Duration) {
 	nc.t.Helper()
 	deadline := time.After(timeout)
-	for len(nc.started) < n {
+	for nc.count["started"] < n {
 		select {
 		case l, ok := <-nc.lines:
 			if !ok {
@@ -233,7 +203,37 @@ func (nc *nodeClients) waitStarted(n int, timeout time.Duration) {
 			}
 			nc.note(l)
 		case <-deadline:
-			nc.t.Fatalf("%d of %d clients started within %v", len(nc.started), n, timeout)
+			nc.t.Fatalf("%d of %d clients started within %v", nc.count["started"], n, timeout)
+		}
+	}
+}
+
+// drop closes client i's connections through the hub's REST API and keeps
+// it away for d (it cannot get a token meanwhile); it returns once the hub
+// answered.
+func (nc *nodeClients) drop(i int, d time.Duration) {
+	nc.t.Helper()
+	if _, err := fmt.Fprintf(nc.stdin, "drop %d %d\n", i, d.Milliseconds()); err != nil {
+		nc.t.Fatal(err)
+	}
+	want := fmt.Sprintf("dropped %d ", i)
+	deadline := time.After(30 * time.Second)
+	for {
+		select {
+		case l, ok := <-nc.lines:
+			if !ok {
+				nc.t.Fatal("the node clients exited")
+			}
+			nc.note(l)
+			if !strings.HasPrefix(l, want) {
+				continue
+			}
+			if st := strings.TrimPrefix(l, want); st != "200" && st != "204" {
+				nc.t.Fatalf("drop of client %d: the hub answered %s", i, st)
+			}
+			return
+		case <-deadline:
+			nc.t.Fatalf("no answer to the drop of client %d", i)
 		}
 	}
 }
