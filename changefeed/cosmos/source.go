@@ -92,12 +92,14 @@ func (s *Source) Run(ctx context.Context, out chan<- changefeed.Event) error {
 	// route.go): the routing index, seeded before the first read, or,
 	// with the index off, "unknown" for every change.
 	prev, follow := unknownAll, func(*changefeed.Change) {}
+	var index *routeIndex
 	if s.f.cfg.RoutingIndex {
 		x, err := s.seedRetrying(ctx)
 		if x == nil {
 			return err // nil: ctx ended
 		}
-		prev, follow = x.before, x.follow
+		index, prev, follow = x, x.before, x.follow
+		s.f.metrics.indexed(s.l.Token, len(x.docs))
 	}
 	emitted := s.l.Continuation
 	backoff := s.f.cfg.MinBackoff
@@ -199,6 +201,9 @@ func (s *Source) Run(ctx context.Context, out chan<- changefeed.Event) error {
 			if !send(ctx, out, ev) {
 				return nil
 			}
+		}
+		if index != nil {
+			s.f.metrics.indexed(s.l.Token, len(index.docs))
 		}
 		emitted = tok
 	}

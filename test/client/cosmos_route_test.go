@@ -56,10 +56,18 @@ func cosmosStartNow(t *testing.T, extra string, indexed bool) {
 	if !indexed && fallbacks == 0 {
 		t.Error("routingIndex false, and no change fell back to the hub")
 	}
+	// The held leases' indexes hold at least the documents that existed
+	// before the start and were not deleted since.
+	if indexed {
+		if docs := counter(t, reg, "changecast_cosmos_routing_index_documents"); docs < 300 {
+			t.Errorf("changecast_cosmos_routing_index_documents = %v", docs)
+		}
+	}
 	t.Logf("%s; %v fallbacks", summary, fallbacks)
 }
 
-// counter is the value of a counter of reg.
+// counter is the value of a counter or gauge of reg (summed over its
+// labels).
 func counter(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	t.Helper()
 	mfs, err := reg.Gather()
@@ -70,7 +78,7 @@ func counter(t *testing.T, reg *prometheus.Registry, name string) float64 {
 		if mf.GetName() == name {
 			var sum float64
 			for _, m := range mf.GetMetric() {
-				sum += m.GetCounter().GetValue()
+				sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
 			}
 			return sum
 		}
