@@ -39,7 +39,16 @@ type Change struct {
 	// columns, and then BeforePartial is true.
 	Before        map[string]any
 	BeforePartial bool
-	After         map[string]any // nil for delete
+	// BeforeRoutes is set when Before, though partial, holds every field
+	// the collection's mappings route and key by (a Cosmos routing index
+	// entry: the fields of the version clients hold): where that version
+	// went can be rendered from it.
+	BeforeRoutes bool
+	// PrevUnknown is set when the source cannot tell where the version
+	// clients hold went (no before-image, no routing index entry): a
+	// consumer that does not know either must tell every possible holder.
+	PrevUnknown bool
+	After       map[string]any // nil for delete
 	// Unchanged lists top-level fields of After the source could not read
 	// (Postgres unchanged TOAST values); they equal the previous version's.
 	Unchanged []string

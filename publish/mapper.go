@@ -29,6 +29,10 @@ type MapperStats struct {
 	Unroutable int64 // changes whose group or user could not be rendered
 	Replays    int64 // changes dropped because a newer version was already sent
 	Unchanged  int64 // updates that changed nothing a client sees
+	// Fallbacks counts deletes sent to a whole hub because the source
+	// could not tell which group or user held the document
+	// (changefeed.Change.PrevUnknown).
+	Fallbacks int64
 }
 
 // MapperOptions tunes a Mapper.
@@ -223,7 +227,15 @@ func (m *Mapper) mapRule(r *rule, ch *changefeed.Change, out []Output) []Output 
 	}
 
 	if ch.Op == changefeed.Delete {
-		t, ok := m.oldAudience(r, ch, prev, hasPrev)
+		var t Audience
+		ok := true
+		if !hasPrev && ch.PrevUnknown && r.routed() {
+			// Which group held the document is unknown: every connection
+			// of the hub is told (a delete names no content).
+			t = m.fallback(r)
+		} else {
+			t, ok = m.oldAudience(r, ch, prev, hasPrev)
+		}
 		m.shadow.del(key)
 		if !ok {
 			return out
@@ -236,12 +248,20 @@ func (m *Mapper) mapRule(r *rule, ch *changefeed.Change, out []Output) []Output 
 	// fill is the previous version the unchanged columns come from: the
 	// document itself, or, when its key changed, the document it was.
 	fill, hasFill := prev, hasPrev
-	if ch.PrevID != "" {
-		oldID, err := r.id(ch.Before, ch.PrevID)
+	prevID := ch.PrevID
+	if prevID == "" && ch.BeforeRoutes && ch.Op == changefeed.Update {
+		// A routing index entry holds the key fields too: under a mapping
+		// keyed by fields that changed, the document held had another id.
+		prevID = ch.ID
+	}
+	keyMoved := false
+	if prevID != "" {
+		oldID, err := r.id(ch.Before, prevID)
 		if err != nil {
-			oldID = ch.PrevID
+			oldID = prevID
 		}
 		if oldID != id {
+			keyMoved = true
 			oldKey := shadowKey{rule: r.idx, id: oldID}
 			old, hasOld, _ := m.lookup(r, oldKey)
 			m.shadow.del(oldKey)
@@ -306,11 +326,20 @@ func (m *Mapper) mapRule(r *rule, ch *changefeed.Change, out []Output) []Output 
 	// before-image (REPLICA IDENTITY FULL) tells. When the routing field
 	// changed, the old audience loses the document and the new one gets all
 	// of it.
+	// A partial before-image that holds every routing field (a Cosmos
+	// routing index entry) tells as much. When nothing tells and the source
+	// says a previous version may be held somewhere, the whole hub is told
+	// to delete it, and the new audience gets it whole at the same version
+	// (a delete never undoes an upsert of its own version, in either
+	// order).
 	oldT, hasOld := prev.audience, hasPrev
-	if !hasPrev && ch.Op == changefeed.Update && ch.PrevID == "" && ch.Before != nil && !ch.BeforePartial && r.routed() {
+	if !hasPrev && ch.Op == changefeed.Update && ch.PrevID == "" && !keyMoved && ch.Before != nil && (!ch.BeforePartial || ch.BeforeRoutes) && r.routed() {
 		if bt, err := r.audience(ch.Before); err == nil {
 			oldT, hasOld = bt, true
 		}
+	}
+	if !hasOld && deletedAt == "" && ch.PrevUnknown && r.routed() {
+		oldT, hasOld = m.fallback(r), true
 	}
 	if hasOld && oldT != t {
 		c := base
@@ -453,6 +482,14 @@ func (m *Mapper) oldAudience(r *rule, ch *changefeed.Change, prev shadowEntry, h
 		return Audience{}, false
 	}
 	return t, true
+}
+
+// fallback is the whole hub of r: where a delete goes when the group or
+// user that held the document is unknown. Counted, so an operator sees what
+// the routing index (or a before-image) would have saved.
+func (m *Mapper) fallback(r *rule) Audience {
+	m.Stats.Fallbacks++
+	return Audience{Hub: r.m.Hub, Method: r.m.Method}
 }
 
 func (m *Mapper) refetch(out []Output, r *rule, ch *changefeed.Change, key shadowKey, prev shadowEntry, hasPrev bool, base wire.Entry, reason string) []Output {

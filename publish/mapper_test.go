@@ -199,3 +199,76 @@ func TestMapperShadowKeepsColdDocumentsEncoded(t *testing.T) {
 		t.Fatalf("patch against the decoded copy: %+v %s", o.Change, o.Change.Patch)
 	}
 }
+
+// TestMapperRoutingIndexBefore: a partial before-image that holds the
+// routing fields (BeforeRoutes, a Cosmos routing index entry) tells where
+// the held version went, for a move and for a soft delete whose document
+// moved since.
+func TestMapperRoutingIndexBefore(t *testing.T) {
+	m := newTestMapper(t, Mapping{Collection: "c", Hub: "h", Group: "g-{/tenant}", Method: "t"})
+	outs := m.Map(&changefeed.Change{Collection: "c", ID: "4", Op: changefeed.Update, Version: "9",
+		Before: doc("tenant", "acme"), BeforePartial: true, BeforeRoutes: true, After: doc("id", "4", "tenant", "globex")}, nil)
+	if len(outs) != 2 || outs[0].Audience.Group != "g-acme" || outs[0].Change.Op != wire.OpDelete ||
+		outs[1].Audience.Group != "g-globex" || outs[1].Change.Op != wire.OpUpsert {
+		t.Fatalf("move from an index entry: %+v", outs)
+	}
+	d := one(t, m.Map(&changefeed.Change{Collection: "c", ID: "5", Op: changefeed.Delete, Version: "10",
+		Before: doc("tenant", "acme"), BeforePartial: true, BeforeRoutes: true}, nil))
+	if d.Audience.Group != "g-acme" || d.Change.Op != wire.OpDelete || m.Stats.Fallbacks != 0 || m.Stats.Unroutable != 0 {
+		t.Fatalf("soft delete from an index entry: %+v %+v", d, m.Stats)
+	}
+}
+
+// TestMapperPrevUnknownFallsBackToHub: when the source cannot tell where
+// the held version went, a move and a soft delete tell the whole hub (a
+// delete of the change's version), the upsert still goes to its group, and
+// nothing is unroutable. Once the shadow knows, no fallback.
+func TestMapperPrevUnknownFallsBackToHub(t *testing.T) {
+	m := newTestMapper(t, Mapping{Collection: "c", Hub: "h", Group: "g-{/tenant}", Method: "t"})
+	outs := m.Map(&changefeed.Change{Collection: "c", ID: "4", Op: changefeed.Update, Version: "9",
+		PrevUnknown: true, After: doc("id", "4", "tenant", "globex")}, nil)
+	hub := Audience{Hub: "h", Method: "t"}
+	if len(outs) != 2 || outs[0].Audience != hub || outs[0].Change.Op != wire.OpDelete || outs[0].Change.V != "9" || outs[0].Change.ID != "4" ||
+		outs[1].Audience.Group != "g-globex" || outs[1].Change.Op != wire.OpUpsert || outs[1].Change.V != "9" {
+		t.Fatalf("unknown previous audience: %+v", outs)
+	}
+	// The shadow now knows g-globex: a move goes there, not to the hub.
+	outs = m.Map(&changefeed.Change{Collection: "c", ID: "4", Op: changefeed.Update, Version: "10",
+		PrevUnknown: true, After: doc("id", "4", "tenant", "acme")}, nil)
+	if len(outs) != 2 || outs[0].Audience.Group != "g-globex" || outs[1].Audience.Group != "g-acme" {
+		t.Fatalf("move known from the shadow: %+v", outs)
+	}
+	// A soft delete of an unknown document: the whole hub.
+	d := one(t, m.Map(&changefeed.Change{Collection: "c", ID: "7", Op: changefeed.Delete, Version: "11",
+		PrevUnknown: true, Before: doc("id", "7", "tenant", "acme", "_deleted", true)}, nil))
+	if d.Audience != hub || d.Change.Op != wire.OpDelete || d.Change.Collection != "c" || d.Change.Doc != nil {
+		t.Fatalf("soft delete of an unknown document: %+v", d)
+	}
+	if m.Stats.Fallbacks != 2 || m.Stats.Unroutable != 0 {
+		t.Fatalf("stats %+v", m.Stats)
+	}
+	// A hub-wide mapping needs no fallback: its audience never changes.
+	hm := newTestMapper(t, Mapping{Collection: "c", Hub: "h", Method: "t"})
+	if o := one(t, hm.Map(&changefeed.Change{Collection: "c", ID: "4", Op: changefeed.Update, Version: "9",
+		PrevUnknown: true, After: doc("id", "4")}, nil)); o.Change.Op != wire.OpUpsert || hm.Stats.Fallbacks != 0 {
+		t.Fatalf("hub-wide mapping: %+v %+v", o, hm.Stats)
+	}
+}
+
+// Under a mapping keyed by the routing field, a move changes the key: the
+// index entry's key fields name the id the old group holds.
+func TestMapperRoutingIndexKeyMove(t *testing.T) {
+	m := newTestMapper(t, Mapping{Collection: "c", Hub: "h", Group: "g-{/tenant}", Key: []string{"/tenant", "/id"}, Method: "t"})
+	outs := m.Map(&changefeed.Change{Collection: "c", ID: "4", Op: changefeed.Update, Version: "9",
+		Before: doc("tenant", "acme", "id", "4"), BeforePartial: true, BeforeRoutes: true, After: doc("id", "4", "tenant", "globex")}, nil)
+	if len(outs) != 2 || outs[0].Audience.Group != "g-acme" || outs[0].Change.Op != wire.OpDelete || outs[0].Change.ID != `["acme","4"]` ||
+		outs[1].Audience.Group != "g-globex" || outs[1].Change.Op != wire.OpUpsert || outs[1].Change.ID != `["globex","4"]` {
+		t.Fatalf("key move from an index entry: %+v", outs)
+	}
+	// Unmoved: one upsert, no delete.
+	outs = m.Map(&changefeed.Change{Collection: "c", ID: "5", Op: changefeed.Update, Version: "10",
+		Before: doc("tenant", "acme", "id", "5"), BeforePartial: true, BeforeRoutes: true, After: doc("id", "5", "tenant", "acme")}, nil)
+	if o := one(t, outs); o.Change.Op != wire.OpUpsert || o.Audience.Group != "g-acme" {
+		t.Fatalf("%+v", outs)
+	}
+}

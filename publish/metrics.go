@@ -10,6 +10,7 @@ type Metrics struct {
 	retries    prometheus.Counter
 	refetch    prometheus.Counter
 	unroutable prometheus.Counter
+	fallbacks  prometheus.Counter
 	replays    prometheus.Counter
 	dropped    prometheus.Counter
 	latency    prometheus.Histogram
@@ -28,6 +29,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		retries:    c("publish_retries_total", "Publish attempts that failed and were retried."),
 		refetch:    c("refetch_total", "Refetch markers sent instead of data."),
 		unroutable: c("unroutable_total", "Changes whose group or user could not be derived (logged, not sent)."),
+		fallbacks:  c("route_fallback_total", "Deletes sent to a whole hub because the group or user that held the document was unknown (Cosmos without a routing index entry)."),
 		replays:    c("replays_skipped_total", "Replayed changes skipped because a newer version was already sent."),
 		dropped:    c("dropped_total", "Changes the target refused even as refetch markers (logged)."),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "changecast", Name: "publish_seconds",

@@ -288,6 +288,7 @@ func (p *Pipeline) mapStage(in <-chan changefeed.Delivery, out chan<- []mapped, 
 			s := p.m.Stats
 			mt.refetch.Add(float64(s.Refetch - last.Refetch))
 			mt.unroutable.Add(float64(s.Unroutable - last.Unroutable))
+			mt.fallbacks.Add(float64(s.Fallbacks - last.Fallbacks))
 			mt.replays.Add(float64(s.Replays - last.Replays))
 			last = s
 		}

@@ -102,7 +102,7 @@ func (r *rule) project(doc map[string]any) map[string]any {
 		out := map[string]any{}
 		for _, p := range r.include {
 			if v, ok := p.Get(doc); ok {
-				setPath(out, p, v)
+				p.Set(out, v)
 			}
 		}
 		return out
@@ -111,19 +111,6 @@ func (r *rule) project(doc map[string]any) map[string]any {
 		doc = withoutPath(doc, p)
 	}
 	return doc
-}
-
-func setPath(dst map[string]any, p template.Pointer, v any) {
-	cur := dst
-	for _, t := range p[:len(p)-1] {
-		next, ok := cur[t].(map[string]any)
-		if !ok {
-			next = map[string]any{}
-			cur[t] = next
-		}
-		cur = next
-	}
-	cur[p[len(p)-1]] = v
 }
 
 func withoutPath(doc map[string]any, p template.Pointer) map[string]any {

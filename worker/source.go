@@ -82,9 +82,14 @@ func newSource(ctx context.Context, cfg *config.Config, mappings []publish.Mappi
 			return src, err
 		}
 		store, closers = s, append(closers, closeStore)
+		routeFields, err := CosmosRouteFields(mappings, cs.Container)
+		if err != nil {
+			return src, fatal(err)
+		}
+		warnUnindexed(cs, log)
 		cont := &cosmos.Container{Client: client, Database: cs.Database, Container: cs.Container,
 			Feed: cosmos.FeedConfig{Start: start, PollInterval: cs.PollInterval.D(), MaxItems: cs.MaxItems,
-				DeleteField: cs.DeleteField, Logger: log.With("source", "cosmos")},
+				DeleteField: cs.DeleteField, RoutingIndex: cs.Indexed() && len(routeFields) > 0, RouteFields: routeFields, Logger: log.With("source", "cosmos")},
 			Processor: cfg.Lease.Processor, Metrics: cosmos.NewMetrics(reg), Leases: store}
 		parts, src.snap = cont, cont
 		// An instance holding none of the ranges (more instances than

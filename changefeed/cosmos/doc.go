@@ -55,6 +55,18 @@
 // flag before deleting (or let a TTL remove the flagged document later); a
 // document whose flag is true becomes op delete.
 //
+// # Moves: the routing index
+//
+// The latest-version feed has no before-image, so a document that moves to
+// another group would reach the new group only. With FeedConfig.RoutingIndex
+// each Source keeps its range's document ids with the fields the mappings
+// route and key by (RouteFields), seeded before the first read by one read
+// of the range from the beginning: entries at or below the lease's
+// checkpoint are what clients hold, entries above it unknown. A change then
+// carries the held version's fields as Before (BeforeRoutes), or
+// PrevUnknown, on which the mapper deletes the document from the whole hub.
+// See route.go, and docs/cosmos.md for the costs.
+//
 // # Splits and merges
 //
 // A read whose returned token holds more than one range means the lease's

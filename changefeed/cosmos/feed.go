@@ -29,6 +29,16 @@ type FeedConfig struct {
 	// DeleteField is a JSON Pointer to a soft-delete flag: a document where
 	// it is true becomes a delete. Empty: none.
 	DeleteField string
+	// RoutingIndex keeps, per lease, the routing and key fields of every
+	// document of its range (RouteFields), seeded by one read of the
+	// range's feed when the lease starts, so a move or a soft delete
+	// carries where the version clients hold went (route.go). Off, every
+	// change is marked changefeed.Change.PrevUnknown. The worker turns it
+	// on unless source.cosmos.routingIndex is false.
+	RoutingIndex bool
+	// RouteFields are the JSON Pointers the container's mappings route
+	// and key by (their group/user template fields and key pointers).
+	RouteFields []template.Pointer
 	// MinBackoff and MaxBackoff bound the wait after a failed read (after
 	// the SDK's own retries). Defaults 100 ms and 10 s.
 	MinBackoff, MaxBackoff time.Duration

@@ -24,6 +24,7 @@ import (
 	"github.com/changecast/changecast/internal/testkit"
 	"github.com/changecast/changecast/lease"
 	"github.com/changecast/changecast/publish"
+	"github.com/changecast/changecast/schema/template"
 	"github.com/changecast/changecast/schema/wire"
 )
 
@@ -187,7 +188,10 @@ type workerConfig struct {
 func (w *world) config(owner string, store lease.Store) workerConfig {
 	return workerConfig{
 		Client: w.client(), Container: collName,
-		Feed:  cosmos.FeedConfig{Start: cosmos.Start{Kind: cosmos.StartBeginning}, PollInterval: 20 * time.Millisecond, MaxItems: 25, Logger: logger()},
+		// The routing index on, as the worker has it by default: every
+		// lease (takeovers, split children, throttling) seeds it first.
+		Feed: cosmos.FeedConfig{Start: cosmos.Start{Kind: cosmos.StartBeginning}, PollInterval: 20 * time.Millisecond, MaxItems: 25,
+			RoutingIndex: true, RouteFields: []template.Pointer{{"tenant"}}, Logger: logger()},
 		Store: store, Owner: owner, Publisher: w, NewMapper: newMapper(0),
 	}
 }

@@ -88,6 +88,19 @@ func (s *Source) Run(ctx context.Context, out chan<- changefeed.Event) error {
 		return err
 	}
 	opts := rs.options(s.f.rid, s.l.Range, s.f.cfg.MaxItems)
+	// prev gives each change where the version clients hold went (see
+	// route.go): the routing index, seeded before the first read, or,
+	// with the index off, "unknown" for every change.
+	prev, follow := unknownAll, func(*changefeed.Change) {}
+	var index *routeIndex
+	if s.f.cfg.RoutingIndex {
+		x, err := s.seedRetrying(ctx)
+		if x == nil {
+			return err // nil: ctx ended
+		}
+		index, prev, follow = x, x.before, x.follow
+		s.f.metrics.indexed(s.l.Token, len(x.docs))
+	}
 	emitted := s.l.Continuation
 	backoff := s.f.cfg.MinBackoff
 	failures := 0
@@ -179,6 +192,9 @@ func (s *Source) Run(ctx context.Context, out chan<- changefeed.Event) error {
 		runtime.Gosched()
 		for i, item := range resp.Items {
 			ev := changefeed.Event{Change: s.f.dec.decode(item)}
+			// Before the send: the change then belongs to the pipeline.
+			prev(ev.Change)
+			follow(ev.Change)
 			if i == len(resp.Items)-1 {
 				ev.Position = changefeed.Position(tok)
 			}
@@ -186,7 +202,43 @@ func (s *Source) Run(ctx context.Context, out chan<- changefeed.Event) error {
 				return nil
 			}
 		}
+		if index != nil {
+			s.f.metrics.indexed(s.l.Token, len(index.docs))
+		}
 		emitted = tok
+	}
+}
+
+// seedRetrying seeds the routing index, retrying failed reads with backoff
+// as the stream does. A nil index with a nil error: ctx ended first.
+func (s *Source) seedRetrying(ctx context.Context) (*routeIndex, error) {
+	backoff := s.f.cfg.MinBackoff
+	for attempt := 1; ; attempt++ {
+		x, err := s.seed(ctx)
+		if err == nil {
+			return x, nil
+		}
+		if ctx.Err() != nil {
+			return nil, nil
+		}
+		if isPermanent(err) {
+			// The range no longer maps to the container (it split): the
+			// stream's first read reports it. Until then nothing is
+			// known.
+			return &routeIndex{blind: true}, nil
+		}
+		if statusOf(err) == http.StatusBadRequest {
+			// The service refuses a plain read of the range from the
+			// beginning: sending it again cannot help.
+			return nil, &ConfigError{Field: "source.cosmos.routingIndex", Err: fmt.Errorf("the seed read of lease %s was refused (false turns the index off): %w", s.l.Token, err)}
+		}
+		if attempt == 1 || attempt%20 == 0 {
+			s.log.Warn("cosmos: routing index seed failed; retrying", "attempt", attempt, "wait", backoff, "err", err)
+		}
+		if !sleep(ctx, backoff/2+rand.N(backoff/2+1)) {
+			return nil, nil
+		}
+		backoff = min(backoff*2, s.f.cfg.MaxBackoff)
 	}
 }
 

@@ -55,14 +55,24 @@ func TestStartFromTime(t *testing.T) {
 // a configuration problem: the runner stops with an error naming
 // source.cosmos.startFrom instead of retrying forever.
 func TestRefusedReadIsFatal(t *testing.T) {
-	w := newWorld(t, 1)
-	w.srv.FailNext(1, http.StatusBadRequest, emulator.KindChangeFeed)
-	r := w.config("f", lease.NewMemoryStore()).runner(t)
-	done := testkit.Go(t, func() error { return r.Run(context.Background()) })
-	err := testkit.Recv(t, done, patience, "the runner to stop")
-	var ce *cosmos.ConfigError
-	if !changefeed.IsFatal(err) || !errors.As(err, &ce) || ce.Field != "source.cosmos.startFrom" {
-		t.Fatalf("Run = %v, want a fatal error naming source.cosmos.startFrom", err)
+	for _, tc := range []struct {
+		indexed bool
+		field   string
+	}{{false, "source.cosmos.startFrom"}, {true, "source.cosmos.routingIndex"}} {
+		t.Run(tc.field, func(t *testing.T) {
+			// With the routing index on, the refused read is the seed's.
+			w := newWorld(t, 1)
+			w.srv.FailNext(1, http.StatusBadRequest, emulator.KindChangeFeed)
+			cfg := w.config("f", lease.NewMemoryStore())
+			cfg.Feed.RoutingIndex = tc.indexed
+			r := cfg.runner(t)
+			done := testkit.Go(t, func() error { return r.Run(context.Background()) })
+			err := testkit.Recv(t, done, patience, "the runner to stop")
+			var ce *cosmos.ConfigError
+			if !changefeed.IsFatal(err) || !errors.As(err, &ce) || ce.Field != tc.field {
+				t.Fatalf("Run = %v, want a fatal error naming %s", err, tc.field)
+			}
+		})
 	}
 }
 

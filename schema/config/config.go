@@ -94,7 +94,14 @@ type CosmosSource struct {
 	PollInterval Duration `yaml:"pollInterval,omitempty" json:"pollInterval,omitempty" jsonschema_description:"Sleep after an empty read. Default 1s."`
 	MaxItems     int      `yaml:"maxItems,omitempty" json:"maxItems,omitempty" jsonschema_description:"Page size of change feed reads. Default 100."`
 	DeleteField  string   `yaml:"deleteField,omitempty" json:"deleteField,omitempty" jsonschema_description:"JSON Pointer of a soft-delete flag; a document where it is true becomes op delete. Example /_deleted."`
+	// RoutingIndex keeps each lease's documents' routing fields in memory,
+	// seeded by one read of the range when the lease starts, so moves and
+	// soft deletes reach the group that held the document.
+	RoutingIndex *bool `yaml:"routingIndex,omitempty" json:"routingIndex,omitempty" jsonschema_description:"Keep the routing and key fields of every document of each held lease in memory (seeded by one read of the range's change feed when the lease starts) so that moves and soft deletes reach the group or user that held the document. Default true; false sends them as deletes to the whole hub instead (a WARN at start, changecast_route_fallback_total counts them)."`
 }
+
+// Indexed reports whether the routing index is on: as set, default true.
+func (c *CosmosSource) Indexed() bool { return c.RoutingIndex == nil || *c.RoutingIndex }
 
 // Lease says where checkpoints and ownership live.
 type Lease struct {

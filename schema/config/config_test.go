@@ -193,3 +193,27 @@ func TestMaxDelayDefaults(t *testing.T) {
 		}
 	}
 }
+
+// source.cosmos.routingIndex: on unless set false, a boolean in the schema.
+func TestCosmosRoutingIndex(t *testing.T) {
+	for _, tc := range []struct {
+		set  string
+		want bool
+	}{{"", true}, {"routingIndex: true, ", true}, {"routingIndex: false, ", false}} {
+		src := "source:\n  cosmos: {" + tc.set + "endpoint: \"https://a\", key: k, database: d, container: c}\nmappings:\n  - {collection: c, hub: h}\n"
+		c, err := Parse([]byte(src), env(nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := c.Source.Cosmos.Indexed(); got != tc.want {
+			t.Errorf("%q: indexed %v, want %v", tc.set, got, tc.want)
+		}
+	}
+	if _, err := Parse([]byte("source:\n  cosmos: {routingIndex: maybe, endpoint: \"https://a\", key: k, database: d, container: c}\nmappings:\n  - {collection: c, hub: h}\n"), env(nil)); err == nil || !strings.Contains(err.Error(), "maybe") {
+		t.Errorf("a non-boolean routingIndex: %v", err)
+	}
+	b, err := JSONSchema()
+	if err != nil || !strings.Contains(string(b), `"routingIndex": {`) {
+		t.Fatalf("schema lacks routingIndex: %v", err)
+	}
+}

@@ -62,3 +62,22 @@ func (p Pointer) Get(doc any) (any, bool) {
 	}
 	return cur, true
 }
+
+// Set writes v at p into dst, creating the objects along the path (an
+// existing non-object value on the way is replaced). The empty pointer
+// sets nothing.
+func (p Pointer) Set(dst map[string]any, v any) {
+	if len(p) == 0 {
+		return
+	}
+	cur := dst
+	for _, t := range p[:len(p)-1] {
+		next, ok := cur[t].(map[string]any)
+		if !ok {
+			next = map[string]any{}
+			cur[t] = next
+		}
+		cur = next
+	}
+	cur[p[len(p)-1]] = v
+}

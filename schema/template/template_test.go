@@ -2,6 +2,7 @@ package template
 
 import (
 	"encoding/json"
+	"reflect"
 	"testing"
 )
 
@@ -90,4 +91,19 @@ func setAt(doc map[string]any, p Pointer, v any) {
 		doc = next
 	}
 	doc[p[len(p)-1]] = v
+}
+
+func TestPointerSet(t *testing.T) {
+	dst := map[string]any{"a": "scalar"}
+	for _, s := range []string{"/a/b", "/a/c", "/d", ""} {
+		p, err := ParsePointer(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Set(dst, s)
+	}
+	want := map[string]any{"a": map[string]any{"b": "/a/b", "c": "/a/c"}, "d": "/d"}
+	if !reflect.DeepEqual(dst, want) {
+		t.Fatalf("got %v, want %v", dst, want)
+	}
 }

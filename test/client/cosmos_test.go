@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/data/azcosmos"
+	"github.com/prometheus/client_golang/prometheus"
 
 	emulator "github.com/changecast/changecast/emulator/cosmos"
 	"github.com/changecast/changecast/emulator/cosmos/cosmostest"
@@ -25,20 +26,31 @@ const (
 	cosmosColl = "orders"
 )
 
+// cosmosRun is how startCosmosWorker runs the worker.
+type cosmosRun struct {
+	shadowURL string // publish.shadowStore; empty: none
+	startFrom string // default beginning
+	extra     string // more source.cosmos settings, e.g. "routingIndex: false, "
+	registry  *prometheus.Registry
+}
+
 // startCosmosWorker runs changecast (worker.Run) on the emulator's
 // app/orders, leases in memory, with the built-in hub and the same JWT
 // negotiate as startWorker (and publish.shadowStore when shadowURL is set);
 // it returns the negotiate base URL once snapshots are served.
-func startCosmosWorker(t *testing.T, srv *cosmostest.Server, shadowURL string) string {
+func startCosmosWorker(t *testing.T, srv *cosmostest.Server, run cosmosRun) string {
 	t.Helper()
 	hubAddr := testkit.FreeAddr(t)
 	shadow := ""
-	if shadowURL != "" {
-		shadow = fmt.Sprintf("\n  shadowStore: {url: %q}", shadowURL)
+	if run.shadowURL != "" {
+		shadow = fmt.Sprintf("\n  shadowStore: {url: %q}", run.shadowURL)
+	}
+	if run.startFrom == "" {
+		run.startFrom = "beginning"
 	}
 	yaml := fmt.Sprintf(`
 source:
-  cosmos: {endpoint: %q, key: %q, database: %s, container: %s, startFrom: beginning, pollInterval: 20ms, deleteField: /_deleted}
+  cosmos: {%sendpoint: %q, key: %q, database: %s, container: %s, startFrom: %s, pollInterval: 20ms, deleteField: /_deleted}
 lease: {store: memory, acquireInterval: 200ms, renewInterval: 500ms, expiry: 5s}
 mappings:
   - {collection: %s, hub: orders, group: "tenant-{/tenant}"}
@@ -46,18 +58,20 @@ publish:
   target: hub%s
 hub:
   listen: %q
-  accessKey: "an-access-key-of-at-least-32-bytes-long"
+  accessKey: %q
   negotiate:
     path: /api
     auth: {jwt: {hs256Secret: %q, issuer: %s, audience: %s}}
     groups: ["tenant-{claims.tid}"]
-`, srv.URL(), srv.Key(), cosmosDB, cosmosColl, cosmosColl, shadow, hubAddr, appSecret, appIssuer, appAudience)
+`, run.extra, srv.URL(), srv.Key(), cosmosDB, cosmosColl, run.startFrom, cosmosColl, shadow, hubAddr, hubAccessKey, appSecret, appIssuer, appAudience)
 	cfg, err := config.Parse([]byte(yaml), func(string) (string, bool) { return "", false })
 	if err != nil {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	testkit.Run(t, func(ctx context.Context) error { return worker.Run(ctx, cfg, worker.Options{Logger: log}) })
+	testkit.Run(t, func(ctx context.Context) error {
+		return worker.Run(ctx, cfg, worker.Options{Logger: log, Registry: run.registry})
+	})
 	base := "http://" + hubAddr + "/api"
 	// Snapshots answer 503 until the container is open and its ranges
 	// stream; a one-document read of a missing id then answers 404.
@@ -205,12 +219,27 @@ func TestCosmosSnapshotDifferential(t *testing.T) {
 			if name == "split-pgshadow" {
 				shadowURL = testkit.Database(t)
 			}
-			cosmosDifferential(t, name != "moves", shadowURL)
+			t.Log(cosmosDifferential(t, cosmosDiff{run: cosmosRun{shadowURL: shadowURL}, split: name != "moves"}))
 		})
 	}
 }
 
-func cosmosDifferential(t *testing.T, split bool, shadowURL string) {
+// cosmosDiff is one run of cosmosDifferential.
+type cosmosDiff struct {
+	run   cosmosRun
+	split bool // a feed range splits mid-run
+	// preexisting is how many live documents exist before the worker
+	// starts; held, how many clients start before the writer does (the
+	// others join while it runs).
+	preexisting, held int
+	drops             bool // clients drop their connections now and then
+}
+
+// cosmosDifferential runs a writer on the emulator (about 600 changes a
+// second for six seconds) while 20 clients of @changecast/client join
+// within four seconds, and waits until every replica equals its tenant's
+// documents. It returns the summary of the clients' reports.
+func cosmosDifferential(t *testing.T, d cosmosDiff) string {
 	srv := cosmostest.Start(t, emulator.WithPartitions(2))
 	if err := srv.CreateContainer(cosmosDB, cosmosColl, emulator.ContainerSpec{PartitionKeyPaths: []string{"/pk"}, Partitions: 2}); err != nil {
 		t.Fatal(err)
@@ -223,14 +252,23 @@ func cosmosDifferential(t *testing.T, split bool, shadowURL string) {
 	for range 300 {
 		wr.step()
 	}
-	base := startCosmosWorker(t, srv, shadowURL)
+	for len(wr.live) < d.preexisting {
+		wr.step()
+	}
+	base := startCosmosWorker(t, srv, d.run)
 	clients := startClients(t, base, 20, tenants, 4*time.Second)
+	if d.held > 0 {
+		clients.waitStarted(d.held, 30*time.Second)
+	}
 
-	// About 600 changes a second for six seconds; with split, a range
-	// splits after two.
+	// With split, a range splits after two seconds; with drops, a client
+	// drops every 300 ms once all have started (from the fifth second on).
+	rng := rand.New(rand.NewPCG(seed, 6))
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Second)
 	defer cancel()
-	splitAt := time.Now().Add(2 * time.Second)
+	start := time.Now()
+	split, dropping, nextDrop := d.split, false, start.Add(4500*time.Millisecond)
+	drops, lastDrop := 0, map[int]time.Time{}
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 write:
@@ -242,7 +280,21 @@ write:
 			for range 6 {
 				wr.step()
 			}
-			if split && time.Now().After(splitAt) {
+			if d.drops && !dropping && time.Now().After(nextDrop) {
+				// A drop while a client is still starting (or catching up
+				// after an earlier drop) makes @changecast/client run two
+				// catch-ups at once, which it does not survive ("held is
+				// not iterable", reported): drop live clients only.
+				clients.waitStarted(20, 30*time.Second)
+				dropping = true
+			}
+			if i := rng.IntN(20); dropping && time.Now().After(nextDrop) && time.Since(lastDrop[i]) > 3*time.Second {
+				clients.drop(i, time.Duration(200+rng.IntN(800))*time.Millisecond)
+				lastDrop[i] = time.Now()
+				drops++
+				nextDrop = time.Now().Add(150 * time.Millisecond)
+			}
+			if split && time.Since(start) > 2*time.Second {
 				split = false
 				rs, err := srv.PartitionKeyRanges(cosmosDB, cosmosColl)
 				if err != nil {
@@ -263,6 +315,9 @@ write:
 		return diffClients(t, reports, cosmosTenantDocs(t, sdk))
 	})
 	summary := checkReports(t, reports)
+	if d.drops && drops == 0 {
+		t.Error("no client dropped its connection: the run did not exercise catch-up")
+	}
 	rs, _ := srv.PartitionKeyRanges(cosmosDB, cosmosColl)
-	t.Logf("%s; %d feed ranges", summary, len(rs))
+	return fmt.Sprintf("%s; %d drops; %d feed ranges", summary, drops, len(rs))
 }
