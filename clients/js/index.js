@@ -256,12 +256,25 @@ export class ChangecastClient {
     return this._resyncing;
   }
 
-  // _catchUp makes the replica current while live envelopes are held: at
+  // _catchUp runs catch-ups one at a time: a reconnect (or a resync) that
+  // comes while one runs waits for it, then catches up again. Two at once
+  // would share the held envelopes, and the first to finish would take
+  // them from the other.
+  _catchUp(cause) {
+    const prev = this._catchingUp || Promise.resolve();
+    const run = prev.catch(() => {}).then(() => this._catchUpOnce(cause));
+    this._catchingUp = run;
+    return run.finally(() => {
+      if (this._catchingUp === run) this._catchingUp = null;
+    });
+  }
+
+  // _catchUpOnce makes the replica current while live envelopes are held: at
   // start (and after a lost history) from a snapshot, then every stream's
   // envelopes after the snapshot's positions; after a reconnect from each
   // stream's history alone, or a snapshot again where it is gone (or there
   // is no history). Then it applies what was held.
-  async _catchUp(cause) {
+  async _catchUpOnce(cause) {
     this._held = this._held || [];
     this._setState('loading');
     this.replica.holdRefetches();
