@@ -22,7 +22,7 @@ import (
 	"github.com/changecast/changecast/publish/inflight"
 )
 
-func oneRoute(t *testing.T) []publish.Route {
+func oneRoute(t testing.TB) []publish.Route {
 	t.Helper()
 	routes, err := publish.CompileRoutes([]publish.Mapping{{Collection: "c", Hub: "h", Method: "changes"}})
 	if err != nil {
