@@ -534,8 +534,8 @@ type snapSelect struct {
 	// callerKey: the SELECT compares the key with values from the caller
 	// (an id, a cursor), which may not parse as the key's types.
 	callerKey bool
-	upTo    []string // rows up to it (later rounds)
-	limit   int
+	upTo      []string // rows up to it (later rounds)
+	limit     int
 }
 
 // selectFor builds the page's SELECT: the published columns (the
