@@ -137,3 +137,41 @@ func FuzzParseXidSnapshot(f *testing.F) {
 		})
 	})
 }
+
+// TestPgoutputMalformed: the messages the fuzz target found are errors:
+// an empty one and a Truncate declaring more relations than it holds
+// (pglogrepl panicked on both, the Truncate after allocating 4 bytes per
+// declared relation), and a logical message declaring more content than
+// it holds (pglogrepl read on into the buffer behind it, here the digits
+// of another watermark).
+func TestPgoutputMalformed(t *testing.T) {
+	d, _ := newDecoder(itemsKeys)
+	feedOK := func(m []byte) {
+		if _, err := d.decode(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	feedOK(relationMsg(itemsRel, "public", "items", 'd', itemsCols...))
+	feedOK(beginMsg(0x16B3748, commitAt, 731))
+	whole := logicalMsg(true, 0x16B3748, watermarkPrefix, "7123")
+	short := whole[:len(whole)-3] // declares 4 bytes of content, holds 1
+	for name, m := range map[string][]byte{
+		"empty":              {},
+		"truncate":           {'T', 0, 0, 0x10, 0, 0, 0, 0, 0x40, 0},
+		"content past its end": short,
+	} {
+		func() {
+			defer func() {
+				if r := recover(); r != nil {
+					t.Errorf("%s: panic %v", name, r)
+				}
+			}()
+			if _, err := d.decode(m); err == nil {
+				t.Errorf("%s: no error", name)
+			}
+		}()
+	}
+	if len(d.marks) != 0 {
+		t.Fatalf("watermarks read from past a message's end: %v", d.marks)
+	}
+}
