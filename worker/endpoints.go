@@ -12,6 +12,7 @@ import (
 	"github.com/changecast/changecast/publish"
 	"github.com/changecast/changecast/publish/history"
 	"github.com/changecast/changecast/publish/hub"
+	"github.com/changecast/changecast/publish/inflight"
 	"github.com/changecast/changecast/publish/snapshot"
 	"github.com/changecast/changecast/schema/config"
 )
@@ -23,12 +24,14 @@ import (
 func mountEndpoints(cfg *config.Config, mappings []publish.Mapping, neg *hub.Negotiator, src changefeed.Snapshotter,
 	hist history.Store, reg prometheus.Registerer, log *slog.Logger) (close func(), err error) {
 	close = func() {}
+	// One bound for a caller's snapshot and /changes reads together.
+	reads := inflight.New(cfg.Hub.Limits.MaxReadsPerCaller)
 	if hist != nil {
 		hubs := map[string]string{}
 		for _, m := range mappings {
 			hubs[strings.ToLower(m.Hub)] = m.Hub
 		}
-		neg.Handle("GET /changes", &history.Handler{Store: hist, Auth: neg, Hubs: hubs, Logger: log.With("part", "changes")})
+		neg.Handle("GET /changes", &history.Handler{Store: hist, Auth: neg, Hubs: hubs, Reads: reads, Logger: log.With("part", "changes")})
 	}
 	if src == nil {
 		return close, nil
@@ -50,7 +53,7 @@ func mountEndpoints(cfg *config.Config, mappings []publish.Mapping, neg *hub.Neg
 	if hist != nil {
 		streams = hist
 	}
-	h, err := snapshot.NewHandler(snapshot.Config{Routes: enabled, Source: src, Auth: neg, Streams: streams,
+	h, err := snapshot.NewHandler(snapshot.Config{Routes: enabled, Source: src, Auth: neg, Streams: streams, Reads: reads,
 		Logger: log.With("part", "snapshot"), Metrics: snapshot.NewMetrics(reg)})
 	if err != nil {
 		return close, fmt.Errorf("snapshot: %w", err)

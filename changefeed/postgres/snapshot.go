@@ -6,14 +6,17 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/changecast/changecast/changefeed"
@@ -352,7 +355,7 @@ func (s *Source) snapshot(ctx context.Context, pool *pgxpool.Pool, ws *windows, 
 	}
 	sel, err := s.selectFor(ctx, pool, table, q)
 	if err != nil {
-		return nil, err
+		return callerRefused(q, err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, snapshotWait)
 	defer cancel()
@@ -377,7 +380,7 @@ func (s *Source) snapshot(ctx context.Context, pool *pgxpool.Pool, ws *windows, 
 		}
 		rows, hw, stale, all, err := s.snapshotRound(ctx, pool, ws, sel, round > 0, inject)
 		if err != nil {
-			return nil, err
+			return callerRefused(q, err)
 		}
 		lastHW = hw
 		if round == 0 && len(rows) == q.Limit {
@@ -440,6 +443,19 @@ func (s *Source) snapshot(ctx context.Context, pool *pgxpool.Pool, ws *windows, 
 		return nil, err
 	}
 	return page, nil
+}
+
+// callerRefused turns a refusal of the caller's values into its answer:
+// an id that is no key of the table names no document (an empty page); a
+// cursor that is not a key is not one of ours. Other errors pass.
+func callerRefused(q changefeed.SnapshotQuery, err error) (*changefeed.SnapshotPage, error) {
+	if !errors.Is(err, errNoSuchKey) && !errors.Is(err, errCallerValue) {
+		return nil, err
+	}
+	if q.ID != "" {
+		return &changefeed.SnapshotPage{}, nil
+	}
+	return nil, &BadCursorError{}
 }
 
 // waitPublished waits until every change up to version hw
@@ -515,8 +531,11 @@ type snapSelect struct {
 	keyCols []string // quoted
 	keys    []string // key column names
 	from    []string // the cursor's key: rows after it
-	upTo    []string // rows up to it (later rounds)
-	limit   int
+	// callerKey: the SELECT compares the key with values from the caller
+	// (an id, a cursor), which may not parse as the key's types.
+	callerKey bool
+	upTo      []string // rows up to it (later rounds)
+	limit     int
 }
 
 // selectFor builds the page's SELECT: the published columns (the
@@ -571,40 +590,30 @@ func (s *Source) selectFor(ctx context.Context, pool *pgxpool.Pool, table string
 		where = append(where, quoteIdent(m.Field[0])+" #>> $"+strconv.Itoa(len(sel.args))+"::text[] = "+n)
 	}
 	if q.ID != "" {
-		vals := []string{q.ID}
-		if len(keys) > 1 {
-			var arr []any
-			if err := json.Unmarshal([]byte(q.ID), &arr); err != nil || len(arr) != len(keys) {
-				return nil, fmt.Errorf("postgres snapshot: id %q is not a key of %s", q.ID, table)
-			}
-			vals = vals[:0]
-			for _, v := range arr {
-				b, _ := json.Marshal(v)
-				if s, ok := v.(string); ok {
-					vals = append(vals, s)
-				} else {
-					vals = append(vals, string(b))
-				}
-			}
+		vals, ok := keyValues(q.ID, len(keys))
+		if !ok {
+			return nil, errNoSuchKey
 		}
+		// The key columns against untyped literals (the simple protocol
+		// sends each argument as one): PostgreSQL reads each as the
+		// column's own type, so the key's index finds the row. A cast of
+		// the column (::text) would read every row of the table.
 		for i, k := range keys {
 			sel.args = append(sel.args, vals[i])
-			where = append(where, quoteIdent(k)+"::text = $"+strconv.Itoa(len(sel.args)))
+			where = append(where, quoteIdent(k)+" = $"+strconv.Itoa(len(sel.args)))
 		}
+		sel.callerKey = true
 	}
 	for _, k := range keys {
 		sel.keyCols = append(sel.keyCols, quoteIdent(k))
 	}
 	if q.After != "" {
-		b, err := base64.RawURLEncoding.DecodeString(q.After)
-		var c snapshotCursor
-		if err == nil {
-			err = json.Unmarshal(b, &c)
-		}
-		if err != nil || len(c.Key) != len(keys) {
+		key, ok := decodeSnapshotCursor(q.After, len(keys))
+		if !ok {
 			return nil, &BadCursorError{}
 		}
-		sel.from = c.Key
+		sel.from = key
+		sel.callerKey = true
 	}
 	sql := "SELECT " + strings.Join(quoted, ", ") + " FROM " + quoteIdent(sch) + "." + quoteIdent(name)
 	if len(where) > 0 {
@@ -621,6 +630,82 @@ func (*BadCursorError) Error() string { return "postgres snapshot: the cursor is
 
 // BadCursor marks the error as the caller's.
 func (*BadCursorError) BadCursor() bool { return true }
+
+// errNoSuchKey: the id asked for is no key of the table (it does not have
+// the key's form, or does not parse as the key's types); no row has it.
+var errNoSuchKey = errors.New("postgres snapshot: not a key of the table")
+
+// errCallerValue: PostgreSQL refused the caller's id or cursor as the
+// key's types.
+var errCallerValue = errors.New("postgres snapshot: a value from the caller is not of the key's types")
+
+// keyValues splits a document id into the text of each of n key columns:
+// the id itself for one column, the elements of its JSON array (as
+// wire.FormatID writes it) for several. Numbers keep their exact text.
+func keyValues(id string, n int) ([]string, bool) {
+	if n == 1 {
+		return []string{id}, literalOK(id)
+	}
+	dec := json.NewDecoder(strings.NewReader(id))
+	dec.UseNumber()
+	var arr []any
+	if err := dec.Decode(&arr); err != nil || len(arr) != n || dec.More() {
+		return nil, false
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, false // something after the array
+	}
+	vals := make([]string, n)
+	for i, v := range arr {
+		switch v := v.(type) {
+		case string:
+			vals[i] = v
+		case json.Number:
+			vals[i] = v.String()
+		case bool:
+			vals[i] = strconv.FormatBool(v)
+		default:
+			return nil, false // null, an object, an array: no key's text
+		}
+		if !literalOK(vals[i]) {
+			return nil, false
+		}
+	}
+	return vals, true
+}
+
+// decodeSnapshotCursor reads a snapshotCursor of n key columns.
+func decodeSnapshotCursor(s string, n int) ([]string, bool) {
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return nil, false
+	}
+	var c snapshotCursor
+	if err := json.Unmarshal(b, &c); err != nil || len(c.Key) != n {
+		return nil, false
+	}
+	for _, k := range c.Key {
+		if !literalOK(k) {
+			return nil, false
+		}
+	}
+	return c.Key, true
+}
+
+// literalOK reports whether s can be a PostgreSQL text literal: valid
+// UTF-8 (the server's encoding refuses the whole statement otherwise) with
+// no NUL (which would end the statement's text).
+func literalOK(s string) bool {
+	return utf8.ValidString(s) && !strings.ContainsRune(s, 0)
+}
+
+// callerValueError tells whether err is PostgreSQL refusing a value of the
+// statement as its type (SQLSTATE class 22, data exception: "abc" for an
+// integer, an out-of-range number, a malformed date…).
+func callerValueError(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && strings.HasPrefix(pe.Code, "22")
+}
 
 // selectRows runs the page's SELECT in a REPEATABLE READ transaction and
 // returns its rows, decoded as the stream decodes them, and its snapshot.
@@ -639,34 +724,10 @@ func (s *Source) selectRows(ctx context.Context, pool *pgxpool.Pool, sel *snapSe
 	if err != nil {
 		return nil, nil, err
 	}
-	args := append([]any(nil), sel.args...)
-	sql := sel.sql
-	cond := func(op string, key []string) {
-		ph := make([]string, len(key))
-		for i, k := range key {
-			args = append(args, k)
-			ph[i] = "$" + strconv.Itoa(len(args))
-		}
-		c := "(" + strings.Join(sel.keyCols, ", ") + ") " + op + " (" + strings.Join(ph, ", ") + ")"
-		if strings.Contains(sql, " WHERE ") {
-			sql += " AND " + c
-		} else {
-			sql += " WHERE " + c
-		}
-	}
-	if sel.from != nil {
-		cond(">", sel.from)
-	}
-	if again && sel.upTo != nil {
-		cond("<=", sel.upTo)
-	}
-	sql += " ORDER BY " + strings.Join(sel.keyCols, ", ")
-	if !again && sel.limit > 0 {
-		sql += " LIMIT " + strconv.Itoa(sel.limit)
-	}
+	sql, args := sel.query(again)
 	rows, err := tx.Query(ctx, sql, args...)
 	if err != nil {
-		return nil, nil, fmt.Errorf("postgres snapshot of %s: %w", sel.table, err)
+		return nil, nil, sel.queryError(err)
 	}
 	defer rows.Close()
 	fds := rows.FieldDescriptions()
@@ -713,9 +774,51 @@ func (s *Source) selectRows(ctx context.Context, pool *pgxpool.Pool, sel *snapSe
 		out = append(out, snapRow{id: id, key: key, doc: doc})
 	}
 	if err := rows.Err(); err != nil {
-		return nil, nil, fmt.Errorf("postgres snapshot of %s: %w", sel.table, err)
+		return nil, nil, sel.queryError(err)
 	}
 	return out, snap, nil
+}
+
+// query is the page's SELECT and its arguments: rows after the cursor's
+// key, up to the page's last key when again (a later round, without the
+// limit), in key order.
+func (sel *snapSelect) query(again bool) (string, []any) {
+	args := append([]any(nil), sel.args...)
+	sql := sel.sql
+	cond := func(op string, key []string) {
+		ph := make([]string, len(key))
+		for i, k := range key {
+			args = append(args, k)
+			ph[i] = "$" + strconv.Itoa(len(args))
+		}
+		c := "(" + strings.Join(sel.keyCols, ", ") + ") " + op + " (" + strings.Join(ph, ", ") + ")"
+		if strings.Contains(sql, " WHERE ") {
+			sql += " AND " + c
+		} else {
+			sql += " WHERE " + c
+		}
+	}
+	if sel.from != nil {
+		cond(">", sel.from)
+	}
+	if again && sel.upTo != nil {
+		cond("<=", sel.upTo)
+	}
+	sql += " ORDER BY " + strings.Join(sel.keyCols, ", ")
+	if !again && sel.limit > 0 {
+		sql += " LIMIT " + strconv.Itoa(sel.limit)
+	}
+	return sql, args
+}
+
+// queryError names the SELECT's failure. The caller's values (an id, a
+// cursor) are read as the key's types when the statement is parsed, before
+// any row: a data exception then is the caller's, not the source's.
+func (sel *snapSelect) queryError(err error) error {
+	if sel.callerKey && callerValueError(err) {
+		return errCallerValue
+	}
+	return fmt.Errorf("postgres snapshot of %s: %w", sel.table, err)
 }
 
 func queryPoolStrings(ctx context.Context, pool *pgxpool.Pool, q string, args ...any) ([]string, error) {

@@ -847,7 +847,7 @@ func (d *decoder) decode(data []byte) ([]changefeed.Event, error) {
 			return d.decodeRow(data)
 		}
 	}
-	msg, err := pglogrepl.Parse(data)
+	msg, err := parsePgoutput(data)
 	if err != nil {
 		return nil, fmt.Errorf("parse pgoutput message: %w", err)
 	}

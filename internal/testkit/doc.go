@@ -14,7 +14,9 @@
 //     private redis-server of `make test`) with RedisPrefix (keys and
 //     channels of the test's own); NeedNode (Node.js with the npm packages
 //     scripts/setup.sh installs) and NeedChromium; Root, the repository's
-//     folder.
+//     folder;
+//   - fuzz targets' properties: Allocated and BoundedAlloc (a parser's
+//     allocation against its input's size).
 //
 // Every integration test calls one of Postgres, Database, Redis, NeedNode,
 // NeedChromium or Integration first. Under `go test -short` they skip the

@@ -11,6 +11,7 @@ import (
 
 	"github.com/changecast/changecast/publish"
 	"github.com/changecast/changecast/publish/hub"
+	"github.com/changecast/changecast/publish/inflight"
 	"github.com/changecast/changecast/schema/wire"
 )
 
@@ -30,7 +31,11 @@ type Handler struct {
 	Hubs map[string]string
 	// MaxLimit bounds ?limit=; default 1000.
 	MaxLimit int
-	Logger   *slog.Logger
+	// Reads bounds the requests each caller has in flight (429 with
+	// Retry-After over it); share one with the snapshot handler. Nil: no
+	// bound.
+	Reads  *inflight.Limiter
+	Logger *slog.Logger
 }
 
 // ServeHTTP answers GET …/changes?hub=H(&group=G|&user=me)&epoch=E&after=N[&limit=L]:
@@ -45,6 +50,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		h.Auth.Refuse(w, err)
 		return
+	}
+	if h.Reads != nil {
+		release, ok := h.Reads.Acquire(inflight.Key(r, caller))
+		if !ok {
+			inflight.Refuse(w)
+			return
+		}
+		defer release()
 	}
 	a := publish.Audience{Hub: caller.Hub}
 	if name, ok := h.Hubs[caller.Hub]; ok {

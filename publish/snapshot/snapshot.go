@@ -32,6 +32,7 @@ import (
 	"github.com/changecast/changecast/publish"
 	"github.com/changecast/changecast/publish/history"
 	"github.com/changecast/changecast/publish/hub"
+	"github.com/changecast/changecast/publish/inflight"
 	"github.com/changecast/changecast/schema/wire"
 )
 
@@ -62,8 +63,12 @@ type Config struct {
 	// snapshot being read, for its next request). Default 8; negative:
 	// none.
 	Prefetch int
-	Logger   *slog.Logger
-	Metrics  *Metrics // nil: none
+	// Reads bounds the requests each caller has in flight (429 with
+	// Retry-After over it); share one with the /changes handler. Nil: no
+	// bound.
+	Reads   *inflight.Limiter
+	Logger  *slog.Logger
+	Metrics *Metrics // nil: none
 }
 
 // Streams tells where each stream's history is.
@@ -82,6 +87,7 @@ const (
 type Handler struct {
 	cfg        Config
 	prefetched prefetchCache
+	refusals   sometimes       // debug logs of refused input
 	ctx        context.Context // ends at Close: pages read ahead stop
 	cancel     context.CancelFunc
 	wg         sync.WaitGroup
@@ -133,6 +139,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.cfg.Auth.Refuse(w, err)
 		return
 	}
+	if h.cfg.Reads != nil {
+		release, ok := h.cfg.Reads.Acquire(inflight.Key(r, caller))
+		if !ok {
+			h.cfg.Metrics.refused(http.StatusTooManyRequests)
+			inflight.Refuse(w)
+			return
+		}
+		defer release()
+	}
 	if coll, id := q.Get("collection"), q.Get("id"); coll != "" || id != "" {
 		h.one(w, r, caller, coll, id, start)
 		return
@@ -158,12 +173,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	var cur cursor
 	if s := q.Get("cursor"); s != "" {
-		b, err := base64.RawURLEncoding.DecodeString(s)
-		if err == nil {
-			err = json.Unmarshal(b, &cur)
-		}
-		if err != nil || cur.Stream < 0 {
-			writeError(w, http.StatusBadRequest, "the cursor is not one this endpoint gave")
+		var ok bool
+		if cur, ok = decodeCursor(s); !ok {
+			h.badCursor(w, errors.New("the cursor does not decode"))
 			return
 		}
 	}
@@ -214,9 +226,16 @@ type pageRequest struct {
 }
 
 // key names the page for one caller: a prefetched page is served only to
-// a request of the same caller (hub, user, groups) for the same page.
+// a request of the same caller (hub, user, groups) for the same page. An
+// anonymous caller has a new user id on every request, and what it reads
+// depends on its hub and groups alone: its pages are named by those and
+// the cursor, which it keeps from page to page.
 func (p pageRequest) key() string {
-	b, _ := json.Marshal([]any{p.caller.Hub, p.caller.User, p.caller.Anonymous, p.groups, p.narrowed, p.limit, p.cur})
+	user := p.caller.User
+	if p.caller.Anonymous {
+		user = ""
+	}
+	b, _ := json.Marshal([]any{p.caller.Hub, user, p.caller.Anonymous, p.groups, p.narrowed, p.limit, p.cur})
 	return string(b)
 }
 
@@ -488,11 +507,53 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, changefeed.ErrUnsupported):
 		writeError(w, http.StatusNotImplemented, err.Error())
 	case errors.As(err, &bad) && bad.BadCursor():
-		writeError(w, http.StatusBadRequest, "the cursor is not one this endpoint gave")
+		h.badCursor(w, err)
 	default:
 		h.cfg.Logger.Error("snapshot failed", "err", err)
 		writeError(w, http.StatusInternalServerError, "the snapshot failed; retry")
 	}
+}
+
+// badCursor answers a cursor this endpoint did not give: 400 with a
+// message that quotes nothing of it. Such refusals are the caller's doing,
+// so they are logged at debug, and at most once a second.
+func (h *Handler) badCursor(w http.ResponseWriter, err error) {
+	h.cfg.Metrics.refused(http.StatusBadRequest)
+	if n, ok := h.refusals.allow(time.Now(), time.Second); ok {
+		h.cfg.Logger.Debug("snapshot: a cursor refused", "err", err, "refused_since_last_log", n)
+	}
+	writeError(w, http.StatusBadRequest, "the cursor is not one this endpoint gave")
+}
+
+// decodeCursor reads ?cursor=, which encodeCursor wrote.
+func decodeCursor(s string) (cursor, bool) {
+	var c cursor
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil || json.Unmarshal(b, &c) != nil || c.Stream < 0 {
+		return cursor{}, false
+	}
+	return c, true
+}
+
+// sometimes lets an event through at most once an interval, counting the
+// ones held back.
+type sometimes struct {
+	mu   sync.Mutex
+	last time.Time
+	held int
+}
+
+// allow reports whether the event at now goes through, and how many were
+// held back since the last that did.
+func (s *sometimes) allow(now time.Time, every time.Duration) (held int, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.last.IsZero() && now.Sub(s.last) < every {
+		s.held++
+		return 0, false
+	}
+	held, s.last, s.held = s.held, now, 0
+	return held, true
 }
 
 func encodeCursor(c cursor) string {

@@ -58,11 +58,15 @@ type HubRedis struct {
 
 // HubLimits bound what callers can make the hub hold.
 type HubLimits struct {
-	MaxConnections        int      `yaml:"maxConnections,omitempty" json:"maxConnections,omitempty" jsonschema_description:"Open client connections; over it negotiate answers 429 and the WebSocket upgrade 503. Default 100000."`
-	MaxConnectionsPerUser int      `yaml:"maxConnectionsPerUser,omitempty" json:"maxConnectionsPerUser,omitempty" jsonschema_description:"Open connections of one user id, with the same answers. Default 100."`
-	MaxGroupsPerUser      int      `yaml:"maxGroupsPerUser,omitempty" json:"maxGroupsPerUser,omitempty" jsonschema_description:"Groups one user belongs to per hub; joining one more drops the oldest membership, as Azure SignalR does. Default 100."`
-	MaxClientTokenTTL     Duration `yaml:"maxClientTokenTTL,omitempty" json:"maxClientTokenTTL,omitempty" jsonschema_description:"Longest remaining lifetime accepted of a client access token (also bounds negotiate.tokenTTL and :generateToken). Default 24h."`
-	MaxRESTTokenTTL       Duration `yaml:"maxRESTTokenTTL,omitempty" json:"maxRESTTokenTTL,omitempty" jsonschema_description:"Longest remaining lifetime accepted of a REST API access token. Default 1h."`
+	MaxConnections        int `yaml:"maxConnections,omitempty" json:"maxConnections,omitempty" jsonschema_description:"Open client connections; over it negotiate answers 429 and the WebSocket upgrade 503. Default 100000."`
+	MaxConnectionsPerUser int `yaml:"maxConnectionsPerUser,omitempty" json:"maxConnectionsPerUser,omitempty" jsonschema_description:"Open connections of one user id, with the same answers. Default 100."`
+	// MaxReadsPerCaller bounds the snapshot and /changes requests one
+	// caller has in flight together: a reader asking for many pages in
+	// parallel holds at most this many database connections and cores.
+	MaxReadsPerCaller int      `yaml:"maxReadsPerCaller,omitempty" json:"maxReadsPerCaller,omitempty" jsonschema_description:"GET {negotiate.path}/snapshot and /changes requests one caller (a user id on a hub; anonymous callers: a client address) has in flight together; over it they answer 429 with Retry-After: 1. Default 8."`
+	MaxGroupsPerUser  int      `yaml:"maxGroupsPerUser,omitempty" json:"maxGroupsPerUser,omitempty" jsonschema_description:"Groups one user belongs to per hub; joining one more drops the oldest membership, as Azure SignalR does. Default 100."`
+	MaxClientTokenTTL Duration `yaml:"maxClientTokenTTL,omitempty" json:"maxClientTokenTTL,omitempty" jsonschema_description:"Longest remaining lifetime accepted of a client access token (also bounds negotiate.tokenTTL and :generateToken). Default 24h."`
+	MaxRESTTokenTTL   Duration `yaml:"maxRESTTokenTTL,omitempty" json:"maxRESTTokenTTL,omitempty" jsonschema_description:"Longest remaining lifetime accepted of a REST API access token. Default 1h."`
 }
 
 // HubNegotiate is the app-side negotiate endpoint (what the Functions
@@ -142,6 +146,7 @@ const (
 	DefaultAnonymousGroupTTL     = Duration(5 * time.Minute)
 	DefaultMaxConnections        = 100_000
 	DefaultMaxConnectionsPerUser = 100
+	DefaultMaxReadsPerCaller     = 8
 	DefaultMaxGroupsPerUser      = 100
 	DefaultMaxClientTokenTTL     = Duration(24 * time.Hour)
 	DefaultMaxRESTTokenTTL       = Duration(time.Hour)
@@ -178,6 +183,7 @@ func (h *Hub) applyDefaults() {
 	l := &h.Limits
 	setInt(&l.MaxConnections, DefaultMaxConnections)
 	setInt(&l.MaxConnectionsPerUser, DefaultMaxConnectionsPerUser)
+	setInt(&l.MaxReadsPerCaller, DefaultMaxReadsPerCaller)
 	setInt(&l.MaxGroupsPerUser, DefaultMaxGroupsPerUser)
 	setDur(&l.MaxClientTokenTTL, DefaultMaxClientTokenTTL.D())
 	setDur(&l.MaxRESTTokenTTL, DefaultMaxRESTTokenTTL.D())
@@ -308,7 +314,7 @@ func (h *Hub) validate(path string, p *problems) {
 	for _, f := range []struct {
 		name string
 		v    int
-	}{{"maxConnections", l.MaxConnections}, {"maxConnectionsPerUser", l.MaxConnectionsPerUser}, {"maxGroupsPerUser", l.MaxGroupsPerUser}} {
+	}{{"maxConnections", l.MaxConnections}, {"maxConnectionsPerUser", l.MaxConnectionsPerUser}, {"maxReadsPerCaller", l.MaxReadsPerCaller}, {"maxGroupsPerUser", l.MaxGroupsPerUser}} {
 		if f.v < 1 {
 			p.add(path+".limits."+f.name, "must be at least 1")
 		}

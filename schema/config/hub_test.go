@@ -27,7 +27,7 @@ func TestHubDefaults(t *testing.T) {
 	if !reflect.DeepEqual(h.Hubs, []string{"orders", "audit"}) {
 		t.Errorf("hubs %v", h.Hubs)
 	}
-	if h.Limits != (HubLimits{MaxConnections: 100_000, MaxConnectionsPerUser: 100, MaxGroupsPerUser: 100,
+	if h.Limits != (HubLimits{MaxConnections: 100_000, MaxConnectionsPerUser: 100, MaxReadsPerCaller: 8, MaxGroupsPerUser: 100,
 		MaxClientTokenTTL: Duration(24 * time.Hour), MaxRESTTokenTTL: Duration(time.Hour)}) ||
 		h.Negotiate.AnonymousGroupTTL != Duration(5*time.Minute) {
 		t.Errorf("defaults %+v %v", h.Limits, h.Negotiate.AnonymousGroupTTL)
@@ -67,6 +67,7 @@ func TestHubChecksNameTheField(t *testing.T) {
 		{"webhook fields", `{negotiate: {auth: {webhook: {url: "ftp://app", timeout: -1s, cacheTTL: -1s, headers: ["X Y"]}}}}`,
 			[]string{"hub.negotiate.auth.webhook.url", "hub.negotiate.auth.webhook.timeout", "hub.negotiate.auth.webhook.cacheTTL", "hub.negotiate.auth.webhook.headers[0]"}},
 		{"short key", `{accessKey: abc, negotiate: {auth: {anonymous: true}}}`, []string{"hub.accessKey"}},
+		{"no reads", `{limits: {maxReadsPerCaller: -1}, negotiate: {auth: {anonymous: true}}}`, []string{"hub.limits.maxReadsPerCaller"}},
 		{"hubs without a mapping's hub", `{hubs: [orders], negotiate: {auth: {anonymous: true}}}`, []string{"mappings[2].hub"}},
 		{"bad hub", `{hubs: [orders, audit, "9x"], negotiate: {auth: {anonymous: true}}}`, []string{"hub.hubs[2]"}},
 		{"negotiate hub not served", `{negotiate: {hub: payroll, auth: {anonymous: true}}}`, []string{"hub.negotiate.hub"}},

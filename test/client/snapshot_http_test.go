@@ -88,6 +88,12 @@ func TestSnapshotAuthorization(t *testing.T) {
 		{"a document that does not exist", "hub=orders&collection=public.orders&id=99", acme, http.StatusNotFound},
 		{"a hub not served", "hub=payroll", acme, http.StatusNotFound},
 		{"a cursor not given by the endpoint", "hub=orders&cursor=bm9wZQ", acme, http.StatusBadRequest},
+		// Issue 16: ids and cursor keys are read as the key's types (the
+		// index finds the row); one that does not parse is the caller's
+		// (a foreign cursor was a 500 with an ERROR log quoting it).
+		{"an id that is no integer", "hub=orders&collection=public.orders&id=abc", acme, http.StatusNotFound},
+		{"an id out of the key's range", "hub=orders&collection=public.orders&id=99999999999", acme, http.StatusNotFound},
+		{"a cursor whose key is no integer", "hub=orders&cursor=" + foreignKeyCursor(`["abc"]`), acme, http.StatusBadRequest},
 	}
 	for _, c := range cases {
 		if code, _, body := getSnapshot(t, base, c.query, c.token); code != c.status {
@@ -106,6 +112,13 @@ func TestSnapshotAuthorization(t *testing.T) {
 	if code != 200 || len(page2.Docs) != 1 || page2.Docs[0].ID == page.Docs[0].ID {
 		t.Fatalf("the second page: %+v after %+v", page2, page)
 	}
+}
+
+// foreignKeyCursor is a snapshot cursor of the endpoint's form (stream 0)
+// holding a PostgreSQL cursor whose key is key (a JSON array).
+func foreignKeyCursor(key string) string {
+	inner := base64.RawURLEncoding.EncodeToString([]byte(`{"k":` + key + `}`))
+	return base64.RawURLEncoding.EncodeToString([]byte(`{"s":0,"a":"` + inner + `"}`))
 }
 
 // rss is the process's resident set (VmRSS), in bytes.

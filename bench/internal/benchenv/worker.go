@@ -48,6 +48,7 @@ publish:
 hub:
   listen: %q
   accessKey: "a-benchmark-access-key-of-32-bytes-long"
+  limits: {maxReadsPerCaller: 1000} # bench/resume's 100 clients read as one user
   negotiate:
     path: /api
     auth: {jwt: {hs256Secret: %q, issuer: bench, audience: bench}}
