@@ -227,15 +227,7 @@ func (m *Mapper) mapRule(r *rule, ch *changefeed.Change, out []Output) []Output 
 	}
 
 	if ch.Op == changefeed.Delete {
-		var t Audience
-		ok := true
-		if !hasPrev && ch.PrevUnknown && r.routed() {
-			// Which group held the document is unknown: every connection
-			// of the hub is told (a delete names no content).
-			t = m.fallback(r)
-		} else {
-			t, ok = m.oldAudience(r, ch, prev, hasPrev)
-		}
+		t, ok := m.oldAudience(r, ch, prev, hasPrev)
 		m.shadow.del(key)
 		if !ok {
 			return out
@@ -475,6 +467,12 @@ func (r *rule) excluded(col string) bool {
 func (m *Mapper) oldAudience(r *rule, ch *changefeed.Change, prev shadowEntry, hasPrev bool) (Audience, bool) {
 	if hasPrev {
 		return prev.audience, true
+	}
+	if ch.PrevUnknown && r.routed() {
+		// Which group held the document is unknown (the source has no
+		// before-image of it, and the shadow does not know it): every
+		// connection of the hub is told (a delete names no content).
+		return m.fallback(r), true
 	}
 	t, err := r.audience(ch.Before)
 	if err != nil {

@@ -1008,7 +1008,11 @@ func (d *decoder) unknown(r *relation) func(string, uint32) {
 
 func (d *decoder) change(r *relation, op changefeed.Op, before map[string]any, partial bool, after rowResult) *changefeed.Change {
 	c := &changefeed.Change{Collection: r.collection, Op: op, Before: before, BeforePartial: partial && before != nil,
-		Version: d.version(), CommitTime: d.commitTime, Err: after.err}
+		Version: d.version(), CommitTime: d.commitTime, Err: after.err,
+		// Without REPLICA IDENTITY FULL (replicaIdentity: keep) the old
+		// values are not in the stream: where the row was is unknown unless
+		// the mapper's shadow knows.
+		PrevUnknown: op != changefeed.Insert && !r.identFull}
 	if op != changefeed.Delete {
 		c.After = after.doc
 		c.Unchanged = after.unchanged

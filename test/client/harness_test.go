@@ -51,12 +51,13 @@ func startWorker(t *testing.T, dbURL, slot string, extra string) string {
 }
 
 // startWorkerAt is startWorker with the hub on hubAddr; stop stops the
-// worker (a clean stop) before the test ends.
-func startWorkerAt(t *testing.T, dbURL, slot, hubAddr, extra string) (base string, stop func() error) {
+// worker (a clean stop) before the test ends. pgExtra are more fields of
+// source.postgres ("replicaIdentity: keep").
+func startWorkerAt(t *testing.T, dbURL, slot, hubAddr, extra string, pgExtra ...string) (base string, stop func() error) {
 	t.Helper()
 	yaml := fmt.Sprintf(`
 source:
-  postgres: {url: %q, slot: %s, publication: %s, tables: [public.orders], heartbeat: 1s, statusInterval: 500ms}
+  postgres: {url: %q, slot: %s, publication: %s, tables: [public.orders], heartbeat: 1s, statusInterval: 500ms%s}
 mappings:
   - {collection: public.orders, hub: orders, group: "tenant-{/tenant}"}
 publish:
@@ -68,7 +69,7 @@ hub:
     path: /api
     auth: {jwt: {hs256Secret: %q, issuer: %s, audience: %s}}
     groups: ["tenant-{claims.tid}"]
-%s`, dbURL, slot, slot, hubAddr, hubAccessKey, appSecret, appIssuer, appAudience, extra)
+%s`, dbURL, slot, slot, pgFields(pgExtra), hubAddr, hubAccessKey, appSecret, appIssuer, appAudience, extra)
 	cfg, err := config.Parse([]byte(yaml), func(string) (string, bool) { return "", false })
 	if err != nil {
 		t.Fatal(err)
@@ -85,6 +86,13 @@ hub:
 		return err == nil && status != http.StatusServiceUnavailable
 	})
 	return base, stop
+}
+
+func pgFields(extra []string) string {
+	if len(extra) == 0 {
+		return ""
+	}
+	return ", " + strings.Join(extra, ", ")
 }
 
 // get reads u with the app token (none when empty): the status, the body

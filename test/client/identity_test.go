@@ -21,9 +21,15 @@ import (
 // join at different moments and some drop their connections. Every
 // replica must end equal to its tenant's rows, with nothing unroutable:
 // the deletes and moves of rows changecast had not seen reach the groups
-// that held them.
+// that held them — by default because changecast makes the identity FULL,
+// with replicaIdentity: keep because they go to the whole hub.
 func TestDefaultIdentityDifferential(t *testing.T) {
 	testkit.Postgres(t)
+	t.Run("full", func(t *testing.T) { identityDifferential(t, "full") })
+	t.Run("keep", func(t *testing.T) { identityDifferential(t, "keep") })
+}
+
+func identityDifferential(t *testing.T, identity string) {
 	dbURL := testkit.Database(t)
 	db := testkit.Connect(t, dbURL)
 	testkit.CreateWorkloadTables(t, db, false, "public.orders")
@@ -38,11 +44,11 @@ func TestDefaultIdentityDifferential(t *testing.T) {
 	w.Adopt("public.orders", ids...)
 
 	ops := testkit.FreeAddr(t)
-	base := startWorker(t, dbURL, "defident", fmt.Sprintf("server: {listen: %q}\n", ops))
+	base, _ := startWorkerAt(t, dbURL, "defident", testkit.FreeAddr(t), fmt.Sprintf("server: {listen: %q}\n", ops), "replicaIdentity: "+identity)
 	var ident string
 	db.QueryRow(context.Background(), `SELECT relreplident::text FROM pg_class WHERE oid = 'public.orders'::regclass`).Scan(&ident)
-	if ident != "f" {
-		t.Fatalf("replica identity %q after start, want f (FULL, set by changecast)", ident)
+	if want := map[string]string{"full": "f", "keep": "d"}[identity]; ident != want {
+		t.Fatalf("replica identity %q after start, want %q", ident, want)
 	}
 
 	tenants := []string{"t0", "t1", "t2"}
@@ -82,6 +88,10 @@ write:
 	}
 	if got := metric(t, ops, "changecast_unroutable_total"); got != 0 {
 		t.Errorf("changecast_unroutable_total = %v, want 0", got)
+	}
+	fallbacks := metric(t, ops, "changecast_route_fallback_total")
+	if identity == "full" && fallbacks != 0 || identity == "keep" && fallbacks == 0 {
+		t.Errorf("changecast_route_fallback_total = %v with replicaIdentity %s", fallbacks, identity)
 	}
 }
 
