@@ -156,8 +156,8 @@ func TestPgoutputMalformed(t *testing.T) {
 	whole := logicalMsg(true, 0x16B3748, watermarkPrefix, "7123")
 	short := whole[:len(whole)-3] // declares 4 bytes of content, holds 1
 	for name, m := range map[string][]byte{
-		"empty":              {},
-		"truncate":           {'T', 0, 0, 0x10, 0, 0, 0, 0, 0x40, 0},
+		"empty":                {},
+		"truncate":             {'T', 0, 0, 0x10, 0, 0, 0, 0, 0x40, 0},
 		"content past its end": short,
 	} {
 		func() {
