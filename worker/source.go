@@ -88,7 +88,7 @@ func newSource(ctx context.Context, cfg *config.Config, mappings []publish.Mappi
 		}
 		warnUnindexed(cs, log)
 		cont := &cosmos.Container{Client: client, Database: cs.Database, Container: cs.Container,
-			Feed: cosmos.FeedConfig{Start: start, PollInterval: cs.PollInterval.D(), MaxItems: cs.MaxItems,
+			Feed: cosmos.FeedConfig{Start: start, PollInterval: cs.PollInterval.D(), MaxItems: cs.MaxItems, ErrorAfter: cfg.Source.ErrorAfter.D(),
 				DeleteField: cs.DeleteField, RoutingIndex: cs.Indexed() && len(routeFields) > 0, RouteFields: routeFields, Logger: log.With("source", "cosmos")},
 			Processor: cfg.Lease.Processor, Metrics: cosmos.NewMetrics(reg), Leases: store}
 		parts, src.snap = cont, cont

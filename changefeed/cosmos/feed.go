@@ -42,6 +42,9 @@ type FeedConfig struct {
 	// MinBackoff and MaxBackoff bound the wait after a failed read (after
 	// the SDK's own retries). Defaults 100 ms and 10 s.
 	MinBackoff, MaxBackoff time.Duration
+	// ErrorAfter: failed reads are logged at WARN, and at ERROR once they
+	// have failed for this long. Default 2 minutes.
+	ErrorAfter time.Duration
 	Logger                 *slog.Logger
 }
 
@@ -52,6 +55,9 @@ const (
 )
 
 func (c *FeedConfig) defaults() {
+	if c.ErrorAfter <= 0 {
+		c.ErrorAfter = 2 * time.Minute
+	}
 	if c.PollInterval <= 0 {
 		c.PollInterval = DefaultPollInterval
 	}

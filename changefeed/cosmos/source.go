@@ -104,6 +104,8 @@ func (s *Source) Run(ctx context.Context, out chan<- changefeed.Event) error {
 	emitted := s.l.Continuation
 	backoff := s.f.cfg.MinBackoff
 	failures := 0
+	var failingSince time.Time
+	loud := false // logged at ERROR in this failure
 	// While a page's items are decoded and handed on, the next page is
 	// already being read (profiling: decoding sat between reads, and the
 	// read loop ran at 0.87 of a bare azcosmos loop). At most one read is
@@ -150,8 +152,18 @@ func (s *Source) Run(ctx context.Context, out chan<- changefeed.Event) error {
 			}
 			s.f.metrics.read("error")
 			failures++
-			if failures == 1 || failures%20 == 0 {
-				s.log.Warn("cosmos: change feed read failed; retrying", "attempt", failures, "wait", backoff, "status", statusOf(err), "err", err)
+			if failures == 1 {
+				failingSince = time.Now()
+			}
+			// At WARN, and at ERROR once it has lasted ErrorAfter: an
+			// operator pages on a feed that stays unreadable, not on a blip.
+			if failing := time.Since(failingSince); failures == 1 || failures%20 == 0 || !loud && failing >= s.f.cfg.ErrorAfter {
+				lvl := slog.LevelWarn
+				if failing >= s.f.cfg.ErrorAfter {
+					lvl, loud = slog.LevelError, true
+				}
+				s.log.Log(ctx, lvl, "cosmos: change feed read failed; retrying", "attempt", failures,
+					"failing_for", failing.Round(time.Second).String(), "wait", backoff.String(), "status", statusOf(err), "err", err)
 			}
 			if !sleep(ctx, backoff/2+rand.N(backoff/2+1)) {
 				return nil
@@ -162,7 +174,7 @@ func (s *Source) Run(ctx context.Context, out chan<- changefeed.Event) error {
 		if failures > 0 {
 			s.log.Info("cosmos: change feed reads recovered", "failed", failures)
 		}
-		failures, backoff = 0, s.f.cfg.MinBackoff
+		failures, backoff, loud = 0, s.f.cfg.MinBackoff, false
 		tok := resp.ContinuationToken
 		// From here on the token drives every read; StartFrom and the
 		// crafted first token are never sent again.
