@@ -34,7 +34,7 @@ chaos:
 	scripts/chaos.sh
 
 # Every Go fuzz target (func FuzzX, found by the script), FUZZTIME each
-# (default 30s; about 10 minutes for the 13 targets of today on 2 busy
+# (default 30s; about 20 minutes for the 29 targets of today on 2 busy
 # cores, a build included per target); FUZZ=regexp picks some. A failing
 # input lands in the package's testdata/fuzz/: fix, commit it, and
 # `make test` replays it from then on.
