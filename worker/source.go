@@ -122,6 +122,7 @@ func newSource(ctx context.Context, cfg *config.Config, mappings []publish.Mappi
 			}
 			pc := pipe
 			pc.Logger = log.With("lease", l.Token)
+			pc.Stream = l.Token
 			return publish.NewPipeline(pc, m, pub), nil
 		},
 		Processor:       changefeed.ProcessorConfig{MaxPending: cfg.Publish.MaxPending, Metrics: changefeed.NewMetrics(reg)},
