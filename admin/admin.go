@@ -62,6 +62,12 @@ type SlotStatus struct {
 	// nil when unknown.
 	LagBytes  *int64 `json:"lagBytes,omitempty"`
 	WALStatus string `json:"walStatus,omitempty"`
+	// RetainedBytes is the WAL the slot keeps on the server (from its
+	// restart_lsn); SafeWALBytes what may still be written before the
+	// server invalidates the slot (max_slot_wal_keep_size), nil when
+	// unlimited or unknown.
+	RetainedBytes *int64 `json:"retainedBytes,omitempty"`
+	SafeWALBytes  *int64 `json:"safeWALBytes,omitempty"`
 	// Owner and LeaseAge come from the lease (lease.store postgres).
 	Owner    string   `json:"owner,omitempty"`
 	LeaseAge Duration `json:"leaseAge,omitempty"`

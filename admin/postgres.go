@@ -27,8 +27,10 @@ func pgLeases(ctx context.Context, cfg *config.Config) (*LeaseReport, error) {
 	st := &SlotStatus{Slot: pg.Slot}
 	rep := &LeaseReport{Processor: cfg.Lease.Processor, Slot: st}
 	err = db.QueryRow(ctx, `SELECT active, coalesce(confirmed_flush_lsn::text, ''), coalesce(wal_status, ''),
-		pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::int8
-		FROM pg_replication_slots WHERE slot_name = $1`, pg.Slot).Scan(&st.Active, &st.ConfirmedFlushLSN, &st.WALStatus, &st.LagBytes)
+		pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::int8,
+		pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::int8, safe_wal_size
+		FROM pg_replication_slots WHERE slot_name = $1`, pg.Slot).Scan(&st.Active, &st.ConfirmedFlushLSN, &st.WALStatus, &st.LagBytes,
+		&st.RetainedBytes, &st.SafeWALBytes)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return rep, nil
 	}
