@@ -16,7 +16,8 @@ type HubStats struct {
 	GroupCount int          `json:"groupCount"`
 }
 
-// GroupStats is one group: its connections here and its user members.
+// GroupStats is one group: the connections here it reaches (joined
+// themselves or through their user) and its user members.
 type GroupStats struct {
 	Group       string `json:"group"`
 	Connections int    `json:"connections"`
@@ -42,11 +43,20 @@ func (s *Server) Stats() []HubStats {
 			}
 			return gs[g]
 		}
+		// A group reaches its connections and its members' connections.
 		for g, cs := range h.groups {
 			get(g).Connections = len(cs)
 		}
 		for g, us := range h.members {
-			get(g).Users = len(us)
+			st := get(g)
+			st.Users = len(us)
+			for u := range us {
+				for c := range h.users[u] {
+					if _, direct := h.groups[g][c]; !direct {
+						st.Connections++
+					}
+				}
+			}
 		}
 		st := HubStats{Hub: key, Connections: len(h.conns), GroupCount: len(gs)}
 		for _, g := range gs {
