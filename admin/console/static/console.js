@@ -4,6 +4,7 @@
 
 const KEY = 'changecast.adminToken';
 const REFRESH_MS = 5000;
+const SHOW_CHANGES = 15; // of the 50 the status holds
 const $ = (id) => document.getElementById(id);
 let status = null;
 let timer = null;
@@ -84,13 +85,13 @@ function render(s) {
   $('updated').textContent = 'updated ' + time(s.time);
   renderStreams(s);
   renderActions(s);
-  chart($('chart-published'), s.series.map((x) => x.published));
-  chart($('chart-lag'), s.series.map((x) => x.lag));
+  chart($('chart-published'), s.series, (x) => x.published, (v) => v.toFixed(v < 10 ? 2 : 0) + '/s');
+  chart($('chart-lag'), s.series, (x) => x.lag, secs);
   const hubs = $('hubs').tBodies[0];
   hubs.replaceChildren(...(s.hubs || []).map((h) => row(h.hub, h.connections, h.groupCount,
     (h.groups || []).slice(0, 8).map((g) => `${g.group} (${g.connections}/${g.users})`).join(', '))));
   if (!s.hubs) hubs.replaceChildren(row(el('td', { colspan: 4, class: 'muted' }, 'The hubs are Azure SignalR Service\'s: see its metrics in Azure.')));
-  $('changes').tBodies[0].replaceChildren(...s.changes.map((c) => row(time(c.time), c.collection, c.id, c.op, c.v,
+  $('changes').tBodies[0].replaceChildren(...s.changes.slice(0, SHOW_CHANGES).map((c) => row(time(c.time), c.collection, c.id, c.op, c.v,
     c.committed ? time(c.committed) : '', [c.hub, c.group && 'group ' + c.group, c.user && 'user ' + c.user].filter(Boolean).join(' · '))));
   $('errors').tBodies[0].replaceChildren(...s.errors.map((r) => row(time(r.time),
     el('td', { class: r.level === 'ERROR' ? 'error' : 'warn' }, r.level), r.msg,
@@ -127,17 +128,31 @@ function renderActions(s) {
   $('resnapshot').hidden = s.source !== 'postgres';
 }
 
-function chart(svg, values) {
-  const W = 300, H = 80, pad = 12;
+// chart draws values (with their times) as a line over the last 15
+// minutes, sized to the element so that the text is not stretched.
+function chart(svg, series, pick, fmt) {
+  const W = Math.max(svg.clientWidth, 100), H = Math.max(svg.clientHeight, 40), pad = 14;
+  svg.setAttribute('viewBox', `0 0 ${W} ${H}`);
+  const end = status ? Date.parse(status.time) : Date.now(), span = 15 * 60 * 1000;
+  const values = series.map(pick);
   const max = Math.max(1e-9, ...values);
-  const pts = values.map((v, i) => [pad + (values.length > 1 ? i * (W - 2 * pad) / (values.length - 1) : 0), H - pad - (v / max) * (H - 2 * pad)]);
+  const pts = series.map((x, i) => [
+    pad + Math.max(0, 1 - (end - Date.parse(x.time)) / span) * (W - 2 * pad),
+    H - pad - (values[i] / max) * (H - 2 * pad - 6)]);
   const ns = 'http://www.w3.org/2000/svg';
-  const line = document.createElementNS(ns, 'polyline');
-  line.setAttribute('points', pts.map((p) => p.map((x) => x.toFixed(1)).join(',')).join(' '));
-  const label = document.createElementNS(ns, 'text');
-  label.setAttribute('x', 2); label.setAttribute('y', 9);
-  label.textContent = 'max ' + (values.length ? max.toFixed(max < 10 ? 2 : 0) : '–') + ' · now ' + (values.length ? values[values.length - 1].toFixed(2) : '–');
-  svg.replaceChildren(line, label);
+  const mk = (tag, attrs, text) => {
+    const e = document.createElementNS(ns, tag);
+    for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+    if (text != null) e.textContent = text;
+    return e;
+  };
+  const line = mk('polyline', { points: pts.map((p) => p.map((x) => x.toFixed(1)).join(',')).join(' ') });
+  const base = mk('line', { x1: pad, x2: W - pad, y1: H - pad, y2: H - pad, stroke: '#dde3ea' });
+  const label = mk('text', { x: pad, y: 11 },
+    values.length ? `max ${fmt(max)} · now ${fmt(values[values.length - 1])}` : 'no sample yet');
+  const from = mk('text', { x: pad, y: H - 3 }, '−15 min');
+  const to = mk('text', { x: W - pad, y: H - 3, 'text-anchor': 'end' }, 'now');
+  svg.replaceChildren(base, line, label, from, to);
 }
 
 async function act(query, what) {
