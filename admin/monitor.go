@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/changecast/changecast/lease"
 	"github.com/changecast/changecast/publish"
 	"github.com/changecast/changecast/schema/config"
 )
@@ -23,6 +24,9 @@ type Monitor struct {
 	// Hubs, when set (before the status is served), reports the publish
 	// target's hubs: the built-in hub's Stats.
 	Hubs func() any
+	// Leases, when set, is the worker's lease store, which the status
+	// reads (with lease.store memory, the only place the leases are).
+	Leases lease.Store
 
 	reg   prometheus.Gatherer
 	every time.Duration
@@ -274,6 +278,9 @@ func CurrentStatus(ctx context.Context, cfg *config.Config, mon *Monitor, o Leas
 	st := &Status{Processor: cfg.Lease.Processor, Source: "cosmos", Time: time.Now().UTC(), Live: mon.Live()}
 	if cfg.Source.Postgres != nil {
 		st.Source = "postgres"
+	}
+	if o.Store == nil {
+		o.Store = mon.Leases
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()

@@ -110,6 +110,9 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	}
 	defer src.close()
 	runner := src.runner
+	if mon != nil {
+		mon.Leases = src.store
+	}
 	if pub.neg != nil {
 		closeEndpoints, err := mountEndpoints(cfg, mappings, pub.neg, src.snap, hist, reg, log)
 		if err != nil {

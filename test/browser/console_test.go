@@ -31,6 +31,10 @@ func TestConsole(t *testing.T) {
 	waitFor(t, 15*time.Second, "the change to be published", d.cc, func() bool {
 		return metric(d.ops, "changecast_changes_published_total") >= 1
 	})
+	// The running worker exports the end-to-end lag of what it published.
+	if n := metric(d.ops, "changecast_e2e_lag_seconds_count"); n < 1 {
+		t.Errorf("changecast_e2e_lag_seconds_count = %v after a change was published, want at least 1", n)
+	}
 	shot := os.Getenv("CHANGECAST_CONSOLE_SCREENSHOT")
 	if shot != "" {
 		// The charts sample every 10 s: give them some traffic to show.
@@ -69,8 +73,8 @@ func TestConsole(t *testing.T) {
 	}
 	b, _ := json.MarshalIndent(res, "", "  ")
 	t.Logf("console: %s", b)
-	if !strings.Contains(res.Stream, slot) || !strings.Contains(res.Stream, "streaming") {
-		t.Errorf("the streams table shows %q, want slot %s streaming", res.Stream, slot)
+	if cells := strings.Split(res.Stream, "\t"); len(cells) < 3 || cells[0] != slot || cells[1] == "–" || !strings.HasPrefix(cells[2], "streaming") {
+		t.Errorf("the streams table shows %q, want slot %s streaming, with its owner (the demo's lease.store is memory)", res.Stream, slot)
 	}
 	if f := strings.Fields(res.Hub); len(f) < 4 || f[0] != "orders" || f[1] != "1" || !strings.Contains(res.Hub, "tenant-acme (1/1)") {
 		t.Errorf("the hubs table shows %q, want hub orders with 1 connection, in group tenant-acme", res.Hub)
