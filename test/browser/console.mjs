@@ -1,6 +1,7 @@
 // Drives changecast's web console in headless Chromium for console_test.go:
 //   node console.mjs CONSOLE_URL SLOT [SCREENSHOT]
-// It opens CONSOLE_URL (with #token=…), waits until the slot SLOT and the
+// It first opens the console with a wrong token (it must ask for one
+// again), then CONSOLE_URL (with #token=…), waits until the slot SLOT and the
 // hub show, then resets the checkpoint to "now" through the page (accepting
 // its confirmation) and waits for the admin API's answer, and prints one
 // JSON line: {"ok":true,"stream":…,"hub":…,"dialog":…,"result":…}, or
@@ -21,6 +22,13 @@ const browser = await chromium.launch({
 });
 let code = 0;
 try {
+  // A wrong token: the page asks for one again.
+  const wrong = await browser.newPage();
+  await wrong.goto(url.replace(/#token=.*/, '#token=wrong'));
+  await wrong.locator('#login-error', { hasText: 'refused' }).waitFor({ timeout });
+  const refused = await wrong.locator('#main').isHidden();
+  await wrong.close();
+
   const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
   page.on('console', (m) => process.stderr.write(`page console.${m.type()}: ${m.text()}\n`));
   page.on('pageerror', (e) => process.stderr.write(`page error: ${e.message}\n`));
@@ -43,7 +51,7 @@ try {
   // The page refreshes after the reset: the slot's row shows it.
   await page.waitForTimeout(Number(process.env.CONSOLE_SHOT_DELAY_MS || 0));
   if (shot) await page.screenshot({ path: shot, fullPage: true });
-  out({ ok: true, stream, hub, changes, dialog, result, stored });
+  out({ ok: true, refused, stream, hub, changes, dialog, result, stored });
 } catch (e) {
   out({ ok: false, error: String(e?.stack || e) });
   code = 1;

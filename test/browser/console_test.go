@@ -15,7 +15,8 @@ import (
 
 // TestConsole opens changecast's web console (/console/, the demo with
 // server.adminToken) in headless Chromium with the token in the URL
-// fragment, while the demo page is connected, and checks that it shows the
+// fragment (having checked that a wrong one makes it ask for the token),
+// while the demo page is connected, and checks that it shows the
 // slot streaming and the hub with its connection and the tenant's group,
 // and the last change; then resets the checkpoint to "now" through the
 // page, confirming its dialog, and checks that the admin API did it: the
@@ -60,7 +61,7 @@ func TestConsole(t *testing.T) {
 	}
 	c := start(t, d.node, append(os.Environ(), "CONSOLE_SHOT_DELAY_MS=6000"), args...)
 	var res struct {
-		OK                                          bool
+		OK, Refused                                 bool
 		Error, Stream, Hub, Changes, Dialog, Result string
 		Stored                                      struct {
 			Token bool
@@ -84,6 +85,9 @@ func TestConsole(t *testing.T) {
 	}
 	if !res.Stored.Token || res.Stored.Hash != "" {
 		t.Errorf("the page kept the token %v and left the fragment %q: want it in sessionStorage, the fragment gone", res.Stored.Token, res.Stored.Hash)
+	}
+	if !res.Refused {
+		t.Errorf("with a wrong token the console did not ask for the token again")
 	}
 	if !strings.Contains(res.Dialog, "Reset the checkpoint to now") {
 		t.Errorf("the confirmation said %q", res.Dialog)
