@@ -39,6 +39,9 @@ func (d Duration) String() string { return time.Duration(d).Round(time.Second).S
 type LeasesOptions struct {
 	// NoLag skips the Cosmos lag estimate (one change feed read per lease).
 	NoLag bool
+	// Store, when set, is the running worker's lease store, read instead
+	// of opening cfg's: with lease.store memory the leases live only there.
+	Store lease.Store
 }
 
 // LeaseReport is what Leases returns: for a PostgreSQL source the slot,
@@ -62,6 +65,12 @@ type SlotStatus struct {
 	// nil when unknown.
 	LagBytes  *int64 `json:"lagBytes,omitempty"`
 	WALStatus string `json:"walStatus,omitempty"`
+	// RetainedBytes is the WAL the slot keeps on the server (from its
+	// restart_lsn); SafeWALBytes what may still be written before the
+	// server invalidates the slot (max_slot_wal_keep_size), nil when
+	// unlimited or unknown.
+	RetainedBytes *int64 `json:"retainedBytes,omitempty"`
+	SafeWALBytes  *int64 `json:"safeWALBytes,omitempty"`
 	// Owner and LeaseAge come from the lease (lease.store postgres).
 	Owner    string   `json:"owner,omitempty"`
 	LeaseAge Duration `json:"leaseAge,omitempty"`
@@ -86,7 +95,7 @@ type LeaseState struct {
 // the running worker.
 func Leases(ctx context.Context, cfg *config.Config, o LeasesOptions) (*LeaseReport, error) {
 	if cfg.Source.Postgres != nil {
-		return pgLeases(ctx, cfg)
+		return pgLeases(ctx, cfg, o.Store)
 	}
 	return cosmosLeases(ctx, cfg, o)
 }

@@ -19,12 +19,12 @@ type cosmosFeed struct {
 }
 
 // openCosmos opens the container and the lease store of cfg.
-func openCosmos(ctx context.Context, cfg *config.Config) (*cosmosFeed, error) {
+func openCosmos(ctx context.Context, cfg *config.Config, store lease.Store) (*cosmosFeed, error) {
 	cs := cfg.Source.Cosmos
 	if cs == nil {
 		return nil, argErrorf("only a cosmos or postgres source has leases (source.cosmos is not set)")
 	}
-	if cfg.Lease.Store == "memory" {
+	if cfg.Lease.Store == "memory" && store == nil {
 		return nil, argErrorf("lease.store is memory: the leases live inside the running worker; use a shared store (cosmos or postgres)")
 	}
 	client, err := connect.Cosmos(cs)
@@ -47,6 +47,10 @@ func openCosmos(ctx context.Context, cfg *config.Config) (*cosmosFeed, error) {
 	if a.prefix, err = cosmos.LeasePrefix(ctx, client, cs.Database, a.feed, cfg.Lease.Processor); err != nil {
 		return fail(err)
 	}
+	if store != nil {
+		a.store = store
+		return a, nil
+	}
 	store, closeStore, err := connect.LeaseStore(ctx, cfg, client)
 	if err != nil {
 		return fail(err)
@@ -57,7 +61,7 @@ func openCosmos(ctx context.Context, cfg *config.Config) (*cosmosFeed, error) {
 }
 
 func cosmosLeases(ctx context.Context, cfg *config.Config, o LeasesOptions) (*LeaseReport, error) {
-	a, err := openCosmos(ctx, cfg)
+	a, err := openCosmos(ctx, cfg, o.Store)
 	if err != nil {
 		return nil, err
 	}
@@ -87,7 +91,7 @@ func cosmosReset(ctx context.Context, cfg *config.Config, to string) (*Reset, er
 	if err != nil || to == "" {
 		return nil, argErrorf("--to must be beginning, now or an RFC 3339 time")
 	}
-	a, err := openCosmos(ctx, cfg)
+	a, err := openCosmos(ctx, cfg, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -14,10 +14,16 @@ import (
 //	GET  /admin/leases[?lag=false]               → LeaseReport
 //	POST /admin/checkpoint/reset?to=…            → Reset
 //	POST /admin/checkpoint/reset?resnapshot=true → Reset (PostgreSQL)
+//	GET  /admin/status[?lag=false]               → Status (with a Monitor)
 //
 // A refused argument is 400, a failure 500, both {"error": "..."}.
-func Handler(token string, cfg *config.Config) http.Handler {
+func Handler(token string, cfg *config.Config, mon *Monitor) http.Handler {
 	mux := http.NewServeMux()
+	if mon != nil {
+		mux.HandleFunc("GET /admin/status", func(w http.ResponseWriter, r *http.Request) {
+			writeJSON(w, http.StatusOK, CurrentStatus(r.Context(), cfg, mon, LeasesOptions{NoLag: r.URL.Query().Get("lag") == "false"}))
+		})
+	}
 	mux.HandleFunc("GET /admin/leases", func(w http.ResponseWriter, r *http.Request) {
 		rep, err := Leases(r.Context(), cfg, LeasesOptions{NoLag: r.URL.Query().Get("lag") == "false"})
 		reply(w, rep, err)

@@ -17,7 +17,7 @@ import (
 	"github.com/changecast/changecast/schema/config"
 )
 
-func pgLeases(ctx context.Context, cfg *config.Config) (*LeaseReport, error) {
+func pgLeases(ctx context.Context, cfg *config.Config, store lease.Store) (*LeaseReport, error) {
 	pg := cfg.Source.Postgres
 	db, err := pgx.Connect(ctx, pg.URL)
 	if err != nil {
@@ -27,8 +27,10 @@ func pgLeases(ctx context.Context, cfg *config.Config) (*LeaseReport, error) {
 	st := &SlotStatus{Slot: pg.Slot}
 	rep := &LeaseReport{Processor: cfg.Lease.Processor, Slot: st}
 	err = db.QueryRow(ctx, `SELECT active, coalesce(confirmed_flush_lsn::text, ''), coalesce(wal_status, ''),
-		pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::int8
-		FROM pg_replication_slots WHERE slot_name = $1`, pg.Slot).Scan(&st.Active, &st.ConfirmedFlushLSN, &st.WALStatus, &st.LagBytes)
+		pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::int8,
+		pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::int8, safe_wal_size
+		FROM pg_replication_slots WHERE slot_name = $1`, pg.Slot).Scan(&st.Active, &st.ConfirmedFlushLSN, &st.WALStatus, &st.LagBytes,
+		&st.RetainedBytes, &st.SafeWALBytes)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return rep, nil
 	}
@@ -36,8 +38,8 @@ func pgLeases(ctx context.Context, cfg *config.Config) (*LeaseReport, error) {
 		return nil, err
 	}
 	st.Exists = true
-	if cfg.Lease.Store == "postgres" {
-		if l, err := pgSlotLease(ctx, cfg); err != nil {
+	if cfg.Lease.Store == "postgres" || store != nil {
+		if l, err := pgSlotLease(ctx, cfg, store); err != nil {
 			st.LeaseError = err.Error()
 		} else if l != nil {
 			st.Owner = l.Owner
@@ -47,12 +49,15 @@ func pgLeases(ctx context.Context, cfg *config.Config) (*LeaseReport, error) {
 	return rep, nil
 }
 
-func pgSlotLease(ctx context.Context, cfg *config.Config) (*lease.Lease, error) {
-	store, closeStore, err := connect.LeaseStore(ctx, cfg, nil)
-	if err != nil {
-		return nil, err
+func pgSlotLease(ctx context.Context, cfg *config.Config, store lease.Store) (*lease.Lease, error) {
+	if store == nil {
+		s, closeStore, err := connect.LeaseStore(ctx, cfg, nil)
+		if err != nil {
+			return nil, err
+		}
+		defer closeStore()
+		store = s
 	}
-	defer closeStore()
 	want := lease.ForPartition(cfg.Lease.Processor, cfg.Source.Postgres.Slot).ID
 	ls, err := store.List(ctx, cfg.Lease.Processor+lease.Separator)
 	if err != nil {

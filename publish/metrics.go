@@ -14,6 +14,12 @@ type Metrics struct {
 	replays    prometheus.Counter
 	dropped    prometheus.Counter
 	latency    prometheus.Histogram
+	// lag is commit (PostgreSQL commit time, Cosmos _ts) to the target's
+	// acceptance of a change's last output, per source; streamLag is each
+	// stream's lag now: that of the change it last published, 0 once
+	// nothing is waiting.
+	lag       *prometheus.HistogramVec
+	streamLag *prometheus.GaugeVec
 }
 
 // NewMetrics registers the pipeline metrics with reg.
@@ -35,6 +41,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "changecast", Name: "publish_seconds",
 			Help: "Time of one publish call.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}),
 	}
-	reg.MustRegister(m.latency)
+	m.lag = prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "changecast", Name: "e2e_lag_seconds",
+		Help:    "Time from a change's commit at the source to the publish target accepting it, per source.",
+		Buckets: prometheus.ExponentialBuckets(0.005, 2, 16)}, []string{"source"})
+	m.streamLag = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "changecast", Name: "stream_lag_seconds",
+		Help: "Each stream's lag: commit to acceptance of the change it last published; 0 when nothing is waiting."}, []string{"stream"})
+	reg.MustRegister(m.latency, m.lag, m.streamLag)
 	return m
 }

@@ -16,6 +16,9 @@ import (
 type PipelineConfig struct {
 	// Source labels envelopes, e.g. "postgres:app/changecast".
 	Source string
+	// Stream names this pipeline's stream (the lease's token) in the
+	// stream lag metric; empty: Source.
+	Stream string
 	Batch  BatchLimits
 	// Parallelism bounds batches in flight across audiences (one per
 	// audience, so each keeps its order). Default 8.
@@ -111,9 +114,10 @@ type result struct {
 
 // mapped is a change with the outputs it maps to.
 type mapped struct {
-	seq  uint64
-	op   changefeed.Op
-	outs []Output
+	seq    uint64
+	op     changefeed.Op
+	outs   []Output
+	commit time.Time // the change's commit at the source; zero unknown
 	// reset, for a changefeed.Reset: its version, and closed by the loop
 	// once everything before it was published, when the map stage forgets
 	// its shadow and maps on.
@@ -126,7 +130,8 @@ type loop struct {
 	*Pipeline
 	ack     func(...uint64)
 	batcher *Batcher
-	refs    map[uint64]int // outputs not yet published, by change
+	refs    map[uint64]int       // outputs not yet published, by change
+	commits map[uint64]time.Time // commit times of the changes in refs, for the lag metrics
 	nflight int
 	jobs    chan job // to the publishing workers; never more than they are
 	done    chan result
@@ -148,6 +153,7 @@ func (p *Pipeline) Consume(ctx context.Context, in <-chan changefeed.Delivery, a
 		ack:      ack,
 		batcher:  NewBatcher(p.cfg.Batch),
 		refs:     map[uint64]int{},
+		commits:  map[uint64]time.Time{},
 		jobs:     make(chan job, p.cfg.Parallelism),
 		done:     make(chan result, p.cfg.Parallelism),
 		ctx:      ctx,
@@ -168,6 +174,9 @@ func (p *Pipeline) Consume(ctx context.Context, in <-chan changefeed.Delivery, a
 		close(l.jobs)
 		workers.Wait()
 	}()
+	if mt := p.cfg.Metrics; mt != nil {
+		defer mt.streamLag.DeleteLabelValues(p.stream())
+	}
 	// Mapping (routing and diffing, the heaviest step) runs on its own
 	// goroutine, so it and batching use separate cores.
 	mappedCh := make(chan []mapped, mappedBuffer)
@@ -263,7 +272,7 @@ func (p *Pipeline) mapStage(in <-chan changefeed.Delivery, out chan<- []mapped, 
 		}
 		start := len(slab)
 		slab = p.m.Map(d.Change, slab)
-		run = append(run, mapped{seq: d.Seq, op: d.Change.Op, outs: slab[start:len(slab):len(slab)]})
+		run = append(run, mapped{seq: d.Seq, op: d.Change.Op, outs: slab[start:len(slab):len(slab)], commit: d.Change.CommitTime})
 	}
 	for {
 		d, ok := <-in
@@ -327,6 +336,9 @@ func (l *loop) handle(m mapped, now time.Time) {
 		return
 	}
 	l.refs[m.seq] = len(m.outs)
+	if !m.commit.IsZero() {
+		l.commits[m.seq] = m.commit
+	}
 	if m.op == changefeed.Truncate {
 		// A truncate goes to the whole hub while earlier changes may sit in
 		// group windows: publish everything before it, then it alone, so no
@@ -465,9 +477,42 @@ func (l *loop) complete(r result) {
 			acks = append(acks, it.Ticket)
 		}
 	}
+	l.observeLag(acks)
 	if len(acks) > 0 {
 		l.ack(acks...)
 	}
+}
+
+// observeLag records the end-to-end lag of the changes in acks, whose
+// every output the target accepted just now.
+func (l *loop) observeLag(acks []uint64) {
+	mt := l.cfg.Metrics
+	if mt == nil {
+		return
+	}
+	now := time.Now()
+	h := mt.lag.WithLabelValues(l.cfg.Source)
+	lag, known := 0.0, false
+	for _, seq := range acks {
+		if c, ok := l.commits[seq]; ok {
+			delete(l.commits, seq)
+			lag, known = max(now.Sub(c).Seconds(), 0), true
+			h.Observe(lag)
+		}
+	}
+	switch g := mt.streamLag.WithLabelValues(l.stream()); {
+	case len(l.refs) == 0:
+		g.Set(0)
+	case known:
+		g.Set(lag)
+	}
+}
+
+func (p *Pipeline) stream() string {
+	if p.cfg.Stream != "" {
+		return p.cfg.Stream
+	}
+	return p.cfg.Source
 }
 
 // deliver publishes one batch for a, in its own goroutine.

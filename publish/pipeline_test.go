@@ -14,6 +14,9 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/changecast/changecast/changefeed"
 	"github.com/changecast/changecast/internal/testkit"
 	"github.com/changecast/changecast/publish"
@@ -532,4 +535,49 @@ func TestLinger(t *testing.T) {
 			t.Fatalf("calls %v at %v, want both changes together after 10ms", sizes, at)
 		}
 	})
+}
+
+// TestLagHistogramCountsChanges: every change the target accepts is
+// observed once in changecast_e2e_lag_seconds, from its commit time.
+func TestLagHistogramCountsChanges(t *testing.T) {
+	const n = 40
+	evs := inserts(n, 3)
+	committed := time.Now().Add(-2 * time.Second)
+	for _, e := range evs {
+		if e.Change != nil {
+			e.Change.CommitTime = committed
+		}
+	}
+	src := &fakeSource{events: evs}
+	reg := prometheus.NewRegistry()
+	rec := &recorder{}
+	run(t, src, rec, func() bool { return src.last() == changefeed.Position(fmt.Sprintf("p%06d", n)) },
+		publish.PipelineConfig{Source: "test:src", Stream: "lease-0", Metrics: publish.NewMetrics(reg)})
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var published float64
+	var h *dto.Histogram
+	for _, mf := range mfs {
+		switch mf.GetName() {
+		case "changecast_changes_published_total":
+			published = mf.Metric[0].GetCounter().GetValue()
+		case "changecast_e2e_lag_seconds":
+			for _, m := range mf.Metric {
+				if m.Label[0].GetValue() == "test:src" {
+					h = m.GetHistogram()
+				}
+			}
+		}
+	}
+	if h == nil {
+		t.Fatalf("no changecast_e2e_lag_seconds{source=\"test:src\"} among the metrics")
+	}
+	if published != n || h.GetSampleCount() != n {
+		t.Fatalf("lag histogram counted %d changes, %v were published; want %d", h.GetSampleCount(), published, n)
+	}
+	if avg := h.GetSampleSum() / n; avg < 2 || avg > 30 {
+		t.Fatalf("mean lag %.3fs, want about 2s (commit 2s before the run)", avg)
+	}
 }

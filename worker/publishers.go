@@ -23,6 +23,9 @@ type publisher struct {
 	// neg is the app negotiate endpoint, when there is one: the snapshot
 	// and changes endpoints are mounted next to it.
 	neg *hub.Negotiator
+	// stats, for the built-in hub, reports its hubs' connections and
+	// groups (the console).
+	stats func() any
 }
 
 // newPublisher builds the hub or signalr publisher.
@@ -45,7 +48,7 @@ func newPublisher(cfg *config.Config, log *slog.Logger, stdout, stderr io.Writer
 			fmt.Fprintf(stderr, "changecast: hub access key generated for this run; connection string:\n  Endpoint=http://%s;AccessKey=%s;Version=1.0;\n", ln.Addr(), h.AccessKey())
 		}
 		log.Info("built-in hub", "endpoint", "http://"+ln.Addr().String(), "negotiate", "http://"+ln.Addr().String()+cfg.Hub.Negotiate.Path+"/negotiate")
-		return publisher{Publisher: h.Publisher(), run: run, neg: h.Negotiator()}, nil
+		return publisher{Publisher: h.Publisher(), run: run, neg: h.Negotiator(), stats: func() any { return h.Stats() }}, nil
 	case "signalr":
 		p, err := signalr.New(cfg.Publish.SignalR.ConnectionString, signalr.WithLogger(log.With("part", "signalr")))
 		if err != nil {

@@ -22,6 +22,7 @@ type source struct {
 	runner *changefeed.Runner
 	label  string                 // names the source in envelopes
 	snap   changefeed.Snapshotter // reads snapshots beside the stream
+	store  lease.Store            // the leases (the console reads them)
 	close  func()                 // releases the connections it opened
 }
 
@@ -114,7 +115,7 @@ func newSource(ctx context.Context, cfg *config.Config, mappings []publish.Mappi
 	pipe.Logger, pipe.Metrics, pipe.ShadowStore = log, pm, shadow
 	mo := MapperOptions(cfg)
 	mo.Logger, mo.Store = log, shadow
-	src.label = label
+	src.label, src.store = label, store
 	src.runner, err = changefeed.NewRunner(changefeed.RunnerConfig{
 		Partitions: parts,
 		Store:      store,
@@ -127,6 +128,7 @@ func newSource(ctx context.Context, cfg *config.Config, mappings []publish.Mappi
 			}
 			pc := pipe
 			pc.Logger = log.With("lease", l.Token)
+			pc.Stream = l.Token
 			return publish.NewPipeline(pc, m, pub), nil
 		},
 		Processor:       changefeed.ProcessorConfig{MaxPending: cfg.Publish.MaxPending, Metrics: changefeed.NewMetrics(reg)},

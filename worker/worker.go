@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/changecast/changecast/admin"
+	"github.com/changecast/changecast/admin/console"
 	"github.com/changecast/changecast/changefeed"
 	"github.com/changecast/changecast/publish"
 	"github.com/changecast/changecast/publish/history"
@@ -58,6 +59,13 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
 	log := o.Logger
+	// The console's monitor keeps the last changes, warnings and errors
+	// and 15 minutes of metrics; only the admin API serves it.
+	var mon *admin.Monitor
+	if cfg.Server.Listen != "" && cfg.Server.AdminToken != "" {
+		mon = admin.NewMonitor(reg)
+		log = slog.New(mon.LogHandler(log.Handler()))
+	}
 	// Mappings compile once, here, so a bad one fails before any
 	// connection.
 	mappings := Mappings(cfg)
@@ -72,6 +80,13 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	}
 	if pub.run != nil {
 		parts = append(parts, pub.run)
+	}
+	if mon != nil {
+		// Inside the history publisher, which the pipeline asks to renew
+		// streams: what the target accepted is recorded.
+		pub.Publisher = mon.Publisher(pub.Publisher)
+		mon.Hubs = pub.stats
+		parts = append(parts, mon.Run)
 	}
 
 	// The history serves the changes endpoint next to negotiate, so it is
@@ -95,6 +110,9 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	}
 	defer src.close()
 	runner := src.runner
+	if mon != nil {
+		mon.Leases = src.store
+	}
 	if pub.neg != nil {
 		closeEndpoints, err := mountEndpoints(cfg, mappings, pub.neg, src.snap, hist, reg, log)
 		if err != nil {
@@ -110,9 +128,12 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 		}
 		var adm http.Handler
 		if cfg.Server.AdminToken != "" {
-			adm = admin.Handler(cfg.Server.AdminToken, cfg)
+			adm = admin.Handler(cfg.Server.AdminToken, cfg, mon)
 		}
 		log.Info("operations endpoint", "url", "http://"+ln.Addr().String(), "paths", "/healthz /readyz /metrics", "admin", adm != nil)
+		if adm != nil {
+			log.Info("web console", "url", "http://"+ln.Addr().String()+"/console/")
+		}
 		parts = append(parts, func(ctx context.Context) error { return serve(ctx, ln, opsHandler(reg, runner, adm)) })
 	}
 
@@ -158,7 +179,10 @@ var _ changefeed.Fatal = configError{}
 func opsHandler(reg *prometheus.Registry, ready interface{ Ready() bool }, adm http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	if adm != nil {
+		// The page holds no secret: it asks for the token the admin API
+		// wants. Without a token there is no admin API, and no page.
 		mux.Handle("/admin/", adm)
+		mux.Handle("GET /console/", console.Handler())
 	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {

@@ -387,6 +387,9 @@ type demo struct {
 	app       *proc
 	cc        *proc   // the running changecast
 	ccs       []*proc // every changecast started, for the logs
+
+	// adminToken is changecast's server.adminToken: the admin API and the console.
+	adminToken string
 }
 
 // startDemo builds changecast and demoapp, creates demo/schema.sql's table
@@ -435,12 +438,14 @@ func startDemo(t *testing.T) *demo {
 	}
 	d.hubURL = "http://" + hubAddr
 	d.accessKey = randomHex(t, 32)
+	d.adminToken = randomHex(t, 16)
 	d.env = append(env,
 		"CHANGECAST_PG_URL="+dbURL,
 		"CHANGECAST_DEMO_SLOT="+databaseName(t, dbURL),
 		"CHANGECAST_DEMO_HUB="+hubAddr,
 		"CHANGECAST_DEMO_APP_PORT="+u.Port(),
 		"CHANGECAST_DEMO_SERVER="+srvAddr,
+		"CHANGECAST_DEMO_ADMIN_TOKEN="+d.adminToken,
 		// One key across restarts, as a deployment has.
 		"CHANGECAST_HUB_ACCESS_KEY="+d.accessKey,
 		"CHANGECAST_LOG=text",
