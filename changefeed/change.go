@@ -48,7 +48,11 @@ type Change struct {
 	// clients hold went (no before-image, no routing index entry): a
 	// consumer that does not know either must tell every possible holder.
 	PrevUnknown bool
-	After       map[string]any // nil for delete
+	// BeforeVersion, when set, is the version clients hold (a Cosmos
+	// routing index entry's _lsn): a stored copy of another version (a
+	// shadow store filled by another pipeline) is no base for a patch.
+	BeforeVersion string
+	After         map[string]any // nil for delete
 	// Unchanged lists top-level fields of After the source could not read
 	// (Postgres unchanged TOAST values); they equal the previous version's.
 	Unchanged []string

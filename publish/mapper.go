@@ -225,6 +225,14 @@ func (m *Mapper) mapRule(r *rule, ch *changefeed.Change, out []Output) []Output 
 		m.Stats.Replays++
 		return out
 	}
+	if m.passReplays && hasPrev && prev.loaded && (ch.PrevUnknown || ch.BeforeVersion != "" && ch.BeforeVersion != prev.v) {
+		// A copy from a store of this process alone (saved by another
+		// pipeline of it) is a base for a patch only when it is the version
+		// clients hold: after the lease moved away and back, another worker
+		// may have sent newer versions. Sent whole instead. (A shared store
+		// keeps the newest version anyone published.)
+		prev, hasPrev = shadowEntry{}, false
+	}
 
 	if ch.Op == changefeed.Delete {
 		t, ok := m.oldAudience(r, ch, prev, hasPrev)

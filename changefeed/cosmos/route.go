@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strconv"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/data/azcosmos"
 
@@ -101,6 +102,9 @@ func (x *routeIndex) before(ch *changefeed.Change) {
 			}
 		}
 		ch.Before, ch.BeforePartial, ch.BeforeRoutes = b, true, true
+		if e.lsn > 0 {
+			ch.BeforeVersion = strconv.FormatInt(e.lsn, 10)
+		}
 	}
 }
 
@@ -117,7 +121,8 @@ func (x *routeIndex) follow(ch *changefeed.Change) {
 	case ch.Op == changefeed.Delete:
 		delete(x.docs, ch.ID)
 	default:
-		x.docs[ch.ID] = routeEntry{vals: x.values(ch.After), known: true}
+		lsn, _ := strconv.ParseInt(ch.Version, 10, 64)
+		x.docs[ch.ID] = routeEntry{vals: x.values(ch.After), lsn: lsn, known: true}
 	}
 }
 
