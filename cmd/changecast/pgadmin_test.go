@@ -68,8 +68,21 @@ server: {listen: %q, adminToken: s3cret}
 	waitUntil("the first change", func() bool { return strings.Contains(out.String(), `"id":"1"`) })
 
 	code, list, errs := runCLI(t, "leases", "list", "-c", cfgPath)
-	if code != 0 || !strings.Contains(list, "adm") || !strings.Contains(list, "true") || !strings.Contains(list, "admin-test") {
+	if code != 0 || !strings.Contains(list, "adm") || !strings.Contains(list, "true") || !strings.Contains(list, "admin-test") || !strings.Contains(list, " bytes") {
 		t.Fatalf("leases list: code %d\n%s%s", code, list, errs)
+	}
+	// --no-lag leaves the lag out for PostgreSQL too (it was ignored).
+	code, list, errs = runCLI(t, "leases", "list", "-c", cfgPath, "--no-lag")
+	if code != 0 || !strings.Contains(list, "admin-test") || strings.Contains(list, " bytes") {
+		t.Fatalf("leases list --no-lag: code %d\n%s%s", code, list, errs)
+	}
+	// An LSN behind the slot is refused saying where the slot is, not with
+	// the server's raw error, and without ending the worker's connection.
+	var slotAt string
+	db.QueryRow(ctx, "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = 'adm'").Scan(&slotAt)
+	code, _, errs = runCLI(t, "checkpoint", "reset", "-c", cfgPath, "--to", "0/1")
+	if code != 2 || !strings.Contains(errs, "--to 0/1 is behind slot adm: the slot is at ") || !strings.Contains(errs, "a slot only moves forward") {
+		t.Fatalf("reset below the slot (at %s): code %d: %s", slotAt, code, errs)
 	}
 	// Move the slot past WAL that changecast never read: with heartbeats
 	// off, only the reset can take it beyond these writes.
