@@ -48,15 +48,21 @@ server: {listen: %q, adminToken: s3cret}
 		t.Fatal(err)
 	}
 	out := &testkit.Buffer{}
+	// Every reset below is routine: the worker logs nothing at WARN or
+	// ERROR (the ended replication connection was a WARN).
+	logs := &testkit.Buffer{}
 	wctx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() {
-		done <- worker.Run(wctx, cfg, worker.Options{Stdout: out, Stderr: os.Stderr, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+		done <- worker.Run(wctx, cfg, worker.Options{Stdout: out, Stderr: os.Stderr, Logger: slog.New(slog.NewTextHandler(io.MultiWriter(os.Stderr, logs), &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	}()
 	defer func() {
 		stop()
 		if err := <-done; err != nil {
 			t.Errorf("worker: %v", err)
+		}
+		if s := logs.String(); s != "" {
+			t.Errorf("the worker logged at WARN or above during routine resets:\n%s", s)
 		}
 	}()
 	waitUntil := func(what string, cond func() bool) {
