@@ -18,12 +18,37 @@ import (
 // words rather than the decoder's ("field colection not found in type
 // config.Mapping"). It also records the path of every value that held an
 // unset ${VAR}, so a later "is required" can name the variable.
+type shapeCheck struct {
+	unsetVars map[*yaml.Node][]string // from interpolate
+	unsetAt   map[string][]string     // filled: path → unset variables
+	p         *problems
+	// budget bounds the nodes visited: aliases can make a small file a
+	// huge tree ("billion laughs"); the decoder refuses those, and the
+	// walk must not hang on them first.
+	budget int
+}
+
+// maxShapeNodes is far above any real config file.
+const maxShapeNodes = 100_000
+
 func checkShape(n *yaml.Node, t reflect.Type, path string, unsetVars map[*yaml.Node][]string, unsetAt map[string][]string, p *problems) {
+	c := &shapeCheck{unsetVars: unsetVars, unsetAt: unsetAt, p: p, budget: maxShapeNodes}
+	c.walk(n, t, path)
+	if c.budget < 0 {
+		p.add(path, "the file expands to more than %d values (aliases?)", maxShapeNodes)
+	}
+}
+
+func (c *shapeCheck) walk(n *yaml.Node, t reflect.Type, path string) {
+	if c.budget--; c.budget < 0 {
+		return
+	}
+	p, unsetVars := c.p, c.unsetVars
 	if n.Kind == yaml.AliasNode && n.Alias != nil {
 		n = n.Alias
 	}
 	if vars, ok := unsetVars[n]; ok {
-		unsetAt[path] = vars
+		c.unsetAt[path] = vars
 	}
 	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
 		return // an empty value leaves the field at its zero value
@@ -59,15 +84,15 @@ func checkShape(n *yaml.Node, t reflect.Type, path string, unsetVars map[*yaml.N
 				}
 				continue
 			}
-			checkShape(v, f, sub, unsetVars, unsetAt, p)
+			c.walk(v, f, sub)
 		}
 	case reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
 			p.add(path, "want a list, got %s", describe(n))
 			return
 		}
-		for i, c := range n.Content {
-			checkShape(c, t.Elem(), fmt.Sprintf("%s[%d]", path, i), unsetVars, unsetAt, p)
+		for i, e := range n.Content {
+			c.walk(e, t.Elem(), fmt.Sprintf("%s[%d]", path, i))
 		}
 	default:
 		if n.Kind != yaml.ScalarNode {

@@ -101,3 +101,31 @@ func TestDecodeHubNamesThePath(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// FuzzParse: any bytes give a config or an error of the documented kinds,
+// never a panic (the shape walk follows the file's own tree: aliases,
+// merge keys, deep nesting).
+func FuzzParse(f *testing.F) {
+	f.Add([]byte("source: {postgres: {url: u, tables: [public.t]}}\nmappings: [{collection: c, hub: h}]\n"))
+	f.Add([]byte("mappings: [{colection: c, hub: h}]\npublish: {batch: {maxChanges: lots}}\n"))
+	f.Add([]byte("a: &x {b: 1}\nsource: *x\nmappings: [{<<: *x}]\n"))
+	f.Add([]byte("server: {listen: \"${X:-nonsense}\"}\nhub: [1, [2, {3: 4}]]\n"))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		_, err := Parse(raw, env(map[string]string{"X": "1"}))
+		if err == nil {
+			return
+		}
+		var joined interface{ Unwrap() []error }
+		errs := []error{err}
+		if errors.As(err, &joined) {
+			errs = joined.Unwrap()
+		}
+		for _, e := range errs {
+			var fe *FieldError
+			var le *LoadError
+			if !errors.As(e, &fe) && !errors.As(e, &le) {
+				t.Fatalf("error %T %q is neither a FieldError nor a LoadError", e, e)
+			}
+		}
+	})
+}
