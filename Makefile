@@ -9,8 +9,10 @@ test:
 
 # Runs the main job on the embedded default: a throwaway PostgreSQL, a demo
 # table with a writer, and changecast streaming it.
+# Its progress and the page's address go to stderr; `@` keeps make from
+# echoing the command to stdout.
 demo:
-	scripts/demo.sh
+	@scripts/demo.sh
 
 build:
 	$(GO) build -o bin/changecast ./cmd/changecast
@@ -22,10 +24,11 @@ clean:
 bench:
 	scripts/bench.sh
 
-# The Cosmos DB variant of the demo: `changecast emulate cosmos`, a writer,
-# and changecast streaming the container.
+# The Cosmos DB variant of the demo: `changecast emulate cosmos` (on
+# COSMOS_PORT, default 8091), a writer, and changecast streaming the
+# container. Stdout carries only envelopes (`@`: make echoes nothing).
 demo-cosmos:
-	scripts/demo-cosmos.sh
+	@scripts/demo-cosmos.sh
 
 # The chaos proof (issue 10): workers killed, PostgreSQL restarted, clients
 # dropped while a writer runs; every replica must end exact (lost = 0).

@@ -37,7 +37,8 @@ func (d Duration) String() string { return time.Duration(d).Round(time.Second).S
 
 // LeasesOptions tunes Leases.
 type LeasesOptions struct {
-	// NoLag skips the Cosmos lag estimate (one change feed read per lease).
+	// NoLag skips the lag: Cosmos DB's estimate (one change feed read per
+	// lease), PostgreSQL's WAL distance.
 	NoLag bool
 	// Store, when set, is the running worker's lease store, read instead
 	// of opening cfg's: with lease.store memory the leases live only there.
@@ -95,7 +96,7 @@ type LeaseState struct {
 // the running worker.
 func Leases(ctx context.Context, cfg *config.Config, o LeasesOptions) (*LeaseReport, error) {
 	if cfg.Source.Postgres != nil {
-		return pgLeases(ctx, cfg, o.Store)
+		return pgLeases(ctx, cfg, o)
 	}
 	return cosmosLeases(ctx, cfg, o)
 }
@@ -132,6 +133,8 @@ type ResetOptions struct {
 // Resnapshot it republishes every row instead (PostgreSQL).
 func ResetCheckpoint(ctx context.Context, cfg *config.Config, o ResetOptions) (*Reset, error) {
 	switch {
+	case !o.Resnapshot && o.To == "":
+		return nil, argErrorf("--to is required: beginning, now, an RFC 3339 time (Cosmos DB) or an LSN (PostgreSQL); or --resnapshot (PostgreSQL)")
 	case o.Resnapshot && o.To != "":
 		return nil, argErrorf("give --to or --resnapshot, not both")
 	case o.Resnapshot && cfg.Source.Postgres != nil:

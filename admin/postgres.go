@@ -17,7 +17,8 @@ import (
 	"github.com/changecast/changecast/schema/config"
 )
 
-func pgLeases(ctx context.Context, cfg *config.Config, store lease.Store) (*LeaseReport, error) {
+func pgLeases(ctx context.Context, cfg *config.Config, o LeasesOptions) (*LeaseReport, error) {
+	store := o.Store
 	pg := cfg.Source.Postgres
 	db, err := pgx.Connect(ctx, pg.URL)
 	if err != nil {
@@ -26,9 +27,14 @@ func pgLeases(ctx context.Context, cfg *config.Config, store lease.Store) (*Leas
 	defer db.Close(context.WithoutCancel(ctx))
 	st := &SlotStatus{Slot: pg.Slot}
 	rep := &LeaseReport{Processor: cfg.Lease.Processor, Slot: st}
-	err = db.QueryRow(ctx, `SELECT active, coalesce(confirmed_flush_lsn::text, ''), coalesce(wal_status, ''),
-		pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::int8,
-		pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::int8, safe_wal_size
+	// With NoLag the server's WAL position is not asked for (a standby
+	// cannot give it, and it is a function call on a busy primary).
+	lag := "pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::int8"
+	retained := "pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::int8"
+	if o.NoLag {
+		lag, retained = "NULL::int8", "NULL::int8"
+	}
+	err = db.QueryRow(ctx, `SELECT active, coalesce(confirmed_flush_lsn::text, ''), coalesce(wal_status, ''), `+lag+`, `+retained+`, safe_wal_size
 		FROM pg_replication_slots WHERE slot_name = $1`, pg.Slot).Scan(&st.Active, &st.ConfirmedFlushLSN, &st.WALStatus, &st.LagBytes,
 		&st.RetainedBytes, &st.SafeWALBytes)
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -77,6 +83,7 @@ const sqlstateObjectInUse = "55006"
 func pgReset(ctx context.Context, cfg *config.Config, to string) (*Reset, error) {
 	pg := cfg.Source.Postgres
 	var target string
+	var want pglogrepl.LSN // with an LSN: where the slot must move to
 	switch {
 	case to == "now":
 		target = "pg_current_wal_lsn()"
@@ -85,6 +92,7 @@ func pgReset(ctx context.Context, cfg *config.Config, to string) (*Reset, error)
 		if err != nil {
 			return nil, argErrorf("--to %q is not an LSN (like 0/16B3748)", to)
 		}
+		want = lsn
 		target = "'" + lsn.String() + "'::pg_lsn"
 	default:
 		return nil, argErrorf("a PostgreSQL slot moves only forward: --to now or --to <LSN>. "+
@@ -95,6 +103,21 @@ func pgReset(ctx context.Context, cfg *config.Config, to string) (*Reset, error)
 		return nil, err
 	}
 	defer db.Close(context.WithoutCancel(ctx))
+	// Refuse what the server would refuse with a raw error (or silently
+	// ignore: advancing to a position behind the slot is a no-op), before
+	// ending the worker's connection for nothing.
+	var at string
+	err = db.QueryRow(ctx, `SELECT coalesce(confirmed_flush_lsn::text, '') FROM pg_replication_slots WHERE slot_name = $1`, pg.Slot).Scan(&at)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, argErrorf("slot %s does not exist yet: the first worker creates it", pg.Slot)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if cur, perr := pglogrepl.ParseLSN(at); want != 0 && perr == nil && want < cur {
+		return nil, argErrorf("--to %s is behind slot %s: the slot is at %s; a slot only moves forward "+
+			"(what it confirmed, the server may have recycled)", want, pg.Slot, cur)
+	}
 	// A slot in use cannot be advanced: end the worker's replication
 	// connection (it reconnects with backoff and resumes from the new
 	// position), then advance before it is back.

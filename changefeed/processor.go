@@ -216,7 +216,9 @@ func (p *Processor) Run(ctx context.Context) error {
 						// The process stops: its caller logs the one line.
 						log.Info("source stopped for good; draining", "err", err)
 					default:
-						log.Error("source failed; draining and stopping", "err", err)
+						// Returned to the lease manager, which logs the
+						// one ERROR line as it releases the lease.
+						log.Debug("source failed; draining and stopping", "err", err)
 					}
 				}
 				stop()
@@ -255,7 +257,8 @@ func (p *Processor) Run(ctx context.Context) error {
 			conEnded = true
 			if err != nil && conCtx.Err() == nil {
 				conErr = err
-				log.Error("consumer failed; stopping", "err", err)
+				// Returned, and logged once by the lease manager.
+				log.Debug("consumer failed; stopping", "err", err)
 			}
 			// A consumer that ends on its own (it failed) cannot take
 			// more: stop everything.
@@ -268,7 +271,9 @@ func (p *Processor) Run(ctx context.Context) error {
 				// Someone else owns the stream now: drop in-flight work
 				// without publishing or checkpointing it; the new owner
 				// reads it again from the last checkpoint.
-				log.Warn("lease lost; dropping in-flight work", "pending", tracker.Pending())
+				// The lease manager logs the loss, once, at the level
+				// its cause deserves (a reset or a takeover is INFO).
+				log.Debug("lease lost; dropping in-flight work", "pending", tracker.Pending())
 				hardStop()
 			}
 		case <-drain:

@@ -200,7 +200,8 @@ func (r *Runner) work(ctx context.Context, l *lease.Lease, cp lease.Checkpointer
 	err = NewProcessor(pc, src, con).Run(ctx)
 	var split *lease.SplitError
 	if err != nil && !errors.As(err, &split) && !IsFatal(err) {
-		r.log.Error("lease processor failed; the lease is released and retried from its checkpoint", "lease", l.Token, "err", err)
+		// The lease manager logs the one ERROR line as it releases it.
+		r.log.Debug("lease processor failed; the lease is released and retried from its checkpoint", "lease", l.Token, "err", err)
 	}
 	return err
 }

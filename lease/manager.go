@@ -378,6 +378,26 @@ func (m *Manager) release(l *Lease) {
 	m.log.Info("lease: released", "lease", l.ID)
 }
 
+// logLost says once why a held lease was lost, at the level an operator
+// would act on: a lease rewritten while still ours (a checkpoint reset) or
+// taken by another instance (balancing, a restarted pod taking its leases
+// back) is the system working, INFO; one this instance could not renew in
+// time means it lost touch with the store, WARN.
+func (m *Manager) logLost(id string, lost error) {
+	var le *LostError
+	errors.As(lost, &le)
+	switch {
+	case le != nil && le.Owner == m.cfg.Owner:
+		m.log.Info("lease: rewritten by another writer (a checkpoint reset); restarting from its new checkpoint", "lease", id)
+	case le != nil && le.Owner != "":
+		m.log.Info("lease: taken by another instance; worker stopped", "lease", id, "owner", le.Owner)
+	case le != nil && le.Gone:
+		m.log.Info("lease: deleted by another writer; worker stopped", "lease", id)
+	default:
+		m.log.Warn("lease: lost; worker stopped without checkpointing", "lease", id, "err", lost)
+	}
+}
+
 // supervise runs the worker of h and renews h until the worker returns,
 // then releases, splits or drops the lease.
 func (m *Manager) supervise(h *held, wctx context.Context) {
@@ -418,7 +438,7 @@ loop:
 	var split *SplitError
 	switch lost := h.lostErr(); {
 	case lost != nil:
-		m.log.Warn("lease: lost; worker stopped without checkpointing", "lease", h.id, "err", lost)
+		m.logLost(h.id, lost)
 	case errors.As(werr, &split):
 		m.split(parent, split.Children)
 	default:

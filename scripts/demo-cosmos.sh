@@ -3,12 +3,21 @@
 # with a change feed, no Docker), a writer creating and updating orders
 # through the Azure SDK, and changecast streaming every change to stdout with
 # its leases in the emulator. Ctrl-C stops it all.
-# DEMO_SECONDS=N stops it after N seconds (for scripted runs);
-# COSMOS_PORT picks the emulator's port (default 8081).
+# Stdout carries the envelopes and nothing else (pipe it to jq); progress
+# and logs go to stderr.
+#
+#   DEMO_SECONDS=N  stop after N seconds (for scripted runs)
+#   COSMOS_PORT=P   the emulator's port (default 8091: 8081 is make demo's
+#                   page and the Docker emulator's port)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-export COSMOS_PORT="${COSMOS_PORT:-8081}"
+export COSMOS_PORT="${COSMOS_PORT:-8091}"
+if (exec 3<>"/dev/tcp/127.0.0.1/$COSMOS_PORT") 2>/dev/null; then
+  echo "demo: port $COSMOS_PORT on 127.0.0.1 is in use; choose another, e.g. COSMOS_PORT=18091 make demo-cosmos" >&2
+  exit 1
+fi
+echo "demo: building changecast and the writer" >&2
 go build -o bin/changecast ./cmd/changecast
 go build -o bin/cosmoswriter ./demo/cosmoswriter
 

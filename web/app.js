@@ -157,14 +157,31 @@ function updateCounters() {
   for (const k of COUNTERS) $(`#c-${k}`).textContent = s[k];
   $('#c-snapshot').textContent = client.stats.snapshotDocs;
   $('#c-reloads').textContent = client.stats.reloads;
-  $('#empty').hidden = n > 0;
+  // "No orders" only once the snapshot is in: before, there is nothing to
+  // tell yet (the table may be full), so the page says what it waits for.
+  $('#empty').hidden = !loaded || n > 0;
+  $('#loading').hidden = loaded || rows.size > 0 || client.state === 'error';
 }
+
+const WAITING = {
+  connecting: 'Connecting to changecast…',
+  loading: "Loading this tenant's orders…",
+  reconnecting: 'Reconnecting…',
+};
 
 // --- the client ---
 
-function onState(c, state) {
+function onState(c, state, err) {
   if (c !== client) return; // a client given up on
+  if (WAITING[state]) $('#loading').textContent = WAITING[state];
+  $('#failed').hidden = state !== 'error';
   switch (state) {
+    case 'error':
+      // start() failed (changecast unreachable, CORS, 401): say why; start
+      // retries with a new client.
+      setState('error', err?.message ?? '');
+      $('#failed').textContent = `Cannot start: ${err?.message ?? 'unknown error'}. Retrying in 3 s.`;
+      break;
     case 'live':
       if (!loaded) {
         // After a restart with a new client: drop the rows it does not hold.
@@ -177,7 +194,7 @@ function onState(c, state) {
       // The connection closed for good (the hub refused a reconnect):
       // start again with a new client, which loads the snapshot afresh.
       setState('stopped');
-      if (!stopping) restart(3000);
+      restart(3000);
       break;
     default:
       setState(state); // connecting, loading (the snapshot), reconnecting
@@ -185,7 +202,6 @@ function onState(c, state) {
   scheduleCounters();
 }
 
-let stopping = false;
 let restartTimer = null;
 
 function newClient(cfg) {
@@ -196,7 +212,7 @@ function newClient(cfg) {
     signalR: window.signalR,
     configure: (b) => b.configureLogging(window.signalR.LogLevel.Warning),
     onChange: (ch) => c === client && onChange(ch),
-    onState: (s) => onState(c, s),
+    onState: (s, err) => onState(c, s, err),
     onError: (err) => console.warn('changecast:', err?.message ?? err),
   });
   return c;
@@ -216,11 +232,9 @@ async function start() {
     c.connection.on('changes', () => scheduleCounters());
   } catch (err) {
     if (c !== client) return;
-    setState('error', err.message);
+    // The client is in state 'error' (onState showed why) and has closed
+    // its connection; a new client tries again.
     console.warn('changecast: start failed:', err);
-    stopping = true;
-    await c.stop().catch(() => {});
-    stopping = false;
     restart(3000);
   }
 }

@@ -216,7 +216,14 @@ func (s *Source) Run(ctx context.Context, out chan<- changefeed.Event) error {
 		// One line per attempt window, not one per attempt; at ERROR once
 		// the failure has lasted ErrorAfter (readiness is false all along).
 		failing := time.Since(failingSince)
-		if attempts == 1 || time.Since(lastLog) >= 30*time.Second || !loud && failing >= s.cfg.ErrorAfter {
+		if endedByAdmin(err) {
+			// pg_terminate_backend: `changecast checkpoint reset` ends the
+			// slot's connection to move it, which is routine. A server
+			// shutting down says the same; then the reconnect fails and
+			// that is logged at WARN at once (lastLog is cleared).
+			s.cfg.Logger.Info("postgres replication connection ended by the server (a checkpoint reset, pg_terminate_backend or a shutdown); reconnecting", "err", err)
+			lastLog = time.Time{}
+		} else if attempts == 1 || time.Since(lastLog) >= 30*time.Second || !loud && failing >= s.cfg.ErrorAfter {
 			lvl := slog.LevelWarn
 			if failing >= s.cfg.ErrorAfter {
 				lvl, loud = slog.LevelError, true
@@ -232,6 +239,13 @@ func (s *Source) Run(ctx context.Context, out chan<- changefeed.Event) error {
 		}
 		backoff = min(backoff*2, s.cfg.MaxBackoff)
 	}
+}
+
+// endedByAdmin reports whether the server ended the session with
+// admin_shutdown (57P01): pg_terminate_backend, or a fast shutdown.
+func endedByAdmin(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "57P01"
 }
 
 // permanent turns the errors that retrying cannot fix into a *FatalError

@@ -97,8 +97,11 @@ export interface ClientOptions {
   fetch?: typeof fetch;
   onChange?: (ch: ReplicaChange) => void;
   onError?: (err: Error) => void;
-  /** 'connecting', 'loading', 'live', 'reconnecting', 'stopped'. */
-  onState?: (state: string) => void;
+  /**
+   * Each new state; with 'error' (start() failed: unreachable, CORS, 401,
+   * no snapshot) the reason too.
+   */
+  onState?: (state: ClientState, error?: Error) => void;
   /** Documents per snapshot page. Default: the server's (1000). */
   snapshotLimit?: number;
   /**
@@ -130,6 +133,13 @@ export interface ClientStats {
   duplicates: number;
 }
 
+/**
+ * connecting → loading → live; reconnecting → loading → live after a drop;
+ * stopped after stop() or a connection closed for good; error when start()
+ * failed (see ChangecastClient.error; start() rejects with it too).
+ */
+export type ClientState = 'connecting' | 'loading' | 'live' | 'reconnecting' | 'stopped' | 'error';
+
 export class ChangecastClient {
   constructor(opts: ClientOptions);
   readonly url: string;
@@ -137,7 +147,9 @@ export class ChangecastClient {
   readonly replica: Replica;
   readonly replicaStats: ReplicaStats;
   readonly stats: ClientStats;
-  readonly state: string;
+  readonly state: ClientState;
+  /** Why start() failed, in state 'error'; null otherwise. */
+  readonly error: Error | null;
   /** The @microsoft/signalr HubConnection, once started. */
   readonly connection: any;
   start(): Promise<void>;

@@ -58,6 +58,7 @@ export class ChangecastClient {
     });
     this.connection = null;
     this.state = 'stopped';
+    this.error = null; // why start() failed (state 'error')
     this.stats = { snapshots: 0, snapshotDocs: 0, reloads: 0, catchUps: 0, resyncs: 0, gapsFilled: 0, duplicates: 0 };
   }
 
@@ -114,13 +115,26 @@ export class ChangecastClient {
     });
     conn.onreconnected(() => this._catchUp('reconnect').catch((err) => this._onError(err)));
     conn.onclose((err) => {
+      if (this._failed) return; // start() failed: the state is 'error'
       this._setState('stopped');
       if (err) this._onError(err);
     });
     this._held = [];
+    this.error = null;
     this._setState('connecting');
-    await conn.start();
-    await this._catchUp('start');
+    try {
+      await conn.start();
+      await this._catchUp('start');
+    } catch (err) {
+      // Unreachable, refused by CORS, 401/403, no snapshot: the client
+      // does not retry a start, so it must not look as if it still tries.
+      // State 'error' carries the reason (also in client.error).
+      this._failed = true;
+      await conn.stop().catch(() => {});
+      this.error = err;
+      this._setState('error', err);
+      throw err;
+    }
   }
 
   /** stop closes the connection. */
@@ -382,10 +396,11 @@ export class ChangecastClient {
     return import('@microsoft/signalr');
   }
 
-  _setState(s) {
+  _setState(s, err) {
     this.state = s;
     try {
-      this._onState(s);
+      if (s === 'error') this._onState(s, err);
+      else this._onState(s);
     } catch (err) {
       this._onError(err);
     }

@@ -19,7 +19,7 @@ import (
 )
 
 const emulateUsage = `Usage:
-  changecast emulate cosmos [--listen 127.0.0.1:8081] [--partitions N] [--key K]
+  changecast emulate cosmos [--listen 127.0.0.1:8091] [--partitions N] [--key K]
                             [--region NAME] [--consistency LEVEL] [flags]
 
 Serves an in-memory Azure Cosmos DB gateway (REST API, master-key auth,
@@ -48,7 +48,7 @@ func cmdEmulate(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	if defKey == "" {
 		defKey = emulator.DefaultKey
 	}
-	listen := fs.String("listen", "127.0.0.1:8081", "address to serve on")
+	listen := fs.String("listen", "127.0.0.1:8091", "address to serve on")
 	partitions := fs.Int("partitions", 1, "partition key ranges (feed ranges) of each new container")
 	key := fs.String("key", defKey, "base64 account master key (default $CHANGECAST_COSMOS_KEY, else the well-known emulator key)")
 	pkPath := fs.String("partition-key", "/id", "partition key path of containers created on first use")

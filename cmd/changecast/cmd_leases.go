@@ -15,7 +15,7 @@ const leasesUsage = `Usage:
       Cosmos DB: one line per lease: token, owner, range, continuation, lag, age
   changecast checkpoint reset -c FILE --to beginning|now|<RFC 3339 time>|<LSN>
       move every stream; running workers restart from there
-      (a PostgreSQL slot moves only forward: now or an LSN)
+      (a PostgreSQL slot moves only forward: now or an LSN past the slot's)
   changecast checkpoint reset -c FILE --resnapshot
       PostgreSQL: republish every row of the mapped tables as whole documents,
       beside the stream (clients and a persistent shadow store get them all)
@@ -33,7 +33,7 @@ func cmdLeases(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fs := flag.NewFlagSet("leases list", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("c", "changecast.yaml", "config file")
-	noLag := fs.Bool("no-lag", false, "skip the lag estimate (one change feed read per lease)")
+	noLag := fs.Bool("no-lag", false, "skip the lag (Cosmos DB: one change feed read per lease; PostgreSQL: the WAL distance)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
 	}

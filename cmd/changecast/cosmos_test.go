@@ -213,3 +213,21 @@ func TestLeasesCommandsUsage(t *testing.T) {
 		t.Fatalf("bad --to: exit %d", code)
 	}
 }
+
+// checkpoint reset without --to says that --to is missing (it explained
+// which way a PostgreSQL slot moves), for either source, before connecting.
+func TestCheckpointResetWithoutTo(t *testing.T) {
+	dir := t.TempDir()
+	for name, src := range map[string]string{
+		"postgres": `{postgres: {url: "postgres://127.0.0.1:1/nowhere", tables: [public.t]}}`,
+		"cosmos":   `{cosmos: {endpoint: "https://127.0.0.1:1/", key: "a2V5", database: d, container: c}}`,
+	} {
+		path := filepath.Join(dir, name+".yaml")
+		os.WriteFile(path, []byte("source: "+src+"\nmappings: [{collection: c, hub: h}]\n"), 0o644)
+		var out, errb testkit.Buffer
+		code := cmdCheckpoint(context.Background(), []string{"reset", "-c", path}, &out, &errb)
+		if code != 2 || !strings.Contains(errb.String(), "changecast checkpoint reset: --to is required") {
+			t.Errorf("%s: exit %d, stderr %q", name, code, errb.String())
+		}
+	}
+}

@@ -48,15 +48,21 @@ server: {listen: %q, adminToken: s3cret}
 		t.Fatal(err)
 	}
 	out := &testkit.Buffer{}
+	// Every reset below is routine: the worker logs nothing at WARN or
+	// ERROR (the ended replication connection was a WARN).
+	logs := &testkit.Buffer{}
 	wctx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() {
-		done <- worker.Run(wctx, cfg, worker.Options{Stdout: out, Stderr: os.Stderr, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+		done <- worker.Run(wctx, cfg, worker.Options{Stdout: out, Stderr: os.Stderr, Logger: slog.New(slog.NewTextHandler(io.MultiWriter(os.Stderr, logs), &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	}()
 	defer func() {
 		stop()
 		if err := <-done; err != nil {
 			t.Errorf("worker: %v", err)
+		}
+		if s := logs.String(); s != "" {
+			t.Errorf("the worker logged at WARN or above during routine resets:\n%s", s)
 		}
 	}()
 	waitUntil := func(what string, cond func() bool) {
@@ -68,8 +74,21 @@ server: {listen: %q, adminToken: s3cret}
 	waitUntil("the first change", func() bool { return strings.Contains(out.String(), `"id":"1"`) })
 
 	code, list, errs := runCLI(t, "leases", "list", "-c", cfgPath)
-	if code != 0 || !strings.Contains(list, "adm") || !strings.Contains(list, "true") || !strings.Contains(list, "admin-test") {
+	if code != 0 || !strings.Contains(list, "adm") || !strings.Contains(list, "true") || !strings.Contains(list, "admin-test") || !strings.Contains(list, " bytes") {
 		t.Fatalf("leases list: code %d\n%s%s", code, list, errs)
+	}
+	// --no-lag leaves the lag out for PostgreSQL too (it was ignored).
+	code, list, errs = runCLI(t, "leases", "list", "-c", cfgPath, "--no-lag")
+	if code != 0 || !strings.Contains(list, "admin-test") || strings.Contains(list, " bytes") {
+		t.Fatalf("leases list --no-lag: code %d\n%s%s", code, list, errs)
+	}
+	// An LSN behind the slot is refused saying where the slot is, not with
+	// the server's raw error, and without ending the worker's connection.
+	var slotAt string
+	db.QueryRow(ctx, "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = 'adm'").Scan(&slotAt)
+	code, _, errs = runCLI(t, "checkpoint", "reset", "-c", cfgPath, "--to", "0/1")
+	if code != 2 || !strings.Contains(errs, "--to 0/1 is behind slot adm: the slot is at ") || !strings.Contains(errs, "a slot only moves forward") {
+		t.Fatalf("reset below the slot (at %s): code %d: %s", slotAt, code, errs)
 	}
 	// Move the slot past WAL that changecast never read: with heartbeats
 	// off, only the reset can take it beyond these writes.

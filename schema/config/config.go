@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strings"
 	"time"
@@ -552,6 +553,11 @@ func (c *Config) Validate() error {
 	if c.History.MaxBytes < 1<<20 {
 		p.add("history.maxBytes", "must be at least 1048576 (1 MB)")
 	}
+	if l := c.Server.Listen; l != "" {
+		if err := validListen(l); err != nil {
+			p.add("server.listen", "%v", err)
+		}
+	}
 	a := c.Hub.Negotiate.Auth
 	switch {
 	case c.Publish.Target == "hub":
@@ -649,41 +655,49 @@ func Load(path string) (*Config, error) {
 // Parse is Load on bytes, with env standing in for the environment.
 func Parse(raw []byte, env func(string) (string, bool)) (*Config, error) {
 	var c Config
-	if err := decodeStrict(raw, env, &c, "config"); err != nil {
+	unset, err := decodeStrict(raw, env, &c, "config", "")
+	if err != nil {
 		return nil, err
 	}
 	c.ApplyDefaults()
 	if err := c.Validate(); err != nil {
-		return nil, err
+		return nil, nameUnset(err, unset)
 	}
 	return &c, nil
 }
 
 // decodeStrict parses YAML, interpolates ${VAR} in its values and decodes it
 // into out, refusing unknown keys (a misspelt key silently ignored is a
-// common outage).
-func decodeStrict(raw []byte, env func(string) (string, bool), out any, what string) error {
-	var root yaml.Node
-	if err := yaml.Unmarshal(raw, &root); err != nil {
-		return &LoadError{fmt.Errorf("not valid YAML: %w", err)}
+// common outage) and values of the wrong kind, each problem a *FieldError
+// whose path starts at root. It returns the paths of the values that held
+// an unset ${VAR} (with their names).
+func decodeStrict(raw []byte, env func(string) (string, bool), out any, what, root string) (map[string][]string, error) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(raw, &doc); err != nil {
+		return nil, &LoadError{fmt.Errorf("not valid YAML: %w", err)}
 	}
-	if err := interpolate(&root, env); err != nil {
-		return err
+	unsetVars := interpolate(&doc, env)
+	if len(doc.Content) == 0 {
+		return nil, nil
 	}
-	if len(root.Content) == 0 {
-		return nil
+	var p problems
+	unsetAt := map[string][]string{}
+	checkShape(doc.Content[0], reflect.TypeOf(out).Elem(), root, unsetVars, unsetAt, &p)
+	if len(p) > 0 {
+		return nil, errors.Join(p...)
 	}
-	// Re-encode the interpolated tree: only a Decoder can refuse unknown keys.
-	b, err := yaml.Marshal(&root)
+	// Re-encode the interpolated tree: only a Decoder can refuse unknown
+	// keys (checkShape should have found them all; this is the backstop).
+	b, err := yaml.Marshal(&doc)
 	if err != nil {
-		return &LoadError{err}
+		return nil, &LoadError{err}
 	}
 	dec := yaml.NewDecoder(strings.NewReader(string(b)))
 	dec.KnownFields(true)
 	if err := dec.Decode(out); err != nil {
-		return &LoadError{fmt.Errorf("%s: %w", what, err)}
+		return nil, &LoadError{fmt.Errorf("%s: %w", what, err)}
 	}
-	return nil
+	return unsetAt, nil
 }
 
 var scalarRe = regexp.MustCompile(`^(-?[0-9]+(\.[0-9]+)?|true|false)$`)
@@ -693,7 +707,11 @@ var envRe = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}`)
 // interpolate replaces ${VAR} and ${VAR:-default} in every scalar value. It
 // works on values, not on the raw text, so a value holding YAML syntax
 // cannot change the document's structure.
-func interpolate(n *yaml.Node, env func(string) (string, bool)) error {
+//
+// It returns the scalars that held an unset ${VAR} without a default, with
+// the variables' names.
+func interpolate(n *yaml.Node, env func(string) (string, bool)) map[*yaml.Node][]string {
+	unset := map[*yaml.Node][]string{}
 	var walk func(n *yaml.Node)
 	walk = func(n *yaml.Node) {
 		if n.Kind == yaml.ScalarNode && strings.Contains(n.Value, "${") {
@@ -706,7 +724,9 @@ func interpolate(n *yaml.Node, env func(string) (string, bool)) error {
 					return g[3]
 				}
 				// An unset variable becomes empty; Validate then names the
-				// field if the value was required.
+				// field if the value was required, and nameUnset the
+				// variable.
+				unset[n] = append(unset[n], g[1])
 				return ""
 			})
 			if scalarRe.MatchString(n.Value) {
@@ -723,5 +743,5 @@ func interpolate(n *yaml.Node, env func(string) (string, bool)) error {
 		}
 	}
 	walk(n)
-	return nil
+	return unset
 }

@@ -76,14 +76,14 @@ source: {postgres: {url: u, tables: [public.t]}}
 mappings: [{collection: c, hub: "1x"}]`, `mappings[0].hub: "1x" is not a valid hub name`},
 		{"missing url", `
 source: {postgres: {url: "${NOPE}", tables: [public.t]}}
-mappings: [{collection: c, hub: h}]`, "source.postgres.url: is required"},
+mappings: [{collection: c, hub: h}]`, "source.postgres.url: ${NOPE} is not set"},
 		{"bad duration", `
 source: {postgres: {url: u, tables: [public.t]}}
 mappings: [{collection: c, hub: h}]
-publish: {batch: {maxDelay: soon}}`, `"soon" is not a duration`},
+publish: {batch: {maxDelay: soon}}`, `publish.batch.maxDelay: "soon" is not a duration`},
 		{"unknown key", `
 source: {postgres: {url: u, tables: [public.t], slots: x}}
-mappings: [{collection: c, hub: h}]`, "field slots not found"},
+mappings: [{collection: c, hub: h}]`, "source.postgres.slots: unknown key (did you mean slot?)"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

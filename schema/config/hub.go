@@ -225,6 +225,9 @@ func (h *Hub) validate(path string, p *problems) {
 	if h.AccessKey != "" && len(h.AccessKey) < MinAccessKeyBytes {
 		p.add(path+".accessKey", "is shorter than %d bytes (leave it empty to have one generated)", MinAccessKeyBytes)
 	}
+	if err := validListen(h.Listen); err != nil {
+		p.add(path+".listen", "%v", err)
+	}
 	if h.PublicURL != "" {
 		if u, err := url.Parse(h.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil ||
 			(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
@@ -367,7 +370,7 @@ func (h *Hub) validate(path string, p *problems) {
 // Call ApplyDefaults and Validate once the command line has added to it.
 func DecodeHub(raw []byte, env func(string) (string, bool)) (*Hub, error) {
 	var h Hub
-	if err := decodeStrict(raw, env, &h, "hub config"); err != nil {
+	if _, err := decodeStrict(raw, env, &h, "hub config", "hub"); err != nil {
 		return nil, err
 	}
 	return &h, nil

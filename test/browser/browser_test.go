@@ -107,6 +107,11 @@ func TestLivePage(t *testing.T) {
 
 	p, ready := d.openPage(t)
 	checkRows(t, d.db, ready.Rows)
+	// Until the snapshot is in, the page says it is loading, never that
+	// the tenant has no orders.
+	if ready.BeforeLive["empty"] || !ready.BeforeLive["loading"] {
+		t.Errorf("before the page was live: %v, want the loading line and not \"No orders\"", ready.BeforeLive)
+	}
 	if got := ready.Rows["2"]["status"]; got != "paid" {
 		t.Errorf("row 2 loaded with status %q, want paid", got)
 	}
@@ -493,6 +498,9 @@ type pageResult struct {
 	Counters map[string]string            `json:"counters"`
 	// ConnectionID is the client's SignalR connection id.
 	ConnectionID string `json:"connectionId"`
+	// BeforeLive: whether "No orders" (empty) and the loading line were
+	// shown before the page was live.
+	BeforeLive map[string]bool `json:"beforeLive"`
 }
 
 // openPage opens the page as tenant acme and waits until it is live.

@@ -2,7 +2,8 @@
 // browser_test.go: node page.mjs URL
 //
 // It opens URL, waits until the page is live (connected, snapshot loaded),
-// prints {"ready":true,...} on stdout, then answers one JSON command per
+// prints {"ready":true,...,"beforeLive":{"empty":bool,"loading":bool}} (what
+// the page showed before it was live) on stdout, then answers one JSON command per
 // stdin line with one JSON line on stdout:
 //   {"cmd":"rows"}                                  → {"ok":true,"rows":{id:{col:text}}}
 //   {"cmd":"wait","id":"7","cells":{"status":"x"}}  → waits until row 7 shows those cells
@@ -44,6 +45,18 @@ try {
   // Keep the page's WebSockets, so that "offline" can drop them the way a
   // network does, without reaching into @microsoft/signalr's internals.
   await page.addInitScript(() => {
+    // What the page said before it was live: "No orders" there is wrong
+    // (the snapshot is not in yet), a loading line is right.
+    window.__beforeLive = { empty: false, loading: false };
+    const watch = () => {
+      const state = document.querySelector('#state')?.dataset.state;
+      if (state === 'live') return;
+      const shown = (sel) => { const el = document.querySelector(sel); return !!el && !el.hidden; };
+      if (shown('#empty')) window.__beforeLive.empty = true;
+      if (shown('#loading')) window.__beforeLive.loading = true;
+      requestAnimationFrame(watch);
+    };
+    requestAnimationFrame(watch);
     const Native = window.WebSocket;
     window.__sockets = [];
     window.WebSocket = class extends Native {
@@ -81,7 +94,7 @@ try {
 
   await page.goto(url);
   await waitState('live', defaultTimeout);
-  out({ ready: true, ...(await stats()), rows: await rows() });
+  out({ ready: true, ...(await stats()), rows: await rows(), beforeLive: await page.evaluate(() => window.__beforeLive) });
 
   const rl = readline.createInterface({ input: process.stdin });
   for await (const line of rl) {
