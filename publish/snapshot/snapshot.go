@@ -62,8 +62,11 @@ type Config struct {
 	// snapshot being read, for its next request). Default 8; negative:
 	// none.
 	Prefetch int
-	Logger   *slog.Logger
-	Metrics  *Metrics // nil: none
+	// Peers, when set, answer the requests this worker cannot (its
+	// Source says changefeed.ErrNotStreaming): see Peers.
+	Peers   *Peers
+	Logger  *slog.Logger
+	Metrics *Metrics // nil: none
 }
 
 // Streams tells where each stream's history is.
@@ -474,8 +477,9 @@ func (h *Handler) one(w http.ResponseWriter, r *http.Request, c hub.Caller, coll
 	writeError(w, http.StatusNotFound, "no such document")
 }
 
-// fail answers a source error: 503 (retry) when this instance cannot read
-// beside the stream now, 400 for a cursor it did not make, 500 otherwise.
+// fail answers a source error: when this instance cannot read beside the
+// stream now, the answer of a peer that can (Config.Peers), else 503
+// (retry); 400 for a cursor it did not make, 500 otherwise.
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	if r.Context().Err() != nil {
 		return
@@ -483,6 +487,16 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var bad interface{ BadCursor() bool }
 	switch {
 	case errors.Is(err, changefeed.ErrNotStreaming):
+		if h.cfg.Peers != nil {
+			relayed, ferr := h.cfg.Peers.forward(w, r)
+			if relayed {
+				if ferr != nil {
+					h.cfg.Logger.Warn("snapshot: a forwarded answer was cut short", "err", ferr)
+				}
+				return
+			}
+			logForwardFailure(h.cfg.Logger, ferr)
+		}
 		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusServiceUnavailable, "the snapshot cannot be read now; retry")
 	case errors.Is(err, changefeed.ErrUnsupported):

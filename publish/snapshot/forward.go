@@ -1,0 +1,132 @@
+package snapshot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// ForwardedHeader marks a request one worker forwarded to another. A
+// worker never forwards such a request again, so two standbys cannot send
+// a request back and forth. Anyone may set it: it only keeps the request
+// on the worker it reached, which then answers 503 if it cannot read.
+const ForwardedHeader = "X-Changecast-Forwarded"
+
+// errForwarded: the request came from a peer, which logs why it failed.
+var errForwarded = errors.New("forwarded by another worker; not forwarded again")
+
+// DefaultPeerTimeout bounds a forwarded request (all peers tried).
+const DefaultPeerTimeout = 10 * time.Second
+
+// Peers forwards a snapshot request this worker cannot answer (its source
+// said changefeed.ErrNotStreaming: a PostgreSQL standby reads no snapshot
+// beside a stream it does not have) to the other workers, and relays the
+// first answer that is not a 503.
+//
+// The request goes with the caller's own headers (Authorization, cookies):
+// the peer authorizes the caller exactly as this worker did, so
+// authorization is unchanged and no trust between workers is needed. The
+// peer that answered last is asked first next time: it is the one that
+// streams until a failover.
+type Peers struct {
+	// URLs are the peers' hub endpoints, scheme://host:port.
+	URLs []string
+	// Timeout bounds the whole forward (every peer tried, the answer
+	// relayed). Default DefaultPeerTimeout.
+	Timeout time.Duration
+	// Client does the requests. Default: a client without redirects.
+	Client *http.Client
+
+	last atomic.Int32 // index of the peer that answered last
+}
+
+// hopHeaders are the connection's own headers, not the request's
+// (RFC 9110 §7.6.1); they are not forwarded.
+var hopHeaders = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization",
+	"Te", "Trailer", "Transfer-Encoding", "Upgrade"}
+
+// relayedHeaders are the answer's headers relayed to the caller.
+var relayedHeaders = []string{"Content-Type", "Content-Length", "Cache-Control", "Retry-After", "WWW-Authenticate"}
+
+// forward tries the peers for r and relays the first answer that is not a
+// 503. It reports false, with why, when none answered: the caller then
+// answers 503 itself.
+func (p *Peers) forward(w http.ResponseWriter, r *http.Request) (bool, error) {
+	if p == nil || len(p.URLs) == 0 {
+		return false, errors.New("no hub.peers to forward to")
+	}
+	if r.Header.Get(ForwardedHeader) != "" {
+		return false, errForwarded
+	}
+	timeout := p.Timeout
+	if timeout <= 0 {
+		timeout = DefaultPeerTimeout
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), timeout)
+	defer cancel()
+	client := p.Client
+	if client == nil {
+		client = noRedirects
+	}
+	first := int(p.last.Load())
+	var why []string
+	for k := range p.URLs {
+		i := (first + k) % len(p.URLs)
+		resp, err := p.ask(ctx, client, p.URLs[i], r)
+		if err != nil {
+			why = append(why, fmt.Sprintf("%s: %v", p.URLs[i], err))
+			continue
+		}
+		if resp.StatusCode == http.StatusServiceUnavailable {
+			io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+			resp.Body.Close()
+			why = append(why, p.URLs[i]+": 503 (not streaming either)")
+			continue
+		}
+		p.last.Store(int32(i))
+		for _, k := range relayedHeaders {
+			if v := resp.Header.Values(k); len(v) > 0 {
+				w.Header()[k] = v
+			}
+		}
+		w.WriteHeader(resp.StatusCode)
+		_, err = io.Copy(w, resp.Body)
+		resp.Body.Close()
+		if err != nil && r.Context().Err() == nil {
+			// Headers are out: the caller sees a short body and retries.
+			return true, fmt.Errorf("%s: relaying the answer: %w", p.URLs[i], err)
+		}
+		return true, nil
+	}
+	return false, errors.New(strings.Join(why, "; "))
+}
+
+// ask sends r's GET to the peer at base.
+func (p *Peers) ask(ctx context.Context, client *http.Client, base string, r *http.Request) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(base, "/")+r.URL.RequestURI(), nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header = r.Header.Clone()
+	for _, k := range hopHeaders {
+		req.Header.Del(k)
+	}
+	req.Header.Set(ForwardedHeader, "1")
+	return client.Do(req)
+}
+
+var noRedirects = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+
+// logForwardFailure says why a worker that cannot read answers 503.
+func logForwardFailure(log *slog.Logger, err error) {
+	if errors.Is(err, errForwarded) {
+		return
+	}
+	log.Warn("snapshot: this worker does not stream the feed now and no peer answered; 503 (retry)", "why", err)
+}

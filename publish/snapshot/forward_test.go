@@ -1,0 +1,165 @@
+package snapshot
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/changecast/changecast/changefeed"
+	"github.com/changecast/changecast/publish"
+	"github.com/changecast/changecast/publish/hub"
+)
+
+// standbySource streams nothing: every read is ErrNotStreaming, as on a
+// PostgreSQL worker that does not hold the slot.
+type standbySource struct{}
+
+func (standbySource) Snapshot(context.Context, changefeed.SnapshotQuery) (*changefeed.SnapshotPage, error) {
+	return nil, changefeed.ErrNotStreaming
+}
+
+// bearer lets in callers whose Authorization is "Bearer user:<name>", and
+// records what it saw.
+type bearer struct {
+	mu   sync.Mutex
+	seen []string
+}
+
+func (b *bearer) Authorize(r *http.Request, h string) (hub.Caller, error) {
+	a := r.Header.Get("Authorization")
+	b.mu.Lock()
+	b.seen = append(b.seen, a)
+	b.mu.Unlock()
+	user, ok := strings.CutPrefix(a, "Bearer user:")
+	if !ok {
+		return hub.Caller{}, &hub.AuthError{Status: http.StatusUnauthorized, Code: "Error.Unauthorized", Msg: "no token"}
+	}
+	return hub.Caller{Hub: h, User: user}, nil
+}
+
+func (b *bearer) Refuse(w http.ResponseWriter, err error) {
+	var ae *hub.AuthError
+	errors.As(err, &ae)
+	http.Error(w, ae.Msg, ae.Status)
+}
+
+func (b *bearer) saw() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]string(nil), b.seen...)
+}
+
+func newTestHandler(t *testing.T, src changefeed.Snapshotter, auth Authorizer, peers *Peers, log *slog.Logger) *Handler {
+	t.Helper()
+	routes, err := publish.CompileRoutes([]publish.Mapping{{Collection: "c", Hub: "h", Method: "changes"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := NewHandler(Config{Routes: routes, Source: src, Auth: auth, Limit: 10, Peers: peers, Logger: log, Prefetch: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(h.Close)
+	return h
+}
+
+func serve(t *testing.T, h http.Handler) string {
+	t.Helper()
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+func getSnapshot(t *testing.T, h http.Handler, query, auth string) *httptest.ResponseRecorder {
+	t.Helper()
+	req := httptest.NewRequest("GET", "/api/snapshot?"+query, nil)
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	return rec
+}
+
+// TestStandbyForwardsToTheStreamingPeer: a worker whose source does not
+// stream answers with the streaming peer's pages (the same bytes, cursors
+// included), which authorized the caller's own credentials; the one-
+// document form too; a dead peer listed first is skipped.
+func TestStandbyForwardsToTheStreamingPeer(t *testing.T) {
+	leaderAuth := &bearer{}
+	leader := newTestHandler(t, &pagedSource{n: 15}, leaderAuth, nil, nil)
+	leaderURL := serve(t, http.StripPrefix("/api", leader))
+	standby := newTestHandler(t, standbySource{}, &bearer{}, &Peers{URLs: []string{"http://127.0.0.1:1", leaderURL}, Timeout: 5 * time.Second}, nil)
+
+	for _, q := range []string{"hub=h", "hub=h&limit=5"} {
+		want := getSnapshot(t, leader, q, "Bearer user:ann")
+		got := getSnapshot(t, standby, q, "Bearer user:ann")
+		if got.Code != 200 || want.Code != 200 || !bytes.Equal(got.Body.Bytes(), want.Body.Bytes()) {
+			t.Fatalf("%s: standby %d %s; leader %d %s", q, got.Code, got.Body, want.Code, want.Body)
+		}
+		var page struct{ Next string }
+		json.Unmarshal(got.Body.Bytes(), &page)
+		if page.Next == "" {
+			t.Fatalf("%s: no next page in %s", q, got.Body)
+		}
+		// The next page through the standby, by the cursor the leader made.
+		got = getSnapshot(t, standby, q+"&cursor="+page.Next, "Bearer user:ann")
+		want = getSnapshot(t, leader, q+"&cursor="+page.Next, "Bearer user:ann")
+		if got.Code != 200 || !bytes.Equal(got.Body.Bytes(), want.Body.Bytes()) {
+			t.Fatalf("%s next: standby %d %s; leader %s", q, got.Code, got.Body, want.Body)
+		}
+	}
+	one, want := getSnapshot(t, standby, "hub=h&collection=c&id=0", "Bearer user:ann"), getSnapshot(t, leader, "hub=h&collection=c&id=0", "Bearer user:ann")
+	if one.Code != 200 || !bytes.Equal(one.Body.Bytes(), want.Body.Bytes()) {
+		t.Fatalf("one document: %d %s; leader %s", one.Code, one.Body, want.Body)
+	}
+	// The leader saw the caller's own token on each forwarded request.
+	for _, a := range leaderAuth.saw() {
+		if a != "Bearer user:ann" {
+			t.Fatalf("the leader saw Authorization %q", a)
+		}
+	}
+	// A caller the standby refuses is refused there, not forwarded.
+	n := len(leaderAuth.saw())
+	if rec := getSnapshot(t, standby, "hub=h", ""); rec.Code != http.StatusUnauthorized {
+		t.Fatalf("no token: %d %s", rec.Code, rec.Body)
+	}
+	if len(leaderAuth.saw()) != n {
+		t.Fatal("a refused caller was forwarded")
+	}
+}
+
+// TestStandbyWithoutAStreamingPeerAnswers503: when no peer can answer
+// (unreachable, or a standby too) the worker answers 503 with Retry-After
+// and logs why; two standbys listing each other do not bounce a request.
+func TestStandbyWithoutAStreamingPeerAnswers503(t *testing.T) {
+	var logs bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	peers := &Peers{Timeout: 5 * time.Second}
+	a := newTestHandler(t, standbySource{}, &bearer{}, peers, log)
+	bAuth := &bearer{}
+	b := newTestHandler(t, standbySource{}, bAuth, &Peers{Timeout: 5 * time.Second}, slog.New(slog.DiscardHandler))
+	aURL, bURL := serve(t, http.StripPrefix("/api", a)), serve(t, http.StripPrefix("/api", b))
+	peers.URLs = []string{aURL, bURL, "http://127.0.0.1:1"}
+	b.cfg.Peers.URLs = []string{aURL, bURL}
+
+	rec := getSnapshot(t, a, "hub=h", "Bearer user:ann")
+	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") == "" {
+		t.Fatalf("%d (Retry-After %q) %s", rec.Code, rec.Header().Get("Retry-After"), rec.Body)
+	}
+	if !strings.Contains(logs.String(), "no peer answered") || !strings.Contains(logs.String(), "127.0.0.1:1") {
+		t.Fatalf("the log does not say why: %s", logs.String())
+	}
+	// b was asked once (by a), and did not forward it again.
+	if n := len(bAuth.saw()); n != 1 {
+		t.Fatalf("b authorized %d requests, want 1", n)
+	}
+}
