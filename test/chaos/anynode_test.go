@@ -1,0 +1,192 @@
+package chaos_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/changecast/changecast/internal/testkit"
+)
+
+// anyNodeYAML is one worker of a two-worker deployment (issue 21): the
+// PostgreSQL lease shared, the history in Redis, each worker's built-in
+// hub a node of the Redis backplane, and the other worker listed in
+// hub.peers so that the standby answers snapshots too.
+const anyNodeYAML = `
+source:
+  postgres: {url: "{{DB}}", slot: anynode, publication: anynode, tables: [public.orders], heartbeat: 1s, statusInterval: 500ms}
+lease:
+  store: postgres
+  owner: "{{OWNER}}"
+  acquireInterval: 500ms
+  renewInterval: 1s
+  expiry: 3s
+history:
+  store: redis
+  redis: {url: "{{REDIS}}", prefix: "{{PREFIX}}:history"}
+mappings:
+  - {collection: public.orders, hub: orders, group: "tenant-{/tenant}"}
+publish:
+  target: hub
+  batch: {maxDelay: 20ms}
+hub:
+  listen: "{{HUB_LISTEN}}"
+  accessKey: "${CHANGECAST_HUB_ACCESS_KEY}"
+  peers: [{{PEERS}}]
+  backplane:
+    redis: {url: "{{REDIS}}", prefix: "{{PREFIX}}:hub"}
+  negotiate:
+    path: /api
+    auth: {jwt: {hs256Secret: "{{APP_SECRET}}", issuer: "{{APP_ISSUER}}", audience: "{{APP_AUDIENCE}}"}}
+    groups: ["tenant-{claims.tid}"]
+server:
+  listen: "{{SERVER_LISTEN}}"
+`
+
+// TestEveryWorkerServesSnapshots is issue 21's proof on PostgreSQL: with
+// two workers, a client that reaches the standby loads its snapshot at
+// once (the standby forwards it to the streaming worker), and clients on
+// both workers end exact through a SIGKILL of the streaming one, while a
+// writer runs.
+func TestEveryWorkerServesSnapshots(t *testing.T) {
+	testkit.Integration(t, "PostgreSQL binaries (scripts/pg.sh), Redis (CHANGECAST_REDIS_URL), Node.js and the npm packages of test/node and clients/js")
+	redisURL := testkit.Redis(t)
+	testkit.NeedNode(t, "test/node", "@microsoft/signalr")
+	testkit.NeedNode(t, "clients/js", "fast-json-patch")
+	t.Parallel()
+	changecastBinary(t)
+
+	dbURL := testkit.Database(t)
+	db := testkit.Connect(t, dbURL)
+	testkit.CreateWorkloadTables(t, db, true, "public.orders")
+	db.Close(context.Background())
+
+	dir := logDir(t)
+	slots := []*workerSlot{newWorkerSlot(t, dir, "w1"), newWorkerSlot(t, dir, "w2")}
+	peers := make([]string, len(slots))
+	for i, s := range slots {
+		peers[i] = `"http://` + s.hub + `"`
+	}
+	yaml := strings.NewReplacer("{{DB}}", dbURL, "{{REDIS}}", redisURL, "{{PREFIX}}", testkit.RedisPrefix(t, redisURL),
+		"{{PEERS}}", strings.Join(peers, ", "),
+		"{{APP_SECRET}}", appSecret, "{{APP_ISSUER}}", appIssuer, "{{APP_AUDIENCE}}", appAudience).Replace(anyNodeYAML)
+	validateConfig(t, dir, yaml)
+	slots[0].start(t, yaml)
+	probe := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	ready := func(s *workerSlot) bool {
+		resp, err := probe.Get("http://" + s.server + "/readyz")
+		if err != nil {
+			return false
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}
+	// w1 takes the stream first, so w2 is the standby.
+	testkit.Until(t, 60*time.Second, "w1 to stream", func() bool { return ready(slots[0]) })
+	slots[1].start(t, yaml)
+	leader, standby := slots[0], slots[1]
+
+	wl := testkit.NewWorkload(uint64(time.Now().UnixNano()), "public.orders")
+	ctx := context.Background()
+	wdb, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { wdb.Close(ctx) })
+	if err := wl.Run(wdb, 500); err != nil {
+		t.Fatal(err)
+	}
+
+	// The standby answers a snapshot while the leader holds the stream:
+	// no failover, no minutes of 503.
+	snapshot := func(s *workerSlot, tenant string) (int, string) {
+		req, _ := http.NewRequest("GET", "http://"+s.hub+"/api/snapshot?hub="+hubName, nil)
+		req.Header.Set("Authorization", "Bearer "+appToken(t, "probe", tenant))
+		resp, err := probe.Do(req)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	// Until the standby serves at all (its process starting up).
+	testkit.Until(t, 30*time.Second, "w2 to answer", func() bool {
+		st, _ := snapshot(standby, "t0")
+		return st != 0
+	})
+	start := time.Now()
+	st, body := snapshot(standby, "t0")
+	if st != http.StatusOK {
+		t.Fatalf("the standby answered %d %s", st, body)
+	}
+	if ready(standby) || !ready(leader) {
+		t.Fatal("the standby took the stream; the test proves nothing")
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("the standby took %v to answer", d)
+	}
+	if want, _ := snapshot(leader, "t0"); want != http.StatusOK {
+		t.Fatalf("the leader answered %d", want)
+	}
+	t.Logf("the standby served the snapshot in %v", time.Since(start).Round(time.Millisecond))
+
+	// Clients on both workers: the standby's clients load their
+	// snapshots through it while the leader streams.
+	tenants := []string{"t0", "t1", "t2", "t3"}
+	hubURL := "http://" + leader.hub
+	ncs := make([]*nodeClients, len(slots))
+	for i, s := range slots {
+		ncs[i] = startClients(t, clientsConfig{base: "http://" + s.hub + "/api", hubURL: hubURL, n: 6, tenants: tenants,
+			join: time.Second, logPath: filepath.Join(dir, fmt.Sprintf("clients-%s.log", s.name))})
+	}
+	for _, nc := range ncs {
+		nc.waitStarted(30 * time.Second)
+	}
+	if ready(standby) {
+		t.Fatal("the standby took the stream before its clients started; the test proves nothing")
+	}
+
+	wctx, stopWriter := context.WithCancel(ctx)
+	var ws writerStats
+	writer := testkit.Go(t, func() error {
+		steady(wctx, 40, &ws, func() error { return wl.Run(wdb, 1) }, func() error { return nil })
+		return nil
+	})
+	writes := func(n int64, when string) {
+		from := ws.txs.Load()
+		testkit.Until(t, 30*time.Second, fmt.Sprintf("%d writes %s", n, when), func() bool { return ws.txs.Load() >= from+n })
+	}
+	writes(100, "before the kill")
+	t.Logf("SIGKILL %s (streaming)", leader.name)
+	leader.p.kill()
+	testkit.Until(t, 30*time.Second, "w2 to take the stream", func() bool { return ready(standby) })
+	leader.start(t, yaml) // back, as a standby now
+	testkit.Until(t, 30*time.Second, "w1 to answer again", func() bool {
+		st, _ := snapshot(leader, "t1")
+		return st == http.StatusOK
+	})
+	writes(100, "after the failover")
+	stopWriter()
+	testkit.Recv(t, writer, time.Minute, "the writer to stop")
+	t.Logf("writer: %d transactions, %d failed", ws.txs.Load(), ws.errors.Load())
+
+	final := testkit.Connect(t, dbURL)
+	for i, nc := range ncs {
+		t.Logf("clients of %s:", slots[i].name)
+		converge(t, nc, 30*time.Second, func() map[string]map[string]row {
+			return rowsOf(t, testkit.DBDocs(t, final, "public.orders", "id"), func(d map[string]any) string {
+				tn, _ := d["tenant"].(string)
+				return tn
+			})
+		})
+	}
+}
