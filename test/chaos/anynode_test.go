@@ -2,6 +2,7 @@ package chaos_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -12,7 +13,11 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	emulator "github.com/changecast/changecast/emulator/cosmos"
+	"github.com/changecast/changecast/emulator/cosmos/cosmostest"
 	"github.com/changecast/changecast/internal/testkit"
+	"github.com/changecast/changecast/lease"
+	"github.com/changecast/changecast/lease/cosmosstore"
 )
 
 // anyNodeYAML is one worker of a two-worker deployment (issue 21): the
@@ -189,4 +194,192 @@ func TestEveryWorkerServesSnapshots(t *testing.T) {
 			})
 		})
 	}
+}
+
+// anyNodeCosmosYAML: two Cosmos DB workers splitting the ranges through
+// the lease container, otherwise as anyNodeYAML (no peers: every worker
+// reads Cosmos snapshots itself, the streams' positions from the leases).
+const anyNodeCosmosYAML = `
+source:
+  cosmos:
+    endpoint: "{{ENDPOINT}}"
+    key: "{{KEY}}"
+    database: app
+    container: orders
+    startFrom: beginning
+    pollInterval: 100ms
+    deleteField: /_deleted
+lease:
+  store: cosmos
+  processor: anynode
+  owner: "{{OWNER}}"
+  cosmos: {database: app, container: leases, createIfMissing: true}
+  acquireInterval: 500ms
+  renewInterval: 1s
+  expiry: 3s
+history:
+  store: redis
+  redis: {url: "{{REDIS}}", prefix: "{{PREFIX}}:history"}
+mappings:
+  - {collection: orders, hub: orders, group: "tenant-{/tenant}"}
+publish:
+  target: hub
+  batch: {maxDelay: 20ms}
+  shadowStore: {url: "{{SHADOW_DB}}", table: changecast_shadow}
+hub:
+  listen: "{{HUB_LISTEN}}"
+  accessKey: "${CHANGECAST_HUB_ACCESS_KEY}"
+  backplane:
+    redis: {url: "{{REDIS}}", prefix: "{{PREFIX}}:hub"}
+  negotiate:
+    path: /api
+    auth: {jwt: {hs256Secret: "{{APP_SECRET}}", issuer: "{{APP_ISSUER}}", audience: "{{APP_AUDIENCE}}"}}
+    groups: ["tenant-{claims.tid}"]
+server:
+  listen: "{{SERVER_LISTEN}}"
+`
+
+// TestEveryWorkerServesSnapshotsCosmos: two Cosmos DB workers, each
+// holding one of the two ranges, each serve whole snapshots (documents of
+// both ranges); clients on both end exact through a SIGKILL of one.
+func TestEveryWorkerServesSnapshotsCosmos(t *testing.T) {
+	testkit.Integration(t, "Redis (CHANGECAST_REDIS_URL), PostgreSQL (CHANGECAST_PG_URL, the shadow store), Node.js and the npm packages of test/node and clients/js")
+	redisURL := testkit.Redis(t)
+	shadowDB := testkit.Database(t)
+	testkit.NeedNode(t, "test/node", "@microsoft/signalr")
+	testkit.NeedNode(t, "clients/js", "fast-json-patch")
+	t.Parallel()
+	changecastBinary(t)
+
+	emu := cosmostest.Start(t, emulator.WithPartitions(2), emulator.WithDefaultPartitionKeyPath("/id"))
+	if err := emu.CreateContainer("app", "orders", emulator.ContainerSpec{PartitionKeyPaths: []string{"/id"}, Partitions: 2}); err != nil {
+		t.Fatal(err)
+	}
+	dir := logDir(t)
+	yaml := strings.NewReplacer("{{ENDPOINT}}", emu.URL(), "{{KEY}}", emu.Key(), "{{REDIS}}", redisURL,
+		"{{PREFIX}}", testkit.RedisPrefix(t, redisURL), "{{SHADOW_DB}}", shadowDB,
+		"{{APP_SECRET}}", appSecret, "{{APP_ISSUER}}", appIssuer, "{{APP_AUDIENCE}}", appAudience).Replace(anyNodeCosmosYAML)
+	validateConfig(t, dir, yaml)
+	slots := []*workerSlot{newWorkerSlot(t, dir, "w1"), newWorkerSlot(t, dir, "w2")}
+	for _, s := range slots {
+		s.start(t, yaml)
+	}
+	ctx := context.Background()
+	wr := newCosmosWriter(uint64(time.Now().UnixNano()), emu.Server)
+	for range 300 {
+		if err := wr.step(); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Each worker holds one range.
+	var store *cosmosstore.Store
+	testkit.Eventually(t, 60*time.Second, "each worker to hold one range", func() string {
+		if store == nil {
+			s, err := cosmosstore.New(ctx, emu.Client(t), "app", "leases", cosmosstore.Options{})
+			if err != nil {
+				return err.Error() // the workers create it
+			}
+			store = s
+		}
+		ls, err := store.List(ctx, "")
+		if err != nil {
+			return err.Error()
+		}
+		held := map[string]int{}
+		for _, l := range ls {
+			if strings.Contains(l.ID, lease.Separator) && !l.Range.IsZero() {
+				held[l.Owner]++
+			}
+		}
+		if len(held) != 2 || held[""] != 0 {
+			return fmt.Sprintf("ranges by owner: %v", held)
+		}
+		return ""
+	})
+
+	// Both answer whole snapshots: every document of a tenant, from both ranges.
+	container, err := emu.Client(t).NewContainer("app", "orders")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := rowsOf(t, wr.read(t, container), cosmosTenant)["t0"]
+	probe := &http.Client{Timeout: 40 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	for _, s := range slots {
+		req, _ := http.NewRequest("GET", "http://"+s.hub+"/api/snapshot?hub="+hubName+"&limit=10000", nil)
+		req.Header.Set("Authorization", "Bearer "+appToken(t, "probe", "t0"))
+		resp, err := probe.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var page struct {
+			Docs []struct {
+				Collection, ID string
+				Deleted        bool
+			} `json:"docs"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&page)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || err != nil {
+			t.Fatalf("%s answered %d (%v)", s.name, resp.StatusCode, err)
+		}
+		got := 0
+		for _, d := range page.Docs {
+			if d.Deleted {
+				continue // a soft-deleted document: the snapshot says so
+			}
+			if _, ok := want[d.Collection+"/"+d.ID]; !ok {
+				t.Fatalf("%s's snapshot of t0 has %s/%s, not a t0 document", s.name, d.Collection, d.ID)
+			}
+			got++
+		}
+		if got != len(want) {
+			t.Fatalf("%s's snapshot of t0 has %d documents, the container %d", s.name, got, len(want))
+		}
+	}
+
+	tenants := []string{"t0", "t1", "t2", "t3"}
+	ncs := make([]*nodeClients, len(slots))
+	for i, s := range slots {
+		ncs[i] = startClients(t, clientsConfig{base: "http://" + s.hub + "/api", hubURL: "http://" + slots[0].hub, n: 6, tenants: tenants,
+			join: time.Second, logPath: filepath.Join(dir, fmt.Sprintf("clients-%s.log", s.name))})
+	}
+	for _, nc := range ncs {
+		nc.waitStarted(60 * time.Second)
+	}
+	wctx, stopWriter := context.WithCancel(ctx)
+	var ws writerStats
+	writer := testkit.Go(t, func() error {
+		steady(wctx, 40, &ws, wr.step, func() error { return nil })
+		return nil
+	})
+	writes := func(n int64, when string) {
+		from := ws.txs.Load()
+		testkit.Until(t, 30*time.Second, fmt.Sprintf("%d writes %s", n, when), func() bool { return ws.txs.Load() >= from+n })
+	}
+	writes(100, "before the kill")
+	t.Logf("SIGKILL %s", slots[0].name)
+	slots[0].p.kill()
+	writes(100, "while w1 is down")
+	slots[0].start(t, yaml)
+	writes(100, "after the restart")
+	stopWriter()
+	testkit.Recv(t, writer, time.Minute, "the writer to stop")
+	t.Logf("writer: %d upserts, %d failed", ws.txs.Load(), ws.errors.Load())
+	for i, nc := range ncs {
+		t.Logf("clients of %s:", slots[i].name)
+		converge(t, nc, 60*time.Second, func() map[string]map[string]row {
+			return rowsOf(t, wr.read(t, container), cosmosTenant)
+		})
+	}
+}
+
+// cosmosTenant is the group of a document the Cosmos writer wrote ("" for
+// a soft-deleted one).
+func cosmosTenant(d map[string]any) string {
+	if del, _ := d["_deleted"].(bool); del {
+		return ""
+	}
+	tn, _ := d["tenant"].(string)
+	return tn
 }
