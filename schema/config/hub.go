@@ -231,6 +231,9 @@ func (h *Hub) validate(path string, p *problems) {
 			p.add(fmt.Sprintf("%s.peers[%d]", path, i), "%q is not an endpoint such as http://10.0.0.2:8080", peer)
 		}
 	}
+	if h.PeerTimeout < 0 {
+		p.add(path+".peerTimeout", "must not be negative")
+	}
 	if h.PublicURL != "" {
 		if !isEndpoint(h.PublicURL) {
 			p.add(path+".publicURL", "%q is not an endpoint such as https://hub.example.com", h.PublicURL)
