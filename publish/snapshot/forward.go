@@ -52,7 +52,7 @@ var hopHeaders = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Proxy
 	"Te", "Trailer", "Transfer-Encoding", "Upgrade"}
 
 // relayedHeaders are the answer's headers relayed to the caller.
-var relayedHeaders = []string{"Content-Type", "Content-Length", "Cache-Control", "Retry-After", "WWW-Authenticate"}
+var relayedHeaders = []string{"Content-Type", "Content-Length", "Content-Encoding", "Vary", "Cache-Control", "Retry-After", "WWW-Authenticate"}
 
 // forward tries the peers for r and relays the first answer that is not a
 // 503. It reports false, with why, when none answered: the caller then

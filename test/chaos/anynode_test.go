@@ -41,7 +41,11 @@ mappings:
 publish:
   target: hub
   batch: {maxDelay: 20ms}
-hub:
+` + anyNodeHubYAML
+
+// anyNodeHubYAML is the hub section of both: each worker's built-in hub
+// a node of the Redis backplane, and every worker in hub.peers.
+const anyNodeHubYAML = `hub:
   listen: "{{HUB_LISTEN}}"
   accessKey: "${CHANGECAST_HUB_ACCESS_KEY}"
   peers: [{{PEERS}}]
@@ -146,24 +150,45 @@ func TestEveryWorkerServesSnapshots(t *testing.T) {
 
 	// Clients on both workers: the standby's clients load their
 	// snapshots through it while the leader streams.
-	tenants := []string{"t0", "t1", "t2", "t3"}
-	hubURL := "http://" + leader.hub
+	final := testkit.Connect(t, dbURL)
+	clientsThroughAKill(t, dir, slots, func() error { return wl.Run(wdb, 1) }, func() {
+		if ready(standby) {
+			t.Fatal("the standby took the stream before its clients started; the test proves nothing")
+		}
+		t.Logf("SIGKILL %s (streaming)", leader.name)
+		leader.p.kill()
+		testkit.Until(t, 30*time.Second, "w2 to take the stream", func() bool { return ready(standby) })
+		leader.start(t, yaml) // back, as a standby now
+		testkit.Until(t, 30*time.Second, "w1 to answer again", func() bool {
+			st, _ := snapshot(leader, "t1")
+			return st == http.StatusOK
+		})
+	}, func() map[string]map[string]row {
+		return rowsOf(t, testkit.DBDocs(t, final, "public.orders", "id"), func(d map[string]any) string {
+			tn, _ := d["tenant"].(string)
+			return tn
+		})
+	})
+}
+
+// clientsThroughAKill starts six clients on each worker (each negotiates,
+// loads its snapshot and catches up there), runs step 40 times a second,
+// calls kill after 100 steps, and once 100 more ran checks that every
+// replica equals rows.
+func clientsThroughAKill(t *testing.T, dir string, slots []*workerSlot, step func() error, kill func(), rows func() map[string]map[string]row) {
+	t.Helper()
 	ncs := make([]*nodeClients, len(slots))
 	for i, s := range slots {
-		ncs[i] = startClients(t, clientsConfig{base: "http://" + s.hub + "/api", hubURL: hubURL, n: 6, tenants: tenants,
-			join: time.Second, logPath: filepath.Join(dir, fmt.Sprintf("clients-%s.log", s.name))})
+		ncs[i] = startClients(t, clientsConfig{base: "http://" + s.hub + "/api", hubURL: "http://" + slots[0].hub, n: 6,
+			tenants: []string{"t0", "t1", "t2", "t3"}, join: time.Second, logPath: filepath.Join(dir, fmt.Sprintf("clients-%s.log", s.name))})
 	}
 	for _, nc := range ncs {
-		nc.waitStarted(30 * time.Second)
+		nc.waitStarted(60 * time.Second)
 	}
-	if ready(standby) {
-		t.Fatal("the standby took the stream before its clients started; the test proves nothing")
-	}
-
-	wctx, stopWriter := context.WithCancel(ctx)
+	wctx, stopWriter := context.WithCancel(context.Background())
 	var ws writerStats
 	writer := testkit.Go(t, func() error {
-		steady(wctx, 40, &ws, func() error { return wl.Run(wdb, 1) }, func() error { return nil })
+		steady(wctx, 40, &ws, step, func() error { return nil })
 		return nil
 	})
 	writes := func(n int64, when string) {
@@ -171,34 +196,21 @@ func TestEveryWorkerServesSnapshots(t *testing.T) {
 		testkit.Until(t, 30*time.Second, fmt.Sprintf("%d writes %s", n, when), func() bool { return ws.txs.Load() >= from+n })
 	}
 	writes(100, "before the kill")
-	t.Logf("SIGKILL %s (streaming)", leader.name)
-	leader.p.kill()
-	testkit.Until(t, 30*time.Second, "w2 to take the stream", func() bool { return ready(standby) })
-	leader.start(t, yaml) // back, as a standby now
-	testkit.Until(t, 30*time.Second, "w1 to answer again", func() bool {
-		st, _ := snapshot(leader, "t1")
-		return st == http.StatusOK
-	})
-	writes(100, "after the failover")
+	kill()
+	writes(100, "after the kill")
 	stopWriter()
 	testkit.Recv(t, writer, time.Minute, "the writer to stop")
-	t.Logf("writer: %d transactions, %d failed", ws.txs.Load(), ws.errors.Load())
-
-	final := testkit.Connect(t, dbURL)
+	t.Logf("writer: %d writes, %d failed", ws.txs.Load(), ws.errors.Load())
 	for i, nc := range ncs {
 		t.Logf("clients of %s:", slots[i].name)
-		converge(t, nc, 30*time.Second, func() map[string]map[string]row {
-			return rowsOf(t, testkit.DBDocs(t, final, "public.orders", "id"), func(d map[string]any) string {
-				tn, _ := d["tenant"].(string)
-				return tn
-			})
-		})
+		converge(t, nc, 60*time.Second, rows)
 	}
 }
 
 // anyNodeCosmosYAML: two Cosmos DB workers splitting the ranges through
-// the lease container, otherwise as anyNodeYAML (no peers: every worker
-// reads Cosmos snapshots itself, the streams' positions from the leases).
+// the lease container, otherwise as anyNodeYAML (no peers needed: every
+// worker reads Cosmos snapshots itself, the streams' positions from the
+// leases; the test gives none, so that they are not what serves).
 const anyNodeCosmosYAML = `
 source:
   cosmos:
@@ -226,18 +238,7 @@ publish:
   target: hub
   batch: {maxDelay: 20ms}
   shadowStore: {url: "{{SHADOW_DB}}", table: changecast_shadow}
-hub:
-  listen: "{{HUB_LISTEN}}"
-  accessKey: "${CHANGECAST_HUB_ACCESS_KEY}"
-  backplane:
-    redis: {url: "{{REDIS}}", prefix: "{{PREFIX}}:hub"}
-  negotiate:
-    path: /api
-    auth: {jwt: {hs256Secret: "{{APP_SECRET}}", issuer: "{{APP_ISSUER}}", audience: "{{APP_AUDIENCE}}"}}
-    groups: ["tenant-{claims.tid}"]
-server:
-  listen: "{{SERVER_LISTEN}}"
-`
+` + anyNodeHubYAML
 
 // TestEveryWorkerServesSnapshotsCosmos: two Cosmos DB workers, each
 // holding one of the two ranges, each serve whole snapshots (documents of
@@ -257,7 +258,7 @@ func TestEveryWorkerServesSnapshotsCosmos(t *testing.T) {
 	}
 	dir := logDir(t)
 	yaml := strings.NewReplacer("{{ENDPOINT}}", emu.URL(), "{{KEY}}", emu.Key(), "{{REDIS}}", redisURL,
-		"{{PREFIX}}", testkit.RedisPrefix(t, redisURL), "{{SHADOW_DB}}", shadowDB,
+		"{{PREFIX}}", testkit.RedisPrefix(t, redisURL), "{{SHADOW_DB}}", shadowDB, "{{PEERS}}", "",
 		"{{APP_SECRET}}", appSecret, "{{APP_ISSUER}}", appIssuer, "{{APP_AUDIENCE}}", appAudience).Replace(anyNodeCosmosYAML)
 	validateConfig(t, dir, yaml)
 	slots := []*workerSlot{newWorkerSlot(t, dir, "w1"), newWorkerSlot(t, dir, "w2")}
@@ -282,16 +283,7 @@ func TestEveryWorkerServesSnapshotsCosmos(t *testing.T) {
 			}
 			store = s
 		}
-		ls, err := store.List(ctx, "")
-		if err != nil {
-			return err.Error()
-		}
-		held := map[string]int{}
-		for _, l := range ls {
-			if strings.Contains(l.ID, lease.Separator) && !l.Range.IsZero() {
-				held[l.Owner]++
-			}
-		}
+		held := rangesByOwner(t, store)
 		if len(held) != 2 || held[""] != 0 {
 			return fmt.Sprintf("ranges by owner: %v", held)
 		}
@@ -338,40 +330,35 @@ func TestEveryWorkerServesSnapshotsCosmos(t *testing.T) {
 		}
 	}
 
-	tenants := []string{"t0", "t1", "t2", "t3"}
-	ncs := make([]*nodeClients, len(slots))
-	for i, s := range slots {
-		ncs[i] = startClients(t, clientsConfig{base: "http://" + s.hub + "/api", hubURL: "http://" + slots[0].hub, n: 6, tenants: tenants,
-			join: time.Second, logPath: filepath.Join(dir, fmt.Sprintf("clients-%s.log", s.name))})
-	}
-	for _, nc := range ncs {
-		nc.waitStarted(60 * time.Second)
-	}
-	wctx, stopWriter := context.WithCancel(ctx)
-	var ws writerStats
-	writer := testkit.Go(t, func() error {
-		steady(wctx, 40, &ws, wr.step, func() error { return nil })
-		return nil
-	})
-	writes := func(n int64, when string) {
-		from := ws.txs.Load()
-		testkit.Until(t, 30*time.Second, fmt.Sprintf("%d writes %s", n, when), func() bool { return ws.txs.Load() >= from+n })
-	}
-	writes(100, "before the kill")
-	t.Logf("SIGKILL %s", slots[0].name)
-	slots[0].p.kill()
-	writes(100, "while w1 is down")
-	slots[0].start(t, yaml)
-	writes(100, "after the restart")
-	stopWriter()
-	testkit.Recv(t, writer, time.Minute, "the writer to stop")
-	t.Logf("writer: %d upserts, %d failed", ws.txs.Load(), ws.errors.Load())
-	for i, nc := range ncs {
-		t.Logf("clients of %s:", slots[i].name)
-		converge(t, nc, 60*time.Second, func() map[string]map[string]row {
-			return rowsOf(t, wr.read(t, container), cosmosTenant)
+	clientsThroughAKill(t, dir, slots, wr.step, func() {
+		t.Logf("SIGKILL %s", slots[0].name)
+		slots[0].p.kill()
+		testkit.Eventually(t, 30*time.Second, "w2 to take both ranges", func() string {
+			if held := rangesByOwner(t, store); held[slots[1].owner()] != 2 {
+				return fmt.Sprintf("ranges by owner: %v", held)
+			}
+			return ""
 		})
+		slots[0].start(t, yaml)
+	}, func() map[string]map[string]row {
+		return rowsOf(t, wr.read(t, container), cosmosTenant)
+	})
+}
+
+// rangesByOwner counts the ranges each owner holds ("" for none).
+func rangesByOwner(t *testing.T, store *cosmosstore.Store) map[string]int {
+	ls, err := store.List(context.Background(), "")
+	if err != nil {
+		t.Logf("list the leases: %v", err)
+		return nil
 	}
+	held := map[string]int{}
+	for _, l := range ls {
+		if strings.Contains(l.ID, lease.Separator) && !l.Range.IsZero() {
+			held[l.Owner]++
+		}
+	}
+	return held
 }
 
 // cosmosTenant is the group of a document the Cosmos writer wrote ("" for
@@ -383,3 +370,6 @@ func cosmosTenant(d map[string]any) string {
 	tn, _ := d["tenant"].(string)
 	return tn
 }
+
+// owner is the lease owner of the slot's current process.
+func (w *workerSlot) owner() string { return fmt.Sprintf("%s-%d", w.name, w.gen) }
