@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/url"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -35,15 +38,20 @@ const DefaultPeerTimeout = 10 * time.Second
 // peer that answered last is asked first next time: it is the one that
 // streams until a failover.
 type Peers struct {
-	// URLs are the peers' hub endpoints, scheme://host:port.
+	// URLs are the peers' hub endpoints, scheme://host:port. An http
+	// endpoint whose host name resolves to several addresses (a
+	// Kubernetes headless Service) stands for each of them.
 	URLs []string
 	// Timeout bounds the whole forward (every peer tried, the answer
 	// relayed). Default DefaultPeerTimeout.
 	Timeout time.Duration
 	// Client does the requests. Default: a client without redirects.
 	Client *http.Client
+	// LookupHost resolves host names. Default net.DefaultResolver's.
+	LookupHost func(ctx context.Context, host string) ([]string, error)
 
-	last atomic.Int32 // index of the peer that answered last
+	last   atomic.Pointer[string] // the endpoint that answered last
+	logged atomic.Int64           // unix nanoseconds of the last WARN
 }
 
 // hopHeaders are the connection's own headers, not the request's
@@ -74,22 +82,25 @@ func (p *Peers) forward(w http.ResponseWriter, r *http.Request) (bool, error) {
 	if client == nil {
 		client = noRedirects
 	}
-	first := int(p.last.Load())
 	var why []string
-	for k := range p.URLs {
-		i := (first + k) % len(p.URLs)
-		resp, err := p.ask(ctx, client, p.URLs[i], r)
+	targets := p.targets(ctx)
+	last := ""
+	if l := p.last.Load(); l != nil {
+		last = *l
+	}
+	for _, target := range preferring(targets, last) {
+		resp, err := p.ask(ctx, client, target, r)
 		if err != nil {
-			why = append(why, fmt.Sprintf("%s: %v", p.URLs[i], err))
+			why = append(why, fmt.Sprintf("%s: %v", target, err))
 			continue
 		}
 		if resp.StatusCode == http.StatusServiceUnavailable {
 			io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 			resp.Body.Close()
-			why = append(why, p.URLs[i]+": 503 (not streaming either)")
+			why = append(why, target+": 503 (not streaming either)")
 			continue
 		}
-		p.last.Store(int32(i))
+		p.last.Store(&target)
 		for _, k := range relayedHeaders {
 			if v := resp.Header.Values(k); len(v) > 0 {
 				w.Header()[k] = v
@@ -100,16 +111,62 @@ func (p *Peers) forward(w http.ResponseWriter, r *http.Request) (bool, error) {
 		resp.Body.Close()
 		if err != nil && r.Context().Err() == nil {
 			// Headers are out: the caller sees a short body and retries.
-			return true, fmt.Errorf("%s: relaying the answer: %w", p.URLs[i], err)
+			return true, fmt.Errorf("%s: relaying the answer: %w", target, err)
 		}
 		return true, nil
 	}
 	return false, errors.New(strings.Join(why, "; "))
 }
 
+// targets are the endpoints to ask: each of URLs, an http one whose host
+// is a name once per address it resolves to (a name that does not resolve
+// is asked as it is, and fails there, saying why).
+func (p *Peers) targets(ctx context.Context) (out []string) {
+	lookup := p.LookupHost
+	if lookup == nil {
+		lookup = net.DefaultResolver.LookupHost
+	}
+	for _, base := range p.URLs {
+		u, err := url.Parse(strings.TrimSuffix(base, "/"))
+		if err != nil || u.Scheme != "http" || net.ParseIP(u.Hostname()) != nil {
+			// https keeps its name: the certificate is checked against it.
+			out = append(out, strings.TrimSuffix(base, "/"))
+			continue
+		}
+		addrs, err := lookup(ctx, u.Hostname())
+		if err != nil || len(addrs) == 0 {
+			out = append(out, u.String())
+			continue
+		}
+		port := u.Port()
+		if port == "" {
+			port = "80"
+		}
+		for _, a := range addrs {
+			v := *u
+			v.Host = net.JoinHostPort(a, port)
+			out = append(out, v.String())
+		}
+	}
+	return out
+}
+
+// preferring puts last first (the peer that answered last streams, until
+// a failover), keeping the others in order.
+func preferring(targets []string, last string) []string {
+	i := slices.Index(targets, last)
+	if i <= 0 {
+		return targets
+	}
+	out := make([]string, 0, len(targets))
+	out = append(out, targets[i])
+	out = append(out, targets[:i]...)
+	return append(out, targets[i+1:]...)
+}
+
 // ask sends r's GET to the peer at base.
 func (p *Peers) ask(ctx context.Context, client *http.Client, base string, r *http.Request) (*http.Response, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(base, "/")+r.URL.RequestURI(), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+r.URL.RequestURI(), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -123,9 +180,18 @@ func (p *Peers) ask(ctx context.Context, client *http.Client, base string, r *ht
 
 var noRedirects = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 
-// logForwardFailure says why a worker that cannot read answers 503.
-func logForwardFailure(log *slog.Logger, err error) {
+// logEvery bounds the WARNs of a worker that cannot answer: during a
+// failover every client retries every second.
+const logEvery = 5 * time.Second
+
+// logFailure says why this worker answers 503, at most once per logEvery.
+func (p *Peers) logFailure(log *slog.Logger, err error) {
 	if errors.Is(err, errForwarded) {
+		return // the worker that forwarded it says why
+	}
+	now := time.Now().UnixNano()
+	prev := p.logged.Load()
+	if now-prev < int64(logEvery) || !p.logged.CompareAndSwap(prev, now) {
 		return
 	}
 	log.Warn("snapshot: this worker does not stream the feed now and no peer answered; 503 (retry)", "why", err)

@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -161,5 +163,54 @@ func TestStandbyWithoutAStreamingPeerAnswers503(t *testing.T) {
 	// b was asked once (by a), and did not forward it again.
 	if n := len(bAuth.saw()); n != 1 {
 		t.Fatalf("b authorized %d requests, want 1", n)
+	}
+}
+
+// TestPeersNameStandsForEachAddress: a peer named by a host that resolves
+// to several addresses (a headless Service) is asked at each; the one that
+// answered is asked first next time.
+func TestPeersNameStandsForEachAddress(t *testing.T) {
+	lead, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := lead.Addr().(*net.TCPAddr).Port
+	other, err := net.Listen("tcp", net.JoinHostPort("127.0.0.2", strconv.Itoa(port)))
+	if err != nil {
+		lead.Close()
+		t.Skipf("no second loopback address: %v", err)
+	}
+	leader := newTestHandler(t, &pagedSource{n: 3}, &bearer{}, nil, nil)
+	otherAuth := &bearer{}
+	idle := newTestHandler(t, standbySource{}, otherAuth, nil, slog.New(slog.DiscardHandler))
+	for _, srv := range []struct {
+		ln net.Listener
+		h  http.Handler
+	}{{lead, leader}, {other, idle}} {
+		s := httptest.NewUnstartedServer(http.StripPrefix("/api", srv.h))
+		s.Listener.Close()
+		s.Listener = srv.ln
+		s.Start()
+		t.Cleanup(s.Close)
+	}
+	var looked []string
+	standby := newTestHandler(t, standbySource{}, &bearer{}, &Peers{URLs: []string{"http://workers:" + strconv.Itoa(port)},
+		LookupHost: func(_ context.Context, host string) ([]string, error) {
+			looked = append(looked, host)
+			return []string{"127.0.0.2", "127.0.0.1"}, nil
+		}}, nil)
+	want := getSnapshot(t, leader, "hub=h", "Bearer user:ann")
+	for range 2 {
+		got := getSnapshot(t, standby, "hub=h", "Bearer user:ann")
+		if got.Code != 200 || !bytes.Equal(got.Body.Bytes(), want.Body.Bytes()) {
+			t.Fatalf("standby %d %s; leader %s", got.Code, got.Body, want.Body)
+		}
+	}
+	if len(looked) != 2 || looked[0] != "workers" {
+		t.Fatalf("looked up %v", looked)
+	}
+	// 127.0.0.2 was asked once: the second request went to the leader first.
+	if n := len(otherAuth.saw()); n != 1 {
+		t.Fatalf("the idle peer was asked %d times, want 1", n)
 	}
 }

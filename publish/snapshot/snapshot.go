@@ -495,7 +495,7 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 				}
 				return
 			}
-			logForwardFailure(h.cfg.Logger, ferr)
+			h.cfg.Peers.logFailure(h.cfg.Logger, ferr)
 		}
 		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusServiceUnavailable, "the snapshot cannot be read now; retry")
