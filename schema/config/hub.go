@@ -37,7 +37,7 @@ type Hub struct {
 	// Peers let a worker that cannot read a snapshot itself (a PostgreSQL
 	// standby: snapshots are read beside the stream) answer anyway, by
 	// forwarding the request to the worker that streams (docs/scale-out.md).
-	Peers       []string `yaml:"peers,omitempty" json:"peers,omitempty" jsonschema_description:"Workers: the other workers' hub endpoints (scheme://host:port, as this worker reaches them; listing this worker too is harmless). A worker that cannot read a snapshot now (a PostgreSQL standby) forwards GET {negotiate.path}/snapshot to them, with the caller's credentials, and returns the first answer that is not 503. Default none: it answers 503."`
+	Peers       []string `yaml:"peers,omitempty" json:"peers,omitempty" jsonschema_description:"Workers: the other workers' hub endpoints (scheme://host:port, as this worker reaches them; listing this worker too is harmless; an http endpoint whose host name resolves to several addresses, such as a Kubernetes headless Service, stands for each). A worker that cannot read a snapshot now (a PostgreSQL standby) forwards GET {negotiate.path}/snapshot to them, with the caller's credentials, and returns the first answer that is not 503. Default none: it answers 503."`
 	PeerTimeout Duration `yaml:"peerTimeout,omitempty" json:"peerTimeout,omitempty" jsonschema_description:"How long a forwarded snapshot request may take in all (then 503 with Retry-After). Default 10s."`
 }
 
