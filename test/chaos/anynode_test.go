@@ -98,8 +98,16 @@ func TestEveryWorkerServesSnapshots(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
 	}
+	// streams tells whether s holds the slot's lease (and answers ready):
+	// with hub.peers a standby is ready too.
+	ldb := testkit.Connect(t, dbURL)
+	streams := func(s *workerSlot) bool {
+		var owner string
+		err := ldb.QueryRow(context.Background(), `SELECT owner FROM changecast_leases WHERE renewed_at > now() - interval '3 seconds'`).Scan(&owner)
+		return err == nil && owner == s.owner() && ready(s)
+	}
 	// w1 takes the stream first, so w2 is the standby.
-	testkit.Until(t, 60*time.Second, "w1 to stream", func() bool { return ready(slots[0]) })
+	testkit.Until(t, 60*time.Second, "w1 to stream", func() bool { return streams(slots[0]) })
 	slots[1].start(t, yaml)
 	leader, standby := slots[0], slots[1]
 
@@ -137,7 +145,7 @@ func TestEveryWorkerServesSnapshots(t *testing.T) {
 	if st != http.StatusOK {
 		t.Fatalf("the standby answered %d %s", st, body)
 	}
-	if ready(standby) || !ready(leader) {
+	if streams(standby) || !streams(leader) {
 		t.Fatal("the standby took the stream; the test proves nothing")
 	}
 	if d := time.Since(start); d > 5*time.Second {
@@ -152,12 +160,16 @@ func TestEveryWorkerServesSnapshots(t *testing.T) {
 	// snapshots through it while the leader streams.
 	final := testkit.Connect(t, dbURL)
 	clientsThroughAKill(t, dir, slots, func() error { return wl.Run(wdb, 1) }, func() {
-		if ready(standby) {
+		if !streams(leader) {
 			t.Fatal("the standby took the stream before its clients started; the test proves nothing")
+		}
+		// It serves clients, so it is ready (a load balancer sends it some).
+		if !ready(standby) {
+			t.Fatal("the standby, which serves clients through hub.peers, is not ready")
 		}
 		t.Logf("SIGKILL %s (streaming)", leader.name)
 		leader.p.kill()
-		testkit.Until(t, 30*time.Second, "w2 to take the stream", func() bool { return ready(standby) })
+		testkit.Until(t, 30*time.Second, "w2 to take the stream", func() bool { return streams(standby) })
 		leader.start(t, yaml) // back, as a standby now
 		testkit.Until(t, 30*time.Second, "w1 to answer again", func() bool {
 			st, _ := snapshot(leader, "t1")
