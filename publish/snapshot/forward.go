@@ -180,6 +180,44 @@ func (p *Peers) ask(ctx context.Context, client *http.Client, base string, r *ht
 
 var noRedirects = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 
+// Forwarder serves what a node cannot answer itself — a stand-alone hub
+// node (`changecast hub`) has neither a source nor a history — by asking
+// Peers (the workers), after letting the caller in as they would: mount it
+// at GET {negotiate.path}/snapshot and /changes.
+type Forwarder struct {
+	Auth   Authorizer // required
+	Peers  *Peers     // required
+	Logger *slog.Logger
+}
+
+// ServeHTTP implements http.Handler.
+func (f *Forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if _, err := f.Auth.Authorize(r, r.URL.Query().Get("hub")); err != nil {
+		f.Auth.Refuse(w, err)
+		return
+	}
+	log := f.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	f.Peers.serve(w, r, log)
+}
+
+// serve relays a peer's answer to r, or answers 503 with Retry-After and
+// says why.
+func (p *Peers) serve(w http.ResponseWriter, r *http.Request, log *slog.Logger) {
+	relayed, err := p.forward(w, r)
+	switch {
+	case relayed && err != nil:
+		log.Warn("forward: an answer was cut short", "err", err)
+	case relayed:
+	default:
+		p.logFailure(log, err)
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, "no worker can answer now; retry")
+	}
+}
+
 // logEvery bounds the WARNs of a worker that cannot answer: during a
 // failover every client retries every second.
 const logEvery = 5 * time.Second
@@ -194,5 +232,5 @@ func (p *Peers) logFailure(log *slog.Logger, err error) {
 	if now-prev < int64(logEvery) || !p.logged.CompareAndSwap(prev, now) {
 		return
 	}
-	log.Warn("snapshot: this worker does not stream the feed now and no peer answered; 503 (retry)", "why", err)
+	log.Warn("forward: this node cannot answer now (it does not stream the feed) and no peer did; 503 (retry)", "why", err)
 }

@@ -157,7 +157,7 @@ func TestStandbyWithoutAStreamingPeerAnswers503(t *testing.T) {
 	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") == "" {
 		t.Fatalf("%d (Retry-After %q) %s", rec.Code, rec.Header().Get("Retry-After"), rec.Body)
 	}
-	if !strings.Contains(logs.String(), "no peer answered") || !strings.Contains(logs.String(), "127.0.0.1:1") {
+	if !strings.Contains(logs.String(), "no peer did") || !strings.Contains(logs.String(), "127.0.0.1:1") {
 		t.Fatalf("the log does not say why: %s", logs.String())
 	}
 	// b was asked once (by a), and did not forward it again.
@@ -212,5 +212,48 @@ func TestPeersNameStandsForEachAddress(t *testing.T) {
 	// 127.0.0.2 was asked once: the second request went to the leader first.
 	if n := len(otherAuth.saw()); n != 1 {
 		t.Fatalf("the idle peer was asked %d times, want 1", n)
+	}
+}
+
+// TestForwarderServesAHubNode: a node without a source (a stand-alone hub
+// node) lets the caller in, then relays a worker's /snapshot and /changes
+// (any path under the same prefix) with the caller's credentials; a caller
+// it refuses is not forwarded; with no worker answering, 503.
+func TestForwarderServesAHubNode(t *testing.T) {
+	workerAuth := &bearer{}
+	mux := http.NewServeMux()
+	mux.Handle("GET /api/snapshot", http.StripPrefix("/api", newTestHandler(t, &pagedSource{n: 2}, workerAuth, nil, nil)))
+	mux.HandleFunc("GET /api/changes", func(w http.ResponseWriter, r *http.Request) {
+		if _, err := workerAuth.Authorize(r, r.URL.Query().Get("hub")); err != nil {
+			workerAuth.Refuse(w, err)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"after":"` + r.URL.Query().Get("after") + `"}`))
+	})
+	worker := serve(t, mux)
+	node := &Forwarder{Auth: &bearer{}, Peers: &Peers{URLs: []string{worker}}, Logger: slog.New(slog.DiscardHandler)}
+	for path, want := range map[string]string{"/api/snapshot?hub=h": `"id":"1"`, "/api/changes?hub=h&after=7": `{"after":"7"}`} {
+		req := httptest.NewRequest("GET", path, nil)
+		req.Header.Set("Authorization", "Bearer user:ann")
+		rec := httptest.NewRecorder()
+		node.ServeHTTP(rec, req)
+		if rec.Code != 200 || !strings.Contains(rec.Body.String(), want) || rec.Header().Get("Content-Type") != "application/json" {
+			t.Fatalf("%s: %d %q %s", path, rec.Code, rec.Header().Get("Content-Type"), rec.Body)
+		}
+	}
+	n := len(workerAuth.saw())
+	rec := httptest.NewRecorder()
+	node.ServeHTTP(rec, httptest.NewRequest("GET", "/api/snapshot?hub=h", nil))
+	if rec.Code != http.StatusUnauthorized || len(workerAuth.saw()) != n {
+		t.Fatalf("no token: %d, forwarded %d times", rec.Code, len(workerAuth.saw())-n)
+	}
+	down := &Forwarder{Auth: &bearer{}, Peers: &Peers{URLs: []string{"http://127.0.0.1:1"}}, Logger: slog.New(slog.DiscardHandler)}
+	req := httptest.NewRequest("GET", "/api/changes?hub=h", nil)
+	req.Header.Set("Authorization", "Bearer user:ann")
+	rec = httptest.NewRecorder()
+	down.ServeHTTP(rec, req)
+	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") == "" {
+		t.Fatalf("no worker: %d %v", rec.Code, rec.Header())
 	}
 }

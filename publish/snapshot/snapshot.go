@@ -488,14 +488,8 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case errors.Is(err, changefeed.ErrNotStreaming):
 		if h.cfg.Peers != nil {
-			relayed, ferr := h.cfg.Peers.forward(w, r)
-			if relayed {
-				if ferr != nil {
-					h.cfg.Logger.Warn("snapshot: a forwarded answer was cut short", "err", ferr)
-				}
-				return
-			}
-			h.cfg.Peers.logFailure(h.cfg.Logger, ferr)
+			h.cfg.Peers.serve(w, r, h.cfg.Logger)
+			return
 		}
 		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusServiceUnavailable, "the snapshot cannot be read now; retry")

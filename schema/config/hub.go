@@ -36,8 +36,10 @@ type Hub struct {
 	Backplane *HubBackplane `yaml:"backplane,omitempty" json:"backplane,omitempty" jsonschema_description:"Lets several hub processes behind one load balancer serve the same hubs (sends, groups, users and existence checks reach every node; any node answers negotiate). Server-Sent Events, long polling and stateful reconnect need sticky sessions."`
 	// Peers let a worker that cannot read a snapshot itself (a PostgreSQL
 	// standby: snapshots are read beside the stream) answer anyway, by
-	// forwarding the request to the worker that streams (docs/scale-out.md).
-	Peers       []string `yaml:"peers,omitempty" json:"peers,omitempty" jsonschema_description:"Workers: the other workers' hub endpoints (scheme://host:port, as this worker reaches them; listing this worker too is harmless; an http endpoint whose host name resolves to several addresses, such as a Kubernetes headless Service, stands for each). A worker that cannot read a snapshot now (a PostgreSQL standby) forwards GET {negotiate.path}/snapshot to them, with the caller's credentials, and returns the first answer that is not 503. Default none: it answers 503."`
+	// forwarding the request to the worker that streams, and a stand-alone
+	// hub node answer /snapshot and /changes by the workers
+	// (docs/scale-out.md).
+	Peers       []string `yaml:"peers,omitempty" json:"peers,omitempty" jsonschema_description:"Workers: the other workers' hub endpoints (scheme://host:port, as this worker reaches them; listing this worker too is harmless; an http endpoint whose host name resolves to several addresses, such as a Kubernetes headless Service, stands for each). A worker that cannot read a snapshot now (a PostgreSQL standby) forwards GET {negotiate.path}/snapshot to them, with the caller's credentials, and returns the first answer that is not 503 (default none: it answers 503); a stand-alone hub node (changecast hub) forwards /snapshot and /changes to them."`
 	PeerTimeout Duration `yaml:"peerTimeout,omitempty" json:"peerTimeout,omitempty" jsonschema_description:"How long a forwarded snapshot request may take in all (then 503 with Retry-After). Default 10s."`
 }
 
