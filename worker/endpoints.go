@@ -19,7 +19,8 @@ import (
 
 // mountEndpoints serves, next to negotiate, GET {negotiate.path}/changes
 // from the history (when there is one) and GET {negotiate.path}/snapshot
-// for the mappings that enable snapshots (when the source can read them).
+// for the mappings that enable snapshots (when the source can read them;
+// a worker that cannot read them now asks hub.peers).
 // Call close once they are no longer served, before the source closes.
 func mountEndpoints(cfg *config.Config, mappings []publish.Mapping, neg *hub.Negotiator, src changefeed.Snapshotter,
 	hist history.Store, reg prometheus.Registerer, log *slog.Logger) (close func(), err error) {
@@ -53,7 +54,12 @@ func mountEndpoints(cfg *config.Config, mappings []publish.Mapping, neg *hub.Neg
 	if hist != nil {
 		streams = hist
 	}
-	h, err := snapshot.NewHandler(snapshot.Config{Routes: enabled, Source: src, Auth: neg, Streams: streams, Reads: reads,
+	var peers *snapshot.Peers
+	if len(cfg.Hub.Peers) > 0 {
+		// A standby answers too, by the streaming worker (docs/scale-out.md).
+		peers = &snapshot.Peers{URLs: cfg.Hub.Peers, Timeout: cfg.Hub.PeerTimeout.D()}
+	}
+	h, err := snapshot.NewHandler(snapshot.Config{Routes: enabled, Source: src, Auth: neg, Streams: streams, Reads: reads, Peers: peers,
 		Logger: log.With("part", "snapshot"), Metrics: snapshot.NewMetrics(reg)})
 	if err != nil {
 		return close, fmt.Errorf("snapshot: %w", err)

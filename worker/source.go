@@ -66,6 +66,9 @@ func newSource(ctx context.Context, cfg *config.Config, mappings []publish.Mappi
 			return src, err
 		}
 		store, closers = s, append(closers, closeStore)
+		// A standby that forwards snapshots to the streaming worker
+		// (hub.peers) serves clients, so it is ready too.
+		idleReady = len(cfg.Hub.Peers) > 0
 	case cfg.Source.Cosmos != nil:
 		cs := cfg.Source.Cosmos
 		label = "cosmos:" + cs.Database + "/" + cs.Container

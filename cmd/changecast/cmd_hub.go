@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/changecast/changecast/publish/hub"
+	"github.com/changecast/changecast/publish/snapshot"
 	"github.com/changecast/changecast/schema/config"
 	"github.com/changecast/changecast/worker"
 )
@@ -92,6 +93,14 @@ func cmdHub(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintln(stderr, "changecast hub:", err)
 		return 2
+	}
+	if len(cfg.Peers) > 0 {
+		// A hub node has no source and no history: it answers its clients'
+		// snapshots and catch-ups by the workers (docs/scale-out.md).
+		fwd := &snapshot.Forwarder{Auth: srv.Negotiator(), Peers: &snapshot.Peers{URLs: cfg.Peers, Timeout: cfg.PeerTimeout.D()},
+			Logger: log.With("part", "forward")}
+		srv.Negotiator().Handle("GET /snapshot", fwd)
+		srv.Negotiator().Handle("GET /changes", fwd)
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Run(ctx) }()

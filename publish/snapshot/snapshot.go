@@ -66,7 +66,10 @@ type Config struct {
 	// Reads bounds the requests each caller has in flight (429 with
 	// Retry-After over it); share one with the /changes handler. Nil: no
 	// bound.
-	Reads   *inflight.Limiter
+	Reads *inflight.Limiter
+	// Peers, when set, answer the requests this worker cannot (its
+	// Source says changefeed.ErrNotStreaming): see Peers.
+	Peers   *Peers
 	Logger  *slog.Logger
 	Metrics *Metrics // nil: none
 }
@@ -493,8 +496,9 @@ func (h *Handler) one(w http.ResponseWriter, r *http.Request, c hub.Caller, coll
 	writeError(w, http.StatusNotFound, "no such document")
 }
 
-// fail answers a source error: 503 (retry) when this instance cannot read
-// beside the stream now, 400 for a cursor it did not make, 500 otherwise.
+// fail answers a source error: when this instance cannot read beside the
+// stream now, the answer of a peer that can (Config.Peers), else 503
+// (retry); 400 for a cursor it did not make, 500 otherwise.
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	if r.Context().Err() != nil {
 		return
@@ -502,6 +506,10 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var bad interface{ BadCursor() bool }
 	switch {
 	case errors.Is(err, changefeed.ErrNotStreaming):
+		if h.cfg.Peers != nil {
+			h.cfg.Peers.serve(w, r, h.cfg.Logger)
+			return
+		}
 		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusServiceUnavailable, "the snapshot cannot be read now; retry")
 	case errors.Is(err, changefeed.ErrUnsupported):

@@ -34,6 +34,13 @@ type Hub struct {
 	StatefulReconnect HubStatefulReconnect `yaml:"statefulReconnect,omitempty" json:"statefulReconnect,omitempty" jsonschema_description:"Stateful reconnect (withStatefulReconnect, handshake version 2, WebSockets): a client whose connection dropped comes back to it and gets every message it missed, once."`
 	// Backplane joins several hub processes behind one load balancer.
 	Backplane *HubBackplane `yaml:"backplane,omitempty" json:"backplane,omitempty" jsonschema_description:"Lets several hub processes behind one load balancer serve the same hubs (sends, groups, users and existence checks reach every node; any node answers negotiate). Server-Sent Events, long polling and stateful reconnect need sticky sessions."`
+	// Peers let a worker that cannot read a snapshot itself (a PostgreSQL
+	// standby: snapshots are read beside the stream) answer anyway, by
+	// forwarding the request to the worker that streams, and a stand-alone
+	// hub node answer /snapshot and /changes by the workers
+	// (docs/scale-out.md).
+	Peers       []string `yaml:"peers,omitempty" json:"peers,omitempty" jsonschema_description:"Workers: the other workers' hub endpoints (scheme://host:port, as this worker reaches them; listing this worker too is harmless; an http endpoint whose host name resolves to several addresses, such as a Kubernetes headless Service, stands for each). A worker that cannot read a snapshot now (a PostgreSQL standby) forwards GET {negotiate.path}/snapshot to them, with the caller's credentials, and returns the first answer that is not 503 (default none: it answers 503); a stand-alone hub node (changecast hub) forwards /snapshot and /changes to them."`
+	PeerTimeout Duration `yaml:"peerTimeout,omitempty" json:"peerTimeout,omitempty" jsonschema_description:"How long a forwarded snapshot request may take in all (then 503 with Retry-After). Default 10s."`
 }
 
 // HubStatefulReconnect bounds what the hub keeps for a client whose
@@ -155,6 +162,7 @@ const (
 	// Stateful reconnect and backplane defaults.
 	DefaultStatefulBufferBytes = 100_000
 	DefaultStatefulWindow      = Duration(30 * time.Second)
+	DefaultPeerTimeout         = Duration(10 * time.Second)
 	DefaultBackplanePrefix     = "changecast:hub"
 	DefaultBackplaneNodeTTL    = Duration(15 * time.Second)
 )
@@ -192,6 +200,7 @@ func (h *Hub) applyDefaults() {
 	}
 	setInt(&h.StatefulReconnect.BufferBytes, DefaultStatefulBufferBytes)
 	setDur(&h.StatefulReconnect.Window, DefaultStatefulWindow.D())
+	setDur(&h.PeerTimeout, DefaultPeerTimeout.D())
 	if b := h.Backplane; b != nil && b.Redis != nil {
 		setStr(&b.Redis.Prefix, DefaultBackplanePrefix)
 		setDur(&b.Redis.NodeTTL, DefaultBackplaneNodeTTL.D())
@@ -228,9 +237,16 @@ func (h *Hub) validate(path string, p *problems) {
 	if err := validListen(h.Listen); err != nil {
 		p.add(path+".listen", "%v", err)
 	}
+	for i, peer := range h.Peers {
+		if !isEndpoint(peer) {
+			p.add(fmt.Sprintf("%s.peers[%d]", path, i), "%q is not an endpoint such as http://10.0.0.2:8080", peer)
+		}
+	}
+	if h.PeerTimeout < 0 {
+		p.add(path+".peerTimeout", "must not be negative")
+	}
 	if h.PublicURL != "" {
-		if u, err := url.Parse(h.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil ||
-			(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
+		if !isEndpoint(h.PublicURL) {
 			p.add(path+".publicURL", "%q is not an endpoint such as https://hub.example.com", h.PublicURL)
 		}
 	}
@@ -443,4 +459,12 @@ func validCIDR(s string) bool {
 	}
 	_, err := netip.ParseAddr(strings.TrimSpace(s))
 	return err == nil
+}
+
+// isEndpoint reports whether s is scheme://host[:port] (http or https),
+// with no path, query or credentials.
+func isEndpoint(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" && u.User == nil &&
+		(u.Path == "" || u.Path == "/") && u.RawQuery == "" && u.Fragment == ""
 }

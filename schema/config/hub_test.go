@@ -72,6 +72,8 @@ func TestHubChecksNameTheField(t *testing.T) {
 		{"bad hub", `{hubs: [orders, audit, "9x"], negotiate: {auth: {anonymous: true}}}`, []string{"hub.hubs[2]"}},
 		{"negotiate hub not served", `{negotiate: {hub: payroll, auth: {anonymous: true}}}`, []string{"hub.negotiate.hub"}},
 		{"public url", `{publicURL: "https://hub.example/path", negotiate: {auth: {anonymous: true}}}`, []string{"hub.publicURL"}},
+		{"peers", `{peers: ["http://10.0.0.2:8080", "10.0.0.3:8080", "http://w3/api"], peerTimeout: -1s, negotiate: {auth: {anonymous: true}}}`,
+			[]string{"hub.peers[1]", "hub.peers[2]", "hub.peerTimeout"}},
 		{"limits", `{limits: {maxConnections: -1, maxGroupsPerUser: -2}, negotiate: {auth: {anonymous: true}}}`,
 			[]string{"hub.limits.maxConnections", "hub.limits.maxGroupsPerUser"}},
 		{"token TTL over the cap", `{negotiate: {tokenTTL: 48h, auth: {anonymous: true}}}`, []string{"hub.negotiate.tokenTTL"}},
