@@ -223,7 +223,7 @@ func (m *Mapper) mapRule(r *rule, ch *changefeed.Change, out []Output) []Output 
 		// A replay after a reconnect or restart: this version or a newer one
 		// was already sent.
 		m.Stats.Replays++
-		return out
+		return m.replayedKeyChange(r, ch, base, id, out)
 	}
 	if m.passReplays && hasPrev && prev.loaded && (ch.PrevUnknown || ch.BeforeVersion != "" && ch.BeforeVersion != prev.v) {
 		// A copy from a store of this process alone (saved by another
@@ -392,6 +392,35 @@ func (m *Mapper) mapRule(r *rule, ch *changefeed.Change, out []Output) []Output 
 		m.shadow.put(key, e)
 	}
 	return m.attach(out, n, r, id, saved)
+}
+
+// replayedKeyChange: a replayed update that changed the document's key
+// still deletes the old key. The replay may have sent the old key's
+// earlier versions again (its shadow entry went with the key change, so
+// they are not recognized as replays), and a client that loaded its
+// snapshot after the key change holds no tombstone to ignore them by: only
+// this delete removes the old key again. (PostgreSQL before 17 does not
+// persist a slot's confirmed position at a clean shutdown, so a restart
+// replays minutes of changes.)
+func (m *Mapper) replayedKeyChange(r *rule, ch *changefeed.Change, base wire.Entry, id string, out []Output) []Output {
+	if ch.PrevID == "" {
+		return out
+	}
+	oldID, err := r.id(ch.Before, ch.PrevID)
+	if err != nil {
+		oldID = ch.PrevID
+	}
+	if oldID == id {
+		return out
+	}
+	m.shadow.del(shadowKey{rule: r.idx, id: oldID})
+	t, ok := m.oldAudience(r, ch, shadowEntry{}, false)
+	if !ok {
+		return out
+	}
+	c := base
+	c.Op, c.ID = wire.OpDelete, oldID
+	return m.attach(m.emit(out, t, c), len(out), r, oldID, nil)
 }
 
 // commitTS is t in RFC 3339, formatted once per transaction: the changes of
