@@ -191,11 +191,12 @@ func TestDecoderTransaction(t *testing.T) {
 			After: map[string]any{"id": num("1"), "tenant": "acme", "note": nil, "big": "B"}},
 		// The TOAST value did not change: absent from After, listed in
 		// Unchanged (the mapper fills it from the previous version).
-		{Collection: "public.items", ID: "1", Op: changefeed.Update, Version: "23803720.2", CommitTime: commitAt,
+		// Without FULL the stream does not say where the row was.
+		{Collection: "public.items", ID: "1", Op: changefeed.Update, Version: "23803720.2", CommitTime: commitAt, PrevUnknown: true,
 			After: map[string]any{"id": num("1"), "tenant": "acme", "note": "hello"}, Unchanged: []string{"big"}},
 		// Under REPLICA IDENTITY DEFAULT a delete carries the key only.
 		{Collection: "public.items", ID: "1", Op: changefeed.Delete, Version: "23803720.3", CommitTime: commitAt,
-			Before: map[string]any{"id": num("1")}, BeforePartial: true},
+			Before: map[string]any{"id": num("1")}, BeforePartial: true, PrevUnknown: true},
 	}
 	sameChanges(t, got, want)
 
@@ -225,7 +226,7 @@ func TestDecoderUpdates(t *testing.T) {
 		{
 			name: "default identity, key kept", identity: 'd',
 			update: updateMsg(itemsRel, 0, nil, txt("5"), txt("acme"), txt("n"), toast),
-			want: changefeed.Change{ID: "5", Op: changefeed.Update,
+			want: changefeed.Change{ID: "5", Op: changefeed.Update, PrevUnknown: true,
 				After: map[string]any{"id": num("5"), "tenant": "acme", "note": "n"}, Unchanged: []string{"big"}},
 		},
 		{
@@ -233,7 +234,7 @@ func TestDecoderUpdates(t *testing.T) {
 			// the old document is gone and the new one is new.
 			name: "default identity, key changed", identity: 'd',
 			update: updateMsg(itemsRel, 'K', []datum{txt("5"), null, null, null}, txt("6"), txt("acme"), null, toast),
-			want: changefeed.Change{ID: "6", PrevID: "5", Op: changefeed.Update,
+			want: changefeed.Change{ID: "6", PrevID: "5", Op: changefeed.Update, PrevUnknown: true,
 				Before: map[string]any{"id": num("5")}, BeforePartial: true,
 				After: map[string]any{"id": num("6"), "tenant": "acme", "note": nil}, Unchanged: []string{"big"}},
 		},
@@ -290,7 +291,7 @@ func TestDecoderDeletes(t *testing.T) {
 			d, _ := newDecoder(itemsKeys)
 			c := changes(t, feed(t, d, relationMsg(itemsRel, "public", "items", tc.identity, itemsCols...), beginMsg(0x100, commitAt, 1), tc.del))
 			sameChanges(t, c, []*changefeed.Change{{Collection: "public.items", ID: "9", Op: changefeed.Delete, Version: "256.1",
-				CommitTime: commitAt, Before: tc.before, BeforePartial: tc.partial}})
+				CommitTime: commitAt, Before: tc.before, BeforePartial: tc.partial, PrevUnknown: tc.identity != 'f'}})
 		})
 	}
 }
