@@ -5,11 +5,13 @@
 package bench_test
 
 import (
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/changecast/changecast/internal/testkit"
 )
@@ -25,7 +27,10 @@ func TestBenchmarksSmoke(t *testing.T) {
 	}
 	run := func(t *testing.T, dir, name string, args []string, env ...string) {
 		t.Helper()
-		cmd := exec.Command(name, args...)
+		// A program that hangs fails here, not at the package's timeout.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, name, args...)
 		cmd.Dir = dir
 		// Tests run beside other packages' tests: no pinning to cores.
 		cmd.Env = append(os.Environ(), append(env, "CHANGECAST_BENCH_BIN="+bin, "CHANGECAST_BENCH_NOPIN=1")...)
