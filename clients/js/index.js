@@ -370,24 +370,30 @@ export class ChangecastClient {
   }
 
   async _get(path) {
-    for (let attempt = 0; ; attempt++) {
-      const res = await this._request(path);
-      if (res.ok) return res.json();
-      if (res.status === 503 && attempt < 30) {
-        await new Promise((r) => setTimeout(r, 200));
-        continue;
-      }
-      throw new Error(`GET ${path}: ${res.status} ${await res.text()}`);
-    }
+    const res = await this._request(path);
+    if (res.ok) return res.json();
+    throw new Error(`GET ${path}: ${res.status} ${await res.text()}`);
   }
 
+  // _request GETs path with the caller's token. A 503 (this instance
+  // cannot read beside the stream now) or a 429 (too many reads of this
+  // caller in flight) is asked again after its Retry-After (at most 5 s
+  // each, 30 times): both say "retry", and every read is worth one.
   async _request(path) {
-    const headers = {};
-    if (this._tokenFactory) {
-      const tok = await this._tokenFactory();
-      if (tok) headers.Authorization = `Bearer ${tok}`;
+    for (let attempt = 0; ; attempt++) {
+      const headers = {};
+      if (this._tokenFactory) {
+        const tok = await this._tokenFactory();
+        if (tok) headers.Authorization = `Bearer ${tok}`;
+      }
+      const res = await this._fetch(joinURL(this.url, path), { headers });
+      if ((res.status === 503 || res.status === 429) && attempt < 30 && !this._stopped) {
+        const after = Number(res.headers?.get?.('Retry-After'));
+        await new Promise((r) => setTimeout(r, after > 0 ? Math.min(after * 1000, 5000) : 200));
+        continue;
+      }
+      return res;
     }
-    return this._fetch(joinURL(this.url, path), { headers });
   }
 
   async _signalRModule() {
