@@ -549,10 +549,15 @@ func (s *Source) selectFor(ctx context.Context, pool *pgxpool.Pool, table string
 	}
 	var cols []string
 	var rowFilter *string
-	err := pool.QueryRow(ctx, `SELECT coalesce(attnames, '{}'), rowfilter FROM pg_publication_tables
-		WHERE pubname = $1 AND schemaname = $2 AND tablename = $3`, s.cfg.Publication, sch, name).Scan(&cols, &rowFilter)
-	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-		return nil, fmt.Errorf("postgres snapshot: publication of %s: %w", table, err)
+	var err error
+	if s.serverVersion.Load() >= 150000 {
+		// Column lists and row filters (attnames, rowfilter) exist from
+		// PostgreSQL 15.
+		err = pool.QueryRow(ctx, `SELECT coalesce(attnames, '{}'), rowfilter FROM pg_publication_tables
+			WHERE pubname = $1 AND schemaname = $2 AND tablename = $3`, s.cfg.Publication, sch, name).Scan(&cols, &rowFilter)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return nil, fmt.Errorf("postgres snapshot: publication of %s: %w", table, err)
+		}
 	}
 	if len(cols) == 0 {
 		// Before PostgreSQL 15 there are no column lists: every column
