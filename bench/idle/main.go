@@ -20,6 +20,8 @@ import (
 	"fmt"
 	"log"
 	"os"
+	"runtime"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -34,6 +36,7 @@ var (
 	sources    = flag.Int("sources", 4, "client source addresses 127.0.0.1…127.0.0.{sources}")
 	settle     = flag.Duration("settle", 3*time.Second, "the server is quiet when its RSS moved less than 0.5% over this long")
 	buildCent  = flag.Bool("centrifugo-build", true, "build Centrifugo when it is not in the cache yet; false: skip it then")
+	hubProfile = flag.String("hubprofile", "", "instead of comparing: run the hub in this process, say where its memory per idle connection goes (goroutines, stacks, heap) and write a heap profile here")
 )
 
 // targetBytes is issue 20's target for the hub: 16 KB per idle connection.
@@ -51,8 +54,12 @@ type server struct {
 
 func main() {
 	flag.Parse()
-	benchenv.PinSelf()
 	n := capConns(*conns)
+	if *hubProfile != "" {
+		profileHub(n)
+		return
+	}
+	benchenv.PinSelf()
 	withCent := *buildCent || centrifugo.Built()
 	fmt.Printf("%d idle connections per server, clients in processes of ≤ %d over %d source addresses; pinned: %v\n",
 		n, *perProcess, *sources, benchenv.Pinned())
@@ -180,4 +187,45 @@ func startCentrifugo(n int) server {
 	srv := centrifugo.Start()
 	return server{name: "Centrifugo " + centrifugo.Version, pid: srv.Pid(), stop: srv.Stop,
 		load: benchenv.LoadConfig{Proto: "centrifugo", URL: srv.WebSocketURL(), Key: srv.Secret, Clients: n, Idle: true}}
+}
+
+// profileHub connects n idle clients to a hub in this process and breaks
+// its memory per connection down: goroutines, stacks, heap in use after a
+// GC, RSS; the heap profile says which allocations hold the heap.
+func profileHub(n int) {
+	h, addr, stop := benchenv.Hub()
+	defer stop()
+	key := h.AccessKey()
+	snap := func() (runtime.MemStats, int, int64) {
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return m, runtime.NumGoroutine(), quietRSS(os.Getpid())
+	}
+	m0, g0, rss0 := snap()
+	s := server{name: "changecast hub (in-process)", pid: os.Getpid(), stop: func() {},
+		load: benchenv.LoadConfig{Proto: "signalr", URL: "ws://" + addr + "/client/?hub=orders", Key: key, Clients: n}}
+	var loads []*benchenv.Load
+	for first := 0; first < n; first += *perProcess {
+		c := s.load
+		c.First, c.Clients, c.Sources = first, min(*perProcess, n-first), *sources
+		loads = append(loads, benchenv.StartLoad(c))
+	}
+	m1, g1, rss1 := snap()
+	f, err := os.Create(*hubProfile)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		log.Fatal(err)
+	}
+	f.Close()
+	for _, l := range loads {
+		l.Stop()
+	}
+	per := func(a, b uint64) float64 { return kb(int64(b-a) / int64(n)) }
+	fmt.Printf("changecast hub (in-process), %d idle connections, per connection: %.2f goroutines; stacks %.1f KB; heap in use %.1f KB (%.0f objects); Go runtime total (Sys) %.1f KB; RSS %.1f KB\n",
+		n, float64(g1-g0)/float64(n), per(m0.StackInuse, m1.StackInuse), per(m0.HeapInuse, m1.HeapInuse),
+		float64(m1.HeapObjects-m0.HeapObjects)/float64(n), per(m0.Sys, m1.Sys), kb((rss1-rss0)/int64(n)))
+	fmt.Printf("heap profile: %s (go tool pprof -sample_index=inuse_space -top %s)\n", *hubProfile, *hubProfile)
 }
