@@ -114,18 +114,9 @@ func kb(b int64) float64 { return float64(b) / 1024 }
 func measure(s server, n, run int) int64 {
 	defer s.stop()
 	before := quietRSS(s.pid)
-	var loads []*benchenv.Load
-	defer func() {
-		for _, l := range loads {
-			l.Stop()
-		}
-	}()
 	start := time.Now()
-	for first := 0; first < n; first += *perProcess {
-		c := s.load
-		c.First, c.Clients, c.Sources = first, min(*perProcess, n-first), *sources
-		loads = append(loads, benchenv.StartLoad(c)) // returns once all of them finished their handshake
-	}
+	stopLoads := startLoads(s.load, n)
+	defer stopLoads()
 	connected := time.Since(start)
 	after := quietRSS(s.pid)
 	fds := descriptors(s.pid)
@@ -136,6 +127,22 @@ func measure(s server, n, run int) int64 {
 	fmt.Printf("%s run %d: %d connections in %v (the server holds %d descriptors); RSS %.1f MB → %.1f MB: %.1f KB per connection (load average %s)\n",
 		s.name, run, n, connected.Round(time.Millisecond), fds, float64(before)/(1<<20), float64(after)/(1<<20), kb(per), benchenv.LoadAvg())
 	return per
+}
+
+// startLoads opens n connections of config c from processes of at most
+// -per-process each, over -sources source addresses; it returns once every
+// one finished its handshake.
+func startLoads(c benchenv.LoadConfig, n int) (stop func()) {
+	var loads []*benchenv.Load
+	for first := 0; first < n; first += *perProcess {
+		c.First, c.Clients, c.Sources = first, min(*perProcess, n-first), *sources
+		loads = append(loads, benchenv.StartLoad(c))
+	}
+	return func() {
+		for _, l := range loads {
+			l.Stop()
+		}
+	}
 }
 
 // quietRSS waits until pid's RSS has moved less than 0.5% over -settle
@@ -205,12 +212,7 @@ func profileHub(n int) {
 	m0, g0, rss0 := snap()
 	s := server{name: "changecast hub (in-process)", pid: os.Getpid(), stop: func() {},
 		load: benchenv.LoadConfig{Proto: "signalr", URL: "ws://" + addr + "/client/?hub=orders", Key: key, Clients: n}}
-	var loads []*benchenv.Load
-	for first := 0; first < n; first += *perProcess {
-		c := s.load
-		c.First, c.Clients, c.Sources = first, min(*perProcess, n-first), *sources
-		loads = append(loads, benchenv.StartLoad(c))
-	}
+	stopLoads := startLoads(s.load, n)
 	m1, g1, rss1 := snap()
 	f, err := os.Create(*hubProfile)
 	if err != nil {
@@ -220,9 +222,7 @@ func profileHub(n int) {
 		log.Fatal(err)
 	}
 	f.Close()
-	for _, l := range loads {
-		l.Stop()
-	}
+	stopLoads()
 	per := func(a, b uint64) float64 { return kb(int64(b-a) / int64(n)) }
 	fmt.Printf("changecast hub (in-process), %d idle connections, per connection: %.2f goroutines; stacks %.1f KB; heap in use %.1f KB (%.0f objects); Go runtime total (Sys) %.1f KB; RSS %.1f KB\n",
 		n, float64(g1-g0)/float64(n), per(m0.StackInuse, m1.StackInuse), per(m0.HeapInuse, m1.HeapInuse),
