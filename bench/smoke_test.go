@@ -57,6 +57,8 @@ func TestBenchmarksSmoke(t *testing.T) {
 		{"cosmosthroughput", []string{"-docs", "300"}, false, false},
 		{"snapshot", []string{"-docs", "300", "-rounds", "1"}, true, false},
 		{"resume", []string{"-docs", "100", "-changes", "200", "-clients", "5", "-rounds", "1"}, true, false},
+		// Centrifugo only when it is built already (make bench builds it).
+		{"idle", []string{"-conns", "50", "-runs", "1", "-settle", "500ms", "-per-process", "30", "-centrifugo-build=false"}, false, false},
 		{"backplane", []string{"-clients", "30", "-messages", "5", "-latency-clients", "6", "-latency-messages", "20", "-runs", "1"}, false, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -6,7 +6,8 @@
 #
 # Knobs: BENCH_ROWS, BENCH_BACKLOG, BENCH_CLIENTS, BENCH_GROUPS,
 # BENCH_FANOUT_CLIENTS, BENCH_FANOUT_GROUPS, BENCH_COSMOS_DOCS,
-# BENCH_BACKPLANE_CLIENTS, BENCH_SNAPSHOT_DOCS, BENCH_RESUME_CHANGES.
+# BENCH_BACKPLANE_CLIENTS, BENCH_SNAPSHOT_DOCS, BENCH_RESUME_CHANGES,
+# BENCH_IDLE_CONNS (capped by ulimit -n).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CHANGECAST_NO_BROWSER=1 scripts/setup.sh
@@ -35,6 +36,8 @@ echo "== the part of that latency before the hub: commit → the hub's publish c
 "$B/latprobe" -rate 1000
 echo "== fan-out: the built-in hub vs the Centrifugo server, over their HTTP APIs"
 (cd bench/fanout && go run . -clients "${BENCH_FANOUT_CLIENTS:-5000}" -groups "${BENCH_FANOUT_GROUPS:-50}")
+echo "== idle connections: the built-in hub's RSS per idle WebSocket connection vs Centrifugo's (target ≤ 16 KB)"
+"$B/idle" -conns "${BENCH_IDLE_CONNS:-19000}"
 echo "== hub backplane: fan-out through 3 nodes joined by Redis vs 1, and the latency Redis adds"
 "$B/backplane" -clients "${BENCH_BACKPLANE_CLIENTS:-5000}" -messages 50
 echo "== a client's first load: a 10k-document group by GET /snapshot vs a bare SELECT of the rows as JSON"

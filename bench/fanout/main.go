@@ -28,7 +28,6 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"io"
 	"log"
 	"net/http"
 	"os"
@@ -224,17 +223,8 @@ func startCentrifugo() server {
 // startHub runs `changecast hub` (the binary) and adds user u{i} to group
 // g{i mod groups} over its REST API, as an app server would.
 func startHub() server {
-	bin := benchenv.Binary("changecast", "github.com/changecast/changecast/cmd/changecast")
-	port := benchenv.FreePort()
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	const key = "bench-access-key-0123456789abcdef-0123456789"
-	cmd := benchenv.Command(benchenv.ServerCore, bin, "hub", "-listen", addr, "-hub", "orders")
-	cmd.Env = append(os.Environ(), "CHANGECAST_HUB_ACCESS_KEY="+key)
-	cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr
-	if err := cmd.Start(); err != nil {
-		log.Fatal(err)
-	}
-	benchenv.WaitTCP(addr, 30*time.Second)
+	addr, pid, stop := benchenv.HubProcess(key)
 	pub, err := signalr.New("Endpoint=http://"+addr+";AccessKey="+key+";Version=1.0;",
 		signalr.WithHTTPClient(&http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}))
 	if err != nil {
@@ -248,11 +238,11 @@ func startHub() server {
 	}
 	return server{
 		name: "changecast",
-		pid:  cmd.Process.Pid,
+		pid:  pid,
 		load: benchenv.LoadConfig{Proto: "signalr", URL: "ws://" + addr + "/client/?hub=orders", Key: key, Clients: *clients},
 		publish: func(ctx context.Context, group string, env []byte) error {
 			return pub.Publish(ctx, &publish.Batch{Audience: publish.Audience{Hub: "orders", Group: group, Method: "changes"}, Payload: env})
 		},
-		stop: func() { cmd.Process.Signal(os.Interrupt); cmd.Wait() },
+		stop: stop,
 	}
 }

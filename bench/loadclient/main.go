@@ -18,6 +18,12 @@
 // adds users to groups over REST). Centrifugo: -url
 // ws://HOST/connection/websocket -key HMACSECRET; client i subscribes to
 // channel g{i mod groups} (or "all" with -groups 0).
+//
+// Idle connections (bench/idle): -idle stops after the handshake (no
+// Centrifugo subscription), -first K names the users u{K}… so several
+// processes can share one server, and -sources N spreads the connections
+// over the source addresses 127.0.0.1…127.0.0.N (each has its own
+// ephemeral ports).
 package main
 
 import (
@@ -28,9 +34,12 @@ import (
 	"flag"
 	"fmt"
 	"log"
+	"net"
+	"net/http"
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/coder/websocket"
@@ -85,7 +94,16 @@ func main() {
 	n := flag.Int("clients", 100, "clients")
 	groups := flag.Int("groups", 0, "centrifugo: channels g0…g{groups-1}, client i in g{i mod groups}; 0: all in channel \"all\"")
 	dials := flag.Int("dials", 50, "connections opened at once")
+	first := flag.Int("first", 0, "index of the first client: users u{first}…")
+	sources := flag.Int("sources", 1, "source addresses 127.0.0.1…127.0.0.{sources}, client i on 127.0.0.{1 + i mod sources}")
+	flag.BoolVar(&idle, "idle", false, "centrifugo: connect without subscribing (idle connections)")
 	flag.Parse()
+	if *sources < 1 || *sources > 250 {
+		log.Fatal("loadclient: -sources must be 1…250")
+	}
+	for i := range *sources {
+		clientsBySource = append(clientsBySource, sourceClient(i+1))
+	}
 	if *url == "" || *key == "" {
 		log.Fatal("loadclient: -url and -key are required")
 	}
@@ -108,7 +126,7 @@ func main() {
 			var once sync.Once
 			ready := func() { once.Do(func() { <-sem; readyWG.Done() }) }
 			defer ready()
-			c, err := dial(ctx, *proto, *url, *key, i, *groups)
+			c, err := dial(ctx, *proto, *url, *key, *first+i, *groups)
 			if err != nil {
 				failed.Add(1)
 				if failed.Load() <= 3 {
@@ -205,12 +223,15 @@ func dial(ctx context.Context, proto, url, key string, i, groups int) (*websocke
 			ch = fmt.Sprintf("g%d", i%groups)
 		}
 		first = fmt.Appendf(nil, `{"id":1,"connect":{"token":%q,"name":"loadclient"}}`+"\n"+`{"id":2,"subscribe":{"channel":%q}}`, tok, ch)
+		if idle {
+			first = fmt.Appendf(nil, `{"id":1,"connect":{"token":%q,"name":"loadclient"}}`, tok)
+		}
 	default:
 		return nil, fmt.Errorf("unknown protocol %q", proto)
 	}
 	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	c, _, err := websocket.Dial(dctx, url, nil)
+	c, _, err := websocket.Dial(dctx, url, &websocket.DialOptions{HTTPClient: clientsBySource[i%len(clientsBySource)]})
 	if err != nil {
 		return nil, err
 	}
@@ -220,6 +241,34 @@ func dial(ctx context.Context, proto, url, key string, i, groups int) (*websocke
 		return nil, err
 	}
 	return c, nil
+}
+
+var (
+	idle            bool
+	clientsBySource []*http.Client
+)
+
+// ipBindAddressNoPort is Linux's IP_BIND_ADDRESS_NO_PORT (not in package
+// syscall): a socket bound to a source address takes its port at connect,
+// so ports are shared across destinations as an unbound socket's are.
+const ipBindAddressNoPort = 24
+
+// sourceClient dials from 127.0.0.{n}: one address has about 28,000
+// ephemeral ports, fewer than a run of idle connections may need.
+func sourceClient(n int) *http.Client {
+	d := &net.Dialer{
+		LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(n))},
+		Control: func(_, _ string, rc syscall.RawConn) error {
+			var serr error
+			if err := rc.Control(func(fd uintptr) {
+				serr = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_IP, ipBindAddressNoPort, 1)
+			}); err != nil {
+				return err
+			}
+			return serr
+		},
+	}
+	return &http.Client{Transport: &http.Transport{DialContext: d.DialContext}}
 }
 
 // readSignalR reads the handshake answer (then calls ready) and every
@@ -286,7 +335,7 @@ func readCentrifugo(ctx context.Context, c *websocket.Conn, st *stats, ready fun
 			switch {
 			case len(m.Error) > 0:
 				return fmt.Errorf("centrifugo error: %s", m.Error)
-			case m.ID == 2:
+			case m.ID == 2 || (idle && m.ID == 1):
 				ready()
 			case m.ID == 0 && m.Push == nil:
 				// A ping: answer with a pong.

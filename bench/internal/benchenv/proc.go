@@ -162,7 +162,10 @@ type LoadConfig struct {
 	URL     string
 	Key     string
 	Clients int
-	Groups  int // centrifugo channels; 0: one channel "all"
+	Groups  int  // centrifugo channels; 0: one channel "all"
+	First   int  // index of the first client (user u{First}), for several processes on one server
+	Sources int  // source addresses 127.0.0.1…127.0.0.{Sources}; 0: 1
+	Idle    bool // centrifugo: connect only, no subscription
 }
 
 // StartLoad starts the clients in their own process on the load core and
@@ -170,7 +173,8 @@ type LoadConfig struct {
 func StartLoad(c LoadConfig) *Load {
 	bin := Binary("loadclient", "github.com/changecast/changecast/bench/loadclient")
 	cmd := Command(LoadCore, bin, "-proto", c.Proto, "-url", c.URL, "-key", c.Key,
-		"-clients", fmt.Sprint(c.Clients), "-groups", fmt.Sprint(c.Groups))
+		"-clients", fmt.Sprint(c.Clients), "-groups", fmt.Sprint(c.Groups),
+		"-first", fmt.Sprint(c.First), "-sources", fmt.Sprint(max(c.Sources, 1)), fmt.Sprintf("-idle=%v", c.Idle))
 	cmd.Stderr = os.Stderr
 	in, err := cmd.StdinPipe()
 	if err != nil {
@@ -293,4 +297,37 @@ func LoadAvg() string {
 		return f[0]
 	}
 	return "?"
+}
+
+// RSS is process pid's resident set (VmRSS of /proc/PID/status) in bytes;
+// 0 when it cannot be read.
+func RSS(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			var kb int64
+			fmt.Sscan(rest, &kb)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+// HubProcess runs `changecast hub` (the binary, pinned to the server core)
+// serving hub orders on a free loopback port with access key key; stop
+// interrupts it and waits.
+func HubProcess(key string) (addr string, pid int, stop func()) {
+	bin := Binary("changecast", "github.com/changecast/changecast/cmd/changecast")
+	addr = fmt.Sprintf("127.0.0.1:%d", FreePort())
+	cmd := Command(ServerCore, bin, "hub", "-listen", addr, "-hub", "orders")
+	cmd.Env = append(os.Environ(), "CHANGECAST_HUB_ACCESS_KEY="+key)
+	cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr
+	if err := cmd.Start(); err != nil {
+		log.Fatal(err)
+	}
+	WaitTCP(addr, 30*time.Second)
+	return addr, cmd.Process.Pid, func() { cmd.Process.Signal(os.Interrupt); cmd.Wait() }
 }

@@ -37,13 +37,8 @@ type Server struct {
 // ($CHANGECAST_BENCH_CACHE, default ~/.cache/changecast-bench), built when
 // missing.
 func Binary() string {
-	dir := os.Getenv("CHANGECAST_BENCH_CACHE")
-	if dir == "" {
-		home, _ := os.UserHomeDir()
-		dir = filepath.Join(home, ".cache", "changecast-bench")
-	}
-	bin := filepath.Join(dir, "centrifugo-"+Version)
-	if _, err := os.Stat(bin); err == nil {
+	dir, bin := cached()
+	if Built() {
 		return bin
 	}
 	fmt.Printf("building Centrifugo %s into %s (go install; a few minutes, once)...\n", Version, dir)
@@ -68,6 +63,24 @@ func Binary() string {
 	}
 	fmt.Printf("built Centrifugo %s in %v\n", Version, time.Since(start).Round(time.Second))
 	return bin
+}
+
+// Built reports whether the binary is in the cache folder already (Start
+// would not build it).
+func Built() bool {
+	_, bin := cached()
+	_, err := os.Stat(bin)
+	return err == nil
+}
+
+// cached is the cache folder and the binary's path in it.
+func cached() (dir, bin string) {
+	dir = os.Getenv("CHANGECAST_BENCH_CACHE")
+	if dir == "" {
+		home, _ := os.UserHomeDir()
+		dir = filepath.Join(home, ".cache", "changecast-bench")
+	}
+	return dir, filepath.Join(dir, "centrifugo-"+Version)
 }
 
 // Start runs the server on a free loopback port with a config of the same
