@@ -155,6 +155,37 @@ func (w *world) startSnap(cfg workerConfig) *cosmos.Container {
 	r := cfg.runnerOf(w.t, cont)
 	testkit.Run(w.t, r.Run)
 	testkit.Until(w.t, patience, "runner ready", r.Ready)
+	if cfg.Feed.RoutingIndex {
+		// Each lease reads its whole range once to seed its routing index,
+		// then polls (25 items a page): tests that count the snapshot's
+		// own reads start once every range polls.
+		cc, err := w.client().NewContainer(cont.Database, cont.Container)
+		if err != nil {
+			w.t.Fatal(err)
+		}
+		frs, err := cc.ReadFeedRanges(context.Background(), nil)
+		if err != nil {
+			w.t.Fatal(err)
+		}
+		testkit.Until(w.t, patience, "every lease's routing index seeded", func() bool {
+			seeded, polled := map[string]bool{}, map[string]bool{}
+			for _, rq := range w.srv.Requests(emulator.KindChangeFeed) {
+				id := rq.Header.Get("X-Ms-Documentdb-Partitionkeyrangeid")
+				switch {
+				case rq.Header.Get("X-Ms-Max-Item-Count") == "25":
+					polled[id] = true
+				case rq.Header.Get("X-Ms-Documentdb-Partitionkey") == "":
+					seeded[id] = true
+				}
+			}
+			for id := range seeded {
+				if !polled[id] {
+					return false
+				}
+			}
+			return len(polled) >= len(frs)
+		})
+	}
 	return cont
 }
 
@@ -282,17 +313,6 @@ func TestSnapshotOneDocument(t *testing.T) {
 			cfg.Feed.DeleteField = "/_deleted"
 			cont := w.startSnap(cfg)
 			truth := containerDocs(t, w.client(), coll)
-			// The stream polls (25 items a page) once its routing index is
-			// seeded: the seed's whole-range reads come before, not among
-			// the one-document reads counted below.
-			testkit.Until(t, patience, "the stream's first poll", func() bool {
-				for _, rq := range w.srv.Requests(emulator.KindChangeFeed) {
-					if rq.Header.Get("X-Ms-Max-Item-Count") == "25" {
-						return true
-					}
-				}
-				return false
-			})
 			w.srv.ResetCounts()
 			for _, id := range []string{"d03", "d05", "d17"} {
 				p, err := cont.Snapshot(context.Background(), changefeed.SnapshotQuery{Collection: coll, ID: id, Limit: 1})
