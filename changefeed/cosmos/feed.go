@@ -45,7 +45,7 @@ type FeedConfig struct {
 	// ErrorAfter: failed reads are logged at WARN, and at ERROR once they
 	// have failed for this long. Default 2 minutes.
 	ErrorAfter time.Duration
-	Logger                 *slog.Logger
+	Logger     *slog.Logger
 }
 
 // Defaults of FeedConfig.
