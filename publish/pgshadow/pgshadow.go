@@ -50,7 +50,7 @@ func New(ctx context.Context, pool *pgxpool.Pool, table string) (*Store, error) 
 		method text NOT NULL DEFAULT '',
 		saved_at timestamptz NOT NULL DEFAULT now())`, s.table))
 	var pe interface{ SQLState() string }
-	if errors.As(err, &pe) && (pe.SQLState() == "23505" || pe.SQLState() == "42P07") {
+	if errors.As(err, &pe) && (pe.SQLState() == "23505" || pe.SQLState() == "42P07" || pe.SQLState() == "42710") {
 		err = nil // another instance created it at the same time
 	}
 	if err != nil {
