@@ -6,9 +6,10 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
-	"github.com/coder/websocket"
+	"github.com/gobwas/ws"
 )
 
 // Timeouts of a client connection; the defaults are ASP.NET Core SignalR's
@@ -78,9 +79,18 @@ type sendQueue struct {
 	bytes  int
 	max    int
 	closed bool
-	held   bool                 // nothing is taken until release (see conn.receive)
-	code   websocket.StatusCode // once closed: the WebSocket close status
-	notify chan struct{}        // cap 1: "items is not empty or closed"
+	held   bool          // nothing is taken until release (see conn.receive)
+	code   ws.StatusCode // once closed: the WebSocket close status
+	notify chan struct{} // cap 1: "items is not empty or closed"
+
+	// A WebSocket has no writer goroutine while it has nothing to send:
+	// waker (set while one is attached, for its generation wakeGen)
+	// starts one once there is something to take, and writing is true
+	// until that writer finds the queue empty (takeOrPark). Server-Sent
+	// Events and long polls wait on notify instead.
+	waker   func()
+	wakeGen int
+	writing bool
 
 	// Stateful reconnect.
 	stateful     bool
@@ -145,7 +155,7 @@ func (q *sendQueue) push(b []byte, sequenced bool) bool {
 // pushLast queues b (when not nil) whatever the bound and closes the
 // queue: b is the last message the client gets (a Close message), and the
 // WebSocket is then closed with code.
-func (q *sendQueue) pushLast(b []byte, code websocket.StatusCode) bool {
+func (q *sendQueue) pushLast(b []byte, code ws.StatusCode) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.closed {
@@ -160,6 +170,13 @@ func (q *sendQueue) pushLast(b []byte, code websocket.StatusCode) bool {
 }
 
 func (q *sendQueue) signal() {
+	if q.waker != nil {
+		if !q.writing && q.wakeGen == q.gen && (q.closed || !q.held && len(q.items) > 0) {
+			q.writing = true
+			q.waker()
+		}
+		return
+	}
 	select {
 	case q.notify <- struct{}{}:
 	default:
@@ -171,9 +188,13 @@ func (q *sendQueue) signal() {
 // the queue keeps its own array: no allocation per delivery); closed
 // reports that nothing will follow, and code how to close the WebSocket
 // then. stale reports that a newer transport took over (nothing is taken).
-func (q *sendQueue) take(gen int, frames [][]byte) (_ [][]byte, closed bool, code websocket.StatusCode, stale bool) {
+func (q *sendQueue) take(gen int, frames [][]byte) (_ [][]byte, closed bool, code ws.StatusCode, stale bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	return q.takeLocked(gen, frames)
+}
+
+func (q *sendQueue) takeLocked(gen int, frames [][]byte) (_ [][]byte, closed bool, code ws.StatusCode, stale bool) {
 	frames = frames[:0]
 	if gen != q.gen {
 		return frames, false, 0, true
@@ -196,6 +217,41 @@ func (q *sendQueue) take(gen int, frames [][]byte) (_ [][]byte, closed bool, cod
 	}
 	q.bytes = 0
 	return frames, q.closed, q.code, false
+}
+
+// setWaker attaches the writer starter of transport generation gen (see
+// waker); it starts a writer at once when something is queued.
+func (q *sendQueue) setWaker(gen int, wake func()) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if gen != q.gen {
+		return // a newer transport took over already
+	}
+	q.waker, q.wakeGen, q.writing = wake, gen, false
+	q.signal()
+}
+
+// clearWaker detaches generation gen's writer starter: what is pushed
+// from now on waits for the next transport.
+func (q *sendQueue) clearWaker(gen int) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.wakeGen == gen {
+		q.waker = nil
+	}
+}
+
+// takeOrPark is take for a writer started by the waker: when there is
+// nothing to take it reports parked, and the next push starts a new writer.
+func (q *sendQueue) takeOrPark(gen int, frames [][]byte) (_ [][]byte, closed bool, code ws.StatusCode, stale, parked bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if gen == q.gen && !q.closed && (q.held || len(q.items) == 0) {
+		q.writing = false
+		return frames[:0], false, 0, false, true
+	}
+	frames, closed, code, stale = q.takeLocked(gen, frames)
+	return frames, closed, code, stale, false
 }
 
 // ack drops the kept messages up to sequence id n, which the client has.
@@ -288,6 +344,10 @@ type conn struct {
 	detachedAt time.Time
 	ended      bool
 
+	// lastWrite is the keep-alive tick (Server.ticks) of the last write
+	// to the connection's WebSocket; 0: it never had one.
+	lastWrite atomic.Int64
+
 	// onHandshake registers the connection for sends.
 	onHandshake func(*conn) bool
 	endOnce     sync.Once
@@ -315,12 +375,12 @@ func (c *conn) close(reason string, allowReconnect bool) {
 	if cd == nil {
 		cd = jsonCodec{}
 	}
-	c.q.pushLast(cd.close(reason, allowReconnect), websocket.StatusNormalClosure)
+	c.q.pushLast(cd.close(reason, allowReconnect), ws.StatusNormalClosure)
 }
 
 // closeWith ends the connection after what is queued, with the message
 // last (when not nil) and the WebSocket close status code.
-func (c *conn) closeWith(last []byte, code websocket.StatusCode) {
+func (c *conn) closeWith(last []byte, code ws.StatusCode) {
 	c.q.pushLast(last, code)
 }
 
@@ -341,7 +401,7 @@ func (c *conn) end(cause error) {
 		c.mu.Lock()
 		c.ended = true
 		c.mu.Unlock()
-		c.q.pushLast(nil, websocket.StatusGoingAway)
+		c.q.pushLast(nil, ws.StatusGoingAway)
 		c.cancel(cause)
 	})
 }
@@ -437,7 +497,7 @@ func (c *conn) receive(data []byte, o *options) error {
 		case len(buf) <= maxReceive:
 			return nil
 		case !handshaken:
-			return c.refuseHandshake(errors.New("Handshake request is too large."), websocket.StatusMessageTooBig)
+			return c.refuseHandshake(errors.New("Handshake request is too large."), ws.StatusMessageTooBig)
 		}
 		return c.tooLarge()
 	}
@@ -448,7 +508,7 @@ func (c *conn) receive(data []byte, o *options) error {
 		case errors.Is(err, errIncomplete):
 			if len(buf) > maxReceive {
 				c.mu.Unlock()
-				return c.refuseHandshake(errors.New("Handshake request is too large."), websocket.StatusMessageTooBig)
+				return c.refuseHandshake(errors.New("Handshake request is too large."), ws.StatusMessageTooBig)
 			}
 			c.inbuf = buf
 			c.mu.Unlock()
@@ -456,13 +516,13 @@ func (c *conn) receive(data []byte, o *options) error {
 		case err == nil && len(buf)-len(rest)-1 > maxReceive:
 			err = errors.New("Handshake request is too large.")
 			c.mu.Unlock()
-			return c.refuseHandshake(err, websocket.StatusMessageTooBig)
+			return c.refuseHandshake(err, ws.StatusMessageTooBig)
 		case err == nil && h.Protocol == protoMessagePack && c.kind == transportServerSentEvents:
 			err = errors.New("Cannot use the 'messagepack' protocol on the current transport. The transport does not support 'Binary' transfer format.")
 			fallthrough
 		case err != nil:
 			c.mu.Unlock()
-			return c.refuseHandshake(err, websocket.StatusPolicyViolation)
+			return c.refuseHandshake(err, ws.StatusPolicyViolation)
 		}
 		c.codec = codecFor(h.Protocol)
 		c.handshaken = true
@@ -483,7 +543,7 @@ func (c *conn) receive(data []byte, o *options) error {
 		ok := c.onHandshake(c)
 		c.q.release()
 		if !ok {
-			c.closeWith(cd.close("Server is shutting down.", true), websocket.StatusGoingAway)
+			c.closeWith(cd.close("Server is shutting down.", true), ws.StatusGoingAway)
 			return errServerClosed
 		}
 	}
@@ -515,19 +575,19 @@ func (c *conn) receive(data []byte, o *options) error {
 	return nil
 }
 
-func (c *conn) refuseHandshake(err error, code websocket.StatusCode) error {
+func (c *conn) refuseHandshake(err error, code ws.StatusCode) error {
 	c.closeWith(handshakeError(err.Error()), code)
 	return err
 }
 
 func (c *conn) tooLarge() error {
-	c.closeWith(c.codec.close("Connection closed with an error: message too large.", false), websocket.StatusMessageTooBig)
+	c.closeWith(c.codec.close("Connection closed with an error: message too large.", false), ws.StatusMessageTooBig)
 	return errTooLarge
 }
 
 func (c *conn) protocolError(err error) error {
 	c.log.Debug("hub: protocol error", "err", err)
-	c.closeWith(c.codec.close("Connection closed with an error: invalid message.", false), websocket.StatusPolicyViolation)
+	c.closeWith(c.codec.close("Connection closed with an error: invalid message.", false), ws.StatusPolicyViolation)
 	return err
 }
 
@@ -539,7 +599,7 @@ func (c *conn) handle(cd codec, rec []byte) error {
 	}
 	switch m.Type {
 	case typeClose:
-		c.closeWith(nil, websocket.StatusNormalClosure)
+		c.closeWith(nil, ws.StatusNormalClosure)
 		return errClientClosed
 	case typeAck:
 		c.q.ack(m.SequenceID)
@@ -588,7 +648,7 @@ func (c *conn) handle(cd codec, rec []byte) error {
 // without writes, until the queue is closed (it returns errServerClosed
 // and the close code after the last message), ctx ends, a newer transport
 // takes over, or write fails.
-func (c *conn) pump(ctx context.Context, gen int, keepAlive time.Duration, write func([]byte) error) (websocket.StatusCode, error) {
+func (c *conn) pump(ctx context.Context, gen int, keepAlive time.Duration, write func([]byte) error) (ws.StatusCode, error) {
 	ping := time.NewTimer(keepAlive)
 	defer ping.Stop()
 	var buf []byte
@@ -605,7 +665,7 @@ func (c *conn) pump(ctx context.Context, gen int, keepAlive time.Duration, write
 			}
 		case <-c.q.notify:
 			var last, stale bool
-			var code websocket.StatusCode
+			var code ws.StatusCode
 			frames, last, code, stale = c.q.take(gen, frames)
 			if stale {
 				// The newer transport may have missed the signal.

@@ -205,6 +205,16 @@ func (r *registry) liveConns() []*conn {
 	return out
 }
 
+// eachLive calls fn for every open connection, under the registry's read
+// lock: fn must not take it (a push that ends a slow connection is fine).
+func (r *registry) eachLive(fn func(*conn)) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	for _, c := range r.live {
+		fn(c)
+	}
+}
+
 // addPending records a negotiated connection under the id the client will
 // present; sweep drops it once expired. Negotiated connections waiting for
 // their WebSocket are bounded like open ones (errTooManyConns).

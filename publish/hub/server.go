@@ -13,6 +13,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -149,6 +150,9 @@ type Server struct {
 	mu         sync.Mutex
 	closing    bool
 	wg         sync.WaitGroup
+	// ticks counts keepAliveLoop's periods (from 1): a connection's
+	// lastWrite is one of them.
+	ticks atomic.Int64
 }
 
 // New builds a hub from cfg, with the defaults applied to its zero fields
@@ -179,6 +183,7 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 	if cfg.PublicURL != "" {
 		s.pub, _ = parsePublicURL(cfg.PublicURL) // valid: checked above
 	}
+	s.ticks.Store(1)
 	s.transports = map[transport]bool{}
 	for _, t := range cfg.Transports {
 		for _, k := range []transport{transportWebSockets, transportServerSentEvents, transportLongPolling} {
@@ -352,6 +357,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	sweepCtx, stopSweep := context.WithCancel(context.Background())
 	swept := make(chan struct{})
 	go func() { defer close(swept); s.sweepLoop(sweepCtx) }()
+	pinged := make(chan struct{})
+	go func() { defer close(pinged); s.keepAliveLoop(sweepCtx) }()
+	defer func() { <-pinged }()
 	defer func() { stopSweep(); <-swept }()
 
 	var err error
