@@ -218,11 +218,17 @@ func (s *Server) clientConnect(w http.ResponseWriter, r *http.Request) {
 // the limits until Server.finish.
 func (s *Server) newConn(p pendingConn, token string, kind transport) (*conn, error) {
 	now := time.Now()
+	newQueue := newSendQueue
+	if kind == transportWebSockets {
+		newQueue = newWakerQueue
+	}
 	ctx, cancel := context.WithCancelCause(s.baseCtx)
-	c := &conn{id: p.id, token: token, hub: p.hub, user: p.user, kind: kind, statefulOK: p.stateful,
-		q: newSendQueue(s.o.sendQueueBytes), ctx: ctx, cancel: cancel, created: now, lastSeen: now, detachedAt: now,
+	// token may be a piece of the request's URL: cloned, so that the
+	// connection does not keep the whole request line.
+	c := &conn{id: p.id, token: strings.Clone(token), hub: p.hub, user: p.user, kind: kind, statefulOK: p.stateful,
+		q: newQueue(s.o.sendQueueBytes), ctx: ctx, cancel: cancel, created: now, lastSeen: now, detachedAt: now,
 		onHandshake: s.register}
-	c.log = s.o.log.With("hub", c.hub, "connection", c.id, "transport", kind.String())
+	c.baseLog = s.o.log
 	if err := s.reg.open(c); err != nil {
 		cancel(err)
 		return nil, err
@@ -239,7 +245,7 @@ func (s *Server) register(c *conn) bool {
 	if s.bp != nil {
 		s.bp.connected(c)
 	}
-	c.log.Debug("hub: client connected", "user", c.user)
+	c.logger().Debug("hub: client connected", "user", c.user)
 	return true
 }
 
@@ -253,9 +259,9 @@ func (s *Server) finish(c *conn) {
 	}
 	cause := context.Cause(c.ctx)
 	if errors.Is(cause, errSlowClient) {
-		c.log.Warn("hub: client disconnected: its send queue is full")
+		c.logger().Warn("hub: client disconnected: its send queue is full")
 	} else {
-		c.log.Debug("hub: client disconnected", "cause", cause)
+		c.logger().Debug("hub: client disconnected", "cause", cause)
 	}
 }
 

@@ -107,6 +107,12 @@ func newSendQueue(max int) *sendQueue {
 	return &sendQueue{max: max, notify: make(chan struct{}, 1), held: true}
 }
 
+// newWakerQueue is newSendQueue for a WebSocket connection, whose writers
+// the waker starts: it has no notify channel.
+func newWakerQueue(max int) *sendQueue {
+	return &sendQueue{max: max, held: true}
+}
+
 // release lets takers take (the handshake answer first).
 func (q *sendQueue) release() {
 	q.mu.Lock()
@@ -321,7 +327,7 @@ type conn struct {
 	q                    *sendQueue
 	ctx                  context.Context
 	cancel               context.CancelCauseFunc
-	log                  *slog.Logger
+	baseLog              *slog.Logger // see logger
 	created              time.Time
 	groups               map[string]struct{} // connection-level groups; registry lock
 
@@ -340,7 +346,7 @@ type conn struct {
 	lastSeen   time.Time
 	attached   int // transport generation attached; 0: none
 	attachGen  int
-	curCancel  context.CancelCauseFunc
+	curStop    func(error) // stops the attached transport
 	detachedAt time.Time
 	ended      bool
 
@@ -353,11 +359,18 @@ type conn struct {
 	endOnce     sync.Once
 }
 
+// logger is the connection's logger. It is made when something is logged
+// (connecting, leaving, errors), not kept: an idle connection holds no
+// formatted attributes.
+func (c *conn) logger() *slog.Logger {
+	return c.baseLog.With("hub", c.hub, "connection", c.id, "transport", c.kind.String())
+}
+
 // send queues an Invocation; a client that cannot keep up is disconnected.
 func (c *conn) send(o *outbound) {
 	b := c.codec.invocation(o)
 	if b == nil {
-		c.log.Warn("hub: message cannot be encoded for the client's protocol; not sent")
+		c.logger().Warn("hub: message cannot be encoded for the client's protocol; not sent")
 		return
 	}
 	c.push(b, true)
@@ -400,9 +413,13 @@ func (c *conn) end(cause error) {
 	c.endOnce.Do(func() {
 		c.mu.Lock()
 		c.ended = true
+		stop := c.curStop
 		c.mu.Unlock()
 		c.q.pushLast(nil, ws.StatusGoingAway)
 		c.cancel(cause)
+		if stop != nil {
+			stop(cause)
+		}
 	})
 }
 
@@ -423,13 +440,32 @@ func (c *conn) attach(resume bool) (ctx context.Context, gen int, detach func(),
 	if c.ended {
 		return nil, 0, nil, false
 	}
-	if c.curCancel != nil {
-		c.curCancel(errReplaced)
-	}
 	ctx, cancel := context.WithCancelCause(c.ctx)
+	gen, detach = c.attachLocked(resume, cancel)
+	return ctx, gen, detach, true
+}
+
+// attachStop is attach for a transport that stops through stop (called
+// with the cause: the connection ended, or a newer transport took over)
+// rather than through a context: a WebSocket, which this way keeps no
+// context of its own while idle.
+func (c *conn) attachStop(resume bool, stop func(error)) (gen int, detach func(), ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ended {
+		return 0, nil, false
+	}
+	gen, detach = c.attachLocked(resume, stop)
+	return gen, detach, true
+}
+
+func (c *conn) attachLocked(resume bool, stop func(error)) (gen int, detach func()) {
+	if c.curStop != nil {
+		c.curStop(errReplaced)
+	}
 	c.attachGen++
 	mine := c.attachGen
-	c.attached, c.curCancel = mine, cancel
+	c.attached, c.curStop = mine, stop
 	if resume {
 		gen = c.q.resume(c.codec.sequence)
 		c.recvNext = 0 // the client starts with its Sequence message
@@ -439,15 +475,15 @@ func (c *conn) attach(resume bool) (ctx context.Context, gen int, detach func(),
 		c.q.mu.Unlock()
 	}
 	detach = func() {
-		cancel(nil)
+		stop(nil)
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		if c.attached == mine {
-			c.attached, c.curCancel, c.detachedAt = 0, nil, time.Now()
+			c.attached, c.curStop, c.detachedAt = 0, nil, time.Now()
 			c.q.detach()
 		}
 	}
-	return ctx, gen, detach, true
+	return gen, detach
 }
 
 // expired reports why the connection should end at now, or nil: a
@@ -586,7 +622,7 @@ func (c *conn) tooLarge() error {
 }
 
 func (c *conn) protocolError(err error) error {
-	c.log.Debug("hub: protocol error", "err", err)
+	c.logger().Debug("hub: protocol error", "err", err)
 	c.closeWith(c.codec.close("Connection closed with an error: invalid message.", false), ws.StatusPolicyViolation)
 	return err
 }

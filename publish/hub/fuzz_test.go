@@ -128,7 +128,7 @@ func anyInt(v any) (int64, bool) {
 func fuzzConn(kind transport) *conn {
 	ctx, cancel := context.WithCancelCause(context.Background())
 	return &conn{id: "c", token: "t", hub: "chat", user: "u", kind: kind, q: newSendQueue(64 << 20), ctx: ctx, cancel: cancel,
-		log: slog.New(slog.DiscardHandler), created: time.Now(), onHandshake: func(*conn) bool { return true }}
+		baseLog: slog.New(slog.DiscardHandler), created: time.Now(), onHandshake: func(*conn) bool { return true }}
 }
 
 // FuzzReceive: the bodies a Server-Sent Events or long-polling client

@@ -385,6 +385,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	case <-time.After(s.o.shutdownGrace):
 		s.o.log.Warn("hub: clients did not close in time; cutting them")
 		s.cancelBase()
+		for _, c := range s.reg.liveConns() {
+			c.end(errServerClosed) // a WebSocket stops this way, not by its context
+		}
 		<-done
 	}
 	s.cancelBase()
@@ -447,7 +450,7 @@ func tickLoop(ctx context.Context, every time.Duration, fn func(time.Time)) {
 func (s *Server) sweepConns(now time.Time) {
 	for _, c := range s.reg.liveConns() {
 		if err := c.expired(now, &s.o); err != nil {
-			c.log.Debug("hub: connection expired", "err", err)
+			c.logger().Debug("hub: connection expired", "err", err)
 			c.end(err)
 		}
 		s.finish(c)

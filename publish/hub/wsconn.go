@@ -236,6 +236,9 @@ type wsTransport struct {
 	fr  frameReader
 	rdl time.Time // reader: the read deadline set last
 
+	detach func()
+	cause  atomic.Pointer[error] // why the transport was stopped (stop)
+
 	writers   sync.WaitGroup
 	dead      atomic.Bool // the transport ends: writers and the reader stop
 	closeSent atomic.Bool // a Close frame went out (written under wmu)
@@ -282,42 +285,57 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, c *conn,
 	go t.run(resume)
 }
 
-// run is the transport's reader and owner: it attaches the transport,
-// reads until the client leaves, goes silent for the client timeout, or
-// the connection ends, then waits for its writer and closes the socket.
+// run attaches the transport and starts reading: readNext.
 func (t *wsTransport) run(resume bool) {
 	s, c := t.s, t.c
-	defer s.wg.Done()
-	tctx, gen, detach, ok := c.attach(resume)
+	gen, detach, ok := c.attachStop(resume, t.stop)
 	if !ok {
 		t.nc.Close()
 		t.fr.r = t.fr.w
 		t.fr.release()
+		s.wg.Done()
 		return
 	}
-	defer s.finish(c)
-	defer detach()
-	t.gen = gen
+	t.gen, t.detach = gen, detach
 	if resume {
-		c.log.Debug("hub: client reconnected (stateful)")
+		c.logger().Debug("hub: client reconnected (stateful)")
 	}
-	// The connection ending, or a newer transport taking over, stops
-	// both directions at once.
-	stop := context.AfterFunc(tctx, t.kill)
 	c.lastWrite.Store(s.ticks.Load())
 	c.q.setWaker(gen, t.startWriter)
+	t.readNext()
+}
 
-	rerr, last := t.read(tctx)
+// readNext reads and handles the client's next message, then hands the
+// reading on to a fresh goroutine and returns: the goroutine that waits
+// for the client thus starts with a small stack, not one grown by
+// handling a message (a handshake, say), and an idle connection holds
+// 2 KB of stack instead of 8 (bench/idle). The client sends a few
+// messages a minute (pings), so the goroutine this costs per message does
+// not count. When reading ends, it ends the transport.
+func (t *wsTransport) readNext() {
+	err, last, more := t.readOne()
+	if more {
+		go t.readNext()
+		return
+	}
+	t.end(err, last)
+}
 
-	stop()
-	c.q.clearWaker(gen)
+// end waits for the writer, closes the socket and decides what the
+// connection does: wait for a stateful reconnect, or end.
+func (t *wsTransport) end(rerr error, last bool) {
+	s, c := t.s, t.c
+	defer s.wg.Done()
+	defer s.finish(c)
+	defer t.detach()
+	c.q.clearWaker(t.gen)
 	t.dead.Store(true)
 	t.nc.Close()
 	t.writers.Wait()
 	t.fr.r = t.fr.w
 	t.fr.release()
 
-	cause := context.Cause(tctx)
+	cause := t.stopCause()
 	t.wmu.Lock()
 	werr := t.werr
 	t.wmu.Unlock()
@@ -328,7 +346,7 @@ func (t *wsTransport) run(resume bool) {
 	case c.isStateful() && !closing && !errors.Is(rerr, errClientTimeout) && s.baseCtx.Err() == nil:
 		// The transport dropped: the connection waits for its client
 		// to come back within the stateful reconnect window.
-		c.log.Debug("hub: transport lost; waiting for a stateful reconnect", "read", rerr, "write", werr)
+		c.logger().Debug("hub: transport lost; waiting for a stateful reconnect", "read", rerr, "write", werr)
 	default:
 		switch {
 		case cause != nil:
@@ -343,54 +361,73 @@ func (t *wsTransport) run(resume bool) {
 	}
 }
 
+// stop stops the transport for cause (nil: it ends by itself); the
+// connection calls it when it ends or a newer transport takes over.
+func (t *wsTransport) stop(cause error) {
+	if cause != nil {
+		t.cause.CompareAndSwap(nil, &cause)
+	}
+	t.kill()
+}
+
+// stopCause is why the transport was stopped; nil if it was not.
+func (t *wsTransport) stopCause() error {
+	if p := t.cause.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
 // kill makes the socket's reads and writes fail now.
 func (t *wsTransport) kill() {
 	t.dead.Store(true)
 	_ = t.nc.SetDeadline(aLongTimeAgo)
 }
 
-// read hands the client's messages to the connection until the
-// transport ends. last reports that the connection's last message (a
-// handshake refusal, a Close) is queued: the writer sends it and a Close
-// frame, and read waits for the client's Close frame before it returns.
-func (t *wsTransport) read(ctx context.Context) (err error, last bool) {
+// readOne hands the client's next message to the connection; more
+// reports that reading goes on. Otherwise err says why it ended, and last
+// that the connection's last message (a handshake refusal, a Close) is
+// queued: the writer sends it and a Close frame, and readOne waits for the
+// client's Close frame before it returns.
+func (t *wsTransport) readOne() (err error, last, more bool) {
 	c, o := t.c, &t.s.o
-	var msg []byte
-	defer func() { t.fr.release() }()
-	for {
-		if !t.armRead(o.clientTimeout) {
-			return t.why(ctx, io.EOF), false
-		}
-		msg, _, err = t.fr.next(msg[:0], t.pong)
-		switch {
-		case errors.Is(err, errTooLarge):
-			if c.codecNow() == nil {
-				err = c.refuseHandshake(errors.New("Handshake request is too large."), ws.StatusMessageTooBig)
-			} else {
-				err = c.tooLarge()
-			}
-			return err, t.drain()
-		case err != nil:
-			return t.why(ctx, err), false
-		}
-		err = c.receive(msg, o)
-		if cap(msg) > readBufSize {
-			msg = nil // a large message's buffer is not kept
-		}
-		if err != nil {
-			return err, t.drain()
-		}
+	if !t.armRead(o.clientTimeout) {
+		return t.why(io.EOF), false, false
 	}
+	mp := readBufs.Get().(*[]byte)
+	defer func() {
+		if cap(*mp) == readBufSize {
+			*mp = (*mp)[:readBufSize]
+			readBufs.Put(mp)
+		}
+	}()
+	*mp, _, err = t.fr.next((*mp)[:0], t.pong)
+	switch {
+	case errors.Is(err, errTooLarge):
+		if c.codecNow() == nil {
+			err = c.refuseHandshake(errors.New("Handshake request is too large."), ws.StatusMessageTooBig)
+		} else {
+			err = c.tooLarge()
+		}
+		return err, t.drain(), false
+	case err != nil:
+		return t.why(err), false, false
+	}
+	if err := c.receive(*mp, o); err != nil {
+		return err, t.drain(), false
+	}
+	t.fr.release()
+	return nil, false, true
 }
 
 // why names the reason a read failed: the transport's end, the writer's
 // failure, a client timeout, or the read's own error. A protocol error
 // gets the client a Close frame saying so.
-func (t *wsTransport) why(ctx context.Context, err error) error {
+func (t *wsTransport) why(err error) error {
 	var pe ws.ProtocolError
 	switch {
-	case ctx.Err() != nil:
-		return context.Cause(ctx)
+	case t.stopCause() != nil:
+		return t.stopCause()
 	case t.dead.Load():
 		t.wmu.Lock()
 		defer t.wmu.Unlock()
