@@ -52,6 +52,8 @@ var (
 	seconds    = flag.Float64("seconds", 5, "length of the latency phase")
 	publishers = flag.Int("publishers", 4, "concurrent publish calls in the throughput phase")
 	hubProfile = flag.String("hubprofile", "", "profile the hub instead of racing: run it in this process (REST API on loopback as usual) and write a CPU profile of its throughput phase here")
+	profPhase  = flag.String("hubprofile-phase", "throughput", "the phase -hubprofile profiles: throughput or latency")
+	runs       = flag.Int("runs", 1, "races of each server, alternated (Centrifugo first in odd runs, the hub first in even ones); every run's ratios are printed")
 )
 
 // server is one system under test, seen through its HTTP API.
@@ -61,7 +63,7 @@ type server struct {
 	load    benchenv.LoadConfig
 	publish func(ctx context.Context, group string, env []byte) error
 	stop    func()
-	start   func() // optional, when the throughput phase starts
+	start   func(phase string) // optional, when a phase ("latency", "throughput") starts
 }
 
 // envelope is one message: a batch envelope holding one change of about
@@ -77,9 +79,11 @@ func envelope(i, groups int) (group string, b []byte) {
 
 type result struct {
 	cpu           float64 // server CPU µs per delivery, throughput phase
+	latCPU        float64 // server CPU µs per delivery, latency phase (fixed rate)
 	rate          float64 // deliveries/s, throughput phase
 	p50, p99, max int64   // µs, latency phase
 	delivered     int64
+	rss           int64 // the server's peak resident set, bytes
 }
 
 func main() {
@@ -93,16 +97,28 @@ func main() {
 		fmt.Printf("%d clients in %d groups, messages of %d bytes; latency at %d msg/s (%d deliveries/s) for %.0fs, throughput over %d messages; pinned: %v\n",
 			*clients, *groups, len(b), *rate, *rate**clients / *groups, *seconds, *messages, benchenv.Pinned())
 	}
-	cent := race(startCentrifugo())
-	hub := race(startHub())
-	fmt.Printf("Centrifugo %s:        %9.0f deliveries/s, p50 %s, p99 %s\n", centrifugo.Version, cent.rate, benchenv.Ms(cent.p50), benchenv.Ms(cent.p99))
-	fmt.Printf("changecast built-in hub: %9.0f deliveries/s, p50 %s, p99 %s\n", hub.rate, benchenv.Ms(hub.p50), benchenv.Ms(hub.p99))
-	fmt.Printf("ratio throughput changecast/Centrifugo: %.2f (target ≥ 1.00)\n", hub.rate/cent.rate)
-	fmt.Printf("ratio p99 changecast/Centrifugo: %.2f (target ≤ 1.00)\n", float64(hub.p99)/float64(max(cent.p99, 1)))
-	// Steadier than deliveries/s on a shared machine, and what bounds
-	// them once a server's core is saturated.
-	fmt.Printf("ratio server CPU per delivery changecast/Centrifugo: %.2f (throughput at saturation is its inverse)\n", hub.cpu/cent.cpu)
+	for run := 1; run <= *runs; run++ {
+		var cent, hub result
+		if run%2 == 1 {
+			cent, hub = race(startCentrifugo()), race(startHub())
+		} else {
+			hub, cent = race(startHub()), race(startCentrifugo())
+		}
+		if *runs > 1 {
+			fmt.Printf("-- run %d of %d\n", run, *runs)
+		}
+		fmt.Printf("Centrifugo %s:        %9.0f deliveries/s, p50 %s, p99 %s, peak RSS %.1f MB\n", centrifugo.Version, cent.rate, benchenv.Ms(cent.p50), benchenv.Ms(cent.p99), mb(cent.rss))
+		fmt.Printf("changecast built-in hub: %9.0f deliveries/s, p50 %s, p99 %s, peak RSS %.1f MB\n", hub.rate, benchenv.Ms(hub.p50), benchenv.Ms(hub.p99), mb(hub.rss))
+		fmt.Printf("ratio throughput changecast/Centrifugo: %.2f (target ≥ 1.00)\n", hub.rate/cent.rate)
+		fmt.Printf("ratio p99 changecast/Centrifugo: %.2f (target ≤ 1.00)\n", float64(hub.p99)/float64(max(cent.p99, 1)))
+		// Steadier than deliveries/s on a shared machine, and what bounds
+		// them once a server's core is saturated.
+		fmt.Printf("ratio server CPU per delivery changecast/Centrifugo: %.2f at the fixed rate, %.2f at saturation (target ≤ 0.90; throughput at saturation is its inverse)\n", hub.latCPU/cent.latCPU, hub.cpu/cent.cpu)
+		fmt.Printf("ratio server peak RSS changecast/Centrifugo: %.2f (target ≤ 0.50)\n", float64(hub.rss)/float64(max(cent.rss, 1)))
+	}
 }
+
+func mb(b int64) float64 { return float64(b) / (1 << 20) }
 
 // profileHub runs the hub's fan-out in this process (its REST API on
 // loopback, the same out-of-process clients) and profiles the throughput
@@ -123,14 +139,22 @@ func profileHub() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	*seconds = 0.1
+	if *profPhase != "latency" {
+		*seconds = 0.1
+	}
 	race(server{name: "changecast (in-process, profiled)", pid: os.Getpid(),
 		load: benchenv.LoadConfig{Proto: "signalr", URL: "ws://" + addr + "/client/?hub=orders", Key: key, Clients: *clients},
 		publish: func(ctx context.Context, group string, env []byte) error {
 			return pub.Publish(ctx, &publish.Batch{Audience: publish.Audience{Hub: "orders", Group: group, Method: "changes"}, Payload: env})
 		},
-		stop:  stop,
-		start: func() { pprof.StartCPUProfile(f) },
+		stop: stop,
+		start: func(phase string) {
+			if phase == *profPhase {
+				pprof.StartCPUProfile(f)
+			} else {
+				pprof.StopCPUProfile()
+			}
+		},
 	})
 	pprof.StopCPUProfile()
 	f.Close()
@@ -154,6 +178,9 @@ func race(s server) result {
 	load.Reset()
 
 	// Latency at a steady rate.
+	if s.start != nil {
+		s.start("latency")
+	}
 	n := int(float64(*rate) * *seconds)
 	start := time.Now()
 	cpu := benchenv.CPU(s.pid)
@@ -167,14 +194,15 @@ func race(s server) result {
 		}
 	}
 	lat := load.WaitFor(int64(n)*perGroup, 30*time.Second)
+	latCPU := float64((benchenv.CPU(s.pid) - cpu).Microseconds()) / float64(max(lat.Deliveries, 1))
 	fmt.Printf("%s latency: %d msg/s to %d clients: %d deliveries, p50 %s, p90 %s, p99 %s, max %s; server CPU %.1f µs per delivery (load average %s)\n", s.name, *rate, *clients,
 		lat.Deliveries, benchenv.Ms(lat.P50), benchenv.Ms(lat.P90), benchenv.Ms(lat.P99), benchenv.Ms(lat.Max),
-		float64((benchenv.CPU(s.pid)-cpu).Microseconds())/float64(max(lat.Deliveries, 1)), benchenv.LoadAvg())
+		latCPU, benchenv.LoadAvg())
 
 	// Throughput: everything at once from a few callers.
 	load.Reset()
 	if s.start != nil {
-		s.start()
+		s.start("throughput")
 	}
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -201,7 +229,7 @@ func race(s server) result {
 	thr := load.WaitFor(int64(*messages)*perGroup, 2*time.Minute)
 	span := time.Duration(thr.Last - start.UnixNano())
 	r := result{rate: float64(thr.Deliveries) / span.Seconds(), p50: lat.P50, p99: lat.P99, max: lat.Max, delivered: thr.Deliveries,
-		cpu: float64((benchenv.CPU(s.pid) - cpu).Microseconds()) / float64(max(thr.Deliveries, 1))}
+		cpu: float64((benchenv.CPU(s.pid) - cpu).Microseconds()) / float64(max(thr.Deliveries, 1)), latCPU: latCPU, rss: benchenv.PeakRSS(s.pid)}
 	fmt.Printf("%s throughput: %d messages published in %v, %d deliveries in %v: %.0f deliveries/s, server CPU %.1f µs per delivery (p99 under that load %s)\n", s.name, *messages,
 		published.Round(time.Millisecond), thr.Deliveries, span.Round(time.Millisecond), r.rate,
 		r.cpu, benchenv.Ms(thr.P99))

@@ -170,7 +170,7 @@ func main() {
 				cs := append([]*websocket.Conn(nil), conns...)
 				mu.Unlock()
 				for _, c := range cs {
-					wctx, stop := context.WithTimeout(ctx, time.Second)
+					wctx, stop := context.WithTimeout(ctx, 10*time.Second) // the client core is saturated in a throughput phase: a tight bound lost clients
 					c.Write(wctx, websocket.MessageText, []byte("{\"type\":6}\x1e"))
 					stop()
 				}

@@ -518,7 +518,10 @@ func (t *wsTransport) send(a, b []byte, closing bool) error {
 		return errServerClosed
 	}
 	now := time.Now()
-	if dl := now.Add(writeTimeout); dl.Sub(t.wdl) >= rearmAfter {
+	// A write gets between writeTimeout/2 and writeTimeout: the deadline
+	// moves on once per half of it, not per write (a fan-out writes to
+	// every connection often).
+	if dl := now.Add(writeTimeout); dl.Sub(t.wdl) >= writeTimeout/2 {
 		t.wdl = dl
 		_ = t.nc.SetWriteDeadline(dl)
 	}

@@ -301,13 +301,19 @@ func LoadAvg() string {
 
 // RSS is process pid's resident set (VmRSS of /proc/PID/status) in bytes;
 // 0 when it cannot be read.
-func RSS(pid int) int64 {
+func RSS(pid int) int64 { return procStatus(pid, "VmRSS:") }
+
+// PeakRSS is process pid's highest resident set so far (VmHWM) in bytes;
+// 0 when it cannot be read.
+func PeakRSS(pid int) int64 { return procStatus(pid, "VmHWM:") }
+
+func procStatus(pid int, field string) int64 {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+		if rest, ok := strings.CutPrefix(line, field); ok {
 			var kb int64
 			fmt.Sscan(rest, &kb)
 			return kb << 10
