@@ -5,7 +5,7 @@
 # once to build Centrifugo into ~/.cache/changecast-bench.
 #
 # Knobs: BENCH_ROWS, BENCH_BACKLOG, BENCH_CLIENTS, BENCH_GROUPS,
-# BENCH_FANOUT_CLIENTS, BENCH_FANOUT_GROUPS, BENCH_COSMOS_DOCS,
+# BENCH_FANOUT_CLIENTS (a list: "2000 10000"), BENCH_FANOUT_GROUPS, BENCH_FANOUT_RUNS, BENCH_COSMOS_DOCS,
 # BENCH_BACKPLANE_CLIENTS, BENCH_SNAPSHOT_DOCS, BENCH_RESUME_CHANGES,
 # BENCH_IDLE_CONNS (capped by ulimit -n).
 set -euo pipefail
@@ -34,8 +34,11 @@ echo "== commit → client latency, out-of-process clients, vs Centrifugo $(grep
 "$B/latency" -clients "${BENCH_CLIENTS:-1000}" -groups "${BENCH_GROUPS:-100}" -rate 1000
 echo "== the part of that latency before the hub: commit → the hub's publish call, in process"
 "$B/latprobe" -rate 1000
-echo "== fan-out: the built-in hub vs the Centrifugo server, over their HTTP APIs"
-(cd bench/fanout && go run . -clients "${BENCH_FANOUT_CLIENTS:-5000}" -groups "${BENCH_FANOUT_GROUPS:-50}")
+echo "== fan-out: the built-in hub vs the Centrifugo server, over their HTTP APIs (2,000 and 10,000 clients; 20,000 deliveries/s at the fixed rate)"
+for n in ${BENCH_FANOUT_CLIENTS:-2000 10000}; do
+  g=${BENCH_FANOUT_GROUPS:-50}
+  (cd bench/fanout && go run . -clients "$n" -groups "$g" -rate $((20000 * g / n)) -runs "${BENCH_FANOUT_RUNS:-2}")
+done
 echo "== idle connections: the built-in hub's RSS per idle WebSocket connection vs Centrifugo's (target ≤ 16 KB)"
 "$B/idle" -conns "${BENCH_IDLE_CONNS:-19000}"
 echo "== hub backplane: fan-out through 3 nodes joined by Redis vs 1, and the latency Redis adds"
