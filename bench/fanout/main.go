@@ -158,6 +158,11 @@ func profileHub() {
 	})
 	pprof.StopCPUProfile()
 	f.Close()
+	// And what the whole run allocated (go tool pprof -sample_index=alloc_space).
+	if af, err := os.Create(*hubProfile + ".allocs"); err == nil {
+		pprof.Lookup("allocs").WriteTo(af, 0)
+		af.Close()
+	}
 }
 
 func race(s server) result {

@@ -143,7 +143,7 @@ func (s *Server) restAuth(h restHandler) http.Handler {
 			return
 		}
 		want := s.endpoint(r).audience(r.URL.EscapedPath())
-		if _, err := verifyAccessToken(bearer(r, false), []byte(s.key), want, s.cfg.Limits.MaxRESTTokenTTL); err != nil {
+		if err := s.restTokens.verify(bearer(r, false), []byte(s.key), want, s.cfg.Limits.MaxRESTTokenTTL); err != nil {
 			s.refuse(w, "REST call", http.StatusUnauthorized, "Error.Unauthorized", "invalid token", err)
 			return
 		}

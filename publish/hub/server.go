@@ -153,6 +153,8 @@ type Server struct {
 	// ticks counts keepAliveLoop's periods (from 1): a connection's
 	// lastWrite is one of them.
 	ticks atomic.Int64
+	// restTokens are the REST access tokens verified already.
+	restTokens tokenCache
 }
 
 // New builds a hub from cfg, with the defaults applied to its zero fields

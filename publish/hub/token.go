@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -192,4 +193,52 @@ func validUser(u string) bool {
 		}
 	}
 	return true
+}
+
+// tokenCache remembers REST access tokens verified already: a publisher
+// uses one token per URL for minutes (publish/signalr keeps each for half
+// its lifetime), and parsing and checking it again on every call cost
+// more CPU and garbage than the call's own work. Only tokens that passed
+// verifyAccessToken are kept, by their exact text, until they expire; the
+// audience is still matched against each request.
+type tokenCache struct {
+	mu sync.Mutex
+	m  map[string]verifiedToken
+}
+
+type verifiedToken struct {
+	exp  time.Time
+	auds []string
+}
+
+// maxVerifiedTokens bounds tokenCache; past it the cache starts over.
+const maxVerifiedTokens = 4096
+
+// verify is verifyAccessToken for REST calls, whose claims are not used.
+func (tc *tokenCache) verify(tok string, key []byte, want audience, maxTTL time.Duration) error {
+	now := time.Now()
+	tc.mu.Lock()
+	v, ok := tc.m[tok]
+	tc.mu.Unlock()
+	if ok && now.Before(v.exp.Add(tokenLeeway)) {
+		for _, a := range v.auds {
+			if audienceMatches(a, want) {
+				return nil
+			}
+		}
+		return fmt.Errorf("token aud %q is not for this request", truncate(v.auds[0], 200))
+	}
+	claims, err := verifyAccessToken(tok, key, want, maxTTL)
+	if err != nil {
+		return err
+	}
+	exp, _ := claims.GetExpirationTime() // verifyAccessToken requires it
+	auds, _ := claims.GetAudience()
+	tc.mu.Lock()
+	if tc.m == nil || len(tc.m) >= maxVerifiedTokens {
+		tc.m = map[string]verifiedToken{}
+	}
+	tc.m[strings.Clone(tok)] = verifiedToken{exp: exp.Time, auds: auds}
+	tc.mu.Unlock()
+	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/changecast/changecast/publish/signalr"
 	"github.com/gobwas/ws"
 )
 
@@ -55,7 +56,7 @@ func FuzzWebSocketFrames(f *testing.F) {
 	f.Add(clientFrame(ws.OpText, true, true, hs))
 	f.Add(append(clientFrame(ws.OpText, false, true, hs[:5]), append(clientFrame(ws.OpPing, true, true, []byte("hi")), clientFrame(ws.OpContinuation, true, true, hs[5:])...)...))
 	f.Add(clientFrame(ws.OpClose, true, true, []byte{0x03, 0xe8, 'b', 'y', 'e'}))
-	f.Add(clientFrame(ws.OpText, true, false, hs))                       // unmasked
+	f.Add(clientFrame(ws.OpText, true, false, hs))                          // unmasked
 	f.Add(clientFrame(ws.OpBinary, true, true, make([]byte, maxReceive+1))) // too large
 	f.Add([]byte{0x81, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 1, 2, 3, 4})
 	f.Add([]byte{0x81, 0xfe, 0xff})
@@ -235,5 +236,40 @@ func TestWebSocketCloseHandshake(t *testing.T) {
 	}
 	if _, err := br.ReadByte(); err == nil {
 		t.Fatal("socket still open after the Close")
+	}
+}
+
+// TestRESTTokenCache: a REST token verified once is taken again without
+// parsing, but only for the URL it names and until it expires; a token
+// that failed is never kept.
+func TestRESTTokenCache(t *testing.T) {
+	key := []byte("k")
+	ep := endpoint{scheme: "http", host: "hub.test"}
+	groupA, groupB := ep.audience("/api/v1/hubs/h/groups/a"), ep.audience("/api/v1/hubs/h/groups/b")
+	tok, err := signalr.SignAccessToken(string(key), "http://hub.test/api/v1/hubs/h/groups/a", "", 2*time.Second, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tc tokenCache
+	for i := range 2 {
+		if err := tc.verify(tok, key, groupA, time.Hour); err != nil {
+			t.Fatalf("call %d: %v", i, err)
+		}
+		if err := tc.verify(tok, key, groupB, time.Hour); err == nil {
+			t.Fatalf("call %d: a token for group a was taken for group b", i)
+		}
+	}
+	if len(tc.m) != 1 {
+		t.Fatalf("%d tokens kept, want 1", len(tc.m))
+	}
+	bad, _ := signalr.SignAccessToken("wrong", "http://hub.test/api/v1/hubs/h/groups/a", "", time.Minute, time.Now())
+	if err := tc.verify(bad, key, groupA, time.Hour); err == nil || len(tc.m) != 1 {
+		t.Fatalf("a token signed with another key: %v, %d kept", err, len(tc.m))
+	}
+	// Kept, but expired (past the leeway): refused.
+	expired, _ := signalr.SignAccessToken(string(key), "http://hub.test/api/v1/hubs/h/groups/a", "", -time.Hour, time.Now())
+	tc.m[expired] = verifiedToken{exp: time.Now().Add(-tokenLeeway - time.Second), auds: tc.m[tok].auds}
+	if err := tc.verify(expired, key, groupA, time.Hour); err == nil {
+		t.Fatal("an expired token was taken from the cache")
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
@@ -72,7 +73,23 @@ type Client struct {
 	o    options
 	key  []byte
 	cred azcore.TokenCredential
+
+	// tokens keeps the access-key JWT of each URL for half its lifetime:
+	// signing one per call cost an HMAC and a kilobyte of garbage per
+	// call here, and as much again to verify on the service's side.
+	tokMu  sync.Mutex
+	tokens map[string]signedToken
 }
+
+// signedToken is a JWT and when to stop using it.
+type signedToken struct {
+	tok   string
+	until time.Time
+}
+
+// maxCachedTokens bounds Client.tokens (one per group or user URL); past
+// it the cache starts over.
+const maxCachedTokens = 4096
 
 // NewClient parses connString and returns a client for it.
 func NewClient(connString string, opts ...Option) (*Client, error) {
@@ -419,9 +436,23 @@ func (c *Client) authorization(ctx context.Context, u string) (string, error) {
 		}
 		return "Bearer " + tok.Token, nil
 	}
-	tok, err := SignAccessToken(c.cs.AccessKey, u, "", restTokenTTL, time.Now())
+	now := time.Now()
+	c.tokMu.Lock()
+	if t, ok := c.tokens[u]; ok && now.Before(t.until) {
+		c.tokMu.Unlock()
+		return t.tok, nil
+	}
+	c.tokMu.Unlock()
+	tok, err := SignAccessToken(c.cs.AccessKey, u, "", restTokenTTL, now)
 	if err != nil {
 		return "", publish.Permanent(fmt.Errorf("signalr: sign token: %w", err))
 	}
-	return "Bearer " + tok, nil
+	tok = "Bearer " + tok
+	c.tokMu.Lock()
+	if c.tokens == nil || len(c.tokens) >= maxCachedTokens {
+		c.tokens = map[string]signedToken{}
+	}
+	c.tokens[u] = signedToken{tok: tok, until: now.Add(restTokenTTL / 2)}
+	c.tokMu.Unlock()
+	return tok, nil
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
@@ -292,3 +293,46 @@ func TestEntraIDAuth(t *testing.T) {
 		t.Fatalf("client token %q %v at %s", tok, err, gotPath)
 	}
 }
+
+// TestAccessTokenKeptPerURL: the access-key JWT of a URL is signed once
+// and reused for half its lifetime (seconds later it is the same token,
+// where signing again would change iat), and each URL has its own.
+func TestAccessTokenKeptPerURL(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		auth := map[string][]string{}
+		rt := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			auth[r.URL.Path] = append(auth[r.URL.Path], r.Header.Get("Authorization"))
+			return &http.Response{StatusCode: 202, Body: io.NopCloser(strings.NewReader("")), Header: http.Header{}, Request: r}, nil
+		})
+		c, err := signalr.NewClient("Endpoint=http://svc.test;AccessKey="+strings.Repeat("k", 32)+";Version=1.0;",
+			signalr.WithHTTPClient(&http.Client{Transport: rt}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := signalr.NewPublisher(c)
+		for i := range 4 {
+			g := []string{"a", "b"}[i%2]
+			if err := p.Publish(context.Background(), &publish.Batch{Audience: publish.Audience{Hub: "h", Group: g, Method: "m"}, Payload: json.RawMessage(`1`)}); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(3 * time.Second)
+		}
+		if len(auth) != 2 {
+			t.Fatalf("paths %v", auth)
+		}
+		seen := map[string]bool{}
+		for path, toks := range auth {
+			if len(toks) != 2 || toks[0] != toks[1] {
+				t.Fatalf("%s: tokens %q, want one used twice", path, toks)
+			}
+			if seen[toks[0]] {
+				t.Fatalf("two URLs share a token")
+			}
+			seen[toks[0]] = true
+		}
+	})
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
