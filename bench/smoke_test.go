@@ -75,6 +75,6 @@ func TestBenchmarksSmoke(t *testing.T) {
 	}
 	t.Run("fanout", func(t *testing.T) {
 		// Its own module (bench/fanout/go.mod).
-		run(t, filepath.Join(root, "bench", "fanout"), "go", []string{"run", ".", "-clients", "40", "-groups", "4", "-messages", "100", "-rate", "50", "-seconds", "1"})
+		run(t, filepath.Join(root, "bench", "fanout"), "go", []string{"run", ".", "-clients", "40", "-groups", "4", "-messages", "100", "-rate", "50", "-seconds", "1", "-runs", "2"})
 	})
 }

@@ -13,10 +13,14 @@
 //     (-publishers concurrent callers); deliveries/s from the first publish
 //     to the last delivery.
 //
-// It prints each figure and the ratios changecast/Centrifugo. Targets
-// (ARCHITECTURE.md §9): throughput ratio ≥ 1.0, p99 ratio ≤ 1.0.
+// It prints each figure and the ratios changecast/Centrifugo: throughput,
+// p99 at the fixed rate, server CPU per delivery in both phases, and the
+// servers' peak RSS. Targets (ARCHITECTURE.md §9, issue 20): throughput
+// ≥ 1.0, p99 ≤ 1.0, CPU per delivery ≤ 0.9, peak RSS ≤ 0.5. -runs N
+// alternates which server goes first; scripts/bench.sh runs 2,000 and
+// 10,000 clients at 20,000 deliveries/s.
 //
-//	go run . -clients 5000 -groups 50      (from bench/fanout)
+//	go run . -clients 10000 -groups 50 -rate 100 -runs 3     (from bench/fanout)
 //
 // Centrifugo is built once into ~/.cache/changecast-bench (go install, a
 // few minutes) when it is missing. It is its own module so the main one
@@ -31,6 +35,7 @@ import (
 	"log"
 	"net/http"
 	"os"
+	"runtime"
 	"runtime/pprof"
 	"strings"
 	"sync"
@@ -154,15 +159,17 @@ func profileHub() {
 			} else {
 				pprof.StopCPUProfile()
 			}
+			// What the latency phase allocates: the allocs profile at its
+			// start and at its end (go tool pprof -diff_base FILE.allocs.0 FILE.allocs.1).
+			if af, err := os.Create(fmt.Sprintf("%s.allocs.%d", *hubProfile, map[string]int{"latency": 0, "throughput": 1}[phase])); err == nil {
+				runtime.GC()
+				pprof.Lookup("allocs").WriteTo(af, 0)
+				af.Close()
+			}
 		},
 	})
 	pprof.StopCPUProfile()
 	f.Close()
-	// And what the whole run allocated (go tool pprof -sample_index=alloc_space).
-	if af, err := os.Create(*hubProfile + ".allocs"); err == nil {
-		pprof.Lookup("allocs").WriteTo(af, 0)
-		af.Close()
-	}
 }
 
 func race(s server) result {

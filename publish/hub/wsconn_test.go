@@ -273,3 +273,26 @@ func TestRESTTokenCache(t *testing.T) {
 		t.Fatal("an expired token was taken from the cache")
 	}
 }
+
+// TestQueryValues: the same values as url.ParseQuery for every key.
+func TestQueryValues(t *testing.T) {
+	for _, raw := range []string{
+		"api-version=2022-06-01&excluded=a&excluded=b%2Fc&application=app",
+		"ex%63luded=x&excluded=y+z&bad=%zz&excluded=%zz&semi=1;2&excluded",
+		"", "&&=&excluded=&=x",
+	} {
+		r := &http.Request{URL: &url.URL{RawQuery: raw}}
+		want, _ := url.ParseQuery(raw)
+		for _, k := range []string{"api-version", "excluded", "application", "bad", "semi", ""} {
+			got := queryValues(r, k)
+			if len(got) != len(want[k]) {
+				t.Fatalf("%q %q: %q, want %q", raw, k, got, want[k])
+			}
+			for i := range got {
+				if got[i] != want[k][i] {
+					t.Fatalf("%q %q: %q, want %q", raw, k, got, want[k])
+				}
+			}
+		}
+	}
+}
