@@ -71,6 +71,16 @@
 // Sends go through the registry (who is in which group) to the queues of
 // the connections they select, encoded once per protocol (outbound).
 //
+// A WebSocket (wsconn.go, wsTransport) is framed by the hub itself on
+// gobwas/ws's primitives so that an idle one costs about 13 KB: its only
+// goroutine is its reader, parked in a one-byte read with a small stack;
+// read and write buffers come from pools only while a frame is in flight;
+// a writer goroutine is started by the queue (sendQueue.waker) when there
+// is something to send and ends when the queue is empty; keep-alive pings
+// come from one loop over all connections (keepAliveLoop), not a timer
+// each. Server-Sent Events and long polls use the queue's notify channel
+// and conn.pump.
+//
 // # Several nodes
 //
 // With Config.Backplane, a Redis backplane (backplane.go) joins nodes:
