@@ -32,3 +32,6 @@ func (s *Slot) SnapshotSQL(ctx context.Context, q changefeed.SnapshotQuery) (str
 	sql, args := sel.query(false)
 	return sql, args, pool, nil
 }
+
+// HeldAfterReset is heldAfterReset, for the tests.
+var HeldAfterReset = heldAfterReset

@@ -190,7 +190,8 @@ func (s *Source) Run(ctx context.Context, out chan<- changefeed.Event) error {
 	backoff := s.cfg.MinBackoff
 	var failingSince, lastLog time.Time
 	attempts := 0
-	loud := false // logged at ERROR already in this failure
+	loud := false            // logged at ERROR already in this failure
+	var adminEnded time.Time // when the server last ended the session on purpose
 	for {
 		started := time.Now()
 		err := s.session(ctx, out)
@@ -222,7 +223,11 @@ func (s *Source) Run(ctx context.Context, out chan<- changefeed.Event) error {
 			// shutting down says the same; then the reconnect fails and
 			// that is logged at WARN at once (lastLog is cleared).
 			s.cfg.Logger.Info("postgres replication connection ended by the server (a checkpoint reset, pg_terminate_backend or a shutdown); reconnecting", "err", err)
-			lastLog = time.Time{}
+			lastLog, adminEnded = time.Time{}, time.Now()
+		} else if heldAfterReset(err, time.Since(adminEnded)) {
+			// The ended walsender may hold the slot a moment longer
+			// while it exits: expected after a reset, not a failure yet.
+			s.cfg.Logger.Debug("replication slot still held by the connection the server ended; retrying", "err", err, "next_in", backoff.String())
 		} else if attempts == 1 || time.Since(lastLog) >= 30*time.Second || !loud && failing >= s.cfg.ErrorAfter {
 			lvl := slog.LevelWarn
 			if failing >= s.cfg.ErrorAfter {
@@ -239,6 +244,18 @@ func (s *Source) Run(ctx context.Context, out chan<- changefeed.Event) error {
 		}
 		backoff = min(backoff*2, s.cfg.MaxBackoff)
 	}
+}
+
+// slotReleaseGrace is how long after the server ended the session a slot
+// still in use (55006) is taken for the ended walsender exiting.
+const slotReleaseGrace = 10 * time.Second
+
+// heldAfterReset reports whether err is the slot still active for another
+// connection (55006 object_in_use) within slotReleaseGrace of the server
+// ending the session: the ended walsender, still exiting.
+func heldAfterReset(err error, sinceEnded time.Duration) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "55006" && sinceEnded < slotReleaseGrace
 }
 
 // endedByAdmin reports whether the server ended the session with

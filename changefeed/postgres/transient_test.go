@@ -2,10 +2,14 @@ package postgres_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/changecast/changecast/changefeed"
 	"github.com/changecast/changecast/changefeed/postgres"
@@ -40,5 +44,22 @@ func TestTransientErrorsGetLouder(t *testing.T) {
 	}
 	if n := strings.Count(out, `"level":"ERROR"`); n != 1 {
 		t.Errorf("%d ERROR lines within the first 30 s of failing, want 1:\n%s", n, out)
+	}
+}
+
+// TestSlotHeldAfterResetIsExpected: right after the server ended the
+// session (a checkpoint reset), the ended walsender may hold the slot a
+// moment longer (55006, as Run wraps it): expected, not a WARN; later, or
+// any other error, is a failure.
+func TestSlotHeldAfterResetIsExpected(t *testing.T) {
+	inUse := fmt.Errorf("slot s is in use by another connection: %w", &pgconn.PgError{Code: "55006", Message: `replication slot "s" is active for PID 1`})
+	if !postgres.HeldAfterReset(inUse, time.Second) {
+		t.Error("55006 a second after the end: not taken for the ended walsender")
+	}
+	if postgres.HeldAfterReset(inUse, time.Minute) {
+		t.Error("55006 a minute after the end: still taken for the ended walsender")
+	}
+	if postgres.HeldAfterReset(&pgconn.PgError{Code: "28P01"}, time.Second) || postgres.HeldAfterReset(errors.New("dial tcp: refused"), 0) {
+		t.Error("another error taken for the slot held after a reset")
 	}
 }
