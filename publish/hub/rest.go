@@ -240,10 +240,8 @@ func queryValues(r *http.Request, key string) []string {
 			continue
 		}
 		k, v, _ := strings.Cut(kv, "=")
-		if k != key {
-			if uk, err := url.QueryUnescape(k); err != nil || uk != key {
-				continue
-			}
+		if uk, err := url.QueryUnescape(k); err != nil || uk != key {
+			continue
 		}
 		if uv, err := url.QueryUnescape(v); err == nil {
 			out = append(out, uv)
@@ -275,7 +273,9 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request, buf *bytes.Buf
 	}
 	buf.Reset()
 	if r.ContentLength > 0 {
-		buf.Grow(int(r.ContentLength))
+		// The declared length sizes the buffer only up to what a publish
+		// usually is; past that it grows as the body arrives.
+		buf.Grow(int(min(r.ContentLength, 64<<10)))
 	}
 	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, int64(s.o.maxBodyBytes)))
 	b := buf.Bytes()

@@ -200,10 +200,17 @@ func (fr *frameReader) next(dst []byte, pong func([]byte) error) (_ []byte, bina
 		if !fragmented {
 			binary = h.OpCode == ws.OpBinary
 		}
+		// The payload is read a buffer's worth at a time, dst growing as
+		// bytes arrive: a client that declares 64 KB and sends nothing
+		// more holds no 64 KB of ours.
 		n := len(dst)
-		dst = slices.Grow(dst, int(h.Length))[:n+int(h.Length)]
-		if _, err := io.ReadFull(fr, dst[n:]); err != nil {
-			return dst[:n], false, err
+		for need := int(h.Length); need > 0; {
+			k, at := min(need, readBufSize), len(dst)
+			dst = slices.Grow(dst, k)[:at+k]
+			if _, err := io.ReadFull(fr, dst[at:]); err != nil {
+				return dst[:n], false, err
+			}
+			need -= k
 		}
 		ws.Cipher(dst[n:], h.Mask, 0)
 		if h.Fin {

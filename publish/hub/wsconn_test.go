@@ -141,6 +141,21 @@ func TestFrameReaderRefuses(t *testing.T) {
 	}
 }
 
+// TestFrameReaderGrowsAsBytesArrive: a frame that declares the whole
+// 64 KB and then stops gets no 64 KB buffer: the message grows with what
+// arrives.
+func TestFrameReaderGrowsAsBytesArrive(t *testing.T) {
+	whole := clientFrame(ws.OpBinary, true, true, make([]byte, maxReceive))
+	fr := frameReader{src: bytes.NewReader(whole[:14+100])} // header, mask, 100 bytes
+	msg, _, err := fr.next(nil, nil)
+	if !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("err %v, want an unexpected EOF", err)
+	}
+	if cap(msg) > 2*readBufSize {
+		t.Fatalf("%d bytes allocated for 100 that arrived", cap(msg))
+	}
+}
+
 // iotestHalf reads at most 1,000 bytes at a time: frames arrive in pieces.
 func iotestHalf(r io.Reader) io.Reader { return &piecewise{r} }
 
@@ -295,4 +310,24 @@ func TestQueryValues(t *testing.T) {
 			}
 		}
 	}
+}
+
+// FuzzQueryValues: for any query a caller sends, queryValues gives every
+// key what url.ParseQuery gives it.
+func FuzzQueryValues(f *testing.F) {
+	f.Add("api-version=2022-06-01&excluded=a&excluded=b%2Fc", "excluded")
+	f.Add("ex%63luded=x&excluded=y+z&bad=%zz&semi=1;2&&=", "excluded")
+	f.Add("a=1&a&a=&%61=2", "a")
+	f.Fuzz(func(t *testing.T, raw, key string) {
+		want, _ := url.ParseQuery(raw)
+		got := queryValues(&http.Request{URL: &url.URL{RawQuery: raw}}, key)
+		if len(got) != len(want[key]) {
+			t.Fatalf("%q %q: %q, want %q", raw, key, got, want[key])
+		}
+		for i := range got {
+			if got[i] != want[key][i] {
+				t.Fatalf("%q %q: %q, want %q", raw, key, got, want[key])
+			}
+		}
+	})
 }
