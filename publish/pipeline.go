@@ -412,7 +412,12 @@ func (l *loop) retry(what string, f func() error) {
 		if err == nil || l.ctx.Err() != nil {
 			return
 		}
-		l.cfg.Logger.Error(what+" failed; retrying", "attempt", attempt, "err", err)
+		// Loud at once (the stream waits: nothing after the reset is
+		// published until this succeeds, and nothing is lost), then once
+		// in 20 attempts, as publishRetry does, not a line per attempt.
+		if attempt == 1 || attempt%20 == 0 {
+			l.cfg.Logger.Error(what+" failed; the stream waits and retries", "attempt", attempt, "err", err)
+		}
 		select {
 		case <-time.After(backoff):
 		case <-l.ctx.Done():
