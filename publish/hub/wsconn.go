@@ -577,15 +577,17 @@ func (t *wsTransport) write() {
 		writeBufs.Put(sc)
 	}()
 	c := t.c
+	// The codec is set before the queue lets anything but a handshake
+	// refusal out, and never changes after: read once per writer.
+	op := ws.OpText
+	if cd := c.codecNow(); cd != nil && cd.binary() {
+		op = ws.OpBinary
+	}
 	for {
 		frames, last, code, stale, parked := c.q.takeOrPark(t.gen, sc.frames)
 		sc.frames = frames
 		if stale || parked {
 			return
-		}
-		op := ws.OpText
-		if cd := c.codecNow(); cd != nil && cd.binary() {
-			op = ws.OpBinary
 		}
 		for i := 0; i < len(frames); {
 			n, j := len(frames[i]), i+1
